@@ -1,0 +1,68 @@
+// @ts-check
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+const coreNoIo = {
+  paths: [
+    {
+      name: 'node:child_process',
+      message: 'Core modules do no process I/O; put it in an adapter.',
+    },
+    { name: 'node:net', message: 'Core modules do no network I/O; put it in an adapter.' },
+    { name: 'node:http', message: 'Core modules do no network I/O; put it in an adapter.' },
+    { name: 'node:https', message: 'Core modules do no network I/O; put it in an adapter.' },
+    { name: 'node:fs', message: 'Core modules take data, not files; read files in src/store.' },
+    {
+      name: 'node:fs/promises',
+      message: 'Core modules take data, not files; read files in src/store.',
+    },
+  ],
+  patterns: [
+    {
+      group: ['../cli/*', '../store/*'],
+      message: 'Core modules must not depend on adapters or the CLI.',
+    },
+  ],
+};
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'dist-bench/**', 'node_modules/**', 'coverage/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.strictTypeChecked,
+  {
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/switch-exhaustiveness-check': 'error',
+      '@typescript-eslint/consistent-type-imports': 'error',
+      '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true }],
+      '@typescript-eslint/no-unnecessary-condition': 'off',
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'ExportAllDeclaration',
+          message: 'The public API is an explicit list: name each export.',
+        },
+        {
+          selector: "CallExpression[callee.object.name='JSON'][callee.property.name='parse']",
+          message:
+            'JSON.parse silently keeps the last of duplicate keys; use parseStrictJson from src/manifest/json.ts.',
+        },
+      ],
+    },
+  },
+  {
+    files: ['src/manifest/**/*.ts', 'src/errors.ts'],
+    rules: { 'no-restricted-imports': ['error', coreNoIo] },
+  },
+  {
+    files: ['test/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-non-null-assertion': 'off',
+      'no-restricted-syntax': 'off',
+    },
+  },
+  { files: ['eslint.config.js'], ...tseslint.configs.disableTypeChecked },
+);

@@ -1,0 +1,66 @@
+import { CordonError } from '../errors.js';
+import { defaultDirs, userHome, type CordonDirs } from '../env.js';
+
+/** Where a verb writes and what it knows about its environment; tests pass their own. */
+export interface CliIo {
+  readonly stdout: (text: string) => void;
+  readonly stderr: (text: string) => void;
+  readonly env: NodeJS.ProcessEnv;
+  readonly now: () => Date;
+  readonly home: string;
+}
+
+export function processIo(): CliIo {
+  return {
+    stdout: (t) => process.stdout.write(t),
+    stderr: (t) => process.stderr.write(t),
+    env: process.env,
+    now: () => new Date(),
+    home: userHome(),
+  };
+}
+
+export interface GlobalOptions {
+  policyDir?: string;
+  stateDir?: string;
+}
+
+export function resolveDirs(io: CliIo, opts: GlobalOptions): CordonDirs {
+  const d = defaultDirs(io.env, io.home);
+  return { policyDir: opts.policyDir ?? d.policyDir, stateDir: opts.stateDir ?? d.stateDir };
+}
+
+/** Exit codes, documented in the README. */
+export const EXIT = { OK: 0, INVALID: 1, USAGE: 2, ENVIRONMENT: 3 } as const;
+
+const USAGE_CODES = new Set([
+  'USAGE',
+  'TEMPLATE_UNKNOWN',
+  'TEMPLATE_PARAMS',
+  'KEY_NAME_INVALID',
+  'GROUP_UNKNOWN',
+]);
+const ENVIRONMENT_CODES = /^(FILE_|STATE_CORRUPT$|DIR_)/;
+
+export function exitCodeFor(code: string): number {
+  if (USAGE_CODES.has(code)) return EXIT.USAGE;
+  if (ENVIRONMENT_CODES.test(code)) return EXIT.ENVIRONMENT;
+  return EXIT.INVALID;
+}
+
+export function usage(message: string, hint: string): CordonError {
+  return new CordonError('USAGE', message, { hint });
+}
+
+/** Render an error for a person. */
+export function renderError(e: CordonError): string {
+  const lines = [`error[${e.code}]: ${e.message}`];
+  if (e.file !== undefined) lines.push(`  file: ${e.file}`);
+  if (e.pointer !== undefined && e.pointer !== '') lines.push(`  field: ${e.pointer}`);
+  if (e.hint !== undefined) lines.push(`  fix: ${e.hint}`);
+  return lines.join('\n') + '\n';
+}
+
+export function printJson(io: CliIo, value: unknown): void {
+  io.stdout(JSON.stringify(value, null, 2) + '\n');
+}

@@ -1,0 +1,281 @@
+#!/usr/bin/env node
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, Option } from 'commander';
+import { CordonError } from '../errors.js';
+import { manifestJsonSchema } from '../manifest/schema.js';
+import { EXIT, exitCodeFor, printJson, processIo, renderError, type CliIo } from './context.js';
+import { runInit } from './init.js';
+import { runKeysGenerate, runKeysList, runKeysTrust } from './keys.js';
+import { runManifestExplain } from './manifest-explain.js';
+import { runManifestLint } from './manifest-lint.js';
+import { runManifestNew } from './manifest-new.js';
+import { runManifestSign } from './manifest-sign.js';
+import { runManifestVerify } from './manifest-verify.js';
+import { runRevoke } from './revoke.js';
+import { runTemplatesList, runTemplatesResolve } from './templates.js';
+
+export const VERSION = '0.1.0';
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
+
+function build(io: CliIo, setExit: (code: number) => void): Command {
+  const program = new Command('cordon');
+  program
+    .description('Governance runtime for desktop AI agents: signed capability manifests, enforced.')
+    .version(VERSION)
+    .option(
+      '--policy-dir <dir>',
+      'policy directory (default $CORDON_HOME/policy or ~/.config/cordon)',
+    )
+    .option(
+      '--state-dir <dir>',
+      'state directory (default $CORDON_HOME/state or ~/.local/state/cordon)',
+    )
+    .showHelpAfterError()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .exitOverride();
+  const g = () => program.opts<{ policyDir?: string; stateDir?: string }>();
+  const run = (fn: () => number) => () => {
+    setExit(fn());
+  };
+
+  program
+    .command('init [dir]')
+    .description(
+      'create a policy directory (admin: org key, trust store, revocation list, examples; --endpoint: trust only + device key)',
+    )
+    .option(
+      '--endpoint',
+      'endpoint layout: no signing keys, only trust store, revocation list and a device key',
+    )
+    .option('--trust <file>', 'trust store to install (with --endpoint)')
+    .option('--revocations <file>', 'signed revocation list to install (with --endpoint)')
+    .option('--passphrase-file <file>', 'encrypt the new organisation key with this passphrase')
+    .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  cordon init ./policy\n  cordon init --endpoint --trust trust.json --revocations revocations.json',
+    )
+    .action((dir: string | undefined, o: Record<string, unknown>) =>
+      run(() => runInit(io, dir, { ...g(), ...o }))(),
+    );
+
+  const manifest = program
+    .command('manifest')
+    .description('create, check, sign and verify capability manifests');
+  manifest
+    .command('new')
+    .description('make a manifest from a role template')
+    .requiredOption('--template <name>', 'role template (see `cordon templates list`)')
+    .requiredOption('--agent <name>', 'agentName for the manifest')
+    .option('--owner <owner>', 'accountable person or team')
+    .option(
+      '--param <key=value>',
+      'template parameter (repeatable): workDir, validityDays, version, host',
+      collect,
+    )
+    .option('--out <file>', 'write to a new file instead of stdout')
+    .addHelpText(
+      'after',
+      '\nExample:\n  cordon manifest new --template finance-analyst --agent cowork-lite --param workDir=~/Work/Finance --out m.json',
+    )
+    .action(
+      (o: { template: string; agent: string; owner?: string; param?: string[]; out?: string }) =>
+        run(() => runManifestNew(io, o))(),
+    );
+  manifest
+    .command('lint <file>')
+    .description('report errors and risky grants, each with a code, JSON pointer and fix')
+    .addOption(
+      new Option('--format <format>', 'output format')
+        .choices(['text', 'json', 'sarif'])
+        .default('text'),
+    )
+    .option('--max-warnings <n>', 'exit 1 when there are more warnings than this')
+    .addHelpText('after', '\nExample:\n  cordon manifest lint m.json --format sarif > lint.sarif')
+    .action((file: string, o: { format?: string; maxWarnings?: string }) =>
+      run(() => runManifestLint(io, [file], { ...g(), ...o }))(),
+    );
+  manifest
+    .command('explain <file>')
+    .description('plain-language summary and risk class (low | medium | high) with reasons')
+    .option('--json', 'machine-readable output')
+    .action((file: string, o: { json?: boolean }) =>
+      run(() => runManifestExplain(io, file, { ...g(), ...o }))(),
+    );
+  manifest
+    .command('sign <file>')
+    .description('sign a manifest (DSSE, Ed25519); signing a signed file adds a co-signature')
+    .requiredOption('--key <file>', 'private key (PKCS#8 PEM)')
+    .option('--passphrase-file <file>', 'passphrase of an encrypted key')
+    .option('--out <file>', 'output file (default FILE.signed.json; co-signing rewrites FILE)')
+    .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      '\nExample:\n  cordon manifest sign m.json --key ~/.config/cordon/keys/org.key',
+    )
+    .action(
+      (file: string, o: { key: string; passphraseFile?: string; out?: string; json?: boolean }) =>
+        run(() => runManifestSign(io, file, { ...g(), ...o }))(),
+    );
+  manifest
+    .command('verify <file>')
+    .description('verify a signed manifest step by step (no private key needed)')
+    .option('--json', 'machine-readable output')
+    .option(
+      '--no-record',
+      'do not record this version as accepted (rollback protection still checked)',
+    )
+    .option('--threshold <n>', 'require at least N distinct trusted signatures')
+    .addHelpText('after', '\nExample:\n  cordon manifest verify m.signed.json --json')
+    .action((file: string, o: { json?: boolean; record?: boolean; threshold?: string }) =>
+      run(() => runManifestVerify(io, file, { ...g(), ...o }))(),
+    );
+  manifest
+    .command('schema')
+    .description('print the manifest JSON Schema (2020-12), generated from the zod schema')
+    .action(
+      run(() => {
+        printJson(io, manifestJsonSchema());
+        return 0;
+      }),
+    );
+
+  const keys = program.command('keys').description('signing keys and the trust store');
+  keys
+    .command('generate')
+    .description('generate an Ed25519 key pair (PKCS#8 PEM, mode 0600; never overwrites)')
+    .option('--name <name>', 'key name', 'signing')
+    .option('--dir <dir>', 'directory (default <policy-dir>/keys)')
+    .option('--passphrase-file <file>', 'encrypt the private key with this passphrase')
+    .option('--json', 'machine-readable output')
+    .action((o: { name?: string; dir?: string; passphraseFile?: string; json?: boolean }) =>
+      run(() => runKeysGenerate(io, { ...g(), ...o }))(),
+    );
+  keys
+    .command('list')
+    .description('list trusted keys and local key files with ids, purposes, validity, revocation')
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }) => run(() => runKeysList(io, { ...g(), ...o }))());
+  keys
+    .command('trust')
+    .description('add a public key to the trust store')
+    .requiredOption('--name <name>', 'name for the key')
+    .requiredOption('--pub <file>', 'public key (SPKI PEM)')
+    .requiredOption(
+      '--purpose <purpose>',
+      'manifest | revocation | audit-checkpoint | approval (repeatable)',
+      collect,
+    )
+    .option('--not-before <time>', 'trusted from (RFC 3339)')
+    .option('--not-after <time>', 'trusted until (RFC 3339)')
+    .option('--json', 'machine-readable output')
+    .action(
+      (o: {
+        name: string;
+        pub: string;
+        purpose: string[];
+        notBefore?: string;
+        notAfter?: string;
+        json?: boolean;
+      }) => run(() => runKeysTrust(io, { ...g(), ...o }))(),
+    );
+
+  const revoke = program
+    .command('revoke')
+    .description('revoke a manifest or a key (updates and re-signs the revocation list)');
+  for (const kind of ['manifest', 'key'] as const) {
+    revoke
+      .command(`${kind} <${kind === 'manifest' ? 'digest-or-file' : 'keyid-or-name'}>`)
+      .description(
+        kind === 'manifest'
+          ? 'revoke a manifest by sha256 digest or signed file'
+          : 'revoke a key by id or trust-store name',
+      )
+      .requiredOption('--reason <text>', 'why (recorded in the list)')
+      .requiredOption('--key <file>', 'private key trusted for "revocation"')
+      .option('--passphrase-file <file>', 'passphrase of an encrypted key')
+      .option('--json', 'machine-readable output')
+      .action(
+        (
+          target: string,
+          o: { reason: string; key: string; passphraseFile?: string; json?: boolean },
+        ) => run(() => runRevoke(io, kind, target, { ...g(), ...o }))(),
+      );
+  }
+
+  const templates = program
+    .command('templates')
+    .description('built-in role templates and IdP group mapping');
+  templates
+    .command('list')
+    .description('list role templates and their parameters')
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }) => run(() => runTemplatesList(io, o))());
+  templates
+    .command('resolve')
+    .description('print the manifest an IdP group maps to')
+    .requiredOption('--group <name>', 'IdP group name')
+    .option('--mapping <file>', 'group mapping file (default <policy-dir>/groups.json)')
+    .option('--agent <name>', 'agentName (default derived from template and group)')
+    .action((o: { group: string; mapping?: string; agent?: string }) =>
+      run(() => runTemplatesResolve(io, { ...g(), ...o }))(),
+    );
+
+  return program;
+}
+
+/**
+ * Run the CLI. Returns the exit code instead of exiting, so tests drive it in-process.
+ *
+ * @example
+ * const code = await main(['manifest', 'lint', 'm.json'], processIo());
+ */
+export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
+  let code: number = EXIT.OK;
+  const program = build(io, (c) => {
+    code = c;
+  });
+  const json =
+    argv.includes('--json') ||
+    argv.includes('--format=json') ||
+    (argv.includes('--format') && argv[argv.indexOf('--format') + 1] !== 'text');
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return code;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (
+        e.code === 'commander.helpDisplayed' ||
+        e.code === 'commander.version' ||
+        e.code === 'commander.help'
+      )
+        return EXIT.OK;
+      return EXIT.USAGE;
+    }
+    if (e instanceof CordonError) {
+      if (json) printJson(io, { ok: false, error: e.toJSON() });
+      io.stderr(renderError(e));
+      return exitCodeFor(e.code);
+    }
+    // An unexpected failure is a bug; say so plainly and exit non-zero.
+    io.stderr(`internal error: ${(e as Error).stack ?? String(e)}\n`);
+    return 70;
+  }
+}
+
+function isEntryPoint(): boolean {
+  try {
+    return (
+      process.argv[1] !== undefined &&
+      realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)
+    );
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,26 @@
+import { explainManifest, renderExplanation } from '../manifest/explain.js';
+import { printJson, resolveDirs, type CliIo, type GlobalOptions } from './context.js';
+import { readManifest } from './read-manifest.js';
+
+export function runManifestExplain(
+  io: CliIo,
+  file: string,
+  opts: GlobalOptions & { json?: boolean },
+): number {
+  const { source, manifest } = readManifest(file);
+  const dirs = resolveDirs(io, opts);
+  const e = explainManifest(manifest, {
+    home: io.home,
+    cordonDirs: [dirs.policyDir, dirs.stateDir],
+    now: io.now(),
+  });
+  if (opts.json === true) printJson(io, { file, signed: source.signed, ...e });
+  else {
+    if (source.signed)
+      io.stdout(
+        '(signed file; contents shown unverified: run `cordon manifest verify` to check the signature)\n',
+      );
+    io.stdout(renderExplanation(e));
+  }
+  return 0;
+}

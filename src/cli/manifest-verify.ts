@@ -1,0 +1,63 @@
+import { ENVELOPE_MAX_BYTES } from '../manifest/dsse.js';
+import { ManifestVerifier, type VerifyReport } from '../manifest/verify.js';
+import { FileAcceptanceStore } from '../store/acceptance.js';
+import { readFileCapped } from '../store/files.js';
+import { readRevocationBytes, readTrustStore } from '../store/policy-dir.js';
+import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+
+export interface VerifyCliOptions extends GlobalOptions {
+  json?: boolean;
+  record?: boolean;
+  threshold?: string;
+}
+
+/** Verify a signed manifest against this machine's trust store, revocation list and rollback state. Needs no private key. */
+export function verifyFile(io: CliIo, file: string, opts: VerifyCliOptions): VerifyReport {
+  const dirs = resolveDirs(io, opts);
+  const threshold = opts.threshold === undefined ? undefined : Number(opts.threshold);
+  if (threshold !== undefined && (!Number.isInteger(threshold) || threshold < 1))
+    throw usage('--threshold needs a whole number >= 1', 'e.g. --threshold 2');
+  const trust = readTrustStore(dirs.policyDir);
+  const verifier = new ManifestVerifier({
+    trust,
+    revocationList: readRevocationBytes(dirs.policyDir),
+    store: new FileAcceptanceStore(dirs.stateDir),
+    lint: { home: io.home, cordonDirs: [dirs.policyDir, dirs.stateDir] },
+    now: io.now,
+    record: opts.record !== false,
+    ...(threshold === undefined ? {} : { threshold: Math.max(threshold, trust.manifestThreshold) }),
+  });
+  return verifier.verify(readFileCapped(file, ENVELOPE_MAX_BYTES));
+}
+
+export function runManifestVerify(io: CliIo, file: string, opts: VerifyCliOptions): number {
+  const report = verifyFile(io, file, opts);
+  if (opts.json === true) {
+    printJson(io, {
+      file,
+      ok: report.ok,
+      code: report.code,
+      message: report.message,
+      digest: report.digest,
+      signers: report.signers,
+      steps: report.steps,
+      agentName: report.manifest?.agentName,
+      version: report.manifest?.version,
+      warnings: report.lint.filter((f) => f.severity === 'warning'),
+    });
+  } else {
+    for (const s of report.steps) {
+      const mark = s.status === 'pass' ? 'pass' : s.status === 'fail' ? 'FAIL' : 'skip';
+      io.stdout(
+        `  ${mark}  ${s.name.padEnd(14)} ${s.code === undefined ? '' : `[${s.code}] `}${s.message}\n`,
+      );
+    }
+    if (report.digest !== undefined) io.stdout(`digest ${report.digest}\n`);
+    io.stdout(
+      report.ok
+        ? `OK: ${report.message}\n`
+        : `REJECTED [${report.code ?? ''}]: ${report.message}\n`,
+    );
+  }
+  return report.ok ? 0 : 1;
+}

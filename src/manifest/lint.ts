@@ -1,0 +1,551 @@
+import { apiScopesOverlap, parseApiScope } from './api-scopes.js';
+import { MANDATORY_DENIES, type MandatoryDeny } from './mandatory-denies.js';
+import { parseNetworkScope, scopesOverlap, type NetworkScope } from './network.js';
+import { expandHome, parsePathPattern, pathPatternsOverlap, type PathPattern } from './paths.js';
+import type { Manifest } from './schema.js';
+
+export type LintSeverity = 'error' | 'warning' | 'info';
+
+/** One lint finding: a stable code, where, why, and how to fix it. */
+export interface LintFinding {
+  readonly code: LintCode;
+  readonly severity: LintSeverity;
+  /** JSON pointer into the manifest. */
+  readonly pointer: string;
+  readonly message: string;
+  readonly hint: string;
+}
+
+/** Every lint code, with its severity and a one-line description (the README table is checked against this). */
+export const LINT_RULES = {
+  APPROVAL_NO_MATCH: ['error', 'a requiresApproval entry selects no grant, so it protects nothing'],
+  ENV_RESERVED: [
+    'error',
+    'an env name that Cordon manages or that injects code into every process (LD_*, *_PROXY, BASH_ENV)',
+  ],
+  PATH_CORDON_DIR: [
+    'error',
+    "a grant reaches Cordon's own policy or state directory, which no manifest can lift",
+  ],
+  PATH_ROOT_GRANT: ['warning', 'a grant of / or of everything under /'],
+  PATH_HOME_GRANT: ['warning', 'a grant of the whole home directory'],
+  PATH_BROAD_GLOB: ['warning', '** one level below the root (e.g. /usr/**)'],
+  PATH_MANDATORY_DENY: [
+    'warning',
+    'a grant collides with a mandatory deny (it stays denied unless overridden)',
+  ],
+  CMD_INTERPRETER: ['warning', 'a shell or interpreter in commandsAllowed runs arbitrary code'],
+  CMD_PRIVILEGED: ['warning', 'sudo, su, doas or pkexec in commandsAllowed'],
+  CMD_IN_WRITE_PATH: [
+    'warning',
+    'an allowed command lies in a writable path, so the agent could replace it',
+  ],
+  NET_SHARED_DOMAIN: [
+    'warning',
+    'a broad shared domain (cloud storage, paste sites, tunnels) anyone can publish to',
+  ],
+  NET_PLAINTEXT: ['warning', 'an http:// or ws:// scope sends data unencrypted'],
+  NET_INTERNAL_ADDRESS: [
+    'warning',
+    'an IP literal in a loopback, private, link-local or metadata range',
+  ],
+  VALIDITY_LONG: ['warning', 'validity longer than one year'],
+  WRITE_NO_APPROVAL: ['warning', 'a confidential or restricted agent writes without approval'],
+  ENV_CODE_INJECTION: [
+    'warning',
+    'an env name that changes what interpreters load (NODE_OPTIONS, PYTHONPATH, ...)',
+  ],
+  OVERRIDE_USED: ['warning', 'an override lifts a mandatory deny'],
+  OVERRIDE_UNUSED: ['warning', 'an override lifts a deny that no grant reaches'],
+  DUPLICATE_ENTRY: ['warning', 'the same entry appears twice in one list'],
+  SECRET_NO_EGRESS: ['info', 'secrets are named but no network scope could use them'],
+  NO_DESCRIPTION: ['info', 'the manifest has no description'],
+} as const satisfies Record<string, readonly [LintSeverity, string]>;
+
+export type LintCode = keyof typeof LINT_RULES;
+
+export interface LintOptions {
+  /** Home directory used to expand `~` when comparing home and absolute paths. */
+  readonly home: string;
+  /** Cordon's policy and state directories on this machine, in addition to the defaults. */
+  readonly cordonDirs?: readonly string[];
+  /** Reference time for validity checks. */
+  readonly now?: Date;
+}
+
+const INTERPRETERS =
+  /^(sh|bash|dash|zsh|ksh|mksh|fish|csh|tcsh|busybox|env|xargs|python[0-9.]*|pypy[0-9.]*|perl[0-9.]*|ruby[0-9.]*|node|nodejs|deno|bun|php[0-9.]*|lua[0-9.]*|luajit|tclsh[0-9.]*|wish[0-9.]*|Rscript|R|julia|pwsh|powershell|osascript|awk|gawk|mawk|nawk|expect|guile|sbcl|ghci|irb|java|jshell|gdb|vim|nvim|emacs|ssh|docker|podman|kubectl|npx|npm|pip[0-9.]*|uv|uvx)$/;
+const PRIVILEGED = /^(sudo|su|doas|pkexec|runuser|setpriv|chroot|nsenter|unshare)$/;
+
+const SHARED_DOMAINS = [
+  'amazonaws.com',
+  'cloudfront.net',
+  'googleapis.com',
+  'googleusercontent.com',
+  'appspot.com',
+  'firebaseio.com',
+  'firebasestorage.app',
+  'blob.core.windows.net',
+  'azurewebsites.net',
+  'azureedge.net',
+  'windows.net',
+  'github.com',
+  'githubusercontent.com',
+  'github.io',
+  'gitlab.com',
+  'bitbucket.org',
+  'gist.github.com',
+  'pastebin.com',
+  'paste.ee',
+  'hastebin.com',
+  'dropbox.com',
+  'dropboxusercontent.com',
+  'drive.google.com',
+  'docs.google.com',
+  'box.com',
+  'wetransfer.com',
+  'mega.nz',
+  'herokuapp.com',
+  'vercel.app',
+  'netlify.app',
+  'pages.dev',
+  'workers.dev',
+  'r2.dev',
+  'ngrok.io',
+  'ngrok.app',
+  'ngrok-free.app',
+  'trycloudflare.com',
+  'loca.lt',
+  'serveo.net',
+  'transfer.sh',
+  'file.io',
+  'webhook.site',
+  'pipedream.net',
+  'requestbin.com',
+  'discord.com',
+  'discordapp.com',
+  'slack.com',
+  'telegram.org',
+  't.me',
+  'fastly.net',
+  'akamaihd.net',
+];
+
+const RESERVED_ENV =
+  /^(LD_.*|DYLD_.*|(HTTPS?|ALL|NO|FTP)_PROXY|(https?|all|no|ftp)_proxy|BASH_ENV|ENV|PROMPT_COMMAND|SSL_CERT_FILE|SSL_CERT_DIR|NODE_EXTRA_CA_CERTS|CORDON_.*)$/;
+const CODE_INJECTION_ENV =
+  /^(NODE_OPTIONS|NODE_PATH|PYTHONPATH|PYTHONSTARTUP|PYTHONHOME|PERL5LIB|PERL5OPT|PERLLIB|RUBYOPT|RUBYLIB|GIT_SSH_COMMAND|GIT_EXEC_PATH|GIT_CONFIG_.*|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|CLASSPATH|LUA_PATH|LUA_INIT)$/;
+
+const DAY = 86_400_000;
+
+function basename(p: string): string {
+  return p.slice(p.lastIndexOf('/') + 1);
+}
+
+function inDomain(host: string, domain: string): boolean {
+  return host === domain || host.endsWith('.' + domain);
+}
+
+/** Whether an absolute pattern is inside (or equal to) a deny path; `/**\/tail` denies match by suffix. */
+function grantInsideDeny(grant: PathPattern, denyAbs: string): boolean {
+  if (denyAbs.startsWith('/**/')) {
+    const tail = denyAbs.slice(4).split('/');
+    const segs = grant.segments;
+    for (let i = 0; i + tail.length <= segs.length; i++) {
+      if (tail.every((t, j) => segs[i + j] === t)) return true;
+    }
+    return false;
+  }
+  const deny = parsePathPattern(denyAbs);
+  if (grant.literalDepth < deny.segments.length) return false;
+  return deny.segments.every((s, i) => grant.segments[i] === s);
+}
+
+function denyInsideGrant(grant: PathPattern, denyAbs: string): boolean {
+  if (denyAbs.startsWith('/**/')) return false;
+  const deny = parsePathPattern(denyAbs);
+  return pathPatternsOverlap(grant, deny) && deny.segments.length > grant.literalDepth;
+}
+
+interface PathEntry {
+  readonly list: 'readPaths' | 'writePaths';
+  readonly index: number;
+  readonly text: string;
+  readonly pattern: PathPattern;
+  readonly abs: PathPattern;
+}
+
+/**
+ * Check a parsed manifest for risky or useless grants. Pure: every input is an argument.
+ *
+ * @example
+ * const findings = lintManifest(manifest, { home: '/home/alice' });
+ * const errors = findings.filter((f) => f.severity === 'error');
+ */
+export function lintManifest(m: Manifest, options: LintOptions): LintFinding[] {
+  const out: LintFinding[] = [];
+  const add = (code: LintCode, pointer: string, message: string, hint: string): void => {
+    out.push({ code, severity: LINT_RULES[code][0], pointer, message, hint });
+  };
+  const home = options.home;
+  const now = options.now ?? new Date();
+
+  const paths: PathEntry[] = [];
+  for (const list of ['readPaths', 'writePaths'] as const) {
+    m[list].forEach((text, index) => {
+      const pattern = parsePathPattern(text);
+      paths.push({ list, index, text, pattern, abs: parsePathPattern(expandHome(pattern, home)) });
+    });
+  }
+  const homeAbs = parsePathPattern(home);
+  const overrides = new Set(m.overrides.map((o) => o.deny));
+  const cordonExtra = (options.cordonDirs ?? []).map((d) => parsePathPattern(d).text);
+  const denies: MandatoryDeny[] = MANDATORY_DENIES.map((d) =>
+    d.id === 'cordon' && cordonExtra.length > 0 ? { ...d, paths: [...d.paths, ...cordonExtra] } : d,
+  );
+  const touchedDenies = new Set<string>();
+
+  for (const e of paths) {
+    const ptr = `/${e.list}/${e.index}`;
+    if (e.abs.literalDepth === 0) {
+      add(
+        'PATH_ROOT_GRANT',
+        ptr,
+        `"${e.text}" grants the whole filesystem`,
+        'grant the project or data directories the agent needs',
+      );
+    } else if (
+      // The home directory itself, or an ancestor of it (/home covers every user's home).
+      (e.abs.literalDepth <= homeAbs.segments.length &&
+        homeAbs.segments.slice(0, e.abs.literalDepth).every((s, i) => s === e.abs.segments[i])) ||
+      (e.abs.literalDepth === 1 && ['home', 'root', 'Users'].includes(e.abs.segments[0] ?? ''))
+    ) {
+      add(
+        'PATH_HOME_GRANT',
+        ptr,
+        `"${e.text}" grants the whole home directory`,
+        'grant a work directory such as ~/Work/<project>',
+      );
+    } else if (e.abs.literalDepth === 1 && e.abs.segments.includes('**')) {
+      add(
+        'PATH_BROAD_GLOB',
+        ptr,
+        `"${e.text}" uses ** one level below the root`,
+        'narrow the pattern to the directories the agent needs',
+      );
+    }
+    for (const d of denies) {
+      if (e.list === 'readPaths' && d.access === 'write') continue;
+      for (const dp of d.paths) {
+        const denyAbs = dp.startsWith('~') ? expandHome(parsePathPattern(dp), home) : dp;
+        const inside = grantInsideDeny(e.abs, denyAbs);
+        const contains = !inside && denyInsideGrant(e.abs, denyAbs);
+        if (!inside && !contains) continue;
+        touchedDenies.add(d.id);
+        if (d.id === 'cordon' && inside) {
+          add(
+            'PATH_CORDON_DIR',
+            ptr,
+            `"${e.text}" reaches Cordon's own directory ${dp}`,
+            'remove the grant: an agent must never read or edit its own policy, approvals or audit log',
+          );
+        } else if (!overrides.has(d.id) || d.id === 'cordon') {
+          add(
+            'PATH_MANDATORY_DENY',
+            ptr,
+            inside
+              ? `"${e.text}" lies inside ${dp} (${d.description}), which stays denied`
+              : `"${e.text}" includes ${dp} (${d.description}), which stays denied`,
+            inside
+              ? `remove the grant, or add an overrides entry for "${d.id}" with a reason`
+              : 'narrow the grant; the denied location is excluded either way',
+          );
+        }
+        break;
+      }
+    }
+  }
+
+  const writable = paths.filter((p) => p.list === 'writePaths');
+  m.commandsAllowed.forEach((cmd, i) => {
+    const ptr = `/commandsAllowed/${i}`;
+    const name = basename(cmd);
+    if (INTERPRETERS.test(name)) {
+      add(
+        'CMD_INTERPRETER',
+        ptr,
+        `${cmd} can run arbitrary code, so the agent can do anything the other grants allow`,
+        'allow the specific tools instead, or keep the interpreter and rely on the sandbox (and say so in the description)',
+      );
+    }
+    if (PRIVILEGED.test(name)) {
+      add(
+        'CMD_PRIVILEGED',
+        ptr,
+        `${cmd} changes privileges or namespaces`,
+        'remove it; agents must not escalate privileges',
+      );
+    }
+    const cmdPattern = parsePathPattern(cmd);
+    if (
+      writable.some(
+        (w) =>
+          grantInsideDeny(cmdPattern, w.abs.text) ||
+          (w.abs.hasGlob && pathPatternsOverlap(w.abs, cmdPattern)),
+      )
+    ) {
+      add(
+        'CMD_IN_WRITE_PATH',
+        ptr,
+        `${cmd} is inside a writable path`,
+        'install allowed tools outside the paths the agent can write',
+      );
+    }
+  });
+
+  const scopes: { scope: NetworkScope; index: number }[] = m.networkScopes.map((s, index) => ({
+    scope: parseNetworkScope(s),
+    index,
+  }));
+  for (const { scope, index } of scopes) {
+    const ptr = `/networkScopes/${index}`;
+    if (scope.kind === 'dns') {
+      const shared = SHARED_DOMAINS.find(
+        (d) => inDomain(scope.host, d) || (scope.wildcard && d.endsWith('.' + scope.host)),
+      );
+      if (shared !== undefined) {
+        add(
+          'NET_SHARED_DOMAIN',
+          ptr,
+          `${scope.text} is on ${shared}, where anyone can host content or receive data`,
+          'name the exact host and path prefix your organisation owns',
+        );
+      }
+    } else if (isInternalAddress(scope)) {
+      add(
+        'NET_INTERNAL_ADDRESS',
+        ptr,
+        `${scope.text} is a loopback, private, link-local or metadata address`,
+        'make sure the agent really needs this internal service',
+      );
+    }
+    if (scope.scheme === 'http' || scope.scheme === 'ws') {
+      add('NET_PLAINTEXT', ptr, `${scope.text} is unencrypted`, 'use https:// or wss://');
+    }
+  }
+
+  const start = m.notBefore === undefined ? now.getTime() : Date.parse(m.notBefore);
+  if (Date.parse(m.notAfter) - start > 366 * DAY) {
+    add(
+      'VALIDITY_LONG',
+      '/notAfter',
+      `the manifest is valid for ${Math.round((Date.parse(m.notAfter) - start) / DAY)} days`,
+      'keep validity to a year or less and re-sign on renewal',
+    );
+  }
+
+  // requiresApproval entries must select at least one grant.
+  const approvals = m.requiresApproval;
+  approvals.forEach((entry, i) => {
+    if (!approvalSelectsGrant(m, entry, home)) {
+      add(
+        'APPROVAL_NO_MATCH',
+        `/requiresApproval/${i}`,
+        `"${entry}" matches no grant in this manifest`,
+        'fix the entry so it names a granted path, host, command or API scope, or remove it',
+      );
+    }
+  });
+
+  if (
+    (m.dataClassification === 'confidential' || m.dataClassification === 'restricted') &&
+    m.writePaths.length > 0
+  ) {
+    m.writePaths.forEach((w, i) => {
+      const wp = parsePathPattern(w);
+      const approved = approvals.some((a) => {
+        const sel = approvalPath(a);
+        return (
+          sel !== undefined &&
+          sel.kind !== 'read' &&
+          sel.kind !== 'exec' &&
+          containsPattern(sel.pattern, wp)
+        );
+      });
+      if (!approved) {
+        add(
+          'WRITE_NO_APPROVAL',
+          `/writePaths/${i}`,
+          `a ${m.dataClassification} agent may write "${w}" without approval`,
+          `add "write:${w}" to requiresApproval`,
+        );
+      }
+    });
+  }
+
+  m.env.forEach((name, i) => {
+    if (RESERVED_ENV.test(name)) {
+      add(
+        'ENV_RESERVED',
+        `/env/${i}`,
+        `${name} is managed by Cordon or injects code into every process`,
+        'remove it from env',
+      );
+    } else if (CODE_INJECTION_ENV.test(name)) {
+      add(
+        'ENV_CODE_INJECTION',
+        `/env/${i}`,
+        `${name} changes what interpreters load`,
+        'pass it only if the agent needs it, and never from an untrusted parent environment',
+      );
+    }
+  });
+
+  m.overrides.forEach((o, i) => {
+    add(
+      'OVERRIDE_USED',
+      `/overrides/${i}`,
+      `lifts the mandatory deny "${o.deny}" (${o.access}): ${o.reason}`,
+      'make sure a reviewer accepted this exception',
+    );
+    if (!touchedDenies.has(o.deny)) {
+      add(
+        'OVERRIDE_UNUSED',
+        `/overrides/${i}`,
+        `no grant reaches "${o.deny}", so the override does nothing`,
+        'remove the override',
+      );
+    }
+  });
+
+  for (const list of [
+    'readPaths',
+    'writePaths',
+    'networkScopes',
+    'apiScopes',
+    'commandsAllowed',
+    'requiresApproval',
+    'secrets',
+    'env',
+  ] as const) {
+    const seen = new Map<string, number>();
+    m[list].forEach((v, i) => {
+      const first = seen.get(v);
+      if (first !== undefined)
+        add(
+          'DUPLICATE_ENTRY',
+          `/${list}/${i}`,
+          `"${v}" repeats /${list}/${first}`,
+          'remove the duplicate',
+        );
+      else seen.set(v, i);
+    });
+  }
+  if (m.secrets.length > 0 && m.networkScopes.length === 0) {
+    add(
+      'SECRET_NO_EGRESS',
+      '/secrets',
+      'secrets are named but the agent may reach no network',
+      'remove the secrets or add the scopes that use them',
+    );
+  }
+  if (m.description === undefined || m.description.trim() === '') {
+    add(
+      'NO_DESCRIPTION',
+      '',
+      'the manifest has no description',
+      'say what the agent is for; reviewers and approvers see it',
+    );
+  }
+  return out;
+}
+
+type ApprovalPath = { kind: 'read' | 'write' | 'exec' | 'any'; pattern: PathPattern };
+
+function approvalPath(entry: string): ApprovalPath | undefined {
+  const m = /^(read|write|exec):([/~].*)$/s.exec(entry);
+  if (m) return { kind: m[1] as 'read' | 'write' | 'exec', pattern: parsePathPattern(m[2] ?? '') };
+  if (entry.startsWith('/') || entry.startsWith('~'))
+    return { kind: 'any', pattern: parsePathPattern(entry) };
+  return undefined;
+}
+
+/** Whether pattern `outer` selects everything `inner` does (conservative: literal base containment). */
+function containsPattern(outer: PathPattern, inner: PathPattern): boolean {
+  if (outer.home !== inner.home) return false;
+  if (outer.hasGlob) {
+    // Only a trailing ** (or none) is treated as containing a subtree.
+    const globAt = outer.literalDepth;
+    const tailOnlyStarStar =
+      outer.segments.length === globAt + 1 && outer.segments[globAt] === '**';
+    if (!tailOnlyStarStar) return outer.text === inner.text;
+  }
+  if (inner.literalDepth < outer.literalDepth) return false;
+  for (let i = 0; i < outer.literalDepth; i++)
+    if (outer.segments[i] !== inner.segments[i]) return false;
+  return true;
+}
+
+function approvalSelectsGrant(m: Manifest, entry: string, home: string): boolean {
+  const p = approvalPath(entry);
+  if (p !== undefined) {
+    const abs = (pat: PathPattern): PathPattern => parsePathPattern(expandHome(pat, home));
+    const sel = abs(p.pattern);
+    const lists: string[] =
+      p.kind === 'read'
+        ? [...m.readPaths, ...m.writePaths]
+        : p.kind === 'write'
+          ? m.writePaths
+          : p.kind === 'exec'
+            ? []
+            : [...m.readPaths, ...m.writePaths];
+    if (lists.some((g) => pathPatternsOverlap(abs(parsePathPattern(g)), sel))) return true;
+    if (p.kind === 'exec' || p.kind === 'any') return m.commandsAllowed.includes(p.pattern.text);
+    return false;
+  }
+  if (entry.includes('://')) {
+    const sel = parseNetworkScope(entry);
+    return m.networkScopes.some((s) => scopesOverlap(parseNetworkScope(s), sel));
+  }
+  const sel = parseApiScope(entry);
+  return m.apiScopes.some((s) => apiScopesOverlap(parseApiScope(s), sel));
+}
+
+const INTERNAL_V4: readonly [string, number][] = [
+  ['127.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['172.16.0.0', 12],
+  ['192.168.0.0', 16],
+  ['169.254.0.0', 16],
+  ['100.64.0.0', 10],
+  ['0.0.0.0', 8],
+];
+
+function isInternalAddress(scope: NetworkScope): boolean {
+  if (scope.kind === 'ipv4') {
+    const a = scope.host.split('.').map(Number);
+    const v = (((a[0] ?? 0) << 24) | ((a[1] ?? 0) << 16) | ((a[2] ?? 0) << 8) | (a[3] ?? 0)) >>> 0;
+    return INTERNAL_V4.some(([base, len]) => {
+      const b = base.split('.').map(Number);
+      const bv =
+        (((b[0] ?? 0) << 24) | ((b[1] ?? 0) << 16) | ((b[2] ?? 0) << 8) | (b[3] ?? 0)) >>> 0;
+      const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+      // A scope range that contains or lies in an internal range counts.
+      const scopeMask =
+        scope.prefixLength === 0 ? 0 : (0xffffffff << (32 - scope.prefixLength)) >>> 0;
+      return (v & mask) === (bv & mask) || (bv & scopeMask) === (v & scopeMask);
+    });
+  }
+  if (scope.kind === 'ipv6') {
+    const h = scope.host;
+    return (
+      h === '::1' ||
+      h === '::' ||
+      /^f[cd]/.test(h) ||
+      /^fe[89ab]/.test(h) ||
+      h.startsWith('::ffff:') ||
+      scope.prefixLength < 16
+    );
+  }
+  return false;
+}

@@ -1,0 +1,136 @@
+/**
+ * Paths no agent may touch whatever its manifest grants, unless the manifest carries an
+ * explicit `overrides` entry with a reason (and then every use is reported). The policy
+ * decision point and the sandbox enforce this list; lint warns when a grant collides with it.
+ */
+export interface MandatoryDeny {
+  readonly id: string;
+  readonly description: string;
+  /** Path patterns: `~/...` per user, or absolute. */
+  readonly paths: readonly string[];
+  /** `all`: no read and no write; `write`: reading is allowed, changing is not. */
+  readonly access: 'all' | 'write';
+  /** False for Cordon's own directories: no manifest can lift these. */
+  readonly overridable: boolean;
+}
+
+export const MANDATORY_DENIES: readonly MandatoryDeny[] = [
+  {
+    id: 'ssh',
+    description: 'SSH keys and config',
+    paths: ['~/.ssh'],
+    access: 'all',
+    overridable: true,
+  },
+  { id: 'gnupg', description: 'GnuPG keys', paths: ['~/.gnupg'], access: 'all', overridable: true },
+  {
+    id: 'aws',
+    description: 'AWS credentials',
+    paths: ['~/.aws'],
+    access: 'all',
+    overridable: true,
+  },
+  {
+    id: 'azure',
+    description: 'Azure credentials',
+    paths: ['~/.azure'],
+    access: 'all',
+    overridable: true,
+  },
+  {
+    id: 'gcloud',
+    description: 'Google Cloud credentials',
+    paths: ['~/.config/gcloud'],
+    access: 'all',
+    overridable: true,
+  },
+  {
+    id: 'kube',
+    description: 'Kubernetes credentials',
+    paths: ['~/.kube'],
+    access: 'all',
+    overridable: true,
+  },
+  {
+    id: 'docker',
+    description: 'Docker registry credentials',
+    paths: ['~/.docker/config.json'],
+    access: 'all',
+    overridable: true,
+  },
+  {
+    id: 'package-credentials',
+    description: 'netrc and package registry tokens',
+    paths: ['~/.netrc', '~/.npmrc', '~/.pypirc', '~/.git-credentials', '~/.config/gh'],
+    access: 'all',
+    overridable: true,
+  },
+  {
+    id: 'keyrings',
+    description: 'keyrings and password stores',
+    paths: [
+      '~/.local/share/keyrings',
+      '~/.password-store',
+      '~/.config/keepassxc',
+      '~/.local/share/kwalletd',
+      '~/.pki',
+    ],
+    access: 'all',
+    overridable: true,
+  },
+  {
+    id: 'browser-profiles',
+    description: 'browser profiles (cookies, saved passwords, sessions)',
+    paths: [
+      '~/.config/google-chrome',
+      '~/.config/chromium',
+      '~/.mozilla',
+      '~/.config/BraveSoftware',
+      '~/.config/microsoft-edge',
+      '~/snap/chromium',
+      '~/snap/firefox',
+    ],
+    access: 'all',
+    overridable: true,
+  },
+  {
+    id: 'shell-startup',
+    description: 'shell rc and profile files (code that runs in every new shell)',
+    paths: [
+      '~/.bashrc',
+      '~/.bash_profile',
+      '~/.bash_login',
+      '~/.profile',
+      '~/.zshrc',
+      '~/.zprofile',
+      '~/.zshenv',
+      '~/.config/fish',
+    ],
+    access: 'write',
+    overridable: true,
+  },
+  {
+    id: 'git-hooks',
+    description: 'git hooks and repository config (code that runs on the next git command)',
+    paths: ['/**/.git/hooks', '/**/.git/config'],
+    access: 'write',
+    overridable: true,
+  },
+  {
+    id: 'system-secrets',
+    description: 'shadow passwords and sudoers',
+    paths: ['/etc/shadow', '/etc/gshadow', '/etc/sudoers', '/etc/sudoers.d'],
+    access: 'all',
+    overridable: true,
+  },
+  {
+    id: 'cordon',
+    description: "Cordon's own policy and state (manifests, trust store, approvals, audit log)",
+    paths: ['~/.config/cordon', '~/.local/state/cordon', '/etc/cordon', '/var/lib/cordon'],
+    access: 'all',
+    overridable: false,
+  },
+];
+
+/** Ids a manifest `overrides` entry may name. */
+export const OVERRIDABLE_DENY_IDS = MANDATORY_DENIES.filter((d) => d.overridable).map((d) => d.id);
