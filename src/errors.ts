@@ -5,9 +5,10 @@
  * @example
  * throw new CordonError('MANIFEST_INVALID', 'readPaths/0: relative path', { pointer: '/readPaths/0' });
  */
-export class CordonError<C extends string = string> extends Error {
+export class CordonError extends Error {
   override readonly name = 'CordonError';
-  readonly code: C;
+  /** Stable code; each module documents its codes as a string union (e.g. `PathErrorCode`). */
+  readonly code: string;
   /** JSON pointer (RFC 6901) of the offending field, when there is one. */
   readonly pointer: string | undefined;
   /** File the error is about, when there is one. */
@@ -16,7 +17,7 @@ export class CordonError<C extends string = string> extends Error {
   readonly hint: string | undefined;
 
   constructor(
-    code: C,
+    code: string,
     message: string,
     options: { pointer?: string; file?: string; hint?: string; cause?: unknown } = {},
   ) {
@@ -28,7 +29,7 @@ export class CordonError<C extends string = string> extends Error {
   }
 
   /** A copy of this error that names the file it came from. */
-  withFile(file: string): CordonError<C> {
+  withFile(file: string): CordonError {
     const copy = new CordonError(this.code, this.message, {
       ...(this.pointer === undefined ? {} : { pointer: this.pointer }),
       ...(this.hint === undefined ? {} : { hint: this.hint }),

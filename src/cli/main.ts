@@ -36,7 +36,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .exitOverride();
   const g = () => program.opts<{ policyDir?: string; stateDir?: string }>();
-  const run = (fn: () => number) => () => {
+  const act = (fn: () => number): void => {
     setExit(fn());
   };
 
@@ -58,7 +58,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
       '\nExamples:\n  cordon init ./policy\n  cordon init --endpoint --trust trust.json --revocations revocations.json',
     )
     .action((dir: string | undefined, o: Record<string, unknown>) =>
-      run(() => runInit(io, dir, { ...g(), ...o }))(),
+      act(() => runInit(io, dir, { ...g(), ...o })),
     );
 
   const manifest = program
@@ -82,7 +82,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     )
     .action(
       (o: { template: string; agent: string; owner?: string; param?: string[]; out?: string }) =>
-        run(() => runManifestNew(io, o))(),
+        act(() => runManifestNew(io, o)),
     );
   manifest
     .command('lint <file>')
@@ -95,14 +95,14 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .option('--max-warnings <n>', 'exit 1 when there are more warnings than this')
     .addHelpText('after', '\nExample:\n  cordon manifest lint m.json --format sarif > lint.sarif')
     .action((file: string, o: { format?: string; maxWarnings?: string }) =>
-      run(() => runManifestLint(io, [file], { ...g(), ...o }))(),
+      act(() => runManifestLint(io, [file], { ...g(), ...o })),
     );
   manifest
     .command('explain <file>')
     .description('plain-language summary and risk class (low | medium | high) with reasons')
     .option('--json', 'machine-readable output')
     .action((file: string, o: { json?: boolean }) =>
-      run(() => runManifestExplain(io, file, { ...g(), ...o }))(),
+      act(() => runManifestExplain(io, file, { ...g(), ...o })),
     );
   manifest
     .command('sign <file>')
@@ -117,7 +117,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     )
     .action(
       (file: string, o: { key: string; passphraseFile?: string; out?: string; json?: boolean }) =>
-        run(() => runManifestSign(io, file, { ...g(), ...o }))(),
+        act(() => runManifestSign(io, file, { ...g(), ...o })),
     );
   manifest
     .command('verify <file>')
@@ -130,17 +130,17 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .option('--threshold <n>', 'require at least N distinct trusted signatures')
     .addHelpText('after', '\nExample:\n  cordon manifest verify m.signed.json --json')
     .action((file: string, o: { json?: boolean; record?: boolean; threshold?: string }) =>
-      run(() => runManifestVerify(io, file, { ...g(), ...o }))(),
+      act(() => runManifestVerify(io, file, { ...g(), ...o })),
     );
   manifest
     .command('schema')
     .description('print the manifest JSON Schema (2020-12), generated from the zod schema')
-    .action(
-      run(() => {
+    .action(() => {
+      act(() => {
         printJson(io, manifestJsonSchema());
         return 0;
-      }),
-    );
+      });
+    });
 
   const keys = program.command('keys').description('signing keys and the trust store');
   keys
@@ -151,13 +151,13 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .option('--passphrase-file <file>', 'encrypt the private key with this passphrase')
     .option('--json', 'machine-readable output')
     .action((o: { name?: string; dir?: string; passphraseFile?: string; json?: boolean }) =>
-      run(() => runKeysGenerate(io, { ...g(), ...o }))(),
+      act(() => runKeysGenerate(io, { ...g(), ...o })),
     );
   keys
     .command('list')
     .description('list trusted keys and local key files with ids, purposes, validity, revocation')
     .option('--json', 'machine-readable output')
-    .action((o: { json?: boolean }) => run(() => runKeysList(io, { ...g(), ...o }))());
+    .action((o: { json?: boolean }) => act(() => runKeysList(io, { ...g(), ...o })));
   keys
     .command('trust')
     .description('add a public key to the trust store')
@@ -179,7 +179,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
         notBefore?: string;
         notAfter?: string;
         json?: boolean;
-      }) => run(() => runKeysTrust(io, { ...g(), ...o }))(),
+      }) => act(() => runKeysTrust(io, { ...g(), ...o })),
     );
 
   const revoke = program
@@ -201,7 +201,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
         (
           target: string,
           o: { reason: string; key: string; passphraseFile?: string; json?: boolean },
-        ) => run(() => runRevoke(io, kind, target, { ...g(), ...o }))(),
+        ) => act(() => runRevoke(io, kind, target, { ...g(), ...o })),
       );
   }
 
@@ -212,7 +212,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .command('list')
     .description('list role templates and their parameters')
     .option('--json', 'machine-readable output')
-    .action((o: { json?: boolean }) => run(() => runTemplatesList(io, o))());
+    .action((o: { json?: boolean }) => act(() => runTemplatesList(io, o)));
   templates
     .command('resolve')
     .description('print the manifest an IdP group maps to')
@@ -220,7 +220,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .option('--mapping <file>', 'group mapping file (default <policy-dir>/groups.json)')
     .option('--agent <name>', 'agentName (default derived from template and group)')
     .action((o: { group: string; mapping?: string; agent?: string }) =>
-      run(() => runTemplatesResolve(io, { ...g(), ...o }))(),
+      act(() => runTemplatesResolve(io, { ...g(), ...o })),
     );
 
   return program;

@@ -32,7 +32,7 @@ export function lintFile(io: CliIo, file: string, opts: GlobalOptions): Finding[
   if (!r.ok) {
     return r.issues.map((i) => ({
       code: i.code,
-      severity: 'error' as LintSeverity,
+      severity: 'error',
       pointer: i.pointer,
       message: i.message,
       hint: i.hint ?? 'see `cordon manifest schema`',

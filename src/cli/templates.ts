@@ -39,7 +39,7 @@ export function runTemplatesResolve(
   );
   if (!parsed.success) {
     const i = parsed.error.issues[0];
-    throw new CordonError('GROUP_MAPPING_INVALID', `${i?.message ?? 'invalid'}`, {
+    throw new CordonError('GROUP_MAPPING_INVALID', i?.message ?? 'invalid', {
       file,
       pointer: '/' + (i?.path ?? []).map(String).join('/'),
       hint: 'see the README section "Group mapping"',

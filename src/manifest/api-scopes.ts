@@ -21,7 +21,7 @@ const SEGMENT = /^[A-Za-z0-9_.-]{1,128}$/;
  */
 export function parseApiScope(raw: string): ApiScope {
   const fail = (message: string, hint: string): never => {
-    throw new CordonError<ApiScopeErrorCode>('API_SCOPE_SYNTAX', `"${raw}": ${message}`, { hint });
+    throw new CordonError('API_SCOPE_SYNTAX', `"${raw}": ${message}`, { hint });
   };
   const segments = raw.split(':');
   if (segments.length < 2 || segments.length > 3) {

@@ -46,22 +46,22 @@ export function parseStrictJson(
     try {
       text = decoder.decode(input);
     } catch (cause) {
-      throw new CordonError<JsonErrorCode>('JSON_ENCODING', 'input is not valid UTF-8', {
+      throw new CordonError('JSON_ENCODING', 'input is not valid UTF-8', {
         hint: 'save the file as UTF-8 without a byte-order mark',
         cause,
       });
     }
   }
   if (text.charCodeAt(0) === 0xfeff) {
-    throw new CordonError<JsonErrorCode>('JSON_ENCODING', 'input starts with a byte-order mark', {
+    throw new CordonError('JSON_ENCODING', 'input starts with a byte-order mark', {
       hint: 'save the file as UTF-8 without a byte-order mark',
     });
   }
   return new Parser(text, opts.maxDepth, options.locations).parseDocument();
 }
 
-function tooLarge(size: number, max: number): CordonError<JsonErrorCode> {
-  return new CordonError<JsonErrorCode>(
+function tooLarge(size: number, max: number): CordonError {
+  return new CordonError(
     'JSON_TOO_LARGE',
     `input is ${size} bytes; the limit is ${max}`,
     {
@@ -105,7 +105,7 @@ class Parser {
       JSON_TOO_LARGE: 'shorten the document',
       JSON_ENCODING: 'save the file as UTF-8',
     };
-    throw new CordonError<JsonErrorCode>(code, `${message} at line ${line}, column ${column}`, {
+    throw new CordonError(code, `${message} at line ${line}, column ${column}`, {
       pointer: toPointer(this.path),
       hint: hints[code],
     });

@@ -42,7 +42,7 @@ export function exportPublicKeyPem(key: KeyObject): string {
 
 function requireEd25519(key: KeyObject, what: string): KeyObject {
   if (key.asymmetricKeyType !== 'ed25519') {
-    throw new CordonError<KeyErrorCode>(
+    throw new CordonError(
       'KEY_NOT_ED25519',
       `${what} is a ${key.asymmetricKeyType ?? 'non-asymmetric'} key, not Ed25519`,
       {
@@ -58,12 +58,12 @@ export function loadPrivateKeyPem(pem: string | Buffer, passphrase?: string): Ke
   const text = pem.toString();
   const encrypted = text.includes('BEGIN ENCRYPTED PRIVATE KEY');
   if (!encrypted && !text.includes('BEGIN PRIVATE KEY')) {
-    throw new CordonError<KeyErrorCode>('KEY_CORRUPT', 'not a PKCS#8 PEM private key', {
+    throw new CordonError('KEY_CORRUPT', 'not a PKCS#8 PEM private key', {
       hint: 'point at the .key file written by `cordon keys generate`',
     });
   }
   if (encrypted && passphrase === undefined) {
-    throw new CordonError<KeyErrorCode>('KEY_PASSPHRASE_REQUIRED', 'the private key is encrypted', {
+    throw new CordonError('KEY_PASSPHRASE_REQUIRED', 'the private key is encrypted', {
       hint: 'pass --passphrase-file with the passphrase the key was generated with',
     });
   }
@@ -79,7 +79,7 @@ export function loadPrivateKeyPem(pem: string | Buffer, passphrase?: string): Ke
   } catch (cause) {
     if (cause instanceof CordonError) throw cause;
     if (encrypted) {
-      throw new CordonError<KeyErrorCode>(
+      throw new CordonError(
         'KEY_PASSPHRASE_WRONG',
         'the passphrase does not decrypt the private key (or the file is damaged)',
         {
@@ -88,7 +88,7 @@ export function loadPrivateKeyPem(pem: string | Buffer, passphrase?: string): Ke
         },
       );
     }
-    throw new CordonError<KeyErrorCode>('KEY_CORRUPT', 'the private key file is damaged', {
+    throw new CordonError('KEY_CORRUPT', 'the private key file is damaged', {
       hint: 'restore the key from backup or generate a new one',
       cause,
     });
@@ -104,7 +104,7 @@ export function loadPublicKeyPem(pem: string | Buffer): KeyObject {
     );
   } catch (cause) {
     if (cause instanceof CordonError) throw cause;
-    throw new CordonError<KeyErrorCode>('KEY_CORRUPT', 'not a valid SPKI PEM public key', {
+    throw new CordonError('KEY_CORRUPT', 'not a valid SPKI PEM public key', {
       hint: 'use the .pub file written by `cordon keys generate`',
       cause,
     });

@@ -41,7 +41,7 @@ function netError(
   raw: string,
   message: string,
   hint: string,
-): CordonError<NetworkErrorCode> {
+): CordonError {
   return new CordonError(code, `"${raw}": ${message}`, { hint });
 }
 
@@ -274,7 +274,7 @@ function parseBracketed(raw: string, inner: string): HostParts {
   try {
     canonical = new URL(`http://[${addr}]/`).hostname.slice(1, -1);
   } catch (cause) {
-    throw new CordonError<NetworkErrorCode>(
+    throw new CordonError(
       'NET_HOST_INVALID',
       `"${raw}": "${addr}" is not an IPv6 or IPv4 address`,
       {

@@ -36,7 +36,17 @@ export class ManifestInvalidError extends CordonError {
   }
 }
 
-function issueFromZod(issue: z.core.$ZodIssue): ManifestIssue[] {
+/** Whether `path` names a value present in `root` (zod does not say whether a field was missing or wrong). */
+function present(root: unknown, path: readonly PropertyKey[]): boolean {
+  let cur: unknown = root;
+  for (const k of path) {
+    if (typeof cur !== 'object' || cur === null || !Object.prototype.hasOwnProperty.call(cur, k)) return false;
+    cur = (cur as Record<PropertyKey, unknown>)[k];
+  }
+  return cur !== undefined;
+}
+
+function issueFromZod(issue: z.core.$ZodIssue, root: unknown): ManifestIssue[] {
   const pointer = toPointer(issue.path as (string | number)[]);
   switch (issue.code) {
     case 'unrecognized_keys':
@@ -46,19 +56,17 @@ function issueFromZod(issue: z.core.$ZodIssue): ManifestIssue[] {
         message: `unknown field "${k}"`,
         hint: 'remove it or fix its spelling; unknown fields are errors so a typo can never change policy',
       }));
-    case 'invalid_type':
+    case 'invalid_type': {
+      const missing = !present(root, issue.path);
       return [
         {
-          code: issue.input === undefined ? 'MANIFEST_MISSING_FIELD' : 'MANIFEST_TYPE',
+          code: missing ? 'MANIFEST_MISSING_FIELD' : 'MANIFEST_TYPE',
           pointer,
-          message:
-            issue.input === undefined ? 'required field is missing' : `expected ${issue.expected}`,
-          hint:
-            issue.input === undefined
-              ? 'add the field (see `cordon manifest schema`)'
-              : `write a ${issue.expected}`,
+          message: missing ? 'required field is missing' : `expected ${issue.expected}`,
+          hint: missing ? 'add the field (see `cordon manifest schema`)' : `write a ${issue.expected}`,
         },
       ];
+    }
     case 'custom': {
       const params = (issue.params ?? {}) as { code?: string; hint?: string };
       return [
@@ -92,7 +100,7 @@ function issueFromZod(issue: z.core.$ZodIssue): ManifestIssue[] {
 export function validateManifest(value: unknown): ManifestParseResult {
   const r = ManifestSchema.safeParse(value);
   if (r.success) return { ok: true, manifest: r.data };
-  return { ok: false, issues: r.error.issues.flatMap(issueFromZod) };
+  return { ok: false, issues: r.error.issues.flatMap((i) => issueFromZod(i, value)) };
 }
 
 /** Parse manifest JSON bytes strictly (size cap, UTF-8, duplicate keys) and validate it. */

@@ -31,7 +31,7 @@ const BIDI = /[\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 const UNSUPPORTED_GLOB = /[[\]{}]/;
 const MAX_PATH = 4096;
 
-function pathError(code: PathErrorCode, message: string, hint: string): CordonError<PathErrorCode> {
+function pathError(code: PathErrorCode, message: string, hint: string): CordonError {
   return new CordonError(code, message, { hint });
 }
 

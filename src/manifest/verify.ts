@@ -236,23 +236,17 @@ export class ManifestVerifier {
         const nb = obj['notBefore'];
         const na = obj['notAfter'];
         const t = now.getTime();
-        const nbMs = typeof nb === 'string' ? Date.parse(nb) : undefined;
-        const naMs = typeof na === 'string' ? Date.parse(na) : NaN;
-        if (Number.isNaN(naMs))
-          fail(
-            'MANIFEST_MISSING_FIELD',
-            '/notAfter: every manifest needs a valid notAfter timestamp',
-          );
-        if (nb !== undefined && (nbMs === undefined || Number.isNaN(nbMs)))
+        if (typeof na !== 'string' || Number.isNaN(Date.parse(na))) {
+          fail('MANIFEST_MISSING_FIELD', '/notAfter: every manifest needs a valid notAfter timestamp');
+        }
+        if (nb !== undefined && (typeof nb !== 'string' || Number.isNaN(Date.parse(nb)))) {
           fail('MANIFEST_INVALID', '/notBefore: not a timestamp');
-        if (nbMs !== undefined && t + this.opts.clockSkewMs < nbMs)
-          fail('MANIFEST_NOT_YET_VALID', `manifest is valid only from ${String(nb)}`);
-        if (t >= naMs)
-          fail(
-            'MANIFEST_EXPIRED',
-            `manifest expired at ${String(na)}; ask its owner for a renewed one`,
-          );
-        return `valid until ${String(na)}`;
+        }
+        if (typeof nb === 'string' && t + this.opts.clockSkewMs < Date.parse(nb)) {
+          fail('MANIFEST_NOT_YET_VALID', `manifest is valid only from ${nb}`);
+        }
+        if (t >= Date.parse(na)) fail('MANIFEST_EXPIRED', `manifest expired at ${na}; ask its owner for a renewed one`);
+        return `valid until ${na}`;
       },
       rollback: () => {
         const obj = st.value as Record<string, JsonValue>;

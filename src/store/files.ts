@@ -21,7 +21,7 @@ export type FileErrorCode =
   | 'FILE_EXISTS'
   | 'FILE_UNWRITABLE';
 
-function ioError(e: unknown, file: string, writing: boolean): CordonError<FileErrorCode> {
+function ioError(e: unknown, file: string, writing: boolean): CordonError {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'ENOENT' && !writing) {
     return new CordonError('FILE_NOT_FOUND', `${file}: no such file`, {
@@ -62,13 +62,13 @@ export function readFileCapped(file: string, maxBytes: number): Buffer {
   try {
     const st = fstatSync(fd);
     if (!st.isFile()) {
-      throw new CordonError<FileErrorCode>('FILE_NOT_REGULAR', `${file} is not a regular file`, {
+      throw new CordonError('FILE_NOT_REGULAR', `${file} is not a regular file`, {
         file,
         hint: 'point at a file',
       });
     }
     if (st.size > maxBytes) {
-      throw new CordonError<FileErrorCode>(
+      throw new CordonError(
         'FILE_TOO_LARGE',
         `${file} is ${st.size} bytes; the limit is ${maxBytes}`,
         {
@@ -86,7 +86,7 @@ export function readFileCapped(file: string, maxBytes: number): Buffer {
       off += n;
       if (off === buf.length) {
         if (off > maxBytes)
-          throw new CordonError<FileErrorCode>(
+          throw new CordonError(
             'FILE_TOO_LARGE',
             `${file} is larger than ${maxBytes} bytes`,
             { file, hint: 'shorten the file' },
