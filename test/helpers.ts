@@ -6,7 +6,11 @@ import { afterEach } from 'vitest';
 import { canonicalBytes } from '../src/manifest/canonical.js';
 import { signEnvelope, type Envelope } from '../src/manifest/dsse.js';
 import { exportPublicKeyPem, generateSigningKey } from '../src/manifest/keys.js';
-import { emptyRevocationList, signRevocationList, type RevocationList } from '../src/manifest/revocation.js';
+import {
+  emptyRevocationList,
+  signRevocationList,
+  type RevocationList,
+} from '../src/manifest/revocation.js';
 import { MANIFEST_PAYLOAD_TYPE, type ManifestInput } from '../src/manifest/schema.js';
 import { loadTrustStore, type KeyPurpose, type TrustStore } from '../src/manifest/trust.js';
 
@@ -14,7 +18,7 @@ export const HOME = '/home/alice';
 export const NOW = new Date('2026-11-23T12:00:00Z');
 
 /** A valid, lint-clean manifest; override any field. */
-export function manifest(over: Partial<ManifestInput> & Record<string, unknown> = {}): ManifestInput {
+export function manifest(over: Record<string, unknown> = {}): ManifestInput {
   return {
     apiVersion: 'cordon.dev/v1',
     agentName: 'cowork-lite',
@@ -67,7 +71,9 @@ export function trustStore(
 }
 
 export function revocations(k: TestKey, change: Partial<RevocationList> = {}): string {
-  return JSON.stringify(signRevocationList({ ...emptyRevocationList(NOW), ...change }, k.privateKey));
+  return JSON.stringify(
+    signRevocationList({ ...emptyRevocationList(NOW), ...change }, k.privateKey),
+  );
 }
 
 /** Sign arbitrary JSON as a manifest payload (no validation: tests plant bad content this way). */
@@ -76,7 +82,8 @@ export function signRaw(value: unknown, ...keys: TestKey[]): Envelope {
   const [first, ...rest] = keys;
   if (first === undefined) throw new Error('need a key');
   const env = signEnvelope(MANIFEST_PAYLOAD_TYPE, payload, first.privateKey);
-  for (const k of rest) env.signatures.push(signEnvelope(MANIFEST_PAYLOAD_TYPE, payload, k.privateKey).signatures[0]!);
+  for (const k of rest)
+    env.signatures.push(signEnvelope(MANIFEST_PAYLOAD_TYPE, payload, k.privateKey).signatures[0]!);
   return env;
 }
 

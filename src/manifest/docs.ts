@@ -33,7 +33,9 @@ export function manifestFieldTable(): string {
 
 /** The README's lint rule table. */
 export function lintRuleTable(): string {
-  const rows = Object.entries(LINT_RULES).map(([code, [severity, text]]) => `| \`${code}\` | ${severity} | ${text} |`);
+  const rows = Object.entries(LINT_RULES).map(
+    ([code, [severity, text]]) => `| \`${code}\` | ${severity} | ${text} |`,
+  );
   return ['| Code | Severity | Finding |', '| --- | --- | --- |', ...rows].join('\n');
 }
 

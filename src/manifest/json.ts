@@ -61,13 +61,9 @@ export function parseStrictJson(
 }
 
 function tooLarge(size: number, max: number): CordonError {
-  return new CordonError(
-    'JSON_TOO_LARGE',
-    `input is ${size} bytes; the limit is ${max}`,
-    {
-      hint: 'a manifest this large is almost certainly a mistake; split or shorten it',
-    },
-  );
+  return new CordonError('JSON_TOO_LARGE', `input is ${size} bytes; the limit is ${max}`, {
+    hint: 'a manifest this large is almost certainly a mistake; split or shorten it',
+  });
 }
 
 const NUMBER_RE = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;

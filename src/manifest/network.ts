@@ -36,12 +36,7 @@ export interface NetworkScope {
   readonly pathPrefix: string;
 }
 
-function netError(
-  code: NetworkErrorCode,
-  raw: string,
-  message: string,
-  hint: string,
-): CordonError {
+function netError(code: NetworkErrorCode, raw: string, message: string, hint: string): CordonError {
   return new CordonError(code, `"${raw}": ${message}`, { hint });
 }
 

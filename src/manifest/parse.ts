@@ -40,7 +40,8 @@ export class ManifestInvalidError extends CordonError {
 function present(root: unknown, path: readonly PropertyKey[]): boolean {
   let cur: unknown = root;
   for (const k of path) {
-    if (typeof cur !== 'object' || cur === null || !Object.prototype.hasOwnProperty.call(cur, k)) return false;
+    if (typeof cur !== 'object' || cur === null || !Object.prototype.hasOwnProperty.call(cur, k))
+      return false;
     cur = (cur as Record<PropertyKey, unknown>)[k];
   }
   return cur !== undefined;
@@ -63,7 +64,9 @@ function issueFromZod(issue: z.core.$ZodIssue, root: unknown): ManifestIssue[] {
           code: missing ? 'MANIFEST_MISSING_FIELD' : 'MANIFEST_TYPE',
           pointer,
           message: missing ? 'required field is missing' : `expected ${issue.expected}`,
-          hint: missing ? 'add the field (see `cordon manifest schema`)' : `write a ${issue.expected}`,
+          hint: missing
+            ? 'add the field (see `cordon manifest schema`)'
+            : `write a ${issue.expected}`,
         },
       ];
     }

@@ -237,7 +237,10 @@ export class ManifestVerifier {
         const na = obj['notAfter'];
         const t = now.getTime();
         if (typeof na !== 'string' || Number.isNaN(Date.parse(na))) {
-          fail('MANIFEST_MISSING_FIELD', '/notAfter: every manifest needs a valid notAfter timestamp');
+          fail(
+            'MANIFEST_MISSING_FIELD',
+            '/notAfter: every manifest needs a valid notAfter timestamp',
+          );
         }
         if (nb !== undefined && (typeof nb !== 'string' || Number.isNaN(Date.parse(nb)))) {
           fail('MANIFEST_INVALID', '/notBefore: not a timestamp');
@@ -245,7 +248,8 @@ export class ManifestVerifier {
         if (typeof nb === 'string' && t + this.opts.clockSkewMs < Date.parse(nb)) {
           fail('MANIFEST_NOT_YET_VALID', `manifest is valid only from ${nb}`);
         }
-        if (t >= Date.parse(na)) fail('MANIFEST_EXPIRED', `manifest expired at ${na}; ask its owner for a renewed one`);
+        if (t >= Date.parse(na))
+          fail('MANIFEST_EXPIRED', `manifest expired at ${na}; ask its owner for a renewed one`);
         return `valid until ${na}`;
       },
       rollback: () => {

@@ -86,11 +86,10 @@ export function readFileCapped(file: string, maxBytes: number): Buffer {
       off += n;
       if (off === buf.length) {
         if (off > maxBytes)
-          throw new CordonError(
-            'FILE_TOO_LARGE',
-            `${file} is larger than ${maxBytes} bytes`,
-            { file, hint: 'shorten the file' },
-          );
+          throw new CordonError('FILE_TOO_LARGE', `${file} is larger than ${maxBytes} bytes`, {
+            file,
+            hint: 'shorten the file',
+          });
         break;
       }
     }
@@ -166,5 +165,14 @@ export function writeFileNew(file: string, data: string | Buffer, mode = 0o644):
     fsyncDir(dirname(file));
   } catch (e) {
     throw ioError(e, file, true);
+  }
+}
+
+/** Create a directory (and parents); failures name the directory. */
+export function ensureDir(dir: string, mode = 0o755): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode });
+  } catch (e) {
+    throw ioError(e, dir, true);
   }
 }

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CordonError } from '../errors.js';
 import { parseEnvelope } from '../manifest/dsse.js';
@@ -25,7 +25,13 @@ import {
   type TrustStoreFile,
 } from '../manifest/trust.js';
 import type { KeyObject } from 'node:crypto';
-import { readFileCapped, readFileIfExists, writeFileAtomic, writeFileNew } from './files.js';
+import {
+  ensureDir,
+  readFileCapped,
+  readFileIfExists,
+  writeFileAtomic,
+  writeFileNew,
+} from './files.js';
 
 /** Where things live in a policy directory. */
 export function policyPaths(dir: string) {
@@ -109,7 +115,7 @@ export function generateKeyFiles(dir: string, name: string, passphrase?: string)
       `${privateFile} already exists; refusing to overwrite it`,
       { file: privateFile, hint: 'choose another --name' },
     );
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensureDir(dir, 0o700);
   writeFileNew(privateFile, exportPrivateKeyPem(privateKey, passphrase), 0o600);
   writeFileNew(publicFile, exportPublicKeyPem(publicKey), 0o644);
   return { name, keyId, privateFile, publicFile, encrypted: passphrase !== undefined };
@@ -269,7 +275,7 @@ export function initAdminPolicyDir(dir: string, now: Date, passphrase?: string):
   const note = (file: string, made: boolean): void => {
     (made ? created : kept).push(file);
   };
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  ensureDir(dir, 0o755);
   const orgKeyFile = join(p.keys, 'org.key');
   if (existsSync(orgKeyFile)) {
     note(orgKeyFile, false);
@@ -304,7 +310,7 @@ export function initAdminPolicyDir(dir: string, now: Date, passphrase?: string):
     );
     note(p.revocations, true);
   } else note(p.revocations, false);
-  mkdirSync(p.manifests, { recursive: true, mode: 0o755 });
+  ensureDir(p.manifests, 0o755);
   for (const t of TEMPLATES) {
     const file = join(p.manifests, `${t.name}.example.json`);
     if (existsSync(file)) {
@@ -321,7 +327,7 @@ export function initAdminPolicyDir(dir: string, now: Date, passphrase?: string):
     );
     note(file, true);
   }
-  mkdirSync(p.guardrails, { recursive: true, mode: 0o755 });
+  ensureDir(p.guardrails, 0o755);
   const guardrailsReadme = join(p.guardrails, 'README.md');
   if (!existsSync(guardrailsReadme)) {
     writeFileNew(
@@ -361,7 +367,7 @@ export function initEndpointPolicyDir(
   const p = policyPaths(dir);
   const created: string[] = [];
   const kept: string[] = [];
-  mkdirSync(dir, { recursive: true, mode: 0o755 });
+  ensureDir(dir, 0o755);
   const trustRaw = readFileCapped(trustFile, MAX_POLICY_FILE);
   const trust = (() => {
     try {

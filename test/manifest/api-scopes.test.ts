@@ -13,8 +13,25 @@ const code = (raw: string): string => {
 
 describe('api scopes', () => {
   it('accepts service:action[:qualifier] and mcp:server:tool, * only as a whole last segment', () => {
-    for (const ok of ['sheets:read', 'sheets:write:restricted', 'sheets:*', 'mcp:fs:read_file', 'mcp:fs:*']) expect(code(ok), ok).toBe('OK');
-    for (const bad of ['*', 'sheets', 'sheets:wr*', '*:read', 'sheets:*:x', 'a:b:c:d', 'mcp:fs', 'sheets:re ad', 'sheets::read']) {
+    for (const ok of [
+      'sheets:read',
+      'sheets:write:restricted',
+      'sheets:*',
+      'mcp:fs:read_file',
+      'mcp:fs:*',
+    ])
+      expect(code(ok), ok).toBe('OK');
+    for (const bad of [
+      '*',
+      'sheets',
+      'sheets:wr*',
+      '*:read',
+      'sheets:*:x',
+      'a:b:c:d',
+      'mcp:fs',
+      'sheets:re ad',
+      'sheets::read',
+    ]) {
       expect(code(bad), bad).toBe('API_SCOPE_SYNTAX');
     }
   });
@@ -27,6 +44,8 @@ describe('api scopes', () => {
     expect(apiScopeAllows(parseApiScope('mcp:fs:*'), 'mcp:git:push')).toBe(false);
     expect(apiScopeAllows(parseApiScope('mcp:fs:*'), 'mcp:fs')).toBe(false);
     expect(apiScopesOverlap(parseApiScope('sheets:*'), parseApiScope('sheets:write:x'))).toBe(true);
-    expect(apiScopesOverlap(parseApiScope('sheets:read'), parseApiScope('sheets:write'))).toBe(false);
+    expect(apiScopesOverlap(parseApiScope('sheets:read'), parseApiScope('sheets:write'))).toBe(
+      false,
+    );
   });
 });

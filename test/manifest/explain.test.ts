@@ -9,7 +9,8 @@ function parsed(over: Parameters<typeof manifest>[0] = {}): Manifest {
   if (!r.ok) throw new Error(JSON.stringify(r.issues));
   return r.manifest;
 }
-const explain = (over: Parameters<typeof manifest>[0] = {}) => explainManifest(parsed(over), { home: HOME, now: NOW });
+const explain = (over: Parameters<typeof manifest>[0] = {}) =>
+  explainManifest(parsed(over), { home: HOME, now: NOW });
 
 describe('explainManifest', () => {
   it('low risk: read-only, no egress, no interpreters', () => {
@@ -30,10 +31,16 @@ describe('explainManifest', () => {
     ['BROAD_EGRESS', { networkScopes: ['https://acme-exports.blob.core.windows.net'] }],
     ['INTERPRETER_EGRESS', { commandsAllowed: ['/usr/bin/python3'] }],
     ['UNAPPROVED_SENSITIVE_WRITES', { dataClassification: 'restricted' }],
-    ['MANDATORY_DENY_LIFTED', { readPaths: ['~/.kube/config'], overrides: [{ deny: 'kube', reason: 'reads cluster names for reports' }] }],
+    [
+      'MANDATORY_DENY_LIFTED',
+      {
+        readPaths: ['~/.kube/config'],
+        overrides: [{ deny: 'kube', reason: 'reads cluster names for reports' }],
+      },
+    ],
     ['PRIVILEGED_COMMAND', { commandsAllowed: ['/usr/bin/sudo'] }],
-  ] as const)('high: %s', (code, over) => {
-    const e = explain(over as Parameters<typeof manifest>[0]);
+  ] as [string, Record<string, unknown>][])('high: %s', (code, over) => {
+    const e = explain(over);
     expect(e.risk.level).toBe('high');
     expect(e.risk.reasons[0]?.level).toBe('high');
     expect(e.risk.reasons.map((r) => r.code)).toContain(code);
@@ -43,9 +50,18 @@ describe('explainManifest', () => {
     ['INTERPRETER', { commandsAllowed: ['/bin/sh'], networkScopes: [], requiresApproval: [] }],
     ['LONG_VALIDITY', { notAfter: '2028-12-31T00:00:00Z', writePaths: [] }],
     ['WILDCARD_EGRESS', { networkScopes: ['https://*.corp.example.com'], writePaths: [] }],
-    ['PLAINTEXT_EGRESS', { networkScopes: ['http://internal-api.corp.example.com'], writePaths: [] }],
-  ] as const)('medium: %s', (code, over) => {
-    const e = explain(over as Parameters<typeof manifest>[0]);
+    [
+      'PLAINTEXT_EGRESS',
+      { networkScopes: ['http://internal-api.corp.example.com'], writePaths: [] },
+    ],
+    [
+      'BROAD_PATHS',
+      { readPaths: ['/srv/**'], writePaths: [], networkScopes: [], requiresApproval: [] },
+    ],
+    ['INTERNAL_NETWORK', { networkScopes: ['https://10.2.3.4'], writePaths: [] }],
+    ['NO_APPROVALS', { dataClassification: 'confidential', writePaths: [], requiresApproval: [] }],
+  ] as [string, Record<string, unknown>][])('medium: %s', (code, over) => {
+    const e = explain(over);
     expect(e.risk.level).toBe('medium');
     expect(e.risk.reasons.map((r) => r.code)).toContain(code);
   });
@@ -56,7 +72,9 @@ describe('explainManifest', () => {
     expect(e.approvals).toEqual(['sheets:write:restricted']);
     expect(e.expiresInDays).toBe(218);
     const text = renderExplanation(e);
-    expect(text).toContain('May write (create, modify, delete, rename):\n  - ~/Work/Reports/outgoing/**');
+    expect(text).toContain(
+      'May write (create, modify, delete, rename):\n  - ~/Work/Reports/outgoing/**',
+    );
     expect(text).toContain('Risk: MEDIUM');
     expect(text).toContain('SSH keys');
   });

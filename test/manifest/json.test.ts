@@ -44,7 +44,9 @@ describe('parseStrictJson', () => {
   });
 
   it('rejects invalid UTF-8, a BOM, lone surrogates, overflowing numbers', () => {
-    expect(code(() => parseStrictJson(Buffer.from([0x22, 0xc3, 0x28, 0x22])))).toBe('JSON_ENCODING');
+    expect(code(() => parseStrictJson(Buffer.from([0x22, 0xc3, 0x28, 0x22])))).toBe(
+      'JSON_ENCODING',
+    );
     expect(code(() => parseStrictJson(Buffer.from('\ufeff{}')))).toBe('JSON_ENCODING');
     expect(code(() => parseStrictJson('"\\ud800"'))).toBe('JSON_SYNTAX');
     expect(code(() => parseStrictJson('"\\udc00\\ud800"'))).toBe('JSON_SYNTAX');
@@ -53,16 +55,38 @@ describe('parseStrictJson', () => {
   });
 
   it('rejects JSON that JSON.parse also rejects, with a position', () => {
-    for (const bad of ['', '{', '[1,]', '{"a":1,}', '01', '"\t"', "{'a':1}", 'nul', '1 2', '{"a" 1}', '-', '1.', '.5', '"\\x"']) {
+    for (const bad of [
+      '',
+      '{',
+      '[1,]',
+      '{"a":1,}',
+      '01',
+      '"\t"',
+      "{'a':1}",
+      'nul',
+      '1 2',
+      '{"a" 1}',
+      '-',
+      '1.',
+      '.5',
+      '"\\x"',
+    ]) {
       expect(() => JSON.parse(bad), bad).toThrow();
-      expect(code(() => parseStrictJson(bad)), bad).toBe('JSON_SYNTAX');
+      expect(
+        code(() => parseStrictJson(bad)),
+        bad,
+      ).toBe('JSON_SYNTAX');
     }
     expect(() => parseStrictJson('{\n  "a": tru\n}')).toThrow(/line 2, column 8/);
   });
 
   it('caps size and depth', () => {
-    expect(code(() => parseStrictJson('[' + '1,'.repeat(100) + '1]', { maxBytes: 50 }))).toBe('JSON_TOO_LARGE');
-    expect(code(() => parseStrictJson(Buffer.alloc(100, 0x20), { maxBytes: 50 }))).toBe('JSON_TOO_LARGE');
+    expect(code(() => parseStrictJson('[' + '1,'.repeat(100) + '1]', { maxBytes: 50 }))).toBe(
+      'JSON_TOO_LARGE',
+    );
+    expect(code(() => parseStrictJson(Buffer.alloc(100, 0x20), { maxBytes: 50 }))).toBe(
+      'JSON_TOO_LARGE',
+    );
     expect(code(() => parseStrictJson('['.repeat(65) + ']'.repeat(65)))).toBe('JSON_TOO_DEEP');
     expect(parseStrictJson('['.repeat(64) + ']'.repeat(64))).toBeDefined();
   });

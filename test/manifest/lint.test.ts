@@ -11,7 +11,9 @@ function parsed(over: Parameters<typeof manifest>[0] = {}): Manifest {
 }
 
 function codes(over: Parameters<typeof manifest>[0] = {}, cordonDirs: string[] = []): string[] {
-  return lintManifest(parsed(over), { home: HOME, now: NOW, cordonDirs }).map((f) => `${f.code} ${f.pointer}`);
+  return lintManifest(parsed(over), { home: HOME, now: NOW, cordonDirs }).map(
+    (f) => `${f.code} ${f.pointer}`,
+  );
 }
 
 describe('lintManifest', () => {
@@ -23,7 +25,11 @@ describe('lintManifest', () => {
   const cases: [LintCode, Parameters<typeof manifest>[0], string][] = [
     ['APPROVAL_NO_MATCH', { requiresApproval: ['sheets:delete'] }, '/requiresApproval/0'],
     ['APPROVAL_NO_MATCH', { requiresApproval: ['write:~/Other/**'] }, '/requiresApproval/0'],
-    ['APPROVAL_NO_MATCH', { requiresApproval: ['https://other.example.com'] }, '/requiresApproval/0'],
+    [
+      'APPROVAL_NO_MATCH',
+      { requiresApproval: ['https://other.example.com'] },
+      '/requiresApproval/0',
+    ],
     ['APPROVAL_NO_MATCH', { requiresApproval: ['exec:/usr/bin/rm'] }, '/requiresApproval/0'],
     ['ENV_RESERVED', { env: ['LD_PRELOAD'] }, '/env/0'],
     ['ENV_RESERVED', { env: ['HTTPS_PROXY'] }, '/env/0'],
@@ -43,17 +49,36 @@ describe('lintManifest', () => {
     ['CMD_INTERPRETER', { commandsAllowed: ['/usr/bin/python3.11'] }, '/commandsAllowed/0'],
     ['CMD_INTERPRETER', { commandsAllowed: ['/bin/bash'] }, '/commandsAllowed/0'],
     ['CMD_PRIVILEGED', { commandsAllowed: ['/usr/bin/sudo'] }, '/commandsAllowed/0'],
-    ['CMD_IN_WRITE_PATH', { writePaths: ['~/bin/**'], commandsAllowed: ['/home/alice/bin/tool'] }, '/commandsAllowed/0'],
+    [
+      'CMD_IN_WRITE_PATH',
+      { writePaths: ['~/bin/**'], commandsAllowed: ['/home/alice/bin/tool'] },
+      '/commandsAllowed/0',
+    ],
     ['NET_SHARED_DOMAIN', { networkScopes: ['https://*.amazonaws.com'] }, '/networkScopes/0'],
     ['NET_SHARED_DOMAIN', { networkScopes: ['https://pastebin.com'] }, '/networkScopes/0'],
-    ['NET_PLAINTEXT', { networkScopes: ['http://internal-api.corp.example.com'] }, '/networkScopes/0'],
+    [
+      'NET_PLAINTEXT',
+      { networkScopes: ['http://internal-api.corp.example.com'] },
+      '/networkScopes/0',
+    ],
     ['NET_INTERNAL_ADDRESS', { networkScopes: ['http://169.254.169.254'] }, '/networkScopes/0'],
     ['NET_INTERNAL_ADDRESS', { networkScopes: ['https://[fd00::/8]'] }, '/networkScopes/0'],
     ['VALIDITY_LONG', { notAfter: '2029-01-01T00:00:00Z' }, '/notAfter'],
     ['WRITE_NO_APPROVAL', { dataClassification: 'confidential' }, '/writePaths/0'],
     ['ENV_CODE_INJECTION', { env: ['NODE_OPTIONS'] }, '/env/0'],
-    ['OVERRIDE_USED', { readPaths: ['~/.aws/config'], overrides: [{ deny: 'aws', reason: 'reads the region from the AWS config' }] }, '/overrides/0'],
-    ['OVERRIDE_UNUSED', { overrides: [{ deny: 'kube', reason: 'left over from an older version' }] }, '/overrides/0'],
+    [
+      'OVERRIDE_USED',
+      {
+        readPaths: ['~/.aws/config'],
+        overrides: [{ deny: 'aws', reason: 'reads the region from the AWS config' }],
+      },
+      '/overrides/0',
+    ],
+    [
+      'OVERRIDE_UNUSED',
+      { overrides: [{ deny: 'kube', reason: 'left over from an older version' }] },
+      '/overrides/0',
+    ],
     ['DUPLICATE_ENTRY', { apiScopes: ['sheets:read', 'sheets:read'] }, '/apiScopes/1'],
     ['SECRET_NO_EGRESS', { secrets: ['SHEETS_TOKEN'], networkScopes: [] }, '/secrets'],
     ['NO_DESCRIPTION', { description: undefined }, ''],
@@ -68,17 +93,25 @@ describe('lintManifest', () => {
   });
 
   it('severity comes from the rule table', () => {
-    const f = lintManifest(parsed({ env: ['LD_PRELOAD', 'NODE_OPTIONS'] }), { home: HOME, now: NOW });
+    const f = lintManifest(parsed({ env: ['LD_PRELOAD', 'NODE_OPTIONS'] }), {
+      home: HOME,
+      now: NOW,
+    });
     expect(f.find((x) => x.code === 'ENV_RESERVED')?.severity).toBe('error');
     expect(f.find((x) => x.code === 'ENV_CODE_INJECTION')?.severity).toBe('warning');
   });
 
-  it("guards the configured Cordon directories, not only the defaults", () => {
-    expect(codes({ readPaths: ['/srv/cordon/policy/**'] }, ['/srv/cordon/policy'])).toContain('PATH_CORDON_DIR /readPaths/0');
+  it('guards the configured Cordon directories, not only the defaults', () => {
+    expect(codes({ readPaths: ['/srv/cordon/policy/**'] }, ['/srv/cordon/policy'])).toContain(
+      'PATH_CORDON_DIR /readPaths/0',
+    );
   });
 
   it('an override silences the collision but is itself reported', () => {
-    const c = codes({ readPaths: ['~/.aws/config'], overrides: [{ deny: 'aws', reason: 'reads the region from the AWS config' }] });
+    const c = codes({
+      readPaths: ['~/.aws/config'],
+      overrides: [{ deny: 'aws', reason: 'reads the region from the AWS config' }],
+    });
     expect(c).not.toContain('PATH_MANDATORY_DENY /readPaths/0');
     expect(c).toContain('OVERRIDE_USED /overrides/0');
   });
@@ -87,7 +120,13 @@ describe('lintManifest', () => {
     expect(
       codes({
         dataClassification: 'restricted',
-        requiresApproval: ['write:~/Work/Reports/outgoing/**', 'https://internal-api.corp.example.com', 'sheets:*', 'exec:/usr/bin/pdftotext', '~/Work/Reports/q3'],
+        requiresApproval: [
+          'write:~/Work/Reports/outgoing/**',
+          'https://internal-api.corp.example.com',
+          'sheets:*',
+          'exec:/usr/bin/pdftotext',
+          '~/Work/Reports/q3',
+        ],
       }),
     ).toEqual([]);
   });

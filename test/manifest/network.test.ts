@@ -13,11 +13,17 @@ const code = (raw: string): string => {
 
 describe('parseNetworkScope', () => {
   it('normalises case, IDNA, default ports, trailing dots and path prefixes', () => {
-    expect(parseNetworkScope('HTTPS://*.Sheets.Example.COM:443').text).toBe('https://*.sheets.example.com');
+    expect(parseNetworkScope('HTTPS://*.Sheets.Example.COM:443').text).toBe(
+      'https://*.sheets.example.com',
+    );
     expect(parseNetworkScope('https://bücher.example').text).toBe('https://xn--bcher-kva.example');
-    expect(parseNetworkScope('https://api.example.com.:8443/v1/').text).toBe('https://api.example.com:8443/v1');
+    expect(parseNetworkScope('https://api.example.com.:8443/v1/').text).toBe(
+      'https://api.example.com:8443/v1',
+    );
     expect(parseNetworkScope('http://203.0.113.7').port).toBe(80);
-    expect(parseNetworkScope('https://[2001:DB8:0:0::1]:8443').text).toBe('https://[2001:db8::1]:8443');
+    expect(parseNetworkScope('https://[2001:DB8:0:0::1]:8443').text).toBe(
+      'https://[2001:db8::1]:8443',
+    );
     expect(parseNetworkScope('https://[10.0.0.0/8]').text).toBe('https://[10.0.0.0/8]');
     expect(parseNetworkScope('https://[fd00::/8]').prefixLength).toBe(8);
   });
@@ -32,7 +38,14 @@ describe('parseNetworkScope', () => {
     expect(code('https://a*.example.com')).toBe('NET_WILDCARD_SYNTAX');
     expect(code('https://user:pw@api.example.com')).toBe('NET_USERINFO');
     expect(code('https://@api.example.com')).toBe('NET_USERINFO');
-    for (const ip of ['2130706433', '0x7f.1', '0177.0.0.1', '127.1', '0x7f000001', '169.254.169.254.']) {
+    for (const ip of [
+      '2130706433',
+      '0x7f.1',
+      '0177.0.0.1',
+      '127.1',
+      '0x7f000001',
+      '169.254.169.254.',
+    ]) {
       expect(code(`http://${ip}`), ip).toBe('NET_IP_NONCANONICAL');
     }
     expect(code('https://*.10.0.0.1')).toBe('NET_WILDCARD_SYNTAX');

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Cordon quick start on embedded defaults: a demo policy directory, a signing key, a manifest
+# from a role template, signed, verified and explained; then a tampered copy, which is refused.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -f dist/cli/main.js ] || npm run build --silent
+demo=${CORDON_DEMO_DIR:-$(mktemp -d -t cordon-demo-XXXXXX)}
+mkdir -p "$demo"
+export CORDON_HOME="$demo/home"
+cordon() { node dist/cli/main.js "$@"; }
+step() {
+  printf '\n\033[1m$ cordon %s\033[0m\n' "$*"
+  cordon "$@"
+}
+
+step init
+step keys generate --name security-team
+step keys trust --name security-team --pub "$CORDON_HOME/policy/keys/security-team.pub" --purpose manifest
+step manifest new --template finance-analyst --agent cowork-lite --param workDir=~/Work/Finance --out "$demo/cowork-lite.json"
+step manifest lint "$demo/cowork-lite.json"
+step manifest sign "$demo/cowork-lite.json" --key "$CORDON_HOME/policy/keys/security-team.key"
+step manifest verify "$demo/cowork-lite.signed.json"
+step manifest explain "$demo/cowork-lite.signed.json"
+
+# Widen the signed payload without re-signing: verification must refuse it.
+node -e '
+  const fs = require("fs");
+  const [src, dst] = process.argv.slice(1);
+  const env = JSON.parse(fs.readFileSync(src, "utf8"));
+  const m = JSON.parse(Buffer.from(env.payload, "base64").toString());
+  m.readPaths = ["/"];
+  env.payload = Buffer.from(JSON.stringify(m)).toString("base64");
+  fs.writeFileSync(dst, JSON.stringify(env, null, 2));
+' "$demo/cowork-lite.signed.json" "$demo/tampered.signed.json"
+printf '\n\033[1m$ cordon manifest verify tampered.signed.json   (payload widened after signing)\033[0m\n'
+if cordon manifest verify "$demo/tampered.signed.json" --no-record; then
+  echo "quick start: a tampered manifest was accepted" >&2
+  exit 1
+fi
+printf '\nQuick start done: the tampered copy was refused. Demo files are in %s\n' "$demo"
