@@ -35,7 +35,7 @@ export function manifest(over: Record<string, unknown> = {}): ManifestInput {
     commandsAllowed: ['/usr/bin/pdftotext'],
     requiresApproval: ['sheets:write:restricted'],
     ...over,
-  } as ManifestInput;
+  };
 }
 
 export interface TestKey {

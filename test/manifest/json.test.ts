@@ -71,7 +71,9 @@ describe('parseStrictJson', () => {
       '.5',
       '"\\x"',
     ]) {
-      expect(() => JSON.parse(bad), bad).toThrow();
+      expect(() => {
+        JSON.parse(bad);
+      }, bad).toThrow();
       expect(
         code(() => parseStrictJson(bad)),
         bad,

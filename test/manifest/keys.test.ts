@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { CordonError } from '../../src/errors.js';
+import type { CordonError } from '../../src/errors.js';
 import {
   exportPrivateKeyPem,
   exportPublicKeyPem,

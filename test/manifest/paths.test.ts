@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CordonError } from '../../src/errors.js';
+import type { CordonError } from '../../src/errors.js';
 import { compilePathMatcher, expandHome, parsePathPattern } from '../../src/manifest/paths.js';
 
 const code = (raw: string): string => {
