@@ -1,4 +1,5 @@
 import { CordonError } from '../errors.js';
+import { memoise } from './memo.js';
 
 export type ApiScopeErrorCode = 'API_SCOPE_SYNTAX';
 
@@ -19,7 +20,7 @@ const SEGMENT = /^[A-Za-z0-9_.-]{1,128}$/;
  * @example
  * parseApiScope('mcp:fs:write_file').segments; // ['mcp', 'fs', 'write_file']
  */
-export function parseApiScope(raw: string): ApiScope {
+function parseApiScopeUncached(raw: string): ApiScope {
   const fail = (message: string, hint: string): never => {
     throw new CordonError('API_SCOPE_SYNTAX', `"${raw}": ${message}`, { hint });
   };
@@ -75,3 +76,6 @@ export function apiScopesOverlap(a: ApiScope, b: ApiScope): boolean {
   }
   return a.segments.length === b.segments.length;
 }
+
+/** Memoised: manifests repeat the same entries across parse, lint and compile. */
+export const parseApiScope = memoise(parseApiScopeUncached);

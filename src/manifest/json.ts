@@ -67,6 +67,7 @@ function tooLarge(size: number, max: number): CordonError {
 }
 
 const NUMBER_RE = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+const PLAIN_RUN = /[^"\\\u0000-\u001f\ud800-\udfff]+/y;
 
 class Parser {
   private pos = 0;
@@ -164,6 +165,9 @@ class Parser {
     let out = '';
     let start = p;
     for (;;) {
+      // Skip a run of ordinary characters in one step (most strings have no escapes).
+      PLAIN_RUN.lastIndex = p;
+      if (PLAIN_RUN.test(t)) p = PLAIN_RUN.lastIndex;
       const c = t.charCodeAt(p);
       if (Number.isNaN(c)) {
         this.pos = p;
@@ -310,13 +314,17 @@ class Parser {
       this.path.push(key);
       const v = this.value(depth);
       this.path.pop();
-      // defineProperty, not assignment: a "__proto__" key must stay data, never a prototype.
-      Object.defineProperty(out, key, {
-        value: v,
-        enumerable: true,
-        writable: true,
-        configurable: true,
-      });
+      // A "__proto__" key must stay data, never a prototype: plain assignment would set the prototype.
+      if (key === '__proto__') {
+        Object.defineProperty(out, key, {
+          value: v,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      } else {
+        out[key] = v;
+      }
       this.ws();
       const c = this.text[this.pos];
       if (c === ',') {

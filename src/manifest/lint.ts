@@ -146,25 +146,67 @@ function inDomain(host: string, domain: string): boolean {
   return host === domain || host.endsWith('.' + domain);
 }
 
-/** Whether an absolute pattern is inside (or equal to) a deny path; `/**\/tail` denies match by suffix. */
-function grantInsideDeny(grant: PathPattern, denyAbs: string): boolean {
-  if (denyAbs.startsWith('/**/')) {
-    const tail = denyAbs.slice(4).split('/');
+/** A mandatory-deny path ready for comparisons: absolute pattern, or a `/**\/tail` suffix. */
+interface DenyPath {
+  readonly text: string;
+  readonly pattern: PathPattern | undefined;
+  readonly tail: readonly string[] | undefined;
+}
+
+function denyPath(absText: string): DenyPath {
+  return absText.startsWith('/**/')
+    ? { text: absText, pattern: undefined, tail: absText.slice(4).split('/') }
+    : { text: absText, pattern: parsePathPattern(absText), tail: undefined };
+}
+
+/** Whether a pattern lies inside (or equals) a deny path; `/**\/tail` denies match by suffix. */
+function grantInsideDeny(grant: PathPattern, deny: DenyPath): boolean {
+  if (deny.tail !== undefined) {
+    const tail = deny.tail;
     const segs = grant.segments;
     for (let i = 0; i + tail.length <= segs.length; i++) {
       if (tail.every((t, j) => segs[i + j] === t)) return true;
     }
     return false;
   }
-  const deny = parsePathPattern(denyAbs);
-  if (grant.literalDepth < deny.segments.length) return false;
-  return deny.segments.every((s, i) => grant.segments[i] === s);
+  const segs = deny.pattern?.segments ?? [];
+  if (grant.literalDepth < segs.length) return false;
+  return segs.every((s, i) => grant.segments[i] === s);
 }
 
-function denyInsideGrant(grant: PathPattern, denyAbs: string): boolean {
-  if (denyAbs.startsWith('/**/')) return false;
-  const deny = parsePathPattern(denyAbs);
-  return pathPatternsOverlap(grant, deny) && deny.segments.length > grant.literalDepth;
+function denyInsideGrant(grant: PathPattern, deny: DenyPath): boolean {
+  if (deny.pattern === undefined) return false;
+  return (
+    pathPatternsOverlap(grant, deny.pattern) && deny.pattern.segments.length > grant.literalDepth
+  );
+}
+
+interface DenyEntry {
+  readonly deny: MandatoryDeny;
+  readonly paths: readonly { readonly written: string; readonly abs: DenyPath }[];
+}
+
+// Deny tables depend only on the home directory and Cordon's directories: build each once.
+const denyTables = new Map<string, readonly DenyEntry[]>();
+
+function denyTable(home: string, cordonDirs: readonly string[]): readonly DenyEntry[] {
+  const key = [home, ...cordonDirs].join('\0');
+  const cached = denyTables.get(key);
+  if (cached !== undefined) return cached;
+  const extra = cordonDirs.map((d) => parsePathPattern(d).text);
+  const table = MANDATORY_DENIES.map((deny) => {
+    const written = deny.id === 'cordon' ? [...deny.paths, ...extra] : deny.paths;
+    return {
+      deny,
+      paths: written.map((w) => ({
+        written: w,
+        abs: denyPath(w.startsWith('~') ? expandHome(parsePathPattern(w), home) : w),
+      })),
+    };
+  });
+  if (denyTables.size > 64) denyTables.clear();
+  denyTables.set(key, table);
+  return table;
 }
 
 interface PathEntry {
@@ -199,10 +241,7 @@ export function lintManifest(m: Manifest, options: LintOptions): LintFinding[] {
   }
   const homeAbs = parsePathPattern(home);
   const overrides = new Set(m.overrides.map((o) => o.deny));
-  const cordonExtra = (options.cordonDirs ?? []).map((d) => parsePathPattern(d).text);
-  const denies: MandatoryDeny[] = MANDATORY_DENIES.map((d) =>
-    d.id === 'cordon' && cordonExtra.length > 0 ? { ...d, paths: [...d.paths, ...cordonExtra] } : d,
-  );
+  const denies = denyTable(home, options.cordonDirs ?? []);
   const touchedDenies = new Set<string>();
 
   for (const e of paths) {
@@ -234,10 +273,9 @@ export function lintManifest(m: Manifest, options: LintOptions): LintFinding[] {
         'narrow the pattern to the directories the agent needs',
       );
     }
-    for (const d of denies) {
+    for (const { deny: d, paths: dps } of denies) {
       if (e.list === 'readPaths' && d.access === 'write') continue;
-      for (const dp of d.paths) {
-        const denyAbs = dp.startsWith('~') ? expandHome(parsePathPattern(dp), home) : dp;
+      for (const { written: dp, abs: denyAbs } of dps) {
         const inside = grantInsideDeny(e.abs, denyAbs);
         const contains = !inside && denyInsideGrant(e.abs, denyAbs);
         if (!inside && !contains) continue;
@@ -290,7 +328,7 @@ export function lintManifest(m: Manifest, options: LintOptions): LintFinding[] {
     if (
       writable.some(
         (w) =>
-          grantInsideDeny(cmdPattern, w.abs.text) ||
+          grantInsideDeny(cmdPattern, denyPath(w.abs.text)) ||
           (w.abs.hasGlob && pathPatternsOverlap(w.abs, cmdPattern)),
       )
     ) {

@@ -1,6 +1,7 @@
 import { domainToASCII } from 'node:url';
 import { getPublicSuffix } from 'tldts';
 import { CordonError } from '../errors.js';
+import { memoise } from './memo.js';
 
 export type NetworkErrorCode =
   | 'NET_SCOPE_SYNTAX'
@@ -54,7 +55,7 @@ const NUMERIC_LABEL = /^(0x[0-9a-f]*|\d+)$/i;
  * @example
  * parseNetworkScope('HTTPS://*.Sheets.Example.com:443').text; // 'https://*.sheets.example.com'
  */
-export function parseNetworkScope(raw: string): NetworkScope {
+function parseNetworkScopeUncached(raw: string): NetworkScope {
   if (/[\u0000-\u0020\u007f-\u009f]/.test(raw)) {
     throw netError(
       'NET_SCOPE_SYNTAX',
@@ -377,3 +378,6 @@ export function scopesOverlap(a: NetworkScope, b: NetworkScope): boolean {
   const longer = shorter === a ? b : a;
   return ipInScope(shorter, longer.host);
 }
+
+/** Memoised: manifests repeat the same entries across parse, lint and compile. */
+export const parseNetworkScope = memoise(parseNetworkScopeUncached);

@@ -1,4 +1,5 @@
 import { CordonError } from '../errors.js';
+import { memoise } from './memo.js';
 
 export type PathErrorCode =
   | 'PATH_EMPTY'
@@ -48,7 +49,7 @@ function isGlobSegment(seg: string): boolean {
  * @example
  * parsePathPattern('~/Work/./Reports/').text; // '~/Work/Reports'
  */
-export function parsePathPattern(raw: string): PathPattern {
+function parsePathPatternUncached(raw: string): PathPattern {
   if (raw.length === 0)
     throw pathError('PATH_EMPTY', 'path is empty', 'write an absolute path or ~/...');
   if (raw.includes('\0')) {
@@ -203,3 +204,6 @@ export function pathPatternsOverlap(a: PathPattern, b: PathPattern): boolean {
   // Both fully literal: one must contain the other, which the prefix check above established.
   return true;
 }
+
+/** Memoised: manifests repeat the same entries across parse, lint and compile. */
+export const parsePathPattern = memoise(parsePathPatternUncached);

@@ -86,6 +86,15 @@ export interface VerifierOptions {
   readonly record?: boolean;
 }
 
+/** What is known about one signed payload, filled in as steps reach it. */
+interface Analysis {
+  readonly value: JsonValue;
+  schema: ReturnType<typeof validateManifest> | undefined;
+  lint: LintFinding[] | undefined;
+}
+
+const ANALYSIS_CACHE_SIZE = 256;
+
 class StepFailure extends Error {
   constructor(
     readonly code: string,
@@ -115,6 +124,7 @@ export class ManifestVerifier {
   private revocations: Revocations | undefined;
   private revocationError: StepFailure | undefined;
   private revocationMessage = '';
+  private readonly analyses = new Map<string, Analysis>();
 
   constructor(options: VerifierOptions) {
     this.opts = {
@@ -164,6 +174,7 @@ export class ManifestVerifier {
       manifest: undefined as Manifest | undefined,
       signers: [] as { keyId: string; name: string }[],
       lint: [] as LintFinding[],
+      analysis: undefined as Analysis | undefined,
     };
     const now = this.opts.now();
     const run: Record<VerifyStepName, () => string> = {
@@ -214,21 +225,9 @@ export class ManifestVerifier {
         return `${st.digest ?? ''} is not revoked`;
       },
       payload: () => {
-        try {
-          st.value = parseStrictJson(st.payload as Buffer, { maxBytes: MANIFEST_MAX_BYTES });
-        } catch (e) {
-          if (e instanceof CordonError) fail(e.code, `payload: ${e.message}`);
-          throw e;
-        }
-        if (typeof st.value !== 'object' || st.value === null || Array.isArray(st.value))
-          fail('MANIFEST_TYPE', 'payload is not a JSON object');
-        // Signers emit RFC 8785 canonical JSON, so every device computes the same digest for the same policy.
-        if (canonicalize(st.value) !== (st.payload as Buffer).toString('utf8')) {
-          fail(
-            'MANIFEST_NOT_CANONICAL',
-            'payload is not in RFC 8785 canonical form; sign it with `cordon manifest sign`',
-          );
-        }
+        const a = this.analyse(st.digest as string, st.payload as Buffer);
+        st.analysis = a;
+        st.value = a.value;
         return 'canonical JSON object';
       },
       validity: () => {
@@ -285,7 +284,9 @@ export class ManifestVerifier {
           : `newer than accepted ${last.version}`;
       },
       schema: () => {
-        const r = validateManifest(st.value);
+        const a = st.analysis as Analysis;
+        a.schema ??= validateManifest(a.value);
+        const r = a.schema;
         if (!r.ok) {
           const i = r.issues[0];
           fail(
@@ -297,7 +298,9 @@ export class ManifestVerifier {
         return 'matches manifest v1';
       },
       lint: () => {
-        st.lint = lintManifest(st.manifest as Manifest, { ...this.opts.lint, now });
+        const a = st.analysis as Analysis;
+        a.lint ??= lintManifest(st.manifest as Manifest, { ...this.opts.lint, now });
+        st.lint = a.lint;
         const errors = st.lint.filter((f) => f.severity === 'error');
         if (errors.length > 0) {
           const e = errors[0];
@@ -348,6 +351,40 @@ export class ManifestVerifier {
       signers: st.signers,
       lint: st.lint,
     };
+  }
+
+  /**
+   * Parse and check the signed payload once per digest. The result is a pure function of the
+   * signed bytes, so it is kept (bounded) and reused; signatures, revocation, validity and
+   * rollback are still checked on every call.
+   */
+  private analyse(digest: string, payload: Buffer): Analysis {
+    const hit = this.analyses.get(digest);
+    if (hit !== undefined) return hit;
+    let value: JsonValue;
+    try {
+      value = parseStrictJson(payload, { maxBytes: MANIFEST_MAX_BYTES });
+    } catch (e) {
+      if (e instanceof CordonError) fail(e.code, `payload: ${e.message}`);
+      throw e;
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      fail('MANIFEST_TYPE', 'payload is not a JSON object');
+    }
+    // Signers emit RFC 8785 canonical JSON, so every device computes the same digest for the same policy.
+    if (canonicalize(value) !== payload.toString('utf8')) {
+      fail(
+        'MANIFEST_NOT_CANONICAL',
+        'payload is not in RFC 8785 canonical form; sign it with `cordon manifest sign`',
+      );
+    }
+    const a: Analysis = { value, schema: undefined, lint: undefined };
+    if (this.analyses.size >= ANALYSIS_CACHE_SIZE) {
+      const oldest = this.analyses.keys().next();
+      if (oldest.done !== true) this.analyses.delete(oldest.value);
+    }
+    this.analyses.set(digest, a);
+    return a;
   }
 
   private checkSignatures(

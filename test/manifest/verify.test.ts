@@ -358,3 +358,44 @@ describe('ManifestVerifier fails closed on internal errors', () => {
     expect(failedAt(r)).toEqual(['signatures', 'VERIFY_ERROR']);
   });
 });
+
+describe('ManifestVerifier reuses only what the signed bytes determine', () => {
+  it('a payload seen before is still signature-checked, time-checked and rollback-checked on every call', () => {
+    let now = NOW;
+    const store = new MemoryAcceptanceStore();
+    const v = new ManifestVerifier({
+      trust: trustStore([{ k: org }]),
+      revocationList: revocations(org),
+      store,
+      lint: { home: HOME },
+      now: () => now,
+    });
+    const env = signed({ version: '2.0.0', notAfter: '2027-01-01T00:00:00Z' });
+    expect(v.verify(bytes(env)).ok).toBe(true);
+    // Same payload, signature by an untrusted key: refused although the payload was analysed before.
+    const bySomeoneElse = {
+      ...env,
+      signatures: signRaw(JSON.parse(Buffer.from(env.payload, 'base64').toString()), stranger)
+        .signatures,
+    };
+    expect(failedAt(v.verify(bytes(bySomeoneElse)))).toEqual(['signatures', 'SIGNATURE_UNTRUSTED']);
+    // A corrupted signature on the same payload.
+    const sig = Buffer.from(env.signatures[0]!.sig, 'base64');
+    sig[0] = (sig[0] ?? 0) ^ 1;
+    expect(
+      failedAt(
+        v.verify(
+          bytes({ ...env, signatures: [{ keyid: org.keyId, sig: sig.toString('base64') }] }),
+        ),
+      ),
+    ).toEqual(['signatures', 'SIGNATURE_INVALID']);
+    // Time moves on: the same bytes expire.
+    now = new Date('2027-02-01T00:00:00Z');
+    expect(failedAt(v.verify(bytes(env)))).toEqual(['validity', 'MANIFEST_EXPIRED']);
+    // A lint-failing payload keeps failing when seen again.
+    now = NOW;
+    const bad = bytes(signRaw({ ...manifest({ agentName: 'other' }), env: ['LD_PRELOAD'] }, org));
+    expect(failedAt(v.verify(bad))).toEqual(['lint', 'MANIFEST_LINT']);
+    expect(failedAt(v.verify(bad))).toEqual(['lint', 'MANIFEST_LINT']);
+  });
+});

@@ -1,0 +1,176 @@
+// Benchmarks: each figure is printed beside a baseline measured in the same run, as a ratio,
+// because shared machines are noisy. Rounds alternate figure and baseline; medians are reported.
+import { verify as cryptoVerify } from 'node:crypto';
+import { canonicalize } from '../src/manifest/canonical.js';
+import { pae } from '../src/manifest/dsse.js';
+import { exportPublicKeyPem, generateSigningKey } from '../src/manifest/keys.js';
+import { emptyRevocationList, signRevocationList } from '../src/manifest/revocation.js';
+import { MANIFEST_PAYLOAD_TYPE } from '../src/manifest/schema.js';
+import { signManifest } from '../src/manifest/sign.js';
+import { instantiateTemplate } from '../src/manifest/templates.js';
+import { loadTrustStore } from '../src/manifest/trust.js';
+import { ManifestVerifier, MemoryAcceptanceStore } from '../src/manifest/verify.js';
+
+const ROUNDS = 7;
+const ROUND_MS = 400;
+
+/** Operations per second of `fn`, run for about `ms` milliseconds. */
+function opsPerSecond(fn: () => void, ms: number): number {
+  for (let i = 0; i < 200; i++) fn();
+  let n = 0;
+  const start = process.hrtime.bigint();
+  const deadline = start + BigInt(ms) * 1_000_000n;
+  let now = start;
+  while (now < deadline) {
+    for (let i = 0; i < 50; i++) fn();
+    n += 50;
+    now = process.hrtime.bigint();
+  }
+  return n / (Number(now - start) / 1e9);
+}
+
+const median = (xs: number[]): number =>
+  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+
+interface Row {
+  name: string;
+  value: number;
+  unit: string;
+  baselineName: string;
+  baseline: number;
+  goal: string;
+  pass: boolean;
+}
+
+function compare(
+  name: string,
+  fn: () => void,
+  baselineName: string,
+  baseline: () => void,
+  unit: string,
+  goal: (v: number, ratio: number) => [string, boolean],
+): Row {
+  const a: number[] = [];
+  const b: number[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    b.push(opsPerSecond(baseline, ROUND_MS));
+    a.push(opsPerSecond(fn, ROUND_MS));
+  }
+  const value = median(a);
+  const base = median(b);
+  const [text, pass] = goal(value, value / base);
+  return { name, value, unit, baselineName, baseline: base, goal: text, pass };
+}
+
+// --- fixture: a realistic signed manifest, a trust store and a signed revocation list ---
+const now = new Date();
+const org = generateSigningKey();
+const trust = loadTrustStore(
+  JSON.stringify({
+    apiVersion: 'cordon.dev/v1',
+    kind: 'TrustStore',
+    keys: [
+      {
+        name: 'org',
+        keyId: org.keyId,
+        publicKey: exportPublicKeyPem(org.publicKey),
+        purposes: ['manifest', 'revocation'],
+      },
+    ],
+  }),
+);
+const revocationList = JSON.stringify(
+  signRevocationList(
+    {
+      ...emptyRevocationList(now),
+      manifests: Array.from({ length: 1000 }, (_, i) => ({
+        digest: `sha256:${i.toString(16).padStart(64, '0')}`,
+        reason: 'bench',
+        revokedAt: now.toISOString(),
+      })),
+    },
+    org.privateKey,
+  ),
+);
+const { envelope } = signManifest(
+  instantiateTemplate({ template: 'finance-analyst', agentName: 'bench', now }),
+  org.privateKey,
+  { home: '/home/bench' },
+);
+const envelopeBytes = Buffer.from(JSON.stringify(envelope));
+const verifier = new ManifestVerifier({
+  trust,
+  revocationList,
+  store: new MemoryAcceptanceStore(),
+  lint: { home: '/home/bench' },
+  record: false,
+});
+const check = verifier.verify(envelopeBytes);
+if (!check.ok)
+  throw new Error(`bench fixture does not verify: ${check.code ?? ''} ${check.message}`);
+
+const payload = Buffer.from(envelope.payload, 'base64');
+const paeBytes = pae(MANIFEST_PAYLOAD_TYPE, payload);
+const sig = Buffer.from(envelope.signatures[0]?.sig ?? '', 'base64');
+
+// Distinct manifests, so nothing about the payload can be reused between calls (cold path).
+const distinct = Array.from({ length: 1024 }, (_, i) =>
+  Buffer.from(
+    JSON.stringify(
+      signManifest(
+        instantiateTemplate({ template: 'finance-analyst', agentName: `bench-${i}`, now }),
+        org.privateKey,
+        { home: '/home/bench' },
+      ).envelope,
+    ),
+  ),
+);
+let next = 0;
+
+const rows: Row[] = [
+  compare(
+    'manifest verify, same manifest again (all 10 steps; payload analysis reused by digest)',
+    () => {
+      if (!verifier.verify(envelopeBytes).ok) throw new Error('verify failed');
+    },
+    'raw Ed25519 crypto.verify',
+    () => {
+      if (!cryptoVerify(null, paeBytes, org.publicKey, sig)) throw new Error('raw verify failed');
+    },
+    'verifies/s',
+    (v, ratio) => [`>= 5000/s and >= 0.5x`, v >= 5000 && ratio >= 0.5],
+  ),
+  compare(
+    'manifest verify, a different manifest every call (payload parsed, schema-checked and linted each time)',
+    () => {
+      const b = distinct[next++ % distinct.length];
+      if (b === undefined || !verifier.verify(b).ok) throw new Error('verify failed');
+    },
+    'raw Ed25519 crypto.verify',
+    () => {
+      if (!cryptoVerify(null, paeBytes, org.publicKey, sig)) throw new Error('raw verify failed');
+    },
+    'verifies/s',
+    (_v, ratio) => ['>= 0.3x (informational: schema and lint run every call)', ratio >= 0.3],
+  ),
+  compare(
+    'canonicalize manifest (RFC 8785)',
+    () => canonicalize(check.manifest),
+    'JSON.stringify',
+    () => JSON.stringify(check.manifest),
+    'ops/s',
+    (_v, ratio) => ['>= 0.25x', ratio >= 0.25],
+  ),
+];
+
+const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
+console.log(`cordon bench — node ${process.version}, ${ROUNDS} rounds x ${ROUND_MS} ms, medians\n`);
+for (const r of rows) {
+  console.log(`${r.name}`);
+  console.log(`  ${fmt(r.value).padStart(10)} ${r.unit}`);
+  console.log(`  ${fmt(r.baseline).padStart(10)} ${r.unit} baseline: ${r.baselineName}`);
+  console.log(
+    `  ratio ${(r.value / r.baseline).toFixed(2)}x   goal ${r.goal}   ${r.pass ? 'PASS' : 'FAIL'}\n`,
+  );
+}
+if (rows.some((r) => !r.pass)) process.exitCode = 1;
