@@ -166,7 +166,7 @@ const rows: Row[] = [
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US');
 console.log(`cordon bench — node ${process.version}, ${ROUNDS} rounds x ${ROUND_MS} ms, medians\n`);
 for (const r of rows) {
-  console.log(`${r.name}`);
+  console.log(r.name);
   console.log(`  ${fmt(r.value).padStart(10)} ${r.unit}`);
   console.log(`  ${fmt(r.baseline).padStart(10)} ${r.unit} baseline: ${r.baselineName}`);
   console.log(

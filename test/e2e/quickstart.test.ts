@@ -1,0 +1,58 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const bin = join(root, 'dist/cli/main.js');
+
+function cordon(
+  args: string[],
+  env: Record<string, string>,
+): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    env: {
+      PATH: process.env['PATH'] ?? '/usr/bin:/bin',
+      HOME: env['HOME'] ?? '/nonexistent',
+      ...env,
+    },
+    encoding: 'utf8',
+  });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+describe('the built CLI, as a user runs it', () => {
+  it('is built (npm test builds before running the suite)', () => {
+    expect(existsSync(bin)).toBe(true);
+  });
+
+  it('runs the README quick start: sign, verify, explain, and refuse a tampered copy', () => {
+    const demo = tempDir();
+    const r = spawnSync('bash', [join(root, 'scripts/quickstart.sh')], {
+      env: { ...process.env, CORDON_DEMO_DIR: demo },
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toContain('OK: verified cowork-lite 1.0.0');
+    expect(r.stdout).toContain('Risk: MEDIUM');
+    expect(r.stdout).toContain('REJECTED [SIGNATURE_INVALID]');
+  });
+
+  it('exits with the documented codes and honours HOME and CORDON_HOME', () => {
+    const home = tempDir();
+    expect(cordon(['--version'], { HOME: home }).stdout.trim()).toBe('0.1.0');
+    expect(cordon(['--help'], { HOME: home }).status).toBe(0);
+    expect(cordon(['bogus'], { HOME: home }).status).toBe(2);
+    expect(cordon(['manifest', 'verify', join(home, 'missing.json')], { HOME: home }).status).toBe(
+      3,
+    );
+    // No CORDON_HOME: XDG defaults under HOME.
+    expect(cordon(['init'], { HOME: home }).status).toBe(0);
+    expect(existsSync(join(home, '.config/cordon/trust.json'))).toBe(true);
+    const ch = join(home, 'ch');
+    expect(cordon(['init', '--json'], { HOME: home, CORDON_HOME: ch }).status).toBe(0);
+    expect(existsSync(join(ch, 'policy/keys/org.key'))).toBe(true);
+  });
+});

@@ -1,0 +1,35 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { lintRuleTable, manifestFieldTable } from '../src/manifest/docs.js';
+import { MANDATORY_DENIES } from '../src/manifest/mandatory-denies.js';
+import { VERIFY_STEPS } from '../src/manifest/verify.js';
+
+const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+
+describe('README', () => {
+  it('starts with the quick start and test commands', () => {
+    const quick = readme.indexOf('npm ci && npm run quickstart');
+    const tests = readme.indexOf('npm ci && npm test');
+    expect(quick).toBeGreaterThan(0);
+    expect(tests).toBeGreaterThan(quick);
+    expect(readme.indexOf('## Prerequisites')).toBeLessThan(quick);
+  });
+
+  it('has the manifest field table and lint table generated from the code (run `npm run docs` after changing them)', () => {
+    expect(readme).toContain(manifestFieldTable());
+    expect(readme).toContain(lintRuleTable());
+  });
+
+  it('lists every verification step in order and every mandatory deny id', () => {
+    const rows = [...readme.matchAll(/^\| `([a-zA-Z]+)` \| /gm)]
+      .map((m) => m[1])
+      .filter((s) => (VERIFY_STEPS as readonly string[]).includes(s ?? ''));
+    expect(rows).toEqual([...VERIFY_STEPS]);
+    for (const d of MANDATORY_DENIES) expect(readme, d.id).toContain(`\`${d.id}\``);
+  });
+
+  it('documents every exit code the CLI uses', () => {
+    for (const code of [0, 1, 2, 3, 70])
+      expect(readme).toMatch(new RegExp(`^\\| ${code} \\|`, 'm'));
+  });
+});
