@@ -88,13 +88,16 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .command('lint <file>')
     .description('report errors and risky grants, each with a code, JSON pointer and fix')
     .addOption(
-      new Option('--format <format>', 'output format')
-        .choices(['text', 'json', 'sarif'])
-        .default('text'),
+      new Option('--format <format>', 'output format (default text)').choices([
+        'text',
+        'json',
+        'sarif',
+      ]),
     )
+    .option('--json', 'same as --format json')
     .option('--max-warnings <n>', 'exit 1 when there are more warnings than this')
     .addHelpText('after', '\nExample:\n  cordon manifest lint m.json --format sarif > lint.sarif')
-    .action((file: string, o: { format?: string; maxWarnings?: string }) =>
+    .action((file: string, o: { format?: string; json?: boolean; maxWarnings?: string }) =>
       act(() => runManifestLint(io, [file], { ...g(), ...o })),
     );
   manifest

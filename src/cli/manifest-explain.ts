@@ -1,4 +1,5 @@
 import { explainManifest, renderExplanation } from '../manifest/explain.js';
+import { resolveForUser } from '../store/resolve.js';
 import { printJson, resolveDirs, type CliIo, type GlobalOptions } from './context.js';
 import { readManifest } from './read-manifest.js';
 
@@ -9,11 +10,11 @@ export function runManifestExplain(
 ): number {
   const { source, manifest } = readManifest(file);
   const dirs = resolveDirs(io, opts);
-  const e = explainManifest(manifest, {
-    home: io.home,
-    cordonDirs: [dirs.policyDir, dirs.stateDir],
-    now: io.now(),
-  });
+  const e = explainManifest(
+    manifest,
+    { home: io.home, cordonDirs: [dirs.policyDir, dirs.stateDir], now: io.now() },
+    resolveForUser(manifest, io.home),
+  );
   if (opts.json === true) printJson(io, { file, signed: source.signed, ...e });
   else {
     if (source.signed)

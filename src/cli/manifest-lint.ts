@@ -6,6 +6,7 @@ import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from '.
 
 export interface LintCliOptions extends GlobalOptions {
   format?: string;
+  json?: boolean;
   maxWarnings?: string;
 }
 
@@ -98,7 +99,10 @@ function sarif(file: string, findings: readonly Finding[]): unknown {
 }
 
 export function runManifestLint(io: CliIo, files: readonly string[], opts: LintCliOptions): number {
-  const format = opts.format ?? 'text';
+  if (opts.json === true && opts.format !== undefined && opts.format !== 'json') {
+    throw usage(`--json conflicts with --format ${opts.format}`, 'give one of them');
+  }
+  const format = opts.json === true ? 'json' : (opts.format ?? 'text');
   if (!['text', 'json', 'sarif'].includes(format))
     throw usage(`--format ${format} is not supported`, 'use text, json or sarif');
   const maxWarnings = opts.maxWarnings === undefined ? Infinity : Number(opts.maxWarnings);

@@ -1,6 +1,7 @@
 import { lintManifest, type LintFinding, type LintOptions } from './lint.js';
 import { MANDATORY_DENIES } from './mandatory-denies.js';
 import { parseNetworkScope } from './network.js';
+import type { ResolvedManifest } from './resolve.js';
 import type { Manifest } from './schema.js';
 
 export type RiskLevel = 'low' | 'medium' | 'high';
@@ -43,7 +44,11 @@ const DAY = 86_400_000;
  * access, broad egress, interpreters, write access plus egress (an exfiltration path), no
  * approvals on sensitive writes, long validity, and lifted mandatory denies.
  */
-export function explainManifest(m: Manifest, options: LintOptions): Explanation {
+export function explainManifest(
+  m: Manifest,
+  options: LintOptions,
+  resolved?: ResolvedManifest,
+): Explanation {
   const findings = lintManifest(m, options);
   const now = options.now ?? new Date();
   const has = (code: string): boolean => findings.some((f) => f.code === code);
@@ -138,7 +143,16 @@ export function explainManifest(m: Manifest, options: LintOptions): Explanation 
     description: m.description,
     read: [...new Set([...m.readPaths, ...m.writePaths])],
     write: m.writePaths,
-    run: m.commandsAllowed,
+    run:
+      resolved === undefined
+        ? m.commandsAllowed
+        : resolved.commands.map((c) =>
+            c.resolved === undefined
+              ? `${c.declared} (not found on this machine)`
+              : c.resolved === c.declared
+                ? c.declared
+                : `${c.declared} (-> ${c.resolved}; both allowed)`,
+          ),
     reach: m.networkScopes,
     call: m.apiScopes,
     approvals: m.requiresApproval,

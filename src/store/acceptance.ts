@@ -1,9 +1,10 @@
 import { join } from 'node:path';
+import semver from 'semver';
 import { z } from 'zod';
 import { CordonError } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
 import type { AcceptanceStore } from '../manifest/verify.js';
-import { readFileIfExists, writeFileAtomic } from './files.js';
+import { readFileIfExists, withFileLock, writeFileAtomic } from './files.js';
 
 const StateSchema = z.strictObject({
   agents: z.record(
@@ -26,13 +27,14 @@ export class FileAcceptanceStore implements AcceptanceStore {
 
   constructor(stateDir: string) {
     this.file = join(stateDir, 'accepted.json');
+    this.state = this.load();
+  }
+
+  private load(): State {
     const raw = readFileIfExists(this.file, 16 * 1024 * 1024);
-    if (raw === undefined) {
-      this.state = { agents: {} };
-      return;
-    }
+    if (raw === undefined) return { agents: {} };
     try {
-      this.state = StateSchema.parse(parseStrictJson(raw, { maxBytes: 16 * 1024 * 1024 }));
+      return StateSchema.parse(parseStrictJson(raw, { maxBytes: 16 * 1024 * 1024 }));
     } catch (cause) {
       throw new CordonError(
         'STATE_CORRUPT',
@@ -46,6 +48,14 @@ export class FileAcceptanceStore implements AcceptanceStore {
     }
   }
 
+  /** Re-read under the lock, apply `change`, write atomically: concurrent verifiers never lose each other's records. */
+  private update(change: (s: State) => State): void {
+    withFileLock(this.file, () => {
+      this.state = change(this.load());
+      writeFileAtomic(this.file, JSON.stringify(this.state, null, 2) + '\n', 0o600);
+    });
+  }
+
   lastAccepted(agentName: string): { version: string; digest: string } | undefined {
     return Object.prototype.hasOwnProperty.call(this.state.agents, agentName)
       ? this.state.agents[agentName]
@@ -53,15 +63,21 @@ export class FileAcceptanceStore implements AcceptanceStore {
   }
 
   accept(agentName: string, version: string, digest: string, at: Date): void {
-    const agents = { ...this.state.agents };
-    Object.defineProperty(agents, agentName, {
-      value: { version, digest, acceptedAt: at.toISOString() },
-      enumerable: true,
-      writable: true,
-      configurable: true,
+    this.update((state) => {
+      const current = Object.prototype.hasOwnProperty.call(state.agents, agentName)
+        ? state.agents[agentName]
+        : undefined;
+      // Never move backwards, even if another process accepted a newer version meanwhile.
+      if (current !== undefined && semver.gte(current.version, version)) return state;
+      const agents = { ...state.agents };
+      Object.defineProperty(agents, agentName, {
+        value: { version, digest, acceptedAt: at.toISOString() },
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+      return { ...state, agents };
     });
-    this.state = { ...this.state, agents };
-    this.save();
   }
 
   revocationSerial(): number | undefined {
@@ -69,15 +85,10 @@ export class FileAcceptanceStore implements AcceptanceStore {
   }
 
   acceptRevocationSerial(serial: number, at: Date): void {
-    this.state = {
-      ...this.state,
-      revocationSerial: serial,
-      revocationAcceptedAt: at.toISOString(),
-    };
-    this.save();
-  }
-
-  private save(): void {
-    writeFileAtomic(this.file, JSON.stringify(this.state, null, 2) + '\n', 0o600);
+    this.update((state) =>
+      (state.revocationSerial ?? 0) >= serial
+        ? state
+        : { ...state, revocationSerial: serial, revocationAcceptedAt: at.toISOString() },
+    );
   }
 }

@@ -176,3 +176,52 @@ export function ensureDir(dir: string, mode = 0o755): void {
     throw ioError(e, dir, true);
   }
 }
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Run `fn` holding an exclusive lock file (`file.lock`, created with O_EXCL). A lock left by a
+ * process that no longer exists is taken over; waiting longer than `timeoutMs` is an error,
+ * never a silent proceed.
+ */
+export function withFileLock<T>(file: string, fn: () => T, timeoutMs = 10_000): T {
+  const lock = `${file}.lock`;
+  ensureDir(dirname(lock));
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const fd = openSync(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+      writeAll(fd, Buffer.from(String(process.pid)));
+      closeSync(fd);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(e, lock, true);
+      const holder = Number(readFileIfExists(lock, 64)?.toString() ?? '');
+      if (Number.isInteger(holder) && holder > 0 && !pidAlive(holder)) {
+        rmSync(lock, { force: true });
+        continue;
+      }
+      if (Date.now() > deadline) {
+        throw new CordonError('FILE_LOCKED', `${lock} is held by process ${holder || '?'}`, {
+          file: lock,
+          hint: 'wait for the other cordon process, or remove the lock file if no cordon process is running',
+        });
+      }
+      Atomics.wait(sleeper, 0, 0, 5 + Math.floor(Math.random() * 10));
+    }
+  }
+  try {
+    return fn();
+  } finally {
+    rmSync(lock, { force: true });
+  }
+}

@@ -160,6 +160,8 @@ describe('cordon manifest', () => {
     expect(j.findings.map((f) => f.code)).toEqual(
       expect.arrayContaining(['PATH_HOME_GRANT', 'PATH_MANDATORY_DENY', 'ENV_RESERVED']),
     );
+    expect((await run('manifest', 'lint', file, '--json')).json()).toEqual(j);
+    expect((await run('manifest', 'lint', file, '--json', '--format', 'sarif')).code).toBe(2);
     const sarif = await run('manifest', 'lint', file, '--format', 'sarif');
     const s = sarif.json() as {
       version: string;
@@ -573,5 +575,25 @@ describe('environment failures', () => {
     );
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('KEY_UNKNOWN');
+  });
+});
+
+describe('commands are resolved through symlinks at load', () => {
+  it('explain shows the declared and the real executable, and says when one is missing', async () => {
+    const { symlinkSync, mkdirSync } = await import('node:fs');
+    const bin = join(root, 'bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'tool-1.2'), '#!/bin/sh\n');
+    symlinkSync(join(bin, 'tool-1.2'), join(bin, 'tool'));
+    const file = await newManifest('cmds');
+    editManifest(file, (m) => {
+      m['commandsAllowed'] = [join(bin, 'tool'), join(bin, 'absent')];
+    });
+    const r = await run('manifest', 'explain', file, '--json');
+    expect(r.code, r.stderr).toBe(0);
+    expect((r.json() as { run: string[] }).run).toEqual([
+      `${join(bin, 'tool')} (-> ${join(bin, 'tool-1.2')}; both allowed)`,
+      `${join(bin, 'absent')} (not found on this machine)`,
+    ]);
   });
 });
