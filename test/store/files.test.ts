@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { CordonError } from '../../src/errors.js';
+import type { CordonError } from '../../src/errors.js';
 import { FileAcceptanceStore } from '../../src/store/acceptance.js';
 import {
   readFileCapped,
