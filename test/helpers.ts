@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { afterEach } from 'vitest';
+import { CordonError } from '../src/errors.js';
 import { canonicalBytes } from '../src/manifest/canonical.js';
 import { signEnvelope, type Envelope } from '../src/manifest/dsse.js';
 import { exportPublicKeyPem, generateSigningKey } from '../src/manifest/keys.js';
@@ -85,6 +86,17 @@ export function signRaw(value: unknown, ...keys: TestKey[]): Envelope {
   for (const k of rest)
     env.signatures.push(signEnvelope(MANIFEST_PAYLOAD_TYPE, payload, k.privateKey).signatures[0]!);
   return env;
+}
+
+/** The code of the CordonError `fn` throws, or 'OK' when it returns. */
+export function errorCode(fn: () => unknown): string {
+  try {
+    fn();
+    return 'OK';
+  } catch (e) {
+    if (e instanceof CordonError) return e.code;
+    throw e;
+  }
 }
 
 const dirs: string[] = [];

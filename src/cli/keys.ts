@@ -63,17 +63,16 @@ export function runKeysList(io: CliIo, opts: GlobalOptions & { json?: boolean })
   return 0;
 }
 
-export function runKeysTrust(
-  io: CliIo,
-  opts: GlobalOptions & {
-    name: string;
-    pub: string;
-    purpose: string[];
-    notBefore?: string;
-    notAfter?: string;
-    json?: boolean;
-  },
-): number {
+export interface KeysTrustOptions {
+  name: string;
+  pub: string;
+  purpose: string[];
+  notBefore?: string;
+  notAfter?: string;
+  json?: boolean;
+}
+
+export function runKeysTrust(io: CliIo, opts: GlobalOptions & KeysTrustOptions): number {
   for (const p of opts.purpose) {
     if (!(KEY_PURPOSES as readonly string[]).includes(p))
       throw usage(`--purpose ${p} is unknown`, `use ${KEY_PURPOSES.join(', ')}`);

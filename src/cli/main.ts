@@ -6,7 +6,7 @@ import { CordonError } from '../errors.js';
 import { manifestJsonSchema } from '../manifest/schema.js';
 import { EXIT, exitCodeFor, printJson, processIo, renderError, type CliIo } from './context.js';
 import { runInit } from './init.js';
-import { runKeysGenerate, runKeysList, runKeysTrust } from './keys.js';
+import { runKeysGenerate, runKeysList, runKeysTrust, type KeysTrustOptions } from './keys.js';
 import { runManifestExplain } from './manifest-explain.js';
 import { runManifestLint } from './manifest-lint.js';
 import { runManifestNew } from './manifest-new.js';
@@ -174,16 +174,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .option('--not-before <time>', 'trusted from (RFC 3339)')
     .option('--not-after <time>', 'trusted until (RFC 3339)')
     .option('--json', 'machine-readable output')
-    .action(
-      (o: {
-        name: string;
-        pub: string;
-        purpose: string[];
-        notBefore?: string;
-        notAfter?: string;
-        json?: boolean;
-      }) => act(() => runKeysTrust(io, { ...g(), ...o })),
-    );
+    .action((o: KeysTrustOptions) => act(() => runKeysTrust(io, { ...g(), ...o })));
 
   const revoke = program
     .command('revoke')

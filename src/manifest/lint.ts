@@ -2,7 +2,7 @@ import { apiScopesOverlap, parseApiScope } from './api-scopes.js';
 import { MANDATORY_DENIES, type MandatoryDeny } from './mandatory-denies.js';
 import { parseNetworkScope, scopesOverlap, type NetworkScope } from './network.js';
 import { expandHome, parsePathPattern, pathPatternsOverlap, type PathPattern } from './paths.js';
-import type { Manifest } from './schema.js';
+import { LIST_FIELDS, type Manifest } from './schema.js';
 
 export type LintSeverity = 'error' | 'warning' | 'info';
 
@@ -456,16 +456,7 @@ export function lintManifest(m: Manifest, options: LintOptions): LintFinding[] {
     }
   });
 
-  for (const list of [
-    'readPaths',
-    'writePaths',
-    'networkScopes',
-    'apiScopes',
-    'commandsAllowed',
-    'requiresApproval',
-    'secrets',
-    'env',
-  ] as const) {
+  for (const list of LIST_FIELDS) {
     const seen = new Map<string, number>();
     m[list].forEach((v, i) => {
       const first = seen.get(v);

@@ -194,6 +194,18 @@ export const ManifestSchema = z
     'Cordon capability manifest v1: what one agent role may read, write, run, reach and call.',
   );
 
+/** The manifest fields that are lists of strings. */
+export const LIST_FIELDS = [
+  'readPaths',
+  'writePaths',
+  'networkScopes',
+  'apiScopes',
+  'commandsAllowed',
+  'requiresApproval',
+  'secrets',
+  'env',
+] as const;
+
 /** A parsed manifest: every entry checked and normalised. */
 export type Manifest = z.output<typeof ManifestSchema>;
 /** A manifest as written (before defaults and normalisation). */

@@ -1,15 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { CordonError } from '../../src/errors.js';
+import { errorCode } from '../helpers.js';
 import { apiScopeAllows, apiScopesOverlap, parseApiScope } from '../../src/manifest/api-scopes.js';
 
-const code = (raw: string): string => {
-  try {
-    parseApiScope(raw);
-    return 'OK';
-  } catch (e) {
-    return (e as CordonError).code;
-  }
-};
+const code = (raw: string): string => errorCode(() => parseApiScope(raw));
 
 describe('api scopes', () => {
   it('accepts service:action[:qualifier] and mcp:server:tool, * only as a whole last segment', () => {

@@ -2,16 +2,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CordonError } from '../../src/errors.js';
 import { parseStrictJson } from '../../src/manifest/json.js';
+import { errorCode } from '../helpers.js';
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof CordonError) return e.code;
-    throw e;
-  }
-  return 'NO_ERROR';
-}
+const code = errorCode;
 
 describe('parseStrictJson', () => {
   it('parses what JSON.parse parses, identically', () => {

@@ -1,6 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { CordonError } from '../../src/errors.js';
 import {
   exportPrivateKeyPem,
   exportPublicKeyPem,
@@ -10,16 +9,9 @@ import {
   loadPublicKeyPem,
 } from '../../src/manifest/keys.js';
 import { loadTrustStore } from '../../src/manifest/trust.js';
-import { key } from '../helpers.js';
+import { errorCode, key } from '../helpers.js';
 
-const code = (fn: () => unknown): string => {
-  try {
-    fn();
-    return 'OK';
-  } catch (e) {
-    return (e as CordonError).code;
-  }
-};
+const code = errorCode;
 
 describe('keys', () => {
   it('key id is the hex SHA-256 of the SPKI DER, same for both halves', () => {

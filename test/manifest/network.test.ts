@@ -1,15 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { CordonError } from '../../src/errors.js';
+import { errorCode } from '../helpers.js';
 import { parseNetworkScope, scopeMatchesUrl, scopesOverlap } from '../../src/manifest/network.js';
 
-const code = (raw: string): string => {
-  try {
-    parseNetworkScope(raw);
-    return 'OK';
-  } catch (e) {
-    return (e as CordonError).code;
-  }
-};
+const code = (raw: string): string => errorCode(() => parseNetworkScope(raw));
 
 describe('parseNetworkScope', () => {
   it('normalises case, IDNA, default ports, trailing dots and path prefixes', () => {

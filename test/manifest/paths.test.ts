@@ -1,15 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { CordonError } from '../../src/errors.js';
+import { errorCode } from '../helpers.js';
 import { compilePathMatcher, expandHome, parsePathPattern } from '../../src/manifest/paths.js';
 
-const code = (raw: string): string => {
-  try {
-    parsePathPattern(raw);
-    return 'OK';
-  } catch (e) {
-    return (e as CordonError).code;
-  }
-};
+const code = (raw: string): string => errorCode(() => parsePathPattern(raw));
 
 describe('parsePathPattern', () => {
   it('normalises . segments, resolvable .., a trailing slash, and NFC', () => {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseManifest, validateManifest } from '../../src/manifest/parse.js';
-import { manifestJsonSchema, ManifestSchema } from '../../src/manifest/schema.js';
+import { LIST_FIELDS, manifestJsonSchema, ManifestSchema } from '../../src/manifest/schema.js';
 import { manifest } from '../helpers.js';
 
 function issues(value: unknown): { code: string; pointer: string }[] {
@@ -161,16 +161,7 @@ describe('manifest schema', () => {
       { numRuns: 1000 },
     );
     // Random values placed into real fields, so the field parsers see hostile input too.
-    const fields = [
-      'readPaths',
-      'writePaths',
-      'networkScopes',
-      'apiScopes',
-      'commandsAllowed',
-      'requiresApproval',
-      'secrets',
-      'env',
-    ];
+    const fields = [...LIST_FIELDS];
     fc.assert(
       fc.property(
         fc.constantFrom(...fields),

@@ -3,7 +3,6 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import type { CordonError } from '../../src/errors.js';
 import { FileAcceptanceStore } from '../../src/store/acceptance.js';
 import {
   readFileCapped,
@@ -11,16 +10,9 @@ import {
   writeFileAtomic,
   writeFileNew,
 } from '../../src/store/files.js';
-import { tempDir } from '../helpers.js';
+import { errorCode, tempDir } from '../helpers.js';
 
-const code = (fn: () => unknown): string => {
-  try {
-    fn();
-    return 'OK';
-  } catch (e) {
-    return (e as CordonError).code;
-  }
-};
+const code = errorCode;
 
 describe('file helpers', () => {
   it('atomic writes replace, new-file writes refuse to overwrite', () => {
