@@ -1,0 +1,358 @@
+import { CordonError } from '../errors.js';
+import { parseApiScope } from '../manifest/api-scopes.js';
+import { MANDATORY_DENIES } from '../manifest/mandatory-denies.js';
+import {
+  DEFAULT_PORTS,
+  parseNetworkScope,
+  pathHasPrefix,
+  type NetworkScope,
+} from '../manifest/network.js';
+import { expandHome, parsePathPattern, type PathPattern } from '../manifest/paths.js';
+import type { Manifest } from '../manifest/schema.js';
+import { inPrefix, parseIpAny } from './ip.js';
+
+/** What a path entry is, once compiled. */
+export type PathEntryKind =
+  'read' | 'write' | 'deny-all' | 'deny-write' | 'ask-any' | 'ask-read' | 'ask-write' | 'ask-exec';
+
+export interface PathEntry {
+  readonly kind: PathEntryKind;
+  /** The deciding rule: a JSON pointer into the manifest, or `deny:<id>`. */
+  readonly rule: string;
+  /** For mandatory denies: the deny id (for overrides) and the path written in the catalogue. */
+  readonly denyId?: string;
+  readonly denyPath?: string;
+  /** Literal depth of the pattern: deeper is more specific. */
+  readonly depth: number;
+}
+
+interface GlobEntry {
+  readonly re: RegExp;
+  readonly entry: PathEntry;
+}
+
+/** Path patterns compiled into tables keyed by literal directory: a lookup walks the request's ancestors. */
+export class PathTable {
+  private readonly literal = new Map<string, PathEntry[]>();
+  private readonly globs = new Map<string, GlobEntry[]>();
+  private readonly anywhere: GlobEntry[] = [];
+
+  add(absolute: string, entry: PathEntry): void {
+    if (absolute.startsWith('/**/')) {
+      // "Anywhere below /" patterns (.git/hooks): a segment-sequence test on every request.
+      const tail = absolute.slice(3).split('/').map(escapeRe).join('/');
+      this.anywhere.push({ re: new RegExp(`${tail}(?:/|$)`), entry });
+      return;
+    }
+    const p = parsePathPattern(absolute);
+    const base = '/' + p.segments.slice(0, p.literalDepth).join('/');
+    if (!p.hasGlob) {
+      push(this.literal, base, entry);
+      return;
+    }
+    push(this.globs, base, { re: globRegExp(p), entry });
+  }
+
+  /**
+   * Every entry matching `path` (absolute, normalised), deepest ancestors first, so the first
+   * grant found is the most specific one.
+   */
+  match(path: string, out: PathEntry[]): void {
+    let end = path.length;
+    for (;;) {
+      const prefix = end === 0 ? '/' : path.slice(0, end);
+      const lit = this.literal.get(prefix);
+      if (lit !== undefined) for (const e of lit) out.push(e);
+      const gl = this.globs.get(prefix);
+      if (gl !== undefined) for (const g of gl) if (g.re.test(path)) out.push(g.entry);
+      if (end === 0) break;
+      end = path.lastIndexOf('/', end - 1);
+    }
+    for (const g of this.anywhere) if (g.re.test(path)) out.push(g.entry);
+  }
+}
+
+function push<T>(m: Map<string, T[]>, k: string, v: T): void {
+  const list = m.get(k);
+  if (list === undefined) m.set(k, [v]);
+  else list.push(v);
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.+^${}()|[\]\\*?]/g, '\\$&');
+}
+
+function globRegExp(p: PathPattern): RegExp {
+  let re = '^';
+  for (const seg of p.segments) {
+    if (seg === '**') re += '(?:/[^/]+)*';
+    else
+      re +=
+        '/' +
+        seg
+          .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+          .replace(/\*/g, '[^/]*')
+          .replace(/\?/g, '[^/]');
+  }
+  return new RegExp(re + '$', 's');
+}
+
+export interface ScopeEntry {
+  readonly scope: NetworkScope;
+  readonly rule: string;
+  readonly ask: boolean;
+}
+
+/** Network scopes: exact hosts, wildcard suffixes and IP ranges. */
+export class ScopeTable {
+  readonly exact = new Map<string, ScopeEntry[]>();
+  readonly suffix = new Map<string, ScopeEntry[]>();
+  readonly ips: ScopeEntry[] = [];
+
+  add(e: ScopeEntry): void {
+    if (e.scope.kind !== 'dns') this.ips.push(e);
+    else if (e.scope.wildcard) push(this.suffix, e.scope.host, e);
+    else push(this.exact, e.scope.host, e);
+  }
+
+  /** Entries whose host part matches `host` (a normalised name or canonical IP text). */
+  matchHost(
+    host: string,
+    ip: readonly number[] | undefined,
+    version: 4 | 6 | undefined,
+    out: ScopeEntry[],
+  ): void {
+    if (ip !== undefined) {
+      for (const e of this.ips) {
+        const s = e.scope;
+        if ((s.kind === 'ipv4') === (version === 4) && inPrefix(ip, scopeBytes(s), s.prefixLength))
+          out.push(e);
+      }
+      return;
+    }
+    const ex = this.exact.get(host);
+    if (ex !== undefined) for (const e of ex) out.push(e);
+    for (let i = host.indexOf('.'); i !== -1; i = host.indexOf('.', i + 1)) {
+      const sx = this.suffix.get(host.slice(i + 1));
+      if (sx !== undefined) for (const e of sx) out.push(e);
+    }
+  }
+}
+
+const scopeByteCache = new WeakMap<NetworkScope, number[]>();
+function scopeBytes(s: NetworkScope): number[] {
+  let b = scopeByteCache.get(s);
+  if (b === undefined) {
+    b = [...(parseIpAny(s.host)?.bytes ?? [])];
+    scopeByteCache.set(s, b);
+  }
+  return b;
+}
+
+/** Does a scope admit this scheme, port and (optional) path? */
+export function scopeAdmits(
+  s: NetworkScope,
+  scheme: string | undefined,
+  port: number,
+  path: string | undefined,
+): boolean {
+  if (scheme !== undefined && s.scheme !== scheme) return false;
+  if (s.port !== port) return false;
+  // A tunnel (no path visible) is admitted only by scopes that do not restrict the path.
+  if (path === undefined) return s.pathPrefix === '/';
+  return pathHasPrefix(path, s.pathPrefix);
+}
+
+export interface ApiEntry {
+  readonly rule: string;
+  readonly ask: boolean;
+}
+
+/** API scopes: exact strings and `prefix:*` wildcards. */
+export class ApiTable {
+  readonly exact = new Map<string, ApiEntry[]>();
+  readonly prefixes = new Map<string, ApiEntry[]>();
+
+  add(text: string, e: ApiEntry): void {
+    const s = parseApiScope(text);
+    if (s.wildcard) push(this.prefixes, s.segments.slice(0, -1).join(':') + ':', e);
+    else push(this.exact, text, e);
+  }
+
+  match(scope: string, out: ApiEntry[]): void {
+    const ex = this.exact.get(scope);
+    if (ex !== undefined) for (const e of ex) out.push(e);
+    for (let i = scope.lastIndexOf(':'); i > 0; i = scope.lastIndexOf(':', i - 1)) {
+      const px = this.prefixes.get(scope.slice(0, i + 1));
+      if (px !== undefined) for (const e of px) out.push(e);
+    }
+  }
+}
+
+export interface CompileOptions {
+  /** Home directory of the user the agent runs as. */
+  readonly home: string;
+  /** Cordon's policy and state directories on this machine (always denied). */
+  readonly cordonDirs?: readonly string[];
+  /** Resolve command paths through symlinks (both forms are allowed). Default: as written. */
+  readonly resolveCommand?: (path: string) => string | undefined;
+}
+
+export interface OverrideRule {
+  readonly id: string;
+  readonly rule: string;
+  readonly write: boolean;
+  readonly paths: PathTable | undefined;
+}
+
+/** A manifest compiled once into lookup tables. */
+export interface CompiledManifest {
+  readonly manifest: Manifest;
+  readonly paths: PathTable;
+  readonly overrides: ReadonlyMap<string, OverrideRule>;
+  /** Real path or declared path of each allowed command → rule. */
+  readonly commands: ReadonlyMap<string, string>;
+  readonly scopes: ScopeTable;
+  readonly apis: ApiTable;
+  readonly secrets: ReadonlyMap<string, string>;
+  readonly home: string;
+}
+
+function compileError(pointer: string, e: unknown): CordonError {
+  const ce = e instanceof CordonError ? e : undefined;
+  return new CordonError('POLICY_COMPILE', `${pointer}: ${ce?.message ?? (e as Error).message}`, {
+    pointer,
+    hint: ce?.hint ?? 'fix the manifest entry',
+    cause: e,
+  });
+}
+
+/**
+ * Compile a manifest for one user. Every entry is re-checked here; a bad one fails with its
+ * JSON pointer (POLICY_COMPILE), never per request.
+ *
+ * @example
+ * const c = compileManifest(manifest, { home: '/home/alice' });
+ */
+export function compileManifest(m: Manifest, options: CompileOptions): CompiledManifest {
+  const home = options.home;
+  const abs = (text: string): string => expandHome(parsePathPattern(text), home);
+  const paths = new PathTable();
+  const addPath = (pointer: string, text: string, kind: PathEntryKind): void => {
+    try {
+      const p = parsePathPattern(text);
+      paths.add(abs(text), {
+        kind,
+        rule: pointer,
+        depth: p.literalDepth + (p.home ? parsePathPattern(home).segments.length : 0),
+      });
+    } catch (e) {
+      throw compileError(pointer, e);
+    }
+  };
+  m.readPaths.forEach((t, i) => {
+    addPath(`/readPaths/${i}`, t, 'read');
+  });
+  m.writePaths.forEach((t, i) => {
+    addPath(`/writePaths/${i}`, t, 'write');
+  });
+
+  const extra = (options.cordonDirs ?? []).map((d) => parsePathPattern(d).text);
+  for (const d of MANDATORY_DENIES) {
+    const written = d.id === 'cordon' ? [...d.paths, ...extra] : d.paths;
+    for (const w of written) {
+      const target = w.startsWith('~') ? abs(w) : w;
+      paths.add(target, {
+        kind: d.access === 'all' ? 'deny-all' : 'deny-write',
+        rule: `deny:${d.id}`,
+        denyId: d.id,
+        denyPath: w,
+        depth: 0,
+      });
+    }
+  }
+
+  const overrides = new Map<string, OverrideRule>();
+  m.overrides.forEach((o, i) => {
+    let table: PathTable | undefined;
+    if (o.paths !== undefined) {
+      table = new PathTable();
+      for (const [j, p] of o.paths.entries()) {
+        try {
+          table.add(abs(p), { kind: 'read', rule: `/overrides/${i}/paths/${j}`, depth: 0 });
+        } catch (e) {
+          throw compileError(`/overrides/${i}/paths/${j}`, e);
+        }
+      }
+    }
+    overrides.set(o.deny, {
+      id: o.deny,
+      rule: `/overrides/${i}`,
+      write: o.access === 'write',
+      paths: table,
+    });
+  });
+
+  const resolve = options.resolveCommand ?? ((p: string) => p);
+  const commands = new Map<string, string>();
+  m.commandsAllowed.forEach((c, i) => {
+    const rule = `/commandsAllowed/${i}`;
+    if (!commands.has(c)) commands.set(c, rule);
+    const real = resolve(c);
+    if (real !== undefined && !commands.has(real)) commands.set(real, rule);
+  });
+
+  const scopes = new ScopeTable();
+  m.networkScopes.forEach((s, i) => {
+    try {
+      scopes.add({ scope: parseNetworkScope(s), rule: `/networkScopes/${i}`, ask: false });
+    } catch (e) {
+      throw compileError(`/networkScopes/${i}`, e);
+    }
+  });
+
+  const apis = new ApiTable();
+  m.apiScopes.forEach((s, i) => {
+    try {
+      apis.add(s, { rule: `/apiScopes/${i}`, ask: false });
+    } catch (e) {
+      throw compileError(`/apiScopes/${i}`, e);
+    }
+  });
+
+  m.requiresApproval.forEach((entry, i) => {
+    const rule = `/requiresApproval/${i}`;
+    try {
+      const k = /^(read|write|exec):([/~].*)$/s.exec(entry);
+      if (k !== null) {
+        const kind = `ask-${k[1] ?? ''}` as PathEntryKind;
+        const target = k[2] ?? '';
+        addPath(rule, target, kind);
+        if (kind === 'ask-exec') {
+          const real = resolve(abs(target));
+          if (real !== undefined && real !== abs(target)) paths.add(real, { kind, rule, depth: 0 });
+        }
+      } else if (entry.startsWith('/') || entry.startsWith('~')) {
+        addPath(rule, entry, 'ask-any');
+        const real = resolve(abs(entry));
+        if (real !== undefined && real !== abs(entry))
+          paths.add(real, { kind: 'ask-exec', rule, depth: 0 });
+      } else if (entry.includes('://')) {
+        scopes.add({ scope: parseNetworkScope(entry), rule, ask: true });
+      } else {
+        apis.add(entry, { rule, ask: true });
+      }
+    } catch (e) {
+      throw e instanceof CordonError && e.code === 'POLICY_COMPILE' ? e : compileError(rule, e);
+    }
+  });
+
+  const secrets = new Map<string, string>();
+  m.secrets.forEach((s, i) => {
+    if (!secrets.has(s)) secrets.set(s, `/secrets/${i}`);
+  });
+
+  return { manifest: m, paths, overrides, commands, scopes, apis, secrets, home };
+}
+
+export { DEFAULT_PORTS };

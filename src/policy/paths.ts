@@ -1,0 +1,40 @@
+/** Lexical checks and normalisation of the paths in requests (not manifest patterns). */
+
+export type PathProblem = 'relative' | 'control' | 'not-nfc' | 'too-long' | 'proc-alias';
+
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
+const NEEDS_WORK = /\/\/|\/\.\.?(\/|$)|.\/$/;
+const NON_ASCII = /[^\u0000-\u007f]/;
+// Paths that name another process's view of the filesystem. The PDP runs in its own process,
+// so it cannot resolve them as the agent would: they are denied.
+const PROC_ALIAS =
+  /^\/proc\/(self|thread-self|\d+)(\/task\/\d+)?\/(root|cwd|fd|fdinfo|map_files|exe)(\/|$)|^\/dev\/(fd|stdin|stdout|stderr)(\/|$)/;
+
+/**
+ * Normalise a request path: `.`, `..` (never above `/`), `//` and a trailing `/`. Returns the
+ * normalised path or the problem. Non-NFC Unicode is refused rather than normalised: on Linux
+ * the NFD and NFC spellings are different directories, and a request must never be judged as
+ * a different file than the one it opens.
+ */
+export function normaliseRequestPath(path: string): string | PathProblem {
+  if (path.charCodeAt(0) !== 0x2f) return 'relative';
+  if (path.length > 4096) return 'too-long';
+  if (CONTROL.test(path)) return 'control';
+  if (NON_ASCII.test(path) && path.normalize('NFC') !== path) return 'not-nfc';
+  let out = path;
+  if (NEEDS_WORK.test(path)) {
+    const segs: string[] = [];
+    for (const s of path.split('/')) {
+      if (s === '' || s === '.') continue;
+      if (s === '..') segs.pop();
+      else segs.push(s);
+    }
+    out = '/' + segs.join('/');
+  }
+  if (PROC_ALIAS.test(out)) return 'proc-alias';
+  return out;
+}
+
+export function isPathProblem(v: string): v is PathProblem {
+  return v.charCodeAt(0) !== 0x2f;
+}
