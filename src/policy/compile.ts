@@ -31,44 +31,73 @@ interface GlobEntry {
   readonly entry: PathEntry;
 }
 
-/** Path patterns compiled into tables keyed by literal directory: a lookup walks the request's ancestors. */
+interface TrieNode {
+  readonly children: Map<string, TrieNode>;
+  /** Literal patterns ending here: they cover this directory and everything beneath. */
+  literal: PathEntry[] | undefined;
+  /** Glob patterns whose literal base is this directory. */
+  globs: GlobEntry[] | undefined;
+}
+
+const newNode = (): TrieNode => ({ children: new Map(), literal: undefined, globs: undefined });
+
+/**
+ * Path patterns compiled into a trie of literal segments. A lookup walks the request path's
+ * segments from the root and stops where the trie ends, collecting literal entries on the way
+ * and testing only the globs rooted at visited directories.
+ */
 export class PathTable {
-  private readonly literal = new Map<string, PathEntry[]>();
-  private readonly globs = new Map<string, GlobEntry[]>();
+  private readonly root = newNode();
+  /** `/**\/tail` patterns (.git/hooks): tested on writes only, since they are write denies. */
   private readonly anywhere: GlobEntry[] = [];
 
   add(absolute: string, entry: PathEntry): void {
     if (absolute.startsWith('/**/')) {
-      // "Anywhere below /" patterns (.git/hooks): a segment-sequence test on every request.
       const tail = absolute.slice(3).split('/').map(escapeRe).join('/');
       this.anywhere.push({ re: new RegExp(`${tail}(?:/|$)`), entry });
       return;
     }
     const p = parsePathPattern(absolute);
-    const base = '/' + p.segments.slice(0, p.literalDepth).join('/');
-    if (!p.hasGlob) {
-      push(this.literal, base, entry);
-      return;
+    let node = this.root;
+    for (let k = 0; k < p.literalDepth; k++) {
+      const seg = p.segments[k] ?? '';
+      let next = node.children.get(seg);
+      if (next === undefined) {
+        next = newNode();
+        node.children.set(seg, next);
+      }
+      node = next;
     }
-    push(this.globs, base, { re: globRegExp(p), entry });
+    if (!p.hasGlob) (node.literal ??= []).push(entry);
+    else (node.globs ??= []).push({ re: globRegExp(p), entry });
   }
 
   /**
-   * Every entry matching `path` (absolute, normalised), deepest ancestors first, so the first
-   * grant found is the most specific one.
+   * Every entry matching `path` (absolute, normalised), deepest first, so the first grant found
+   * is the most specific one. `anywhere` patterns are tested only when `write` is set.
    */
-  match(path: string, out: PathEntry[]): void {
-    let end = path.length;
+  match(path: string, out: PathEntry[], write = true): void {
+    const start = out.length;
+    let node: TrieNode | undefined = this.root;
+    let pos = 1;
+    const n = path.length;
     for (;;) {
-      const prefix = end === 0 ? '/' : path.slice(0, end);
-      const lit = this.literal.get(prefix);
-      if (lit !== undefined) for (const e of lit) out.push(e);
-      const gl = this.globs.get(prefix);
-      if (gl !== undefined) for (const g of gl) if (g.re.test(path)) out.push(g.entry);
-      if (end === 0) break;
-      end = path.lastIndexOf('/', end - 1);
+      if (node.literal !== undefined) for (const e of node.literal) out.push(e);
+      if (node.globs !== undefined) for (const g of node.globs) if (g.re.test(path)) out.push(g.entry);
+      if (pos >= n || node.children.size === 0) break;
+      let end = path.indexOf('/', pos);
+      if (end === -1) end = n;
+      node = node.children.get(path.slice(pos, end));
+      if (node === undefined) break;
+      pos = end + 1;
     }
-    for (const g of this.anywhere) if (g.re.test(path)) out.push(g.entry);
+    // Deepest first.
+    for (let a = start, b = out.length - 1; a < b; a++, b--) {
+      const t = out[a] as PathEntry;
+      out[a] = out[b] as PathEntry;
+      out[b] = t;
+    }
+    if (write) for (const g of this.anywhere) if (g.re.test(path)) out.push(g.entry);
   }
 }
 
@@ -109,10 +138,15 @@ export class ScopeTable {
   readonly suffix = new Map<string, ScopeEntry[]>();
   readonly ips: ScopeEntry[] = [];
 
+  /** Lengths of wildcard suffixes, so a host's other suffixes are never sliced. */
+  private readonly suffixLengths = new Uint8Array(256);
+
   add(e: ScopeEntry): void {
     if (e.scope.kind !== 'dns') this.ips.push(e);
-    else if (e.scope.wildcard) push(this.suffix, e.scope.host, e);
-    else push(this.exact, e.scope.host, e);
+    else if (e.scope.wildcard) {
+      push(this.suffix, e.scope.host, e);
+      this.suffixLengths[Math.min(e.scope.host.length, 255)] = 1;
+    } else push(this.exact, e.scope.host, e);
   }
 
   /** Entries whose host part matches `host` (a normalised name or canonical IP text). */
@@ -132,7 +166,11 @@ export class ScopeTable {
     }
     const ex = this.exact.get(host);
     if (ex !== undefined) for (const e of ex) out.push(e);
+    if (this.suffix.size === 0) return;
+    const lengths = this.suffixLengths;
     for (let i = host.indexOf('.'); i !== -1; i = host.indexOf('.', i + 1)) {
+      const len = host.length - i - 1;
+      if (lengths[len > 255 ? 255 : len] !== 1) continue;
       const sx = this.suffix.get(host.slice(i + 1));
       if (sx !== undefined) for (const e of sx) out.push(e);
     }

@@ -4,7 +4,7 @@ export type PathProblem = 'relative' | 'control' | 'not-nfc' | 'too-long' | 'pro
 
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 const NEEDS_WORK = /\/\/|\/\.\.?(\/|$)|.\/$/;
-const NON_ASCII = /[^\u0000-\u007f]/;
+const NOT_PRINTABLE_ASCII = /[^\u0020-\u007e]/;
 // Paths that name another process's view of the filesystem. The PDP runs in its own process,
 // so it cannot resolve them as the agent would: they are denied.
 const PROC_ALIAS =
@@ -19,8 +19,11 @@ const PROC_ALIAS =
 export function normaliseRequestPath(path: string): string | PathProblem {
   if (path.charCodeAt(0) !== 0x2f) return 'relative';
   if (path.length > 4096) return 'too-long';
-  if (CONTROL.test(path)) return 'control';
-  if (NON_ASCII.test(path) && path.normalize('NFC') !== path) return 'not-nfc';
+  // Fast path: printable ASCII needs no Unicode or control-character checks.
+  if (NOT_PRINTABLE_ASCII.test(path)) {
+    if (CONTROL.test(path)) return 'control';
+    if (path.normalize('NFC') !== path) return 'not-nfc';
+  }
   let out = path;
   if (NEEDS_WORK.test(path)) {
     const segs: string[] = [];
@@ -31,7 +34,7 @@ export function normaliseRequestPath(path: string): string | PathProblem {
     }
     out = '/' + segs.join('/');
   }
-  if (PROC_ALIAS.test(out)) return 'proc-alias';
+  if ((out.startsWith('/proc/') || out.startsWith('/dev/')) && PROC_ALIAS.test(out)) return 'proc-alias';
   return out;
 }
 

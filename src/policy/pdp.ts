@@ -9,6 +9,7 @@ import {
   type CompiledManifest,
   type CompileOptions,
   type PathEntry,
+  type PathEntryKind,
   type ScopeEntry,
 } from './compile.js';
 import { classifyAddress, parseIpAny, type IpAddress } from './ip.js';
@@ -35,8 +36,8 @@ export interface RequestFacts {
   /** net.connect, http.request: normalised host, port, scheme, path. */
   readonly host?: string;
   readonly port?: number;
-  readonly scheme?: string;
-  readonly urlPath?: string;
+  readonly scheme?: string | undefined;
+  readonly urlPath?: string | undefined;
   /** Whether the manifest layer would ask for approval. */
   readonly needsApproval: boolean;
 }
@@ -57,6 +58,11 @@ export interface Pdp {
 }
 
 const SCHEMES = new Set(['https', 'http', 'wss', 'ws']);
+// Names the WHATWG URL parser would leave unchanged: lower-case ASCII labels, the last starting
+// with a letter (so no IPv4 notation), no trailing dot. Anything else goes through new URL().
+const FAST_HOST = /^(?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*$/;
+const FAST_URL = /^(https?|wss?):\/\/((?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*)(?::(\d{1,5}))?(\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*)?(?:[?#][^\s]*)?$/;
+const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
 
 function d(
   effect: Decision['effect'],
@@ -103,202 +109,150 @@ export function createPdp(options: PdpOptions): Pdp {
   const compiled = compileManifest(options.manifest, options);
   const resolvePath = options.resolvePath;
   const scratch: PathEntry[] = [];
+  const netScratch: ScopeEntry[] = [];
 
-  const pathDecision = (
-    path: string,
-    write: boolean,
-  ): {
-    decision?: Decision;
-    grant?: PathEntry;
-    ask?: PathEntry;
-    overrides?: string[];
-    resolved: string;
-  } => {
+  // Allow and ask decisions depend only on the rule, so each is built once and shared.
+  const allowByRule = new Map<string, Decision>();
+  const allowed = (rule: string): Decision => {
+    let dec = allowByRule.get(rule);
+    if (dec === undefined) {
+      dec = Object.freeze(d('allow', 'ALLOWED', rule, `Allowed by ${rule}.`));
+      allowByRule.set(rule, dec);
+    }
+    return dec;
+  };
+  const askByRule = new Map<string, Decision>();
+  const asked = (rule: string, what: string): Decision => {
+    const key = `${what}\0${rule}`;
+    let dec = askByRule.get(key);
+    if (dec === undefined) {
+      dec = Object.freeze(d('ask', 'APPROVAL_REQUIRED', rule, `Needs approval: ${what} requires a human approval (${rule}).`));
+      askByRule.set(key, dec);
+    }
+    return dec;
+  };
+  const pathError = (problem: PathProblem, lexical: string | undefined): Decision =>
+    d(
+      'deny',
+      problem === 'proc-alias' ? 'PATH_PROC_ALIAS' : 'PATH_INVALID',
+      'path-rules',
+      lexical === undefined
+        ? `Denied: ${PATH_PROBLEM_REASON[problem]}.`
+        : `Denied: ${lexical} resolves to a path where ${PATH_PROBLEM_REASON[problem]}.`,
+    );
+
+  /** Outcome of the path checks, in a reused record (decide() is synchronous). */
+  const pr = { decision: undefined as Decision | undefined, grant: undefined as PathEntry | undefined, ask: undefined as PathEntry | undefined, overrides: undefined as string[] | undefined, resolved: '' };
+
+  /** Mandatory denies on `p`; returns a deny or undefined, recording overrides used. */
+  const checkDenies = (p: string, lexical: string, write: boolean, entries: readonly PathEntry[]): Decision | undefined => {
+    for (const e of entries) {
+      if (e.kind !== 'deny-all' && !(write && e.kind === 'deny-write')) continue;
+      const o = e.denyId === undefined ? undefined : compiled.overrides.get(e.denyId);
+      if (o !== undefined && e.denyId !== 'cordon' && (o.write || !write) && (o.paths === undefined || matchesAny(o.paths, p))) {
+        (pr.overrides ??= []).push(o.rule);
+        continue;
+      }
+      const shown = p === lexical ? lexical : `${lexical} (resolves to ${p})`;
+      return d('deny', 'MANDATORY_DENY', e.rule, `Denied: ${shown} is inside ${e.denyPath ?? 'a protected location'}, which no agent may ${write ? 'change' : 'read'}.`);
+    }
+    return undefined;
+  };
+
+  /**
+   * Normalise and resolve `path`, apply mandatory denies to the path as asked and as resolved,
+   * and find the most specific grant and any approval entry for the resolved path.
+   */
+  const pathDecision = (path: string, write: boolean, askKind: PathEntryKind): typeof pr => {
+    pr.decision = undefined;
+    pr.grant = undefined;
+    pr.ask = undefined;
+    pr.overrides = undefined;
+    pr.resolved = path;
     const lexical = normaliseRequestPath(path);
     if (lexical.charCodeAt(0) !== 0x2f) {
-      const problem = lexical as PathProblem;
-      return {
-        decision: d(
-          'deny',
-          problem === 'proc-alias' ? 'PATH_PROC_ALIAS' : 'PATH_INVALID',
-          'path-rules',
-          `Denied: ${PATH_PROBLEM_REASON[problem]}.`,
-        ),
-        resolved: path,
-      };
+      pr.decision = pathError(lexical as PathProblem, undefined);
+      return pr;
     }
     let resolved = lexical;
     if (resolvePath !== undefined) {
       const r = resolvePath(lexical);
       if (r === undefined) {
-        return {
-          decision: d(
-            'deny',
-            'PATH_UNRESOLVABLE',
-            'path-rules',
-            `Denied: ${lexical} could not be resolved (symlink loop or unreadable directory).`,
-          ),
-          resolved: lexical,
-        };
+        pr.decision = d('deny', 'PATH_UNRESOLVABLE', 'path-rules', `Denied: ${lexical} could not be resolved (symlink loop or unreadable directory).`);
+        return pr;
       }
       const again = normaliseRequestPath(r);
       if (again.charCodeAt(0) !== 0x2f) {
-        const problem = again as PathProblem;
-        return {
-          decision: d(
-            'deny',
-            problem === 'proc-alias' ? 'PATH_PROC_ALIAS' : 'PATH_INVALID',
-            'path-rules',
-            `Denied: ${lexical} resolves to a path that ${PATH_PROBLEM_REASON[problem].replace(/^the path /, '')}.`,
-          ),
-          resolved: r,
-        };
+        pr.decision = pathError(again as PathProblem, lexical);
+        return pr;
       }
       resolved = again;
     }
-    // Mandatory denies are checked on both the path as asked and the path it resolves to.
-    const used: string[] = [];
-    for (const p of resolved === lexical ? [lexical] : [lexical, resolved]) {
+    pr.resolved = resolved;
+    if (resolved !== lexical) {
       scratch.length = 0;
-      compiled.paths.match(p === '/' ? '/' : p, scratch);
-      for (const e of scratch) {
-        if (e.kind !== 'deny-all' && !(write && e.kind === 'deny-write')) continue;
-        const o = e.denyId === undefined ? undefined : compiled.overrides.get(e.denyId);
-        const lifted =
-          o !== undefined &&
-          e.denyId !== 'cordon' &&
-          (o.write || !write) &&
-          (o.paths === undefined || matchesAny(o.paths, p));
-        if (lifted) {
-          used.push(o.rule);
-          continue;
-        }
-        return {
-          decision: d(
-            'deny',
-            'MANDATORY_DENY',
-            e.rule,
-            `Denied: ${p === lexical ? lexical : `${lexical} (resolves to ${resolved})`} is inside ${e.denyPath ?? 'a protected location'}, which no agent may ${write ? 'change' : 'read'}.`,
-          ),
-          resolved,
-        };
-      }
+      compiled.paths.match(lexical, scratch, write);
+      pr.decision = checkDenies(lexical, lexical, write, scratch);
+      if (pr.decision !== undefined) return pr;
     }
     scratch.length = 0;
-    compiled.paths.match(resolved, scratch);
-    let grant: PathEntry | undefined;
-    let ask: PathEntry | undefined;
+    compiled.paths.match(resolved, scratch, write);
+    pr.decision = checkDenies(resolved, lexical, write, scratch);
+    if (pr.decision !== undefined) return pr;
     for (const e of scratch) {
-      if (grant === undefined && (e.kind === 'write' || (!write && e.kind === 'read'))) grant = e;
-      else if (
-        ask === undefined &&
-        (e.kind === 'ask-any' || e.kind === (write ? 'ask-write' : 'ask-read'))
-      )
-        ask = e;
+      const k = e.kind;
+      if (pr.grant === undefined && (k === 'write' || (!write && k === 'read'))) pr.grant = e;
+      else if (pr.ask === undefined && (k === 'ask-any' || k === askKind)) pr.ask = e;
     }
-    return {
-      ...(grant === undefined ? {} : { grant }),
-      ...(ask === undefined ? {} : { ask }),
-      overrides: used,
-      resolved,
-    };
+    return pr;
   };
 
-  const decideFile = (
-    req: PolicyRequest & { kind: 'file.read' | 'file.write' },
-  ): [Decision, RequestFacts] => {
+  const decideFile = (req: PolicyRequest & { kind: 'file.read' | 'file.write' }): [Decision, RequestFacts] => {
     const write = req.kind === 'file.write';
-    const targets = write && req.op === 'rename' ? [req.path, req.to ?? ''] : [req.path];
-    if (write && req.op === 'rename' && (req.to === undefined || req.to === '')) {
-      return [
-        d(
-          'deny',
-          'REQUEST_INVALID',
-          'request',
-          'Denied: a rename needs the destination path (to).',
-        ),
-        { needsApproval: false },
-      ];
+    const verb = write ? 'write' : 'read';
+    const rename = write && req.op === 'rename';
+    if (rename && (req.to === undefined || req.to === '')) {
+      return [d('deny', 'REQUEST_INVALID', 'request', 'Denied: a rename needs the destination path (to).'), { needsApproval: false }];
     }
-    let ask: PathEntry | undefined;
-    let rule = '';
-    const overrides: string[] = [];
-    const resolved: string[] = [];
-    for (const t of targets) {
-      const r = pathDecision(t, write);
-      resolved.push(r.resolved);
-      if (r.decision !== undefined) return [r.decision, { path: r.resolved, needsApproval: false }];
+    let r = pathDecision(req.path, write, write ? 'ask-write' : 'ask-read');
+    const path = r.resolved;
+    if (r.decision !== undefined) return [r.decision, { path, needsApproval: false }];
+    if (r.grant === undefined) {
+      return [d('deny', 'NOT_GRANTED', 'default-deny', `Denied: the manifest does not let this agent ${verb} ${path === req.path ? path : `${req.path} (resolves to ${path})`}.`), { path, needsApproval: false }];
+    }
+    const rule = r.grant.rule;
+    let ask = r.ask;
+    let overrides = r.overrides;
+    let to: string | undefined;
+    if (rename) {
+      r = pathDecision(req.to ?? '', true, 'ask-write');
+      to = r.resolved;
+      if (r.decision !== undefined) return [r.decision, { path, to, needsApproval: false }];
       if (r.grant === undefined) {
-        return [
-          d(
-            'deny',
-            'NOT_GRANTED',
-            'default-deny',
-            `Denied: the manifest does not let this agent ${write ? 'write' : 'read'} ${r.resolved === t ? t : `${t} (resolves to ${r.resolved})`}.`,
-          ),
-          { path: r.resolved, needsApproval: false },
-        ];
+        return [d('deny', 'NOT_GRANTED', 'default-deny', `Denied: the manifest does not let this agent write ${to} (rename destination).`), { path, to, needsApproval: false }];
       }
-      rule ||= r.grant.rule;
       ask ??= r.ask;
-      overrides.push(...(r.overrides ?? []));
+      if (r.overrides !== undefined) overrides = [...(overrides ?? []), ...r.overrides];
     }
-    const facts: RequestFacts = {
-      path: resolved[0] ?? req.path,
-      ...(resolved[1] === undefined ? {} : { to: resolved[1] }),
-      needsApproval: ask !== undefined,
-    };
+    const facts: RequestFacts = to === undefined ? { path, needsApproval: ask !== undefined } : { path, to, needsApproval: ask !== undefined };
     if (ask !== undefined) {
-      return [
-        d(
-          'ask',
-          'APPROVAL_REQUIRED',
-          ask.rule,
-          `Needs approval: ${write ? 'writing' : 'reading'} ${req.path} requires a human approval (${ask.rule}).`,
-          overrides,
-        ),
-        facts,
-      ];
+      const dec = asked(ask.rule, write ? 'this write' : 'this read');
+      return [overrides === undefined ? dec : { ...dec, overrides }, facts];
     }
-    return [d('allow', 'ALLOWED', rule, `Allowed by ${rule}.`, overrides), facts];
+    const dec = allowed(rule);
+    return [overrides === undefined ? dec : { ...dec, overrides }, facts];
   };
 
   const decideExec = (req: PolicyRequest & { kind: 'exec' }): [Decision, RequestFacts] => {
-    const r = pathDecision(req.path, false);
-    if (r.decision !== undefined) return [r.decision, { path: r.resolved, needsApproval: false }];
-    const rule = compiled.commands.get(r.resolved);
+    const r = pathDecision(req.path, false, 'ask-exec');
+    const path = r.resolved;
+    if (r.decision !== undefined) return [r.decision, { path, needsApproval: false }];
+    const rule = compiled.commands.get(path);
     if (rule === undefined) {
-      return [
-        d(
-          'deny',
-          'NOT_GRANTED',
-          'default-deny',
-          `Denied: ${req.path}${r.resolved === req.path ? '' : ` (resolves to ${r.resolved})`} is not in commandsAllowed.`,
-        ),
-        { path: r.resolved, needsApproval: false },
-      ];
+      return [d('deny', 'NOT_GRANTED', 'default-deny', `Denied: ${req.path}${path === req.path ? '' : ` (resolves to ${path})`} is not in commandsAllowed.`), { path, needsApproval: false }];
     }
-    scratch.length = 0;
-    compiled.paths.match(r.resolved, scratch);
-    const ask = scratch.find((e) => e.kind === 'ask-exec' || e.kind === 'ask-any');
-    if (ask === undefined && r.resolved !== req.path) {
-      scratch.length = 0;
-      const lexical = normaliseRequestPath(req.path);
-      compiled.paths.match(lexical, scratch);
-    }
-    const ask2 = ask ?? scratch.find((e) => e.kind === 'ask-exec' || e.kind === 'ask-any');
-    const facts: RequestFacts = { path: r.resolved, needsApproval: ask2 !== undefined };
-    if (ask2 !== undefined)
-      return [
-        d(
-          'ask',
-          'APPROVAL_REQUIRED',
-          ask2.rule,
-          `Needs approval: running ${req.path} requires a human approval (${ask2.rule}).`,
-        ),
-        facts,
-      ];
-    return [d('allow', 'ALLOWED', rule, `Allowed by ${rule}.`), facts];
+    if (r.ask !== undefined) return [asked(r.ask.rule, `running ${req.path}`), { path, needsApproval: true }];
+    return [allowed(rule), { path, needsApproval: false }];
   };
 
   const decideNet = (
@@ -308,152 +262,97 @@ export function createPdp(options: PdpOptions): Pdp {
     let hostText: string;
     let port: number;
     let urlPath: string | undefined;
+    let plainName = false;
     try {
       if (req.kind === 'http.request') {
-        const u = new URL(req.url);
-        scheme = u.protocol.slice(0, -1);
-        if (!SCHEMES.has(scheme))
-          return [
-            d('deny', 'REQUEST_INVALID', 'request', `Denied: scheme ${scheme} is not supported.`),
-            { needsApproval: false },
-          ];
-        hostText = u.hostname;
-        port = u.port === '' ? DEFAULT_PORTS[scheme as NetworkScheme] : Number(u.port);
-        urlPath = u.pathname;
+        const fast = typeof req.url === 'string' ? FAST_URL.exec(req.url) : null;
+        if (fast !== null && (fast[4] === undefined || !DOT_SEGMENT.test(fast[4])) && (fast[3] === undefined || Number(fast[3]) <= 65535)) {
+          // Already in the form the WHATWG parser would produce: lower-case ASCII name, plain path.
+          scheme = fast[1] ?? '';
+          hostText = fast[2] ?? '';
+          plainName = true;
+          port = fast[3] === undefined ? DEFAULT_PORTS[scheme as NetworkScheme] : Number(fast[3]);
+          urlPath = fast[4] ?? '/';
+        } else {
+          const u = new URL(req.url);
+          scheme = u.protocol.slice(0, -1);
+          if (!SCHEMES.has(scheme)) return [d('deny', 'REQUEST_INVALID', 'request', `Denied: scheme ${scheme} is not supported.`), { needsApproval: false }];
+          hostText = u.hostname;
+          port = u.port === '' ? DEFAULT_PORTS[scheme as NetworkScheme] : Number(u.port);
+          urlPath = u.pathname;
+        }
       } else {
         scheme = req.scheme?.toLowerCase();
-        if (scheme !== undefined && !SCHEMES.has(scheme))
-          return [
-            d('deny', 'REQUEST_INVALID', 'request', `Denied: scheme ${scheme} is not supported.`),
-            { needsApproval: false },
-          ];
-        const raw = req.host.replace(/%[^\]]*/, '');
-        const inner = raw.startsWith('[') ? raw : raw.includes(':') ? `[${raw}]` : raw;
-        hostText = new URL(`http://${inner}/`).hostname;
+        if (scheme !== undefined && !SCHEMES.has(scheme)) return [d('deny', 'REQUEST_INVALID', 'request', `Denied: scheme ${scheme} is not supported.`), { needsApproval: false }];
+        if (typeof req.host === 'string' && FAST_HOST.test(req.host)) {
+          hostText = req.host;
+          plainName = true;
+        } else {
+          const raw = req.host.replace(/%[^\]]*/, '');
+          const inner = raw.startsWith('[') ? raw : raw.includes(':') ? `[${raw}]` : raw;
+          hostText = new URL(`http://${inner}/`).hostname;
+        }
         port = req.port;
-        if (!Number.isInteger(port) || port < 1 || port > 65535)
-          return [
-            d('deny', 'REQUEST_INVALID', 'request', `Denied: port ${String(port)} is not valid.`),
-            { needsApproval: false },
-          ];
+        if (!Number.isInteger(port) || port < 1 || port > 65535) return [d('deny', 'REQUEST_INVALID', 'request', `Denied: port ${String(port)} is not valid.`), { needsApproval: false }];
       }
     } catch {
-      return [
-        d(
-          'deny',
-          'NET_HOST_INVALID',
-          'request',
-          'Denied: the destination is not a valid URL or host.',
-        ),
-        { needsApproval: false },
-      ];
+      return [d('deny', 'NET_HOST_INVALID', 'request', 'Denied: the destination is not a valid URL or host.'), { needsApproval: false }];
     }
-    const host = hostText.startsWith('[') ? hostText.slice(1, -1) : hostText.replace(/\.$/, '');
-    const ip = parseIpAny(host);
-    const facts = {
-      host: ip?.text ?? host,
-      port,
-      ...(scheme === undefined ? {} : { scheme }),
-      ...(urlPath === undefined ? {} : { urlPath }),
-    };
-    const admits = (e: ScopeEntry): boolean => scopeAdmits(e.scope, scheme, port, urlPath);
+    const host = hostText.charCodeAt(0) === 0x5b ? hostText.slice(1, -1) : hostText.endsWith('.') ? hostText.slice(0, -1) : hostText;
+    // A name that passed FAST_HOST cannot be an IP address in any notation.
+    const ip = plainName || FAST_HOST.test(host) ? undefined : parseIpAny(host);
+    const hostKey = ip?.text ?? host;
+    const facts = (needsApproval: boolean): RequestFacts => ({ host: hostKey, port, scheme, urlPath, needsApproval });
+    const found = netScratch;
     // Internal addresses, whether named directly or reached through DNS, need an IP-literal grant.
-    const internal = (addr: IpAddress, what: string): Decision | undefined => {
+    const internal = (addr: IpAddress): string | undefined => {
       const cls = classifyAddress(addr);
       if (cls === undefined) return undefined;
-      const found: ScopeEntry[] = [];
+      found.length = 0;
       compiled.scopes.matchHost(addr.text, addr.bytes, addr.version, found);
-      if (found.some((e) => !e.ask && admits(e))) return undefined;
-      const shown = what === addr.text ? what : `${what} (${addr.text})`;
-      return d(
-        'deny',
-        'NET_INTERNAL_ADDRESS',
-        'internal-address',
-        `Denied: ${shown} is a ${cls} address; only a manifest scope naming that IP literal can allow it.`,
-      );
+      for (const e of found) if (!e.ask && scopeAdmits(e.scope, scheme, port, urlPath)) return undefined;
+      return cls;
     };
     if (ip !== undefined) {
-      const no = internal(ip, host);
-      if (no !== undefined) return [no, { ...facts, needsApproval: false }];
+      const cls = internal(ip);
+      if (cls !== undefined) {
+        const shown = host === ip.text ? host : `${host} (${ip.text})`;
+        return [d('deny', 'NET_INTERNAL_ADDRESS', 'internal-address', `Denied: ${shown} is a ${cls} address; only a manifest scope naming that IP literal can allow it.`), facts(false)];
+      }
     } else if (host === 'localhost' || host.endsWith('.localhost')) {
-      return [
-        d(
-          'deny',
-          'NET_INTERNAL_ADDRESS',
-          'internal-address',
-          `Denied: ${host} always means this machine (loopback); grant an IP literal such as http://127.0.0.1:PORT instead.`,
-        ),
-        { ...facts, needsApproval: false },
-      ];
+      return [d('deny', 'NET_INTERNAL_ADDRESS', 'internal-address', `Denied: ${host} always means this machine (loopback); grant an IP literal such as http://127.0.0.1:PORT instead.`), facts(false)];
     }
     if (req.address !== undefined) {
       const a = parseIpAny(req.address);
-      if (a === undefined)
-        return [
-          d(
-            'deny',
-            'REQUEST_INVALID',
-            'request',
-            `Denied: resolved address ${req.address} is not an IP address.`,
-          ),
-          { ...facts, needsApproval: false },
-        ];
-      const no = internal(a, a.text);
-      if (no !== undefined)
-        return [
-          d(
-            'deny',
-            'NET_INTERNAL_ADDRESS',
-            'internal-address',
-            `Denied: ${host} resolves to ${a.text}, a ${classifyAddress(a) ?? 'internal'} address (DNS rebinding protection).`,
-          ),
-          { ...facts, needsApproval: false },
-        ];
+      if (a === undefined) return [d('deny', 'REQUEST_INVALID', 'request', `Denied: resolved address ${req.address} is not an IP address.`), facts(false)];
+      const cls = internal(a);
+      if (cls !== undefined) {
+        return [d('deny', 'NET_INTERNAL_ADDRESS', 'internal-address', `Denied: ${host} resolves to ${a.text}, a ${cls} address (DNS rebinding protection).`), facts(false)];
+      }
     }
-    const found: ScopeEntry[] = [];
-    compiled.scopes.matchHost(ip?.text ?? host, ip?.bytes, ip?.version, found);
+    found.length = 0;
+    compiled.scopes.matchHost(hostKey, ip?.bytes, ip?.version, found);
     let grant: ScopeEntry | undefined;
     let ask: ScopeEntry | undefined;
+    let pathOnly = false;
     for (const e of found) {
-      if (!admits(e)) continue;
+      if (!scopeAdmits(e.scope, scheme, port, urlPath)) {
+        if (!e.ask && urlPath === undefined && scopeAdmits(e.scope, scheme, port, e.scope.pathPrefix)) pathOnly = true;
+        continue;
+      }
       if (e.ask) ask ??= e;
       // Most specific: an exact host beats a wildcard, a longer path prefix beats a shorter one.
       else if (grant === undefined || specificity(e) > specificity(grant)) grant = e;
     }
-    const where =
-      req.kind === 'http.request'
-        ? `${req.method} ${req.url}`
-        : `${scheme ?? 'tcp'}://${host}:${port}`;
     if (grant === undefined) {
-      const pathOnly =
-        req.kind === 'net.connect' &&
-        found.some((e) => !e.ask && scopeAdmits(e.scope, scheme, port, e.scope.pathPrefix));
+      const where = req.kind === 'http.request' ? `${req.method} ${req.url}` : `${scheme ?? 'tcp'}://${host}:${port}`;
       return [
-        d(
-          'deny',
-          'NOT_GRANTED',
-          'default-deny',
-          pathOnly
-            ? `Denied: ${where} is granted only for some paths, which a tunnel cannot check.`
-            : `Denied: the manifest does not let this agent reach ${where}.`,
-        ),
-        { ...facts, needsApproval: false },
+        d('deny', 'NOT_GRANTED', 'default-deny', pathOnly ? `Denied: ${where} is granted only for some paths, which a tunnel cannot check.` : `Denied: the manifest does not let this agent reach ${where}.`),
+        facts(false),
       ];
     }
-    if (ask !== undefined)
-      return [
-        d(
-          'ask',
-          'APPROVAL_REQUIRED',
-          ask.rule,
-          `Needs approval: reaching ${where} requires a human approval (${ask.rule}).`,
-        ),
-        { ...facts, needsApproval: true },
-      ];
-    return [
-      d('allow', 'ALLOWED', grant.rule, `Allowed by ${grant.rule}.`),
-      { ...facts, needsApproval: false },
-    ];
+    if (ask !== undefined) return [asked(ask.rule, `reaching ${host}`), facts(true)];
+    return [allowed(grant.rule), facts(false)];
   };
 
   const decideApi = (req: PolicyRequest & { kind: 'api.call' }): [Decision, RequestFacts] => {
@@ -482,19 +381,8 @@ export function createPdp(options: PdpOptions): Pdp {
       ];
     const ask = found.find((e) => e.ask);
     if (ask !== undefined)
-      return [
-        d(
-          'ask',
-          'APPROVAL_REQUIRED',
-          ask.rule,
-          `Needs approval: ${scope} requires a human approval (${ask.rule}).`,
-        ),
-        { needsApproval: true },
-      ];
-    return [
-      d('allow', 'ALLOWED', grant.rule, `Allowed by ${grant.rule}.`),
-      { needsApproval: false },
-    ];
+      return [asked(ask.rule, scope), { needsApproval: true }];
+    return [allowed(grant.rule), { needsApproval: false }];
   };
 
   const decideSecret = (req: PolicyRequest & { kind: 'secret.get' }): [Decision, RequestFacts] => {
@@ -509,7 +397,7 @@ export function createPdp(options: PdpOptions): Pdp {
         ),
         { needsApproval: false },
       ];
-    return [d('allow', 'ALLOWED', rule, `Allowed by ${rule}.`), { needsApproval: false }];
+    return [allowed(rule), { needsApproval: false }];
   };
 
   const manifestLayer = (req: PolicyRequest): [Decision, RequestFacts] => {
