@@ -83,7 +83,8 @@ export class PathTable {
     const n = path.length;
     for (;;) {
       if (node.literal !== undefined) for (const e of node.literal) out.push(e);
-      if (node.globs !== undefined) for (const g of node.globs) if (g.re.test(path)) out.push(g.entry);
+      if (node.globs !== undefined)
+        for (const g of node.globs) if (g.re.test(path)) out.push(g.entry);
       if (pos >= n || node.children.size === 0) break;
       let end = path.indexOf('/', pos);
       if (end === -1) end = n;

@@ -34,7 +34,8 @@ export function normaliseRequestPath(path: string): string | PathProblem {
     }
     out = '/' + segs.join('/');
   }
-  if ((out.startsWith('/proc/') || out.startsWith('/dev/')) && PROC_ALIAS.test(out)) return 'proc-alias';
+  if ((out.startsWith('/proc/') || out.startsWith('/dev/')) && PROC_ALIAS.test(out))
+    return 'proc-alias';
   return out;
 }
 

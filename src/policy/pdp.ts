@@ -61,7 +61,8 @@ const SCHEMES = new Set(['https', 'http', 'wss', 'ws']);
 // Names the WHATWG URL parser would leave unchanged: lower-case ASCII labels, the last starting
 // with a letter (so no IPv4 notation), no trailing dot. Anything else goes through new URL().
 const FAST_HOST = /^(?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*$/;
-const FAST_URL = /^(https?|wss?):\/\/((?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*)(?::(\d{1,5}))?(\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*)?(?:[?#][^\s]*)?$/;
+const FAST_URL =
+  /^(https?|wss?):\/\/((?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*)(?::(\d{1,5}))?(\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*)?(?:[?#][^\s]*)?$/;
 const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
 
 function d(
@@ -126,7 +127,14 @@ export function createPdp(options: PdpOptions): Pdp {
     const key = `${what}\0${rule}`;
     let dec = askByRule.get(key);
     if (dec === undefined) {
-      dec = Object.freeze(d('ask', 'APPROVAL_REQUIRED', rule, `Needs approval: ${what} requires a human approval (${rule}).`));
+      dec = Object.freeze(
+        d(
+          'ask',
+          'APPROVAL_REQUIRED',
+          rule,
+          `Needs approval: ${what} requires a human approval (${rule}).`,
+        ),
+      );
       askByRule.set(key, dec);
     }
     return dec;
@@ -142,19 +150,40 @@ export function createPdp(options: PdpOptions): Pdp {
     );
 
   /** Outcome of the path checks, in a reused record (decide() is synchronous). */
-  const pr = { decision: undefined as Decision | undefined, grant: undefined as PathEntry | undefined, ask: undefined as PathEntry | undefined, overrides: undefined as string[] | undefined, resolved: '' };
+  const pr = {
+    decision: undefined as Decision | undefined,
+    grant: undefined as PathEntry | undefined,
+    ask: undefined as PathEntry | undefined,
+    overrides: undefined as string[] | undefined,
+    resolved: '',
+  };
 
   /** Mandatory denies on `p`; returns a deny or undefined, recording overrides used. */
-  const checkDenies = (p: string, lexical: string, write: boolean, entries: readonly PathEntry[]): Decision | undefined => {
+  const checkDenies = (
+    p: string,
+    lexical: string,
+    write: boolean,
+    entries: readonly PathEntry[],
+  ): Decision | undefined => {
     for (const e of entries) {
       if (e.kind !== 'deny-all' && !(write && e.kind === 'deny-write')) continue;
       const o = e.denyId === undefined ? undefined : compiled.overrides.get(e.denyId);
-      if (o !== undefined && e.denyId !== 'cordon' && (o.write || !write) && (o.paths === undefined || matchesAny(o.paths, p))) {
+      if (
+        o !== undefined &&
+        e.denyId !== 'cordon' &&
+        (o.write || !write) &&
+        (o.paths === undefined || matchesAny(o.paths, p))
+      ) {
         (pr.overrides ??= []).push(o.rule);
         continue;
       }
       const shown = p === lexical ? lexical : `${lexical} (resolves to ${p})`;
-      return d('deny', 'MANDATORY_DENY', e.rule, `Denied: ${shown} is inside ${e.denyPath ?? 'a protected location'}, which no agent may ${write ? 'change' : 'read'}.`);
+      return d(
+        'deny',
+        'MANDATORY_DENY',
+        e.rule,
+        `Denied: ${shown} is inside ${e.denyPath ?? 'a protected location'}, which no agent may ${write ? 'change' : 'read'}.`,
+      );
     }
     return undefined;
   };
@@ -178,7 +207,12 @@ export function createPdp(options: PdpOptions): Pdp {
     if (resolvePath !== undefined) {
       const r = resolvePath(lexical);
       if (r === undefined) {
-        pr.decision = d('deny', 'PATH_UNRESOLVABLE', 'path-rules', `Denied: ${lexical} could not be resolved (symlink loop or unreadable directory).`);
+        pr.decision = d(
+          'deny',
+          'PATH_UNRESOLVABLE',
+          'path-rules',
+          `Denied: ${lexical} could not be resolved (symlink loop or unreadable directory).`,
+        );
         return pr;
       }
       const again = normaliseRequestPath(r);
@@ -207,18 +241,36 @@ export function createPdp(options: PdpOptions): Pdp {
     return pr;
   };
 
-  const decideFile = (req: PolicyRequest & { kind: 'file.read' | 'file.write' }): [Decision, RequestFacts] => {
+  const decideFile = (
+    req: PolicyRequest & { kind: 'file.read' | 'file.write' },
+  ): [Decision, RequestFacts] => {
     const write = req.kind === 'file.write';
     const verb = write ? 'write' : 'read';
     const rename = write && req.op === 'rename';
     if (rename && (req.to === undefined || req.to === '')) {
-      return [d('deny', 'REQUEST_INVALID', 'request', 'Denied: a rename needs the destination path (to).'), { needsApproval: false }];
+      return [
+        d(
+          'deny',
+          'REQUEST_INVALID',
+          'request',
+          'Denied: a rename needs the destination path (to).',
+        ),
+        { needsApproval: false },
+      ];
     }
     let r = pathDecision(req.path, write, write ? 'ask-write' : 'ask-read');
     const path = r.resolved;
     if (r.decision !== undefined) return [r.decision, { path, needsApproval: false }];
     if (r.grant === undefined) {
-      return [d('deny', 'NOT_GRANTED', 'default-deny', `Denied: the manifest does not let this agent ${verb} ${path === req.path ? path : `${req.path} (resolves to ${path})`}.`), { path, needsApproval: false }];
+      return [
+        d(
+          'deny',
+          'NOT_GRANTED',
+          'default-deny',
+          `Denied: the manifest does not let this agent ${verb} ${path === req.path ? path : `${req.path} (resolves to ${path})`}.`,
+        ),
+        { path, needsApproval: false },
+      ];
     }
     const rule = r.grant.rule;
     let ask = r.ask;
@@ -229,12 +281,23 @@ export function createPdp(options: PdpOptions): Pdp {
       to = r.resolved;
       if (r.decision !== undefined) return [r.decision, { path, to, needsApproval: false }];
       if (r.grant === undefined) {
-        return [d('deny', 'NOT_GRANTED', 'default-deny', `Denied: the manifest does not let this agent write ${to} (rename destination).`), { path, to, needsApproval: false }];
+        return [
+          d(
+            'deny',
+            'NOT_GRANTED',
+            'default-deny',
+            `Denied: the manifest does not let this agent write ${to} (rename destination).`,
+          ),
+          { path, to, needsApproval: false },
+        ];
       }
       ask ??= r.ask;
       if (r.overrides !== undefined) overrides = [...(overrides ?? []), ...r.overrides];
     }
-    const facts: RequestFacts = to === undefined ? { path, needsApproval: ask !== undefined } : { path, to, needsApproval: ask !== undefined };
+    const facts: RequestFacts =
+      to === undefined
+        ? { path, needsApproval: ask !== undefined }
+        : { path, to, needsApproval: ask !== undefined };
     if (ask !== undefined) {
       const dec = asked(ask.rule, write ? 'this write' : 'this read');
       return [overrides === undefined ? dec : { ...dec, overrides }, facts];
@@ -249,9 +312,18 @@ export function createPdp(options: PdpOptions): Pdp {
     if (r.decision !== undefined) return [r.decision, { path, needsApproval: false }];
     const rule = compiled.commands.get(path);
     if (rule === undefined) {
-      return [d('deny', 'NOT_GRANTED', 'default-deny', `Denied: ${req.path}${path === req.path ? '' : ` (resolves to ${path})`} is not in commandsAllowed.`), { path, needsApproval: false }];
+      return [
+        d(
+          'deny',
+          'NOT_GRANTED',
+          'default-deny',
+          `Denied: ${req.path}${path === req.path ? '' : ` (resolves to ${path})`} is not in commandsAllowed.`,
+        ),
+        { path, needsApproval: false },
+      ];
     }
-    if (r.ask !== undefined) return [asked(r.ask.rule, `running ${req.path}`), { path, needsApproval: true }];
+    if (r.ask !== undefined)
+      return [asked(r.ask.rule, `running ${req.path}`), { path, needsApproval: true }];
     return [allowed(rule), { path, needsApproval: false }];
   };
 
@@ -266,7 +338,11 @@ export function createPdp(options: PdpOptions): Pdp {
     try {
       if (req.kind === 'http.request') {
         const fast = typeof req.url === 'string' ? FAST_URL.exec(req.url) : null;
-        if (fast !== null && (fast[4] === undefined || !DOT_SEGMENT.test(fast[4])) && (fast[3] === undefined || Number(fast[3]) <= 65535)) {
+        if (
+          fast !== null &&
+          (fast[4] === undefined || !DOT_SEGMENT.test(fast[4])) &&
+          (fast[3] === undefined || Number(fast[3]) <= 65535)
+        ) {
           // Already in the form the WHATWG parser would produce: lower-case ASCII name, plain path.
           scheme = fast[1] ?? '';
           hostText = fast[2] ?? '';
@@ -276,14 +352,22 @@ export function createPdp(options: PdpOptions): Pdp {
         } else {
           const u = new URL(req.url);
           scheme = u.protocol.slice(0, -1);
-          if (!SCHEMES.has(scheme)) return [d('deny', 'REQUEST_INVALID', 'request', `Denied: scheme ${scheme} is not supported.`), { needsApproval: false }];
+          if (!SCHEMES.has(scheme))
+            return [
+              d('deny', 'REQUEST_INVALID', 'request', `Denied: scheme ${scheme} is not supported.`),
+              { needsApproval: false },
+            ];
           hostText = u.hostname;
           port = u.port === '' ? DEFAULT_PORTS[scheme as NetworkScheme] : Number(u.port);
           urlPath = u.pathname;
         }
       } else {
         scheme = req.scheme?.toLowerCase();
-        if (scheme !== undefined && !SCHEMES.has(scheme)) return [d('deny', 'REQUEST_INVALID', 'request', `Denied: scheme ${scheme} is not supported.`), { needsApproval: false }];
+        if (scheme !== undefined && !SCHEMES.has(scheme))
+          return [
+            d('deny', 'REQUEST_INVALID', 'request', `Denied: scheme ${scheme} is not supported.`),
+            { needsApproval: false },
+          ];
         if (typeof req.host === 'string' && FAST_HOST.test(req.host)) {
           hostText = req.host;
           plainName = true;
@@ -293,16 +377,39 @@ export function createPdp(options: PdpOptions): Pdp {
           hostText = new URL(`http://${inner}/`).hostname;
         }
         port = req.port;
-        if (!Number.isInteger(port) || port < 1 || port > 65535) return [d('deny', 'REQUEST_INVALID', 'request', `Denied: port ${String(port)} is not valid.`), { needsApproval: false }];
+        if (!Number.isInteger(port) || port < 1 || port > 65535)
+          return [
+            d('deny', 'REQUEST_INVALID', 'request', `Denied: port ${String(port)} is not valid.`),
+            { needsApproval: false },
+          ];
       }
     } catch {
-      return [d('deny', 'NET_HOST_INVALID', 'request', 'Denied: the destination is not a valid URL or host.'), { needsApproval: false }];
+      return [
+        d(
+          'deny',
+          'NET_HOST_INVALID',
+          'request',
+          'Denied: the destination is not a valid URL or host.',
+        ),
+        { needsApproval: false },
+      ];
     }
-    const host = hostText.charCodeAt(0) === 0x5b ? hostText.slice(1, -1) : hostText.endsWith('.') ? hostText.slice(0, -1) : hostText;
+    const host =
+      hostText.charCodeAt(0) === 0x5b
+        ? hostText.slice(1, -1)
+        : hostText.endsWith('.')
+          ? hostText.slice(0, -1)
+          : hostText;
     // A name that passed FAST_HOST cannot be an IP address in any notation.
     const ip = plainName || FAST_HOST.test(host) ? undefined : parseIpAny(host);
     const hostKey = ip?.text ?? host;
-    const facts = (needsApproval: boolean): RequestFacts => ({ host: hostKey, port, scheme, urlPath, needsApproval });
+    const facts = (needsApproval: boolean): RequestFacts => ({
+      host: hostKey,
+      port,
+      scheme,
+      urlPath,
+      needsApproval,
+    });
     const found = netScratch;
     // Internal addresses, whether named directly or reached through DNS, need an IP-literal grant.
     const internal = (addr: IpAddress): string | undefined => {
@@ -310,24 +417,58 @@ export function createPdp(options: PdpOptions): Pdp {
       if (cls === undefined) return undefined;
       found.length = 0;
       compiled.scopes.matchHost(addr.text, addr.bytes, addr.version, found);
-      for (const e of found) if (!e.ask && scopeAdmits(e.scope, scheme, port, urlPath)) return undefined;
+      for (const e of found)
+        if (!e.ask && scopeAdmits(e.scope, scheme, port, urlPath)) return undefined;
       return cls;
     };
     if (ip !== undefined) {
       const cls = internal(ip);
       if (cls !== undefined) {
         const shown = host === ip.text ? host : `${host} (${ip.text})`;
-        return [d('deny', 'NET_INTERNAL_ADDRESS', 'internal-address', `Denied: ${shown} is a ${cls} address; only a manifest scope naming that IP literal can allow it.`), facts(false)];
+        return [
+          d(
+            'deny',
+            'NET_INTERNAL_ADDRESS',
+            'internal-address',
+            `Denied: ${shown} is a ${cls} address; only a manifest scope naming that IP literal can allow it.`,
+          ),
+          facts(false),
+        ];
       }
     } else if (host === 'localhost' || host.endsWith('.localhost')) {
-      return [d('deny', 'NET_INTERNAL_ADDRESS', 'internal-address', `Denied: ${host} always means this machine (loopback); grant an IP literal such as http://127.0.0.1:PORT instead.`), facts(false)];
+      return [
+        d(
+          'deny',
+          'NET_INTERNAL_ADDRESS',
+          'internal-address',
+          `Denied: ${host} always means this machine (loopback); grant an IP literal such as http://127.0.0.1:PORT instead.`,
+        ),
+        facts(false),
+      ];
     }
     if (req.address !== undefined) {
       const a = parseIpAny(req.address);
-      if (a === undefined) return [d('deny', 'REQUEST_INVALID', 'request', `Denied: resolved address ${req.address} is not an IP address.`), facts(false)];
+      if (a === undefined)
+        return [
+          d(
+            'deny',
+            'REQUEST_INVALID',
+            'request',
+            `Denied: resolved address ${req.address} is not an IP address.`,
+          ),
+          facts(false),
+        ];
       const cls = internal(a);
       if (cls !== undefined) {
-        return [d('deny', 'NET_INTERNAL_ADDRESS', 'internal-address', `Denied: ${host} resolves to ${a.text}, a ${cls} address (DNS rebinding protection).`), facts(false)];
+        return [
+          d(
+            'deny',
+            'NET_INTERNAL_ADDRESS',
+            'internal-address',
+            `Denied: ${host} resolves to ${a.text}, a ${cls} address (DNS rebinding protection).`,
+          ),
+          facts(false),
+        ];
       }
     }
     found.length = 0;
@@ -337,7 +478,12 @@ export function createPdp(options: PdpOptions): Pdp {
     let pathOnly = false;
     for (const e of found) {
       if (!scopeAdmits(e.scope, scheme, port, urlPath)) {
-        if (!e.ask && urlPath === undefined && scopeAdmits(e.scope, scheme, port, e.scope.pathPrefix)) pathOnly = true;
+        if (
+          !e.ask &&
+          urlPath === undefined &&
+          scopeAdmits(e.scope, scheme, port, e.scope.pathPrefix)
+        )
+          pathOnly = true;
         continue;
       }
       if (e.ask) ask ??= e;
@@ -345,9 +491,19 @@ export function createPdp(options: PdpOptions): Pdp {
       else if (grant === undefined || specificity(e) > specificity(grant)) grant = e;
     }
     if (grant === undefined) {
-      const where = req.kind === 'http.request' ? `${req.method} ${req.url}` : `${scheme ?? 'tcp'}://${host}:${port}`;
+      const where =
+        req.kind === 'http.request'
+          ? `${req.method} ${req.url}`
+          : `${scheme ?? 'tcp'}://${host}:${port}`;
       return [
-        d('deny', 'NOT_GRANTED', 'default-deny', pathOnly ? `Denied: ${where} is granted only for some paths, which a tunnel cannot check.` : `Denied: the manifest does not let this agent reach ${where}.`),
+        d(
+          'deny',
+          'NOT_GRANTED',
+          'default-deny',
+          pathOnly
+            ? `Denied: ${where} is granted only for some paths, which a tunnel cannot check.`
+            : `Denied: the manifest does not let this agent reach ${where}.`,
+        ),
         facts(false),
       ];
     }
@@ -380,8 +536,7 @@ export function createPdp(options: PdpOptions): Pdp {
         { needsApproval: false },
       ];
     const ask = found.find((e) => e.ask);
-    if (ask !== undefined)
-      return [asked(ask.rule, scope), { needsApproval: true }];
+    if (ask !== undefined) return [asked(ask.rule, scope), { needsApproval: true }];
     return [allowed(grant.rule), { needsApproval: false }];
   };
 
