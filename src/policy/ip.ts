@@ -137,12 +137,12 @@ export function embeddedIpv4(ip: IpAddress): IpAddress | undefined {
   const b = ip.bytes;
   const zero = (from: number, to: number): boolean => b.slice(from, to).every((x) => x === 0);
   let v: number[] | undefined;
-  if (zero(0, 10) && b[10] === 0xff && b[11] === 0xff) v = b.slice(12, 16) as number[];
+  if (zero(0, 10) && b[10] === 0xff && b[11] === 0xff) v = b.slice(12, 16);
   else if (zero(0, 12) && !(b[12] === 0 && b[13] === 0 && b[14] === 0 && (b[15] ?? 0) <= 1))
-    v = b.slice(12, 16) as number[];
+    v = b.slice(12, 16);
   else if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && zero(4, 12))
-    v = b.slice(12, 16) as number[];
-  else if (b[0] === 0x20 && b[1] === 0x02) v = b.slice(2, 6) as number[];
+    v = b.slice(12, 16);
+  else if (b[0] === 0x20 && b[1] === 0x02) v = b.slice(2, 6);
   return v === undefined ? undefined : { version: 4, bytes: v, text: v.join('.') };
 }
 

@@ -16,7 +16,8 @@ const PROC_ALIAS =
  * the NFD and NFC spellings are different directories, and a request must never be judged as
  * a different file than the one it opens.
  */
-export function normaliseRequestPath(path: string): string | PathProblem {
+// Returns a plain string (a PathProblem never starts with "/") so the hot path allocates nothing.
+export function normaliseRequestPath(path: string): string {
   if (path.charCodeAt(0) !== 0x2f) return 'relative';
   if (path.length > 4096) return 'too-long';
   // Fast path: printable ASCII needs no Unicode or control-character checks.
