@@ -1,11 +1,13 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --no-turbo-inline-js-wasm-calls
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { CordonError } from '../errors.js';
 import { manifestJsonSchema } from '../manifest/schema.js';
 import { EXIT, exitCodeFor, printJson, processIo, renderError, type CliIo } from './context.js';
+import { runCheck, type CheckOptions } from './check.js';
 import { runInit } from './init.js';
+import { runManifestToCedar, runPolicySchema, runPolicyTest, runPolicyValidate } from './policy.js';
 import { runKeysGenerate, runKeysList, runKeysTrust, type KeysTrustOptions } from './keys.js';
 import { runManifestExplain } from './manifest-explain.js';
 import { runManifestLint } from './manifest-lint.js';
@@ -144,6 +146,66 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
         return 0;
       });
     });
+
+  manifest
+    .command('to-cedar <file>')
+    .description(
+      "print the manifest's grants as Cedar policies (refuses globs Cedar cannot express exactly)",
+    )
+    .option('--home <dir>', 'home directory to expand ~ with (default: yours)')
+    .action((file: string, o: { home?: string }) =>
+      act(() => runManifestToCedar(io, file, { ...g(), ...o })),
+    );
+
+  program
+    .command('check [kind] [args...]')
+    .description(
+      'decide one request (read, write, exec, connect, http, api, secret) against a manifest',
+    )
+    .requiredOption('--manifest <file>', 'manifest (plain or signed; not verified here)')
+    .option('--json', 'machine-readable output')
+    .option('--stdin', 'read requests as JSON lines from stdin; print one decision per line')
+    .option('--home <dir>', 'home directory of the agent user (default: yours)')
+    .option('--guardrails <dir>', 'guardrails directory (default <policy-dir>/guardrails)')
+    .option('--no-guardrails', 'decide without organisation guardrails')
+    .option('--lexical', 'do not resolve symlinks on this machine')
+    .option('--scheme <scheme>', 'connect: the scheme of the tunnel')
+    .option('--address <ip>', 'connect/http: the resolved address')
+    .option('--op <op>', 'write: create | modify | delete | rename')
+    .option('--to <path>', 'write --op rename: the destination')
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 allow, 1 deny, 10 ask (2 usage, 3 environment).\nExamples:\n  cordon check --manifest m.json read ~/Work/Reports/q3.xlsx\n  cordon check --manifest m.json http POST https://api.example.com/upload\n  cordon check --manifest m.json exec /usr/bin/git push\n  echo \'{"kind":"api.call","scope":"mcp:fs:write_file"}\' | cordon check --manifest m.json --stdin',
+    )
+    .action(async (kind: string | undefined, args: string[], o: CheckOptions) => {
+      setExit(await runCheck(io, kind, args, { ...g(), ...o }));
+    });
+
+  const policy = program
+    .command('policy')
+    .description('organisation guardrails (Cedar) and policy tests');
+  policy
+    .command('validate [dir]')
+    .description(
+      'validate guardrails against the Cordon Cedar schema (default <policy-dir>/guardrails)',
+    )
+    .option('--json', 'machine-readable output')
+    .action((dir: string | undefined, o: { json?: boolean }) =>
+      act(() => runPolicyValidate(io, dir, { ...g(), ...o })),
+    );
+  policy
+    .command('schema')
+    .description('print the Cedar schema guardrails are written against')
+    .action(() => act(() => runPolicySchema(io)));
+  policy
+    .command('test <files...>')
+    .description(
+      'run table-driven policy tests (request -> expected effect and rule); exit 1 on any mismatch',
+    )
+    .option('--json', 'machine-readable output')
+    .action((files: string[], o: { json?: boolean }) =>
+      act(() => runPolicyTest(io, files, { ...g(), ...o })),
+    );
 
   const keys = program.command('keys').description('signing keys and the trust store');
   keys

@@ -17,12 +17,6 @@ export {
   type RiskLevel,
   type RiskReason,
 } from './explain.js';
-export {
-  compileGrants,
-  type CompiledGrants,
-  type GrantAccess,
-  type GrantAnswer,
-} from './grants.js';
 export { parseStrictJson, type JsonValue, type StrictJsonOptions } from './json.js';
 export {
   exportPrivateKeyPem,

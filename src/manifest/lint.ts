@@ -75,6 +75,11 @@ export interface LintOptions {
 
 const INTERPRETERS =
   /^(sh|bash|dash|zsh|ksh|mksh|fish|csh|tcsh|busybox|env|xargs|python[0-9.]*|pypy[0-9.]*|perl[0-9.]*|ruby[0-9.]*|node|nodejs|deno|bun|php[0-9.]*|lua[0-9.]*|luajit|tclsh[0-9.]*|wish[0-9.]*|Rscript|R|julia|pwsh|powershell|osascript|awk|gawk|mawk|nawk|expect|guile|sbcl|ghci|irb|java|jshell|gdb|vim|nvim|emacs|ssh|docker|podman|kubectl|npx|npm|pip[0-9.]*|uv|uvx)$/;
+/** Whether an executable (by its file name) is a shell or interpreter that runs arbitrary code. */
+export function isInterpreter(path: string): boolean {
+  return INTERPRETERS.test(path.slice(path.lastIndexOf('/') + 1));
+}
+
 const PRIVILEGED = /^(sudo|su|doas|pkexec|runuser|setpriv|chroot|nsenter|unshare)$/;
 
 const SHARED_DOMAINS = [

@@ -25,7 +25,13 @@ import type {
 /** Org guardrails, consulted only when the manifest layer would allow or ask. */
 export interface GuardrailEvaluator {
   /** Returns a deny decision when a guardrail forbids the request, undefined otherwise. */
-  evaluate(request: PolicyRequest, facts: RequestFacts, manifest: Manifest): Decision | undefined;
+  evaluate(
+    request: PolicyRequest,
+    facts: RequestFacts,
+    manifest: Manifest,
+    approved: boolean,
+    manifestDigest: string,
+  ): Decision | undefined;
 }
 
 /** What the PDP established about a request, for guardrails and audit. */
@@ -610,16 +616,44 @@ export function createPdp(options: PdpOptions): Pdp {
       }
       const [decision, facts] = manifestLayer(req);
       if (decision.effect === 'deny') return decision;
+      // A token is checked before guardrails, so "unless approved" guardrails can see it.
+      const token = req.approvalToken;
+      const approved =
+        token !== undefined &&
+        options.verifyApproval !== undefined &&
+        options.verifyApproval(token, req, requestDigest(req));
       if (options.guardrails !== undefined) {
-        const g = options.guardrails.evaluate(req, facts, options.manifest);
-        if (g !== undefined) return g;
+        const g = options.guardrails.evaluate(
+          req,
+          facts,
+          options.manifest,
+          approved,
+          options.manifestDigest ?? '',
+        );
+        if (g !== undefined && !(g.effect === 'ask' && approved)) {
+          if (g.effect === 'ask' && token !== undefined) {
+            return d(
+              'ask',
+              'APPROVAL_INVALID',
+              g.rule,
+              'Needs approval: the approval token presented is not valid for this exact request.',
+              decision.overrides,
+            );
+          }
+          return g;
+        }
+        if (g !== undefined && decision.effect === 'allow') {
+          return d(
+            'allow',
+            'APPROVED',
+            g.rule,
+            `Allowed with a human approval bound to this request (${g.rule}).`,
+            decision.overrides,
+          );
+        }
       }
-      if (
-        decision.effect === 'ask' &&
-        req.approvalToken !== undefined &&
-        options.verifyApproval !== undefined
-      ) {
-        if (options.verifyApproval(req.approvalToken, req, requestDigest(req))) {
+      if (decision.effect === 'ask') {
+        if (approved) {
           return d(
             'allow',
             'APPROVED',
@@ -628,13 +662,15 @@ export function createPdp(options: PdpOptions): Pdp {
             decision.overrides,
           );
         }
-        return d(
-          'ask',
-          'APPROVAL_INVALID',
-          decision.rule,
-          'Needs approval: the approval token presented is not valid for this exact request.',
-          decision.overrides,
-        );
+        if (token !== undefined) {
+          return d(
+            'ask',
+            'APPROVAL_INVALID',
+            decision.rule,
+            'Needs approval: the approval token presented is not valid for this exact request.',
+            decision.overrides,
+          );
+        }
       }
       return decision;
     } catch (e) {

@@ -1,21 +1,15 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { explainManifest } from '../../src/manifest/explain.js';
-import { compileGrants, type GrantAccess } from '../../src/manifest/grants.js';
+import { parseStrictJson } from '../../src/manifest/json.js';
 import { validateManifest } from '../../src/manifest/parse.js';
 import { instantiateTemplate, TEMPLATES } from '../../src/manifest/templates.js';
+import { createPdp } from '../../src/policy/pdp.js';
+import { PolicyTestFileSchema, runPolicyTests } from '../../src/policy/policy-test.js';
 import { NOW } from '../helpers.js';
 
-interface PolicyFile {
-  template: string;
-  params: Record<string, unknown>;
-  home: string;
-  risk: string;
-  dataClassification: string;
-  cases: (Partial<Record<GrantAccess, string>> & { expect: string })[];
-}
-
-const dir = new URL('./', import.meta.url);
+// The policy test files ship with the package (policy-tests/), one per built-in template.
+const dir = new URL('../../policy-tests/', import.meta.url);
 const files = readdirSync(dir).filter((f) => f.endsWith('.policy.json'));
 
 describe('role templates', () => {
@@ -26,13 +20,14 @@ describe('role templates', () => {
   });
 
   for (const file of files) {
-    const spec = JSON.parse(readFileSync(new URL(file, dir), 'utf8')) as PolicyFile;
-    describe(spec.template, () => {
+    const spec = PolicyTestFileSchema.parse(parseStrictJson(readFileSync(new URL(file, dir))));
+    const template = spec.template ?? '';
+    describe(template, () => {
       const input = instantiateTemplate({
-        template: spec.template,
-        agentName: `test-${spec.template}`,
+        template,
+        agentName: `test-${template}`,
         now: NOW,
-        params: spec.params,
+        params: spec.params ?? {},
       });
       const r = validateManifest(input);
       if (!r.ok) throw new Error(JSON.stringify(r.issues));
@@ -46,15 +41,17 @@ describe('role templates', () => {
         expect(e.expiresInDays).toBeLessThanOrEqual(90);
       });
 
-      const grants = compileGrants(m, spec.home);
-      for (const c of spec.cases) {
-        const access = (Object.keys(c) as (GrantAccess | 'expect')[]).find(
-          (k) => k !== 'expect',
-        ) as GrantAccess;
-        it(`${access} ${c[access] ?? ''} -> ${c.expect}`, () => {
-          expect(grants.check(access, c[access] ?? '')).toBe(c.expect);
-        });
-      }
+      it('passes its policy test file through the decision point', () => {
+        const results = runPolicyTests(createPdp({ manifest: m, home: spec.home }), spec.cases);
+        expect(
+          results
+            .filter((x) => !x.ok)
+            .map(
+              (x) =>
+                `${x.name}: expected ${x.expected.effect}, got ${x.decision.effect} (${x.decision.code})`,
+            ),
+        ).toEqual([]);
+      });
     });
   }
 

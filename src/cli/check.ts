@@ -1,0 +1,184 @@
+import { createInterface } from 'node:readline';
+import { parseStrictJson } from '../manifest/json.js';
+import { manifestDigest } from '../manifest/sign.js';
+import { createPdp, type Pdp } from '../policy/pdp.js';
+import type { Decision, PolicyRequest } from '../policy/types.js';
+import { loadGuardrailDir } from '../store/guardrails-dir.js';
+import { createFsPathResolver } from '../store/path-resolver.js';
+import { policyPaths } from '../store/policy-dir.js';
+import { realpathOrUndefined } from '../store/resolve.js';
+import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+import { readManifest } from './read-manifest.js';
+
+export interface CheckOptions extends GlobalOptions {
+  manifest: string;
+  json?: boolean;
+  stdin?: boolean;
+  home?: string;
+  guardrails?: string | false;
+  lexical?: boolean;
+  scheme?: string;
+  op?: string;
+  to?: string;
+  address?: string;
+}
+
+/** Exit codes of `cordon check`: the effect of the (last) decision. */
+export const CHECK_EXIT = { allow: 0, deny: 1, ask: 10 } as const;
+
+export function buildPdp(io: CliIo, opts: CheckOptions): { pdp: Pdp; signed: boolean } {
+  const { source, manifest } = readManifest(opts.manifest);
+  const dirs = resolveDirs(io, opts);
+  const guardrailDir =
+    opts.guardrails === false
+      ? undefined
+      : (opts.guardrails ?? policyPaths(dirs.policyDir).guardrails);
+  const guardrails = guardrailDir === undefined ? undefined : loadGuardrailDir(guardrailDir);
+  const resolver = opts.lexical === true ? undefined : createFsPathResolver();
+  const pdp = createPdp({
+    manifest,
+    manifestDigest: manifestDigest(source.text),
+    home: opts.home ?? io.home,
+    cordonDirs: [dirs.policyDir, dirs.stateDir],
+    ...(resolver === undefined
+      ? {}
+      : { resolvePath: resolver, resolveCommand: realpathOrUndefined }),
+    ...(guardrails === undefined ? {} : { guardrails }),
+  });
+  return { pdp, signed: source.signed };
+}
+
+/** Turn `cordon check KIND ARGS...` into a request. */
+export function requestFromArgs(
+  kind: string,
+  args: readonly string[],
+  opts: CheckOptions,
+): PolicyRequest {
+  const one = (what: string): string => {
+    if (args.length !== 1 || args[0] === undefined)
+      throw usage(
+        `check ${kind} takes one ${what}`,
+        `e.g. cordon check --manifest M ${kind} ${what.toUpperCase()}`,
+      );
+    return args[0];
+  };
+  switch (kind) {
+    case 'read':
+      return { kind: 'file.read', path: one('path') };
+    case 'write': {
+      const op = opts.op;
+      if (op !== undefined && !['create', 'modify', 'delete', 'rename'].includes(op))
+        throw usage(`--op ${op} is unknown`, 'use create, modify, delete or rename');
+      return {
+        kind: 'file.write',
+        path: one('path'),
+        ...(op === undefined ? {} : { op: op as 'create' }),
+        ...(opts.to === undefined ? {} : { to: opts.to }),
+      };
+    }
+    case 'exec': {
+      const [path, ...argv] = args;
+      if (path === undefined)
+        throw usage(
+          'check exec needs a path',
+          'e.g. cordon check --manifest M exec /usr/bin/git status',
+        );
+      return { kind: 'exec', path, argv: [path, ...argv] };
+    }
+    case 'connect': {
+      const target = one('host:port');
+      const i = target.lastIndexOf(':');
+      const port = Number(target.slice(i + 1));
+      if (i <= 0 || !Number.isInteger(port))
+        throw usage(`"${target}" is not host:port`, 'e.g. api.example.com:443');
+      return {
+        kind: 'net.connect',
+        host: target.slice(0, i),
+        port,
+        ...(opts.scheme === undefined ? {} : { scheme: opts.scheme }),
+        ...(opts.address === undefined ? {} : { address: opts.address }),
+      };
+    }
+    case 'http': {
+      const [method, url] = args;
+      if (method === undefined || url === undefined || args.length !== 2)
+        throw usage(
+          'check http takes METHOD URL',
+          'e.g. cordon check --manifest M http GET https://api.example.com/',
+        );
+      return {
+        kind: 'http.request',
+        method: method.toUpperCase(),
+        url,
+        ...(opts.address === undefined ? {} : { address: opts.address }),
+      };
+    }
+    case 'api':
+      return { kind: 'api.call', scope: one('scope') };
+    case 'secret':
+      return { kind: 'secret.get', name: one('name') };
+    default:
+      throw usage(
+        `unknown request kind "${kind}"`,
+        'use read, write, exec, connect, http, api or secret',
+      );
+  }
+}
+
+function print(io: CliIo, d: Decision, json: boolean, request?: PolicyRequest): void {
+  if (json) io.stdout(JSON.stringify(request === undefined ? d : { request, decision: d }) + '\n');
+  else
+    io.stdout(
+      `${d.effect.toUpperCase()}  ${d.code}  rule=${d.rule}\n  ${d.reason}\n${d.overrides === undefined ? '' : `  overrides used: ${d.overrides.join(', ')}\n`}`,
+    );
+}
+
+export async function runCheck(
+  io: CliIo,
+  kind: string | undefined,
+  args: readonly string[],
+  opts: CheckOptions,
+  input: NodeJS.ReadableStream = process.stdin,
+): Promise<number> {
+  const { pdp, signed } = buildPdp(io, opts);
+  if (signed && opts.json !== true)
+    io.stderr(
+      '(signed manifest read without verification; run `cordon manifest verify` for that)\n',
+    );
+  if (opts.stdin === true) {
+    if (kind !== undefined)
+      throw usage(
+        '--stdin takes requests as JSON lines, not arguments',
+        'drop the request arguments',
+      );
+    let last: Decision | undefined;
+    let n = 0;
+    for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+      n++;
+      if (line.trim() === '') continue;
+      let req: PolicyRequest;
+      try {
+        req = parseStrictJson(line, { maxBytes: 64 * 1024 }) as unknown as PolicyRequest;
+      } catch (e) {
+        last = {
+          effect: 'deny',
+          code: 'REQUEST_INVALID',
+          rule: 'request',
+          reason: `Denied: line ${n} is not a JSON request (${(e as Error).message}).`,
+        };
+        print(io, last, true);
+        continue;
+      }
+      last = pdp.decide(req);
+      print(io, last, true, req);
+    }
+    return last === undefined ? 0 : CHECK_EXIT[last.effect];
+  }
+  if (kind === undefined)
+    throw usage('say what to check', 'e.g. cordon check --manifest M read ~/Work/q3.xlsx');
+  const req = requestFromArgs(kind, args, opts);
+  const d = pdp.decide(req);
+  if (opts.json === true) printJson(io, { request: req, decision: d });
+  else print(io, d, false);
+  return CHECK_EXIT[d.effect];
+}

@@ -1,0 +1,358 @@
+import { setFlagsFromString } from 'node:v8';
+import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { CordonError } from '../errors.js';
+import { isInterpreter } from '../manifest/lint.js';
+import type { Manifest } from '../manifest/schema.js';
+import { CEDAR_SCHEMA } from './cedar-schema.js';
+import type { GuardrailEvaluator, RequestFacts } from './pdp.js';
+import type { Decision, PolicyRequest } from './types.js';
+
+// Node 20's V8 can crash inside JS-to-wasm call inlining; every process that evaluates Cedar
+// must run with inlining off. The cordon bin passes the flag on its command line; this covers
+// library users (it takes effect for code not yet optimised).
+setFlagsFromString('--no-turbo-inline-js-wasm-calls');
+
+/** A guardrail source file. */
+export interface GuardrailFile {
+  readonly name: string;
+  readonly text: string;
+}
+
+/** One guardrail policy as loaded. */
+export interface GuardrailPolicy {
+  readonly id: string;
+  readonly file: string;
+  readonly line: number;
+  /** Text of an `@ask("...")` annotation: a match asks for approval instead of denying. */
+  readonly ask: string | undefined;
+  readonly text: string;
+}
+
+export interface Guardrails extends GuardrailEvaluator {
+  readonly policies: readonly GuardrailPolicy[];
+}
+
+const BASE_PERMIT_ID = 'cordon-base-permit';
+let bundleCounter = 0;
+
+function lineOf(text: string, offset: number): number {
+  let line = 1;
+  for (let i = 0; i < offset && i < text.length; i++) if (text.charCodeAt(i) === 10) line++;
+  return line;
+}
+
+function guardrailError(
+  code: string,
+  file: string,
+  line: number,
+  policyId: string | undefined,
+  message: string,
+  hint: string,
+): CordonError {
+  return new CordonError(
+    code,
+    `${file}:${line}${policyId === undefined ? '' : ` (policy ${policyId})`}: ${message}`,
+    { file, hint },
+  );
+}
+
+/**
+ * Parse, check and validate guardrail files against Cordon's Cedar schema (strict mode), then
+ * preparse them once. Guardrails only restrict: every policy must be a `forbid` (a `permit`
+ * could never grant what the manifest does not, so it is refused as a mistake). Errors name
+ * the file, the line and the policy id.
+ *
+ * @example
+ * const g = loadGuardrails([{ name: 'org.cedar', text }]);
+ */
+export function loadGuardrails(files: readonly GuardrailFile[]): Guardrails {
+  const policies: GuardrailPolicy[] = [];
+  const texts: Record<string, string> = {};
+  const where = new Map<string, { file: GuardrailFile; offset: number }>();
+  for (const file of files) {
+    const parts = cedar.policySetTextToParts(file.text);
+    if (parts.type === 'failure') {
+      const e = parts.errors[0];
+      const at = e?.sourceLocations?.[0]?.start ?? 0;
+      throw guardrailError(
+        'GUARDRAIL_SYNTAX',
+        file.name,
+        lineOf(file.text, at),
+        undefined,
+        e?.message ?? 'does not parse',
+        'fix the Cedar syntax at that line',
+      );
+    }
+    if (parts.policy_templates.length > 0) {
+      throw guardrailError(
+        'GUARDRAIL_INVALID',
+        file.name,
+        1,
+        undefined,
+        'policy templates are not supported in guardrails',
+        'write static forbid policies',
+      );
+    }
+    let cursor = 0;
+    parts.policies.forEach((text, n) => {
+      const found = file.text.indexOf(text, cursor);
+      const offset = found === -1 ? cursor : found;
+      cursor = found === -1 ? cursor : found + text.length;
+      const line = lineOf(file.text, offset);
+      const json = cedar.policyToJson(text);
+      if (json.type === 'failure') {
+        throw guardrailError(
+          'GUARDRAIL_SYNTAX',
+          file.name,
+          line,
+          undefined,
+          json.errors[0]?.message ?? 'does not parse',
+          'fix the Cedar syntax',
+        );
+      }
+      const annotations = (json.json.annotations ?? {}) as Record<string, string | null>;
+      const id = annotations['id'] ?? `${file.name}#${n + 1}`;
+      if (id === BASE_PERMIT_ID || Object.prototype.hasOwnProperty.call(texts, id)) {
+        throw guardrailError(
+          'GUARDRAIL_INVALID',
+          file.name,
+          line,
+          id,
+          'the policy id is used twice',
+          'give each guardrail a unique @id',
+        );
+      }
+      if (json.json.effect !== 'forbid') {
+        throw guardrailError(
+          'GUARDRAIL_PERMIT',
+          file.name,
+          line,
+          id,
+          'guardrails may only forbid; a permit could never grant what the manifest does not',
+          'rewrite it as a forbid with an unless clause, or grant the access in the manifest',
+        );
+      }
+      const askText = annotations['ask'];
+      texts[id] = text;
+      where.set(id, { file, offset });
+      policies.push({
+        id,
+        file: file.name,
+        line,
+        ask: askText === undefined ? undefined : (askText ?? 'needs approval'),
+        text,
+      });
+    });
+  }
+  texts[BASE_PERMIT_ID] = 'permit (principal, action, resource);';
+  const v = cedar.validate({
+    schema: CEDAR_SCHEMA,
+    policies: { staticPolicies: texts },
+    validationSettings: { mode: 'strict' },
+  });
+  if (v.type === 'failure') {
+    throw new CordonError(
+      'GUARDRAIL_INVALID',
+      `guardrails could not be validated: ${v.errors[0]?.message ?? 'unknown error'}`,
+      { hint: 'check the guardrail files' },
+    );
+  }
+  const first = v.validationErrors[0];
+  if (first !== undefined) {
+    const w = where.get(first.policyId);
+    const start = first.error.sourceLocations?.[0]?.start ?? 0;
+    const file = w?.file.name ?? 'guardrails';
+    const line = w === undefined ? 1 : lineOf(w.file.text, w.offset + start);
+    throw guardrailError(
+      'GUARDRAIL_INVALID',
+      file,
+      line,
+      first.policyId,
+      first.error.message.replace(/^for policy `[^`]*`, /, ''),
+      `check it against the schema (\`cordon policy schema\`)${v.validationErrors.length > 1 ? `; ${v.validationErrors.length - 1} more error(s)` : ''}`,
+    );
+  }
+  const bundleId = `cordon-guardrails-${process.pid}-${++bundleCounter}`;
+  const pre = cedar.preparsePolicySet(bundleId, { staticPolicies: texts });
+  if (pre.type === 'failure')
+    throw new CordonError(
+      'GUARDRAIL_INVALID',
+      `guardrails could not be prepared: ${pre.errors[0]?.message ?? ''}`,
+      { hint: 'check the guardrail files' },
+    );
+  const byId = new Map(policies.map((p) => [p.id, p]));
+  return new CedarGuardrails(bundleId, policies, byId);
+}
+
+type CedarEntity = {
+  uid: { type: string; id: string };
+  attrs: Record<string, cedar.CedarValueJson>;
+  parents: [];
+};
+
+class CedarGuardrails implements Guardrails {
+  private readonly principals = new WeakMap<Manifest, CedarEntity>();
+
+  constructor(
+    private readonly bundleId: string,
+    readonly policies: readonly GuardrailPolicy[],
+    private readonly byId: ReadonlyMap<string, GuardrailPolicy>,
+  ) {}
+
+  private principal(m: Manifest, digest: string): CedarEntity {
+    let p = this.principals.get(m);
+    if (p === undefined) {
+      p = {
+        uid: { type: 'Cordon::Agent', id: m.agentName },
+        attrs: {
+          name: m.agentName,
+          role: m.role,
+          dataClassification: m.dataClassification,
+          manifest: { digest, version: m.version, apiScopes: [...m.apiScopes] },
+        },
+        parents: [],
+      };
+      this.principals.set(m, p);
+    }
+    return p;
+  }
+
+  evaluate(
+    request: PolicyRequest,
+    facts: RequestFacts,
+    manifest: Manifest,
+    approved = false,
+    digest = '',
+  ): Decision | undefined {
+    const principal = this.principal(manifest, digest);
+    const resources = resourcesFor(request, facts);
+    const context: Record<string, cedar.CedarValueJson> = {
+      session: request.session ?? '',
+      approved,
+      needsApproval: facts.needsApproval,
+      argv: request.kind === 'exec' ? [...(request.argv ?? [])] : [],
+      method: request.kind === 'http.request' ? request.method : '',
+    };
+    let ask: Decision | undefined;
+    for (const resource of resources) {
+      const answer = cedar.statefulIsAuthorized({
+        principal: principal.uid,
+        action: { type: 'Cordon::Action', id: request.kind },
+        resource: resource.uid,
+        context,
+        entities: [principal, resource],
+        preparsedPolicySetId: this.bundleId,
+        validateRequest: false,
+      });
+      if (answer.type === 'failure') {
+        return {
+          effect: 'deny',
+          code: 'GUARDRAIL_ERROR',
+          rule: 'guardrails',
+          reason: `Denied: guardrails could not be evaluated (${answer.errors[0]?.message ?? 'unknown error'}).`,
+        };
+      }
+      const diag = answer.response.diagnostics;
+      if (diag.errors.length > 0) {
+        // A guardrail that errors must not silently stop applying: fail closed.
+        const e = diag.errors[0];
+        return {
+          effect: 'deny',
+          code: 'GUARDRAIL_ERROR',
+          rule: `guardrail:${e?.policyId ?? '?'}`,
+          reason: `Denied: guardrail ${e?.policyId ?? '?'} failed to evaluate (${e?.error.message ?? ''}).`,
+        };
+      }
+      if (answer.response.decision === 'allow') continue;
+      const ids = diag.reason.filter((id) => id !== BASE_PERMIT_ID);
+      const hard = ids.find((id) => this.byId.get(id)?.ask === undefined);
+      if (hard !== undefined) {
+        return {
+          effect: 'deny',
+          code: 'GUARDRAIL_FORBID',
+          rule: `guardrail:${hard}`,
+          reason: `Denied by the organisation guardrail ${hard}.`,
+        };
+      }
+      const soft = ids[0];
+      if (soft !== undefined && ask === undefined) {
+        ask = {
+          effect: 'ask',
+          code: 'APPROVAL_REQUIRED',
+          rule: `guardrail:${soft}`,
+          reason: `Needs approval: ${this.byId.get(soft)?.ask ?? 'an organisation guardrail requires it'} (guardrail ${soft}).`,
+        };
+      }
+      if (soft === undefined) {
+        return {
+          effect: 'deny',
+          code: 'GUARDRAIL_ERROR',
+          rule: 'guardrails',
+          reason: 'Denied: guardrails denied without naming a policy.',
+        };
+      }
+    }
+    return ask;
+  }
+}
+
+function resourcesFor(request: PolicyRequest, facts: RequestFacts): CedarEntity[] {
+  switch (request.kind) {
+    case 'file.read':
+    case 'file.write': {
+      const paths =
+        facts.to === undefined
+          ? [facts.path ?? request.path]
+          : [facts.path ?? request.path, facts.to];
+      return paths.map((path) => ({
+        uid: { type: 'Cordon::File', id: path },
+        attrs: { path },
+        parents: [],
+      }));
+    }
+    case 'exec': {
+      const path = facts.path ?? request.path;
+      const name = path.slice(path.lastIndexOf('/') + 1);
+      return [
+        {
+          uid: { type: 'Cordon::Command', id: path },
+          attrs: { path, name, interpreter: isInterpreter(path) },
+          parents: [],
+        },
+      ];
+    }
+    case 'net.connect':
+    case 'http.request': {
+      const host = facts.host ?? '';
+      return [
+        {
+          uid: { type: 'Cordon::Host', id: `${facts.scheme ?? ''}://${host}:${facts.port ?? 0}` },
+          attrs: {
+            host,
+            port: facts.port ?? 0,
+            scheme: facts.scheme ?? '',
+            path: facts.urlPath ?? '',
+            isIp: /^[\d.]+$|:/.test(host),
+          },
+          parents: [],
+        },
+      ];
+    }
+    case 'api.call':
+      return [
+        {
+          uid: { type: 'Cordon::ApiScope', id: request.scope },
+          attrs: { scope: request.scope, service: request.scope.split(':')[0] ?? '' },
+          parents: [],
+        },
+      ];
+    case 'secret.get':
+      return [
+        {
+          uid: { type: 'Cordon::Secret', id: request.name },
+          attrs: { name: request.name },
+          parents: [],
+        },
+      ];
+  }
+}
