@@ -29,6 +29,7 @@ export const CEDAR_SCHEMA = `namespace Cordon {
     scheme: String,
     path: String,
     isIp: Bool,
+    ip?: __cedar::ipaddr,
   };
 
   entity Command = {

@@ -184,7 +184,7 @@ export function loadGuardrails(files: readonly GuardrailFile[]): Guardrails {
   return new CedarGuardrails(bundleId, policies, byId);
 }
 
-type CedarEntity = {
+export type CedarEntity = {
   uid: { type: string; id: string };
   attrs: Record<string, cedar.CedarValueJson>;
   parents: [];
@@ -322,22 +322,10 @@ function resourcesFor(request: PolicyRequest, facts: RequestFacts): CedarEntity[
       ];
     }
     case 'net.connect':
-    case 'http.request': {
-      const host = facts.host ?? '';
+    case 'http.request':
       return [
-        {
-          uid: { type: 'Cordon::Host', id: `${facts.scheme ?? ''}://${host}:${facts.port ?? 0}` },
-          attrs: {
-            host,
-            port: facts.port ?? 0,
-            scheme: facts.scheme ?? '',
-            path: facts.urlPath ?? '',
-            isIp: /^[\d.]+$|:/.test(host),
-          },
-          parents: [],
-        },
+        hostEntity(facts.host ?? '', facts.port ?? 0, facts.scheme ?? '', facts.urlPath ?? ''),
       ];
-    }
     case 'api.call':
       return [
         {
@@ -355,4 +343,21 @@ function resourcesFor(request: PolicyRequest, facts: RequestFacts): CedarEntity[
         },
       ];
   }
+}
+
+/** The Cedar Host entity for a normalised destination (IP hosts carry an `ip` attribute). */
+export function hostEntity(host: string, port: number, scheme: string, path: string): CedarEntity {
+  const isIp = /^[\d.]+$|:/.test(host);
+  return {
+    uid: { type: 'Cordon::Host', id: `${scheme}://${host}:${port}` },
+    attrs: {
+      host,
+      port,
+      scheme,
+      path,
+      isIp,
+      ...(isIp ? { ip: { __extn: { fn: 'ip', arg: host } } } : {}),
+    },
+    parents: [],
+  };
 }

@@ -60,7 +60,7 @@ function scopeCondition(s: NetworkScope): string {
   } else {
     const cidr = `${s.host}/${s.prefixLength}`;
     parts.push(
-      `resource.isIp && ip(resource.host).${s.kind === 'ipv4' ? 'isIpv4' : 'isIpv6'}() && ip(resource.host).isInRange(ip(${str(cidr)}))`,
+      `resource has ip && resource.ip.${s.kind === 'ipv4' ? 'isIpv4' : 'isIpv6'}() && resource.ip.isInRange(ip(${str(cidr)}))`,
     );
   }
   if (s.pathPrefix !== '/')
@@ -201,7 +201,7 @@ export function manifestToCedar(m: Manifest, options: ToCedarOptions): string {
     'internal-address',
     'forbid',
     NET,
-    `(resource.isIp && (${INTERNAL_RANGES.map((r) => `ip(resource.host).isInRange(ip(${str(r)}))`).join(' || ')})) || resource.host == "localhost" || resource.host like "*.localhost"`,
+    `(resource has ip && (${INTERNAL_RANGES.map((r) => `resource.ip.isInRange(ip(${str(r)}))`).join(' || ')})) || resource.host == "localhost" || resource.host like "*.localhost"`,
     ipGrants.length === 0
       ? undefined
       : `!(resource.host == "localhost" || resource.host like "*.localhost") && (${ipGrants.join(' || ')})`,
