@@ -278,7 +278,7 @@ function cedarEffect(
         h = req.host;
         port = req.port;
       }
-      resource = hostEntity(h, port, scheme, path) as typeof resource;
+      resource = hostEntity(h, port, scheme, path);
       break;
     }
     case 'api.call':
