@@ -18,7 +18,7 @@ export function benchManifest(
       i % 3 === 0
         ? `~/Work/project-${i}/**`
         : i % 3 === 1
-          ? `/srv/data/team-${i}/*.csv`
+          ? `/srv/data/team-${i}/**`
           : `~/Documents/reports-${i}`;
     (i % 5 === 0 ? writePaths : readPaths).push(p);
   }

@@ -10,6 +10,7 @@ import { signManifest } from '../src/manifest/sign.js';
 import { instantiateTemplate } from '../src/manifest/templates.js';
 import { loadTrustStore } from '../src/manifest/trust.js';
 import { ManifestVerifier, MemoryAcceptanceStore } from '../src/manifest/verify.js';
+import { benchPdp } from './pdp.js';
 
 const ROUNDS = 7;
 const ROUND_MS = 400;
@@ -173,4 +174,58 @@ for (const r of rows) {
     `  ratio ${(r.value / r.baseline).toFixed(2)}x   goal ${r.goal}   ${r.pass ? 'PASS' : 'FAIL'}\n`,
   );
 }
+
+// --- policy decision point ---
+const p = benchPdp();
+console.log(
+  'policy decision point — per decision (clock overhead subtracted), mixed allow/deny/ask requests of every kind\n',
+);
+console.log(
+  `  ${'case'.padEnd(92)} ${'mean µs'.padStart(8)} ${'p50 µs'.padStart(8)} ${'p99 µs'.padStart(8)} ${'decisions/s'.padStart(12)}`,
+);
+for (const r of p.rows) {
+  console.log(
+    `  ${r.name.padEnd(92)} ${r.meanUs.toFixed(2).padStart(8)} ${r.p50Us.toFixed(2).padStart(8)} ${r.p99Us.toFixed(2).padStart(8)} ${fmt(r.perSecond).padStart(12)}`,
+  );
+}
+const realistic = p.rows[0];
+const repeated = p.rows[1];
+const fresh = p.rows[2];
+const checks: [string, boolean][] = [
+  [
+    `manifest layer p99 ${realistic?.p99Us.toFixed(2) ?? '?'} µs <= 1 µs`,
+    (realistic?.p99Us ?? Infinity) <= 1,
+  ],
+  [
+    `manifest layer ${fmt(realistic?.perSecond ?? 0)}/s >= 1,000,000/s`,
+    (realistic?.perSecond ?? 0) >= 1_000_000,
+  ],
+  [
+    `with Cedar guardrails, repeated requests: p99 ${repeated?.p99Us.toFixed(1) ?? '?'} µs <= 150 µs`,
+    (repeated?.p99Us ?? Infinity) <= 150,
+  ],
+  [
+    `with Cedar guardrails, every request new: p99 ${fresh?.p99Us.toFixed(1) ?? '?'} µs <= 150 µs`,
+    (fresh?.p99Us ?? Infinity) <= 150,
+  ],
+  [`compiled vs Cedar alone: ${p.cedarRatio.toFixed(0)}x faster >= 50x`, p.cedarRatio >= 50],
+  [
+    `cold start to first decision ${p.coldMs.manifestOnly.toFixed(0)} ms after Node's own ${p.coldMs.nodeBoot.toFixed(0)} ms boot <= 150 ms (with guardrails: ${p.coldMs.withGuardrails.toFixed(0)} ms)`,
+    p.coldMs.manifestOnly <= 150,
+  ],
+];
+console.log('');
+for (const [text, ok] of checks) console.log(`  ${ok ? 'PASS' : 'FAIL'}  ${text}`);
+rows.push(
+  ...checks.map(([name, pass]) => ({
+    name,
+    value: 0,
+    unit: '',
+    baselineName: '',
+    baseline: 1,
+    goal: '',
+    pass,
+  })),
+);
+
 if (rows.some((r) => !r.pass)) process.exitCode = 1;

@@ -1,4 +1,4 @@
-import semver from 'semver';
+import semverValid from 'semver/functions/valid.js';
 import { z } from 'zod';
 import { CordonError } from '../errors.js';
 import { parseApiScope } from './api-scopes.js';
@@ -119,7 +119,7 @@ export const ManifestSchema = z
       .describe('Stable name of the agent; rollback protection is kept per agentName.'),
     version: z
       .string()
-      .refine((v) => semver.valid(v) === v, {
+      .refine((v) => semverValid(v) === v, {
         message: 'must be a semantic version such as 1.2.0',
         params: { code: 'MANIFEST_VERSION', hint: 'write MAJOR.MINOR.PATCH, e.g. 1.2.0' },
       })

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import semver from 'semver';
+import semverCompare from 'semver/functions/compare.js';
+import semverValid from 'semver/functions/valid.js';
 import { CordonError } from '../errors.js';
 import { canonicalize } from './canonical.js';
 import { parseEnvelope, strictBase64, verifySignature, type Envelope } from './dsse.js';
@@ -258,7 +259,7 @@ export class ManifestVerifier {
         if (
           typeof agent !== 'string' ||
           typeof version !== 'string' ||
-          semver.valid(version) !== version
+          semverValid(version) !== version
         ) {
           fail(
             'MANIFEST_VERSION',
@@ -267,7 +268,7 @@ export class ManifestVerifier {
         }
         const last = this.opts.store.lastAccepted(agent);
         if (last === undefined) return `first version seen for ${agent}`;
-        const cmp = semver.compare(version, last.version);
+        const cmp = semverCompare(version, last.version);
         if (cmp < 0)
           fail(
             'MANIFEST_ROLLBACK',

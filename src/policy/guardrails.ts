@@ -68,6 +68,9 @@ function guardrailError(
 export function loadGuardrails(files: readonly GuardrailFile[]): Guardrails {
   const policies: GuardrailPolicy[] = [];
   const texts: Record<string, string> = {};
+  // Actions some guardrail names; requests of other kinds skip Cedar entirely.
+  const targeted = new Set<string>();
+  let allKinds = false;
   const where = new Map<string, { file: GuardrailFile; offset: number }>();
   for (const file of files) {
     const parts = cedar.policySetTextToParts(file.text);
@@ -132,6 +135,15 @@ export function loadGuardrails(files: readonly GuardrailFile[]): Guardrails {
           'rewrite it as a forbid with an unless clause, or grant the access in the manifest',
         );
       }
+      const action = json.json.action as {
+        op: string;
+        entity?: { type: string; id: string };
+        entities?: { type: string; id: string }[];
+      };
+      if (action.op === 'All') allKinds = true;
+      else
+        for (const e of action.entity === undefined ? (action.entities ?? []) : [action.entity])
+          targeted.add(e.id);
       const askText = annotations['ask'];
       texts[id] = text;
       where.set(id, { file, offset });
@@ -181,7 +193,7 @@ export function loadGuardrails(files: readonly GuardrailFile[]): Guardrails {
       { hint: 'check the guardrail files' },
     );
   const byId = new Map(policies.map((p) => [p.id, p]));
-  return new CedarGuardrails(bundleId, policies, byId);
+  return new CedarGuardrails(bundleId, policies, byId, allKinds ? undefined : targeted);
 }
 
 export type CedarEntity = {
@@ -193,10 +205,15 @@ export type CedarEntity = {
 class CedarGuardrails implements Guardrails {
   private readonly principals = new WeakMap<Manifest, CedarEntity>();
 
+  /** Outcomes per manifest, keyed by everything Cedar sees: evaluation is a pure function of it. */
+  private readonly outcomes = new WeakMap<Manifest, Map<string, Decision | null>>();
+
   constructor(
     private readonly bundleId: string,
     readonly policies: readonly GuardrailPolicy[],
     private readonly byId: ReadonlyMap<string, GuardrailPolicy>,
+    /** Request kinds some guardrail targets; undefined when one targets every action. */
+    private readonly kinds: ReadonlySet<string> | undefined,
   ) {}
 
   private principal(m: Manifest, digest: string): CedarEntity {
@@ -224,7 +241,7 @@ class CedarGuardrails implements Guardrails {
     approved = false,
     digest = '',
   ): Decision | undefined {
-    const principal = this.principal(manifest, digest);
+    if (this.kinds !== undefined && !this.kinds.has(request.kind)) return undefined;
     const resources = resourcesFor(request, facts);
     const context: Record<string, cedar.CedarValueJson> = {
       session: request.session ?? '',
@@ -233,6 +250,31 @@ class CedarGuardrails implements Guardrails {
       argv: request.kind === 'exec' ? [...(request.argv ?? [])] : [],
       method: request.kind === 'http.request' ? request.method : '',
     };
+    let memo = this.outcomes.get(manifest);
+    if (memo === undefined) {
+      memo = new Map();
+      this.outcomes.set(manifest, memo);
+    }
+    const key = JSON.stringify([request.kind, digest, resources.map((r) => r.attrs), context]);
+    const hit = memo.get(key);
+    if (hit !== undefined) return hit ?? undefined;
+    const outcome = this.evaluateCedar(request, resources, context, manifest, digest);
+    // Errors are not remembered: a failing guardrail is re-evaluated (and denies) every time.
+    if (outcome?.code !== 'GUARDRAIL_ERROR') {
+      if (memo.size >= 10_000) memo.clear();
+      memo.set(key, outcome ?? null);
+    }
+    return outcome;
+  }
+
+  private evaluateCedar(
+    request: PolicyRequest,
+    resources: readonly CedarEntity[],
+    context: Record<string, cedar.CedarValueJson>,
+    manifest: Manifest,
+    digest: string,
+  ): Decision | undefined {
+    const principal = this.principal(manifest, digest);
     let ask: Decision | undefined;
     for (const resource of resources) {
       const answer = cedar.statefulIsAuthorized({

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import semver from 'semver';
+import semverCompare from 'semver/functions/compare.js';
 import { z } from 'zod';
 import { CordonError } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
@@ -68,7 +68,7 @@ export class FileAcceptanceStore implements AcceptanceStore {
         ? state.agents[agentName]
         : undefined;
       // Never move backwards, even if another process accepted a newer version meanwhile.
-      if (current !== undefined && semver.gte(current.version, version)) return state;
+      if (current !== undefined && semverCompare(current.version, version) >= 0) return state;
       const agents = { ...state.agents };
       Object.defineProperty(agents, agentName, {
         value: { version, digest, acceptedAt: at.toISOString() },
