@@ -1,6 +1,7 @@
 import { explainManifest, renderExplanation } from '../manifest/explain.js';
 import { resolveForUser } from '../store/resolve.js';
-import { printJson, resolveDirs, type CliIo, type GlobalOptions } from './context.js';
+import { lintOptionsFor } from './lint-options.js';
+import { printJson, type CliIo, type GlobalOptions } from './context.js';
 import { readManifest } from './read-manifest.js';
 
 export function runManifestExplain(
@@ -9,12 +10,7 @@ export function runManifestExplain(
   opts: GlobalOptions & { json?: boolean },
 ): number {
   const { source, manifest } = readManifest(file);
-  const dirs = resolveDirs(io, opts);
-  const e = explainManifest(
-    manifest,
-    { home: io.home, cordonDirs: [dirs.policyDir, dirs.stateDir], now: io.now() },
-    resolveForUser(manifest, io.home),
-  );
+  const e = explainManifest(manifest, lintOptionsFor(io, opts), resolveForUser(manifest, io.home));
   if (opts.json === true) printJson(io, { file, signed: source.signed, ...e });
   else {
     if (source.signed)

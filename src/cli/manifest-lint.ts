@@ -2,7 +2,8 @@ import { CordonError } from '../errors.js';
 import { LINT_RULES, lintManifest, type LintFinding, type LintSeverity } from '../manifest/lint.js';
 import { validateManifest } from '../manifest/parse.js';
 import { readManifestSource } from './read-manifest.js';
-import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+import { lintOptionsFor } from './lint-options.js';
+import { printJson, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface LintCliOptions extends GlobalOptions {
   format?: string;
@@ -40,12 +41,7 @@ export function lintFile(io: CliIo, file: string, opts: GlobalOptions): Finding[
       ...at(i.pointer),
     }));
   }
-  const dirs = resolveDirs(io, opts);
-  return lintManifest(r.manifest, {
-    home: io.home,
-    cordonDirs: [dirs.policyDir, dirs.stateDir],
-    now: io.now(),
-  }).map((f) => ({
+  return lintManifest(r.manifest, lintOptionsFor(io, opts)).map((f) => ({
     ...f,
     ...at(f.pointer),
   }));

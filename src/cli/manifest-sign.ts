@@ -5,7 +5,8 @@ import { MANIFEST_PAYLOAD_TYPE } from '../manifest/schema.js';
 import { cosignManifest, signManifest } from '../manifest/sign.js';
 import { readFileCapped, writeFileAtomic, writeFileNew } from '../store/files.js';
 import { readPassphrase, readPrivateKey } from '../store/policy-dir.js';
-import { printJson, resolveDirs, type CliIo, type GlobalOptions } from './context.js';
+import { lintOptionsFor } from './lint-options.js';
+import { printJson, type CliIo, type GlobalOptions } from './context.js';
 
 export interface SignOptions extends GlobalOptions {
   key: string;
@@ -40,12 +41,7 @@ export function runManifestSign(io: CliIo, file: string, opts: SignOptions): num
       }
       result = cosignManifest(env, key);
     } else {
-      const dirs = resolveDirs(io, opts);
-      result = signManifest(value, key, {
-        home: io.home,
-        cordonDirs: [dirs.policyDir, dirs.stateDir],
-        now: io.now(),
-      });
+      result = signManifest(value, key, lintOptionsFor(io, opts));
     }
   } catch (e) {
     throw e instanceof CordonError ? e.withFile(file) : e;

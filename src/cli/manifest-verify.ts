@@ -3,6 +3,7 @@ import { ManifestVerifier, type VerifyReport } from '../manifest/verify.js';
 import { FileAcceptanceStore } from '../store/acceptance.js';
 import { readFileCapped } from '../store/files.js';
 import { readRevocationBytes, readTrustStore } from '../store/policy-dir.js';
+import { lintOptionsFor } from './lint-options.js';
 import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface VerifyCliOptions extends GlobalOptions {
@@ -22,7 +23,7 @@ export function verifyFile(io: CliIo, file: string, opts: VerifyCliOptions): Ver
     trust,
     revocationList: readRevocationBytes(dirs.policyDir),
     store: new FileAcceptanceStore(dirs.stateDir),
-    lint: { home: io.home, cordonDirs: [dirs.policyDir, dirs.stateDir] },
+    lint: lintOptionsFor(io, opts),
     now: io.now,
     record: opts.record !== false,
     ...(threshold === undefined ? {} : { threshold: Math.max(threshold, trust.manifestThreshold) }),

@@ -50,7 +50,18 @@ export const LINT_RULES = {
     'an IP literal in a loopback, private, link-local or metadata range',
   ],
   VALIDITY_LONG: ['warning', 'validity longer than one year'],
-  WRITE_NO_APPROVAL: ['warning', 'a confidential or restricted agent writes without approval'],
+  WRITE_NO_APPROVAL: [
+    'error',
+    'admission: a confidential or restricted agent writes without approval',
+  ],
+  ADMIT_BROAD_ACCESS: [
+    'error',
+    'admission: full-disk or home-wide access on an agent whose data is not public',
+  ],
+  ADMIT_VALIDITY_MAX: [
+    'error',
+    'admission: validity longer than the organisation maximum (maxValidityDays, default 731)',
+  ],
   ENV_CODE_INJECTION: [
     'warning',
     'an env name that changes what interpreters load (NODE_OPTIONS, PYTHONPATH, ...)',
@@ -71,6 +82,8 @@ export interface LintOptions {
   readonly cordonDirs?: readonly string[];
   /** Reference time for validity checks. */
   readonly now?: Date;
+  /** Admission guardrail: the longest validity the organisation accepts, in days (default 731). */
+  readonly maxValidityDays?: number;
 }
 
 const INTERPRETERS =
@@ -251,6 +264,19 @@ export function lintManifest(m: Manifest, options: LintOptions): LintFinding[] {
 
   for (const e of paths) {
     const ptr = `/${e.list}/${e.index}`;
+    const broad =
+      e.abs.literalDepth === 0 ||
+      (e.abs.literalDepth <= homeAbs.segments.length &&
+        homeAbs.segments.slice(0, e.abs.literalDepth).every((s, i) => s === e.abs.segments[i])) ||
+      (e.abs.literalDepth === 1 && ['home', 'root', 'Users'].includes(e.abs.segments[0] ?? ''));
+    if (broad && m.dataClassification !== 'public') {
+      add(
+        'ADMIT_BROAD_ACCESS',
+        ptr,
+        `"${e.text}" gives full-disk or home-wide access to a ${m.dataClassification} agent`,
+        'only agents whose data is public may have such grants: narrow the grant',
+      );
+    }
     if (e.abs.literalDepth === 0) {
       add(
         'PATH_ROOT_GRANT',
@@ -378,6 +404,15 @@ export function lintManifest(m: Manifest, options: LintOptions): LintFinding[] {
   }
 
   const start = m.notBefore === undefined ? now.getTime() : Date.parse(m.notBefore);
+  const maxDays = options.maxValidityDays ?? 731;
+  if (Date.parse(m.notAfter) - start > maxDays * DAY) {
+    add(
+      'ADMIT_VALIDITY_MAX',
+      '/notAfter',
+      `the manifest is valid for ${Math.round((Date.parse(m.notAfter) - start) / DAY)} days; the organisation maximum is ${maxDays}`,
+      `set notAfter at most ${maxDays} days after notBefore (or after signing)`,
+    );
+  }
   if (Date.parse(m.notAfter) - start > 366 * DAY) {
     add(
       'VALIDITY_LONG',

@@ -1,6 +1,8 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { CordonError } from '../errors.js';
+import { parseStrictJson } from '../manifest/json.js';
 import { parseEnvelope } from '../manifest/dsse.js';
 import {
   exportPrivateKeyPem,
@@ -412,5 +414,38 @@ export function isDirectory(path: string): boolean {
     return statSync(path).isDirectory();
   } catch {
     return false;
+  }
+}
+
+const AdmissionSchema = z.strictObject({
+  maxValidityDays: z
+    .number()
+    .int()
+    .min(1)
+    .max(3650)
+    .optional()
+    .describe('Longest manifest validity accepted, in days.'),
+});
+
+/** Organisation admission settings (`guardrails/admission.json`); absent file means defaults. */
+export function readAdmission(policyDir: string): { maxValidityDays?: number } {
+  const file = join(policyPaths(policyDir).guardrails, 'admission.json');
+  const raw = readFileIfExists(file, 64 * 1024);
+  if (raw === undefined) return {};
+  try {
+    const r = AdmissionSchema.parse(parseStrictJson(raw));
+    return r.maxValidityDays === undefined ? {} : { maxValidityDays: r.maxValidityDays };
+  } catch (cause) {
+    const msg =
+      cause instanceof CordonError
+        ? cause.message
+        : ((cause as { issues?: { message: string; path: PropertyKey[] }[] }).issues
+            ?.map((i) => `/${i.path.map(String).join('/')}: ${i.message}`)
+            .join('; ') ?? String(cause));
+    throw new CordonError('ADMISSION_INVALID', `${file}: ${msg}`, {
+      file,
+      hint: 'admission.json holds only {"maxValidityDays": N}',
+      cause,
+    });
   }
 }

@@ -147,6 +147,8 @@ describe('cordon manifest', () => {
     editManifest(file, (m) => {
       m['readPaths'] = ['~', '~/.ssh/config'];
       m['env'] = ['LD_PRELOAD'];
+      // Public data: home-wide access is a warning, not an admission error.
+      m['dataClassification'] = 'public';
     });
     const text = await run('manifest', 'lint', file);
     expect(text.code).toBe(1);
@@ -595,5 +597,30 @@ describe('commands are resolved through symlinks at load', () => {
       `${join(bin, 'tool')} (-> ${join(bin, 'tool-1.2')}; both allowed)`,
       `${join(bin, 'absent')} (not found on this machine)`,
     ]);
+  });
+});
+
+describe('admission settings', () => {
+  it('guardrails/admission.json sets the maximum validity; a damaged file is refused', async () => {
+    const file = await newManifest('adm', '--param', 'validityDays=120');
+    expect((await run('manifest', 'lint', file)).code).toBe(0);
+    writeFileSync(
+      join(policy, 'guardrails', 'admission.json'),
+      JSON.stringify({ maxValidityDays: 60 }),
+    );
+    const r = await run('manifest', 'lint', file, '--json');
+    expect(r.code).toBe(1);
+    expect((r.json() as { findings: { code: string }[] }).findings.map((f) => f.code)).toContain(
+      'ADMIT_VALIDITY_MAX',
+    );
+    expect(
+      (await run('manifest', 'sign', file, '--key', join(policy, 'keys/org.key'))).stderr,
+    ).toContain('ADMIT_VALIDITY_MAX');
+    writeFileSync(
+      join(policy, 'guardrails', 'admission.json'),
+      JSON.stringify({ maxValidityDays: 60, extra: 1 }),
+    );
+    const bad = await run('manifest', 'lint', file);
+    expect(bad.stderr).toContain('ADMISSION_INVALID');
   });
 });

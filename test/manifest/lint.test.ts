@@ -82,6 +82,13 @@ describe('lintManifest', () => {
     ['DUPLICATE_ENTRY', { apiScopes: ['sheets:read', 'sheets:read'] }, '/apiScopes/1'],
     ['SECRET_NO_EGRESS', { secrets: ['SHEETS_TOKEN'], networkScopes: [] }, '/secrets'],
     ['NO_DESCRIPTION', { description: undefined }, ''],
+    ['ADMIT_BROAD_ACCESS', { readPaths: ['~'] }, '/readPaths/0'],
+    [
+      'ADMIT_BROAD_ACCESS',
+      { writePaths: ['/**'], dataClassification: 'restricted' },
+      '/writePaths/0',
+    ],
+    ['ADMIT_VALIDITY_MAX', { notAfter: '2030-01-01T00:00:00Z' }, '/notAfter'],
   ];
   it.each(cases)('%s fires for %j', (code, over, pointer) => {
     expect(codes(over)).toContain(`${code} ${pointer}`);
@@ -99,6 +106,18 @@ describe('lintManifest', () => {
     });
     expect(f.find((x) => x.code === 'ENV_RESERVED')?.severity).toBe('error');
     expect(f.find((x) => x.code === 'ENV_CODE_INJECTION')?.severity).toBe('warning');
+  });
+
+  it('admission: home-wide access is fine for public data; the validity maximum is configurable', () => {
+    expect(codes({ readPaths: ['~'], dataClassification: 'public' })).not.toContain(
+      'ADMIT_BROAD_ACCESS /readPaths/0',
+    );
+    const f = lintManifest(parsed({ notAfter: '2027-06-30T00:00:00Z' }), {
+      home: HOME,
+      now: NOW,
+      maxValidityDays: 90,
+    });
+    expect(f.find((x) => x.code === 'ADMIT_VALIDITY_MAX')?.severity).toBe('error');
   });
 
   it('guards the configured Cordon directories, not only the defaults', () => {
