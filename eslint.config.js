@@ -61,7 +61,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/manifest/**/*.ts', 'src/errors.ts'],
+    files: ['src/manifest/**/*.ts', 'src/policy/**/*.ts', 'src/errors.ts'],
     rules: { 'no-restricted-imports': ['error', coreNoIo] },
   },
   {

@@ -16,11 +16,24 @@ step() {
 step init
 step keys generate --name security-team
 step keys trust --name security-team --pub "$CORDON_HOME/policy/keys/security-team.pub" --purpose manifest
-step manifest new --template finance-analyst --agent cowork-lite --param workDir=~/Work/Finance --out "$demo/cowork-lite.json"
+step manifest new --template finance-analyst --agent cowork-lite --param 'workDir=~/Work/Finance' --out "$demo/cowork-lite.json"
 step manifest lint "$demo/cowork-lite.json"
 step manifest sign "$demo/cowork-lite.json" --key "$CORDON_HOME/policy/keys/security-team.key"
 step manifest verify "$demo/cowork-lite.signed.json"
 step manifest explain "$demo/cowork-lite.signed.json"
+
+# Decisions under the verified manifest: allowed, denied by a mandatory deny, needs approval,
+# and a metadata address in hexadecimal disguise.
+check() {
+  printf '\n\033[1m$ cordon check %s\033[0m\n' "$*"
+  cordon check --manifest "$demo/cowork-lite.signed.json" --home /home/demo --lexical "$@" || true
+}
+check read /home/demo/Work/Finance/q3/report.xlsx
+check read /home/demo/Work/Finance/../../.ssh/id_ed25519
+check write /home/demo/Work/Finance/outgoing/summary.pdf
+check http GET http://0xa9fea9fe/latest/meta-data/
+check api sheets:write:restricted
+step policy test policy-tests/finance-analyst.policy.json
 
 # Widen the signed payload without re-signing: verification must refuse it.
 node -e '

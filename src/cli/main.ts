@@ -80,7 +80,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .option('--out <file>', 'write to a new file instead of stdout')
     .addHelpText(
       'after',
-      '\nExample:\n  cordon manifest new --template finance-analyst --agent cowork-lite --param workDir=~/Work/Finance --out m.json',
+      "\nExample:\n  cordon manifest new --template finance-analyst --agent cowork-lite --param 'workDir=~/Work/Finance' --out m.json",
     )
     .action(
       (o: { template: string; agent: string; owner?: string; param?: string[]; out?: string }) =>

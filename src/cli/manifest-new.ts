@@ -38,6 +38,14 @@ export function runManifestNew(io: CliIo, opts: ManifestNewOptions): number {
     params: parseParams(opts.param ?? []),
     ...(opts.owner === undefined ? {} : { owner: opts.owner }),
   });
+  const params = parseParams(opts.param ?? []);
+  const wd = params['workDir'];
+  if (typeof wd === 'string' && (wd === io.home || wd.startsWith(io.home + '/'))) {
+    // The shell expands an unquoted ~ after "=": the manifest would name this user's home for everyone.
+    io.stderr(
+      `warning: workDir ${wd} is inside your own home; write '~${wd.slice(io.home.length)}' (quoted) so it expands for each user\n`,
+    );
+  }
   const r = validateManifest(input);
   if (!r.ok) throw new ManifestInvalidError(r.issues);
   const text = JSON.stringify(input, null, 2) + '\n';

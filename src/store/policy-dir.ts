@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { CordonError } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
@@ -334,10 +335,23 @@ export function initAdminPolicyDir(dir: string, now: Date, passphrase?: string):
   if (!existsSync(guardrailsReadme)) {
     writeFileNew(
       guardrailsReadme,
-      '# Organisation guardrails\n\nPolicy-as-code files placed here apply to every agent, above any manifest: a forbid always wins.\n',
+      '# Organisation guardrails\n\nCedar files (`*.cedar`) placed here apply to every agent, above any manifest: a forbid always wins, and guardrails can only forbid. Check them with `cordon policy validate`; the schema is `cordon policy schema`. `examples/` is not loaded: copy a file up to enable it. `admission.json` may set `{"maxValidityDays": N}`.\n',
     );
     note(guardrailsReadme, true);
   } else note(guardrailsReadme, false);
+  // Example guardrails go to guardrails/examples/, which is not loaded: copy one up to enable it.
+  const examplesSrc = fileURLToPath(new URL('../../examples/guardrails/', import.meta.url));
+  if (existsSync(examplesSrc)) {
+    for (const f of readdirSync(examplesSrc).filter((x) => x.endsWith('.cedar'))) {
+      const dst = join(p.guardrails, 'examples', f);
+      if (existsSync(dst)) note(dst, false);
+      else {
+        ensureDir(dirname(dst), 0o755);
+        writeFileNew(dst, readFileCapped(join(examplesSrc, f), 1024 * 1024));
+        note(dst, true);
+      }
+    }
+  }
   if (!existsSync(p.groups)) {
     const groups = {
       apiVersion: 'cordon.dev/v1',
