@@ -3,7 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import type { Manifest } from '../src/manifest/schema.js';
-import { hostEntity, loadGuardrails } from '../src/policy/guardrails.js';
+import { cedarCallFor, loadGuardrails } from '../src/policy/guardrails.js';
 import { createPdp, type Pdp } from '../src/policy/pdp.js';
 import { manifestToCedar } from '../src/policy/to-cedar.js';
 import type { PolicyRequest } from '../src/policy/types.js';
@@ -67,72 +67,7 @@ function cedarAlone(m: Manifest, reqs: readonly PolicyRequest[]): (i: number) =>
   const text = manifestToCedar(m, { home: HOME });
   const pre = cedar.preparsePolicySet(id, { staticPolicies: text });
   if (pre.type !== 'success') throw new Error('cedar preparse failed');
-  const principal = {
-    uid: { type: 'Cordon::Agent', id: 'bench' },
-    attrs: {
-      name: 'bench',
-      role: m.role,
-      dataClassification: m.dataClassification,
-      manifest: { digest: '', version: m.version, apiScopes: [...m.apiScopes] },
-    },
-    parents: [],
-  };
-  const calls = reqs.map((req) => {
-    let resource: unknown;
-    switch (req.kind) {
-      case 'file.read':
-      case 'file.write':
-        resource = {
-          uid: { type: 'Cordon::File', id: req.path },
-          attrs: { path: req.path },
-          parents: [],
-        };
-        break;
-      case 'exec':
-        resource = {
-          uid: { type: 'Cordon::Command', id: req.path },
-          attrs: { path: req.path, name: req.path.split('/').pop() ?? '', interpreter: false },
-          parents: [],
-        };
-        break;
-      case 'http.request': {
-        const u = new URL(req.url);
-        resource = hostEntity(
-          u.hostname,
-          u.port === '' ? 443 : Number(u.port),
-          u.protocol.slice(0, -1),
-          u.pathname,
-        );
-        break;
-      }
-      case 'net.connect':
-        resource = hostEntity(req.host, req.port, req.scheme ?? '', '');
-        break;
-      case 'api.call':
-        resource = {
-          uid: { type: 'Cordon::ApiScope', id: req.scope },
-          attrs: { scope: req.scope, service: req.scope.split(':')[0] ?? '' },
-          parents: [],
-        };
-        break;
-      case 'secret.get':
-        resource = {
-          uid: { type: 'Cordon::Secret', id: req.name },
-          attrs: { name: req.name },
-          parents: [],
-        };
-        break;
-    }
-    const r = resource as { uid: { type: string; id: string } };
-    return {
-      principal: principal.uid,
-      action: { type: 'Cordon::Action', id: req.kind },
-      resource: r.uid,
-      context: { session: '', approved: false, needsApproval: false, argv: [], method: '' },
-      entities: [principal, r] as never,
-      preparsedPolicySetId: id,
-    };
-  });
+  const calls = reqs.map((req) => cedarCallFor(m, req, id, false));
   return (i: number) => {
     const a = cedar.statefulIsAuthorized(
       calls[i % calls.length] as cedar.StatefulAuthorizationCall,

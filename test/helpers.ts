@@ -12,7 +12,12 @@ import {
   signRevocationList,
   type RevocationList,
 } from '../src/manifest/revocation.js';
-import { MANIFEST_PAYLOAD_TYPE, type ManifestInput } from '../src/manifest/schema.js';
+import { validateManifest } from '../src/manifest/parse.js';
+import {
+  MANIFEST_PAYLOAD_TYPE,
+  type Manifest,
+  type ManifestInput,
+} from '../src/manifest/schema.js';
 import { loadTrustStore, type KeyPurpose, type TrustStore } from '../src/manifest/trust.js';
 
 export const HOME = '/home/alice';
@@ -86,6 +91,22 @@ export function signRaw(value: unknown, ...keys: TestKey[]): Envelope {
   for (const k of rest)
     env.signatures.push(signEnvelope(MANIFEST_PAYLOAD_TYPE, payload, k.privateKey).signatures[0]!);
   return env;
+}
+
+/** A parsed manifest from a minimal valid base plus `over` (throws on invalid input). */
+export function validManifest(over: Record<string, unknown>): Manifest {
+  const r = validateManifest({
+    apiVersion: 'cordon.dev/v1',
+    agentName: 'test-agent',
+    version: '1.0.0',
+    role: 'developer',
+    dataClassification: 'internal',
+    owner: 'o@example.com',
+    notAfter: '2099-01-01T00:00:00Z',
+    ...over,
+  });
+  if (!r.ok) throw new Error(JSON.stringify(r.issues));
+  return r.manifest;
 }
 
 /** The code of the CordonError `fn` throws, or 'OK' when it returns. */

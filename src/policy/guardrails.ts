@@ -403,3 +403,55 @@ export function hostEntity(host: string, port: number, scheme: string, path: str
     parents: [],
   };
 }
+
+/**
+ * The Cedar authorization call for a request that is already normalised (absolute clean path,
+ * lower-case host): what Cedar sees when it decides alone, with the manifest translated by
+ * `manifestToCedar`. Used to compare the compiled decision point with Cedar.
+ */
+export function cedarCallFor(
+  manifest: Manifest,
+  request: PolicyRequest,
+  policySetId: string,
+  approved: boolean,
+): cedar.StatefulAuthorizationCall {
+  let facts: RequestFacts = { needsApproval: false };
+  if (request.kind === 'http.request') {
+    const u = new URL(request.url);
+    const scheme = u.protocol.slice(0, -1);
+    facts = {
+      needsApproval: false,
+      host: u.hostname.replace(/^\[|\]$/g, ''),
+      port: u.port === '' ? (scheme === 'https' || scheme === 'wss' ? 443 : 80) : Number(u.port),
+      scheme,
+      urlPath: u.pathname,
+    };
+  } else if (request.kind === 'net.connect') {
+    facts = {
+      needsApproval: false,
+      host: request.host,
+      port: request.port,
+      scheme: request.scheme,
+    };
+  }
+  const principal: CedarEntity = {
+    uid: { type: 'Cordon::Agent', id: manifest.agentName },
+    attrs: {
+      name: manifest.agentName,
+      role: manifest.role,
+      dataClassification: manifest.dataClassification,
+      manifest: { digest: '', version: manifest.version, apiScopes: [...manifest.apiScopes] },
+    },
+    parents: [],
+  };
+  const [resource] = resourcesFor(request, facts);
+  if (resource === undefined) throw new Error('no resource');
+  return {
+    principal: principal.uid,
+    action: { type: 'Cordon::Action', id: request.kind },
+    resource: resource.uid,
+    context: { session: '', approved, needsApproval: false, argv: [], method: '' },
+    entities: [principal, resource],
+    preparsedPolicySetId: policySetId,
+  };
+}

@@ -1,3 +1,5 @@
+import { ipv6Bytes } from '../manifest/network.js';
+
 /**
  * IP address parsing in every notation an HTTP client or resolver accepts, and the ranges an
  * agent must never reach unless a manifest names the address as an IP literal.
@@ -55,19 +57,7 @@ export function parseIpv6(s: string): IpAddress | undefined {
     return undefined;
   }
   const text = host.slice(1, -1);
-  return { version: 6, bytes: ipv6BytesOf(text), text };
-}
-
-function ipv6BytesOf(canonical: string): number[] {
-  const [head = '', tail] = canonical.split('::');
-  const h = head === '' ? [] : head.split(':');
-  const t = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups =
-    tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  return groups.flatMap((g) => {
-    const v = parseInt(g, 16);
-    return [v >> 8, v & 0xff];
-  });
+  return { version: 6, bytes: ipv6Bytes(text), text };
 }
 
 /** Parse any IP notation; undefined when `s` is a name. */
@@ -111,13 +101,13 @@ const V4_RANGES: readonly Range[] = [
 ];
 
 const V6_RANGES: readonly Range[] = [
-  [ipv6BytesOf('fd00:ec2::254'), 128, 'metadata'],
-  [ipv6BytesOf('::'), 128, 'unspecified'],
-  [ipv6BytesOf('::1'), 128, 'loopback'],
-  [ipv6BytesOf('fc00::'), 7, 'private'],
-  [ipv6BytesOf('fe80::'), 10, 'link-local'],
-  [ipv6BytesOf('fec0::'), 10, 'private'],
-  [ipv6BytesOf('ff00::'), 8, 'multicast'],
+  [ipv6Bytes('fd00:ec2::254'), 128, 'metadata'],
+  [ipv6Bytes('::'), 128, 'unspecified'],
+  [ipv6Bytes('::1'), 128, 'loopback'],
+  [ipv6Bytes('fc00::'), 7, 'private'],
+  [ipv6Bytes('fe80::'), 10, 'link-local'],
+  [ipv6Bytes('fec0::'), 10, 'private'],
+  [ipv6Bytes('ff00::'), 8, 'multicast'],
 ];
 
 export function inPrefix(bytes: readonly number[], base: readonly number[], len: number): boolean {

@@ -1,11 +1,10 @@
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { isInterpreter } from '../../src/manifest/lint.js';
 import { validateManifest } from '../../src/manifest/parse.js';
 import type { Manifest } from '../../src/manifest/schema.js';
 import { CEDAR_SCHEMA } from '../../src/policy/cedar-schema.js';
-import { hostEntity } from '../../src/policy/guardrails.js';
+import { cedarCallFor } from '../../src/policy/guardrails.js';
 import { createPdp } from '../../src/policy/pdp.js';
 import { manifestToCedar } from '../../src/policy/to-cedar.js';
 import type { Effect, PolicyRequest } from '../../src/policy/types.js';
@@ -226,84 +225,7 @@ function cedarEffect(
   req: PolicyRequest,
   approved: boolean,
 ): 'allow' | 'deny' {
-  const principal = {
-    uid: { type: 'Cordon::Agent', id: m.agentName },
-    attrs: {
-      name: m.agentName,
-      role: m.role,
-      dataClassification: m.dataClassification,
-      manifest: { digest: '', version: m.version, apiScopes: [...m.apiScopes] },
-    },
-    parents: [],
-  };
-  let resource: {
-    uid: { type: string; id: string };
-    attrs: Record<string, cedar.CedarValueJson>;
-    parents: [];
-  };
-  switch (req.kind) {
-    case 'file.read':
-    case 'file.write':
-      resource = {
-        uid: { type: 'Cordon::File', id: req.path },
-        attrs: { path: req.path },
-        parents: [],
-      };
-      break;
-    case 'exec':
-      resource = {
-        uid: { type: 'Cordon::Command', id: req.path },
-        attrs: {
-          path: req.path,
-          name: req.path.split('/').pop() ?? '',
-          interpreter: isInterpreter(req.path),
-        },
-        parents: [],
-      };
-      break;
-    case 'http.request':
-    case 'net.connect': {
-      let scheme = '';
-      let h: string;
-      let port: number;
-      let path = '';
-      if (req.kind === 'http.request') {
-        const u = new URL(req.url);
-        scheme = u.protocol.slice(0, -1);
-        h = u.hostname.replace(/^\[|\]$/g, '');
-        port = u.port === '' ? (scheme === 'https' ? 443 : 80) : Number(u.port);
-        path = u.pathname;
-      } else {
-        scheme = req.scheme ?? '';
-        h = req.host;
-        port = req.port;
-      }
-      resource = hostEntity(h, port, scheme, path);
-      break;
-    }
-    case 'api.call':
-      resource = {
-        uid: { type: 'Cordon::ApiScope', id: req.scope },
-        attrs: { scope: req.scope, service: req.scope.split(':')[0] ?? '' },
-        parents: [],
-      };
-      break;
-    case 'secret.get':
-      resource = {
-        uid: { type: 'Cordon::Secret', id: req.name },
-        attrs: { name: req.name },
-        parents: [],
-      };
-      break;
-  }
-  const a = cedar.statefulIsAuthorized({
-    principal: principal.uid,
-    action: { type: 'Cordon::Action', id: req.kind },
-    resource: resource.uid,
-    context: { session: '', approved, needsApproval: false, argv: [], method: '' },
-    entities: [principal, resource],
-    preparsedPolicySetId: policySetId,
-  });
+  const a = cedar.statefulIsAuthorized(cedarCallFor(m, req, policySetId, approved));
   if (a.type === 'failure') throw new Error(a.errors[0]?.message);
   if (a.response.diagnostics.errors.length > 0)
     throw new Error(JSON.stringify(a.response.diagnostics.errors[0]));

@@ -1,8 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { validateManifest } from '../../src/manifest/parse.js';
-import type { Manifest } from '../../src/manifest/schema.js';
 import { loadGuardrails } from '../../src/policy/guardrails.js';
+import { validManifest } from '../helpers.js';
 import { createPdp, requestDigest } from '../../src/policy/pdp.js';
 import type { PolicyRequest } from '../../src/policy/types.js';
 
@@ -12,20 +11,7 @@ const examples = readdirSync(dir).map((f) => ({
   text: readFileSync(new URL(f, dir), 'utf8'),
 }));
 
-function m(over: Record<string, unknown>): Manifest {
-  const r = validateManifest({
-    apiVersion: 'cordon.dev/v1',
-    agentName: 'g',
-    version: '1.0.0',
-    role: 'r',
-    dataClassification: 'internal',
-    owner: 'o',
-    notAfter: '2099-01-01T00:00:00Z',
-    ...over,
-  });
-  if (!r.ok) throw new Error(JSON.stringify(r.issues));
-  return r.manifest;
-}
+const m = validManifest;
 
 const code = (fn: () => unknown): string => {
   try {

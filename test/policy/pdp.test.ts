@@ -1,29 +1,15 @@
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { validateManifest } from '../../src/manifest/parse.js';
 import type { Manifest } from '../../src/manifest/schema.js';
 import { createPdp, requestDigest } from '../../src/policy/pdp.js';
 import type { Decision, PolicyRequest } from '../../src/policy/types.js';
 import { createFsPathResolver } from '../../src/store/path-resolver.js';
-import { tempDir } from '../helpers.js';
+import { tempDir, validManifest } from '../helpers.js';
 
 const H = '/home/alice';
 
-function m(over: Record<string, unknown>): Manifest {
-  const r = validateManifest({
-    apiVersion: 'cordon.dev/v1',
-    agentName: 'pdp-test',
-    version: '1.0.0',
-    role: 'developer',
-    dataClassification: 'internal',
-    owner: 'o@example.com',
-    notAfter: '2099-01-01T00:00:00Z',
-    ...over,
-  });
-  if (!r.ok) throw new Error(JSON.stringify(r.issues));
-  return r.manifest;
-}
+const m = validManifest;
 
 const base = m({
   readPaths: [
