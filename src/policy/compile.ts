@@ -68,7 +68,10 @@ export class PathTable {
       }
       node = next;
     }
-    if (!p.hasGlob) (node.literal ??= []).push(entry);
+    // `DIR/**` selects DIR and everything beneath it, exactly what a literal entry means.
+    const trailingOnly =
+      p.segments.length === p.literalDepth + 1 && p.segments[p.literalDepth] === '**';
+    if (!p.hasGlob || trailingOnly) (node.literal ??= []).push(entry);
     else (node.globs ??= []).push({ re: globRegExp(p), entry });
   }
 

@@ -128,10 +128,14 @@ export function createPdp(options: PdpOptions): Pdp {
     }
     return dec;
   };
-  const askByRule = new Map<string, Decision>();
+  const askByRule = new Map<string, Map<string, Decision>>();
   const asked = (rule: string, what: string): Decision => {
-    const key = `${what}\0${rule}`;
-    let dec = askByRule.get(key);
+    let byWhat = askByRule.get(rule);
+    if (byWhat === undefined) {
+      byWhat = new Map();
+      askByRule.set(rule, byWhat);
+    }
+    let dec = byWhat.get(what);
     if (dec === undefined) {
       dec = Object.freeze(
         d(
@@ -141,7 +145,7 @@ export function createPdp(options: PdpOptions): Pdp {
           `Needs approval: ${what} requires a human approval (${rule}).`,
         ),
       );
-      askByRule.set(key, dec);
+      if (byWhat.size < 4096) byWhat.set(what, dec);
     }
     return dec;
   };
