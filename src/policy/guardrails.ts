@@ -193,7 +193,10 @@ export function loadGuardrails(files: readonly GuardrailFile[]): Guardrails {
       { hint: 'check the guardrail files' },
     );
   const byId = new Map(policies.map((p) => [p.id, p]));
-  return new CedarGuardrails(bundleId, policies, byId, allKinds ? undefined : targeted);
+  // No guardrail text names apiScopes: no policy can read it, so it need not cross into wasm on
+  // every call (a manifest may list a thousand scopes).
+  const usesScopes = policies.some((p) => p.text.includes('apiScopes'));
+  return new CedarGuardrails(bundleId, policies, byId, allKinds ? undefined : targeted, usesScopes);
 }
 
 export type CedarEntity = {
@@ -214,6 +217,7 @@ class CedarGuardrails implements Guardrails {
     private readonly byId: ReadonlyMap<string, GuardrailPolicy>,
     /** Request kinds some guardrail targets; undefined when one targets every action. */
     private readonly kinds: ReadonlySet<string> | undefined,
+    private readonly usesScopes: boolean,
   ) {}
 
   private principal(m: Manifest, digest: string): CedarEntity {
@@ -225,7 +229,11 @@ class CedarGuardrails implements Guardrails {
           name: m.agentName,
           role: m.role,
           dataClassification: m.dataClassification,
-          manifest: { digest, version: m.version, apiScopes: [...m.apiScopes] },
+          manifest: {
+            digest,
+            version: m.version,
+            apiScopes: this.usesScopes ? [...m.apiScopes] : [],
+          },
         },
         parents: [],
       };

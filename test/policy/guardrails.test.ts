@@ -189,3 +189,26 @@ describe('guardrails', () => {
     expect(process.execArgv).toContain('--no-turbo-inline-js-wasm-calls');
   });
 });
+
+describe('guardrails see the manifest scopes they name', () => {
+  it('a guardrail reading apiScopes sees every scope, whatever the other guardrails do', () => {
+    const text =
+      '@id("needs-audit-scope") forbid (principal, action == Cordon::Action::"secret.get", resource) unless { principal.manifest.apiScopes.contains("audit:read") };';
+    const g = loadGuardrails([{ name: 's.cedar', text }]);
+    const scopes = Array.from({ length: 300 }, (_, i) => `svc${i}:read`);
+    const withScope = createPdp({
+      manifest: validManifest({ secrets: ['TOKEN'], apiScopes: [...scopes, 'audit:read'] }),
+      home: '/home/u',
+      guardrails: g,
+    });
+    const without = createPdp({
+      manifest: validManifest({ secrets: ['TOKEN'], apiScopes: scopes }),
+      home: '/home/u',
+      guardrails: g,
+    });
+    expect(withScope.decide({ kind: 'secret.get', name: 'TOKEN' }).effect).toBe('allow');
+    expect(without.decide({ kind: 'secret.get', name: 'TOKEN' }).rule).toBe(
+      'guardrail:needs-audit-scope',
+    );
+  });
+});
