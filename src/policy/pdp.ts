@@ -646,12 +646,24 @@ export function createPdp(options: PdpOptions): Pdp {
           }
           return g;
         }
-        if (g !== undefined && decision.effect === 'allow') {
+        // An approved request that a guardrail would otherwise have asked about is reported as
+        // approved, naming that guardrail (one extra evaluation, only when a valid token came).
+        const asked =
+          approved && g === undefined
+            ? options.guardrails.evaluate(
+                req,
+                facts,
+                options.manifest,
+                false,
+                options.manifestDigest ?? '',
+              )
+            : g;
+        if (asked !== undefined && asked.effect === 'ask' && decision.effect === 'allow') {
           return d(
             'allow',
             'APPROVED',
-            g.rule,
-            `Allowed with a human approval bound to this request (${g.rule}).`,
+            asked.rule,
+            `Allowed with a human approval bound to this request (${asked.rule}).`,
             decision.overrides,
           );
         }

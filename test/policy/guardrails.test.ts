@@ -114,7 +114,11 @@ describe('guardrails', () => {
       code: 'APPROVAL_REQUIRED',
       rule: 'guardrail:confidential-interpreters-need-approval',
     });
-    expect(conf.decide({ ...py, approvalToken: requestDigest(py) }).effect).toBe('allow');
+    expect(conf.decide({ ...py, approvalToken: requestDigest(py) })).toMatchObject({
+      effect: 'allow',
+      code: 'APPROVED',
+      rule: 'guardrail:confidential-interpreters-need-approval',
+    });
     expect(conf.decide({ ...py, approvalToken: 'forged' }).code).toBe('APPROVAL_INVALID');
     expect(conf.decide({ kind: 'exec', path: '/usr/bin/git' }).effect).toBe('allow');
   });
