@@ -26,7 +26,7 @@ step manifest explain "$demo/cowork-lite.signed.json"
 # and a metadata address in hexadecimal disguise.
 check() {
   printf '\n\033[1m$ cordon check %s\033[0m\n' "$*"
-  cordon check --manifest "$demo/cowork-lite.signed.json" --home /home/demo --lexical "$@" || true
+  cordon check --manifest "$demo/cowork-lite.signed.json" --verify --home /home/demo --lexical "$@" || true
 }
 check read /home/demo/Work/Finance/q3/report.xlsx
 check read /home/demo/Work/Finance/../../.ssh/id_ed25519

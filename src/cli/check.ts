@@ -7,6 +7,8 @@ import { loadGuardrailDir } from '../store/guardrails-dir.js';
 import { createFsPathResolver } from '../store/path-resolver.js';
 import { policyPaths } from '../store/policy-dir.js';
 import { realpathOrUndefined } from '../store/resolve.js';
+import { CordonError } from '../errors.js';
+import { verifyFile } from './manifest-verify.js';
 import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 import { readManifest } from './read-manifest.js';
 
@@ -17,6 +19,7 @@ export interface CheckOptions extends GlobalOptions {
   home?: string;
   guardrails?: string | false;
   lexical?: boolean;
+  verify?: boolean;
   scheme?: string;
   op?: string;
   to?: string;
@@ -26,7 +29,26 @@ export interface CheckOptions extends GlobalOptions {
 /** Exit codes of `cordon check`: the effect of the (last) decision. */
 export const CHECK_EXIT = { allow: 0, deny: 1, ask: 10 } as const;
 
-export function buildPdp(io: CliIo, opts: CheckOptions): { pdp: Pdp; signed: boolean } {
+export function buildPdp(
+  io: CliIo,
+  opts: CheckOptions,
+): { pdp: Pdp; signed: boolean; verified: boolean } {
+  let verified = false;
+  if (opts.verify === true) {
+    // Decide only under a manifest that passes every verification step (without recording it).
+    const report = verifyFile(io, opts.manifest, { ...opts, record: false });
+    if (!report.ok) {
+      throw new CordonError(
+        report.code ?? 'VERIFY_ERROR',
+        `${opts.manifest}: verification failed: ${report.message}`,
+        {
+          file: opts.manifest,
+          hint: 'run `cordon manifest verify` for the step-by-step report',
+        },
+      );
+    }
+    verified = true;
+  }
   const { source, manifest } = readManifest(opts.manifest);
   const dirs = resolveDirs(io, opts);
   const guardrailDir =
@@ -45,7 +67,7 @@ export function buildPdp(io: CliIo, opts: CheckOptions): { pdp: Pdp; signed: boo
       : { resolvePath: resolver, resolveCommand: realpathOrUndefined }),
     ...(guardrails === undefined ? {} : { guardrails }),
   });
-  return { pdp, signed: source.signed };
+  return { pdp, signed: source.signed, verified };
 }
 
 /** Turn `cordon check KIND ARGS...` into a request. */
@@ -140,10 +162,10 @@ export async function runCheck(
   opts: CheckOptions,
   input: NodeJS.ReadableStream = process.stdin,
 ): Promise<number> {
-  const { pdp, signed } = buildPdp(io, opts);
-  if (signed && opts.json !== true)
+  const { pdp, signed, verified } = buildPdp(io, opts);
+  if (signed && !verified && opts.json !== true)
     io.stderr(
-      '(signed manifest read without verification; run `cordon manifest verify` for that)\n',
+      '(signed manifest read without verification; add --verify to decide only under a verified manifest)\n',
     );
   if (opts.stdin === true) {
     if (kind !== undefined)

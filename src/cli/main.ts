@@ -169,6 +169,10 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .option('--guardrails <dir>', 'guardrails directory (default <policy-dir>/guardrails)')
     .option('--no-guardrails', 'decide without organisation guardrails')
     .option('--lexical', 'do not resolve symlinks on this machine')
+    .option(
+      '--verify',
+      'verify the signed manifest first (trust store, revocation, rollback) and refuse to decide if it fails',
+    )
     .option('--scheme <scheme>', 'connect: the scheme of the tunnel')
     .option('--address <ip>', 'connect/http: the resolved address')
     .option('--op <op>', 'write: create | modify | delete | rename')

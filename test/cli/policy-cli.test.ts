@@ -230,3 +230,36 @@ describe('cordon manifest to-cedar', () => {
     expect(bad.stderr).toContain('/readPaths/0');
   });
 });
+
+describe('cordon check --verify', () => {
+  it('decides under a verified signed manifest, and refuses a tampered one', async () => {
+    const policyDir = join(cordonHome, 'policy');
+    expect(
+      (await run('manifest', 'sign', manifestFile, '--key', join(policyDir, 'keys/org.key'))).code,
+    ).toBe(0);
+    const signed = manifestFile.replace(/\.json$/, '.signed.json');
+    const ok = await run(
+      'check',
+      '--manifest',
+      signed,
+      '--verify',
+      '--lexical',
+      'read',
+      `${home}/Work/Finance/a.xlsx`,
+    );
+    expect(ok.code).toBe(0);
+    expect(ok.stderr).toBe('');
+    const { readFileSync } = await import('node:fs');
+    const env = JSON.parse(readFileSync(signed, 'utf8')) as { payload: string };
+    const m = JSON.parse(Buffer.from(env.payload, 'base64').toString()) as Record<string, unknown>;
+    m['readPaths'] = ['/'];
+    writeFileSync(
+      signed,
+      JSON.stringify({ ...env, payload: Buffer.from(JSON.stringify(m)).toString('base64') }),
+    );
+    const bad = await run('check', '--manifest', signed, '--verify', 'read', '/etc/passwd');
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('SIGNATURE_INVALID');
+    expect(bad.stdout).not.toContain('ALLOW');
+  });
+});
