@@ -3,7 +3,7 @@
 # from a role template, signed, verified and explained; then a tampered copy, which is refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ -f dist/cli/main.js ] || npm run build --silent
+if [ ! -f dist/cli/main.js ] || [ -n "$(find src -newer dist/cli/main.js -print -quit)" ]; then npm run build --silent; fi
 demo=${CORDON_DEMO_DIR:-$(mktemp -d -t cordon-demo-XXXXXX)}
 mkdir -p "$demo"
 export CORDON_HOME="$demo/home"

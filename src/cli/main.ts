@@ -162,7 +162,10 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .description(
       'decide one request (read, write, exec, connect, http, api, secret) against a manifest',
     )
-    .requiredOption('--manifest <file>', 'manifest (plain or signed; not verified here)')
+    .requiredOption(
+      '--manifest <file>',
+      'manifest (plain or signed; add --verify to verify it first)',
+    )
     .option('--json', 'machine-readable output')
     .option('--stdin', 'read requests as JSON lines from stdin; print one decision per line')
     .option('--home <dir>', 'home directory of the agent user (default: yours)')

@@ -38,6 +38,12 @@ describe('the built CLI, as a user runs it', () => {
     expect(r.stdout).toContain('OK: verified cowork-lite 1.0.0');
     expect(r.stdout).toContain('Risk: MEDIUM');
     expect(r.stdout).toContain('REJECTED [SIGNATURE_INVALID]');
+    // The decision point under the verified manifest: allow, mandatory deny, ask, metadata address.
+    expect(r.stdout).toMatch(/ALLOW {2}ALLOWED {2}rule=\/readPaths\/0/);
+    expect(r.stdout).toMatch(/DENY {2}MANDATORY_DENY {2}rule=deny:ssh/);
+    expect(r.stdout).toMatch(/ASK {2}APPROVAL_REQUIRED {2}rule=\/requiresApproval\/0/);
+    expect(r.stdout).toMatch(/DENY {2}NET_INTERNAL_ADDRESS/);
+    expect(r.stdout).toContain('20 passed, 0 failed');
   });
 
   it('exits with the documented codes and honours HOME and CORDON_HOME', () => {
