@@ -44,7 +44,7 @@ describe('the built CLI, as a user runs it', () => {
     expect(r.stdout).toMatch(/ASK {2}APPROVAL_REQUIRED {2}rule=\/requiresApproval\/0/);
     expect(r.stdout).toMatch(/DENY {2}NET_INTERNAL_ADDRESS/);
     expect(r.stdout).toContain('20 passed, 0 failed');
-  });
+  }, 120_000);
 
   it('exits with the documented codes and honours HOME and CORDON_HOME', () => {
     const home = tempDir();

@@ -215,7 +215,7 @@ describe('differential: compiled decide() against a slow reference', () => {
       { numRuns: MANIFESTS },
     );
     expect(cases).toBeGreaterThanOrEqual(MANIFESTS * CASES_PER_MANIFEST * 0.9);
-  });
+  }, 300_000);
 });
 
 let bundle = 0;
@@ -268,7 +268,7 @@ describe('differential: compiled decide() against the same manifest as Cedar pol
       { numRuns: MANIFESTS },
     );
     expect(cases).toBeGreaterThanOrEqual(MANIFESTS * CASES_PER_MANIFEST * 0.9);
-  });
+  }, 300_000);
 
   it('refuses globs Cedar cannot express instead of approximating them', () => {
     const r = validateManifest({

@@ -101,5 +101,5 @@ describe('FileAcceptanceStore', () => {
       agents: Record<string, unknown>;
     };
     expect(Object.keys(state.agents).sort()).toEqual(names);
-  });
+  }, 120_000);
 });
