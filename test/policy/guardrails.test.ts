@@ -181,6 +181,17 @@ describe('guardrails', () => {
       code: 'GUARDRAIL_ERROR',
       rule: 'guardrail:overflows',
     });
+    // Evaluation errors are not remembered: the same request fails closed again.
+    expect(
+      pdp.decide({ kind: 'http.request', method: 'GET', url: 'https://api.example.com/' }).code,
+    ).toBe('GUARDRAIL_ERROR');
+    // Kinds the guardrail does not name never reach Cedar, so they cannot hit its error.
+    const reads = createPdp({
+      manifest: m({ readPaths: ['/srv/**'], networkScopes: ['https://api.example.com'] }),
+      home: '/home/u',
+      guardrails: loaded,
+    });
+    expect(reads.decide({ kind: 'file.read', path: '/srv/a' }).effect).toBe('allow');
     // Unguarded optional attributes are refused at load by strict validation.
     const unsafe =
       '@id("needs-ip") forbid (principal, action == Cordon::Action::"http.request", resource) when { resource.ip.isLoopback() };';
