@@ -22,8 +22,6 @@ export interface PathEntry {
   /** For mandatory denies: the deny id (for overrides) and the path written in the catalogue. */
   readonly denyId?: string;
   readonly denyPath?: string;
-  /** Literal depth of the pattern: deeper is more specific. */
-  readonly depth: number;
 }
 
 interface GlobEntry {
@@ -282,12 +280,7 @@ export function compileManifest(m: Manifest, options: CompileOptions): CompiledM
   const paths = new PathTable();
   const addPath = (pointer: string, text: string, kind: PathEntryKind): void => {
     try {
-      const p = parsePathPattern(text);
-      paths.add(abs(text), {
-        kind,
-        rule: pointer,
-        depth: p.literalDepth + (p.home ? parsePathPattern(home).segments.length : 0),
-      });
+      paths.add(abs(text), { kind, rule: pointer });
     } catch (e) {
       throw compileError(pointer, e);
     }
@@ -309,7 +302,6 @@ export function compileManifest(m: Manifest, options: CompileOptions): CompiledM
         rule: `deny:${d.id}`,
         denyId: d.id,
         denyPath: w,
-        depth: 0,
       });
     }
   }
@@ -321,7 +313,7 @@ export function compileManifest(m: Manifest, options: CompileOptions): CompiledM
       table = new PathTable();
       for (const [j, p] of o.paths.entries()) {
         try {
-          table.add(abs(p), { kind: 'read', rule: `/overrides/${i}/paths/${j}`, depth: 0 });
+          table.add(abs(p), { kind: 'read', rule: `/overrides/${i}/paths/${j}` });
         } catch (e) {
           throw compileError(`/overrides/${i}/paths/${j}`, e);
         }
@@ -372,13 +364,12 @@ export function compileManifest(m: Manifest, options: CompileOptions): CompiledM
         addPath(rule, target, kind);
         if (kind === 'ask-exec') {
           const real = resolve(abs(target));
-          if (real !== undefined && real !== abs(target)) paths.add(real, { kind, rule, depth: 0 });
+          if (real !== undefined && real !== abs(target)) paths.add(real, { kind, rule });
         }
       } else if (entry.startsWith('/') || entry.startsWith('~')) {
         addPath(rule, entry, 'ask-any');
         const real = resolve(abs(entry));
-        if (real !== undefined && real !== abs(entry))
-          paths.add(real, { kind: 'ask-exec', rule, depth: 0 });
+        if (real !== undefined && real !== abs(entry)) paths.add(real, { kind: 'ask-exec', rule });
       } else if (entry.includes('://')) {
         scopes.add({ scope: parseNetworkScope(entry), rule, ask: true });
       } else {
