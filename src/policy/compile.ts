@@ -74,11 +74,11 @@ export class PathTable {
   }
 
   /**
-   * Every entry matching `path` (absolute, normalised), deepest first, so the first grant found
-   * is the most specific one. `anywhere` patterns are tested only when `write` is set.
+   * Every entry matching `path` (absolute, normalised), appended from the root down, so the
+   * last grant found is the most specific one. `anywhere` patterns (write denies) come last and
+   * are tested only when `write` is set.
    */
   match(path: string, out: PathEntry[], write = true): void {
-    const start = out.length;
     let node: TrieNode | undefined = this.root;
     let pos = 1;
     const n = path.length;
@@ -92,12 +92,6 @@ export class PathTable {
       node = node.children.get(path.slice(pos, end));
       if (node === undefined) break;
       pos = end + 1;
-    }
-    // Deepest first.
-    for (let a = start, b = out.length - 1; a < b; a++, b--) {
-      const t = out[a] as PathEntry;
-      out[a] = out[b] as PathEntry;
-      out[b] = t;
     }
     if (write) for (const g of this.anywhere) if (g.re.test(path)) out.push(g.entry);
   }

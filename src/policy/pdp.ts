@@ -243,7 +243,9 @@ export function createPdp(options: PdpOptions): Pdp {
     compiled.paths.match(resolved, scratch, write);
     pr.decision = checkDenies(resolved, lexical, write, scratch);
     if (pr.decision !== undefined) return pr;
-    for (const e of scratch) {
+    // Entries run from the root down: walking backwards meets the most specific grant first.
+    for (let i = scratch.length - 1; i >= 0; i--) {
+      const e = scratch[i] as PathEntry;
       const k = e.kind;
       if (pr.grant === undefined && (k === 'write' || (!write && k === 'read'))) pr.grant = e;
       else if (pr.ask === undefined && (k === 'ask-any' || k === askKind)) pr.ask = e;
