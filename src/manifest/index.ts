@@ -35,13 +35,7 @@ export {
   type LintSeverity,
 } from './lint.js';
 export { MANDATORY_DENIES, OVERRIDABLE_DENY_IDS, type MandatoryDeny } from './mandatory-denies.js';
-export {
-  DEFAULT_PORTS,
-  parseNetworkScope,
-  scopeMatchesUrl,
-  scopesOverlap,
-  type NetworkScope,
-} from './network.js';
+export { DEFAULT_PORTS, parseNetworkScope, scopesOverlap, type NetworkScope } from './network.js';
 export {
   ManifestInvalidError,
   parseManifest,

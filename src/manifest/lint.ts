@@ -1,4 +1,5 @@
 import { apiScopesOverlap, parseApiScope } from './api-scopes.js';
+import { parseIpAny, rangeTouchesInternal } from './ip.js';
 import { MANDATORY_DENIES, type MandatoryDeny } from './mandatory-denies.js';
 import { parseNetworkScope, scopesOverlap, type NetworkScope } from './network.js';
 import { expandHome, parsePathPattern, pathPatternsOverlap, type PathPattern } from './paths.js';
@@ -580,41 +581,7 @@ function approvalSelectsGrant(m: Manifest, entry: string, home: string): boolean
   return m.apiScopes.some((s) => apiScopesOverlap(parseApiScope(s), sel));
 }
 
-const INTERNAL_V4: readonly [string, number][] = [
-  ['127.0.0.0', 8],
-  ['10.0.0.0', 8],
-  ['172.16.0.0', 12],
-  ['192.168.0.0', 16],
-  ['169.254.0.0', 16],
-  ['100.64.0.0', 10],
-  ['0.0.0.0', 8],
-];
-
 function isInternalAddress(scope: NetworkScope): boolean {
-  if (scope.kind === 'ipv4') {
-    const a = scope.host.split('.').map(Number);
-    const v = (((a[0] ?? 0) << 24) | ((a[1] ?? 0) << 16) | ((a[2] ?? 0) << 8) | (a[3] ?? 0)) >>> 0;
-    return INTERNAL_V4.some(([base, len]) => {
-      const b = base.split('.').map(Number);
-      const bv =
-        (((b[0] ?? 0) << 24) | ((b[1] ?? 0) << 16) | ((b[2] ?? 0) << 8) | (b[3] ?? 0)) >>> 0;
-      const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-      // A scope range that contains or lies in an internal range counts.
-      const scopeMask =
-        scope.prefixLength === 0 ? 0 : (0xffffffff << (32 - scope.prefixLength)) >>> 0;
-      return (v & mask) === (bv & mask) || (bv & scopeMask) === (v & scopeMask);
-    });
-  }
-  if (scope.kind === 'ipv6') {
-    const h = scope.host;
-    return (
-      h === '::1' ||
-      h === '::' ||
-      /^f[cd]/.test(h) ||
-      /^fe[89ab]/.test(h) ||
-      h.startsWith('::ffff:') ||
-      scope.prefixLength < 16
-    );
-  }
-  return false;
+  const ip = parseIpAny(scope.host);
+  return ip !== undefined && rangeTouchesInternal(ip, scope.prefixLength);
 }

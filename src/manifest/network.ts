@@ -1,6 +1,7 @@
 import { domainToASCII } from 'node:url';
 import { getPublicSuffix } from 'tldts';
 import { CordonError } from '../errors.js';
+import { inPrefix, ipv6Bytes } from './ip.js';
 import { memoise } from './memo.js';
 
 export type NetworkErrorCode =
@@ -310,50 +311,18 @@ function checkHostBits(raw: string, bytes: readonly number[], len: number): void
   }
 }
 
-/** Bytes of a canonical IPv6 address (as printed by the WHATWG URL parser). */
-export function ipv6Bytes(addr: string): number[] {
-  const [head = '', tail] = addr.split('::');
-  const h = head === '' ? [] : head.split(':');
-  const t = tail === undefined || tail === '' ? [] : tail.split(':');
-  const groups =
-    tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
-  return groups.flatMap((g) => {
-    const v = parseInt(g, 16);
-    return [v >> 8, v & 0xff];
-  });
-}
-
-/** Whether a scope allows a URL. Hosts must already be normalised (lower-case punycode). */
-export function scopeMatchesUrl(scope: NetworkScope, url: URL): boolean {
-  const scheme = url.protocol.slice(0, -1);
-  if (scheme !== scope.scheme) return false;
-  const port = url.port === '' ? DEFAULT_PORTS[scope.scheme] : Number(url.port);
-  if (port !== scope.port) return false;
-  const host = url.hostname.replace(/\.$/, '');
-  if (scope.kind === 'dns') {
-    if (scope.wildcard ? !host.endsWith('.' + scope.host) : host !== scope.host) return false;
-  } else {
-    const bare = host.startsWith('[') ? host.slice(1, -1) : host;
-    if (!ipInScope(scope, bare)) return false;
-  }
-  return pathHasPrefix(url.pathname, scope.pathPrefix);
-}
-
 function ipInScope(scope: NetworkScope, addr: string): boolean {
-  let bytes: number[];
-  if (scope.kind === 'ipv4') {
-    if (!STRICT_V4.test(addr)) return false;
-    bytes = addr.split('.').map(Number);
-  } else {
-    if (!addr.includes(':')) return false;
-    bytes = ipv6Bytes(addr);
-  }
+  const bytes =
+    scope.kind === 'ipv4'
+      ? STRICT_V4.test(addr)
+        ? addr.split('.').map(Number)
+        : undefined
+      : addr.includes(':')
+        ? ipv6Bytes(addr)
+        : undefined;
+  if (bytes === undefined) return false;
   const base = scope.kind === 'ipv4' ? scope.host.split('.').map(Number) : ipv6Bytes(scope.host);
-  for (let bit = 0; bit < scope.prefixLength; bit++) {
-    const mask = 1 << (7 - (bit & 7));
-    if (((bytes[bit >> 3] ?? 0) & mask) !== ((base[bit >> 3] ?? 0) & mask)) return false;
-  }
-  return true;
+  return inPrefix(bytes, base, scope.prefixLength);
 }
 
 /** Segment-aware prefix test: `/api` covers `/api` and `/api/x`, not `/apix`. */

@@ -158,12 +158,6 @@ export function expandHome(pattern: PathPattern, home: string): string {
   return pattern.text === '~' ? base || '/' : base + pattern.text.slice(1);
 }
 
-/** The literal directory a pattern is rooted at (everything before the first glob segment). */
-export function literalBase(pattern: PathPattern): string {
-  const lit = pattern.segments.slice(0, pattern.literalDepth).join('/');
-  return pattern.home ? (lit === '' ? '~' : `~/${lit}`) : `/${lit}`;
-}
-
 function escapeRe(s: string): string {
   return s.replace(/[.+^${}()|[\]\\]/g, '\\$&');
 }

@@ -3,8 +3,6 @@
  * mode) when they are loaded, so a typo in an attribute name is an error at load, never a
  * policy that silently matches nothing.
  */
-export const CEDAR_NAMESPACE = 'Cordon';
-
 export const CEDAR_SCHEMA = `namespace Cordon {
   type ManifestInfo = {
     digest: String,

@@ -1,15 +1,10 @@
 import { CordonError } from '../errors.js';
 import { parseApiScope } from '../manifest/api-scopes.js';
 import { MANDATORY_DENIES } from '../manifest/mandatory-denies.js';
-import {
-  DEFAULT_PORTS,
-  parseNetworkScope,
-  pathHasPrefix,
-  type NetworkScope,
-} from '../manifest/network.js';
+import { parseNetworkScope, pathHasPrefix, type NetworkScope } from '../manifest/network.js';
 import { expandHome, parsePathPattern, type PathPattern } from '../manifest/paths.js';
 import type { Manifest } from '../manifest/schema.js';
-import { inPrefix, parseIpAny } from './ip.js';
+import { inPrefix, parseIpAny } from '../manifest/ip.js';
 
 /** What a path entry is, once compiled. */
 export type PathEntryKind =
@@ -381,5 +376,3 @@ export function compileManifest(m: Manifest, options: CompileOptions): CompiledM
 
   return { manifest: m, paths, overrides, commands, scopes, apis, secrets, home };
 }
-
-export { DEFAULT_PORTS };

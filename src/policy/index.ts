@@ -1,5 +1,5 @@
 /** The policy decision point: decide() for every agent action, with organisation guardrails in Cedar. */
-export { CEDAR_NAMESPACE, CEDAR_SCHEMA } from './cedar-schema.js';
+export { CEDAR_SCHEMA } from './cedar-schema.js';
 export { compileManifest, type CompiledManifest, type CompileOptions } from './compile.js';
 export {
   hostEntity,
@@ -8,7 +8,7 @@ export {
   type GuardrailPolicy,
   type Guardrails,
 } from './guardrails.js';
-export { classifyAddress, parseIpAny, type AddressClass, type IpAddress } from './ip.js';
+export { classifyAddress, parseIpAny, type AddressClass, type IpAddress } from '../manifest/ip.js';
 export { normaliseRequestPath, type PathProblem } from './paths.js';
 export {
   createPdp,

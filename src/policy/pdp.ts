@@ -12,8 +12,8 @@ import {
   type PathEntryKind,
   type ScopeEntry,
 } from './compile.js';
-import { classifyAddress, parseIpAny, type IpAddress } from './ip.js';
-import { normaliseRequestPath, type PathProblem } from './paths.js';
+import { classifyAddress, parseIpAny, type IpAddress } from '../manifest/ip.js';
+import { isPathProblem, normaliseRequestPath, type PathProblem } from './paths.js';
 import type {
   ApprovalVerifier,
   Decision,
@@ -209,8 +209,8 @@ export function createPdp(options: PdpOptions): Pdp {
     pr.overrides = undefined;
     pr.resolved = path;
     const lexical = normaliseRequestPath(path);
-    if (lexical.charCodeAt(0) !== 0x2f) {
-      pr.decision = pathError(lexical as PathProblem, undefined);
+    if (isPathProblem(lexical)) {
+      pr.decision = pathError(lexical, undefined);
       return pr;
     }
     let resolved = lexical;
@@ -226,8 +226,8 @@ export function createPdp(options: PdpOptions): Pdp {
         return pr;
       }
       const again = normaliseRequestPath(r);
-      if (again.charCodeAt(0) !== 0x2f) {
-        pr.decision = pathError(again as PathProblem, lexical);
+      if (isPathProblem(again)) {
+        pr.decision = pathError(again, lexical);
         return pr;
       }
       resolved = again;
@@ -628,68 +628,26 @@ export function createPdp(options: PdpOptions): Pdp {
         token !== undefined &&
         options.verifyApproval !== undefined &&
         options.verifyApproval(token, req, requestDigest(req));
-      if (options.guardrails !== undefined) {
-        const g = options.guardrails.evaluate(
-          req,
-          facts,
-          options.manifest,
-          approved,
-          options.manifestDigest ?? '',
-        );
-        if (g !== undefined && !(g.effect === 'ask' && approved)) {
-          if (g.effect === 'ask' && token !== undefined) {
-            return d(
-              'ask',
-              'APPROVAL_INVALID',
-              g.rule,
-              'Needs approval: the approval token presented is not valid for this exact request.',
-              decision.overrides,
-            );
-          }
-          return g;
-        }
-        // An approved request that a guardrail would otherwise have asked about is reported as
-        // approved, naming that guardrail (one extra evaluation, only when a valid token came).
-        const asked =
-          approved && g === undefined
-            ? options.guardrails.evaluate(
-                req,
-                facts,
-                options.manifest,
-                false,
-                options.manifestDigest ?? '',
-              )
-            : g;
-        if (asked !== undefined && asked.effect === 'ask' && decision.effect === 'allow') {
-          return d(
-            'allow',
-            'APPROVED',
-            asked.rule,
-            `Allowed with a human approval bound to this request (${asked.rule}).`,
-            decision.overrides,
-          );
-        }
+      const guardrails = options.guardrails;
+      if (guardrails !== undefined) {
+        const digest = options.manifestDigest ?? '';
+        const g = guardrails.evaluate(req, facts, options.manifest, approved, digest);
+        if (g !== undefined && g.effect === 'deny') return g;
+        if (g !== undefined && !approved)
+          return token === undefined ? g : badToken(g.rule, decision.overrides);
+        // Approved: name the guardrail the approval satisfied (one extra evaluation, only then).
+        const wouldAsk =
+          approved && decision.effect === 'allow'
+            ? (g ?? guardrails.evaluate(req, facts, options.manifest, false, digest))
+            : undefined;
+        if (wouldAsk?.effect === 'ask') return approvedBy(wouldAsk.rule, decision.overrides);
       }
-      if (decision.effect === 'ask') {
-        if (approved) {
-          return d(
-            'allow',
-            'APPROVED',
-            decision.rule,
-            `Allowed with a human approval bound to this request (${decision.rule}).`,
-            decision.overrides,
-          );
-        }
-        if (token !== undefined) {
-          return d(
-            'ask',
-            'APPROVAL_INVALID',
-            decision.rule,
-            'Needs approval: the approval token presented is not valid for this exact request.',
-            decision.overrides,
-          );
-        }
-      }
+      if (decision.effect === 'ask')
+        return approved
+          ? approvedBy(decision.rule, decision.overrides)
+          : token === undefined
+            ? decision
+            : badToken(decision.rule, decision.overrides);
       return decision;
     } catch (e) {
       return d(
@@ -702,6 +660,26 @@ export function createPdp(options: PdpOptions): Pdp {
   };
 
   return { decide, compiled };
+}
+
+function approvedBy(rule: string, overrides: readonly string[] | undefined): Decision {
+  return d(
+    'allow',
+    'APPROVED',
+    rule,
+    `Allowed with a human approval bound to this request (${rule}).`,
+    overrides,
+  );
+}
+
+function badToken(rule: string, overrides: readonly string[] | undefined): Decision {
+  return d(
+    'ask',
+    'APPROVAL_INVALID',
+    rule,
+    'Needs approval: the approval token presented is not valid for this exact request.',
+    overrides,
+  );
 }
 
 function specificity(e: ScopeEntry): number {

@@ -1,5 +1,6 @@
 import { CordonError } from '../errors.js';
 import { parseApiScope } from '../manifest/api-scopes.js';
+import { INTERNAL_RANGES } from '../manifest/ip.js';
 import { MANDATORY_DENIES } from '../manifest/mandatory-denies.js';
 import { parseNetworkScope, type NetworkScope } from '../manifest/network.js';
 import { expandHome, parsePathPattern } from '../manifest/paths.js';
@@ -70,25 +71,10 @@ function scopeCondition(s: NetworkScope): string {
   return parts.join(' && ');
 }
 
-const INTERNAL_RANGES = [
-  '0.0.0.0/8',
-  '127.0.0.0/8',
-  '10.0.0.0/8',
-  '172.16.0.0/12',
-  '192.168.0.0/16',
-  '169.254.0.0/16',
-  '100.64.0.0/10',
-  '224.0.0.0/4',
-  '240.0.0.0/4',
-  '192.0.0.0/24',
-  '198.18.0.0/15',
-  '100.100.100.200/32',
-  '::/128',
-  '::1/128',
-  'fc00::/7',
-  'fe80::/10',
-  'fec0::/10',
-  'ff00::/8',
+// Cedar cannot look inside IPv6 forms that embed an IPv4 address (mapped, NAT64, 6to4,
+// compatible), so those ranges are internal as a whole unless granted as IP literals.
+const CEDAR_INTERNAL = [
+  ...INTERNAL_RANGES.map((r) => r.cidr),
   '::ffff:0:0/96',
   '64:ff9b::/96',
   '2002::/16',
@@ -201,7 +187,7 @@ export function manifestToCedar(m: Manifest, options: ToCedarOptions): string {
     'internal-address',
     'forbid',
     NET,
-    `(resource has ip && (${INTERNAL_RANGES.map((r) => `resource.ip.isInRange(ip(${str(r)}))`).join(' || ')})) || resource.host == "localhost" || resource.host like "*.localhost"`,
+    `(resource has ip && (${CEDAR_INTERNAL.map((r) => `resource.ip.isInRange(ip(${str(r)}))`).join(' || ')})) || resource.host == "localhost" || resource.host like "*.localhost"`,
     ipGrants.length === 0
       ? undefined
       : `!(resource.host == "localhost" || resource.host like "*.localhost") && (${ipGrants.join(' || ')})`,

@@ -7,7 +7,18 @@ import { readFileCapped } from './files.js';
 /** The `.cedar` files directly inside a guardrails directory (examples/ and other folders are not loaded). */
 export function readGuardrailFiles(dir: string): { name: string; text: string }[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir)
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (cause) {
+    // An unreadable guardrails directory must not read as "no guardrails".
+    throw new CordonError('FILE_UNREADABLE', `${dir}: ${(cause as Error).message}`, {
+      file: dir,
+      hint: 'check the directory permissions',
+      cause,
+    });
+  }
+  return names
     .filter((f) => f.endsWith('.cedar'))
     .sort()
     .map((f) => {

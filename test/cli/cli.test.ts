@@ -58,6 +58,7 @@ describe('cordon init', () => {
       'keys/org.pub',
       'groups.json',
       'guardrails/README.md',
+      'guardrails/examples/sensitive-writes.cedar',
       'manifests/developer.example.json',
     ]) {
       expect(existsSync(join(policy, f)), f).toBe(true);

@@ -263,3 +263,21 @@ describe('cordon check --verify', () => {
     expect(bad.stdout).not.toContain('ALLOW');
   });
 });
+
+describe('guardrails directory errors fail closed', () => {
+  it('a guardrails path that is not a readable directory is an error, not "no guardrails"', async () => {
+    const notDir = join(root, 'guardrails-file');
+    writeFileSync(notDir, 'x');
+    const r = await run(
+      'check',
+      '--manifest',
+      manifestFile,
+      '--guardrails',
+      notDir,
+      'read',
+      `${home}/Work/Finance/a.xlsx`,
+    );
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain('FILE_UNREADABLE');
+  });
+});

@@ -1,5 +1,3 @@
-import { ipv6Bytes } from '../manifest/network.js';
-
 /**
  * IP address parsing in every notation an HTTP client or resolver accepts, and the ranges an
  * agent must never reach unless a manifest names the address as an IP literal.
@@ -76,39 +74,67 @@ export type AddressClass =
   | 'broadcast'
   | 'reserved';
 
-type Range = readonly [number[], number, AddressClass];
-
-const v4 = (s: string): number[] => s.split('.').map(Number);
-
-// Order matters: the first match names the class (metadata before link-local).
-const V4_RANGES: readonly Range[] = [
-  [v4('169.254.169.254'), 32, 'metadata'],
-  [v4('169.254.170.2'), 32, 'metadata'],
-  [v4('100.100.100.200'), 32, 'metadata'],
-  [v4('192.0.0.192'), 32, 'metadata'],
-  [v4('0.0.0.0'), 8, 'unspecified'],
-  [v4('127.0.0.0'), 8, 'loopback'],
-  [v4('10.0.0.0'), 8, 'private'],
-  [v4('172.16.0.0'), 12, 'private'],
-  [v4('192.168.0.0'), 16, 'private'],
-  [v4('169.254.0.0'), 16, 'link-local'],
-  [v4('100.64.0.0'), 10, 'cgnat'],
-  [v4('224.0.0.0'), 4, 'multicast'],
-  [v4('255.255.255.255'), 32, 'broadcast'],
-  [v4('240.0.0.0'), 4, 'reserved'],
-  [v4('192.0.0.0'), 24, 'reserved'],
-  [v4('198.18.0.0'), 15, 'reserved'],
+/**
+ * Addresses an agent must never reach unless a manifest names them as IP literals. The one
+ * table for the decision point, lint and the Cedar translation. Order matters: the first match
+ * names the class (metadata before link-local).
+ */
+export const INTERNAL_RANGES: readonly { readonly cidr: string; readonly cls: AddressClass }[] = [
+  { cidr: '169.254.169.254/32', cls: 'metadata' },
+  { cidr: '169.254.170.2/32', cls: 'metadata' },
+  { cidr: '100.100.100.200/32', cls: 'metadata' },
+  { cidr: '192.0.0.192/32', cls: 'metadata' },
+  { cidr: '0.0.0.0/8', cls: 'unspecified' },
+  { cidr: '127.0.0.0/8', cls: 'loopback' },
+  { cidr: '10.0.0.0/8', cls: 'private' },
+  { cidr: '172.16.0.0/12', cls: 'private' },
+  { cidr: '192.168.0.0/16', cls: 'private' },
+  { cidr: '169.254.0.0/16', cls: 'link-local' },
+  { cidr: '100.64.0.0/10', cls: 'cgnat' },
+  { cidr: '224.0.0.0/4', cls: 'multicast' },
+  { cidr: '255.255.255.255/32', cls: 'broadcast' },
+  { cidr: '240.0.0.0/4', cls: 'reserved' },
+  { cidr: '192.0.0.0/24', cls: 'reserved' },
+  { cidr: '198.18.0.0/15', cls: 'reserved' },
+  { cidr: 'fd00:ec2::254/128', cls: 'metadata' },
+  { cidr: '::/128', cls: 'unspecified' },
+  { cidr: '::1/128', cls: 'loopback' },
+  { cidr: 'fc00::/7', cls: 'private' },
+  { cidr: 'fe80::/10', cls: 'link-local' },
+  { cidr: 'fec0::/10', cls: 'private' },
+  { cidr: 'ff00::/8', cls: 'multicast' },
 ];
 
-const V6_RANGES: readonly Range[] = [
-  [ipv6Bytes('fd00:ec2::254'), 128, 'metadata'],
-  [ipv6Bytes('::'), 128, 'unspecified'],
-  [ipv6Bytes('::1'), 128, 'loopback'],
-  [ipv6Bytes('fc00::'), 7, 'private'],
-  [ipv6Bytes('fe80::'), 10, 'link-local'],
-  [ipv6Bytes('fec0::'), 10, 'private'],
-  [ipv6Bytes('ff00::'), 8, 'multicast'],
-];
+interface Range {
+  readonly version: 4 | 6;
+  readonly bytes: readonly number[];
+  readonly len: number;
+  readonly cls: AddressClass;
+}
+
+const RANGES: readonly Range[] = INTERNAL_RANGES.map(({ cidr, cls }) => {
+  const [addr = '', len = '0'] = cidr.split('/');
+  const v6 = addr.includes(':');
+  return {
+    version: v6 ? 6 : 4,
+    bytes: v6 ? ipv6Bytes(addr) : addr.split('.').map(Number),
+    len: Number(len),
+    cls,
+  };
+});
+
+/** Bytes of a canonical IPv6 address (as printed by the WHATWG URL parser). */
+export function ipv6Bytes(addr: string): number[] {
+  const [head = '', tail] = addr.split('::');
+  const h = head === '' ? [] : head.split(':');
+  const t = tail === undefined || tail === '' ? [] : tail.split(':');
+  const groups =
+    tail === undefined ? h : [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t];
+  return groups.flatMap((g) => {
+    const v = parseInt(g, 16);
+    return [v >> 8, v & 0xff];
+  });
+}
 
 export function inPrefix(bytes: readonly number[], base: readonly number[], len: number): boolean {
   for (let bit = 0; bit < len; bit++) {
@@ -140,7 +166,18 @@ export function embeddedIpv4(ip: IpAddress): IpAddress | undefined {
 export function classifyAddress(ip: IpAddress): AddressClass | undefined {
   const inner = embeddedIpv4(ip);
   if (inner !== undefined) return classifyAddress(inner);
-  const ranges = ip.version === 4 ? V4_RANGES : V6_RANGES;
-  for (const [base, len, cls] of ranges) if (inPrefix(ip.bytes, base, len)) return cls;
+  for (const r of RANGES)
+    if (r.version === ip.version && inPrefix(ip.bytes, r.bytes, r.len)) return r.cls;
   return undefined;
+}
+
+/** Whether an address range (`bytes`/`prefixLength`) contains or lies in an internal range. */
+export function rangeTouchesInternal(ip: IpAddress, prefixLength: number): boolean {
+  if (classifyAddress(ip) !== undefined) return true;
+  return RANGES.some(
+    (r) =>
+      r.version === ip.version &&
+      r.len >= prefixLength &&
+      inPrefix(r.bytes, ip.bytes, prefixLength),
+  );
 }
