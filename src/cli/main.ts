@@ -3,6 +3,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { CordonError } from '../errors.js';
+import { VERSION } from '../version.js';
 import { manifestJsonSchema } from '../manifest/schema.js';
 import { EXIT, exitCodeFor, printJson, processIo, renderError, type CliIo } from './context.js';
 import { runCheck, type CheckOptions } from './check.js';
@@ -17,7 +18,7 @@ import { runManifestVerify } from './manifest-verify.js';
 import { runRevoke } from './revoke.js';
 import { runTemplatesList, runTemplatesResolve } from './templates.js';
 
-export const VERSION = '0.1.0';
+export { VERSION };
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 

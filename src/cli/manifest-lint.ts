@@ -1,4 +1,5 @@
 import { CordonError } from '../errors.js';
+import { VERSION } from '../version.js';
 import { LINT_RULES, lintManifest, type LintFinding, type LintSeverity } from '../manifest/lint.js';
 import { validateManifest } from '../manifest/parse.js';
 import { readManifestSource } from './read-manifest.js';
@@ -17,7 +18,6 @@ interface Finding extends Omit<LintFinding, 'code'> {
   readonly column?: number;
 }
 
-const PKG_VERSION = '0.1.0';
 
 /** Lint one manifest file (plain or signed). Schema problems are reported as error findings too. */
 export function lintFile(io: CliIo, file: string, opts: GlobalOptions): Finding[] {
@@ -59,7 +59,7 @@ function sarif(file: string, findings: readonly Finding[]): unknown {
           driver: {
             name: 'cordon',
             informationUri: 'https://cordon.dev',
-            version: PKG_VERSION,
+            version: VERSION,
             rules: ruleIds.map((id) => {
               const rule = (LINT_RULES as Record<string, readonly [LintSeverity, string]>)[id];
               return {

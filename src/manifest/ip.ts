@@ -181,3 +181,14 @@ export function rangeTouchesInternal(ip: IpAddress, prefixLength: number): boole
       inPrefix(r.bytes, ip.bytes, prefixLength),
   );
 }
+
+/** Whether a URL host names this machine: `localhost` (and subdomains) or a loopback address. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '')
+    .replace(/\.$/, '');
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  const ip = parseIpAny(h);
+  return ip !== undefined && classifyAddress(ip) === 'loopback';
+}

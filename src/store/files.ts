@@ -112,7 +112,7 @@ export function readFileIfExists(file: string, maxBytes: number): Buffer | undef
   }
 }
 
-function fsyncDir(dir: string): void {
+export function fsyncDir(dir: string): void {
   const fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
     fsyncSync(fd);
@@ -121,7 +121,7 @@ function fsyncDir(dir: string): void {
   }
 }
 
-function writeAll(fd: number, data: Buffer): void {
+export function writeAll(fd: number, data: Buffer): void {
   let off = 0;
   while (off < data.length) off += writeSync(fd, data, off);
 }
@@ -179,7 +179,7 @@ export function ensureDir(dir: string, mode = 0o755): void {
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
-function pidAlive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

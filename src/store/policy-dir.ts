@@ -366,7 +366,29 @@ export function initAdminPolicyDir(dir: string, now: Date, passphrase?: string):
     writeFileNew(p.groups, JSON.stringify(groups, null, 2) + '\n');
     note(p.groups, true);
   } else note(p.groups, false);
+  // The admin's machine audits its own agents too; its device key signs only its checkpoints.
+  note(p.deviceKey, ensureDeviceKey(dir).created);
   return { dir, created, kept, keyId: orgId };
+}
+
+/**
+ * The device's own Ed25519 key (`device.key`, mode 0600), created on first use. It signs audit
+ * checkpoints and nothing else; it is never a manifest-signing key and is never trusted for one.
+ */
+export function ensureDeviceKey(policyDir: string): {
+  key: KeyObject;
+  keyId: string;
+  created: boolean;
+} {
+  const p = policyPaths(policyDir);
+  if (existsSync(p.deviceKey)) {
+    const key = readPrivateKey(p.deviceKey);
+    return { key, keyId: keyIdOf(key), created: false };
+  }
+  const { privateKey, publicKey, keyId } = generateSigningKey();
+  writeFileNew(p.deviceKey, exportPrivateKeyPem(privateKey), 0o600);
+  writeFileNew(p.devicePub, exportPublicKeyPem(publicKey));
+  return { key: privateKey, keyId, created: true };
 }
 
 /**
@@ -409,18 +431,9 @@ export function initEndpointPolicyDir(
       created.push(dst);
     }
   }
-  let keyId: string;
-  if (existsSync(p.deviceKey)) {
-    kept.push(p.deviceKey);
-    keyId = keyIdOf(readPrivateKey(p.deviceKey));
-  } else {
-    const { privateKey, publicKey, keyId: id } = generateSigningKey();
-    writeFileNew(p.deviceKey, exportPrivateKeyPem(privateKey), 0o600);
-    writeFileNew(p.devicePub, exportPublicKeyPem(publicKey));
-    created.push(p.deviceKey);
-    keyId = id;
-  }
-  return { dir, created, kept, keyId };
+  const device = ensureDeviceKey(dir);
+  (device.created ? created : kept).push(p.deviceKey);
+  return { dir, created, kept, keyId: device.keyId };
 }
 
 const AdmissionSchema = z.strictObject({

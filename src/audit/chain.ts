@@ -1,0 +1,348 @@
+import { CordonError } from '../errors.js';
+import { MerkleFrontier, leafHash } from './merkle.js';
+import {
+  noteHash,
+  openNote,
+  parseCheckpointText,
+  type Checkpoint,
+  type NoteVerifier,
+} from './note.js';
+import { GENESIS } from './record.js';
+
+/**
+ * The verdict logic of `cordon audit verify`, fed one record at a time so that a log of any
+ * length is checked in constant memory: record hashes, the hash chain, sequence numbers, the
+ * RFC 9162 Merkle root at every signed checkpoint met in the stream, and checkpoints given from
+ * outside (the copy that left the machine). The first problem found is classified by kind.
+ */
+export type DamageKind =
+  | 'modified'
+  | 'deleted'
+  | 'inserted'
+  | 'reordered'
+  | 'truncated'
+  | 'segment-missing'
+  | 'checkpoint-invalid';
+
+export interface Damage {
+  readonly kind: DamageKind;
+  /** The first bad record's seq (as written in the file), when there is one. */
+  readonly seq?: number;
+  /** File and line, or file and byte offset. */
+  readonly location: string;
+  readonly detail: string;
+}
+
+export interface ChainReport {
+  readonly ok: boolean;
+  readonly records: number;
+  readonly firstSeq: number | undefined;
+  readonly lastSeq: number | undefined;
+  readonly lastHash: string | undefined;
+  /** Signed checkpoints whose signature and Merkle root were checked. */
+  readonly checkpointsVerified: number;
+  /** Largest tree size proven by a signed checkpoint. */
+  readonly provenSize: number;
+  readonly damage?: Damage;
+  /** Duplicate deliveries skipped (exported copies only). */
+  readonly duplicates: number;
+}
+
+export interface ChainRecord {
+  readonly seq: number;
+  readonly prev: string;
+  readonly hash: string;
+  readonly hashOk: boolean;
+  /** The signed note when this record carries a checkpoint. */
+  readonly checkpoint?: string;
+}
+
+export interface ChainVerifierOptions {
+  readonly verifiers: readonly NoteVerifier[];
+  /** Checkpoints from outside the log (shipped copies); the log must reach and match them. */
+  readonly external?: readonly { note: string; source: string }[];
+  /** Exported copies may hold a record twice (at-least-once delivery); skip exact repeats. */
+  readonly allowDuplicates?: boolean;
+  /** Where the stream starts when it is not the whole log. */
+  readonly startSeq?: number;
+  readonly startPrev?: string;
+}
+
+interface Seen {
+  seq: number;
+  hash: string;
+  prev: string;
+  location: string;
+}
+
+const LOOKAHEAD = 8;
+
+export class ChainVerifier {
+  readonly #verifiers: readonly NoteVerifier[];
+  readonly #allowDuplicates: boolean;
+  readonly #frontier = new MerkleFrontier();
+  readonly #external: { cp: Checkpoint; source: string }[] = [];
+  readonly #recent = new Map<number, string>();
+  #expected: number;
+  #prevHash: string;
+  #first: number | undefined;
+  #last: Seen | undefined;
+  #beforeLast: Seen | undefined;
+  #records = 0;
+  #duplicates = 0;
+  #checkpoints = 0;
+  #provenSize = 0;
+  #lastNoteHash: Buffer | undefined;
+  #damage: Damage | undefined;
+  /** A suspect ordering problem waiting for a few more records to be classified. */
+  #suspect: { rec: Seen; expected: number; after: Seen[] } | undefined;
+  /** Whether the Merkle tree covers the stream from record 1. */
+  readonly #fromGenesis: boolean;
+
+  constructor(opts: ChainVerifierOptions) {
+    this.#verifiers = opts.verifiers;
+    this.#allowDuplicates = opts.allowDuplicates ?? false;
+    this.#expected = opts.startSeq ?? 1;
+    this.#prevHash = opts.startPrev ?? GENESIS;
+    this.#fromGenesis = this.#expected === 1;
+    for (const e of opts.external ?? []) {
+      const opened = this.#open(e.note, e.source);
+      if (opened !== undefined) this.#external.push({ cp: opened, source: e.source });
+    }
+  }
+
+  get damaged(): boolean {
+    return this.#damage !== undefined;
+  }
+
+  /** Report damage found outside the record stream (the segment index, missing files). */
+  fail(d: Damage): void {
+    this.#damage ??= d;
+  }
+
+  #open(note: string, source: string): Checkpoint | undefined {
+    try {
+      const { text } = openNote(note, this.#verifiers);
+      return parseCheckpointText(text);
+    } catch (e) {
+      this.fail({
+        kind: 'checkpoint-invalid',
+        location: source,
+        detail: e instanceof CordonError ? `${e.code}: ${e.message}` : String(e),
+      });
+      return undefined;
+    }
+  }
+
+  /** Feed the next record in stream order. Returns false once damage is known (stop reading). */
+  add(rec: ChainRecord, location: string): boolean {
+    if (this.#damage !== undefined) return false;
+    const seen: Seen = { seq: rec.seq, hash: rec.hash, prev: rec.prev, location };
+    if (this.#suspect !== undefined) {
+      this.#suspect.after.push(seen);
+      if (this.#suspect.after.length >= LOOKAHEAD) this.#classify();
+      return this.#damage === undefined;
+    }
+    if (!rec.hashOk) {
+      this.fail({
+        kind: 'modified',
+        seq: rec.seq,
+        location,
+        detail: `record ${rec.seq} does not match its hash`,
+      });
+      return false;
+    }
+    if (this.#allowDuplicates && this.#recent.get(rec.seq) === rec.hash) {
+      this.#duplicates++;
+      return true;
+    }
+    if (rec.seq !== this.#expected) {
+      this.#suspect = { rec: seen, expected: this.#expected, after: [] };
+      return true;
+    }
+    if (rec.prev !== this.#prevHash) {
+      const last = this.#last;
+      const inserted =
+        last !== undefined && this.#beforeLast !== undefined && rec.prev === this.#beforeLast.hash;
+      this.fail(
+        inserted
+          ? {
+              kind: 'inserted',
+              seq: last.seq,
+              location: last.location,
+              detail: `record ${last.seq} is not part of the chain: the next record links past it`,
+            }
+          : {
+              kind: 'modified',
+              seq: rec.seq,
+              location,
+              detail: `record ${rec.seq} does not link to record ${rec.seq - 1} (its prev hash differs)`,
+            },
+      );
+      return false;
+    }
+    // The record is in place. Check any checkpoint it carries before counting it.
+    if (rec.checkpoint !== undefined && !this.#checkpoint(rec.checkpoint, rec.seq, location)) {
+      return false;
+    }
+    this.#frontier.push(leafHash(Buffer.from(rec.hash, 'hex')));
+    this.#records++;
+    this.#first ??= rec.seq;
+    this.#beforeLast = this.#last;
+    this.#last = seen;
+    this.#expected = rec.seq + 1;
+    this.#prevHash = rec.hash;
+    if (this.#allowDuplicates) {
+      this.#recent.set(rec.seq, rec.hash);
+      if (this.#recent.size > 100_000) {
+        for (const k of this.#recent.keys()) {
+          this.#recent.delete(k);
+          break;
+        }
+      }
+    }
+    for (const e of this.#external) {
+      if (this.#fromGenesis && e.cp.size === this.#frontier.size) this.#matchExternal(e, location);
+    }
+    return this.#damage === undefined;
+  }
+
+  #checkpoint(note: string, seq: number, location: string): boolean {
+    const rec = { seq };
+    const cp = this.#open(note, `checkpoint in record ${seq} (${location})`);
+    if (cp === undefined) return false;
+    if (
+      this.#lastNoteHash !== undefined &&
+      (cp.prev === undefined || !cp.prev.equals(this.#lastNoteHash))
+    ) {
+      this.fail({
+        kind: 'checkpoint-invalid',
+        seq: rec.seq,
+        location,
+        detail: `checkpoint in record ${rec.seq} does not follow the previous checkpoint: one is missing or forged`,
+      });
+      return false;
+    }
+    this.#lastNoteHash = noteHash(note);
+    if (!this.#fromGenesis) {
+      this.#checkpoints++;
+      return true;
+    }
+    // A checkpoint is signed over records 1..size and written as record size + 1.
+    const before = this.#frontier.size;
+    if (before !== cp.size) {
+      this.fail({
+        kind: before > cp.size ? 'inserted' : 'deleted',
+        seq: rec.seq,
+        location,
+        detail: `checkpoint in record ${rec.seq} was signed over ${cp.size} records but ${before} precede it: ${Math.abs(before - cp.size)} record(s) ${before > cp.size ? 'inserted' : 'deleted'} before it`,
+      });
+      return false;
+    }
+    if (!this.#frontier.root().equals(cp.root)) {
+      this.fail({
+        kind: 'modified',
+        seq: rec.seq,
+        location,
+        detail: `records 1..${cp.size} do not match the Merkle root signed in record ${rec.seq}: records were modified and the chain recomputed`,
+      });
+      return false;
+    }
+    this.#checkpoints++;
+    this.#provenSize = Math.max(this.#provenSize, cp.size);
+    return true;
+  }
+
+  #matchExternal(e: { cp: Checkpoint; source: string }, location: string): void {
+    if (!this.#frontier.root().equals(e.cp.root)) {
+      this.fail({
+        kind: 'modified',
+        seq: this.#last?.seq,
+        location,
+        detail: `records 1..${e.cp.size} do not match the Merkle root signed in ${e.source}`,
+      } as Damage);
+      return;
+    }
+    this.#checkpoints++;
+    this.#provenSize = Math.max(this.#provenSize, e.cp.size);
+  }
+
+  /** Decide what an out-of-sequence record means, using the records that followed it. */
+  #classify(): void {
+    const s = this.#suspect;
+    if (s === undefined) return;
+    this.#suspect = undefined;
+    const { rec, expected, after } = s;
+    if (rec.seq > expected) {
+      const back = after.findIndex((r) => r.seq === expected);
+      this.fail(
+        back >= 0
+          ? {
+              kind: 'reordered',
+              seq: rec.seq,
+              location: rec.location,
+              detail: `record ${rec.seq} comes before record ${expected}`,
+            }
+          : {
+              kind: 'deleted',
+              seq: rec.seq,
+              location: rec.location,
+              detail:
+                rec.seq - expected === 1
+                  ? `record ${expected} is missing (found ${rec.seq} after ${expected - 1})`
+                  : `records ${expected}..${rec.seq - 1} are missing`,
+            },
+      );
+      return;
+    }
+    // A seq already used. If it shares its parent with the record that holds that seq, one of
+    // the two was added; otherwise records were moved.
+    const sameParent =
+      this.#last !== undefined && rec.seq === this.#last.seq && rec.prev === this.#last.prev;
+    this.fail(
+      sameParent || rec.seq === expected - 1
+        ? {
+            kind: 'inserted',
+            seq: rec.seq,
+            location: rec.location,
+            detail: `two records claim seq ${rec.seq}; one was inserted`,
+          }
+        : {
+            kind: 'reordered',
+            seq: rec.seq,
+            location: rec.location,
+            detail: `record ${rec.seq} appears after record ${expected - 1}`,
+          },
+    );
+  }
+
+  /** Finish the stream and produce the report. */
+  finish(): ChainReport {
+    if (this.#suspect !== undefined) this.#classify();
+    if (this.#damage === undefined) {
+      for (const e of this.#external) {
+        const have = this.#fromGenesis ? this.#frontier.size : (this.#last?.seq ?? 0);
+        if (have < e.cp.size) {
+          this.fail({
+            kind: 'truncated',
+            seq: have + 1,
+            location: e.source,
+            detail: `the log ends at record ${have} but ${e.source} was signed over ${e.cp.size} records`,
+          });
+          break;
+        }
+      }
+    }
+    return {
+      ok: this.#damage === undefined,
+      records: this.#records,
+      firstSeq: this.#first,
+      lastSeq: this.#last?.seq,
+      lastHash: this.#last?.hash,
+      checkpointsVerified: this.#checkpoints,
+      provenSize: this.#provenSize,
+      duplicates: this.#duplicates,
+      ...(this.#damage === undefined ? {} : { damage: this.#damage }),
+    };
+  }
+}

@@ -1,0 +1,666 @@
+import { type KeyObject } from 'node:crypto';
+import {
+  closeSync,
+  constants,
+  fdatasync,
+  fstatSync,
+  ftruncateSync,
+  fsyncSync,
+  openSync,
+  readSync,
+  rmSync,
+  write,
+} from 'node:fs';
+import { join } from 'node:path';
+import { CordonError } from '../errors.js';
+import { ensureDir, fsyncDir, pidAlive, readFileIfExists, writeAll } from '../store/files.js';
+import { logActivityEvent, type EventContext, type OcsfEvent } from './events.js';
+import { MerkleFrontier, leafHash } from './merkle.js';
+import { checkpointText, noteHash, signNote } from './note.js';
+import { GENESIS, canonicalEvent, encodeRecord, scanRecord } from './record.js';
+import {
+  auditPaths,
+  forEachLine,
+  readCheckpointState,
+  readIndex,
+  segmentName,
+  writeCheckpointState,
+  writeIndex,
+  type AuditPaths,
+  type CheckpointState,
+  type SegmentEntry,
+  type SegmentIndex,
+} from './store.js';
+
+export type LogErrorCode =
+  'AUDIT_LOG_LOCKED' | 'AUDIT_LOG_CLOSED' | 'AUDIT_WRITE_FAILED' | 'AUDIT_LOG_CORRUPT';
+
+export interface AuditLogOptions {
+  /** Cordon's state directory; the log lives in `<stateDir>/audit`. */
+  readonly stateDir: string;
+  /** The device key that signs checkpoints (never a manifest-signing key). */
+  readonly deviceKey: KeyObject;
+  /** Checkpoint origin and signer name, e.g. `cordon.audit/<hostname>/<device key id prefix>`. */
+  readonly origin: string;
+  /** Who writes the log's own events (recovery, checkpoints). */
+  readonly context: EventContext;
+  /** Sign a checkpoint after this many records (default 1000). */
+  readonly checkpointEvery?: number;
+  /** ... or after this long with new records (default 60 s). */
+  readonly checkpointIntervalMs?: number;
+  /** Start a new segment past this size (default 64 MiB). */
+  readonly segmentMaxBytes?: number;
+  /** ... or when the segment is this old (default 24 h). */
+  readonly segmentMaxAgeMs?: number;
+  /** Clock in milliseconds (tests). */
+  readonly now?: () => number;
+  /** Told about every failed write, so an operator hears about a full disk. */
+  readonly onError?: (e: CordonError) => void;
+}
+
+export interface AppendResult {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+export interface RecoveryReport {
+  /** Bytes cut from a torn tail. */
+  readonly cutBytes: number;
+  /** Whether a writer lock left by a dead process was taken over. */
+  readonly staleLock: boolean;
+}
+
+interface Waiter {
+  resolve: (r: AppendResult) => void;
+  reject: (e: Error) => void;
+  seq: number;
+  hash: string;
+}
+
+interface LastCheckpoint {
+  seq: number;
+  time: number;
+  noteHash: Buffer | undefined;
+}
+
+interface Head {
+  seq: number;
+  hash: string;
+  frontier: MerkleFrontier;
+}
+
+const DEFAULTS = {
+  checkpointEvery: 1000,
+  checkpointIntervalMs: 60_000,
+  segmentMaxBytes: 64 * 1024 * 1024,
+  segmentMaxAgeMs: 24 * 60 * 60 * 1000,
+};
+
+function corrupt(file: string, why: string): CordonError {
+  return new CordonError('AUDIT_LOG_CORRUPT', `${file}: ${why}`, {
+    file,
+    hint: 'the log was damaged or altered; run `cordon audit verify` and keep the files for investigation',
+  });
+}
+
+/**
+ * The chained, append-only audit log. One process writes a log at a time (a lock file names it);
+ * `append` resolves only after the record is on disk, and appends that arrive while a write is
+ * in flight share the next write and fsync (group commit). A failed write (full disk, I/O error)
+ * rejects every append not yet on disk, rolls the file back to its last durable length, and keeps
+ * the log usable once the cause is fixed.
+ *
+ * @example
+ * const log = AuditLog.open({ stateDir, deviceKey, origin, context });
+ * await log.append(fileActivityEvent(ctx, { activity: 'read', path: '/w/a' }));
+ * await log.close();
+ */
+export class AuditLog {
+  readonly paths: AuditPaths;
+  readonly recovery: RecoveryReport;
+  readonly #opts: Required<Omit<AuditLogOptions, 'onError'>> & Pick<AuditLogOptions, 'onError'>;
+  #index: SegmentIndex;
+  #fd: number;
+  #size: number;
+  #segmentCreated: number;
+  /** State including records queued but not yet on disk. */
+  #head: Head;
+  /** State of what is on disk. */
+  #durable: Head & { size: number };
+  #pending: string[] = [];
+  #waiters: Waiter[] = [];
+  #flushing: Promise<void> | undefined;
+  #closed = false;
+  /** The last checkpoint: the seq of the record carrying it, when, and its note's hash. */
+  #lastCheckpoint: LastCheckpoint;
+  #checkpointBefore: LastCheckpoint;
+  #checkpointDue = false;
+  #timer: NodeJS.Timeout | undefined;
+  #lastError: CordonError | undefined;
+  #stats = { writes: 0, records: 0, checkpoints: 0 };
+
+  private constructor(
+    opts: AuditLogOptions,
+    paths: AuditPaths,
+    index: SegmentIndex,
+    fd: number,
+    size: number,
+    head: Head,
+    checkpoint: CheckpointState | undefined,
+    recovery: RecoveryReport,
+  ) {
+    this.#opts = { ...DEFAULTS, now: Date.now, ...opts };
+    this.paths = paths;
+    this.#index = index;
+    this.#fd = fd;
+    this.#size = size;
+    this.#segmentCreated = activeOf(index).created;
+    this.#head = head;
+    this.#durable = { ...head, frontier: head.frontier.clone(), size };
+    this.recovery = recovery;
+    this.#lastCheckpoint = {
+      seq: checkpoint?.seq ?? 0,
+      time: checkpoint === undefined ? this.#opts.now() : checkpoint.time * 1000,
+      noteHash: checkpoint === undefined ? undefined : noteHash(checkpoint.note),
+    };
+    this.#checkpointBefore = this.#lastCheckpoint;
+    const interval = this.#opts.checkpointIntervalMs;
+    this.#timer = setInterval(() => {
+      if (this.#head.seq > this.#lastCheckpoint.seq && this.#pending.length === 0) {
+        this.#checkpointDue = true;
+        this.#kick();
+      }
+    }, interval);
+    this.#timer.unref();
+  }
+
+  /**
+   * Open (creating if needed) the log in `<stateDir>/audit`: take the writer lock, cut a torn tail
+   * left by a crash and record that it happened, and roll the Merkle tree up to the last record.
+   */
+  static open(opts: AuditLogOptions): AuditLog {
+    const p = auditPaths(opts.stateDir);
+    ensureDir(p.segments, 0o700);
+    const staleLock = acquireLock(p.lock);
+    try {
+      return AuditLog.#openLocked(opts, p, staleLock);
+    } catch (e) {
+      rmSync(p.lock, { force: true });
+      throw e;
+    }
+  }
+
+  static #openLocked(opts: AuditLogOptions, p: AuditPaths, staleLock: boolean): AuditLog {
+    const now = (opts.now ?? Date.now)();
+    let index = readIndex(p);
+    if (index === undefined) {
+      const existing = readFileIfExists(join(p.segments, segmentName(1)), 1);
+      if (existing !== undefined) {
+        throw corrupt(p.index, 'segments exist but the segment index is missing');
+      }
+      index = {
+        version: 1,
+        segments: [{ file: segmentName(1), firstSeq: 1, firstPrev: GENESIS, created: now }],
+      };
+      createSegment(p, segmentName(1));
+      writeIndex(p, index);
+    }
+    const active = activeOf(index);
+    const activeFile = join(p.segments, active.file);
+    const fd = openSegment(activeFile);
+    let cutBytes = 0;
+    let head: { seq: number; hash: string };
+    let size: number;
+    try {
+      ({ head, size, cutBytes } = recoverTail(
+        fd,
+        activeFile,
+        active.firstSeq - 1,
+        active.firstPrev,
+      ));
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    const checkpoint = readCheckpointState(p);
+    let frontier: MerkleFrontier;
+    if (checkpoint !== undefined) {
+      if (checkpoint.size > head.seq) {
+        closeSync(fd);
+        throw corrupt(
+          activeFile,
+          `the log ends at record ${head.seq} but checkpoint ${checkpoint.size} was signed: records were removed`,
+        );
+      }
+      frontier = new MerkleFrontier(
+        checkpoint.size,
+        checkpoint.frontier.map((h) => Buffer.from(h, 'hex')),
+      );
+    } else frontier = new MerkleFrontier();
+    try {
+      rollUp(p, index, frontier, head.seq);
+    } catch (e) {
+      closeSync(fd);
+      throw e;
+    }
+    const log = new AuditLog(opts, p, index, fd, size, { ...head, frontier }, checkpoint, {
+      cutBytes,
+      staleLock,
+    });
+    if (cutBytes > 0) {
+      void log
+        .append(
+          logActivityEvent(
+            { ...opts.context, time: now },
+            {
+              activity: 'restart',
+              detail: `recovered after a crash: cut ${cutBytes} bytes of an unfinished record after record ${head.seq}`,
+              cutBytes,
+              segment: activeFile,
+            },
+          ),
+        )
+        .catch(() => undefined);
+    }
+    return log;
+  }
+
+  /** The last record queued (not necessarily on disk yet). */
+  get head(): AppendResult {
+    return { seq: this.#head.seq, hash: this.#head.hash };
+  }
+
+  /** The last record on disk. */
+  get durableHead(): AppendResult {
+    return { seq: this.#durable.seq, hash: this.#durable.hash };
+  }
+
+  /** Writes (each one fsync) and records written by this process: records / writes is the group-commit factor. */
+  get stats(): { readonly writes: number; readonly records: number; readonly checkpoints: number } {
+    return { ...this.#stats };
+  }
+
+  /** The last write failure, if the most recent write failed. */
+  get lastError(): CordonError | undefined {
+    return this.#lastError;
+  }
+
+  /**
+   * Append one event. Resolves with its seq and hash once it is on disk; rejects (and the caller
+   * must then deny) when it cannot be made durable.
+   */
+  append(event: OcsfEvent): Promise<AppendResult> {
+    if (this.#closed) {
+      return Promise.reject(
+        new CordonError('AUDIT_LOG_CLOSED', 'the audit log is closed', {
+          hint: 'open the log again before appending',
+        }),
+      );
+    }
+    let json: string;
+    try {
+      if (event.class_uid === 1008 && event.activity_id === 99) {
+        throw new CordonError(
+          'AUDIT_EVENT_INVALID',
+          'only the log itself writes checkpoint records',
+          {
+            hint: 'call checkpoint() to sign one',
+          },
+        );
+      }
+      json = canonicalEvent(event);
+    } catch (e) {
+      return Promise.reject(e instanceof Error ? e : new Error(String(e)));
+    }
+    return new Promise<AppendResult>((resolve, reject) => {
+      const w = this.#queue(json);
+      this.#waiters.push({ resolve, reject, seq: w.seq, hash: w.hash });
+      this.#kick();
+    });
+  }
+
+  #queue(eventJson: string): AppendResult {
+    const seq = this.#head.seq + 1;
+    const time = new Date(this.#opts.now()).toISOString();
+    const { line, hash } = encodeRecord(seq, time, this.#head.hash, eventJson);
+    this.#head.frontier.push(leafHash(Buffer.from(hash, 'hex')));
+    this.#head.seq = seq;
+    this.#head.hash = hash;
+    this.#pending.push(line + '\n');
+    return { seq, hash };
+  }
+
+  #kick(): void {
+    if (this.#flushing !== undefined) return;
+    this.#flushing = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.#drain())
+      .finally(() => {
+        this.#flushing = undefined;
+        if (this.#pending.length > 0 || this.#checkpointDue) this.#kick();
+      });
+  }
+
+  /** Wait until everything appended so far is on disk (or has failed). */
+  async flush(): Promise<void> {
+    while (this.#flushing !== undefined) await this.#flushing;
+  }
+
+  /** Sign a checkpoint now over everything appended so far. */
+  async checkpoint(): Promise<void> {
+    if (this.#head.seq > this.#lastCheckpoint.seq) {
+      this.#checkpointDue = true;
+      this.#kick();
+    }
+    await this.flush();
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#pending.length > 0 || this.#checkpointDue) {
+      const checkpoint = this.#maybeCheckpoint();
+      if (this.#pending.length === 0) return;
+      const lines = this.#pending;
+      const waiters = this.#waiters;
+      this.#pending = [];
+      this.#waiters = [];
+      const after: Head = {
+        seq: this.#head.seq,
+        hash: this.#head.hash,
+        frontier: this.#head.frontier.clone(),
+      };
+      const buf = Buffer.from(lines.join(''), 'utf8');
+      try {
+        this.#maybeRotate(after, lines.length);
+        await writeDurably(this.#fd, buf);
+      } catch (e) {
+        this.#fail(e, waiters);
+        continue;
+      }
+      this.#size += buf.length;
+      this.#stats.writes++;
+      this.#stats.records += lines.length;
+      if (checkpoint !== undefined) this.#stats.checkpoints++;
+      this.#durable = { ...after, size: this.#size };
+      this.#lastError = undefined;
+      if (checkpoint !== undefined) {
+        try {
+          writeCheckpointState(this.paths, checkpoint);
+        } catch {
+          // The checkpoint is in the log itself; the state file only speeds up the next open.
+        }
+      }
+      for (const w of waiters) w.resolve({ seq: w.seq, hash: w.hash });
+    }
+  }
+
+  /** When a checkpoint is due, sign one over everything queued and queue it as the next record. */
+  #maybeCheckpoint(): CheckpointState | undefined {
+    const now = this.#opts.now();
+    const since = this.#head.seq - this.#lastCheckpoint.seq;
+    const due =
+      since > 0 &&
+      (this.#checkpointDue ||
+        since >= this.#opts.checkpointEvery ||
+        now - this.#lastCheckpoint.time >= this.#opts.checkpointIntervalMs);
+    this.#checkpointDue = false;
+    if (!due) return undefined;
+    const size = this.#head.seq;
+    const frontier = this.#head.frontier.clone();
+    const text = checkpointText({
+      origin: this.#opts.origin,
+      size,
+      root: frontier.root(),
+      prev: this.#lastCheckpoint.noteHash,
+      time: Math.floor(now / 1000),
+    });
+    const note = signNote(text, this.#opts.origin, this.#opts.deviceKey);
+    const event = logActivityEvent(
+      { ...this.#opts.context, time: now },
+      {
+        activity: 'checkpoint',
+        detail: `signed checkpoint over records 1..${size}`,
+        checkpoint: note,
+      },
+    );
+    const { seq } = this.#queue(canonicalEvent(event));
+    this.#checkpointBefore = this.#lastCheckpoint;
+    this.#lastCheckpoint = { seq, time: now, noteHash: noteHash(note) };
+    return {
+      version: 1,
+      size,
+      frontier: frontier.hashes.map((h) => h.toString('hex')),
+      note,
+      seq,
+      time: Math.floor(now / 1000),
+    };
+  }
+
+  #maybeRotate(after: Head, count: number): void {
+    const now = this.#opts.now();
+    const tooBig = this.#size >= this.#opts.segmentMaxBytes;
+    const tooOld = now - this.#segmentCreated >= this.#opts.segmentMaxAgeMs;
+    if (this.#size === 0 || (!tooBig && !tooOld)) return;
+    const firstSeq = after.seq - count + 1;
+    const file = segmentName(firstSeq);
+    const segments = [...this.#index.segments];
+    segments[segments.length - 1] = {
+      ...activeOf({ version: 1, segments }),
+      lastSeq: this.#durable.seq,
+      lastHash: this.#durable.hash,
+    };
+    segments.push({ file, firstSeq, firstPrev: this.#durable.hash, created: now });
+    createSegment(this.paths, file);
+    const index: SegmentIndex = { version: 1, segments };
+    writeIndex(this.paths, index);
+    const fd = openSegment(join(this.paths.segments, file));
+    closeSync(this.#fd);
+    this.#fd = fd;
+    this.#index = index;
+    this.#size = 0;
+    this.#durable = { ...this.#durable, size: 0 };
+    this.#segmentCreated = now;
+  }
+
+  /** A write failed: nothing past the last durable record may stay, on disk or queued. */
+  #fail(e: unknown, waiters: Waiter[]): void {
+    const err = new CordonError(
+      'AUDIT_WRITE_FAILED',
+      `cannot write the audit log: ${(e as Error).message}`,
+      {
+        file: join(this.paths.segments, activeOf(this.#index).file),
+        hint:
+          (e as NodeJS.ErrnoException).code === 'ENOSPC'
+            ? 'the disk is full; free space — actions are denied until the log can be written'
+            : 'check the state directory; actions are denied until the log can be written',
+        cause: e,
+      },
+    );
+    try {
+      ftruncateSync(this.#fd, this.#durable.size);
+      fsyncSync(this.#fd);
+    } catch {
+      // The next recovery cuts whatever partial record remains.
+    }
+    this.#size = this.#durable.size;
+    const all = [...waiters, ...this.#waiters];
+    this.#pending = [];
+    this.#waiters = [];
+    this.#head = {
+      seq: this.#durable.seq,
+      hash: this.#durable.hash,
+      frontier: this.#durable.frontier.clone(),
+    };
+    if (this.#lastCheckpoint.seq > this.#head.seq) this.#lastCheckpoint = this.#checkpointBefore;
+    this.#lastError = err;
+    this.#opts.onError?.(err);
+    for (const w of all) w.reject(err);
+  }
+
+  /** Flush, sign a final checkpoint when there is anything new, and release the lock. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    await this.checkpoint();
+    this.#closed = true;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    closeSync(this.#fd);
+    rmSync(this.paths.lock, { force: true });
+  }
+}
+
+function acquireLock(lock: string): boolean {
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const fd = openSync(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
+      writeAll(fd, Buffer.from(String(process.pid)));
+      fsyncSync(fd);
+      closeSync(fd);
+      return attempt > 0;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const holder = Number(readFileIfExists(lock, 64)?.toString() ?? '');
+      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && pidAlive(holder)) {
+        throw new CordonError('AUDIT_LOG_LOCKED', `process ${holder} is writing this audit log`, {
+          file: lock,
+          hint: 'one Cordon process writes a log at a time; stop the other one or use its log',
+        });
+      }
+      rmSync(lock, { force: true });
+    }
+  }
+  throw new CordonError('AUDIT_LOG_LOCKED', 'could not take the audit log lock', {
+    file: lock,
+    hint: 'another process keeps recreating the lock; stop it',
+  });
+}
+
+function createSegment(p: AuditPaths, file: string): void {
+  const fd = openSync(
+    join(p.segments, file),
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+    0o600,
+  );
+  fsyncSync(fd);
+  closeSync(fd);
+  fsyncDir(p.segments);
+}
+
+function openSegment(file: string): number {
+  const fd = openSync(file, constants.O_RDWR | constants.O_APPEND | constants.O_NOFOLLOW);
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    throw corrupt(file, 'not a regular file');
+  }
+  return fd;
+}
+
+function writeDurably(fd: number, buf: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (off: number): void => {
+      if (off === buf.length) {
+        fdatasync(fd, (e) => (e === null ? resolve() : reject(e)));
+        return;
+      }
+      write(fd, buf, off, buf.length - off, null, (e, n) => {
+        if (e !== null) reject(e);
+        else step(off + n);
+      });
+    };
+    step(0);
+  });
+}
+
+/**
+ * Find the last complete record of the active segment. Bytes after the last newline are an
+ * append that never finished (the writer acknowledges only after fsync, so no acknowledged record
+ * is among them) and are cut; so are NUL bytes a filesystem may leave after a power loss. Any
+ * other damage is refused, never "repaired".
+ */
+function recoverTail(
+  fd: number,
+  file: string,
+  seqBefore: number,
+  hashBefore: string,
+): { head: { seq: number; hash: string }; size: number; cutBytes: number } {
+  const total = fstatSync(fd).size;
+  let end = total;
+  // Skip trailing NULs, then the unterminated part of a line.
+  const probe = Buffer.allocUnsafe(64 * 1024);
+  let lastNl = -1;
+  let pos = total;
+  while (pos > 0 && lastNl < 0) {
+    const len = Math.min(probe.length, pos);
+    pos -= len;
+    readSync(fd, probe, 0, len, pos);
+    const i = probe.subarray(0, len).lastIndexOf(0x0a);
+    if (i >= 0) lastNl = pos + i;
+  }
+  end = lastNl + 1;
+  const cutBytes = total - end;
+  if (end === 0) {
+    if (cutBytes > 0) ftruncateSync(fd, 0);
+    return { head: { seq: seqBefore, hash: hashBefore }, size: 0, cutBytes };
+  }
+  // Read the last complete line.
+  let start = end - 1;
+  const chunk = Buffer.allocUnsafe(64 * 1024);
+  let lineStart = 0;
+  for (let p2 = start; p2 > 0 && lineStart === 0;) {
+    const len = Math.min(chunk.length, p2);
+    p2 -= len;
+    readSync(fd, chunk, 0, len, p2);
+    const i = chunk.subarray(0, len).lastIndexOf(0x0a);
+    if (i >= 0 && p2 + i < start) lineStart = p2 + i + 1;
+  }
+  start = lineStart;
+  const line = Buffer.allocUnsafe(end - 1 - start);
+  readSync(fd, line, 0, line.length, start);
+  let rec;
+  try {
+    rec = scanRecord(line);
+  } catch {
+    throw corrupt(file, `the last complete line (at byte ${start}) is not a record`);
+  }
+  if (!rec.hashOk) throw corrupt(file, `record ${rec.seq} does not match its hash`);
+  if (cutBytes > 0) {
+    ftruncateSync(fd, end);
+    fsyncSync(fd);
+  }
+  return { head: { seq: rec.seq, hash: rec.hash }, size: end, cutBytes };
+}
+
+/** Push the hashes of records after the frontier's size up to `headSeq` (reading from disk). */
+function rollUp(
+  p: AuditPaths,
+  index: SegmentIndex,
+  frontier: MerkleFrontier,
+  headSeq: number,
+): void {
+  if (frontier.size >= headSeq) return;
+  const from = frontier.size + 1;
+  let i = index.segments.length - 1;
+  while (i > 0 && (index.segments[i]?.firstSeq ?? 0) > from) i--;
+  for (const seg of index.segments.slice(i)) {
+    const file = join(p.segments, seg.file);
+    forEachLine(file, 0, (line) => {
+      const rec = scanRecord(line);
+      if (rec.seq < from) return true;
+      if (rec.seq !== frontier.size + 1 || !rec.hashOk) {
+        throw corrupt(
+          file,
+          `record ${rec.seq} breaks the sequence or its hash; expected ${frontier.size + 1}`,
+        );
+      }
+      frontier.push(leafHash(Buffer.from(rec.hash, 'hex')));
+      return true;
+    });
+  }
+  if (frontier.size !== headSeq) {
+    throw corrupt(p.index, `records ${frontier.size + 1}..${headSeq} are missing`);
+  }
+}
+
+function activeOf(index: SegmentIndex): SegmentEntry {
+  const active = index.segments[index.segments.length - 1];
+  // The index schema requires at least one segment.
+  if (active === undefined) throw new Error('segment index without segments');
+  return active;
+}

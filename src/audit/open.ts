@@ -1,0 +1,79 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { hostname, type as osType, userInfo } from 'node:os';
+import { keyIdOf } from '../manifest/keys.js';
+import { loadPublicKeyPem } from '../manifest/keys.js';
+import { ensureDeviceKey, policyPaths } from '../store/policy-dir.js';
+import { readFileIfExists } from '../store/files.js';
+import { VERSION } from '../version.js';
+import type { EventContext } from './events.js';
+import { AuditLog, type AuditLogOptions } from './log.js';
+import { parseVerifierKey, verifierKey, type NoteVerifier } from './note.js';
+import { readAuditConfig, type AuditConfig } from './config.js';
+
+/** The checkpoint origin (and signer name) for this device's log. */
+export function logOrigin(deviceKeyId: string): string {
+  const host = hostname().replace(/[^A-Za-z0-9.-]/g, '-') || 'host';
+  return `cordon.audit/${host}/${deviceKeyId.slice(0, 16)}`;
+}
+
+/** What every event written by this process says about the host and the acting program. */
+export function processContext(deviceKeyId: string, agent?: string): EventContext {
+  let user: { name: string; uid: string } | undefined;
+  try {
+    const u = userInfo();
+    user = { name: u.username, uid: String(u.uid) };
+  } catch {
+    user = undefined;
+  }
+  return {
+    productVersion: VERSION,
+    device: { hostname: hostname(), uid: deviceKeyId, osName: osType() },
+    actor: {
+      name: agent ?? 'cordon',
+      pid: process.pid,
+      processName: 'cordon',
+      ...(user === undefined ? {} : { user }),
+    },
+  };
+}
+
+export interface OpenedLog {
+  readonly log: AuditLog;
+  readonly config: AuditConfig;
+  readonly context: EventContext;
+  readonly verifierKey: string;
+}
+
+/**
+ * Open this device's audit log with the settings in `<policyDir>/audit.json` and the device key,
+ * created on first use.
+ */
+export function openDeviceLog(
+  dirs: { policyDir: string; stateDir: string },
+  extra: Partial<AuditLogOptions> = {},
+): OpenedLog {
+  const config = readAuditConfig(dirs.policyDir);
+  const device = ensureDeviceKey(dirs.policyDir);
+  const origin = logOrigin(device.keyId);
+  const context = processContext(device.keyId);
+  const log = AuditLog.open({
+    stateDir: dirs.stateDir,
+    deviceKey: device.key,
+    origin,
+    context,
+    checkpointEvery: config.checkpoint.everyRecords,
+    checkpointIntervalMs: config.checkpoint.everySeconds * 1000,
+    segmentMaxBytes: config.segment.maxBytes,
+    segmentMaxAgeMs: config.segment.maxAgeSeconds * 1000,
+    ...extra,
+  });
+  return { log, config, context, verifierKey: verifierKey(origin, device.key) };
+}
+
+/** The verifier for this device's checkpoints, from its public key (no private key needed). */
+export function deviceVerifier(policyDir: string): NoteVerifier | undefined {
+  const pem = readFileIfExists(policyPaths(policyDir).devicePub, 64 * 1024);
+  if (pem === undefined) return undefined;
+  const pub: KeyObject = loadPublicKeyPem(pem);
+  return parseVerifierKey(verifierKey(logOrigin(keyIdOf(pub)), createPublicKey(pub)));
+}

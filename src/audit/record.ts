@@ -1,0 +1,176 @@
+import { createHash } from 'node:crypto';
+import { canonicalize } from '../manifest/canonical.js';
+import { CordonError } from '../errors.js';
+
+/**
+ * One line of the chained log: `{"event":…,"hash":…,"prev":…,"seq":…,"time":…}` in RFC 8785
+ * canonical form, where `hash` is SHA-256 over the canonical form of the same object without
+ * `hash`. Because canonical JSON sorts keys, the hashed bytes are exactly the line with the
+ * `,"hash":"…"` member cut out, so a verifier can check a record without re-serialising it.
+ */
+export interface AuditRecord {
+  readonly seq: number;
+  /** ISO 8601 UTC time the record was appended, millisecond precision. */
+  readonly time: string;
+  /** Hex SHA-256 of the previous record (64 zeros for the first). */
+  readonly prev: string;
+  readonly hash: string;
+  readonly event: Record<string, unknown>;
+}
+
+export type RecordErrorCode = 'AUDIT_RECORD_MALFORMED' | 'AUDIT_EVENT_INVALID';
+
+export const GENESIS = '0'.repeat(64);
+
+const HASH_KEY = Buffer.from(',"hash":"');
+const PREV_KEY = Buffer.from('","prev":"');
+const SEQ_KEY = Buffer.from('","seq":');
+const TIME_KEY = Buffer.from(',"time":"');
+const HEX = /^[0-9a-f]{64}$/;
+const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+
+/** Encode a record; `event` must already be canonical JSON text. Returns the line without `\n`. */
+export function encodeRecord(
+  seq: number,
+  time: string,
+  prev: string,
+  eventJson: string,
+): { line: string; hash: string } {
+  const tail = `"prev":"${prev}","seq":${seq},"time":"${time}"}`;
+  const hash = createHash('sha256')
+    .update('{"event":')
+    .update(eventJson)
+    .update(',')
+    .update(tail)
+    .digest('hex');
+  return { line: `{"event":${eventJson},"hash":"${hash}",${tail}`, hash };
+}
+
+/** Canonical JSON of an event, refusing anything the exported form could not round-trip. */
+export function canonicalEvent(event: Record<string, unknown>): string {
+  const meta = event['metadata'] as Record<string, unknown> | undefined;
+  const unmapped = event['unmapped'] as Record<string, unknown> | undefined;
+  if (
+    meta === undefined ||
+    'sequence' in meta ||
+    (unmapped !== undefined && (Object.keys(unmapped).length === 0 || EXPORT_KEY in unmapped))
+  ) {
+    throw new CordonError(
+      'AUDIT_EVENT_INVALID',
+      'events carry metadata, never metadata.sequence, an empty unmapped or unmapped.' + EXPORT_KEY,
+      { hint: 'build events with the builders in src/audit/events.ts' },
+    );
+  }
+  return canonicalize(event);
+}
+
+/** What the fast scan of one line yields. */
+export interface ScannedRecord {
+  readonly seq: number;
+  readonly prev: string;
+  readonly hash: string;
+  readonly time: string;
+  /** Whether SHA-256 of the line without its hash member equals `hash`. */
+  readonly hashOk: boolean;
+}
+
+function malformed(why: string): CordonError {
+  return new CordonError('AUDIT_RECORD_MALFORMED', `audit record is malformed: ${why}`, {
+    hint: 'the line is not one Cordon wrote; run `cordon audit verify` for the full report',
+  });
+}
+
+function matchAt(line: Buffer, at: number, key: Buffer): boolean {
+  return (
+    line.length >= at + key.length && line.compare(key, 0, key.length, at, at + key.length) === 0
+  );
+}
+
+/**
+ * Check one line (without its newline) byte for byte. The top-level `hash` member is the last
+ * `,"hash":"` in the line: everything after it is fixed-shape, and a `"` inside the event is
+ * always escaped, so nothing in the event can look like it.
+ */
+export function scanRecord(line: Buffer): ScannedRecord {
+  if (line.length < 200 || line[0] !== 0x7b || line[line.length - 1] !== 0x7d) {
+    throw malformed('not a JSON object of the record shape');
+  }
+  if (!line.subarray(0, 9).equals(Buffer.from('{"event":'))) throw malformed('no leading event');
+  const h = line.lastIndexOf(HASH_KEY);
+  if (h < 0) throw malformed('no hash member');
+  const hashStart = h + HASH_KEY.length;
+  const hash = line.toString('latin1', hashStart, hashStart + 64);
+  const prevAt = hashStart + 64;
+  if (!matchAt(line, prevAt, PREV_KEY)) throw malformed('prev does not follow hash');
+  const prev = line.toString('latin1', prevAt + PREV_KEY.length, prevAt + PREV_KEY.length + 64);
+  const seqAt = prevAt + PREV_KEY.length + 64;
+  if (!matchAt(line, seqAt, SEQ_KEY)) throw malformed('seq does not follow prev');
+  let i = seqAt + SEQ_KEY.length;
+  let seq = 0;
+  const digitsStart = i;
+  for (let c = line[i] ?? 0; c >= 0x30 && c <= 0x39; c = line[++i] ?? 0) seq = seq * 10 + c - 0x30;
+  const digits = i - digitsStart;
+  if (digits === 0 || digits > 15 || (digits > 1 && line[digitsStart] === 0x30) || seq < 1) {
+    throw malformed('seq is not a positive integer');
+  }
+  if (!matchAt(line, i, TIME_KEY)) throw malformed('time does not follow seq');
+  const timeStart = i + TIME_KEY.length;
+  const time = line.toString('latin1', timeStart, line.length - 2);
+  if (line[line.length - 2] !== 0x22 || !ISO.test(time))
+    throw malformed('time is not ISO 8601 UTC');
+  if (!HEX.test(hash) || !HEX.test(prev)) throw malformed('hash or prev is not hex SHA-256');
+  const digest = createHash('sha256')
+    .update(line.subarray(0, h))
+    .update(line.subarray(hashStart + 65))
+    .digest('hex');
+  return { seq, prev, hash, time, hashOk: digest === hash };
+}
+
+export const EXPORT_KEY = 'cordon_audit';
+
+/**
+ * The exported (SIEM) form of a record: the OCSF event itself, with the record's `seq` in
+ * `metadata.sequence` and `prev`, `hash` and `time` in `unmapped.cordon_audit`, so a copy in a
+ * SIEM can still be checked offline.
+ */
+export function toExported(record: AuditRecord): Record<string, unknown> {
+  const event = record.event;
+  const unmapped = (event['unmapped'] as Record<string, unknown> | undefined) ?? {};
+  return {
+    ...event,
+    metadata: { ...(event['metadata'] as Record<string, unknown>), sequence: record.seq },
+    unmapped: {
+      ...unmapped,
+      [EXPORT_KEY]: { hash: record.hash, prev: record.prev, time: record.time },
+    },
+  };
+}
+
+/** Undo {@link toExported}: the record as it was hashed, and the hash the copy claims. */
+export function fromExported(exported: unknown): AuditRecord {
+  const bad = (why: string) => malformed(`exported event ${why}`);
+  if (typeof exported !== 'object' || exported === null || Array.isArray(exported))
+    throw bad('is not an object');
+  const { metadata, unmapped, ...rest } = exported as Record<string, unknown>;
+  if (typeof metadata !== 'object' || metadata === null) throw bad('has no metadata');
+  const { sequence, ...meta } = metadata as Record<string, unknown>;
+  if (typeof unmapped !== 'object' || unmapped === null) throw bad(`has no unmapped.${EXPORT_KEY}`);
+  const { [EXPORT_KEY]: mirror, ...otherUnmapped } = unmapped as Record<string, unknown>;
+  const m = mirror as { hash?: unknown; prev?: unknown; time?: unknown } | undefined;
+  if (
+    typeof sequence !== 'number' ||
+    !Number.isSafeInteger(sequence) ||
+    sequence < 1 ||
+    typeof m?.hash !== 'string' ||
+    typeof m.prev !== 'string' ||
+    typeof m.time !== 'string' ||
+    !HEX.test(m.hash) ||
+    !HEX.test(m.prev) ||
+    !ISO.test(m.time)
+  ) {
+    throw bad(`lacks metadata.sequence or unmapped.${EXPORT_KEY} {hash, prev, time}`);
+  }
+  const event: Record<string, unknown> = { ...rest, metadata: meta };
+  if (Object.keys(otherUnmapped).length > 0) event['unmapped'] = otherUnmapped;
+  return { seq: sequence, time: m.time, prev: m.prev, hash: m.hash, event };
+}
