@@ -10,6 +10,7 @@ import { signManifest } from '../src/manifest/sign.js';
 import { instantiateTemplate } from '../src/manifest/templates.js';
 import { loadTrustStore } from '../src/manifest/trust.js';
 import { ManifestVerifier, MemoryAcceptanceStore } from '../src/manifest/verify.js';
+import { benchAudit } from './audit.js';
 import { benchPdp } from './pdp.js';
 
 const ROUNDS = 7;
@@ -220,6 +221,25 @@ console.log('');
 for (const [text, ok] of checks) console.log(`  ${ok ? 'PASS' : 'FAIL'}  ${text}`);
 rows.push(
   ...checks.map(([name, pass]) => ({
+    name,
+    value: 0,
+    unit: '',
+    baselineName: '',
+    baseline: 1,
+    goal: '',
+    pass,
+  })),
+);
+
+// --- audit log ---
+const bigRecords = Number(process.env['CORDON_BENCH_AUDIT_RECORDS'] ?? '10000000');
+const audit = await benchAudit(bigRecords);
+console.log('');
+for (const line of audit.lines) console.log(line);
+console.log('');
+for (const [text, ok] of audit.checks) console.log(`  ${ok ? 'PASS' : 'FAIL'}  ${text}`);
+rows.push(
+  ...audit.checks.map(([name, pass]) => ({
     name,
     value: 0,
     unit: '',

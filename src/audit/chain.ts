@@ -1,5 +1,5 @@
 import { CordonError } from '../errors.js';
-import { MerkleFrontier, leafHash } from './merkle.js';
+import { MerkleFrontier, recordLeaf } from './merkle.js';
 import {
   noteHash,
   openNote,
@@ -185,7 +185,7 @@ export class ChainVerifier {
     if (rec.checkpoint !== undefined && !this.#checkpoint(rec.checkpoint, rec.seq, location)) {
       return false;
     }
-    this.#frontier.push(leafHash(Buffer.from(rec.hash, 'hex')));
+    this.#frontier.push(recordLeaf(rec.hash));
     this.#records++;
     this.#first ??= rec.seq;
     this.#beforeLast = this.#last;

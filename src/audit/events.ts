@@ -82,38 +82,38 @@ function classification(
   activity_id: number;
   type_uid: number;
 } {
+  // Captions a SIEM derives from the ids anyway (category_name, type_name) are left out to keep
+  // records small; class_name and activity_name stay for people reading raw events.
   return {
     category_uid: CATEGORY[category],
-    category_name: {
-      system: 'System Activity',
-      findings: 'Findings',
-      iam: 'Identity & Access Management',
-      network: 'Network Activity',
-      application: 'Application Activity',
-    }[category],
     class_uid: classUid,
     class_name: className,
     activity_id: activityId,
     activity_name: activityName,
     type_uid: classUid * 100 + activityId,
-    type_name: `${className}: ${activityName}`,
   };
+}
+
+/** Rebuild the top level in key order, so the log can serialise the event with JSON.stringify. */
+function event(o: Record<string, unknown> & OcsfEvent): OcsfEvent {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(o).sort()) out[k] = o[k];
+  return out as OcsfEvent;
 }
 
 function metadata(ctx: EventContext): Record<string, unknown> {
   return {
-    version: OCSF_VERSION,
     product: { name: 'Cordon', vendor_name: 'Cordon', version: ctx.productVersion },
     profiles: ['host', 'security_control'],
-    log_name: 'cordon-audit',
+    version: OCSF_VERSION,
   };
 }
 
 function person(p: Person): Record<string, unknown> {
   return {
+    ...(p.email === undefined ? {} : { email_addr: p.email }),
     name: p.name,
     ...(p.uid === undefined ? {} : { uid: p.uid }),
-    ...(p.email === undefined ? {} : { email_addr: p.email }),
   };
 }
 
@@ -121,12 +121,12 @@ function actor(a: AgentActor, approver?: Person): Record<string, unknown> {
   const user = approver ?? a.user;
   return {
     app_name: a.name,
-    ...(a.session === undefined ? {} : { session: { uid: a.session } }),
     ...(a.pid === undefined
       ? {}
       : {
-          process: { pid: a.pid, ...(a.processName === undefined ? {} : { name: a.processName }) },
+          process: { ...(a.processName === undefined ? {} : { name: a.processName }), pid: a.pid },
         }),
+    ...(a.session === undefined ? {} : { session: { uid: a.session } }),
     ...(user === undefined ? {} : { user: person(user) }),
   };
 }
@@ -134,10 +134,9 @@ function actor(a: AgentActor, approver?: Person): Record<string, unknown> {
 function device(d: DeviceInfo): Record<string, unknown> {
   return {
     hostname: d.hostname,
+    ...(d.osName === undefined ? {} : { os: { name: d.osName, type_id: 200 } }),
     type_id: 0,
-    type: 'Unknown',
     ...(d.uid === undefined ? {} : { uid: d.uid }),
-    ...(d.osName === undefined ? {} : { os: { name: d.osName, type_id: 200, type: 'Linux' } }),
   };
 }
 
@@ -152,8 +151,6 @@ function base(
     time: ctx.time ?? Date.now(),
     timezone_offset: 0,
     severity_id: SEVERITY[severity],
-    severity:
-      severity === 'info' ? 'Informational' : severity.charAt(0).toUpperCase() + severity.slice(1),
     metadata: metadata(ctx),
     actor: actor(ctx.actor, approver),
     device: device(ctx.device),
@@ -168,33 +165,26 @@ function base(
 function control(o: ControlOutcome | undefined): Record<string, unknown> {
   if (o === undefined) return {};
   const d = o.decision;
-  const [actionId, action, dispositionId, disposition] =
+  const [actionId, dispositionId, disposition] =
     d.effect === 'allow'
       ? o.approver !== undefined || d.code === 'APPROVED'
-        ? [1, 'Allowed', 8, 'Approved']
-        : [1, 'Allowed', 1, 'Allowed']
+        ? [1, 8, 'Approved']
+        : [1, 1, 'Allowed']
       : d.effect === 'ask'
-        ? [2, 'Denied', 14, 'Delayed']
-        : [2, 'Denied', 2, 'Blocked'];
+        ? [2, 14, 'Delayed']
+        : [2, 2, 'Blocked'];
   return {
     action_id: actionId,
-    action,
     disposition_id: dispositionId,
     disposition,
     is_alert: false,
+    // The reason is in status_detail; the policy names the deciding rule and the manifest.
     policy: {
+      ...(o.manifest === undefined ? {} : { group: { name: o.manifest.agent } }),
       name: d.rule,
-      desc: d.reason,
-      ...(o.manifest === undefined
-        ? {}
-        : {
-            uid: o.manifest.digest,
-            version: o.manifest.version,
-            group: { name: o.manifest.agent },
-          }),
+      ...(o.manifest === undefined ? {} : { uid: o.manifest.digest, version: o.manifest.version }),
     },
     status_id: d.effect === 'allow' ? 1 : 2,
-    status: d.effect === 'allow' ? 'Success' : 'Failure',
     status_code: d.code,
     status_detail: d.reason,
     ...(d.overrides === undefined || d.overrides.length === 0
@@ -218,7 +208,7 @@ function basename(path: string): string {
 }
 
 function fileObject(path: string): Record<string, unknown> {
-  return { name: basename(path), path, type_id: 1, type: 'Regular File' };
+  return { name: basename(path), path, type: 'Regular File', type_id: 1 };
 }
 
 // ---------------------------------------------------------------- File System Activity (1001)
@@ -237,7 +227,7 @@ export function fileActivityEvent(
   e: { activity: FileActivity; path: string; to?: string; control?: ControlOutcome },
 ): OcsfEvent {
   const [id, name] = FILE_ACTIVITY[e.activity];
-  return {
+  return event({
     ...base(
       ctx,
       classification('system', 1001, 'File System Activity', id, name),
@@ -247,7 +237,7 @@ export function fileActivityEvent(
     file: fileObject(e.path),
     ...(e.to === undefined ? {} : { file_result: fileObject(e.to) }),
     ...control(e.control),
-  };
+  });
 }
 
 // ---------------------------------------------------------------- Process Activity (1007)
@@ -267,7 +257,7 @@ export function processActivityEvent(
   },
 ): OcsfEvent {
   const [id, name] = PROCESS_ACTIVITY[e.activity];
-  return {
+  return event({
     ...base(
       ctx,
       classification('system', 1007, 'Process Activity', id, name),
@@ -275,15 +265,15 @@ export function processActivityEvent(
       e.control?.approver,
     ),
     process: {
-      name: basename(e.path),
+      ...(e.argv === undefined ? {} : { cmd_line: e.argv.join(' ') }),
       file: fileObject(e.path),
+      name: basename(e.path),
       // A process that is only being decided on has no pid yet; it gets an id of its own.
       ...(e.pid === undefined ? { uid: randomUUID() } : { pid: e.pid }),
-      ...(e.argv === undefined ? {} : { cmd_line: e.argv.join(' ') }),
     },
     ...(e.exitCode === undefined ? {} : { exit_code: e.exitCode }),
     ...control(e.control),
-  };
+  });
 }
 
 // ---------------------------------------------------------------- network endpoints, traffic
@@ -311,7 +301,7 @@ function endpoint(d: Destination): Record<string, unknown> {
 function traffic(t: Traffic | undefined): Record<string, unknown> {
   if (t === undefined) return {};
   return {
-    traffic: { bytes_out: t.bytesOut, bytes_in: t.bytesIn, bytes: t.bytesOut + t.bytesIn },
+    traffic: { bytes: t.bytesOut + t.bytesIn, bytes_in: t.bytesIn, bytes_out: t.bytesOut },
     ...(t.durationMs === undefined ? {} : { duration: t.durationMs }),
   };
 }
@@ -336,7 +326,7 @@ export function networkActivityEvent(
   e: { activity: NetworkActivity; dst: Destination; traffic?: Traffic; control?: ControlOutcome },
 ): OcsfEvent {
   const [id, name] = NETWORK_ACTIVITY[e.activity];
-  return {
+  return event({
     ...base(
       ctx,
       classification('network', 4001, 'Network Activity', id, name),
@@ -345,10 +335,10 @@ export function networkActivityEvent(
     ),
     ...srcEndpoint(ctx),
     dst_endpoint: endpoint(e.dst),
-    connection_info: { direction_id: 2, direction: 'Outbound', protocol_name: 'tcp' },
+    connection_info: { direction: 'Outbound', direction_id: 2, protocol_name: 'tcp' },
     ...traffic(e.traffic),
     ...control(e.control),
-  };
+  });
 }
 
 // ---------------------------------------------------------------- HTTP Activity (4002)
@@ -390,7 +380,7 @@ export function redactUrl(raw: string): Record<string, unknown> {
   try {
     u = new URL(raw);
   } catch {
-    return { url_string: REDACTED, path: REDACTED };
+    return { path: REDACTED, url_string: REDACTED };
   }
   if (u.username !== '' || u.password !== '') {
     u.username = u.username === '' ? '' : 'REDACTED';
@@ -400,12 +390,12 @@ export function redactUrl(raw: string): Record<string, unknown> {
     if (SECRET_PARAM.test(key)) u.searchParams.set(key, REDACTED);
   }
   return {
-    url_string: u.href,
-    scheme: u.protocol.slice(0, -1),
     hostname: u.hostname,
     path: u.pathname,
     ...(u.port === '' ? {} : { port: Number(u.port) }),
     ...(u.search === '' ? {} : { query_string: u.search.slice(1) }),
+    scheme: u.protocol.slice(0, -1),
+    url_string: u.href,
   };
 }
 
@@ -423,7 +413,7 @@ export function httpActivityEvent(
 ): OcsfEvent {
   const method = e.method.toUpperCase();
   const id = (HTTP_METHODS as Record<string, number>)[method] ?? 99;
-  return {
+  return event({
     ...base(
       ctx,
       classification(
@@ -442,15 +432,15 @@ export function httpActivityEvent(
       : { dst_endpoint: endpoint(e.dst) }),
     http_request: {
       // OCSF enumerates nine methods; any other (WebDAV, made-up) is kept under unmapped.
+      ...(e.headers === undefined ? {} : { http_headers: redactHeaders(e.headers) }),
       ...(id === 99 ? {} : { http_method: method }),
       url: redactUrl(e.url),
-      ...(e.headers === undefined ? {} : { http_headers: redactHeaders(e.headers) }),
     },
     ...(id === 99 ? { unmapped: { http_method: method.slice(0, 64) } } : {}),
     ...(e.status === undefined ? {} : { http_response: { code: e.status }, http_status: e.status }),
     ...traffic(e.traffic),
     ...control(e.control),
-  };
+  });
 }
 
 // ---------------------------------------------------------------- API Activity (6003)
@@ -469,7 +459,7 @@ export function apiActivityEvent(
   e: { activity: ApiActivity; operation: string; service?: string; control?: ControlOutcome },
 ): OcsfEvent {
   const [id, name] = API_ACTIVITY[e.activity];
-  return {
+  return event({
     ...base(
       ctx,
       classification('application', 6003, 'API Activity', id, name),
@@ -482,7 +472,7 @@ export function apiActivityEvent(
       ...(e.service === undefined ? {} : { service: { name: e.service } }),
     },
     ...control(e.control),
-  };
+  });
 }
 
 // ---------------------------------------------------------------- Application Lifecycle (6002)
@@ -506,7 +496,7 @@ export function manifestLifecycleEvent(
   },
 ): OcsfEvent {
   const [id, name] = APP_ACTIVITY[e.activity];
-  return {
+  return event({
     ...base(
       ctx,
       classification('application', 6002, 'Application Lifecycle', id, name),
@@ -514,19 +504,17 @@ export function manifestLifecycleEvent(
     ),
     app: {
       name: e.manifest.agent,
-      version: e.manifest.version,
       uid: e.manifest.digest,
       vendor_name: 'Cordon capability manifest',
+      version: e.manifest.version,
     },
     status_id: e.ok ? 1 : 2,
-    status: e.ok ? 'Success' : 'Failure',
     status_code: e.code,
     status_detail: e.reason,
     action_id: e.ok ? 1 : 2,
-    action: e.ok ? 'Allowed' : 'Denied',
     disposition_id: e.ok ? 1 : 2,
     disposition: e.ok ? 'Allowed' : 'Blocked',
-  };
+  });
 }
 
 // ---------------------------------------------------------------- Entity Management (3004)
@@ -551,18 +539,18 @@ export function tokenEvent(
   },
 ): OcsfEvent {
   const [id, name] = TOKEN_ACTIVITY[e.activity];
-  return {
+  return event({
     ...base(ctx, classification('iam', 3004, 'Entity Management', id, name), 'info', e.approver),
     entity: {
-      name: 'approval token',
-      uid: e.tokenId,
-      type: 'approval-token',
       data: {
-        request_digest: e.requestDigest,
         ...(e.expiresAt === undefined ? {} : { expires_at: e.expiresAt }),
+        request_digest: e.requestDigest,
       },
+      name: 'approval token',
+      type: 'approval-token',
+      uid: e.tokenId,
     },
-  };
+  });
 }
 
 // ---------------------------------------------------------------- Detection Finding (2004)
@@ -578,24 +566,22 @@ export function detectionFindingEvent(
     relatedSeq?: readonly number[];
   },
 ): OcsfEvent {
-  return {
+  return event({
     ...base(ctx, classification('findings', 2004, 'Detection Finding', 1, 'Create'), e.severity),
     finding_info: {
-      uid: e.uid,
-      title: e.title,
+      analytic: { name: e.rule.name, type: 'Rule', type_id: 1, uid: e.rule.uid },
       ...(e.desc === undefined ? {} : { desc: e.desc }),
-      analytic: { name: e.rule.name, uid: e.rule.uid, type_id: 1, type: 'Rule' },
       ...(e.relatedSeq === undefined ? {} : { related_events_count: e.relatedSeq.length }),
+      title: e.title,
+      uid: e.uid,
     },
     status_id: 1,
-    status: 'New',
     is_alert: true,
     action_id: 3,
-    action: 'Observed',
     disposition_id: 19,
     disposition: 'Alert',
     ...(e.relatedSeq === undefined ? {} : { unmapped: { related_seq: [...e.relatedSeq] } }),
-  };
+  });
 }
 
 // ---------------------------------------------------------------- Data Security Finding (2006)
@@ -623,34 +609,33 @@ export function dataSecurityFindingEvent(
     control?: ControlOutcome;
   },
 ): OcsfEvent {
-  return {
+  return event({
     ...base(
       ctx,
       classification('findings', 2006, 'Data Security Finding', 1, 'Create'),
       'high',
       e.control?.approver,
     ),
-    finding_info: { uid: e.uid, title: e.title, desc: e.where },
+    finding_info: { desc: e.where, title: e.title, uid: e.uid },
     data_security: {
-      detection_system_id: 2,
-      detection_system: 'DLP Gateway',
       detection_pattern: e.matches.map((m) => m.type).join(','),
+      detection_system: 'DLP Gateway',
+      detection_system_id: 2,
       discovery_details: e.matches.map((m) => ({
-        type: m.type,
         count: m.count,
         occurrences: m.locations.map((l) => ({
+          ...(l.column === undefined ? {} : { column_number: l.column }),
           ...(l.jsonPath === undefined ? {} : { json_path: l.jsonPath }),
           ...(l.startLine === undefined ? {} : { start_line: l.startLine }),
-          ...(l.column === undefined ? {} : { column_number: l.column }),
         })),
+        type: m.type,
       })),
     },
     ...control(e.control),
     // Findings have their own status (New, In Progress, ...): this one is new.
     status_id: 1,
-    status: 'New',
     is_alert: true,
-  };
+  });
 }
 
 // ---------------------------------------------------------------- Event Log Activity (1008)
@@ -678,7 +663,7 @@ export function logActivityEvent(
   },
 ): OcsfEvent {
   const [id, name] = LOG_ACTIVITY[e.activity];
-  return {
+  return event({
     ...base(
       ctx,
       classification('system', 1008, 'Event Log Activity', id, name),
@@ -689,7 +674,6 @@ export function logActivityEvent(
     log_type: 'Cordon chained audit log',
     ...(e.segment === undefined ? {} : { file: fileObject(e.segment) }),
     status_id: 1,
-    status: 'Success',
     status_detail: e.detail,
     ...(e.checkpoint === undefined && e.cutBytes === undefined
       ? {}
@@ -699,7 +683,7 @@ export function logActivityEvent(
             ...(e.cutBytes === undefined ? {} : { cut_bytes: e.cutBytes }),
           },
         }),
-  };
+  });
 }
 
 // ---------------------------------------------------------------- decisions

@@ -9,18 +9,20 @@ import {
   openSync,
   readSync,
   rmSync,
+  statSync,
   write,
 } from 'node:fs';
 import { join } from 'node:path';
 import { CordonError } from '../errors.js';
 import { ensureDir, fsyncDir, pidAlive, readFileIfExists, writeAll } from '../store/files.js';
 import { logActivityEvent, type EventContext, type OcsfEvent } from './events.js';
-import { MerkleFrontier, leafHash } from './merkle.js';
+import { MerkleFrontier, recordLeaf } from './merkle.js';
 import { checkpointText, noteHash, signNote } from './note.js';
 import { GENESIS, canonicalEvent, encodeRecord, scanRecord } from './record.js';
 import {
   auditPaths,
   forEachLine,
+  listSegmentFiles,
   readCheckpointState,
   readIndex,
   segmentName,
@@ -194,8 +196,7 @@ export class AuditLog {
     const now = (opts.now ?? Date.now)();
     let index = readIndex(p);
     if (index === undefined) {
-      const existing = readFileIfExists(join(p.segments, segmentName(1)), 1);
-      if (existing !== undefined) {
+      if (listSegmentFiles(p).length > 0) {
         throw corrupt(p.index, 'segments exist but the segment index is missing');
       }
       index = {
@@ -206,6 +207,14 @@ export class AuditLog {
       writeIndex(p, index);
     }
     const active = activeOf(index);
+    const indexed = new Set(index.segments.map((x) => x.file));
+    for (const f of listSegmentFiles(p)) {
+      if (indexed.has(f)) continue;
+      // A crash between creating the next segment and writing the index leaves it empty.
+      const orphan = join(p.segments, f);
+      if (f > active.file && statSync(orphan).size === 0) rmSync(orphan);
+      else throw corrupt(orphan, 'a segment that the segment index does not list');
+    }
     const activeFile = join(p.segments, active.file);
     const fd = openSegment(activeFile);
     let cutBytes = 0;
@@ -323,7 +332,7 @@ export class AuditLog {
     const seq = this.#head.seq + 1;
     const time = new Date(this.#opts.now()).toISOString();
     const { line, hash } = encodeRecord(seq, time, this.#head.hash, eventJson);
-    this.#head.frontier.push(leafHash(Buffer.from(hash, 'hex')));
+    this.#head.frontier.push(recordLeaf(hash));
     this.#head.seq = seq;
     this.#head.hash = hash;
     this.#pending.push(line + '\n');
@@ -649,7 +658,7 @@ function rollUp(
           `record ${rec.seq} breaks the sequence or its hash; expected ${frontier.size + 1}`,
         );
       }
-      frontier.push(leafHash(Buffer.from(rec.hash, 'hex')));
+      frontier.push(recordLeaf(rec.hash));
       return true;
     });
   }

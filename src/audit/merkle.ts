@@ -1,16 +1,29 @@
 import { createHash } from 'node:crypto';
+import { sha256 } from './hash.js';
 
-const LEAF = Buffer.from([0x00]);
-const NODE = Buffer.from([0x01]);
+const leafScratch = Buffer.alloc(33);
+const nodeScratch = Buffer.alloc(65, 0x01);
 
 /** RFC 9162 section 2.1.1: the leaf hash is SHA-256(0x00 || entry). */
 export function leafHash(entry: Uint8Array): Buffer {
-  return createHash('sha256').update(LEAF).update(entry).digest();
+  if (entry.length === 32) {
+    leafScratch.set(entry, 1);
+    return sha256(leafScratch);
+  }
+  return sha256(Buffer.concat([Buffer.from([0x00]), entry]));
+}
+
+/** The leaf hash of a record, from its hex hash. */
+export function recordLeaf(hexHash: string): Buffer {
+  leafScratch.write(hexHash, 1, 'hex');
+  return sha256(leafScratch);
 }
 
 /** RFC 9162 section 2.1.1: an interior node is SHA-256(0x01 || left || right). */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash('sha256').update(NODE).update(left).update(right).digest();
+  nodeScratch.set(left, 1);
+  nodeScratch.set(right, 33);
+  return sha256(nodeScratch);
 }
 
 /** The root of the empty tree: SHA-256 of the empty string. */

@@ -1,4 +1,4 @@
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { hostname, type as osType, userInfo } from 'node:os';
 import { keyIdOf } from '../manifest/keys.js';
 import { loadPublicKeyPem } from '../manifest/keys.js';
@@ -27,7 +27,7 @@ export function processContext(deviceKeyId: string, agent?: string): EventContex
   }
   return {
     productVersion: VERSION,
-    device: { hostname: hostname(), uid: deviceKeyId, osName: osType() },
+    device: { hostname: hostname(), uid: deviceKeyId.slice(0, 16), osName: osType() },
     actor: {
       name: agent ?? 'cordon',
       pid: process.pid,
@@ -75,5 +75,5 @@ export function deviceVerifier(policyDir: string): NoteVerifier | undefined {
   const pem = readFileIfExists(policyPaths(policyDir).devicePub, 64 * 1024);
   if (pem === undefined) return undefined;
   const pub: KeyObject = loadPublicKeyPem(pem);
-  return parseVerifierKey(verifierKey(logOrigin(keyIdOf(pub)), createPublicKey(pub)));
+  return parseVerifierKey(verifierKey(logOrigin(keyIdOf(pub)), pub));
 }

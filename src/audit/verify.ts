@@ -18,8 +18,9 @@ export interface VerifyOptions {
   readonly verifiers: readonly NoteVerifier[];
   /** Signed checkpoint notes kept outside the machine (e.g. from the SIEM), with a name for each. */
   readonly checkpoints?: readonly { note: string; source: string }[];
-  /** Called every `progressEvery` records (for progress output). */
+  /** Called every `onProgressEvery` records (default 1,000,000), for progress output. */
   readonly onProgress?: (records: number) => void;
+  readonly onProgressEvery?: number;
 }
 
 export interface LogVerifyReport extends ChainReport {
@@ -27,7 +28,16 @@ export interface LogVerifyReport extends ChainReport {
   readonly warnings: readonly string[];
 }
 
-const CHECKPOINT_MARK = Buffer.from('"unmapped":{"checkpoint":"');
+// Checkpoint records are written by the log itself in canonical key order, so they all begin
+// this way; testing a prefix is much cheaper than searching every line.
+const CHECKPOINT_PREFIX = Buffer.from('{"event":{"activity_id":99,"activity_name":"Checkpoint",');
+
+function isCheckpointLine(line: Buffer): boolean {
+  return (
+    line.length > CHECKPOINT_PREFIX.length &&
+    line.compare(CHECKPOINT_PREFIX, 0, CHECKPOINT_PREFIX.length, 0, CHECKPOINT_PREFIX.length) === 0
+  );
+}
 
 function noteOf(line: Buffer | string): string | undefined {
   const v = parseStrictJson(line, { maxBytes: 64 * 1024 * 1024, maxDepth: 256 }) as {
@@ -89,10 +99,9 @@ export function verifyLog(stateDir: string, opts: VerifyOptions): LogVerifyRepor
       let rec: ChainRecord;
       try {
         const s = scanRecord(line);
-        rec =
-          line.indexOf(CHECKPOINT_MARK) >= 0
-            ? { ...s, ...(s.hashOk ? { checkpoint: noteOf(line) } : {}) }
-            : s;
+        rec = isCheckpointLine(line)
+          ? { ...s, ...(s.hashOk ? { checkpoint: noteOf(line) } : {}) }
+          : s;
       } catch (e) {
         v.fail({
           kind: 'modified',
@@ -102,7 +111,9 @@ export function verifyLog(stateDir: string, opts: VerifyOptions): LogVerifyRepor
         return false;
       }
       records++;
-      if (opts.onProgress !== undefined && records % 1_000_000 === 0) opts.onProgress(records);
+      if (opts.onProgress !== undefined && records % (opts.onProgressEvery ?? 1_000_000) === 0) {
+        opts.onProgress(records);
+      }
       return v.add(rec, location);
     });
     if (tail.length > 0 && !v.damaged) {

@@ -40,7 +40,8 @@ const USAGE_CODES = new Set([
   'KEY_NAME_INVALID',
   'GROUP_UNKNOWN',
 ]);
-const ENVIRONMENT_CODES = /^(FILE_|STATE_CORRUPT$|DIR_)/;
+const ENVIRONMENT_CODES =
+  /^(FILE_|STATE_CORRUPT$|DIR_|AUDIT_(LOG_MISSING|LOG_LOCKED|WRITE_FAILED|NO_VERIFIER|NO_SINKS)$)/;
 
 export function exitCodeFor(code: string): number {
   if (USAGE_CODES.has(code)) return EXIT.USAGE;

@@ -6,6 +6,20 @@ import { CordonError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { manifestJsonSchema } from '../manifest/schema.js';
 import { EXIT, exitCodeFor, printJson, processIo, renderError, type CliIo } from './context.js';
+import {
+  runAuditEmitTest,
+  runAuditExport,
+  runAuditShip,
+  runAuditStatus,
+  runAuditTail,
+  runAuditVerify,
+  type AuditEmitOptions,
+  type AuditExportOptions,
+  type AuditShipOptions,
+  type AuditStatusOptions,
+  type AuditTailOptions,
+  type AuditVerifyOptions,
+} from './audit.js';
 import { runCheck, type CheckOptions } from './check.js';
 import { runInit } from './init.js';
 import { runManifestToCedar, runPolicySchema, runPolicyTest, runPolicyValidate } from './policy.js';
@@ -269,6 +283,91 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
       );
   }
 
+  const audit = program
+    .command('audit')
+    .description('the tamper-evident audit log: verify, read, export, ship to SIEMs');
+  audit
+    .command('verify')
+    .description(
+      'recompute hashes, chain, Merkle roots and checkpoint signatures; exit 1 on any damage',
+    )
+    .option('--checkpoint <file>', 'a signed checkpoint kept off the machine (repeatable)', collect)
+    .option(
+      '--exported <file>',
+      'verify an exported NDJSON copy (from a SIEM) instead of the local log',
+    )
+    .option('--key <vkey|file>', "the device's verifier key (default: <policy-dir>/device.pub)")
+    .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  cordon audit verify\n  cordon audit verify --checkpoint shipped.note\n  cordon audit verify --exported siem-export.ndjson --key "cordon.audit/host/ab12+0d2e3f4a+AX..."',
+    )
+    .action((o: AuditVerifyOptions) => act(() => runAuditVerify(io, { ...g(), ...o })));
+  audit
+    .command('tail')
+    .description('print the last records (-f: keep following)')
+    .option('-f, --follow', 'keep printing new records')
+    .option('-n, --lines <n>', 'how many records to print first', '10')
+    .option(
+      '--where <field=value>',
+      'only records whose exported event has this value (repeatable)',
+      collect,
+    )
+    .option('--json', 'print exported OCSF events')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  cordon audit tail -n 50 --where disposition=Blocked\n  cordon audit tail -f --where class_uid=4002 --json',
+    )
+    .action(async (o: AuditTailOptions) => {
+      const stop = new AbortController();
+      process.once('SIGINT', () => stop.abort());
+      setExit(await runAuditTail(io, { ...g(), ...o }, stop.signal));
+    });
+  audit
+    .command('export')
+    .description(
+      'write records as OCSF NDJSON, keeping seq, prev and hash so the copy stays verifiable',
+    )
+    .requiredOption('--format <format>', 'ocsf-ndjson')
+    .option('--since <seq|time|duration>', 'first record: a seq, an ISO time, or 15m / 24h / 7d')
+    .option('--until <seq|time|duration>', 'last record')
+    .option('--out <file>', 'write to a file instead of stdout')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  cordon audit export --format ocsf-ndjson --since 24h > today.ndjson',
+    )
+    .action((o: AuditExportOptions) => act(() => runAuditExport(io, { ...g(), ...o })));
+  audit
+    .command('status')
+    .description(
+      'log size, last checkpoint, verifier key, and per-sink delivered / pending / failed',
+    )
+    .option('--json', 'machine-readable output')
+    .action((o: AuditStatusOptions) => act(() => runAuditStatus(io, { ...g(), ...o })));
+  audit
+    .command('emit-test')
+    .description('append N realistic synthetic events of every kind through the real append path')
+    .requiredOption('--count <n>', 'number of events')
+    .option('--json', 'machine-readable output')
+    .action(async (o: AuditEmitOptions) => {
+      setExit(await runAuditEmitTest(io, { ...g(), ...o }));
+    });
+  audit
+    .command('ship')
+    .description('deliver the log to the sinks in <policy-dir>/audit.json (runs until stopped)')
+    .option('--once', 'deliver what is there, then exit (3 if a sink could not catch up)')
+    .option(
+      '--max-attempts <n>',
+      'with --once: give up on a sink after this many failures in a row',
+      '5',
+    )
+    .action(async (o: AuditShipOptions) => {
+      const stop = new AbortController();
+      process.once('SIGINT', () => stop.abort());
+      process.once('SIGTERM', () => stop.abort());
+      setExit(await runAuditShip(io, { ...g(), ...o }, stop.signal));
+    });
+
   const templates = program
     .command('templates')
     .description('built-in role templates and IdP group mapping');
@@ -304,7 +403,8 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
   const json =
     argv.includes('--json') ||
     argv.includes('--format=json') ||
-    (argv.includes('--format') && argv[argv.indexOf('--format') + 1] !== 'text');
+    (argv.includes('--format') &&
+      ['json', 'sarif'].includes(argv[argv.indexOf('--format') + 1] ?? ''));
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return code;

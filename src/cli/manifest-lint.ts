@@ -18,7 +18,6 @@ interface Finding extends Omit<LintFinding, 'code'> {
   readonly column?: number;
 }
 
-
 /** Lint one manifest file (plain or signed). Schema problems are reported as error findings too. */
 export function lintFile(io: CliIo, file: string, opts: GlobalOptions): Finding[] {
   const source = readManifestSource(file);

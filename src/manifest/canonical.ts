@@ -11,9 +11,55 @@ import { CordonError } from '../errors.js';
  * canonicalize({ b: 1, a: [true, null] }); // '{"a":[true,null],"b":1}'
  */
 export function canonicalize(value: unknown): string {
-  const parts: string[] = [];
-  write(value, parts, 0);
-  return parts.join('');
+  // JSON.stringify produces exactly the RFC 8785 form when every object's keys already come in
+  // code-unit order, every number is finite, every value has a JSON form and no string holds a
+  // surrogate (JSON.stringify would escape a lone one; JCS refuses it). Checking that is far
+  // cheaper than building the string in script, so values built in canonical order take the
+  // fast path; anything else is serialised key by key below.
+  if (ready(value, 0)) {
+    const s = JSON.stringify(value);
+    if (!SURROGATE.test(s)) return s;
+  }
+  return write(value, 0);
+}
+
+// A surrogate, or JSON.stringify's escape of a lone one (a literal "\\ud8.." in a string also
+// matches; it merely takes the slow path).
+const SURROGATE = /[\ud800-\udfff]|\\ud[89a-f]/;
+
+/** Whether JSON.stringify(value) is already canonical (see {@link canonicalize}). */
+function ready(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(value);
+    case 'object': {
+      if (value === null) return true;
+      if (depth > 256) return false;
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) if (!ready(value[i], depth + 1)) return false;
+        return true;
+      }
+      const proto: unknown = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) return false;
+      let prev: string | undefined;
+      for (const k in value) {
+        if (prev !== undefined && !(prev < k)) return false;
+        prev = k;
+        if (!ready((value as Record<string, unknown>)[k], depth + 1)) return false;
+      }
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+/** The key-by-key serialiser alone, without the fast path (for tests that compare the two). */
+export function canonicalizeSlow(value: unknown): string {
+  return write(value, 0);
 }
 
 /** Canonical form as UTF-8 bytes. */
@@ -29,57 +75,52 @@ function fail(message: string): never {
   });
 }
 
-function writeString(s: string, parts: string[]): void {
+/** Characters that need more than `"…"` around the string: escapes, and surrogates to check. */
+const NEEDS_CARE = /["\\\u0000-\u001f\ud800-\udfff]/;
+
+function writeString(s: string): string {
+  // Most strings (paths, names, ids) need no escaping: skip JSON.stringify and the surrogate scan.
+  if (!NEEDS_CARE.test(s)) return '"' + s + '"';
   if (LONE_SURROGATE.test(s)) fail('string contains a lone surrogate');
-  parts.push(JSON.stringify(s));
+  return JSON.stringify(s);
 }
 
-function write(value: unknown, parts: string[], depth: number): void {
+// One string built with += (V8 ropes) is faster than collecting parts and joining them.
+function write(value: unknown, depth: number): string {
   if (depth > 256) fail('value nests deeper than 256 levels');
   switch (typeof value) {
     case 'string':
-      writeString(value, parts);
-      return;
+      return writeString(value);
     case 'number':
       if (!Number.isFinite(value)) fail(`number ${String(value)} has no JSON form`);
       // -0 serialises as 0, as the RFC requires; String(-0) is "0".
-      parts.push(String(value));
-      return;
+      return String(value);
     case 'boolean':
-      parts.push(value ? 'true' : 'false');
-      return;
+      return value ? 'true' : 'false';
     case 'object': {
-      if (value === null) {
-        parts.push('null');
-        return;
-      }
+      if (value === null) return 'null';
       if (Array.isArray(value)) {
-        parts.push('[');
+        let out = '[';
         for (let i = 0; i < value.length; i++) {
-          if (i > 0) parts.push(',');
-          write(value[i], parts, depth + 1);
+          if (i > 0) out += ',';
+          out += write(value[i], depth + 1);
         }
-        parts.push(']');
-        return;
+        return out + ']';
       }
       const proto: unknown = Object.getPrototypeOf(value);
       if (proto !== Object.prototype && proto !== null) fail('only plain objects have a JSON form');
       const obj = value as Record<string, unknown>;
       // Default sort compares UTF-16 code units, exactly what RFC 8785 section 3.2.3 asks for.
       const keys = Object.keys(obj).sort();
-      parts.push('{');
-      let first = true;
-      for (const k of keys) {
+      let out = '{';
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i] as string;
         const v = obj[k];
         if (v === undefined) fail(`key ${JSON.stringify(k)} has an undefined value`);
-        if (!first) parts.push(',');
-        first = false;
-        writeString(k, parts);
-        parts.push(':');
-        write(v, parts, depth + 1);
+        if (i > 0) out += ',';
+        out += writeString(k) + ':' + write(v, depth + 1);
       }
-      parts.push('}');
-      return;
+      return out + '}';
     }
     case 'undefined':
     case 'function':

@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { OCSF_DIR, OcsfSchema } from './ocsf-schema.js';
 import { ctx, sampleEvents } from './samples.js';
 import { REDACTED, redactUrl } from '../../src/audit/events.js';
+import { canonicalizeSlow } from '../../src/manifest/canonical.js';
+import { syntheticEvents } from '../../src/audit/synthetic.js';
 
 const schema = new OcsfSchema(OCSF_DIR);
 
@@ -19,6 +21,17 @@ describe('OCSF events', () => {
       expect(event.type_uid).toBe(event.class_uid * 100 + event.activity_id);
     });
   }
+
+  it('builders emit keys in canonical order, so the log serialises them with JSON.stringify', () => {
+    const next = syntheticEvents(ctx, 3);
+    const all = [...sampleEvents().map((s) => s.event), ...Array.from({ length: 240 }, next)];
+    for (const e of all) expect(JSON.stringify(e)).toBe(canonicalizeSlow(e));
+  });
+
+  it('synthetic events of every kind are valid OCSF', () => {
+    const next = syntheticEvents(ctx, 5);
+    for (let i = 0; i < 240; i++) expect(schema.validate(next())).toEqual([]);
+  });
 
   it('the validator catches a wrong type_uid, a bad enum, a missing required field, an unknown field', () => {
     const base = sampleEvents()[0]!.event;
@@ -41,6 +54,7 @@ describe('OCSF events', () => {
     expect(schema.validate({ ...base, colour: 'red' }).join()).toMatch(/colour: not an attribute/);
     expect(schema.validate({ ...base, time: 'yesterday' }).join()).toMatch(/time.*timestamp_t/);
     expect(schema.validate({ ...base, disposition: 'Blocked' }).join()).toMatch(/caption/);
+    expect(schema.validate({ ...base, severity_id: 42 }).join()).toMatch(/severity_id.*enum/);
     expect(schema.validate({ ...base, category_uid: 4 }).join()).toMatch(/category_uid/);
     expect(schema.validate({ ...base, class_uid: 9999 }).join()).toMatch(/not an OCSF class/);
     const net = sampleEvents().find((s) => s.event.class_uid === 4001)!.event;

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalize } from '../../src/manifest/canonical.js';
+import { canonicalize, canonicalizeSlow } from '../../src/manifest/canonical.js';
 import { parseStrictJson } from '../../src/manifest/json.js';
 
 function fromBits(hex: string): number {
@@ -85,5 +85,31 @@ describe('canonicalize (RFC 8785)', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+
+  it('the JSON.stringify fast path agrees with the key-by-key serialiser (property)', () => {
+    // Values with keys already sorted take the fast path; unsorted ones, integer-like keys,
+    // surrogate pairs, -0 and nesting must give the same text either way.
+    const sortedDeep = (v: unknown): unknown => {
+      if (Array.isArray(v)) return v.map(sortedDeep);
+      if (typeof v !== 'object' || v === null) return v;
+      const out: Record<string, unknown> = {};
+      for (const k of Object.keys(v).sort()) out[k] = sortedDeep((v as Record<string, unknown>)[k]);
+      return out;
+    };
+    const value = fc.jsonValue({ maxDepth: 4 });
+    fc.assert(
+      fc.property(value, fc.boolean(), (v, sort) => {
+        const x = sort ? sortedDeep(v) : v;
+        expect(canonicalize(x)).toBe(canonicalizeSlow(x));
+      }),
+      { numRuns: 3000 },
+    );
+    for (const x of [{ b: 1, a: 2 }, { '10': 1, '9': 2 }, { a: -0 }, ['\ud83d\ude00'], { '\u00e9': 1, z: 2 }]) {
+      expect(canonicalize(x)).toBe(canonicalizeSlow(x));
+    }
+    expect(() => canonicalize({ a: ['\ud800'] })).toThrow(/lone surrogate/);
+    expect(() => canonicalize({ a: [undefined] })).toThrow();
+    expect(() => canonicalize({ a: NaN })).toThrow(/NaN/);
   });
 });

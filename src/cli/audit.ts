@@ -1,0 +1,411 @@
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { auditConfigFile, readAuditConfig } from '../audit/config.js';
+import type { ChainReport, Damage } from '../audit/chain.js';
+import { deviceVerifier, logOrigin, openDeviceLog } from '../audit/open.js';
+import { parseVerifierKey, verifierKey, type NoteVerifier } from '../audit/note.js';
+import {
+  exportLine,
+  logHead,
+  parseRecordLine,
+  readAfter,
+  type ReadPosition,
+} from '../audit/reader.js';
+import { toExported } from '../audit/record.js';
+import { Shipper, sinkStatus } from '../audit/sinks/runner.js';
+import { auditPaths, listSegmentFiles, readCheckpointState, readIndex } from '../audit/store.js';
+import { syntheticEvents } from '../audit/synthetic.js';
+import { verifyExported, verifyLog } from '../audit/verify.js';
+import { CordonError } from '../errors.js';
+import { keyIdOf, loadPublicKeyPem } from '../manifest/keys.js';
+import { readFileCapped } from '../store/files.js';
+import { policyPaths } from '../store/policy-dir.js';
+import { EXIT, printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+
+export interface AuditVerifyOptions extends GlobalOptions {
+  checkpoint?: string[];
+  exported?: string;
+  key?: string;
+  json?: boolean;
+}
+
+/** Verifier keys: `--key` (a vkey, or a file holding one or a device.pub PEM) or this device's. */
+function verifiers(io: CliIo, opts: AuditVerifyOptions): NoteVerifier[] {
+  const dirs = resolveDirs(io, opts);
+  if (opts.key !== undefined) {
+    if (existsSync(opts.key)) {
+      const text = readFileCapped(opts.key, 64 * 1024)
+        .toString('utf8')
+        .trim();
+      if (text.includes('BEGIN PUBLIC KEY')) {
+        const pub = loadPublicKeyPem(text);
+        return [parseVerifierKey(verifierKey(logOrigin(keyIdOf(pub)), pub))];
+      }
+      return [parseVerifierKey(text)];
+    }
+    return [parseVerifierKey(opts.key)];
+  }
+  const v = deviceVerifier(dirs.policyDir);
+  if (v === undefined) {
+    throw new CordonError(
+      'AUDIT_NO_VERIFIER',
+      `no device public key in ${policyPaths(dirs.policyDir).devicePub}`,
+      {
+        hint: 'pass --key with the verifier key `cordon audit status` prints on the device',
+      },
+    );
+  }
+  return [v];
+}
+
+function describeDamage(d: Damage): string {
+  return `DAMAGE (${d.kind})${d.seq === undefined ? '' : ` at record ${d.seq}`}: ${d.detail}\n  at ${d.location}\n`;
+}
+
+function printReport(io: CliIo, r: ChainReport, what: string, warnings: readonly string[]): void {
+  if (r.damage !== undefined) {
+    io.stdout(describeDamage(r.damage));
+    io.stdout(`${r.records} record(s) verified before the damage.\n`);
+    return;
+  }
+  io.stdout(
+    `ok: ${what}: ${r.records} record(s)` +
+      (r.firstSeq === undefined ? '' : ` (seq ${r.firstSeq}..${r.lastSeq})`) +
+      `, ${r.checkpointsVerified} signed checkpoint(s) verified, records 1..${r.provenSize} proven by a signed Merkle root` +
+      (r.duplicates > 0 ? `, ${r.duplicates} duplicate deliveries skipped` : '') +
+      '\n',
+  );
+  if (r.lastSeq !== undefined && r.provenSize < r.lastSeq) {
+    io.stdout(
+      `note: records ${r.provenSize + 1}..${r.lastSeq} are chained but not yet under a signed checkpoint\n`,
+    );
+  }
+  for (const w of warnings) io.stdout(`warning: ${w}\n`);
+}
+
+export function runAuditVerify(io: CliIo, opts: AuditVerifyOptions): number {
+  const dirs = resolveDirs(io, opts);
+  const vs = verifiers(io, opts);
+  const checkpoints = (opts.checkpoint ?? []).map((f) => ({
+    note: readFileCapped(f, 1024 * 1024).toString('utf8'),
+    source: f,
+  }));
+  if (opts.exported !== undefined) {
+    const r = verifyExported(opts.exported, { verifiers: vs, checkpoints });
+    if (opts.json === true) printJson(io, r);
+    else printReport(io, r, opts.exported, []);
+    return r.ok ? EXIT.OK : EXIT.INVALID;
+  }
+  const r = verifyLog(dirs.stateDir, {
+    verifiers: vs,
+    checkpoints,
+    onProgress: (n) => io.stderr(`verified ${n} records\n`),
+  });
+  if (opts.json === true) printJson(io, r);
+  else printReport(io, r, auditPaths(dirs.stateDir).dir, r.warnings);
+  return r.ok ? EXIT.OK : EXIT.INVALID;
+}
+
+export interface AuditEmitOptions extends GlobalOptions {
+  count: string;
+  json?: boolean;
+}
+
+export async function runAuditEmitTest(io: CliIo, opts: AuditEmitOptions): Promise<number> {
+  const count = Number(opts.count);
+  if (!Number.isSafeInteger(count) || count < 1 || count > 100_000_000) {
+    throw usage(`--count ${opts.count} is not a number of events`, 'use --count 1..100000000');
+  }
+  const dirs = resolveDirs(io, opts);
+  const { log, context } = openDeviceLog(dirs);
+  const next = syntheticEvents({ ...context, time: io.now().getTime() }, count);
+  const started = process.hrtime.bigint();
+  let failed: Error | undefined;
+  try {
+    // Appends go out in windows of 4096: group commit without unbounded memory.
+    for (let i = 0; i < count && failed === undefined;) {
+      const window: Promise<unknown>[] = [];
+      for (const end = Math.min(count, i + 4096); i < end; i++) {
+        window.push(
+          log.append(next()).catch((e: unknown) => {
+            failed ??= e instanceof Error ? e : new Error(String(e));
+          }),
+        );
+      }
+      await Promise.all(window);
+    }
+  } finally {
+    await log.close();
+  }
+  if (failed !== undefined) throw failed;
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const head = log.head;
+  const result = {
+    appended: count,
+    lastSeq: head.seq,
+    seconds: Math.round(seconds * 1000) / 1000,
+    eventsPerSecond: Math.round(count / seconds),
+    writes: log.stats.writes,
+  };
+  if (opts.json === true) printJson(io, result);
+  else
+    io.stdout(
+      `appended ${count} synthetic events (every kind) in ${result.seconds} s: ${result.eventsPerSecond}/s, ${result.writes} fsync'd writes; log now ends at record ${head.seq}\n`,
+    );
+  return EXIT.OK;
+}
+
+export interface AuditStatusOptions extends GlobalOptions {
+  json?: boolean;
+}
+
+export function runAuditStatus(io: CliIo, opts: AuditStatusOptions): number {
+  const dirs = resolveDirs(io, opts);
+  const p = auditPaths(dirs.stateDir);
+  const index = readIndex(p);
+  if (index === undefined) {
+    throw new CordonError('AUDIT_LOG_MISSING', `no audit log in ${p.dir}`, {
+      file: p.index,
+      hint: 'check --state-dir; `cordon audit emit-test --count 10` creates one',
+    });
+  }
+  const files = listSegmentFiles(p);
+  const bytes = files.reduce((n, f) => n + statSync(join(p.segments, f)).size, 0);
+  const { seq: head, time: headTime } = logHead(p);
+  const cp = readCheckpointState(p);
+  const config = readAuditConfig(dirs.policyDir);
+  const v = deviceVerifier(dirs.policyDir);
+  const status = {
+    dir: p.dir,
+    segments: index.segments.length,
+    bytes,
+    records: head,
+    lastRecordTime: headTime,
+    lastCheckpoint:
+      cp === undefined
+        ? undefined
+        : { size: cp.size, seq: cp.seq, time: new Date(cp.time * 1000).toISOString() },
+    uncheckpointed: head - (cp?.seq ?? 0),
+    verifierKey: v === undefined ? undefined : verifierKey(v.name, v.publicKey),
+    config: existsSync(auditConfigFile(dirs.policyDir))
+      ? auditConfigFile(dirs.policyDir)
+      : 'defaults',
+    sinks: config.sinks.map((s) => sinkStatus(p, s, head)),
+  };
+  if (opts.json === true) {
+    printJson(io, status);
+    return EXIT.OK;
+  }
+  const lines = [
+    `log: ${status.dir} (${status.segments} segment(s), ${bytes} bytes)`,
+    `records: ${head}${headTime === undefined ? '' : ` (last at ${headTime})`}`,
+    `last checkpoint: ${status.lastCheckpoint === undefined ? 'none yet' : `records 1..${status.lastCheckpoint.size} signed at ${status.lastCheckpoint.time} (in record ${status.lastCheckpoint.seq})`}`,
+    `verifier key: ${status.verifierKey ?? 'unknown (no device.pub in the policy directory)'}`,
+    `config: ${status.config}`,
+  ];
+  if (status.sinks.length === 0)
+    lines.push('sinks: none configured (the local log is the only copy)');
+  for (const s of status.sinks) {
+    lines.push(
+      `sink ${s.name} (${s.type}): delivered through ${s.delivered}, pending ${s.pending}, failed attempts ${s.failures}${s.consecutiveFailures > 0 ? ` (${s.consecutiveFailures} in a row; last: ${s.lastError ?? ''})` : ''}`,
+    );
+  }
+  io.stdout(lines.join('\n') + '\n');
+  return EXIT.OK;
+}
+
+export interface AuditTailOptions extends GlobalOptions {
+  follow?: boolean;
+  lines?: string;
+  where?: string[];
+  json?: boolean;
+}
+
+function text(v: unknown): string {
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
+function fieldOf(obj: unknown, path: string): unknown {
+  let cur = obj;
+  for (const part of path.split('.')) {
+    if (typeof cur !== 'object' || cur === null) return undefined;
+    cur = (cur as Record<string, unknown>)[part];
+  }
+  return cur;
+}
+
+function parseWhere(where: readonly string[]): ((e: unknown) => boolean)[] {
+  return where.map((w) => {
+    const eq = w.indexOf('=');
+    if (eq <= 0)
+      throw usage(
+        `--where ${w} is not FIELD=VALUE`,
+        'e.g. --where class_uid=4002 --where actor.app_name=cowork-lite',
+      );
+    const field = w.slice(0, eq);
+    const value = w.slice(eq + 1);
+    return (e) => {
+      const v = fieldOf(e, field);
+      return v !== undefined && text(v) === value;
+    };
+  });
+}
+
+function summary(e: Record<string, unknown>): string {
+  const s = (v: unknown) => (v === undefined ? '' : text(v));
+  const what =
+    fieldOf(e, 'file.path') ??
+    fieldOf(e, 'process.file.path') ??
+    fieldOf(e, 'http_request.url.url_string') ??
+    fieldOf(e, 'dst_endpoint.hostname') ??
+    fieldOf(e, 'api.operation') ??
+    fieldOf(e, 'app.name') ??
+    fieldOf(e, 'finding_info.title') ??
+    fieldOf(e, 'entity.uid') ??
+    fieldOf(e, 'status_detail');
+  const disposition = e['disposition'] === undefined ? '' : ` ${s(e['disposition'])}`;
+  const rule = fieldOf(e, 'policy.name');
+  return `${s(e['class_name'])}: ${s(e['activity_name'])}${disposition} ${s(fieldOf(e, 'actor.app_name'))}: ${s(what)}${rule === undefined ? '' : ` [${s(rule)}]`}`;
+}
+
+export async function runAuditTail(
+  io: CliIo,
+  opts: AuditTailOptions,
+  signal?: AbortSignal,
+): Promise<number> {
+  const dirs = resolveDirs(io, opts);
+  const p = auditPaths(dirs.stateDir);
+  const n = Number(opts.lines ?? '10');
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw usage(`--lines ${opts.lines ?? ''} is not a count`, 'use -n 20');
+  const filters = parseWhere(opts.where ?? []);
+  if (readIndex(p) === undefined) {
+    throw new CordonError('AUDIT_LOG_MISSING', `no audit log in ${p.dir}`, {
+      file: p.index,
+      hint: 'check --state-dir',
+    });
+  }
+  const ring: string[] = [];
+  const emit = (line: Buffer, out: (t: string) => void): void => {
+    const rec = parseRecordLine(line);
+    const exported = toExported(rec);
+    if (!filters.every((f) => f(exported))) return;
+    out(
+      opts.json === true
+        ? JSON.stringify(exported)
+        : `${rec.seq} ${rec.time} ${summary(rec.event)}`,
+    );
+  };
+  let pos: ReadPosition | number = 0;
+  pos =
+    readAfter(p, 0, (line) => {
+      emit(line, (t) => {
+        ring.push(t);
+        if (ring.length > n) ring.shift();
+      });
+      return true;
+    }) ?? 0;
+  for (const t of ring) io.stdout(t + '\n');
+  if (opts.follow !== true) return EXIT.OK;
+  while (signal?.aborted !== true) {
+    await new Promise((r) => setTimeout(r, 250));
+    pos =
+      readAfter(p, pos, (line) => {
+        emit(line, (t) => io.stdout(t + '\n'));
+        return true;
+      }) ?? pos;
+  }
+  return EXIT.OK;
+}
+
+export interface AuditExportOptions extends GlobalOptions {
+  since?: string;
+  until?: string;
+  format: string;
+  out?: string;
+}
+
+/** `--since`: a seq number, an ISO 8601 time, or a duration back from now (15m, 2h, 7d). */
+function parseBound(io: CliIo, text: string, flag: string): { seq?: number; time?: number } {
+  if (/^[0-9]+$/.test(text)) return { seq: Number(text) };
+  const d = /^([0-9]+)(s|m|h|d)$/.exec(text);
+  if (d !== null) {
+    const unit = { s: 1e3, m: 6e4, h: 36e5, d: 864e5 }[d[2] as 's' | 'm' | 'h' | 'd'];
+    return { time: io.now().getTime() - Number(d[1]) * unit };
+  }
+  const t = Date.parse(text);
+  if (/^\d{4}-\d{2}-\d{2}/.test(text) && !Number.isNaN(t)) return { time: t };
+  throw usage(
+    `${flag} ${text} is not a seq, a time or a duration`,
+    `e.g. ${flag} 2026-11-01T00:00:00Z, ${flag} 24h or ${flag} 1500`,
+  );
+}
+
+export function runAuditExport(io: CliIo, opts: AuditExportOptions): number {
+  if (opts.format !== 'ocsf-ndjson') {
+    throw usage(`--format ${opts.format} is not supported`, 'use --format ocsf-ndjson');
+  }
+  const dirs = resolveDirs(io, opts);
+  const p = auditPaths(dirs.stateDir);
+  if (readIndex(p) === undefined) {
+    throw new CordonError('AUDIT_LOG_MISSING', `no audit log in ${p.dir}`, {
+      file: p.index,
+      hint: 'check --state-dir',
+    });
+  }
+  const since = opts.since === undefined ? {} : parseBound(io, opts.since, '--since');
+  const until = opts.until === undefined ? {} : parseBound(io, opts.until, '--until');
+  const out: string[] = [];
+  let count = 0;
+  const flush = opts.out === undefined ? (t: string) => io.stdout(t) : (t: string) => out.push(t);
+  readAfter(p, since.seq === undefined ? 0 : since.seq - 1, (line, seq) => {
+    if (until.seq !== undefined && seq > until.seq) return false;
+    const rec = parseRecordLine(line);
+    const t = Date.parse(rec.time);
+    if (since.time !== undefined && t < since.time) return true;
+    if (until.time !== undefined && t > until.time) return false;
+    flush(exportLine(line) + '\n');
+    count++;
+    return true;
+  });
+  if (opts.out !== undefined) writeFileSync(opts.out, out.join(''), { mode: 0o600 });
+  io.stderr(`exported ${count} record(s)\n`);
+  return EXIT.OK;
+}
+
+export interface AuditShipOptions extends GlobalOptions {
+  once?: boolean;
+  maxAttempts?: string;
+}
+
+export async function runAuditShip(
+  io: CliIo,
+  opts: AuditShipOptions,
+  signal?: AbortSignal,
+): Promise<number> {
+  const dirs = resolveDirs(io, opts);
+  const config = readAuditConfig(dirs.policyDir);
+  const p = auditPaths(dirs.stateDir);
+  if (config.sinks.length === 0) {
+    throw new CordonError('AUDIT_NO_SINKS', `no sinks in ${auditConfigFile(dirs.policyDir)}`, {
+      file: auditConfigFile(dirs.policyDir),
+      hint: 'add a "sinks" list (see "Audit sinks" in the README)',
+    });
+  }
+  const maxAttempts = opts.maxAttempts === undefined ? 5 : Number(opts.maxAttempts);
+  const shipper = new Shipper({
+    paths: p,
+    config,
+    onEvent: (sink, what, detail) => io.stderr(`${sink}: ${what}: ${detail}\n`),
+  });
+  signal?.addEventListener('abort', () => void shipper.stop());
+  await shipper.start(opts.once === true ? { untilCaughtUp: true, maxAttempts } : {});
+  // With --once, success means every sink caught up.
+  const head = logHead(p).seq;
+  const behind = config.sinks.map((s) => sinkStatus(p, s, head)).filter((s) => s.pending > 0);
+  for (const s of behind)
+    io.stderr(
+      `${s.name}: ${s.pending} record(s) not delivered; last error: ${s.lastError ?? 'none'}\n`,
+    );
+  return behind.length === 0 ? EXIT.OK : EXIT.ENVIRONMENT;
+}
