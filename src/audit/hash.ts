@@ -12,6 +12,6 @@ export function sha256Hex(data: string | Uint8Array): string {
 
 export function sha256(data: Uint8Array): Buffer {
   return fast
-    ? (oneShot('sha256', data, 'buffer') as unknown as Buffer)
+    ? (oneShot('sha256', data, 'buffer'))
     : createHash('sha256').update(data).digest();
 }

@@ -18,7 +18,14 @@ import { ensureDir, fsyncDir, pidAlive, readFileIfExists, writeAll } from '../st
 import { logActivityEvent, type EventContext, type OcsfEvent } from './events.js';
 import { MerkleFrontier, recordLeaf } from './merkle.js';
 import { checkpointText, noteHash, signNote } from './note.js';
-import { GENESIS, canonicalEvent, encodeRecord, scanRecord } from './record.js';
+import {
+  GENESIS,
+  canonicalEvent,
+  checkpointNoteOf,
+  encodeRecord,
+  isCheckpointLine,
+  scanRecord,
+} from './record.js';
 import {
   auditPaths,
   forEachLine,
@@ -231,10 +238,10 @@ export class AuditLog {
       closeSync(fd);
       throw e;
     }
-    const checkpoint = readCheckpointState(p);
+    let checkpoint = readCheckpointState(p);
     let frontier: MerkleFrontier;
     if (checkpoint !== undefined) {
-      if (checkpoint.size > head.seq) {
+      if (checkpoint.seq > head.seq) {
         closeSync(fd);
         throw corrupt(
           activeFile,
@@ -247,7 +254,13 @@ export class AuditLog {
       );
     } else frontier = new MerkleFrontier();
     try {
-      rollUp(p, index, frontier, head.seq);
+      // A crash between writing a checkpoint record and saving the state file leaves the newer
+      // checkpoint only in the log: pick it up, so the next checkpoint names it as `prev`.
+      const newer = rollUp(p, index, frontier, head.seq);
+      if (newer !== undefined && newer.seq > (checkpoint?.seq ?? 0)) {
+        checkpoint = newer;
+        writeCheckpointState(p, newer);
+      }
     } catch (e) {
       closeSync(fd);
       throw e;
@@ -642,9 +655,10 @@ function rollUp(
   index: SegmentIndex,
   frontier: MerkleFrontier,
   headSeq: number,
-): void {
-  if (frontier.size >= headSeq) return;
+): CheckpointState | undefined {
+  if (frontier.size >= headSeq) return undefined;
   const from = frontier.size + 1;
+  let found: CheckpointState | undefined;
   let i = index.segments.length - 1;
   while (i > 0 && (index.segments[i]?.firstSeq ?? 0) > from) i--;
   for (const seg of index.segments.slice(i)) {
@@ -658,6 +672,19 @@ function rollUp(
           `record ${rec.seq} breaks the sequence or its hash; expected ${frontier.size + 1}`,
         );
       }
+      if (isCheckpointLine(line)) {
+        const note = checkpointNoteOf(line);
+        if (note !== undefined) {
+          found = {
+            version: 1,
+            size: frontier.size,
+            frontier: frontier.hashes.map((h) => h.toString('hex')),
+            note,
+            seq: rec.seq,
+            time: Math.floor(Date.parse(rec.time) / 1000),
+          };
+        }
+      }
       frontier.push(recordLeaf(rec.hash));
       return true;
     });
@@ -665,6 +692,7 @@ function rollUp(
   if (frontier.size !== headSeq) {
     throw corrupt(p.index, `records ${frontier.size + 1}..${headSeq} are missing`);
   }
+  return found;
 }
 
 function activeOf(index: SegmentIndex): SegmentEntry {

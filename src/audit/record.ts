@@ -1,6 +1,7 @@
 import { sha256Hex } from './hash.js';
 import { canonicalize } from '../manifest/canonical.js';
 import { CordonError } from '../errors.js';
+import { parseStrictJson } from '../manifest/json.js';
 
 /**
  * One line of the chained log: `{"event":…,"hash":…,"prev":…,"seq":…,"time":…}` in RFC 8785
@@ -178,4 +179,25 @@ export function fromExported(exported: unknown): AuditRecord {
   const event: Record<string, unknown> = { ...rest, metadata: meta };
   if (Object.keys(otherUnmapped).length > 0) event['unmapped'] = otherUnmapped;
   return { seq: sequence, time: m.time, prev: m.prev, hash: m.hash, event };
+}
+
+// Checkpoint records are written by the log itself in canonical key order, so they all begin
+// this way; testing a prefix is much cheaper than searching every line.
+const CHECKPOINT_PREFIX = Buffer.from('{"event":{"activity_id":99,"activity_name":"Checkpoint",');
+
+/** Whether a record line carries a signed checkpoint. */
+export function isCheckpointLine(line: Buffer): boolean {
+  return (
+    line.length > CHECKPOINT_PREFIX.length &&
+    line.compare(CHECKPOINT_PREFIX, 0, CHECKPOINT_PREFIX.length, 0, CHECKPOINT_PREFIX.length) === 0
+  );
+}
+
+/** The signed note a checkpoint record carries (undefined when it has none). */
+export function checkpointNoteOf(line: Buffer): string | undefined {
+  const v = parseStrictJson(line, { maxBytes: 64 * 1024 * 1024, maxDepth: 256 }) as {
+    event?: { unmapped?: { checkpoint?: unknown } };
+  };
+  const note = v.event?.unmapped?.checkpoint;
+  return typeof note === 'string' ? note : undefined;
 }

@@ -5,7 +5,13 @@ import { parseStrictJson } from '../manifest/json.js';
 import { canonicalize } from '../manifest/canonical.js';
 import { ChainVerifier, type ChainReport, type ChainRecord } from './chain.js';
 import type { NoteVerifier } from './note.js';
-import { encodeRecord, fromExported, scanRecord } from './record.js';
+import {
+  checkpointNoteOf,
+  encodeRecord,
+  fromExported,
+  isCheckpointLine,
+  scanRecord,
+} from './record.js';
 import {
   auditPaths,
   forEachLine,
@@ -26,26 +32,6 @@ export interface VerifyOptions {
 export interface LogVerifyReport extends ChainReport {
   readonly segments: number;
   readonly warnings: readonly string[];
-}
-
-// Checkpoint records are written by the log itself in canonical key order, so they all begin
-// this way; testing a prefix is much cheaper than searching every line.
-const CHECKPOINT_PREFIX = Buffer.from('{"event":{"activity_id":99,"activity_name":"Checkpoint",');
-
-function isCheckpointLine(line: Buffer): boolean {
-  return (
-    line.length > CHECKPOINT_PREFIX.length &&
-    line.compare(CHECKPOINT_PREFIX, 0, CHECKPOINT_PREFIX.length, 0, CHECKPOINT_PREFIX.length) === 0
-  );
-}
-
-function noteOf(line: Buffer | string): string | undefined {
-  const v = parseStrictJson(line, { maxBytes: 64 * 1024 * 1024, maxDepth: 256 }) as {
-    event?: { unmapped?: { checkpoint?: unknown } };
-    unmapped?: { checkpoint?: unknown };
-  };
-  const note = v.event?.unmapped?.checkpoint ?? v.unmapped?.checkpoint;
-  return typeof note === 'string' ? note : undefined;
 }
 
 /**
@@ -100,7 +86,7 @@ export function verifyLog(stateDir: string, opts: VerifyOptions): LogVerifyRepor
       try {
         const s = scanRecord(line);
         rec = isCheckpointLine(line)
-          ? { ...s, ...(s.hashOk ? { checkpoint: noteOf(line) } : {}) }
+          ? { ...s, ...(s.hashOk ? { checkpoint: checkpointNoteOf(line) } : {}) }
           : s;
       } catch (e) {
         v.fail({
