@@ -61,11 +61,23 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/manifest/**/*.ts', 'src/policy/**/*.ts', 'src/errors.ts'],
+    files: [
+      'src/manifest/**/*.ts',
+      'src/policy/**/*.ts',
+      'src/errors.ts',
+      // The audit record format, Merkle tree, signed notes, chain verdicts and event builders.
+      'src/audit/record.ts',
+      'src/audit/merkle.ts',
+      'src/audit/note.ts',
+      'src/audit/chain.ts',
+      'src/audit/events.ts',
+      'src/audit/hash.ts',
+      'src/audit/synthetic.ts',
+    ],
     rules: { 'no-restricted-imports': ['error', coreNoIo] },
   },
   {
-    files: ['test/**/*.ts', 'bench/**/*.ts', 'scripts/**/*.ts'],
+    files: ['test/**/*.ts', 'test/**/*.mjs', 'bench/**/*.ts', 'scripts/**/*.ts'],
     rules: {
       '@typescript-eslint/no-non-null-assertion': 'off',
       'no-restricted-syntax': 'off',

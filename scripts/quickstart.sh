@@ -26,7 +26,7 @@ step manifest explain "$demo/cowork-lite.signed.json"
 # and a metadata address in hexadecimal disguise.
 check() {
   printf '\n\033[1m$ cordon check %s\033[0m\n' "$*"
-  cordon check --manifest "$demo/cowork-lite.signed.json" --verify --home /home/demo --lexical "$@" || true
+  cordon check --manifest "$demo/cowork-lite.signed.json" --verify --audit --home /home/demo --lexical "$@" || true
 }
 check read /home/demo/Work/Finance/q3/report.xlsx
 check read /home/demo/Work/Finance/../../.ssh/id_ed25519
@@ -34,6 +34,21 @@ check write /home/demo/Work/Finance/outgoing/summary.pdf
 check http GET http://0xa9fea9fe/latest/meta-data/
 check api sheets:write:restricted
 step policy test policy-tests/finance-analyst.policy.json
+
+# The audit log: every decision above is an OCSF event in a hash chain with signed checkpoints.
+# Add synthetic events of every kind, read them back, verify, then tamper with a copy.
+step audit emit-test --count 2000
+step audit tail -n 5 --where actor.app_name=cowork-lite
+step audit status
+step audit verify
+cp -r "$CORDON_HOME/state" "$demo/tampered-state"
+seg=$(ls "$demo/tampered-state/audit/segments/"*.ndjson | head -1)
+sed -i '3s/"disposition":"Blocked"/"disposition":"Allowed"/; 3s/"disposition":"Delayed"/"disposition":"Allowed"/' "$seg"
+printf '\n\033[1m$ cordon audit verify --state-dir tampered-state   (record 3 edited in place)\033[0m\n'
+if cordon audit verify --state-dir "$demo/tampered-state"; then
+  echo "quick start: an edited audit log verified" >&2
+  exit 1
+fi
 
 # Widen the signed payload without re-signing: verification must refuse it.
 node -e '
@@ -50,4 +65,4 @@ if cordon manifest verify "$demo/tampered.signed.json" --no-record; then
   echo "quick start: a tampered manifest was accepted" >&2
   exit 1
 fi
-printf '\nQuick start done: the tampered copy was refused. Demo files are in %s\n' "$demo"
+printf '\nQuick start done: the tampered manifest and the edited audit log were both caught. Demo files are in %s\n' "$demo"

@@ -60,6 +60,13 @@ const SyslogSchema = z.strictObject({
   host: z.string().min(1),
   port: z.number().int().min(1).max(65535).default(6514),
   serverName: z.string().min(1).optional().describe('Name to check in the server certificate.'),
+  resendWindowSeconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(3600)
+    .default(30)
+    .describe('After a connection failure, send again what went out this long before it.'),
   appName: z
     .string()
     .regex(/^[\x21-\x7e]{1,48}$/)

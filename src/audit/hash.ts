@@ -11,7 +11,5 @@ export function sha256Hex(data: string | Uint8Array): string {
 }
 
 export function sha256(data: Uint8Array): Buffer {
-  return fast
-    ? (oneShot('sha256', data, 'buffer'))
-    : createHash('sha256').update(data).digest();
+  return fast ? oneShot('sha256', data, 'buffer') : createHash('sha256').update(data).digest();
 }

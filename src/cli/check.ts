@@ -9,6 +9,9 @@ import { policyPaths } from '../store/policy-dir.js';
 import { realpathOrUndefined } from '../store/resolve.js';
 import { CordonError } from '../errors.js';
 import { verifyFile } from './manifest-verify.js';
+import { decisionEvent, type EventContext, type ManifestRef } from '../audit/events.js';
+import type { AuditLog } from '../audit/log.js';
+import { openDeviceLog } from '../audit/open.js';
 import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 import { readManifest } from './read-manifest.js';
 
@@ -24,6 +27,7 @@ export interface CheckOptions extends GlobalOptions {
   op?: string;
   to?: string;
   address?: string;
+  audit?: boolean;
 }
 
 /** Exit codes of `cordon check`: the effect of the (last) decision. */
@@ -32,7 +36,7 @@ export const CHECK_EXIT = { allow: 0, deny: 1, ask: 10 } as const;
 export function buildPdp(
   io: CliIo,
   opts: CheckOptions,
-): { pdp: Pdp; signed: boolean; verified: boolean } {
+): { pdp: Pdp; signed: boolean; verified: boolean; ref: ManifestRef } {
   let verified = false;
   if (opts.verify === true) {
     // Decide only under a manifest that passes every verification step (without recording it).
@@ -57,9 +61,10 @@ export function buildPdp(
       : (opts.guardrails ?? policyPaths(dirs.policyDir).guardrails);
   const guardrails = guardrailDir === undefined ? undefined : loadGuardrailDir(guardrailDir);
   const resolver = opts.lexical === true ? undefined : createFsPathResolver();
+  const digest = manifestDigest(source.text);
   const pdp = createPdp({
     manifest,
-    manifestDigest: manifestDigest(source.text),
+    manifestDigest: digest,
     home: opts.home ?? io.home,
     cordonDirs: [dirs.policyDir, dirs.stateDir],
     ...(resolver === undefined
@@ -67,7 +72,12 @@ export function buildPdp(
       : { resolvePath: resolver, resolveCommand: realpathOrUndefined }),
     ...(guardrails === undefined ? {} : { guardrails }),
   });
-  return { pdp, signed: source.signed, verified };
+  return {
+    pdp,
+    signed: source.signed,
+    verified,
+    ref: { agent: manifest.agentName, version: manifest.version, digest },
+  };
 }
 
 /** Turn `cordon check KIND ARGS...` into a request. */
@@ -162,11 +172,75 @@ export async function runCheck(
   opts: CheckOptions,
   input: NodeJS.ReadableStream = process.stdin,
 ): Promise<number> {
-  const { pdp, signed, verified } = buildPdp(io, opts);
+  const { pdp, signed, verified, ref } = buildPdp(io, opts);
   if (signed && !verified && opts.json !== true)
     io.stderr(
       '(signed manifest read without verification; add --verify to decide only under a verified manifest)\n',
     );
+  const audit = opts.audit === true ? openAudit(io, opts, ref) : undefined;
+  try {
+    return await decideAll(io, kind, args, opts, input, pdp, audit);
+  } finally {
+    await audit?.log.close();
+  }
+}
+
+interface CheckAudit {
+  log: AuditLog;
+  context: EventContext;
+  ref: ManifestRef;
+}
+
+function openAudit(io: CliIo, opts: CheckOptions, ref: ManifestRef): CheckAudit {
+  const opened = openDeviceLog(resolveDirs(io, opts));
+  return {
+    log: opened.log,
+    context: { ...opened.context, actor: { ...opened.context.actor, name: ref.agent } },
+    ref,
+  };
+}
+
+/**
+ * Record a decision. When the record cannot be made durable the caller must deny: an action
+ * that cannot be audited does not happen.
+ */
+async function record(
+  io: CliIo,
+  audit: CheckAudit | undefined,
+  req: PolicyRequest,
+  d: Decision,
+): Promise<Decision> {
+  if (audit === undefined) return d;
+  try {
+    const { seq } = await audit.log.append(
+      decisionEvent({ ...audit.context, time: io.now().getTime() }, req, {
+        decision: d,
+        manifest: audit.ref,
+      }),
+    );
+    io.stderr(`audit: record ${seq}\n`);
+    return d;
+  } catch (e) {
+    const code = e instanceof CordonError ? e.code : 'AUDIT_WRITE_FAILED';
+    io.stderr(`audit: ${(e as Error).message}\n`);
+    return {
+      effect: 'deny',
+      code: 'PDP_ERROR',
+      rule: 'audit',
+      reason: `Denied: the decision could not be written to the audit log (${code}).`,
+    };
+  }
+}
+
+async function decideAll(
+  io: CliIo,
+  kind: string | undefined,
+  args: readonly string[],
+  opts: CheckOptions,
+  input: NodeJS.ReadableStream,
+  pdp: Pdp,
+  audit: CheckAudit | undefined,
+): Promise<number> {
   if (opts.stdin === true) {
     if (kind !== undefined)
       throw usage(
@@ -191,7 +265,7 @@ export async function runCheck(
         print(io, last, true);
         continue;
       }
-      last = pdp.decide(req);
+      last = await record(io, audit, req, pdp.decide(req));
       print(io, last, true, req);
     }
     return last === undefined ? 0 : CHECK_EXIT[last.effect];
@@ -199,7 +273,7 @@ export async function runCheck(
   if (kind === undefined)
     throw usage('say what to check', 'e.g. cordon check --manifest M read ~/Work/q3.xlsx');
   const req = requestFromArgs(kind, args, opts);
-  const d = pdp.decide(req);
+  const d = await record(io, audit, req, pdp.decide(req));
   if (opts.json === true) printJson(io, { request: req, decision: d });
   else print(io, d, false);
   return CHECK_EXIT[d.effect];

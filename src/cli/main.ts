@@ -195,6 +195,10 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .option('--address <ip>', 'connect/http: the resolved address')
     .option('--op <op>', 'write: create | modify | delete | rename')
     .option('--to <path>', 'write --op rename: the destination')
+    .option(
+      '--audit',
+      'write each decision to the audit log (a decision that cannot be recorded is a deny)',
+    )
     .addHelpText(
       'after',
       '\nExit codes: 0 allow, 1 deny, 10 ask (2 usage, 3 environment).\nExamples:\n  cordon check --manifest m.json read ~/Work/Reports/q3.xlsx\n  cordon check --manifest m.json http POST https://api.example.com/upload\n  cordon check --manifest m.json exec /usr/bin/git push\n  echo \'{"kind":"api.call","scope":"mcp:fs:write_file"}\' | cordon check --manifest m.json --stdin',

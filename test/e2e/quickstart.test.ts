@@ -44,6 +44,10 @@ describe('the built CLI, as a user runs it', () => {
     expect(r.stdout).toMatch(/ASK {2}APPROVAL_REQUIRED {2}rule=\/requiresApproval\/0/);
     expect(r.stdout).toMatch(/DENY {2}NET_INTERNAL_ADDRESS/);
     expect(r.stdout).toContain('20 passed, 0 failed');
+    // Every decision went to the audit log; the log verifies, and an edited copy does not.
+    expect(r.stdout).toMatch(/File System Activity: Read Blocked cowork-lite: .*\[deny:ssh\]/);
+    expect(r.stdout).toMatch(/ok: .*signed checkpoint\(s\) verified/);
+    expect(r.stdout).toMatch(/DAMAGE \(modified\) at record 3/);
   }, 120_000);
 
   it('exits with the documented codes and honours HOME and CORDON_HOME', () => {

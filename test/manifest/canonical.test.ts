@@ -105,7 +105,13 @@ describe('canonicalize (RFC 8785)', () => {
       }),
       { numRuns: 3000 },
     );
-    for (const x of [{ b: 1, a: 2 }, { '10': 1, '9': 2 }, { a: -0 }, ['\ud83d\ude00'], { '\u00e9': 1, z: 2 }]) {
+    for (const x of [
+      { b: 1, a: 2 },
+      { '10': 1, '9': 2 },
+      { a: -0 },
+      ['\ud83d\ude00'],
+      { '\u00e9': 1, z: 2 },
+    ]) {
       expect(canonicalize(x)).toBe(canonicalizeSlow(x));
     }
     expect(() => canonicalize({ a: ['\ud800'] })).toThrow(/lone surrogate/);

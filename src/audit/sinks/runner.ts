@@ -28,6 +28,20 @@ const CursorSchema = z.strictObject({
   lastError: z.string().optional(),
   lastErrorAt: z.string().optional(),
   lastDeliveredAt: z.string().optional(),
+  /**
+   * Unacknowledged transports (syslog): where recent batches started and when they went out, so
+   * that after a connection failure the last `resendWindowSeconds` are sent again.
+   */
+  recent: z
+    .array(
+      z.strictObject({
+        seq: z.number().int().min(0),
+        segment: z.string(),
+        offset: z.number().int().min(0),
+        at: z.number().int().min(0),
+      }),
+    )
+    .optional(),
 });
 export type SinkCursor = z.infer<typeof CursorSchema>;
 
@@ -223,8 +237,19 @@ export class Shipper {
         await send(batch);
       } catch (e) {
         const message = (e as Error).message;
+        // syslog has no acknowledgement: a receiver that died may have read, but not kept, what
+        // was sent just before. Rewind to the oldest batch sent within the resend window.
+        const rewindTo = sink.type === 'syslog-tls' ? cursor.recent?.[0] : undefined;
         cursor = {
           ...cursor,
+          ...(rewindTo === undefined
+            ? {}
+            : {
+                seq: rewindTo.seq,
+                segment: rewindTo.segment,
+                offset: rewindTo.offset,
+                recent: [],
+              }),
           failures: cursor.failures + 1,
           consecutiveFailures: cursor.consecutiveFailures + 1,
           lastError: message.slice(0, 500),
@@ -239,11 +264,20 @@ export class Shipper {
         await sleep(step / 2 + Math.random() * (step / 2), signal);
         continue;
       }
+      const now = Date.now();
+      const recent =
+        sink.type === 'syslog-tls'
+          ? [
+              ...(cursor.recent ?? []).filter((r) => now - r.at <= sink.resendWindowSeconds * 1000),
+              { seq: cursor.seq, segment: cursor.segment, offset: cursor.offset, at: now },
+            ]
+          : undefined;
       cursor = {
         ...cursor,
         seq: end.seq,
         segment: end.segment,
         offset: end.offset,
+        ...(recent === undefined ? {} : { recent }),
         delivered: cursor.delivered + batch.length,
         batches: cursor.batches + 1,
         consecutiveFailures: 0,

@@ -1,0 +1,169 @@
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { readCheckpointState, auditPaths } from '../../src/audit/store.js';
+import { errorCode, manifest, tempDir } from '../helpers.js';
+import { scanRecord } from '../../src/audit/record.js';
+import { cli } from './harness.js';
+
+async function setup(count = 300) {
+  const home = tempDir();
+  const cordonHome = join(home, 'cordon');
+  const run = (args: string[]) => cli(args, { home, cordonHome });
+  expect((await run(['init'])).code).toBe(0);
+  expect((await run(['audit', 'emit-test', '--count', String(count)])).code).toBe(0);
+  return { home, cordonHome, run, stateDir: join(cordonHome, 'state') };
+}
+
+describe('cordon audit', () => {
+  it('verify: exit 0 on an intact log, 1 with the kind of damage, --json for machines', async () => {
+    const { run, stateDir } = await setup();
+    const ok = await run(['audit', 'verify', '--json']);
+    expect(ok.code).toBe(0);
+    expect(ok.json()).toMatchObject({ ok: true, records: 301, provenSize: 300 });
+    const seg = join(
+      stateDir,
+      'audit',
+      'segments',
+      readdirSync(join(stateDir, 'audit', 'segments'))[0]!,
+    );
+    const lines = readFileSync(seg, 'utf8').split('\n');
+    lines.splice(100, 1);
+    writeFileSync(seg, lines.join('\n'));
+    const bad = await run(['audit', 'verify']);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/DAMAGE \(deleted\) at record 102: record 101 is missing/);
+  });
+
+  it('verify --checkpoint: a shipped note catches a truncated log; a note from another device is refused', async () => {
+    const a = await setup(50);
+    const note = join(a.home, 'shipped.note');
+    writeFileSync(note, readCheckpointState(auditPaths(a.stateDir))!.note);
+    expect((await a.run(['audit', 'verify', '--checkpoint', note])).code).toBe(0);
+    const seg = join(
+      a.stateDir,
+      'audit',
+      'segments',
+      readdirSync(join(a.stateDir, 'audit', 'segments'))[0]!,
+    );
+    writeFileSync(seg, readFileSync(seg, 'utf8').split('\n').slice(0, 20).join('\n') + '\n');
+    const r = await a.run(['audit', 'verify', '--checkpoint', note]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/DAMAGE \(truncated\)/);
+    const b = await setup(10);
+    const foreign = await b.run(['audit', 'verify', '--checkpoint', note]);
+    expect(foreign.code).toBe(1);
+    expect(foreign.stdout).toMatch(/checkpoint-invalid/);
+  });
+
+  it('export keeps seq, prev and hash, and the copy verifies with the device key given by --key', async () => {
+    const { run, home } = await setup(120);
+    const out = join(home, 'export.ndjson');
+    expect((await run(['audit', 'export', '--format', 'ocsf-ndjson', '--out', out])).code).toBe(0);
+    const first = JSON.parse(readFileSync(out, 'utf8').split('\n')[0]!) as Record<
+      string,
+      { sequence?: number; cordon_audit?: unknown }
+    >;
+    expect(first['metadata']!.sequence).toBe(1);
+    expect(first['unmapped']!.cordon_audit).toMatchObject({ prev: '0'.repeat(64) });
+    const status = (await run(['audit', 'status', '--json'])).json() as { verifierKey: string };
+    const v = await cli(['audit', 'verify', '--exported', out, '--key', status.verifierKey], {
+      home,
+      cordonHome: join(home, 'elsewhere'),
+    });
+    expect(v.code, v.stdout + v.stderr).toBe(0);
+    expect(v.stdout).toMatch(/ok: .*121 record\(s\)/);
+    // A SIEM-side edit is caught.
+    const text = readFileSync(out, 'utf8').replace(
+      '"disposition":"Blocked"',
+      '"disposition":"Allowed"',
+    );
+    writeFileSync(out, text);
+    const bad = await run(['audit', 'verify', '--exported', out]);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/DAMAGE \(modified\)/);
+    // --since / --until by seq.
+    const part = await run([
+      'audit',
+      'export',
+      '--format',
+      'ocsf-ndjson',
+      '--since',
+      '100',
+      '--until',
+      '104',
+    ]);
+    expect(
+      part.stdout
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { metadata: { sequence: number } }).metadata.sequence),
+    ).toEqual([100, 101, 102, 103, 104]);
+    expect((await run(['audit', 'export', '--format', 'csv'])).code).toBe(2);
+    expect(
+      (await run(['audit', 'export', '--format', 'ocsf-ndjson', '--since', 'yesterday'])).code,
+    ).toBe(2);
+  });
+
+  it('tail filters with --where and prints exported events with --json', async () => {
+    const { run } = await setup(200);
+    const r = await run(['audit', 'tail', '-n', '3', '--where', 'class_uid=4002', '--json']);
+    expect(r.code).toBe(0);
+    const events = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { class_uid: number });
+    expect(events).toHaveLength(3);
+    expect(events.every((e) => e.class_uid === 4002)).toBe(true);
+    const human = await run(['audit', 'tail', '-n', '2', '--where', 'disposition=Blocked']);
+    expect(human.stdout.trim().split('\n')).toHaveLength(2);
+    expect(human.stdout).toMatch(/Blocked/);
+    expect((await run(['audit', 'tail', '--where', 'nonsense'])).code).toBe(2);
+  });
+
+  it('status, emit-test and check --audit', async () => {
+    const { run, home } = await setup(10);
+    const s = await run(['audit', 'status']);
+    expect(s.stdout).toMatch(/records: 11/);
+    expect(s.stdout).toMatch(/verifier key: cordon\.audit\//);
+    expect((await run(['audit', 'emit-test', '--count', '0'])).code).toBe(2);
+    const m = join(home, 'm.json');
+    writeFileSync(m, JSON.stringify(manifest({ readPaths: ['/srv/**'] })));
+    const d = await run(['check', '--manifest', m, '--audit', '--lexical', 'read', '/etc/shadow']);
+    expect(d.code).toBe(1);
+    expect(d.stderr).toMatch(/audit: record 12/);
+    const t = await run(['audit', 'tail', '-n', '2', '--json']);
+    const [decision] = t.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(decision).toMatchObject({
+      class_uid: 1001,
+      activity_id: 2,
+      disposition_id: 2,
+      file: { path: '/etc/shadow' },
+    });
+    const fresh = tempDir();
+    const none = await cli(['audit', 'status'], { home: fresh, cordonHome: join(fresh, 'c') });
+    expect(none.code).toBe(3);
+    expect(none.stderr).toMatch(/AUDIT_LOG_MISSING/);
+  });
+
+  it('errors name what is missing or damaged', async () => {
+    const { run, cordonHome, stateDir } = await setup(5);
+    const ship = await run(['audit', 'ship', '--once']);
+    expect(ship.code).toBe(3);
+    expect(ship.stderr).toMatch(/AUDIT_NO_SINKS/);
+    rmSync(join(cordonHome, 'policy', 'device.pub'));
+    const nokey = await run(['audit', 'verify']);
+    expect(nokey.code).toBe(3);
+    expect(nokey.stderr).toMatch(/AUDIT_NO_VERIFIER[\s\S]*fix: pass --key/);
+    writeFileSync(join(stateDir, 'audit', 'index.json'), '{"version":1,"segments":[]}');
+    const corrupt = await run(['audit', 'status']);
+    expect(corrupt.code).toBe(1);
+    expect(corrupt.stderr).toMatch(/AUDIT_STATE_CORRUPT[\s\S]*index\.json/);
+    expect(errorCode(() => scanRecord(Buffer.from('{"not":"a record"}')))).toBe(
+      'AUDIT_RECORD_MALFORMED',
+    );
+  });
+});
