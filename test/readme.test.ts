@@ -32,4 +32,26 @@ describe('README', () => {
     for (const code of [0, 1, 2, 3, 70])
       expect(readme).toMatch(new RegExp(`^\\| ${code} \\|`, 'm'));
   });
+
+  it('documents every audit verb, damage kind, event class and sink type', () => {
+    for (const verb of ['verify', 'tail', 'export', 'status', 'emit-test', 'ship']) {
+      expect(readme, verb).toContain(`cordon audit ${verb}`);
+    }
+    for (const kind of [
+      'modified',
+      'deleted',
+      'inserted',
+      'reordered',
+      'truncated',
+      'segment-missing',
+      'checkpoint-invalid',
+    ]) {
+      expect(readme, kind).toMatch(new RegExp(`^\\| \`${kind}\` \\|`, 'm'));
+    }
+    for (const uid of [1001, 1007, 1008, 2004, 2006, 3004, 4001, 4002, 6002, 6003]) {
+      expect(readme, String(uid)).toMatch(new RegExp(`\\| ${uid} \\|`));
+    }
+    for (const type of ['splunk-hec', 'otlp-http', 'syslog-tls'])
+      expect(readme).toContain(`\`${type}\``);
+  });
 });
