@@ -56,7 +56,7 @@ try {
   const rssMb: number[] = [];
   const step = Math.max(1, Math.floor(n / 10));
   const start = process.hrtime.bigint();
-  const report = verifyLog(dir, {
+  const report = await verifyLog(dir, {
     verifiers: [parseVerifierKey(verifierKey(origin, deviceKey))],
     onProgressEvery: step,
     onProgress: () => rssMb.push(process.memoryUsage.rss() / 1024 / 1024),

@@ -138,7 +138,7 @@ export async function benchAudit(bigRecords: number): Promise<AuditBench> {
   const vr: number[] = [];
   for (let round = 0; round < 3; round++) {
     const t = process.hrtime.bigint();
-    const report = verifyLog(vdir, { verifiers });
+    const report = await verifyLog(vdir, { verifiers });
     if (!report.ok) throw new Error(`bench log does not verify: ${report.damage?.detail ?? ''}`);
     vr.push(report.records / (Number(process.hrtime.bigint() - t) / 1e9));
   }

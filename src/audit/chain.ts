@@ -7,6 +7,7 @@ import {
   type Checkpoint,
   type NoteVerifier,
 } from './note.js';
+import type { PreparedBlock } from './prepare.js';
 import { GENESIS } from './record.js';
 
 /**
@@ -205,6 +206,62 @@ export class ChainVerifier {
       if (this.#fromGenesis && e.cp.size === this.#frontier.size) this.#matchExternal(e, location);
     }
     return this.#damage === undefined;
+  }
+
+  /** Tree sizes of the checkpoints given from outside (block preparers split there). */
+  get externalSizes(): number[] {
+    return this.#external.map((e) => e.cp.size);
+  }
+
+  /**
+   * Take a whole prepared block at once when it is clean (every record well formed, matching
+   * its hash and linked to the one before with the next seq): only its first record is checked
+   * against the chain so far, and its Merkle leaves arrive as aligned subtree roots. Returns false
+   * when the block needs the record-by-record path (which also classifies any damage).
+   */
+  tryBlock(b: PreparedBlock, locate: (k: number) => string): boolean {
+    if (
+      this.#damage !== undefined ||
+      !b.clean ||
+      this.#suspect !== undefined ||
+      this.#allowDuplicates ||
+      !this.#fromGenesis ||
+      b.firstSeq !== this.#expected ||
+      b.firstPrev !== this.#prevHash
+    ) {
+      return false;
+    }
+    const notes = new Map(b.notes);
+    for (const run of b.runs) {
+      const note = notes.get(run.start);
+      if (
+        note !== undefined &&
+        !this.#checkpoint(note, b.firstSeq + run.start, locate(run.start))
+      ) {
+        return true;
+      }
+      run.heights.forEach((height, i) => {
+        this.#frontier.pushSubtree(run.roots[i] ?? '', height);
+      });
+      for (const e of this.#external) {
+        if (e.cp.size === this.#frontier.size) {
+          this.#matchExternal(e, locate(this.#frontier.size - b.firstSeq));
+        }
+      }
+      if (this.#damage !== undefined) return true;
+    }
+    const n = b.count;
+    const lastSeq = b.firstSeq + n - 1;
+    this.#records += n;
+    this.#first ??= b.firstSeq;
+    this.#beforeLast =
+      n >= 2
+        ? { seq: lastSeq - 1, hash: b.beforeLastHash, prev: '', location: locate(n - 2) }
+        : this.#last;
+    this.#last = { seq: lastSeq, hash: b.lastHash, prev: '', location: locate(n - 1) };
+    this.#expected = lastSeq + 1;
+    this.#prevHash = b.lastHash;
+    return true;
   }
 
   #checkpoint(note: string, seq: number, location: string): boolean {

@@ -22,8 +22,8 @@ import {
   GENESIS,
   canonicalEvent,
   checkpointNoteOf,
-  encodeRecord,
   isCheckpointLine,
+  RecordWriter,
   scanRecord,
 } from './record.js';
 import {
@@ -136,7 +136,9 @@ export class AuditLog {
   #head: Head;
   /** State of what is on disk. */
   #durable: Head & { size: number };
-  #pending: string[] = [];
+  /** Records queued for the next group write, and the buffer the previous write used. */
+  #pending = new RecordWriter();
+  #spare = new RecordWriter();
   #waiters: Waiter[] = [];
   #flushing: Promise<void> | undefined;
   #closed = false;
@@ -175,7 +177,7 @@ export class AuditLog {
     this.#checkpointBefore = this.#lastCheckpoint;
     const interval = this.#opts.checkpointIntervalMs;
     this.#timer = setInterval(() => {
-      if (this.#head.seq > this.#lastCheckpoint.seq && this.#pending.length === 0) {
+      if (this.#head.seq > this.#lastCheckpoint.seq && this.#pending.count === 0) {
         this.#checkpointDue = true;
         this.#kick();
       }
@@ -344,11 +346,10 @@ export class AuditLog {
   #queue(eventJson: string): AppendResult {
     const seq = this.#head.seq + 1;
     const time = new Date(this.#opts.now()).toISOString();
-    const { line, hash } = encodeRecord(seq, time, this.#head.hash, eventJson);
+    const hash = this.#pending.append(seq, time, this.#head.hash, eventJson);
     this.#head.frontier.push(recordLeaf(hash));
     this.#head.seq = seq;
     this.#head.hash = hash;
-    this.#pending.push(line + '\n');
     return { seq, hash };
   }
 
@@ -358,7 +359,7 @@ export class AuditLog {
       .then(() => this.#drain())
       .finally(() => {
         this.#flushing = undefined;
-        if (this.#pending.length > 0 || this.#checkpointDue) this.#kick();
+        if (this.#pending.count > 0 || this.#checkpointDue) this.#kick();
       });
   }
 
@@ -377,21 +378,24 @@ export class AuditLog {
   }
 
   async #drain(): Promise<void> {
-    while (this.#pending.length > 0 || this.#checkpointDue) {
+    while (this.#pending.count > 0 || this.#checkpointDue) {
       const checkpoint = this.#maybeCheckpoint();
-      if (this.#pending.length === 0) return;
-      const lines = this.#pending;
+      if (this.#pending.count === 0) return;
+      const batch = this.#pending;
       const waiters = this.#waiters;
-      this.#pending = [];
+      // Appends made while this batch is written go to the other buffer.
+      this.#spare.reset();
+      this.#pending = this.#spare;
+      this.#spare = batch;
       this.#waiters = [];
       const after: Head = {
         seq: this.#head.seq,
         hash: this.#head.hash,
         frontier: this.#head.frontier.clone(),
       };
-      const buf = Buffer.from(lines.join(''), 'utf8');
+      const buf = batch.bytes();
       try {
-        this.#maybeRotate(after, lines.length);
+        this.#maybeRotate(after, batch.count);
         await writeDurably(this.#fd, buf);
       } catch (e) {
         this.#fail(e, waiters);
@@ -399,7 +403,7 @@ export class AuditLog {
       }
       this.#size += buf.length;
       this.#stats.writes++;
-      this.#stats.records += lines.length;
+      this.#stats.records += batch.count;
       if (checkpoint !== undefined) this.#stats.checkpoints++;
       this.#durable = { ...after, size: this.#size };
       this.#lastError = undefined;
@@ -504,7 +508,7 @@ export class AuditLog {
     }
     this.#size = this.#durable.size;
     const all = [...waiters, ...this.#waiters];
-    this.#pending = [];
+    this.#pending.reset();
     this.#waiters = [];
     this.#head = {
       seq: this.#durable.seq,

@@ -201,3 +201,67 @@ export function checkpointNoteOf(line: Buffer): string | undefined {
   const note = v.event?.unmapped?.checkpoint;
   return typeof note === 'string' ? note : undefined;
 }
+
+/** Length of the `"hash":"<64 hex>",` member slid in between the event and `prev`. */
+const TAIL_SHIFT = '"hash":"'.length + 64 + '",'.length;
+
+/**
+ * Encodes records straight into one growing buffer for a group write: the event's UTF-8 bytes
+ * are written once, hashed in place, and the `hash` member is slid in before `prev`. Produces
+ * exactly the bytes of {@link encodeRecord}.
+ */
+export class RecordWriter {
+  #buf = Buffer.allocUnsafe(1024 * 1024);
+  #len = 0;
+  #count = 0;
+
+  get length(): number {
+    return this.#len;
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  /** The encoded records (valid until the next `reset`). */
+  bytes(): Buffer {
+    return this.#buf.subarray(0, this.#len);
+  }
+
+  reset(): void {
+    this.#len = 0;
+    this.#count = 0;
+  }
+
+  #ensure(extra: number): void {
+    if (this.#len + extra <= this.#buf.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.#buf.length * 2, this.#len + extra));
+    this.#buf.copy(bigger, 0, 0, this.#len);
+    this.#buf = bigger;
+  }
+
+  /** Append one record (event already canonical JSON); returns its hash. */
+  append(seq: number, time: string, prev: string, eventJson: string): string {
+    const tail = `"prev":"${prev}","seq":${seq},"time":"${time}"}`;
+    this.#ensure(eventJson.length * 3 + tail.length + 100);
+    const buf = this.#buf;
+    const start = this.#len;
+    let p = start + buf.write('{"event":', start, 'latin1');
+    p += buf.write(eventJson, p, 'utf8');
+    buf[p++] = 0x2c; // ,
+    const tailAt = p;
+    p += buf.write(tail, p, 'latin1');
+    const hash = sha256Hex(buf.subarray(start, p));
+    // Slide the tail right and put `"hash":"…",` where it was.
+    buf.copyWithin(tailAt + TAIL_SHIFT, tailAt, p);
+    let q = tailAt + buf.write('"hash":"', tailAt, 'latin1');
+    q += buf.write(hash, q, 'latin1');
+    buf[q] = 0x22; // "
+    buf[q + 1] = 0x2c; // ,
+    p += TAIL_SHIFT;
+    buf[p++] = 0x0a;
+    this.#len = p;
+    this.#count++;
+    return hash;
+  }
+}

@@ -83,7 +83,7 @@ function printReport(io: CliIo, r: ChainReport, what: string, warnings: readonly
   for (const w of warnings) io.stdout(`warning: ${w}\n`);
 }
 
-export function runAuditVerify(io: CliIo, opts: AuditVerifyOptions): number {
+export async function runAuditVerify(io: CliIo, opts: AuditVerifyOptions): Promise<number> {
   const dirs = resolveDirs(io, opts);
   const vs = verifiers(io, opts);
   const checkpoints = (opts.checkpoint ?? []).map((f) => ({
@@ -96,7 +96,7 @@ export function runAuditVerify(io: CliIo, opts: AuditVerifyOptions): number {
     else printReport(io, r, opts.exported, []);
     return r.ok ? EXIT.OK : EXIT.INVALID;
   }
-  const r = verifyLog(dirs.stateDir, {
+  const r = await verifyLog(dirs.stateDir, {
     verifiers: vs,
     checkpoints,
     onProgress: (n) => io.stderr(`verified ${n} records\n`),

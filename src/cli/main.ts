@@ -306,7 +306,9 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
       'after',
       '\nExamples:\n  cordon audit verify\n  cordon audit verify --checkpoint shipped.note\n  cordon audit verify --exported siem-export.ndjson --key "cordon.audit/host/ab12+0d2e3f4a+AX..."',
     )
-    .action((o: AuditVerifyOptions) => act(() => runAuditVerify(io, { ...g(), ...o })));
+    .action(async (o: AuditVerifyOptions) => {
+      setExit(await runAuditVerify(io, { ...g(), ...o }));
+    });
   audit
     .command('tail')
     .description('print the last records (-f: keep following)')

@@ -106,7 +106,7 @@ describe('crash safety', () => {
       });
       if (log.recovery.cutBytes > 0) recoveries++;
       await log.close();
-      const report = verifyLog(stateDir, { verifiers });
+      const report = await verifyLog(stateDir, { verifiers });
       expect(report.damage, `round ${round}`).toBeUndefined();
     }
     expect(totalAcked).toBeGreaterThan(1000);

@@ -33,7 +33,7 @@ describe('chained audit log', () => {
     expect(recs[0]!.prev).toBe('0'.repeat(64));
     for (let i = 1; i < recs.length; i++) expect(recs[i]!.prev).toBe(recs[i - 1]!.hash);
     expect(recs.every((r) => r.hashOk)).toBe(true);
-    const report = verifyLog(dir, { verifiers: [verifier] });
+    const report = await verifyLog(dir, { verifiers: [verifier] });
     expect(report.ok).toBe(true);
     // close() signed a checkpoint over records 1..50, written as record 51.
     expect(report.records).toBe(51);
@@ -55,7 +55,7 @@ describe('chained audit log', () => {
     const b = await fill(dir, 10);
     expect(b.results[0]!.seq).toBe(12);
     await b.log.close();
-    const r = verifyLog(dir, { verifiers: [verifier] });
+    const r = await verifyLog(dir, { verifiers: [verifier] });
     expect(r.ok).toBe(true);
     expect(r.checkpointsVerified).toBeGreaterThanOrEqual(3);
   });
@@ -74,7 +74,7 @@ describe('chained audit log', () => {
     await timed.flush();
     expect(timed.stats.checkpoints).toBeGreaterThanOrEqual(1);
     await timed.close();
-    expect(verifyLog(dir2, { verifiers: [verifier] }).ok).toBe(true);
+    expect((await verifyLog(dir2, { verifiers: [verifier] })).ok).toBe(true);
   });
 
   it('rotates by size and by age, carrying the chain, with an index of segments', async () => {
@@ -88,7 +88,7 @@ describe('chained audit log', () => {
       expect(index.segments[i - 1]!.lastSeq).toBe(index.segments[i]!.firstSeq - 1);
       expect(index.segments[i - 1]!.lastHash).toBe(index.segments[i]!.firstPrev);
     }
-    expect(verifyLog(dir, { verifiers: [verifier] }).ok).toBe(true);
+    expect((await verifyLog(dir, { verifiers: [verifier] })).ok).toBe(true);
     // Age: a clock that jumps a day rotates even a small segment.
     const dir2 = tempDir();
     let now = Date.parse('2026-11-23T00:00:00Z');
@@ -98,7 +98,7 @@ describe('chained audit log', () => {
     await aged.append(ev(1));
     await aged.close();
     expect(readIndex(auditPaths(dir2))!.segments.length).toBe(2);
-    expect(verifyLog(dir2, { verifiers: [verifier] }).ok).toBe(true);
+    expect((await verifyLog(dir2, { verifiers: [verifier] })).ok).toBe(true);
   });
 
   it('recovers from a torn tail: cuts it, records the recovery, continues the chain', async () => {
@@ -115,7 +115,7 @@ describe('chained audit log', () => {
     const lines = readLines(seg);
     const recovery = lines.find((l) => l.includes('"activity_name":"Restart"'));
     expect(recovery).toContain(`"cut_bytes":${torn.length}`);
-    expect(verifyLog(dir, { verifiers: [verifier] }).ok).toBe(true);
+    expect((await verifyLog(dir, { verifiers: [verifier] })).ok).toBe(true);
   });
 
   it('refuses to open a log whose last complete record was altered or whose records were removed', async () => {

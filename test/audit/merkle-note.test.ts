@@ -1,7 +1,13 @@
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { EMPTY_ROOT, MerkleFrontier, leafHash, nodeHash } from '../../src/audit/merkle.js';
+import {
+  EMPTY_ROOT,
+  MerkleFrontier,
+  alignedSubtrees,
+  leafHash,
+  nodeHash,
+} from '../../src/audit/merkle.js';
 import {
   checkpointText,
   openNote,
@@ -48,6 +54,38 @@ describe('Merkle tree (RFC 9162)', () => {
       ),
       { numRuns: 200 },
     );
+  });
+
+  it('aligned subtree roots pushed whole equal the leaves pushed one by one (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 300 }),
+        fc.array(fc.integer({ min: 0, max: 70 }), { maxLength: 5 }),
+        (before, runs) => {
+          const one = new MerkleFrontier();
+          const whole = new MerkleFrontier();
+          let n = 0;
+          const leaf = () => leafHash(Buffer.from(String(n++)));
+          for (let i = 0; i < before; i++) {
+            const l = leaf();
+            one.push(l);
+            whole.push(l);
+          }
+          for (const len of runs) {
+            const leaves = Array.from({ length: len }, leaf);
+            for (const l of leaves) one.push(l);
+            for (const t of alignedSubtrees(whole.size, leaves))
+              whole.pushSubtree(t.root, t.height);
+            expect(whole.size).toBe(one.size);
+            expect(whole.root().equals(one.root())).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 300 },
+    );
+    expect(() =>
+      new MerkleFrontier(3, [Buffer.alloc(32), Buffer.alloc(32)]).pushSubtree(Buffer.alloc(32), 1),
+    ).toThrow(RangeError);
   });
 
   it('leaves and nodes are domain-separated (0x00 / 0x01 prefixes)', () => {

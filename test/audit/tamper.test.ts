@@ -47,20 +47,20 @@ function copy(from: string): string {
   return d;
 }
 
-const verify = (dir: string, external: string[] = []): LogVerifyReport =>
+const verify = (dir: string, external: string[] = []): Promise<LogVerifyReport> =>
   verifyLog(dir, {
     verifiers: [verifier],
     checkpoints: external.map((note, i) => ({ note, source: `shipped-${i}` })),
   });
 
 describe('tamper detection', () => {
-  it('the untouched logs verify', () => {
-    expect(verify(pristineMulti).ok).toBe(true);
+  it('the untouched logs verify', async () => {
+    expect((await verify(pristineMulti)).ok).toBe(true);
     expect(readIndex(auditPaths(pristineMulti))!.segments.length).toBeGreaterThan(3);
-    expect(verify(pristineSingle, [shippedNote]).ok).toBe(true);
+    expect((await verify(pristineSingle, [shippedNote])).ok).toBe(true);
   });
 
-  it('one flipped byte → modified, naming the record', () => {
+  it('one flipped byte → modified, naming the record', async () => {
     const d = copy(pristineSingle);
     const seg = segmentFiles(d)[0]!;
     const buf = readFileSync(seg);
@@ -68,29 +68,29 @@ describe('tamper detection', () => {
     const at = lines.slice(0, 20).join('\n').length + 1 + 40; // inside record 21's event
     buf[at] = buf[at]! ^ 0x01;
     writeFileSync(seg, buf);
-    const r = verify(d);
+    const r = await verify(d);
     expect(r.damage).toMatchObject({ kind: 'modified', seq: 21 });
   });
 
-  it('a deleted record → deleted', () => {
+  it('a deleted record → deleted', async () => {
     const d = copy(pristineSingle);
     const seg = segmentFiles(d)[0]!;
     const lines = readLines(seg);
     lines.splice(30, 1);
     writeLines(seg, lines);
-    expect(verify(d).damage).toMatchObject({ kind: 'deleted', seq: 32 });
+    expect((await verify(d)).damage).toMatchObject({ kind: 'deleted', seq: 32 });
   });
 
-  it('two swapped records → reordered', () => {
+  it('two swapped records → reordered', async () => {
     const d = copy(pristineSingle);
     const seg = segmentFiles(d)[0]!;
     const lines = readLines(seg);
     [lines[12], lines[13]] = [lines[13]!, lines[12]!];
     writeLines(seg, lines);
-    expect(verify(d).damage).toMatchObject({ kind: 'reordered', seq: 14 });
+    expect((await verify(d)).damage).toMatchObject({ kind: 'reordered', seq: 14 });
   });
 
-  it('a forged record inserted with the whole chain recomputed → inserted, caught by the signed checkpoint', () => {
+  it('a forged record inserted with the whole chain recomputed → inserted, caught by the signed checkpoint', async () => {
     const d = copy(pristineSingle);
     const seg = segmentFiles(d)[0]!;
     const lines = readLines(seg);
@@ -110,12 +110,12 @@ describe('tamper detection', () => {
     }
     writeLines(seg, rechained);
     rmSync(auditPaths(d).checkpoint);
-    const r = verify(d);
+    const r = await verify(d);
     expect(r.damage?.kind).toBe('inserted');
     expect(r.damage?.detail).toMatch(/signed over 10 records but 11 precede it/);
   });
 
-  it('a record edited with the chain recomputed → modified, caught by the Merkle root', () => {
+  it('a record edited with the chain recomputed → modified, caught by the Merkle root', async () => {
     const d = copy(pristineSingle);
     const seg = segmentFiles(d)[0]!;
     const lines = readLines(seg);
@@ -130,45 +130,45 @@ describe('tamper detection', () => {
     lines[at] = edited;
     writeLines(seg, rechain(lines, at));
     rmSync(auditPaths(d).checkpoint);
-    expect(verify(d).damage).toMatchObject({ kind: 'modified' });
-    expect(verify(d).damage?.detail).toMatch(/Merkle root/);
+    expect((await verify(d)).damage).toMatchObject({ kind: 'modified' });
+    expect((await verify(d)).damage?.detail).toMatch(/Merkle root/);
   });
 
-  it('a truncated tail → truncated, against the local checkpoint and against a shipped one', () => {
+  it('a truncated tail → truncated, against the local checkpoint and against a shipped one', async () => {
     const d = copy(pristineSingle);
     const seg = segmentFiles(d)[0]!;
     const lines = readLines(seg);
     writeLines(seg, lines.slice(0, 40));
-    expect(verify(d).damage).toMatchObject({ kind: 'truncated' });
+    expect((await verify(d)).damage).toMatchObject({ kind: 'truncated' });
     // The attacker removes the local checkpoint state too: the shipped copy still tells.
     rmSync(auditPaths(d).checkpoint);
-    expect(verify(d, [shippedNote]).damage).toMatchObject({ kind: 'truncated', seq: 41 });
+    expect((await verify(d, [shippedNote])).damage).toMatchObject({ kind: 'truncated', seq: 41 });
     // The honest limit: with no checkpoint kept anywhere else, a cut at a record boundary looks
     // like a shorter log. This is why checkpoints are shipped off the machine.
-    expect(verify(d).ok).toBe(true);
+    expect((await verify(d)).ok).toBe(true);
   });
 
-  it('a deleted middle segment → segment missing; with the index edited too → deleted', () => {
+  it('a deleted middle segment → segment missing; with the index edited too → deleted', async () => {
     const d = copy(pristineMulti);
     const segs = segmentFiles(d);
     rmSync(segs[1]!);
-    expect(verify(d).damage).toMatchObject({ kind: 'segment-missing' });
+    expect((await verify(d)).damage).toMatchObject({ kind: 'segment-missing' });
     const p = auditPaths(d);
     const index = readIndex(p)!;
     writeIndex(p, { ...index, segments: index.segments.filter((_, i) => i !== 1) });
-    expect(verify(d).damage).toMatchObject({ kind: 'deleted' });
+    expect((await verify(d)).damage).toMatchObject({ kind: 'deleted' });
   });
 
-  it('a segment added outside the index → inserted', () => {
+  it('a segment added outside the index → inserted', async () => {
     const d = copy(pristineMulti);
     writeFileSync(
       join(d, 'audit', 'segments', 'seg-0000000000009999.ndjson'),
       readLines(segmentFiles(d)[0]!)[0]! + '\n',
     );
-    expect(verify(d).damage).toMatchObject({ kind: 'inserted' });
+    expect((await verify(d)).damage).toMatchObject({ kind: 'inserted' });
   });
 
-  it('a checkpoint signed by another key, or a shipped note from another device → checkpoint invalid', () => {
+  it('a checkpoint signed by another key, or a shipped note from another device → checkpoint invalid', async () => {
     const other = generateKeyPairSync('ed25519').privateKey;
     const foreign = signNote(
       checkpointText({
@@ -181,7 +181,9 @@ describe('tamper detection', () => {
       ORIGIN,
       other,
     );
-    expect(verify(pristineSingle, [foreign]).damage).toMatchObject({ kind: 'checkpoint-invalid' });
+    expect((await verify(pristineSingle, [foreign])).damage).toMatchObject({
+      kind: 'checkpoint-invalid',
+    });
     // A checkpoint record whose note was replaced (and the chain recomputed).
     const d = copy(pristineSingle);
     const seg = segmentFiles(d)[0]!;
@@ -192,6 +194,6 @@ describe('tamper detection', () => {
     lines[i] = lines[i]!.replace(/"checkpoint":"(?:[^"\\]|\\.)*"/, `"checkpoint":"${note}"`);
     writeLines(seg, rechain(lines, i));
     expect(state.size).toBeGreaterThan(0);
-    expect(verify(d).damage).toMatchObject({ kind: 'checkpoint-invalid' });
+    expect((await verify(d)).damage).toMatchObject({ kind: 'checkpoint-invalid' });
   });
 });
