@@ -11,7 +11,7 @@ import type { Decision, PolicyRequest } from '../policy/types.js';
  * userinfo and credential-like query values are replaced by `[REDACTED]`, there is no field for
  * a body, and DLP findings carry a type and where it was found, never the matched text.
  */
-export type OcsfEvent = Record<string, unknown> & {
+export type OcsfEvent = Readonly<Record<string, unknown>> & {
   readonly class_uid: number;
   readonly activity_id: number;
   readonly type_uid: number;
@@ -95,9 +95,23 @@ function classification(
 }
 
 /** Rebuild the top level in key order, so the log can serialise the event with JSON.stringify. */
+/**
+ * Events the builders made. Their keys are in canonical order at every level (a test checks
+ * every kind), so the log serialises them with JSON.stringify alone; events are values, never
+ * mutated after building (the type is read-only, and the log re-checks a sample).
+ */
+const BUILT = new WeakSet<object>();
+
+/** Whether `e` came from a builder here (and so is already in canonical key order). */
+export function isBuiltEvent(e: object): boolean {
+  return BUILT.has(e);
+}
+
+/** Rebuild the top level in key order, so the log can serialise the event with JSON.stringify. */
 function event(o: Record<string, unknown> & OcsfEvent): OcsfEvent {
   const out: Record<string, unknown> = {};
   for (const k of Object.keys(o).sort()) out[k] = o[k];
+  BUILT.add(out);
   return out as OcsfEvent;
 }
 

@@ -86,6 +86,18 @@ interface Waiter {
   hash: string;
 }
 
+/** Records per group write at most: big enough to amortise the sync, small enough to pipeline. */
+const BATCH_RECORDS = 2048;
+
+interface Batch {
+  readonly writer: RecordWriter;
+  readonly waiters: Waiter[];
+  lastSeq: number;
+  lastHash: string;
+  /** The checkpoint whose record is in this batch, saved once the batch is on disk. */
+  checkpoint: CheckpointState | undefined;
+}
+
 interface LastCheckpoint {
   seq: number;
   time: number;
@@ -134,17 +146,21 @@ export class AuditLog {
   #segmentCreated: number;
   /** State including records queued but not yet on disk. */
   #head: Head;
-  /** State of what is on disk. */
-  #durable: Head & { size: number };
-  /** Records queued for the next group write, and the buffer the previous write used. */
-  #pending = new RecordWriter();
-  #spare = new RecordWriter();
-  #waiters: Waiter[] = [];
+  /** The last record on disk, and the active segment's length up to it. */
+  #durable: { seq: number; hash: string; size: number };
+  /**
+   * Records waiting for a group write, oldest first, in batches of at most BATCH_RECORDS: a
+   * bounded batch is acknowledged sooner, so appenders keep building records while the
+   * previous batch is synced.
+   */
+  #queue: Batch[] = [];
+  #freeWriters: RecordWriter[] = [];
   #flushing: Promise<void> | undefined;
   #closed = false;
   /** The last checkpoint: the seq of the record carrying it, when, and its note's hash. */
   #lastCheckpoint: LastCheckpoint;
-  #checkpointBefore: LastCheckpoint;
+  /** The last checkpoint whose record is on disk (what a failed write falls back to). */
+  #durableCheckpoint: LastCheckpoint;
   #checkpointDue = false;
   #timer: NodeJS.Timeout | undefined;
   #lastError: CordonError | undefined;
@@ -167,17 +183,17 @@ export class AuditLog {
     this.#size = size;
     this.#segmentCreated = activeOf(index).created;
     this.#head = head;
-    this.#durable = { ...head, frontier: head.frontier.clone(), size };
+    this.#durable = { seq: head.seq, hash: head.hash, size };
     this.recovery = recovery;
     this.#lastCheckpoint = {
       seq: checkpoint?.seq ?? 0,
       time: checkpoint === undefined ? this.#opts.now() : checkpoint.time * 1000,
       noteHash: checkpoint === undefined ? undefined : noteHash(checkpoint.note),
     };
-    this.#checkpointBefore = this.#lastCheckpoint;
+    this.#durableCheckpoint = this.#lastCheckpoint;
     const interval = this.#opts.checkpointIntervalMs;
     this.#timer = setInterval(() => {
-      if (this.#head.seq > this.#lastCheckpoint.seq && this.#pending.count === 0) {
+      if (this.#head.seq > this.#lastCheckpoint.seq && this.#queue.length === 0) {
         this.#checkpointDue = true;
         this.#kick();
       }
@@ -337,20 +353,30 @@ export class AuditLog {
       return Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
     return new Promise<AppendResult>((resolve, reject) => {
-      const w = this.#queue(json);
-      this.#waiters.push({ resolve, reject, seq: w.seq, hash: w.hash });
+      const { batch, seq, hash } = this.#record(json);
+      batch.waiters.push({ resolve, reject, seq, hash });
       this.#kick();
     });
   }
 
-  #queue(eventJson: string): AppendResult {
+  /** Sequence, chain and encode one record into the newest open batch. */
+  #record(eventJson: string): { batch: Batch; seq: number; hash: string } {
+    let batch = this.#queue[this.#queue.length - 1];
+    if (batch === undefined || batch.writer.count >= BATCH_RECORDS) {
+      const writer = this.#freeWriters.pop() ?? new RecordWriter();
+      writer.reset();
+      batch = { writer, waiters: [], lastSeq: 0, lastHash: '', checkpoint: undefined };
+      this.#queue.push(batch);
+    }
     const seq = this.#head.seq + 1;
     const time = new Date(this.#opts.now()).toISOString();
-    const hash = this.#pending.append(seq, time, this.#head.hash, eventJson);
+    const hash = batch.writer.append(seq, time, this.#head.hash, eventJson);
     this.#head.frontier.push(recordLeaf(hash));
     this.#head.seq = seq;
     this.#head.hash = hash;
-    return { seq, hash };
+    batch.lastSeq = seq;
+    batch.lastHash = hash;
+    return { batch, seq, hash };
   }
 
   #kick(): void {
@@ -359,7 +385,7 @@ export class AuditLog {
       .then(() => this.#drain())
       .finally(() => {
         this.#flushing = undefined;
-        if (this.#pending.count > 0 || this.#checkpointDue) this.#kick();
+        if (this.#queue.length > 0 || this.#checkpointDue) this.#kick();
       });
   }
 
@@ -378,48 +404,43 @@ export class AuditLog {
   }
 
   async #drain(): Promise<void> {
-    while (this.#pending.count > 0 || this.#checkpointDue) {
-      const checkpoint = this.#maybeCheckpoint();
-      if (this.#pending.count === 0) return;
-      const batch = this.#pending;
-      const waiters = this.#waiters;
-      // Appends made while this batch is written go to the other buffer.
-      this.#spare.reset();
-      this.#pending = this.#spare;
-      this.#spare = batch;
-      this.#waiters = [];
-      const after: Head = {
-        seq: this.#head.seq,
-        hash: this.#head.hash,
-        frontier: this.#head.frontier.clone(),
-      };
-      const buf = batch.bytes();
+    for (;;) {
+      this.#maybeCheckpoint();
+      const batch = this.#queue.shift();
+      if (batch === undefined) return;
+      const buf = batch.writer.bytes();
       try {
-        this.#maybeRotate(after, batch.count);
+        this.#maybeRotate(batch.lastSeq - batch.writer.count + 1);
         await writeDurably(this.#fd, buf);
       } catch (e) {
-        this.#fail(e, waiters);
+        this.#fail(e, batch);
         continue;
       }
       this.#size += buf.length;
       this.#stats.writes++;
-      this.#stats.records += batch.count;
-      if (checkpoint !== undefined) this.#stats.checkpoints++;
-      this.#durable = { ...after, size: this.#size };
+      this.#stats.records += batch.writer.count;
+      this.#durable = { seq: batch.lastSeq, hash: batch.lastHash, size: this.#size };
       this.#lastError = undefined;
-      if (checkpoint !== undefined) {
+      if (batch.checkpoint !== undefined) {
+        this.#stats.checkpoints++;
+        this.#durableCheckpoint = {
+          seq: batch.checkpoint.seq,
+          time: batch.checkpoint.time * 1000,
+          noteHash: noteHash(batch.checkpoint.note),
+        };
         try {
-          writeCheckpointState(this.paths, checkpoint);
+          writeCheckpointState(this.paths, batch.checkpoint);
         } catch {
           // The checkpoint is in the log itself; the state file only speeds up the next open.
         }
       }
-      for (const w of waiters) w.resolve({ seq: w.seq, hash: w.hash });
+      this.#freeWriters.push(batch.writer);
+      for (const w of batch.waiters) w.resolve({ seq: w.seq, hash: w.hash });
     }
   }
 
   /** When a checkpoint is due, sign one over everything queued and queue it as the next record. */
-  #maybeCheckpoint(): CheckpointState | undefined {
+  #maybeCheckpoint(): void {
     const now = this.#opts.now();
     const since = this.#head.seq - this.#lastCheckpoint.seq;
     const due =
@@ -428,7 +449,7 @@ export class AuditLog {
         since >= this.#opts.checkpointEvery ||
         now - this.#lastCheckpoint.time >= this.#opts.checkpointIntervalMs);
     this.#checkpointDue = false;
-    if (!due) return undefined;
+    if (!due) return;
     const size = this.#head.seq;
     const frontier = this.#head.frontier.clone();
     const text = checkpointText({
@@ -447,10 +468,9 @@ export class AuditLog {
         checkpoint: note,
       },
     );
-    const { seq } = this.#queue(canonicalEvent(event));
-    this.#checkpointBefore = this.#lastCheckpoint;
+    const { batch, seq } = this.#record(canonicalEvent(event));
     this.#lastCheckpoint = { seq, time: now, noteHash: noteHash(note) };
-    return {
+    batch.checkpoint = {
       version: 1,
       size,
       frontier: frontier.hashes.map((h) => h.toString('hex')),
@@ -460,12 +480,11 @@ export class AuditLog {
     };
   }
 
-  #maybeRotate(after: Head, count: number): void {
+  #maybeRotate(firstSeq: number): void {
     const now = this.#opts.now();
     const tooBig = this.#size >= this.#opts.segmentMaxBytes;
     const tooOld = now - this.#segmentCreated >= this.#opts.segmentMaxAgeMs;
     if (this.#size === 0 || (!tooBig && !tooOld)) return;
-    const firstSeq = after.seq - count + 1;
     const file = segmentName(firstSeq);
     const segments = [...this.#index.segments];
     segments[segments.length - 1] = {
@@ -487,7 +506,7 @@ export class AuditLog {
   }
 
   /** A write failed: nothing past the last durable record may stay, on disk or queued. */
-  #fail(e: unknown, waiters: Waiter[]): void {
+  #fail(e: unknown, failed: Batch): void {
     const err = new CordonError(
       'AUDIT_WRITE_FAILED',
       `cannot write the audit log: ${(e as Error).message}`,
@@ -507,18 +526,30 @@ export class AuditLog {
       // The next recovery cuts whatever partial record remains.
     }
     this.#size = this.#durable.size;
-    const all = [...waiters, ...this.#waiters];
-    this.#pending.reset();
-    this.#waiters = [];
-    this.#head = {
-      seq: this.#durable.seq,
-      hash: this.#durable.hash,
-      frontier: this.#durable.frontier.clone(),
-    };
-    if (this.#lastCheckpoint.seq > this.#head.seq) this.#lastCheckpoint = this.#checkpointBefore;
+    // Every queued record chains from the failed ones: all are refused, and the chain and the
+    // Merkle tree go back to the last durable record (rebuilt from disk; this is the rare path).
+    const refused = [failed, ...this.#queue];
+    this.#queue = [];
+    const frontier = (() => {
+      const state = readCheckpointState(this.paths);
+      const f =
+        state === undefined || state.size > this.#durable.seq
+          ? new MerkleFrontier()
+          : new MerkleFrontier(
+              state.size,
+              state.frontier.map((h) => Buffer.from(h, 'hex')),
+            );
+      rollUp(this.paths, this.#index, f, this.#durable.seq);
+      return f;
+    })();
+    this.#head = { seq: this.#durable.seq, hash: this.#durable.hash, frontier };
+    this.#lastCheckpoint = this.#durableCheckpoint;
     this.#lastError = err;
     this.#opts.onError?.(err);
-    for (const w of all) w.reject(err);
+    for (const b of refused) {
+      for (const w of b.waiters) w.reject(err);
+      this.#freeWriters.push(b.writer);
+    }
   }
 
   /** Flush, sign a final checkpoint when there is anything new, and release the lock. */

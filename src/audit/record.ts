@@ -1,5 +1,6 @@
 import { sha256Hex } from './hash.js';
-import { canonicalize } from '../manifest/canonical.js';
+import { canonicalize, canonicalizeOrdered } from '../manifest/canonical.js';
+import { isBuiltEvent } from './events.js';
 import { CordonError } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
 
@@ -44,7 +45,7 @@ export function encodeRecord(
 }
 
 /** Canonical JSON of an event, refusing anything the exported form could not round-trip. */
-export function canonicalEvent(event: Record<string, unknown>): string {
+export function canonicalEvent(event: Readonly<Record<string, unknown>>): string {
   const meta = event['metadata'] as Record<string, unknown> | undefined;
   const unmapped = event['unmapped'] as Record<string, unknown> | undefined;
   if (
@@ -58,8 +59,20 @@ export function canonicalEvent(event: Record<string, unknown>): string {
       { hint: 'build events with the builders in src/audit/events.ts' },
     );
   }
-  return canonicalize(event);
+  if (!isBuiltEvent(event)) return canonicalize(event);
+  // Builder output is in canonical order by construction. Every 64th is compared with the exact
+  // form, so code that changes events after building them is found, loudly.
+  if ((sampled++ & 63) !== 0) return canonicalizeOrdered(event);
+  const exact = canonicalize(event);
+  if (canonicalizeOrdered(event) !== exact) {
+    throw new CordonError('AUDIT_EVENT_INVALID', 'an event was changed after it was built', {
+      hint: 'events are values: build a new one instead of editing one',
+    });
+  }
+  return exact;
 }
+
+let sampled = 0;
 
 /** What the fast scan of one line yields. */
 export interface ScannedRecord {

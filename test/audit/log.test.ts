@@ -153,6 +153,22 @@ describe('chained audit log', () => {
     expect(existsSync(auditPaths(dir).lock)).toBe(false);
   });
 
+  it('an event changed after it was built is found (every 64th is checked in full)', async () => {
+    const dir = tempDir();
+    const log = openLog(dir);
+    const e = fileActivityEvent(ctx, { activity: 'read', path: '/a' });
+    // Breaking the canonical key order behind the type's back.
+    (e as Record<string, unknown>)['aaa_added_later'] = 1;
+    const results = await Promise.allSettled(Array.from({ length: 64 }, () => log.append(e)));
+    expect(
+      results.some(
+        (r) =>
+          r.status === 'rejected' && (r.reason as { code: string }).code === 'AUDIT_EVENT_INVALID',
+      ),
+    ).toBe(true);
+    await log.close();
+  });
+
   it('only the log writes checkpoints, and events cannot smuggle export fields', async () => {
     const dir = tempDir();
     const log = openLog(dir);
