@@ -191,12 +191,13 @@ class BlockReader {
   /** The next block (each its own allocation, so it can be handed to a worker), or undefined. */
   next(): Buffer | undefined {
     while (this.#open) {
+      // Every block has the same capacity (room for a carried partial line), so blocks are
+      // reused instead of allocated: memory stays flat however long the log is.
       const need = BLOCK + this.#carry.length;
-      const reuse = this.#free.pop();
-      const chunk =
-        reuse !== undefined && reuse.byteLength >= need
-          ? Buffer.from(reuse, 0, need)
-          : Buffer.allocUnsafe(need);
+      const capacity = Math.max(2 * BLOCK, need);
+      let reuse = this.#free.pop();
+      if (reuse !== undefined && reuse.byteLength < need) reuse = undefined;
+      const chunk = Buffer.from(reuse ?? new ArrayBuffer(capacity), 0, need);
       this.#carry.copy(chunk, 0);
       const n = readSync(this.#fd, chunk, this.#carry.length, BLOCK, this.#pos);
       if (n === 0) {

@@ -13,7 +13,14 @@ import {
 } from '../audit/reader.js';
 import { toExported } from '../audit/record.js';
 import { Shipper, sinkStatus } from '../audit/sinks/runner.js';
-import { auditPaths, listSegmentFiles, readCheckpointState, readIndex } from '../audit/store.js';
+import {
+  auditPaths,
+  listSegmentFiles,
+  readCheckpointState,
+  readIndex,
+  type AuditPaths,
+  type SegmentIndex,
+} from '../audit/store.js';
 import { syntheticEvents } from '../audit/synthetic.js';
 import { verifyExported, verifyLog } from '../audit/verify.js';
 import { CordonError } from '../errors.js';
@@ -56,6 +63,18 @@ function verifiers(io: CliIo, opts: AuditVerifyOptions): NoteVerifier[] {
     );
   }
   return [v];
+}
+
+/** The segment index, or AUDIT_LOG_MISSING naming where the log was looked for. */
+function requireLog(p: AuditPaths): SegmentIndex {
+  const index = readIndex(p);
+  if (index === undefined) {
+    throw new CordonError('AUDIT_LOG_MISSING', `no audit log in ${p.dir}`, {
+      file: p.index,
+      hint: 'check --state-dir; the first audited action or `cordon audit emit-test --count 10` creates it',
+    });
+  }
+  return index;
 }
 
 function describeDamage(d: Damage): string {
@@ -162,13 +181,7 @@ export interface AuditStatusOptions extends GlobalOptions {
 export function runAuditStatus(io: CliIo, opts: AuditStatusOptions): number {
   const dirs = resolveDirs(io, opts);
   const p = auditPaths(dirs.stateDir);
-  const index = readIndex(p);
-  if (index === undefined) {
-    throw new CordonError('AUDIT_LOG_MISSING', `no audit log in ${p.dir}`, {
-      file: p.index,
-      hint: 'check --state-dir; `cordon audit emit-test --count 10` creates one',
-    });
-  }
+  const index = requireLog(p);
   const files = listSegmentFiles(p);
   const bytes = files.reduce((n, f) => n + statSync(join(p.segments, f)).size, 0);
   const { seq: head, time: headTime } = logHead(p);
@@ -279,12 +292,7 @@ export async function runAuditTail(
   if (!Number.isSafeInteger(n) || n < 0)
     throw usage(`--lines ${opts.lines ?? ''} is not a count`, 'use -n 20');
   const filters = parseWhere(opts.where ?? []);
-  if (readIndex(p) === undefined) {
-    throw new CordonError('AUDIT_LOG_MISSING', `no audit log in ${p.dir}`, {
-      file: p.index,
-      hint: 'check --state-dir',
-    });
-  }
+  requireLog(p);
   const ring: string[] = [];
   const emit = (line: Buffer, out: (t: string) => void): void => {
     const rec = parseRecordLine(line);
@@ -347,12 +355,7 @@ export function runAuditExport(io: CliIo, opts: AuditExportOptions): number {
   }
   const dirs = resolveDirs(io, opts);
   const p = auditPaths(dirs.stateDir);
-  if (readIndex(p) === undefined) {
-    throw new CordonError('AUDIT_LOG_MISSING', `no audit log in ${p.dir}`, {
-      file: p.index,
-      hint: 'check --state-dir',
-    });
-  }
+  requireLog(p);
   const since = opts.since === undefined ? {} : parseBound(io, opts.since, '--since');
   const until = opts.until === undefined ? {} : parseBound(io, opts.until, '--until');
   const out: string[] = [];
