@@ -555,8 +555,11 @@ export class AuditLog {
   /** Flush, sign a final checkpoint when there is anything new, and release the lock. */
   async close(): Promise<void> {
     if (this.#closed) return;
-    await this.checkpoint();
+    // Refuse new appends first, so nothing is queued after the final checkpoint and lost.
     this.#closed = true;
+    if (this.#head.seq > this.#lastCheckpoint.seq) this.#checkpointDue = true;
+    this.#kick();
+    await this.flush();
     if (this.#timer !== undefined) clearInterval(this.#timer);
     closeSync(this.#fd);
     rmSync(this.paths.lock, { force: true });

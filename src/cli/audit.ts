@@ -141,18 +141,22 @@ export async function runAuditEmitTest(io: CliIo, opts: AuditEmitOptions): Promi
   const started = process.hrtime.bigint();
   let failed: Error | undefined;
   try {
-    // Appends go out in windows of 4096: group commit without unbounded memory.
+    // Appenders as at a busy enforcement point: groups of 1,024, up to 8 groups in flight, so
+    // new records are built while earlier groups are synced; memory stays bounded.
+    const inFlight: Promise<unknown>[] = [];
     for (let i = 0; i < count && failed === undefined;) {
-      const window: Promise<unknown>[] = [];
-      for (const end = Math.min(count, i + 4096); i < end; i++) {
-        window.push(
+      const group: Promise<unknown>[] = [];
+      for (const end = Math.min(count, i + 1024); i < end; i++) {
+        group.push(
           log.append(next()).catch((e: unknown) => {
             failed ??= e instanceof Error ? e : new Error(String(e));
           }),
         );
       }
-      await Promise.all(window);
+      inFlight.push(Promise.all(group));
+      if (inFlight.length >= 8) await inFlight.shift();
     }
+    await Promise.all(inFlight);
   } finally {
     await log.close();
   }

@@ -184,7 +184,10 @@ describe('chained audit log', () => {
     await expect(log.append({ ...e, bad: NaN })).rejects.toMatchObject({
       code: 'CANONICAL_UNREPRESENTABLE',
     });
-    await log.close();
+    const closing = log.close();
+    // Appends that arrive while the log is closing are refused, not silently dropped.
+    await expect(log.append(e)).rejects.toMatchObject({ code: 'AUDIT_LOG_CLOSED' });
+    await closing;
     await expect(log.append(e)).rejects.toMatchObject({ code: 'AUDIT_LOG_CLOSED' });
   });
 
