@@ -165,6 +165,8 @@ export class AuditLog {
   #timer: NodeJS.Timeout | undefined;
   #lastError: CordonError | undefined;
   #stats = { writes: 0, records: 0, checkpoints: 0 };
+  #timeMs = -1;
+  #timeIso = '';
 
   private constructor(
     opts: AuditLogOptions,
@@ -369,7 +371,13 @@ export class AuditLog {
       this.#queue.push(batch);
     }
     const seq = this.#head.seq + 1;
-    const time = new Date(this.#opts.now()).toISOString();
+    const ms = this.#opts.now();
+    // Many records share a millisecond: format its time once.
+    if (ms !== this.#timeMs) {
+      this.#timeMs = ms;
+      this.#timeIso = new Date(ms).toISOString();
+    }
+    const time = this.#timeIso;
     const hash = batch.writer.append(seq, time, this.#head.hash, eventJson);
     this.#head.frontier.push(recordLeaf(hash));
     this.#head.seq = seq;
