@@ -44,6 +44,11 @@ export interface ChainReport {
   readonly checkpointsVerified: number;
   /** Largest tree size proven by a signed checkpoint. */
   readonly provenSize: number;
+  /**
+   * The last record covered by a signed checkpoint, counting the record that carries the
+   * checkpoint (which is itself signed): records after it are protected only by the chain.
+   */
+  readonly signedThrough: number;
   readonly damage?: Damage;
   /** Duplicate deliveries skipped (exported copies only). */
   readonly duplicates: number;
@@ -93,6 +98,7 @@ export class ChainVerifier {
   #duplicates = 0;
   #checkpoints = 0;
   #provenSize = 0;
+  #signedThrough = 0;
   #lastNoteHash: Buffer | undefined;
   #damage: Damage | undefined;
   /** A suspect ordering problem waiting for a few more records to be classified. */
@@ -307,6 +313,7 @@ export class ChainVerifier {
     }
     this.#checkpoints++;
     this.#provenSize = Math.max(this.#provenSize, cp.size);
+    this.#signedThrough = Math.max(this.#signedThrough, cp.size + 1);
     return true;
   }
 
@@ -322,6 +329,7 @@ export class ChainVerifier {
     }
     this.#checkpoints++;
     this.#provenSize = Math.max(this.#provenSize, e.cp.size);
+    this.#signedThrough = Math.max(this.#signedThrough, e.cp.size);
   }
 
   /** Decide what an out-of-sequence record means, using the records that followed it. */
@@ -398,6 +406,7 @@ export class ChainVerifier {
       lastHash: this.#last?.hash,
       checkpointsVerified: this.#checkpoints,
       provenSize: this.#provenSize,
+      signedThrough: this.#signedThrough,
       duplicates: this.#duplicates,
       ...(this.#damage === undefined ? {} : { damage: this.#damage }),
     };

@@ -94,9 +94,9 @@ function printReport(io: CliIo, r: ChainReport, what: string, warnings: readonly
       (r.duplicates > 0 ? `, ${r.duplicates} duplicate deliveries skipped` : '') +
       '\n',
   );
-  if (r.lastSeq !== undefined && r.provenSize < r.lastSeq) {
+  if (r.lastSeq !== undefined && r.signedThrough < r.lastSeq) {
     io.stdout(
-      `note: records ${r.provenSize + 1}..${r.lastSeq} are chained but not yet under a signed checkpoint\n`,
+      `note: records ${r.signedThrough + 1}..${r.lastSeq} are chained but not yet under a signed checkpoint\n`,
     );
   }
   for (const w of warnings) io.stdout(`warning: ${w}\n`);

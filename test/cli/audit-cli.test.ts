@@ -20,7 +20,15 @@ describe('cordon audit', () => {
     const { run, stateDir } = await setup();
     const ok = await run(['audit', 'verify', '--json']);
     expect(ok.code).toBe(0);
-    expect(ok.json()).toMatchObject({ ok: true, records: 301, provenSize: 300 });
+    expect(ok.json()).toMatchObject({
+      ok: true,
+      records: 301,
+      provenSize: 300,
+      signedThrough: 301,
+    });
+    expect((await run(['audit', 'verify'])).stdout).not.toMatch(
+      /not yet under a signed checkpoint/,
+    );
     const seg = join(
       stateDir,
       'audit',
