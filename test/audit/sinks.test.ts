@@ -80,10 +80,12 @@ function startReceiver(
   out: string,
   certDir: string,
   token = 'hec-token',
+  env: Record<string, string> = {},
 ): Promise<number> {
   return new Promise((resolve, reject) => {
     const c = spawn(process.execPath, [fixture, mode, String(port), out, certDir, token], {
       stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, ...env },
     });
     children.push(c);
     c.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
@@ -246,6 +248,53 @@ describe('SIEM sinks', () => {
       /sink splunk \(splunk-hec\): delivered through 0, pending 2\d, failed attempts 3/,
     );
     expect(seqsIn(out)).toEqual([]);
+  });
+
+  it('an OTLP partial success is a failure: the batch is sent again and nothing is skipped', async () => {
+    const home = tempDir();
+    const cordonHome = join(home, 'cordon');
+    const certs = tempDir();
+    makeCerts(certs);
+    const out = join(certs, 'otlp.ndjson');
+    const port = await startReceiver('otlp', 0, out, certs, '', { PARTIAL_ONCE: '1' });
+    await cli(['init'], { home, cordonHome });
+    writeFileSync(
+      join(cordonHome, 'policy', 'audit.json'),
+      JSON.stringify({
+        apiVersion: 'cordon.dev/v1',
+        kind: 'AuditConfig',
+        retry: { initialMs: 10, maxMs: 100 },
+        sinks: [
+          {
+            name: 'otel',
+            type: 'otlp-http',
+            url: `https://localhost:${port}/v1/logs`,
+            caFile: join(certs, 'ca.crt'),
+          },
+        ],
+      }),
+    );
+    await cli(['audit', 'emit-test', '--count', '40'], { home, cordonHome });
+    const r = await cli(['audit', 'ship', '--once'], { home, cordonHome });
+    expect(r.stderr).toMatch(/rejected part of the batch/);
+    expect(r.code).toBe(0);
+    expect(new Set(seqsIn(out)).size).toBe(41);
+    // A receiver whose certificate the configured CA did not sign is refused.
+    writeFileSync(
+      join(cordonHome, 'policy', 'audit.json'),
+      JSON.stringify({
+        apiVersion: 'cordon.dev/v1',
+        kind: 'AuditConfig',
+        retry: { initialMs: 10, maxMs: 100 },
+        sinks: [{ name: 'other', type: 'otlp-http', url: `https://localhost:${port}/v1/logs` }],
+      }),
+    );
+    const untrusted = await cli(['audit', 'ship', '--once', '--max-attempts', '1'], {
+      home,
+      cordonHome,
+    });
+    expect(untrusted.code).toBe(3);
+    expect(untrusted.stderr).toMatch(/certificate/);
   });
 
   it('sink configuration is validated with the field and the fix', () => {

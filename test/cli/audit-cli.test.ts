@@ -5,6 +5,7 @@ import { readCheckpointState, auditPaths } from '../../src/audit/store.js';
 import { errorCode, manifest, tempDir } from '../helpers.js';
 import { scanRecord } from '../../src/audit/record.js';
 import { cli } from './harness.js';
+import { runAuditTail } from '../../src/cli/audit.js';
 
 async function setup(count = 300) {
   const home = tempDir();
@@ -173,5 +174,48 @@ describe('cordon audit', () => {
     expect(errorCode(() => scanRecord(Buffer.from('{"not":"a record"}')))).toBe(
       'AUDIT_RECORD_MALFORMED',
     );
+  });
+
+  it('tail -f prints records appended while it runs; export --since takes a time or a duration', async () => {
+    const { home, cordonHome } = await setup(5);
+    let out = '';
+    const io = {
+      stdout: (t: string) => {
+        out += t;
+      },
+      stderr: () => undefined,
+      env: { CORDON_HOME: cordonHome },
+      now: () => new Date(),
+      home,
+    };
+    const stop = new AbortController();
+    const following = runAuditTail(io, { follow: true, lines: '0' }, stop.signal);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(out).toBe('');
+    await cli(['audit', 'emit-test', '--count', '3'], { home, cordonHome });
+    const deadline = Date.now() + 10_000;
+    while (out.trim().split('\n').length < 4 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    stop.abort();
+    expect(await following).toBe(0);
+    // Three synthetic events and the checkpoint the writer signed when it closed.
+    expect(
+      out
+        .trim()
+        .split('\n')
+        .map((l) => Number(l.split(' ')[0])),
+    ).toEqual([7, 8, 9, 10]);
+    const later = new Date(Date.now() + 60_000).toISOString();
+    const none = await cli(['audit', 'export', '--format', 'ocsf-ndjson', '--since', later], {
+      home,
+      cordonHome,
+    });
+    expect(none.stdout).toBe('');
+    const recent = await cli(['audit', 'export', '--format', 'ocsf-ndjson', '--since', '1h'], {
+      home,
+      cordonHome,
+    });
+    expect(recent.stdout.trim().split('\n')).toHaveLength(10);
   });
 });

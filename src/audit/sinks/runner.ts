@@ -239,7 +239,10 @@ export class Shipper {
         const message = (e as Error).message;
         // syslog has no acknowledgement: a receiver that died may have read, but not kept, what
         // was sent just before. Rewind to the oldest batch sent within the resend window.
-        const rewindTo = sink.type === 'syslog-tls' ? cursor.recent?.[0] : undefined;
+        const rewindTo =
+          sink.type === 'syslog-tls'
+            ? cursor.recent?.find((r) => Date.now() - r.at <= sink.resendWindowSeconds * 1000)
+            : undefined;
         cursor = {
           ...cursor,
           ...(rewindTo === undefined
