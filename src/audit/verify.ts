@@ -287,45 +287,98 @@ class PreparePool {
   }
 }
 
+/** One exported line, turned back into the record it mirrors. */
+function exportedRecord(line: Buffer): ChainRecord {
+  const r = fromExported(parseStrictJson(line, { maxBytes: 64 * 1024 * 1024, maxDepth: 256 }));
+  const { hash } = encodeRecord(r.seq, r.time, r.prev, canonicalize(r.event));
+  const note = (r.event['unmapped'] as { checkpoint?: unknown } | undefined)?.checkpoint;
+  return {
+    seq: r.seq,
+    prev: r.prev,
+    hash: r.hash,
+    hashOk: hash === r.hash,
+    ...(typeof note === 'string' ? { checkpoint: note } : {}),
+  };
+}
+
 /**
- * Verify an exported NDJSON copy (from `cordon audit export` or a SIEM search), in file order and
- * sorted by `metadata.sequence`. Exact repeats of a record (at-least-once delivery) are skipped.
+ * Verify an exported NDJSON copy (from `cordon audit export`, or a SIEM search) in
+ * `metadata.sequence` order: SIEMs do not keep arrival order, so a copy that is out of order is
+ * sorted first (one pass to index it, one to verify; memory grows with the number of records,
+ * about 80 bytes each). Exact repeats of a record (at-least-once delivery) are skipped. A copy
+ * may start anywhere (a time-bounded search); the chain is then checked from its first record.
  */
 export function verifyExported(file: string, opts: VerifyOptions): ChainReport {
-  let v: ChainVerifier | undefined;
-  let lineNo = 0;
-  const { tail } = forEachLine(file, 0, (line) => {
-    lineNo++;
-    if (line.length === 0) return true;
-    const location = `${file}:${lineNo}`;
-    let rec: ChainRecord;
+  // Pass 1: where each line is and its seq; stop early (no sorting needed) if already in order.
+  let offsets = new Float64Array(1024);
+  let seqs = new Float64Array(1024);
+  let lengths = new Float64Array(1024);
+  let n = 0;
+  let ordered = true;
+  let last = -Infinity;
+  let bad: { lineNo: number; message: string } | undefined;
+  const { tail } = forEachLine(file, 0, (line, offset) => {
+    if (line.length === 0) {
+      n++;
+      return true;
+    }
+    let seq: number;
     try {
-      const r = fromExported(parseStrictJson(line, { maxBytes: 64 * 1024 * 1024, maxDepth: 256 }));
-      const { hash } = encodeRecord(r.seq, r.time, r.prev, canonicalize(r.event));
-      const note = (r.event['unmapped'] as { checkpoint?: unknown } | undefined)?.checkpoint;
-      rec = {
-        seq: r.seq,
-        prev: r.prev,
-        hash: r.hash,
-        hashOk: hash === r.hash,
-        ...(typeof note === 'string' ? { checkpoint: note } : {}),
-      };
+      seq = exportedRecord(line).seq;
     } catch (e) {
-      v ??= new ChainVerifier({ verifiers: opts.verifiers, allowDuplicates: true });
-      v.fail({ kind: 'modified', location, detail: `line ${lineNo}: ${(e as Error).message}` });
+      bad = { lineNo: n + 1, message: (e as Error).message };
       return false;
     }
-    // A copy may start anywhere (a time-bounded search); the chain is checked from its first record.
-    v ??= new ChainVerifier({
-      verifiers: opts.verifiers,
-      allowDuplicates: true,
-      external: opts.checkpoints ?? [],
-      startSeq: rec.seq,
-      startPrev: rec.prev,
-    });
-    return v.add(rec, location);
+    if (n === offsets.length) {
+      const grow = (a: Float64Array) => {
+        const b = new Float64Array(a.length * 2);
+        b.set(a);
+        return b;
+      };
+      offsets = grow(offsets);
+      seqs = grow(seqs);
+      lengths = grow(lengths);
+    }
+    offsets[n] = offset;
+    lengths[n] = line.length;
+    seqs[n] = seq;
+    if (seq < last) ordered = false;
+    last = Math.max(last, seq);
+    n++;
+    return true;
   });
+  const order = Array.from({ length: n }, (_, i) => i).filter((i) => (lengths[i] ?? 0) > 0);
+  if (!ordered) order.sort((a, b) => (seqs[a] ?? 0) - (seqs[b] ?? 0) || a - b);
+  let v: ChainVerifier | undefined;
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    for (const i of order) {
+      if (bad !== undefined && i + 1 >= bad.lineNo) break;
+      const len = lengths[i] ?? 0;
+      const line = len <= buf.length ? buf.subarray(0, len) : Buffer.allocUnsafe(len);
+      readSync(fd, line, 0, len, offsets[i] ?? 0);
+      const rec = exportedRecord(line);
+      v ??= new ChainVerifier({
+        verifiers: opts.verifiers,
+        allowDuplicates: true,
+        external: opts.checkpoints ?? [],
+        startSeq: rec.seq,
+        startPrev: rec.prev,
+      });
+      if (!v.add(rec, `${file}:${i + 1}`)) break;
+    }
+  } finally {
+    closeSync(fd);
+  }
   v ??= new ChainVerifier({ verifiers: opts.verifiers, external: opts.checkpoints ?? [] });
+  if (bad !== undefined) {
+    v.fail({
+      kind: 'modified',
+      location: `${file}:${bad.lineNo}`,
+      detail: `line ${bad.lineNo}: ${bad.message}`,
+    });
+  }
   if (tail.length > 0) {
     v.fail({ kind: 'truncated', location: file, detail: 'the file ends in the middle of a line' });
   }

@@ -82,6 +82,28 @@ describe('cordon audit', () => {
     });
     expect(v.code, v.stdout + v.stderr).toBe(0);
     expect(v.stdout).toMatch(/ok: .*121 record\(s\)/);
+    // A SIEM returns records in any order and some twice (at-least-once delivery): still verifies.
+    const lines = readFileSync(out, 'utf8').trim().split('\n');
+    const shuffled = [...lines, lines[5]!, lines[77]!].sort(() => Math.random() - 0.5);
+    writeFileSync(out, shuffled.join('\n') + '\n');
+    const unordered = await run([
+      'audit',
+      'verify',
+      '--exported',
+      out,
+      '--key',
+      status.verifierKey,
+    ]);
+    expect(unordered.code, unordered.stdout).toBe(0);
+    expect(unordered.stdout).toMatch(/2 duplicate deliveries skipped/);
+    // ... but not with a record missing.
+    const without50 = shuffled.filter((l) => !/"sequence":50[,}]/.test(l));
+    expect(without50.length).toBe(shuffled.length - 1);
+    writeFileSync(out, without50.join('\n') + '\n');
+    const gap = await run(['audit', 'verify', '--exported', out, '--key', status.verifierKey]);
+    expect(gap.code).toBe(1);
+    expect(gap.stdout).toMatch(/DAMAGE \(deleted\).*record 50 is missing/);
+    writeFileSync(out, lines.join('\n') + '\n');
     // A SIEM-side edit is caught.
     const text = readFileSync(out, 'utf8').replace(
       '"disposition":"Blocked"',
