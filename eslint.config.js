@@ -73,6 +73,7 @@ export default tseslint.config(
       'src/audit/events.ts',
       'src/audit/hash.ts',
       'src/audit/synthetic.ts',
+      'src/audit/prepare.ts',
     ],
     rules: { 'no-restricted-imports': ['error', coreNoIo] },
   },

@@ -1,6 +1,6 @@
 import { sha256Hex } from './hash.js';
 import { alignedSubtrees, recordLeaf, type BinHash } from './merkle.js';
-import { checkpointNoteOf, isCheckpointLine, scanRecord } from './record.js';
+import { checkpointNoteOf, isCheckpointLine } from './record.js';
 
 /**
  * The per-record half of verification, for a block of complete lines: each record's hash check,
@@ -196,6 +196,3 @@ export function blockLine(b: PreparedBlock, k: number): Buffer {
   const len = b.lines[2 * k + 1] ?? 0;
   return Buffer.from(b.bytes.buffer, b.bytes.byteOffset + start, len);
 }
-
-/** The exact scan of one line of a block (used when the block is not clean). */
-export { scanRecord };
