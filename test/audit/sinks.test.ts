@@ -113,6 +113,13 @@ const seqsIn = (file: string): number[] =>
         .map((l) => (JSON.parse(l) as { metadata: { sequence: number } }).metadata.sequence)
     : [];
 
+function writeAuditConfig(policyDir: string, retry: object, sinks: object[]): void {
+  writeFileSync(
+    join(policyDir, 'audit.json'),
+    JSON.stringify({ apiVersion: 'cordon.dev/v1', kind: 'AuditConfig', retry, sinks }),
+  );
+}
+
 async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
   const deadline = Date.now() + ms;
   while (!cond()) {
@@ -139,38 +146,30 @@ describe('SIEM sinks', () => {
       syslog: await startReceiver('syslog', 0, outs.syslog, certs),
     };
     const policyDir = join(cordonHome, 'policy');
-    writeFileSync(
-      join(policyDir, 'audit.json'),
-      JSON.stringify({
-        apiVersion: 'cordon.dev/v1',
-        kind: 'AuditConfig',
-        retry: { initialMs: 50, maxMs: 400 },
-        sinks: [
-          {
-            name: 'splunk',
-            type: 'splunk-hec',
-            url: `http://127.0.0.1:${ports.hec}`,
-            token: 'hec-token',
-            batchSize: 50,
-          },
-          {
-            name: 'otel',
-            type: 'otlp-http',
-            url: `https://127.0.0.1:${ports.otlp}/v1/logs`,
-            caFile: join(certs, 'ca.crt'),
-            batchSize: 50,
-          },
-          {
-            name: 'syslog',
-            type: 'syslog-tls',
-            host: '127.0.0.1',
-            port: ports.syslog,
-            caFile: join(certs, 'ca.crt'),
-            batchSize: 50,
-          },
-        ],
-      }),
-    );
+    writeAuditConfig(policyDir, { initialMs: 50, maxMs: 400 }, [
+      {
+        name: 'splunk',
+        type: 'splunk-hec',
+        url: `http://127.0.0.1:${ports.hec}`,
+        token: 'hec-token',
+        batchSize: 50,
+      },
+      {
+        name: 'otel',
+        type: 'otlp-http',
+        url: `https://127.0.0.1:${ports.otlp}/v1/logs`,
+        caFile: join(certs, 'ca.crt'),
+        batchSize: 50,
+      },
+      {
+        name: 'syslog',
+        type: 'syslog-tls',
+        host: '127.0.0.1',
+        port: ports.syslog,
+        caFile: join(certs, 'ca.crt'),
+        batchSize: 50,
+      },
+    ]);
     expect((await cli(['audit', 'emit-test', '--count', '3000'], { home, cordonHome })).code).toBe(
       0,
     );
@@ -228,17 +227,9 @@ describe('SIEM sinks', () => {
     const out = join(home, 'hec.ndjson');
     const port = await startReceiver('hec', 0, out, '', 'right-token');
     await cli(['init'], { home, cordonHome });
-    writeFileSync(
-      join(cordonHome, 'policy', 'audit.json'),
-      JSON.stringify({
-        apiVersion: 'cordon.dev/v1',
-        kind: 'AuditConfig',
-        retry: { initialMs: 10, maxMs: 100 },
-        sinks: [
-          { name: 'splunk', type: 'splunk-hec', url: `http://127.0.0.1:${port}`, token: 'wrong' },
-        ],
-      }),
-    );
+    writeAuditConfig(join(cordonHome, 'policy'), { initialMs: 10, maxMs: 100 }, [
+      { name: 'splunk', type: 'splunk-hec', url: `http://127.0.0.1:${port}`, token: 'wrong' },
+    ]);
     await cli(['audit', 'emit-test', '--count', '20'], { home, cordonHome });
     const r = await cli(['audit', 'ship', '--once', '--max-attempts', '3'], { home, cordonHome });
     expect(r.stderr).toMatch(/HEC answered 401/);
@@ -258,37 +249,23 @@ describe('SIEM sinks', () => {
     const out = join(certs, 'otlp.ndjson');
     const port = await startReceiver('otlp', 0, out, certs, '', { PARTIAL_ONCE: '1' });
     await cli(['init'], { home, cordonHome });
-    writeFileSync(
-      join(cordonHome, 'policy', 'audit.json'),
-      JSON.stringify({
-        apiVersion: 'cordon.dev/v1',
-        kind: 'AuditConfig',
-        retry: { initialMs: 10, maxMs: 100 },
-        sinks: [
-          {
-            name: 'otel',
-            type: 'otlp-http',
-            url: `https://localhost:${port}/v1/logs`,
-            caFile: join(certs, 'ca.crt'),
-          },
-        ],
-      }),
-    );
+    writeAuditConfig(join(cordonHome, 'policy'), { initialMs: 10, maxMs: 100 }, [
+      {
+        name: 'otel',
+        type: 'otlp-http',
+        url: `https://localhost:${port}/v1/logs`,
+        caFile: join(certs, 'ca.crt'),
+      },
+    ]);
     await cli(['audit', 'emit-test', '--count', '40'], { home, cordonHome });
     const r = await cli(['audit', 'ship', '--once'], { home, cordonHome });
     expect(r.stderr).toMatch(/rejected part of the batch/);
     expect(r.code).toBe(0);
     expect(new Set(seqsIn(out)).size).toBe(41);
     // A receiver whose certificate the configured CA did not sign is refused.
-    writeFileSync(
-      join(cordonHome, 'policy', 'audit.json'),
-      JSON.stringify({
-        apiVersion: 'cordon.dev/v1',
-        kind: 'AuditConfig',
-        retry: { initialMs: 10, maxMs: 100 },
-        sinks: [{ name: 'other', type: 'otlp-http', url: `https://localhost:${port}/v1/logs` }],
-      }),
-    );
+    writeAuditConfig(join(cordonHome, 'policy'), { initialMs: 10, maxMs: 100 }, [
+      { name: 'other', type: 'otlp-http', url: `https://localhost:${port}/v1/logs` },
+    ]);
     const untrusted = await cli(['audit', 'ship', '--once', '--max-attempts', '1'], {
       home,
       cordonHome,
