@@ -24,6 +24,7 @@ import {
 import { syntheticEvents } from '../audit/synthetic.js';
 import { verifyExported, verifyLog } from '../audit/verify.js';
 import { CordonError } from '../errors.js';
+import { parseStrictJson } from '../manifest/json.js';
 import { keyIdOf, loadPublicKeyPem } from '../manifest/keys.js';
 import { readFileCapped } from '../store/files.js';
 import { policyPaths } from '../store/policy-dir.js';
@@ -77,6 +78,32 @@ function requireLog(p: AuditPaths): SegmentIndex {
   return index;
 }
 
+/**
+ * A shipped checkpoint: the signed note itself, or the checkpoint event as a SIEM returns it
+ * (exported JSON with `unmapped.checkpoint`), so an analyst can save either.
+ */
+function checkpointNote(file: string): string {
+  const text = readFileCapped(file, 1024 * 1024).toString('utf8');
+  if (!text.trimStart().startsWith('{')) return text;
+  let note: unknown;
+  try {
+    const v = parseStrictJson(text.trim(), { maxBytes: 1024 * 1024, maxDepth: 256 }) as {
+      unmapped?: { checkpoint?: unknown };
+      event?: { unmapped?: { checkpoint?: unknown } };
+    };
+    note = v.unmapped?.checkpoint ?? v.event?.unmapped?.checkpoint;
+  } catch (e) {
+    throw e instanceof CordonError ? e.withFile(file) : e;
+  }
+  if (typeof note !== 'string') {
+    throw new CordonError('AUDIT_CHECKPOINT_INVALID', `${file} holds no checkpoint`, {
+      file,
+      hint: 'save a signed checkpoint note, or a checkpoint event (class 1008, activity 99) from the SIEM',
+    });
+  }
+  return note;
+}
+
 function describeDamage(d: Damage): string {
   return `DAMAGE (${d.kind})${d.seq === undefined ? '' : ` at record ${d.seq}`}: ${d.detail}\n  at ${d.location}\n`;
 }
@@ -105,10 +132,7 @@ function printReport(io: CliIo, r: ChainReport, what: string, warnings: readonly
 export async function runAuditVerify(io: CliIo, opts: AuditVerifyOptions): Promise<number> {
   const dirs = resolveDirs(io, opts);
   const vs = verifiers(io, opts);
-  const checkpoints = (opts.checkpoint ?? []).map((f) => ({
-    note: readFileCapped(f, 1024 * 1024).toString('utf8'),
-    source: f,
-  }));
+  const checkpoints = (opts.checkpoint ?? []).map((f) => ({ note: checkpointNote(f), source: f }));
   if (opts.exported !== undefined) {
     const r = verifyExported(opts.exported, { verifiers: vs, checkpoints });
     if (opts.json === true) printJson(io, r);

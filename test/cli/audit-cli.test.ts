@@ -49,6 +49,12 @@ describe('cordon audit', () => {
     const note = join(a.home, 'shipped.note');
     writeFileSync(note, readCheckpointState(auditPaths(a.stateDir))!.note);
     expect((await a.run(['audit', 'verify', '--checkpoint', note])).code).toBe(0);
+    const exported = (
+      await a.run(['audit', 'export', '--format', 'ocsf-ndjson', '--since', '51', '--until', '51'])
+    ).stdout;
+    expect(exported).toContain('"activity_name":"Checkpoint"');
+    const asEvent = join(a.home, 'checkpoint-event.json');
+    writeFileSync(asEvent, exported);
     const seg = join(
       a.stateDir,
       'audit',
@@ -59,6 +65,12 @@ describe('cordon audit', () => {
     const r = await a.run(['audit', 'verify', '--checkpoint', note]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/DAMAGE \(truncated\)/);
+    // The checkpoint event as the SIEM holds it works as well as the bare note.
+    const viaEvent = await a.run(['audit', 'verify', '--checkpoint', asEvent]);
+    expect(viaEvent.stdout).toMatch(/DAMAGE \(truncated\)/);
+    writeFileSync(asEvent, '{"unmapped":{}}');
+    const noCheckpoint = await a.run(['audit', 'verify', '--checkpoint', asEvent]);
+    expect(noCheckpoint.stderr).toMatch(/AUDIT_CHECKPOINT_INVALID/);
     const b = await setup(10);
     const foreign = await b.run(['audit', 'verify', '--checkpoint', note]);
     expect(foreign.code).toBe(1);
