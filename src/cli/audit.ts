@@ -248,7 +248,7 @@ export function runAuditStatus(io: CliIo, opts: AuditStatusOptions): number {
     lines.push('sinks: none configured (the local log is the only copy)');
   for (const s of status.sinks) {
     lines.push(
-      `sink ${s.name} (${s.type}): delivered through ${s.delivered}, pending ${s.pending}, failed attempts ${s.failures}${s.consecutiveFailures > 0 ? ` (${s.consecutiveFailures} in a row; last: ${s.lastError ?? ''})` : ''}`,
+      `sink ${s.name} (${s.type}): delivered through ${s.delivered}, pending ${s.pending}${s.oldestPendingSeconds === undefined ? '' : ` (oldest ${s.oldestPendingSeconds} s ago)`}, failed attempts ${s.failures}${s.consecutiveFailures > 0 ? ` (${s.consecutiveFailures} in a row; last: ${s.lastError ?? ''})` : ''}`,
     );
   }
   io.stdout(lines.join('\n') + '\n');

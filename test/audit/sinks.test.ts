@@ -236,7 +236,7 @@ describe('SIEM sinks', () => {
     expect(r.code).toBe(3);
     const status = await cli(['audit', 'status'], { home, cordonHome });
     expect(status.stdout).toMatch(
-      /sink splunk \(splunk-hec\): delivered through 0, pending 2\d, failed attempts 3/,
+      /sink splunk \(splunk-hec\): delivered through 0, pending 2\d \(oldest \d+ s ago\), failed attempts 3/,
     );
     expect(seqsIn(out)).toEqual([]);
   });

@@ -149,11 +149,33 @@ export interface SinkStatus {
   readonly consecutiveFailures: number;
   readonly lastError?: string;
   readonly lastDeliveredAt?: string;
+  /** Lag: how long ago the oldest record not yet delivered was written (seconds). */
+  readonly oldestPendingSeconds?: number;
 }
 
-export function sinkStatus(p: AuditPaths, sink: SinkConfig, headSeq: number): SinkStatus {
+export function sinkStatus(
+  p: AuditPaths,
+  sink: SinkConfig,
+  headSeq: number,
+  now: number = Date.now(),
+): SinkStatus {
   const c = readCursor(p, sink.name);
+  let oldest: string | undefined;
+  if (headSeq > c.seq) {
+    readAfter(
+      p,
+      c.segment === '' ? c.seq : { seq: c.seq, segment: c.segment, offset: c.offset },
+      (line) => {
+        // The first record after the cursor: note its time, read no further.
+        oldest = parseRecordLine(line).time;
+        return false;
+      },
+    );
+  }
   return {
+    ...(oldest === undefined
+      ? {}
+      : { oldestPendingSeconds: Math.max(0, Math.round((now - Date.parse(oldest)) / 1000)) }),
     name: sink.name,
     type: sink.type,
     delivered: c.seq,
