@@ -105,10 +105,12 @@ function kill(c: ChildProcess | undefined): Promise<void> {
   });
 }
 
+/** Seqs a receiver has stored; a line it is still writing (no newline yet) is not counted. */
 const seqsIn = (file: string): number[] =>
   existsSync(file)
     ? readFileSync(file, 'utf8')
         .split('\n')
+        .slice(0, -1)
         .filter(Boolean)
         .map((l) => (JSON.parse(l) as { metadata: { sequence: number } }).metadata.sequence)
     : [];
