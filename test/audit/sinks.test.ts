@@ -142,10 +142,12 @@ describe('SIEM sinks', () => {
       otlp: join(certs, 'otlp.ndjson'),
       syslog: join(certs, 'syslog.ndjson'),
     };
+    // Each receiver takes 5 ms to acknowledge a batch, so the stream lasts long enough to be cut.
+    const slow = { DELAY_MS: '5' };
     const ports = {
-      hec: await startReceiver('hec', 0, outs.hec, ''),
-      otlp: await startReceiver('otlp', 0, outs.otlp, certs),
-      syslog: await startReceiver('syslog', 0, outs.syslog, certs),
+      hec: await startReceiver('hec', 0, outs.hec, '', 'hec-token', slow),
+      otlp: await startReceiver('otlp', 0, outs.otlp, certs, '', slow),
+      syslog: await startReceiver('syslog', 0, outs.syslog, certs, '', slow),
     };
     const policyDir = join(cordonHome, 'policy');
     writeAuditConfig(policyDir, { initialMs: 50, maxMs: 400 }, [
@@ -192,9 +194,9 @@ describe('SIEM sinks', () => {
     // While the receivers are down, the failures are reported and nothing moves.
     const down = sinkStatus(p, config.sinks[0]!, logHead(p).seq);
     expect(down.pending).toBeGreaterThan(0);
-    await startReceiver('hec', ports.hec, outs.hec, '');
-    await startReceiver('otlp', ports.otlp, outs.otlp, certs);
-    await startReceiver('syslog', ports.syslog, outs.syslog, certs);
+    await startReceiver('hec', ports.hec, outs.hec, '', 'hec-token', slow);
+    await startReceiver('otlp', ports.otlp, outs.otlp, certs, '', slow);
+    await startReceiver('syslog', ports.syslog, outs.syslog, certs, '', slow);
     const head = logHead(p).seq;
     await until(
       () => config.sinks.every((s) => sinkStatus(p, s, head).pending === 0),
