@@ -214,6 +214,11 @@ export class ChainVerifier {
     return this.#damage === undefined;
   }
 
+  /** The hash of a recent record by seq (exported copies only): a repeat is not a reorder. */
+  lastHashOf(seq: number): string | undefined {
+    return this.#recent.get(seq);
+  }
+
   /** Tree sizes of the checkpoints given from outside (block preparers split there). */
   get externalSizes(): number[] {
     return this.#external.map((e) => e.cp.size);
@@ -271,7 +276,6 @@ export class ChainVerifier {
   }
 
   #checkpoint(note: string, seq: number, location: string): boolean {
-    const rec = { seq };
     const cp = this.#open(note, `checkpoint in record ${seq} (${location})`);
     if (cp === undefined) return false;
     if (
@@ -280,9 +284,9 @@ export class ChainVerifier {
     ) {
       this.fail({
         kind: 'checkpoint-invalid',
-        seq: rec.seq,
+        seq: seq,
         location,
-        detail: `checkpoint in record ${rec.seq} does not follow the previous checkpoint: one is missing or forged`,
+        detail: `checkpoint in record ${seq} does not follow the previous checkpoint: one is missing or forged`,
       });
       return false;
     }
@@ -296,18 +300,18 @@ export class ChainVerifier {
     if (before !== cp.size) {
       this.fail({
         kind: before > cp.size ? 'inserted' : 'deleted',
-        seq: rec.seq,
+        seq: seq,
         location,
-        detail: `checkpoint in record ${rec.seq} was signed over ${cp.size} records but ${before} precede it: ${Math.abs(before - cp.size)} record(s) ${before > cp.size ? 'inserted' : 'deleted'} before it`,
+        detail: `checkpoint in record ${seq} was signed over ${cp.size} records but ${before} precede it: ${Math.abs(before - cp.size)} record(s) ${before > cp.size ? 'inserted' : 'deleted'} before it`,
       });
       return false;
     }
     if (!this.#frontier.root().equals(cp.root)) {
       this.fail({
         kind: 'modified',
-        seq: rec.seq,
+        seq: seq,
         location,
-        detail: `records 1..${cp.size} do not match the Merkle root signed in record ${rec.seq}: records were modified and the chain recomputed`,
+        detail: `records 1..${cp.size} do not match the Merkle root signed in record ${seq}: records were modified and the chain recomputed`,
       });
       return false;
     }

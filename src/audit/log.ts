@@ -7,7 +7,6 @@ import {
   ftruncateSync,
   fsyncSync,
   openSync,
-  readSync,
   rmSync,
   statSync,
   write,
@@ -29,6 +28,7 @@ import {
 import {
   auditPaths,
   forEachLine,
+  lastCompleteLine,
   listSegmentFiles,
   readCheckpointState,
   readIndex,
@@ -649,43 +649,18 @@ function recoverTail(
   hashBefore: string,
 ): { head: { seq: number; hash: string }; size: number; cutBytes: number } {
   const total = fstatSync(fd).size;
-  let end = total;
-  // Skip trailing NULs, then the unterminated part of a line.
-  const probe = Buffer.allocUnsafe(64 * 1024);
-  let lastNl = -1;
-  let pos = total;
-  while (pos > 0 && lastNl < 0) {
-    const len = Math.min(probe.length, pos);
-    pos -= len;
-    readSync(fd, probe, 0, len, pos);
-    const i = probe.subarray(0, len).lastIndexOf(0x0a);
-    if (i >= 0) lastNl = pos + i;
-  }
-  end = lastNl + 1;
+  const last = lastCompleteLine(fd, total);
+  const end = last?.end ?? 0;
   const cutBytes = total - end;
-  if (end === 0) {
+  if (last === undefined) {
     if (cutBytes > 0) ftruncateSync(fd, 0);
     return { head: { seq: seqBefore, hash: hashBefore }, size: 0, cutBytes };
   }
-  // Read the last complete line.
-  let start = end - 1;
-  const chunk = Buffer.allocUnsafe(64 * 1024);
-  let lineStart = 0;
-  for (let p2 = start; p2 > 0 && lineStart === 0;) {
-    const len = Math.min(chunk.length, p2);
-    p2 -= len;
-    readSync(fd, chunk, 0, len, p2);
-    const i = chunk.subarray(0, len).lastIndexOf(0x0a);
-    if (i >= 0 && p2 + i < start) lineStart = p2 + i + 1;
-  }
-  start = lineStart;
-  const line = Buffer.allocUnsafe(end - 1 - start);
-  readSync(fd, line, 0, line.length, start);
   let rec;
   try {
-    rec = scanRecord(line);
+    rec = scanRecord(last.line);
   } catch {
-    throw corrupt(file, `the last complete line (at byte ${start}) is not a record`);
+    throw corrupt(file, `the last complete line (at byte ${last.start}) is not a record`);
   }
   if (!rec.hashOk) throw corrupt(file, `record ${rec.seq} does not match its hash`);
   if (cutBytes > 0) {

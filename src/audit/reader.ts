@@ -1,8 +1,8 @@
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseStrictJson } from '../manifest/json.js';
-import { toExported, scanRecord, type AuditRecord } from './record.js';
-import { forEachLine, readIndex, type AuditPaths } from './store.js';
+import { scanRecord, type AuditRecord } from './record.js';
+import { forEachLine, lastCompleteLine, readIndex, type AuditPaths } from './store.js';
 
 /** Where a reader stopped: the last record it handed out and the byte after it. */
 export interface ReadPosition {
@@ -18,11 +18,6 @@ export function parseRecordLine(line: Buffer): AuditRecord {
     event: Record<string, unknown>;
   };
   return { seq: s.seq, time: s.time, prev: s.prev, hash: s.hash, event: v.event };
-}
-
-/** The exported (SIEM) JSON text of a record line. */
-export function exportLine(line: Buffer): string {
-  return JSON.stringify(toExported(parseRecordLine(line)));
 }
 
 /**
@@ -64,18 +59,23 @@ export function readAfter(
   return last;
 }
 
-/** The last complete record of the log (seq 0 when empty). */
+/**
+ * The last complete record of the log (seq 0 when empty), read from the end of the active
+ * segment rather than by scanning it.
+ */
 export function logHead(p: AuditPaths): { seq: number; time?: string } {
   const index = readIndex(p);
   const active = index?.segments[index.segments.length - 1];
   if (active === undefined) return { seq: 0 };
-  let head: { seq: number; time?: string } = { seq: active.firstSeq - 1 };
-  let lastLine: Buffer | undefined;
-  readAfter(p, head.seq, (line, seq) => {
-    head = { seq };
-    lastLine = line;
-    return true;
-  });
-  if (lastLine !== undefined) head = { seq: head.seq, time: parseRecordLine(lastLine).time };
-  return head;
+  const file = join(p.segments, active.file);
+  if (!existsSync(file)) return { seq: active.firstSeq - 1 };
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const last = lastCompleteLine(fd, fstatSync(fd).size);
+    if (last === undefined) return { seq: active.firstSeq - 1 };
+    const rec = scanRecord(last.line);
+    return { seq: rec.seq, time: rec.time };
+  } finally {
+    closeSync(fd);
+  }
 }

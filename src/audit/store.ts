@@ -172,3 +172,32 @@ export function forEachLine(
     closeSync(fd);
   }
 }
+
+/**
+ * The last complete (newline-terminated) line of an open file, read backwards from its end, and
+ * where complete lines end (bytes after that are an unfinished line). Undefined when the file
+ * holds no complete line.
+ */
+export function lastCompleteLine(
+  fd: number,
+  size: number,
+): { line: Buffer; start: number; end: number } | undefined {
+  const chunk = Buffer.allocUnsafe(64 * 1024);
+  // Newline positions are searched right to left from `from` (exclusive).
+  const newlineBefore = (from: number): number => {
+    for (let pos = from; pos > 0;) {
+      const len = Math.min(chunk.length, pos);
+      pos -= len;
+      readSync(fd, chunk, 0, len, pos);
+      const i = chunk.subarray(0, len).lastIndexOf(0x0a);
+      if (i >= 0) return pos + i;
+    }
+    return -1;
+  };
+  const last = newlineBefore(size);
+  if (last < 0) return undefined;
+  const start = newlineBefore(last) + 1;
+  const line = Buffer.allocUnsafe(last - start);
+  readSync(fd, line, 0, line.length, start);
+  return { line, start, end: last + 1 };
+}

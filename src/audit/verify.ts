@@ -304,32 +304,39 @@ function exportedRecord(line: Buffer): ChainRecord {
 /**
  * Verify an exported NDJSON copy (from `cordon audit export`, or a SIEM search) in
  * `metadata.sequence` order: SIEMs do not keep arrival order, so a copy that is out of order is
- * sorted first (one pass to index it, one to verify; memory grows with the number of records,
- * about 80 bytes each). Exact repeats of a record (at-least-once delivery) are skipped. A copy
+ * sorted first (a second pass; memory grows with the number of records, about 24 bytes each). Exact repeats of a record (at-least-once delivery) are skipped. A copy
  * may start anywhere (a time-bounded search); the chain is then checked from its first record.
  */
 export function verifyExported(file: string, opts: VerifyOptions): ChainReport {
-  // Pass 1: where each line is and its seq; stop early (no sorting needed) if already in order.
+  const start = (rec: ChainRecord) =>
+    new ChainVerifier({
+      verifiers: opts.verifiers,
+      allowDuplicates: true,
+      external: opts.checkpoints ?? [],
+      startSeq: rec.seq,
+      startPrev: rec.prev,
+    });
+  // One pass verifies a copy that is in order (our own exports, most searches) and indexes every
+  // line; a copy found out of order is then verified again, sorted, from the index.
   let offsets = new Float64Array(1024);
   let seqs = new Float64Array(1024);
   let lengths = new Float64Array(1024);
   let n = 0;
   let ordered = true;
   let last = -Infinity;
+  let v: ChainVerifier | undefined;
   let bad: { lineNo: number; message: string } | undefined;
   const { tail } = forEachLine(file, 0, (line, offset) => {
-    if (line.length === 0) {
-      n++;
-      return true;
-    }
-    let seq: number;
+    n++;
+    if (line.length === 0) return true;
+    let rec: ChainRecord;
     try {
-      seq = exportedRecord(line).seq;
+      rec = exportedRecord(line);
     } catch (e) {
-      bad = { lineNo: n + 1, message: (e as Error).message };
+      bad = { lineNo: n, message: (e as Error).message };
       return false;
     }
-    if (n === offsets.length) {
+    if (n > offsets.length) {
       const grow = (a: Float64Array) => {
         const b = new Float64Array(a.length * 2);
         b.set(a);
@@ -339,37 +346,33 @@ export function verifyExported(file: string, opts: VerifyOptions): ChainReport {
       seqs = grow(seqs);
       lengths = grow(lengths);
     }
-    offsets[n] = offset;
-    lengths[n] = line.length;
-    seqs[n] = seq;
-    if (seq < last) ordered = false;
-    last = Math.max(last, seq);
-    n++;
+    offsets[n - 1] = offset;
+    lengths[n - 1] = line.length;
+    seqs[n - 1] = rec.seq;
+    if (rec.seq < last && v?.lastHashOf(rec.seq) !== rec.hash) ordered = false;
+    last = Math.max(last, rec.seq);
+    if (ordered) {
+      v ??= start(rec);
+      v.add(rec, `${file}:${n}`);
+    }
     return true;
   });
-  const order = Array.from({ length: n }, (_, i) => i).filter((i) => (lengths[i] ?? 0) > 0);
-  if (!ordered) order.sort((a, b) => (seqs[a] ?? 0) - (seqs[b] ?? 0) || a - b);
-  let v: ChainVerifier | undefined;
-  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
-  try {
-    const buf = Buffer.allocUnsafe(64 * 1024);
-    for (const i of order) {
-      if (bad !== undefined && i + 1 >= bad.lineNo) break;
-      const len = lengths[i] ?? 0;
-      const line = len <= buf.length ? buf.subarray(0, len) : Buffer.allocUnsafe(len);
-      readSync(fd, line, 0, len, offsets[i] ?? 0);
-      const rec = exportedRecord(line);
-      v ??= new ChainVerifier({
-        verifiers: opts.verifiers,
-        allowDuplicates: true,
-        external: opts.checkpoints ?? [],
-        startSeq: rec.seq,
-        startPrev: rec.prev,
-      });
-      if (!v.add(rec, `${file}:${i + 1}`)) break;
+  if (!ordered) {
+    v = undefined;
+    const order = Array.from({ length: n }, (_, i) => i).filter((i) => (lengths[i] ?? 0) > 0);
+    order.sort((a, b) => (seqs[a] ?? 0) - (seqs[b] ?? 0) || a - b);
+    const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      for (const i of order) {
+        const line = Buffer.allocUnsafe(lengths[i] ?? 0);
+        readSync(fd, line, 0, line.length, offsets[i] ?? 0);
+        const rec = exportedRecord(line);
+        v ??= start(rec);
+        if (!v.add(rec, `${file}:${i + 1}`)) break;
+      }
+    } finally {
+      closeSync(fd);
     }
-  } finally {
-    closeSync(fd);
   }
   v ??= new ChainVerifier({ verifiers: opts.verifiers, external: opts.checkpoints ?? [] });
   if (bad !== undefined) {

@@ -4,13 +4,7 @@ import { auditConfigFile, readAuditConfig } from '../audit/config.js';
 import type { ChainReport, Damage } from '../audit/chain.js';
 import { deviceVerifier, logOrigin, openDeviceLog } from '../audit/open.js';
 import { parseVerifierKey, verifierKey, type NoteVerifier } from '../audit/note.js';
-import {
-  exportLine,
-  logHead,
-  parseRecordLine,
-  readAfter,
-  type ReadPosition,
-} from '../audit/reader.js';
+import { logHead, parseRecordLine, readAfter, type ReadPosition } from '../audit/reader.js';
 import { toExported } from '../audit/record.js';
 import { Shipper, sinkStatus } from '../audit/sinks/runner.js';
 import {
@@ -395,7 +389,7 @@ export function runAuditExport(io: CliIo, opts: AuditExportOptions): number {
     const t = Date.parse(rec.time);
     if (since.time !== undefined && t < since.time) return true;
     if (until.time !== undefined && t > until.time) return false;
-    flush(exportLine(line) + '\n');
+    flush(JSON.stringify(toExported(rec)) + '\n');
     count++;
     return true;
   });
