@@ -278,6 +278,40 @@ describe('SIEM sinks', () => {
     expect(untrusted.stderr).toMatch(/certificate/);
   });
 
+  it('syslog: records a receiver read and then lost are sent again after the next connection failure', async () => {
+    const home = tempDir();
+    const cordonHome = join(home, 'cordon');
+    const certs = tempDir();
+    makeCerts(certs);
+    const out = join(certs, 'syslog.ndjson');
+    // The first receiver reads batch 1 to the end, closes cleanly, keeps nothing and exits.
+    const port = await startReceiver('syslog', 0, out, certs, '', { LOSE_FIRST: '1' });
+    await cli(['init'], { home, cordonHome });
+    writeAuditConfig(join(cordonHome, 'policy'), { initialMs: 10, maxMs: 100 }, [
+      {
+        name: 'syslog',
+        type: 'syslog-tls',
+        host: '127.0.0.1',
+        port,
+        caFile: join(certs, 'ca.crt'),
+        batchSize: 10,
+      },
+    ]);
+    await cli(['audit', 'emit-test', '--count', '30'], { home, cordonHome });
+    const first = await cli(['audit', 'ship', '--once', '--max-attempts', '2'], {
+      home,
+      cordonHome,
+    });
+    expect(first.stderr).toMatch(/syslog: delivered: 10 records up to 10/);
+    expect(first.code).toBe(3);
+    expect(seqsIn(out)).toEqual([]);
+    await startReceiver('syslog', port, out, certs);
+    const second = await cli(['audit', 'ship', '--once'], { home, cordonHome });
+    expect(second.code).toBe(0);
+    // Records 1..10 came again: nothing is missing.
+    expect(new Set(seqsIn(out))).toEqual(new Set(Array.from({ length: 31 }, (_, i) => i + 1)));
+  });
+
   it('sink configuration is validated with the field and the fix', () => {
     const f = '/p/audit.json';
     const base = { apiVersion: 'cordon.dev/v1', kind: 'AuditConfig' };
