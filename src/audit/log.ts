@@ -16,7 +16,7 @@ import { CordonError } from '../errors.js';
 import { ensureDir, fsyncDir, pidAlive, readFileIfExists, writeAll } from '../store/files.js';
 import { logActivityEvent, type EventContext, type OcsfEvent } from './events.js';
 import { MerkleFrontier, recordLeaf } from './merkle.js';
-import { checkpointText, noteHash, signNote } from './note.js';
+import { checkpointText, noteHash, signNote, verifierKey } from './note.js';
 import {
   GENESIS,
   canonicalEvent,
@@ -208,6 +208,9 @@ export class AuditLog {
    * left by a crash and record that it happened, and roll the Merkle tree up to the last record.
    */
   static open(opts: AuditLogOptions): AuditLog {
+    // A signer name or key that cannot sign a checkpoint is refused now, not at the first
+    // checkpoint in the middle of a write.
+    verifierKey(opts.origin, opts.deviceKey);
     const p = auditPaths(opts.stateDir);
     ensureDir(p.segments, 0o700);
     const staleLock = acquireLock(p.lock);
@@ -391,6 +394,12 @@ export class AuditLog {
     if (this.#flushing !== undefined) return;
     this.#flushing = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => this.#drain())
+      .catch((e: unknown) => {
+        // Anything unexpected while writing fails what is queued (callers deny); it never
+        // leaves an append waiting forever.
+        const batch = this.#queue.shift();
+        if (batch !== undefined) this.#fail(e, batch);
+      })
       .finally(() => {
         this.#flushing = undefined;
         if (this.#queue.length > 0 || this.#checkpointDue) this.#kick();
@@ -538,19 +547,28 @@ export class AuditLog {
     // Merkle tree go back to the last durable record (rebuilt from disk; this is the rare path).
     const refused = [failed, ...this.#queue];
     this.#queue = [];
-    const frontier = (() => {
+    // If the tree cannot be rebuilt from disk either, the log refuses every later append rather
+    // than chaining onto a state it cannot vouch for.
+    let frontier: MerkleFrontier | undefined;
+    try {
       const state = readCheckpointState(this.paths);
-      const f =
+      frontier =
         state === undefined || state.size > this.#durable.seq
           ? new MerkleFrontier()
           : new MerkleFrontier(
               state.size,
               state.frontier.map((h) => Buffer.from(h, 'hex')),
             );
-      rollUp(this.paths, this.#index, f, this.#durable.seq);
-      return f;
-    })();
-    this.#head = { seq: this.#durable.seq, hash: this.#durable.hash, frontier };
+      rollUp(this.paths, this.#index, frontier, this.#durable.seq);
+    } catch {
+      frontier = undefined;
+      this.#closed = true;
+    }
+    this.#head = {
+      seq: this.#durable.seq,
+      hash: this.#durable.hash,
+      frontier: frontier ?? new MerkleFrontier(),
+    };
     this.#lastCheckpoint = this.#durableCheckpoint;
     this.#lastError = err;
     this.#opts.onError?.(err);

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync, appendFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -167,6 +168,13 @@ describe('chained audit log', () => {
       ),
     ).toBe(true);
     await log.close();
+  });
+
+  it('refuses at open a signer name or key that could not sign checkpoints', () => {
+    const dir = tempDir();
+    expect(errorCode(() => openLog(dir, { origin: 'has a space' }))).toBe('NOTE_MALFORMED');
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey;
+    expect(errorCode(() => openLog(dir, { deviceKey: rsa }))).toBe('KEY_NOT_ED25519');
   });
 
   it('only the log writes checkpoints, and events cannot smuggle export fields', async () => {
