@@ -60,7 +60,8 @@ export interface ManifestRef {
 
 /** The outcome a security control reached, in Cordon's terms. */
 export interface ControlOutcome {
-  readonly decision: Decision;
+  /** A decision point's decision, or an enforcement point's own (its codes may be wider). */
+  readonly decision: Omit<Decision, 'code'> & { readonly code: string };
   readonly manifest?: ManifestRef;
   /** Set when a person approved this action: the event records disposition Approved. */
   readonly approver?: Person;
@@ -299,9 +300,19 @@ export interface Destination {
 }
 
 export interface Traffic {
+  /** Bytes sent to the destination in the interval this event covers. */
   readonly bytesOut: number;
+  /** Bytes received from the destination in the interval this event covers. */
   readonly bytesIn: number;
   readonly durationMs?: number;
+  /** Totals since the connection opened, when this event covers only the latest interval. */
+  readonly cumulative?: { readonly bytesOut: number; readonly bytesIn: number };
+}
+
+/** What the proxy saw of a TLS session: the ClientHello's server name and version. */
+export interface TlsInfo {
+  readonly sni?: string;
+  readonly version: string;
 }
 
 function endpoint(d: Destination): Record<string, unknown> {
@@ -315,8 +326,26 @@ function endpoint(d: Destination): Record<string, unknown> {
 function traffic(t: Traffic | undefined): Record<string, unknown> {
   if (t === undefined) return {};
   return {
-    traffic: { bytes: t.bytesOut + t.bytesIn, bytes_in: t.bytesIn, bytes_out: t.bytesOut },
+    ...(t.cumulative === undefined
+      ? {}
+      : {
+          cumulative_traffic: {
+            bytes: t.cumulative.bytesOut + t.cumulative.bytesIn,
+            bytes_in: t.cumulative.bytesIn,
+            bytes_out: t.cumulative.bytesOut,
+          },
+        }),
     ...(t.durationMs === undefined ? {} : { duration: t.durationMs }),
+    traffic: { bytes: t.bytesOut + t.bytesIn, bytes_in: t.bytesIn, bytes_out: t.bytesOut },
+  };
+}
+
+function connectionInfo(uid: string | undefined): Record<string, unknown> {
+  return {
+    direction: 'Outbound',
+    direction_id: 2,
+    protocol_name: 'tcp',
+    ...(uid === undefined ? {} : { uid }),
   };
 }
 
@@ -337,7 +366,15 @@ export type NetworkActivity = keyof typeof NETWORK_ACTIVITY;
 
 export function networkActivityEvent(
   ctx: EventContext,
-  e: { activity: NetworkActivity; dst: Destination; traffic?: Traffic; control?: ControlOutcome },
+  e: {
+    activity: NetworkActivity;
+    dst: Destination;
+    traffic?: Traffic;
+    control?: ControlOutcome;
+    /** Ties together the open, traffic and close events of one connection. */
+    connectionUid?: string;
+    tls?: TlsInfo;
+  },
 ): OcsfEvent {
   const [id, name] = NETWORK_ACTIVITY[e.activity];
   return event({
@@ -348,8 +385,11 @@ export function networkActivityEvent(
       e.control?.approver,
     ),
     ...srcEndpoint(ctx),
+    connection_info: connectionInfo(e.connectionUid),
     dst_endpoint: endpoint(e.dst),
-    connection_info: { direction: 'Outbound', direction_id: 2, protocol_name: 'tcp' },
+    ...(e.tls === undefined
+      ? {}
+      : { tls: { ...(e.tls.sni === undefined ? {} : { sni: e.tls.sni }), version: e.tls.version } }),
     ...traffic(e.traffic),
     ...control(e.control),
   });
@@ -423,6 +463,8 @@ export function httpActivityEvent(
     status?: number;
     traffic?: Traffic;
     control?: ControlOutcome;
+    /** The client connection the request came on. */
+    connectionUid?: string;
   },
 ): OcsfEvent {
   const method = e.method.toUpperCase();
@@ -440,6 +482,7 @@ export function httpActivityEvent(
       severityOf(e.control),
       e.control?.approver,
     ),
+    ...(e.connectionUid === undefined ? {} : { connection_info: connectionInfo(e.connectionUid) }),
     ...srcEndpoint(ctx),
     ...(e.dst.hostname === undefined && e.dst.ip === undefined
       ? {}

@@ -29,6 +29,7 @@ import { runManifestLint } from './manifest-lint.js';
 import { runManifestNew } from './manifest-new.js';
 import { runManifestSign } from './manifest-sign.js';
 import { runManifestVerify } from './manifest-verify.js';
+import { runProxy, type ProxyOptions } from './proxy.js';
 import { runRevoke } from './revoke.js';
 import { runTemplatesList, runTemplatesResolve } from './templates.js';
 
@@ -372,6 +373,57 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
       process.once('SIGINT', () => stop.abort());
       process.once('SIGTERM', () => stop.abort());
       setExit(await runAuditShip(io, { ...g(), ...o }, stop.signal));
+    });
+
+  program
+    .command('proxy')
+    .description(
+      'governed egress proxy: every connection and request decided under a verified manifest and audited',
+    )
+    .requiredOption('--manifest <file>', 'signed manifest (verified at start and on SIGHUP)')
+    .option('--listen <host:port>', 'loopback address to listen on (default 127.0.0.1:3128)')
+    .option('--unix <path>', 'listen on a Unix socket instead (created mode 0600)')
+    .option(
+      '--resolve <name=addr>',
+      'answer NAME with ADDR instead of DNS, like curl --resolve (repeatable)',
+      collect,
+    )
+    .option('--config <file>', 'ProxyConfig limits (default <policy-dir>/proxy.json if present)')
+    .option('--guardrails <dir>', 'guardrail directory (default <policy-dir>/guardrails)')
+    .option('--no-guardrails', 'do not apply org guardrails')
+    .addHelpText(
+      'after',
+      '\nSignals: SIGHUP reloads the manifest (one that fails verification denies everything until a good one\nis loaded); SIGUSR1 denies everything and closes every tunnel (quarantine); SIGTERM/SIGINT drain and stop.\nExamples:\n  cordon proxy --manifest agent.signed.json --listen 127.0.0.1:3128\n  HTTPS_PROXY=http://127.0.0.1:3128 HTTP_PROXY=http://127.0.0.1:3128 claude',
+    )
+    .action(async (o: ProxyOptions) => {
+      const stop = new AbortController();
+      let handler: ((what: 'reload' | 'deny-all') => void) | undefined;
+      const onStop = (): void => stop.abort();
+      const onHup = (): void => handler?.('reload');
+      const onUsr1 = (): void => handler?.('deny-all');
+      process.on('SIGINT', onStop);
+      process.on('SIGTERM', onStop);
+      process.on('SIGHUP', onHup);
+      process.on('SIGUSR1', onUsr1);
+      try {
+        setExit(
+          await runProxy(
+            io,
+            { ...g(), ...o },
+            {
+              stop: stop.signal,
+              subscribe: (h) => {
+                handler = h;
+              },
+            },
+          ),
+        );
+      } finally {
+        process.off('SIGINT', onStop);
+        process.off('SIGTERM', onStop);
+        process.off('SIGHUP', onHup);
+        process.off('SIGUSR1', onUsr1);
+      }
     });
 
   const templates = program

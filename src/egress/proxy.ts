@@ -1,0 +1,1226 @@
+import { randomUUID } from 'node:crypto';
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import {
+  httpActivityEvent,
+  networkActivityEvent,
+  type EventContext,
+  type ManifestRef,
+  type NetworkActivity,
+  type OcsfEvent,
+  type TlsInfo,
+  type Traffic,
+  type ControlOutcome,
+} from '../audit/events.js';
+import { CordonError } from '../errors.js';
+import { parseIpAny } from '../manifest/ip.js';
+import type { Pdp } from '../policy/pdp.js';
+import type { PolicyRequest } from '../policy/types.js';
+import { parseClientHello, type ClientHello } from './client-hello.js';
+import { defaultLimits, type ProxyLimits } from './config.js';
+import { decisionHeader, denialBody, proxyDeny, shown, type ProxyDecision } from './decision.js';
+import { systemResolver, type Resolver } from './resolver.js';
+
+/** Where audit events go; an `AuditLog` is one. `append` resolves once the record is durable. */
+export interface AuditAppender {
+  append(event: OcsfEvent): Promise<unknown>;
+}
+
+export interface EgressProxyOptions {
+  readonly pdp: Pdp;
+  readonly manifest: ManifestRef;
+  readonly audit: AuditAppender;
+  readonly context: EventContext;
+  readonly resolver?: Resolver;
+  readonly limits?: Partial<ProxyLimits>;
+  /** Diagnostics for the operator (never for the agent): audit failures, bad clients. */
+  readonly onDiagnostic?: (message: string) => void;
+}
+
+export type ListenTarget =
+  { readonly host: string; readonly port: number } | { readonly path: string };
+
+/** Traffic and decisions per destination (`host:port`), since the proxy started. */
+export interface DestinationStats {
+  connections: number;
+  requests: number;
+  denied: number;
+  bytesOut: number;
+  bytesIn: number;
+}
+
+export interface ProxyStats {
+  readonly clients: number;
+  readonly tunnels: number;
+  readonly exchanges: number;
+  readonly badRequests: number;
+  readonly denyAll: string | undefined;
+  readonly destinations: ReadonlyMap<string, Readonly<DestinationStats>>;
+}
+
+interface Client {
+  readonly uid: string;
+  readonly socket: net.Socket;
+}
+
+/** A byte stream the proxy relays: a CONNECT tunnel or an upgraded (WebSocket) connection. */
+interface Tunnel {
+  readonly uid: string;
+  readonly client: net.Socket;
+  upstream: net.Socket | undefined;
+  readonly host: string;
+  readonly port: number;
+  readonly scheme: string | undefined;
+  address: string | undefined;
+  readonly request: PolicyRequest;
+  decision: ProxyDecision;
+  readonly opened: number;
+  tls: TlsInfo | undefined;
+  reportedOut: number;
+  reportedIn: number;
+  closedBy: string | undefined;
+  finished: boolean;
+  /** Folds the bytes relayed so far into the destination's totals. */
+  account?: () => void;
+}
+
+/** A plain-HTTP request being forwarded. */
+interface Exchange {
+  readonly uid: string;
+  readonly started: number;
+  bytesOut: number;
+  bytesIn: number;
+  reportedOut: number;
+  reportedIn: number;
+  readonly host: string;
+  readonly port: number;
+  readonly address: string;
+  readonly abort: () => void;
+}
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+]);
+
+/** Fatal TLS alert access_denied(49): what a client sees when its tunnel is refused after 200. */
+const TLS_ACCESS_DENIED = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31]);
+
+/**
+ * Cordon's governed forward proxy: HTTP (absolute-form), HTTPS through CONNECT, WebSocket
+ * upgrades. Every connection and request is a decision of the policy decision point, made on the
+ * address the proxy itself resolved and then connects to; every decision and every connection's
+ * traffic is an audit event.
+ *
+ * @example
+ * const proxy = await EgressProxy.start({ pdp, manifest, audit: log, context }, { host: '127.0.0.1', port: 0 });
+ * console.log(proxy.url); // http://127.0.0.1:41234
+ */
+export class EgressProxy {
+  private pdp: Pdp;
+  private manifest: ManifestRef;
+  private readonly audit: AuditAppender;
+  private readonly context: EventContext;
+  private readonly resolver: Resolver;
+  private readonly limits: ProxyLimits;
+  private readonly methods: ReadonlySet<string>;
+  private readonly diag: (message: string) => void;
+  private readonly server: http.Server;
+  private readonly upstreamAgent: http.Agent;
+  private readonly clients = new Map<net.Socket, Client>();
+  private readonly tunnels = new Set<Tunnel>();
+  private readonly exchanges = new Set<Exchange>();
+  private readonly destinations = new Map<string, DestinationStats>();
+  private readonly reporter: NodeJS.Timeout;
+  private badRequests = 0;
+  private denyAllReason: string | undefined;
+  private auditBroken: string | undefined;
+  private closing: Promise<void> | undefined;
+  private listenPath: string | undefined;
+
+  private constructor(opts: EgressProxyOptions) {
+    this.pdp = opts.pdp;
+    this.manifest = opts.manifest;
+    this.audit = opts.audit;
+    this.context = opts.context;
+    this.resolver = opts.resolver ?? systemResolver();
+    this.limits = defaultLimits(opts.limits);
+    this.methods = new Set(this.limits.methods);
+    this.diag = opts.onDiagnostic ?? (() => undefined);
+    const l = this.limits;
+    this.server = http.createServer({
+      maxHeaderSize: l.maxHeaderBytes,
+      headersTimeout: l.headersTimeoutMs,
+      // Whole-request deadlines would cut large uploads; stalls are caught by the idle timeout.
+      requestTimeout: 0,
+      keepAliveTimeout: l.keepAliveTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, Math.max(100, l.headersTimeoutMs / 4)),
+      insecureHTTPParser: false,
+      joinDuplicateHeaders: false,
+      noDelay: true,
+    });
+    this.server.maxConnections = l.maxConnections;
+    this.server.timeout = l.idleTimeoutMs;
+    this.server.on('connection', (s: net.Socket) => this.onConnection(s));
+    this.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) =>
+      this.onRequest(req, res),
+    );
+    this.server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) =>
+      this.onRequest(req, res),
+    );
+    this.server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      this.onConnect(req, socket, head).catch((e: unknown) => this.internalError(socket, e));
+    });
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      this.onUpgrade(req, socket, head).catch((e: unknown) => this.internalError(socket, e));
+    });
+    this.server.on('clientError', (err: Error & { code?: string }, socket: net.Socket) =>
+      this.onClientError(err, socket),
+    );
+    this.upstreamAgent = new http.Agent({
+      keepAlive: true,
+      maxFreeSockets: 256,
+      scheduling: 'lifo',
+      timeout: l.idleTimeoutMs,
+    });
+    this.reporter = setInterval(() => this.reportLongLived(), l.reportIntervalMs);
+    this.reporter.unref();
+  }
+
+  /** Start a proxy listening on a TCP address or a Unix socket (created mode 0600). */
+  static async start(opts: EgressProxyOptions, target: ListenTarget): Promise<EgressProxy> {
+    const p = new EgressProxy(opts);
+    await p.listen(target);
+    return p;
+  }
+
+  private async listen(target: ListenTarget): Promise<void> {
+    if ('path' in target) {
+      removeStaleSocket(target.path);
+      this.listenPath = target.path;
+    }
+    await new Promise<void>((resolve, reject) => {
+      const onError = (e: Error): void => {
+        reject(
+          new CordonError('PROXY_LISTEN_FAILED', `cannot listen: ${e.message}`, {
+            hint: 'choose a free port or socket path',
+            cause: e,
+          }),
+        );
+      };
+      this.server.once('error', onError);
+      const done = (): void => {
+        this.server.off('error', onError);
+        resolve();
+      };
+      if ('path' in target) this.server.listen(target.path, done);
+      else this.server.listen(target.port, target.host, done);
+    });
+    if (this.listenPath !== undefined) chmodSync(this.listenPath, 0o600);
+  }
+
+  /** The proxy URL to put in HTTP(S)_PROXY (TCP listeners only). */
+  get url(): string {
+    const a = this.server.address();
+    if (a === null || typeof a === 'string') return `unix:${this.listenPath ?? String(a)}`;
+    return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  get port(): number {
+    const a = this.server.address();
+    return a !== null && typeof a === 'object' ? a.port : 0;
+  }
+
+  stats(): ProxyStats {
+    return {
+      clients: this.clients.size,
+      tunnels: this.tunnels.size,
+      exchanges: this.exchanges.size,
+      badRequests: this.badRequests,
+      denyAll: this.denyAllReason,
+      destinations: this.destinations,
+    };
+  }
+
+  /**
+   * Put a newly verified manifest in force. New connections and every later request are decided
+   * under it; established tunnels it still allows keep running, the others are closed now.
+   * Returns the number of tunnels closed.
+   */
+  reload(pdp: Pdp, manifest: ManifestRef): number {
+    this.pdp = pdp;
+    this.manifest = manifest;
+    let closed = 0;
+    for (const t of this.tunnels) {
+      const d = this.pdp.decide(t.request);
+      if (d.effect !== 'allow') {
+        t.closedBy = `manifest reload: ${d.code}`;
+        t.decision = d;
+        t.client.destroy();
+        t.upstream?.destroy();
+        closed++;
+      }
+    }
+    return closed;
+  }
+
+  /** Deny everything from now on and close every tunnel and connection at once (quarantine). */
+  denyAll(reason: string): void {
+    this.denyAllReason = reason;
+    const d = proxyDeny('PROXY_DENY_ALL', 'deny-all', `Denied: ${reason}`);
+    for (const t of this.tunnels) {
+      t.closedBy = 'deny-all';
+      t.decision = d;
+      t.client.destroy();
+      t.upstream?.destroy();
+    }
+    for (const x of this.exchanges) x.abort();
+    for (const c of this.clients.keys()) c.destroy();
+  }
+
+  /** Lift a deny-all. */
+  resume(): void {
+    this.denyAllReason = undefined;
+  }
+
+  /**
+   * Stop accepting, let open exchanges and tunnels finish for `drainTimeoutMs`, then close what
+   * is left and write the closing events.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.drain();
+    return this.closing;
+  }
+
+  private async drain(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    const deadline = Date.now() + this.limits.drainTimeoutMs;
+    while ((this.exchanges.size > 0 || this.tunnels.size > 0) && Date.now() < deadline) {
+      this.server.closeIdleConnections();
+      await sleep(50);
+    }
+    for (const t of this.tunnels) {
+      t.closedBy ??= 'proxy shutdown';
+      t.client.destroy();
+      t.upstream?.destroy();
+    }
+    for (const x of this.exchanges) x.abort();
+    this.server.closeAllConnections();
+    for (const c of this.clients.keys()) c.destroy();
+    await closed;
+    clearInterval(this.reporter);
+    this.upstreamAgent.destroy();
+    // Let close handlers write their final events.
+    while (this.pending > 0) await sleep(10);
+    if (this.listenPath !== undefined && existsSync(this.listenPath)) unlinkSync(this.listenPath);
+  }
+
+  // ------------------------------------------------------------------ connections
+
+  private onConnection(socket: net.Socket): void {
+    const c: Client = { uid: randomUUID(), socket };
+    this.clients.set(socket, c);
+    socket.on('close', () => this.clients.delete(socket));
+    if (this.denyAllReason !== undefined) {
+      // Still answer (the agent should learn why), but keep nothing open.
+      socket.setTimeout(this.limits.headersTimeoutMs);
+    }
+  }
+
+  private clientOf(socket: net.Socket): Client {
+    let c = this.clients.get(socket);
+    if (c === undefined) {
+      c = { uid: randomUUID(), socket };
+      this.clients.set(socket, c);
+    }
+    return c;
+  }
+
+  private onClientError(err: Error & { code?: string }, socket: net.Socket): void {
+    this.badRequests++;
+    const code = err.code ?? '';
+    const status =
+      code === 'HPE_HEADER_OVERFLOW'
+        ? 431
+        : code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'HPE_HEADER_TIMEOUT'
+          ? 408
+          : 400;
+    this.diag(`rejected a malformed request (${code || err.message}) with ${status}`);
+    if (socket.writable && code !== 'ECONNRESET') {
+      const body = `Cordon refused a malformed request: ${shown(err.message)} (${code}).\n`;
+      socket.end(
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nConnection: close\r\n` +
+          `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    }
+    socket.destroySoon();
+  }
+
+  private internalError(socket: net.Socket, e: unknown): void {
+    this.diag(`internal error: ${(e as Error).stack ?? String(e)}`);
+    socket.destroy();
+  }
+
+  // ------------------------------------------------------------------ decisions
+
+  /**
+   * Decide a request, resolving the host itself. Denies when the manifest does not grant the
+   * destination, or when any address the name resolves to is internal and not granted as a
+   * literal (so a rebinding answer cannot reach inside). Returns the checked addresses.
+   */
+  private async decide(
+    request: PolicyRequest & { kind: 'net.connect' | 'http.request' },
+    host: string,
+  ): Promise<{ decision: ProxyDecision; addresses: readonly string[] }> {
+    const pre = this.override();
+    if (pre !== undefined) return { decision: pre, addresses: [] };
+    const first = this.pdp.decide(request);
+    if (first.effect !== 'allow') return { decision: first, addresses: [] };
+    const literal = parseIpAny(host.replace(/^\[|\]$/g, ''));
+    let addresses: readonly string[];
+    if (literal !== undefined) addresses = [literal.text];
+    else {
+      try {
+        addresses = await withTimeout(
+          this.resolver.resolve(host),
+          this.limits.resolveTimeoutMs,
+          'timed out',
+        );
+        if (addresses.length === 0) throw new Error('no addresses');
+      } catch (e) {
+        return {
+          decision: proxyDeny(
+            'NET_RESOLVE_FAILED',
+            'resolve',
+            `Denied: ${shown(host)} could not be resolved (${shown((e as Error).message)}).`,
+          ),
+          addresses: [],
+        };
+      }
+    }
+    for (const address of addresses) {
+      const d = this.pdp.decide({ ...request, address });
+      if (d.effect !== 'allow') return { decision: d, addresses: [] };
+    }
+    return { decision: first, addresses };
+  }
+
+  private override(): ProxyDecision | undefined {
+    if (this.denyAllReason !== undefined)
+      return proxyDeny('PROXY_DENY_ALL', 'deny-all', `Denied: ${this.denyAllReason}`);
+    if (this.auditBroken !== undefined)
+      return proxyDeny(
+        'AUDIT_UNAVAILABLE',
+        'audit',
+        `Denied: the audit log cannot record requests (${this.auditBroken}).`,
+      );
+    return undefined;
+  }
+
+  private pending = 0;
+
+  /** Append an event; resolves false (and denies later requests) when it cannot be recorded. */
+  private async record(e: OcsfEvent): Promise<boolean> {
+    this.pending++;
+    try {
+      await this.audit.append(e);
+      this.auditBroken = undefined;
+      return true;
+    } catch (err) {
+      const code = err instanceof CordonError ? err.code : 'AUDIT_WRITE_FAILED';
+      this.auditBroken = code;
+      this.diag(`audit: ${(err as Error).message}`);
+      return false;
+    } finally {
+      this.pending--;
+    }
+  }
+
+  private ctx(): EventContext {
+    return { ...this.context, time: Date.now() };
+  }
+
+  private outcome(d: ProxyDecision): ControlOutcome {
+    return { decision: d, manifest: this.manifest };
+  }
+
+  private dest(host: string, port: number): DestinationStats {
+    const key = `${host}:${port}`;
+    let s = this.destinations.get(key);
+    if (s === undefined) {
+      s = { connections: 0, requests: 0, denied: 0, bytesOut: 0, bytesIn: 0 };
+      this.destinations.set(key, s);
+    }
+    return s;
+  }
+
+  // ------------------------------------------------------------------ plain HTTP
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const client = this.clientOf(req.socket);
+    const started = Date.now();
+    const method = req.method ?? '';
+    const target = req.url ?? '';
+    const bad = (status: number, message: string): void => {
+      this.badRequests++;
+      sendText(res, status, `Cordon refused this request: ${message}\n`, { close: true });
+    };
+    if (!/^http:\/\//i.test(target)) {
+      if (/^https:\/\//i.test(target))
+        return bad(400, 'https:// URLs go through CONNECT; set HTTPS_PROXY to this proxy.');
+      return bad(
+        400,
+        'this is a forward proxy: send absolute-form requests (set HTTP_PROXY/HTTPS_PROXY).',
+      );
+    }
+    let url: URL;
+    try {
+      url = new URL(target);
+    } catch {
+      return bad(400, 'the request target is not a valid URL.');
+    }
+    if (!this.methods.has(method))
+      return sendText(
+        res,
+        405,
+        `Cordon does not forward ${shown(method, 20)} requests (allowed: ${[...this.methods].join(', ')}).\n`,
+        { close: true, headers: { Allow: [...this.methods].join(', ') } },
+      );
+    const port = url.port === '' ? 80 : Number(url.port);
+    const host = url.hostname;
+    const request: PolicyRequest & { kind: 'http.request' } = {
+      kind: 'http.request',
+      method,
+      url: url.href,
+    };
+    const mismatch = hostHeaderMismatch(req.headers.host, url);
+    const credentials = url.username !== '' || url.password !== '';
+    void (async () => {
+      let decision: ProxyDecision;
+      let addresses: readonly string[] = [];
+      if (mismatch !== undefined)
+        decision = proxyDeny(
+          'REQUEST_INVALID',
+          'request',
+          `Denied: the Host header (${shown(mismatch)}) names another host than the request target (${shown(url.host)}).`,
+        );
+      else if (credentials)
+        decision = proxyDeny(
+          'REQUEST_INVALID',
+          'request',
+          'Denied: the URL carries user:password; send credentials in headers, not the URL.',
+        );
+      else ({ decision, addresses } = await this.decide(request, host));
+      const stats = this.dest(host, port);
+      stats.requests++;
+      const address = addresses[0];
+      if (decision.effect !== 'allow' || address === undefined) {
+        stats.denied++;
+        await this.record(
+          httpActivityEvent(this.ctx(), {
+            method,
+            url: url.href,
+            dst: { hostname: host, port },
+            headers: req.headers,
+            status: 403,
+            connectionUid: client.uid,
+            control: this.outcome(decision),
+          }),
+        );
+        sendDenial(res, decision, `${method} ${url.origin}`, req);
+        return;
+      }
+      if (req.headers.expect !== undefined) {
+        if (!/^100-continue$/i.test(req.headers.expect)) {
+          sendText(res, 417, 'Cordon forwards only Expect: 100-continue.\n', { close: true });
+          return;
+        }
+        res.writeContinue();
+      }
+      this.forward(req, res, client, { url, host, port, address, method, started, decision });
+    })().catch((e: unknown) => {
+      this.internalError(req.socket, e);
+    });
+  }
+
+  private forward(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    client: Client,
+    f: {
+      url: URL;
+      host: string;
+      port: number;
+      address: string;
+      method: string;
+      started: number;
+      decision: ProxyDecision;
+    },
+  ): void {
+    const headers = forwardHeaders(req.rawHeaders, f.url.host);
+    const chunked = /(?:^|,)\s*chunked\s*$/i.test(req.headers['transfer-encoding'] ?? '');
+    if (chunked) headers.push('Transfer-Encoding', 'chunked');
+    const up = http.request({
+      host: f.address,
+      port: f.port,
+      method: f.method,
+      path: f.url.pathname + f.url.search,
+      headers,
+      setHost: false,
+      agent: this.upstreamAgent,
+    });
+    let status: number | undefined;
+    const x: Exchange = {
+      uid: client.uid,
+      started: f.started,
+      bytesOut: 0,
+      bytesIn: 0,
+      reportedOut: 0,
+      reportedIn: 0,
+      host: f.host,
+      port: f.port,
+      address: f.address,
+      abort: () => {
+        up.destroy();
+        res.destroy();
+      },
+    };
+    this.exchanges.add(x);
+    const stats = this.dest(f.host, f.port);
+    req.on('data', (chunk: Buffer) => {
+      x.bytesOut += chunk.length;
+      stats.bytesOut += chunk.length;
+    });
+    req.pipe(up);
+    // A client that goes away mid-request takes the upstream request with it.
+    req.on('close', () => {
+      if (!req.complete) up.destroy();
+    });
+    up.on('response', (upRes: http.IncomingMessage) => {
+      status = upRes.statusCode ?? 502;
+      res.writeHead(status, upRes.statusMessage, responseHeaders(upRes.rawHeaders));
+      upRes.on('data', (chunk: Buffer) => {
+        x.bytesIn += chunk.length;
+        stats.bytesIn += chunk.length;
+      });
+      upRes.pipe(res);
+      upRes.on('error', () => res.destroy());
+      upRes.on('aborted', () => res.destroy());
+    });
+    up.on('error', (e: Error) => {
+      if (!res.headersSent) {
+        status = 502;
+        sendText(res, 502, `Cordon could not reach ${shown(f.url.host)} (${shown(e.message)}).\n`, {
+          close: true,
+          headers: { 'X-Cordon-Error': 'upstream' },
+        });
+      } else res.destroy();
+    });
+    res.on('close', () => {
+      this.exchanges.delete(x);
+      if (!res.writableFinished) up.destroy();
+      void this.record(
+        httpActivityEvent(this.ctx(), {
+          method: f.method,
+          url: f.url.href,
+          dst: { hostname: f.host, ip: f.address, port: f.port },
+          headers: req.headers,
+          ...(status === undefined ? {} : { status }),
+          connectionUid: client.uid,
+          traffic: {
+            bytesOut: x.bytesOut - x.reportedOut,
+            bytesIn: x.bytesIn - x.reportedIn,
+            durationMs: Date.now() - f.started,
+            ...(x.reportedOut + x.reportedIn > 0
+              ? { cumulative: { bytesOut: x.bytesOut, bytesIn: x.bytesIn } }
+              : {}),
+          },
+          control: this.outcome(f.decision),
+        }),
+      );
+    });
+  }
+
+  // ------------------------------------------------------------------ CONNECT
+
+  private async onConnect(
+    req: http.IncomingMessage,
+    socket: net.Socket,
+    head: Buffer,
+  ): Promise<void> {
+    socket.setNoDelay(true);
+
+    const target = parseAuthority(req.url ?? '');
+    if (target === undefined) {
+      this.badRequests++;
+      rawText(socket, 400, 'Cordon refused this CONNECT: the target is not host:port.\n');
+      return;
+    }
+    const { host, port } = target;
+    const request: PolicyRequest & { kind: 'net.connect' } = { kind: 'net.connect', host, port };
+    const { decision, addresses } = await this.decide(request, host);
+    const stats = this.dest(host, port);
+    stats.connections++;
+    const uid = randomUUID();
+    if (decision.effect !== 'allow' || addresses.length === 0) {
+      stats.denied++;
+      await this.record(this.netEvent('refuse', uid, host, port, undefined, decision));
+      rawDenial(socket, decision, `CONNECT ${host}:${port}`);
+      return;
+    }
+    if (!socket.writable) return;
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    const hello = await readClientHello(socket, head, this.limits.clientHelloTimeoutMs);
+    const refuse = async (d: ProxyDecision, tls?: TlsInfo): Promise<void> => {
+      stats.denied++;
+      await this.record(this.netEvent('refuse', uid, host, port, addresses[0], d, tls));
+      if (socket.writable) socket.end(TLS_ACCESS_DENIED);
+      socket.destroySoon();
+    };
+    if (hello.status !== 'ok') {
+      const d =
+        hello.status === 'closed'
+          ? undefined
+          : proxyDeny(
+              'NET_NOT_TLS',
+              'tls',
+              `Denied: a CONNECT tunnel must carry TLS, and ${hello.reason}.`,
+            );
+      if (d !== undefined) await refuse(d);
+      else socket.destroy();
+      return;
+    }
+    const tls: TlsInfo = {
+      ...(hello.hello.sni === undefined ? {} : { sni: hello.hello.sni }),
+      version: hello.hello.version,
+    };
+    const sniProblem = checkSni(hello.hello, host);
+    if (sniProblem !== undefined) return refuse(sniProblem, tls);
+    // The decision may have changed while the client was sending its hello.
+    const again = this.override() ?? this.pdp.decide(request);
+    if (again.effect !== 'allow') return refuse(again, tls);
+    const t: Tunnel = {
+      uid,
+      client: socket,
+      upstream: undefined,
+      host,
+      port,
+      scheme: undefined,
+      address: undefined,
+      request,
+      decision,
+      opened: Date.now(),
+      tls,
+      reportedOut: 0,
+      reportedIn: 0,
+      closedBy: undefined,
+      finished: false,
+    };
+    await this.openTunnel(t, addresses, hello.bytes, stats);
+  }
+
+  /**
+   * Record the open (durably: an allowed connection that cannot be audited does not happen),
+   * connect to the first checked address that answers, send what the client already sent, then
+   * relay both ways, counting bytes.
+   */
+  private async openTunnel(
+    t: Tunnel,
+    addresses: readonly string[],
+    first: Buffer,
+    stats: DestinationStats,
+  ): Promise<void> {
+    const { client } = t;
+    this.tunnels.add(t);
+    client.on('error', () => undefined);
+    client.on('close', () => {
+      if (t.upstream === undefined) this.tunnels.delete(t);
+    });
+    if (
+      !(await this.record(
+        this.netEvent('open', t.uid, t.host, t.port, addresses[0], t.decision, t.tls),
+      ))
+    ) {
+      this.tunnels.delete(t);
+      client.destroy();
+      return;
+    }
+    let upstream: net.Socket | undefined;
+    let lastError = '';
+    for (const address of addresses) {
+      if (client.destroyed) break;
+      try {
+        upstream = await connectTo(address, t.port, this.limits.connectTimeoutMs);
+        t.address = address;
+        break;
+      } catch (e) {
+        lastError = (e as Error).message;
+      }
+    }
+    if (upstream === undefined || client.destroyed) {
+      upstream?.destroy();
+      this.tunnels.delete(t);
+      client.destroy();
+      await this.record(
+        this.netEvent(
+          'fail',
+          t.uid,
+          t.host,
+          t.port,
+          addresses[0],
+          proxyDeny(
+            'NET_UPSTREAM_FAILED',
+            'upstream',
+            client.destroyed
+              ? 'The client left before the upstream connection opened.'
+              : `Could not connect to ${t.host}:${t.port} (${shown(lastError)}).`,
+          ),
+          t.tls,
+        ),
+      );
+      return;
+    }
+    t.upstream = upstream;
+    this.relay(t, upstream, first, stats);
+  }
+
+  private relay(t: Tunnel, upstream: net.Socket, first: Buffer, stats: DestinationStats): void {
+    const { client } = t;
+    upstream.setNoDelay(true);
+    let closed = 0;
+    let lastOut = 0;
+    let lastIn = 0;
+    const account = (): void => {
+      const out = upstream.bytesWritten;
+      const inn = upstream.bytesRead;
+      stats.bytesOut += out - lastOut;
+      stats.bytesIn += inn - lastIn;
+      lastOut = out;
+      lastIn = inn;
+    };
+    const onClose = (): void => {
+      closed++;
+      if (closed === 1) {
+        // One side went away: if it did not end cleanly, take the other down too.
+        if (!client.readableEnded || !upstream.readableEnded) {
+          client.destroy();
+          upstream.destroy();
+        }
+      }
+      if (closed < 2 || t.finished) return;
+      t.finished = true;
+      account();
+      this.tunnels.delete(t);
+      void this.record(
+        this.netEvent('close', t.uid, t.host, t.port, t.address, t.decision, t.tls, {
+          bytesOut: upstream.bytesWritten - t.reportedOut,
+          bytesIn: upstream.bytesRead - t.reportedIn,
+          durationMs: Date.now() - t.opened,
+          ...(t.reportedOut + t.reportedIn > 0
+            ? { cumulative: { bytesOut: upstream.bytesWritten, bytesIn: upstream.bytesRead } }
+            : {}),
+        }),
+      );
+    };
+    client.on('close', onClose);
+    upstream.on('close', onClose);
+    upstream.on('error', () => {
+      client.destroy();
+      upstream.destroy();
+    });
+    client.on('error', () => {
+      client.destroy();
+      upstream.destroy();
+    });
+    const idle = (): void => {
+      t.closedBy = 'idle timeout';
+      client.destroy();
+      upstream.destroy();
+    };
+    client.setTimeout(this.limits.tunnelIdleTimeoutMs, idle);
+    upstream.setTimeout(this.limits.tunnelIdleTimeoutMs, idle);
+    if (first.length > 0) upstream.write(first);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    t.account = account;
+  }
+
+  private netEvent(
+    activity: NetworkActivity,
+    uid: string,
+    host: string,
+    port: number,
+    address: string | undefined,
+    decision: ProxyDecision,
+    tls?: TlsInfo,
+    traffic?: Traffic,
+  ): OcsfEvent {
+    return networkActivityEvent(this.ctx(), {
+      activity,
+      connectionUid: uid,
+      dst: { hostname: host, port, ...(address === undefined ? {} : { ip: address }) },
+      ...(tls === undefined ? {} : { tls }),
+      ...(traffic === undefined ? {} : { traffic }),
+      control: this.outcome(decision),
+    });
+  }
+
+  // ------------------------------------------------------------------ WebSocket over plain HTTP
+
+  private async onUpgrade(
+    req: http.IncomingMessage,
+    socket: net.Socket,
+    head: Buffer,
+  ): Promise<void> {
+    const client = this.clientOf(socket);
+    const target = req.url ?? '';
+    const proto = (req.headers.upgrade ?? '').toLowerCase();
+    if (proto !== 'websocket' || !/^http:\/\//i.test(target)) {
+      this.badRequests++;
+      rawText(
+        socket,
+        400,
+        'Cordon forwards only WebSocket upgrades of absolute-form http:// requests.\n',
+      );
+      return;
+    }
+    let url: URL;
+    try {
+      url = new URL(target);
+    } catch {
+      rawText(socket, 400, 'Cordon refused this request: the target is not a valid URL.\n');
+      return;
+    }
+    const port = url.port === '' ? 80 : Number(url.port);
+    const host = url.hostname;
+    const wsUrl = `ws://${url.host}${url.pathname}${url.search}`;
+    const request: PolicyRequest & { kind: 'http.request' } = {
+      kind: 'http.request',
+      method: req.method ?? 'GET',
+      url: wsUrl,
+    };
+    const mismatch = hostHeaderMismatch(req.headers.host, url);
+    const { decision, addresses } =
+      mismatch === undefined
+        ? await this.decide(request, host)
+        : {
+            decision: proxyDeny(
+              'REQUEST_INVALID',
+              'request',
+              `Denied: the Host header (${shown(mismatch)}) names another host than the request target.`,
+            ),
+            addresses: [],
+          };
+    const stats = this.dest(host, port);
+    stats.connections++;
+    const uid = randomUUID();
+    if (decision.effect !== 'allow' || addresses.length === 0) {
+      stats.denied++;
+      await this.record(
+        httpActivityEvent(this.ctx(), {
+          method: request.method,
+          url: wsUrl,
+          dst: { hostname: host, port },
+          headers: req.headers,
+          status: 403,
+          connectionUid: client.uid,
+          control: this.outcome(decision),
+        }),
+      );
+      rawDenial(socket, decision, `${request.method} ${wsUrl}`);
+      return;
+    }
+    const headers = forwardHeaders(req.rawHeaders, url.host, true);
+    let headText = `${request.method} ${url.pathname}${url.search} HTTP/1.1\r\n`;
+    for (let i = 0; i + 1 < headers.length; i += 2)
+      headText += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    headText += 'Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n';
+    const t: Tunnel = {
+      uid,
+      client: socket,
+      upstream: undefined,
+      host,
+      port,
+      scheme: 'ws',
+      address: undefined,
+      request,
+      decision,
+      opened: Date.now(),
+      tls: undefined,
+      reportedOut: 0,
+      reportedIn: 0,
+      closedBy: undefined,
+      finished: false,
+    };
+    await this.openTunnel(
+      t,
+      addresses,
+      Buffer.concat([Buffer.from(headText, 'latin1'), head]),
+      stats,
+    );
+  }
+
+  // ------------------------------------------------------------------ long-lived reports
+
+  private reportLongLived(): void {
+    const now = Date.now();
+    for (const t of this.tunnels) {
+      const up = t.upstream;
+      if (up === undefined) continue;
+      t.account?.();
+      const out = up.bytesWritten;
+      const inn = up.bytesRead;
+      if (out === t.reportedOut && inn === t.reportedIn) continue;
+      const ev = this.netEvent('traffic', t.uid, t.host, t.port, t.address, t.decision, t.tls, {
+        bytesOut: out - t.reportedOut,
+        bytesIn: inn - t.reportedIn,
+        durationMs: now - t.opened,
+        cumulative: { bytesOut: out, bytesIn: inn },
+      });
+      t.reportedOut = out;
+      t.reportedIn = inn;
+      void this.record(ev);
+    }
+    for (const x of this.exchanges) {
+      if (x.bytesOut === x.reportedOut && x.bytesIn === x.reportedIn) continue;
+      const ev = networkActivityEvent(this.ctx(), {
+        activity: 'traffic',
+        connectionUid: x.uid,
+        dst: { hostname: x.host, ip: x.address, port: x.port },
+        traffic: {
+          bytesOut: x.bytesOut - x.reportedOut,
+          bytesIn: x.bytesIn - x.reportedIn,
+          durationMs: now - x.started,
+          cumulative: { bytesOut: x.bytesOut, bytesIn: x.bytesIn },
+        },
+      });
+      x.reportedOut = x.bytesOut;
+      x.reportedIn = x.bytesIn;
+      void this.record(ev);
+    }
+  }
+}
+
+// -------------------------------------------------------------------- helpers
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(what)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function removeStaleSocket(path: string): void {
+  try {
+    if (lstatSync(path).isSocket()) unlinkSync(path);
+    else
+      throw new CordonError('PROXY_LISTEN_FAILED', `${path} exists and is not a socket`, {
+        hint: 'choose another path for --unix',
+      });
+  } catch (e) {
+    if (e instanceof CordonError) throw e;
+  }
+}
+
+/** `host:port` from a CONNECT request target; IPv6 in brackets. */
+export function parseAuthority(target: string): { host: string; port: number } | undefined {
+  const m = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/.exec(target);
+  if (m === null) return undefined;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return undefined;
+  const raw = m[1] ?? '';
+  return { host: raw.startsWith('[') ? raw.slice(1, -1) : raw.toLowerCase(), port };
+}
+
+/** The Host header when it names another host or port than an absolute-form target. */
+function hostHeaderMismatch(header: string | undefined, url: URL): string | undefined {
+  if (header === undefined) return undefined;
+  let h: URL;
+  try {
+    h = new URL(`http://${header}/`);
+  } catch {
+    return header;
+  }
+  if (h.username !== '' || h.password !== '' || h.pathname !== '/') return header;
+  return h.host === url.host ? undefined : header;
+}
+
+/** Request headers for upstream: hop-by-hop ones and those named in Connection dropped, Host set. */
+function forwardHeaders(raw: readonly string[], host: string, keepUpgrade = false): string[] {
+  const drop = new Set(HOP_BY_HOP);
+  for (let i = 0; i + 1 < raw.length; i += 2)
+    if ((raw[i] ?? '').toLowerCase() === 'connection')
+      for (const tok of (raw[i + 1] ?? '').split(',')) drop.add(tok.trim().toLowerCase());
+  if (keepUpgrade) {
+    // Re-added explicitly by the caller.
+    drop.add('connection');
+    drop.add('upgrade');
+  }
+  const out = ['Host', host];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] ?? '';
+    const lower = name.toLowerCase();
+    if (lower === 'host' || drop.has(lower)) continue;
+    out.push(name, raw[i + 1] ?? '');
+  }
+  return out;
+}
+
+function responseHeaders(raw: readonly string[]): string[] {
+  const drop = new Set(HOP_BY_HOP);
+  for (let i = 0; i + 1 < raw.length; i += 2)
+    if ((raw[i] ?? '').toLowerCase() === 'connection')
+      for (const tok of (raw[i + 1] ?? '').split(',')) drop.add(tok.trim().toLowerCase());
+  const out: string[] = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i] ?? '';
+    if (!drop.has(name.toLowerCase())) out.push(name, raw[i + 1] ?? '');
+  }
+  return out;
+}
+
+function sendText(
+  res: http.ServerResponse,
+  status: number,
+  body: string,
+  opts: { close?: boolean; headers?: Record<string, string> } = {},
+): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, {
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Content-Length': Buffer.byteLength(body),
+    ...(opts.close === true ? { Connection: 'close' } : {}),
+    ...opts.headers,
+  });
+  res.end(body);
+}
+
+/** 403 with the machine-readable header; the connection stays usable when the body was read. */
+function sendDenial(
+  res: http.ServerResponse,
+  d: ProxyDecision,
+  what: string,
+  req: http.IncomingMessage,
+): void {
+  // An unread request body would be parsed as the next request: close instead.
+  const close = !req.complete;
+  sendText(res, 403, denialBody(d, what), {
+    close,
+    headers: { 'X-Cordon-Decision': decisionHeader(d) },
+  });
+  if (close) req.resume();
+}
+
+function rawText(socket: net.Socket, status: number, body: string, extra = ''): void {
+  if (socket.writable)
+    socket.end(
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\n${extra}` +
+        `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Connection: close\r\n\r\n${body}`,
+    );
+  socket.destroySoon();
+}
+
+function rawDenial(socket: net.Socket, d: ProxyDecision, what: string): void {
+  rawText(socket, 403, denialBody(d, what), `X-Cordon-Decision: ${decisionHeader(d)}\r\n`);
+}
+
+type HelloRead =
+  | { status: 'ok'; hello: ClientHello; bytes: Buffer }
+  | { status: 'invalid'; reason: string }
+  | { status: 'closed' };
+
+/** Collect bytes until a whole ClientHello has arrived (or it is clearly not one). */
+function readClientHello(socket: net.Socket, head: Buffer, timeoutMs: number): Promise<HelloRead> {
+  return new Promise((resolve) => {
+    let buf = head;
+    let done = false;
+    const finish = (r: HelloRead): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.pause();
+      resolve(r);
+    };
+    const check = (): void => {
+      const r = parseClientHello(buf);
+      if (r.status === 'ok') finish({ status: 'ok', hello: r.hello, bytes: buf });
+      else if (r.status === 'invalid') finish({ status: 'invalid', reason: r.reason });
+    };
+    const onData = (chunk: Buffer): void => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      check();
+    };
+    const onClose = (): void => finish({ status: 'closed' });
+    const timer = setTimeout(
+      () => finish({ status: 'invalid', reason: 'no ClientHello arrived in time' }),
+      timeoutMs,
+    );
+    socket.on('data', onData);
+    socket.on('close', onClose);
+    if (buf.length > 0) check();
+    if (!done) socket.resume();
+  });
+}
+
+/** Why the ClientHello's server name does not fit the CONNECT host, or undefined when it does. */
+function checkSni(hello: ClientHello, host: string): ProxyDecision | undefined {
+  const literal = parseIpAny(host) !== undefined;
+  const want = host.toLowerCase().replace(/\.$/, '');
+  if (hello.sni === undefined) {
+    if (literal) return undefined;
+    return proxyDeny(
+      'NET_SNI_MISSING',
+      'tls-sni',
+      `Denied: the TLS ClientHello names no server (SNI) for CONNECT ${shown(host)}; a tunnel to a name must say which server it wants.`,
+    );
+  }
+  if (hello.sni !== want)
+    return proxyDeny(
+      'NET_SNI_MISMATCH',
+      'tls-sni',
+      `Denied: the TLS ClientHello asks for ${shown(hello.sni)} but the tunnel was opened to ${shown(host)}.`,
+    );
+  return undefined;
+}
+
+function connectTo(address: string, port: number, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: address, port, noDelay: true });
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error('connect timed out'));
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+    s.once('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
