@@ -137,6 +137,8 @@ export class EgressProxy {
   private readonly server: http.Server;
   private readonly upstreamAgent: http.Agent;
   private readonly clients = new Map<net.Socket, Client>();
+  /** Sockets of CONNECT tunnels that carry plain HTTP: their requests are in origin-form. */
+  private readonly origins = new WeakMap<net.Socket, { host: string; port: number }>();
   private readonly tunnels = new Set<Tunnel>();
   private readonly exchanges = new Set<Exchange>();
   private readonly destinations = new Map<string, DestinationStats>();
@@ -285,6 +287,11 @@ export class EgressProxy {
     }
     for (const x of this.exchanges) x.abort();
     for (const c of this.clients.keys()) c.destroy();
+  }
+
+  /** Resolves once every audit event written so far is durable (or has failed). */
+  async flush(): Promise<void> {
+    while (this.pending > 0) await sleep(5);
   }
 
   /** Lift a deny-all. */
@@ -470,7 +477,7 @@ export class EgressProxy {
     const client = this.clientOf(req.socket);
     const started = Date.now();
     const method = req.method ?? '';
-    const target = req.url ?? '';
+    const target = this.absoluteTarget(req);
     const bad = (status: number, message: string): void => {
       this.badRequests++;
       sendText(res, status, `Cordon refused this request: ${message}\n`, { close: true });
@@ -551,6 +558,15 @@ export class EgressProxy {
     })().catch((e: unknown) => {
       this.internalError(req.socket, e);
     });
+  }
+
+  /** The request target as an absolute URL; origin-form only inside a plain-HTTP CONNECT tunnel. */
+  private absoluteTarget(req: http.IncomingMessage): string {
+    const target = req.url ?? '';
+    const origin = this.origins.get(req.socket);
+    if (origin === undefined || !target.startsWith('/')) return origin === undefined ? target : '';
+    const h = origin.host.includes(':') ? `[${origin.host}]` : origin.host;
+    return `http://${h}:${origin.port}${target}`;
   }
 
   private forward(
@@ -687,6 +703,13 @@ export class EgressProxy {
       if (socket.writable) socket.end(TLS_ACCESS_DENIED);
       socket.destroySoon();
     };
+    if (hello.status === 'http') {
+      this.origins.set(socket, { host, port });
+      socket.unshift(hello.bytes);
+      this.server.emit('connection', socket);
+      socket.resume();
+      return;
+    }
     if (hello.status !== 'ok') {
       const d =
         hello.status === 'closed'
@@ -883,7 +906,7 @@ export class EgressProxy {
     head: Buffer,
   ): Promise<void> {
     const client = this.clientOf(socket);
-    const target = req.url ?? '';
+    const target = this.absoluteTarget(req);
     const proto = (req.headers.upgrade ?? '').toLowerCase();
     if (proto !== 'websocket' || !/^http:\/\//i.test(target)) {
       this.badRequests++;
@@ -1147,8 +1170,12 @@ function rawDenial(socket: net.Socket, d: ProxyDecision, what: string): void {
 
 type HelloRead =
   | { status: 'ok'; hello: ClientHello; bytes: Buffer }
+  | { status: 'http'; bytes: Buffer }
   | { status: 'invalid'; reason: string }
   | { status: 'closed' };
+
+const REQUEST_START = /^[A-Z]{1,20} /;
+const REQUEST_PREFIX = /^[A-Z]{0,20}$/;
 
 /** Collect bytes until a whole ClientHello has arrived (or it is clearly not one). */
 function readClientHello(socket: net.Socket, head: Buffer, timeoutMs: number): Promise<HelloRead> {
@@ -1165,6 +1192,13 @@ function readClientHello(socket: net.Socket, head: Buffer, timeoutMs: number): P
       resolve(r);
     };
     const check = (): void => {
+      if (buf[0] !== 0x16) {
+        // Plain HTTP inside the tunnel (clients that tunnel http:// URLs too): each request in
+        // it is then decided like an absolute-form one.
+        const start = buf.subarray(0, 22).toString('latin1');
+        if (REQUEST_START.test(start)) return finish({ status: 'http', bytes: buf });
+        if (REQUEST_PREFIX.test(start)) return;
+      }
       const r = parseClientHello(buf);
       if (r.status === 'ok') finish({ status: 'ok', hello: r.hello, bytes: buf });
       else if (r.status === 'invalid') finish({ status: 'invalid', reason: r.reason });

@@ -1,0 +1,328 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { WebSocketServer } from 'ws';
+import { ProxyAgent, fetch as undiciFetch } from 'undici';
+import { AuditLog } from '../../src/audit/log.js';
+import { parseRecordLine, readAfter } from '../../src/audit/reader.js';
+import { auditPaths } from '../../src/audit/store.js';
+import type { ProxyLimits } from '../../src/egress/config.js';
+import { EgressProxy } from '../../src/egress/proxy.js';
+import { staticResolver } from '../../src/egress/resolver.js';
+import { createPdp, type Pdp } from '../../src/policy/pdp.js';
+import { deviceKey, ORIGIN } from '../audit/helpers.js';
+import { ctx } from '../audit/samples.js';
+import { validManifest } from '../helpers.js';
+import { makeCerts } from '../tls-certs.js';
+
+/** Bytes the test servers send: a cheap deterministic pattern, generated as it streams. */
+const PATTERN = Buffer.alloc(64 * 1024);
+for (let i = 0; i < PATTERN.length; i++) PATTERN[i] = (i * 31 + 7) & 0xff;
+
+/**
+ * Routes of the upstream test servers: `/bytes?n=N` streams N bytes; `/echo` reads the body
+ * and answers `{bytes, sha256}`; `/slow?ms=M` answers after M ms; `/headers` returns the request
+ * headers it got; anything else answers 200 "ok".
+ */
+function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const u = new URL(req.url ?? '/', 'http://x');
+  if (u.pathname === '/bytes') {
+    let left = Number(u.searchParams.get('n') ?? '0');
+    res.writeHead(200, { 'Content-Length': left, 'Content-Type': 'application/octet-stream' });
+    const pump = (): void => {
+      while (left > 0) {
+        const chunk = left >= PATTERN.length ? PATTERN : PATTERN.subarray(0, left);
+        left -= chunk.length;
+        if (!res.write(chunk)) {
+          res.once('drain', pump);
+          return;
+        }
+      }
+      res.end();
+    };
+    pump();
+    return;
+  }
+  if (u.pathname === '/echo') {
+    const h = createHash('sha256');
+    let n = 0;
+    req.on('data', (c: Buffer) => {
+      n += c.length;
+      h.update(c);
+    });
+    req.on('end', () => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ bytes: n, sha256: h.digest('hex') }));
+    });
+    return;
+  }
+  if (u.pathname === '/slow') {
+    setTimeout(() => res.end('slow ok'), Number(u.searchParams.get('ms') ?? '500'));
+    return;
+  }
+  if (u.pathname === '/headers') {
+    const body = JSON.stringify(req.rawHeaders);
+    res.writeHead(200, {
+      'Content-Type': 'application/json',
+      'Content-Length': Buffer.byteLength(body),
+    });
+    res.end(body);
+    return;
+  }
+  req.resume();
+  res.end('ok');
+}
+
+export interface Upstreams {
+  /** Plain HTTP server on 127.0.0.1 whose loopback literal the manifest grants. */
+  readonly httpPort: number;
+  /** Plain HTTP server whose literal is not granted: names resolving to it are refused. */
+  readonly hiddenPort: number;
+  /** HTTPS server (certificate for secure.test, other.test, 127.0.0.1). */
+  readonly httpsPort: number;
+  readonly ca: string;
+  /** Raw TCP sockets accepted by the HTTPS server, for exact byte counts. */
+  readonly rawSockets: net.Socket[];
+  /** Upgrade requests the WebSocket servers saw. */
+  readonly wsSeen: string[];
+  close(): Promise<void>;
+}
+
+async function listen(server: net.Server): Promise<number> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return (server.address() as net.AddressInfo).port;
+}
+
+export async function startUpstreams(dir: string): Promise<Upstreams> {
+  const certs = makeCerts(dir, 'DNS:secure.test,DNS:other.test,DNS:ask.test,IP:127.0.0.1');
+  const plain = http.createServer(handler);
+  const hidden = http.createServer(handler);
+  const tlsServer = https.createServer(
+    { key: readFileSync(certs.key), cert: readFileSync(certs.cert) },
+    handler,
+  );
+  const wsSeen: string[] = [];
+  for (const s of [plain, tlsServer]) {
+    const wss = new WebSocketServer({ server: s });
+    wss.on('connection', (ws, req) => {
+      wsSeen.push(`${req.headers.host ?? ''}${req.url ?? ''}`);
+      ws.on('message', (m: Buffer, binary) => ws.send(binary ? m : `echo:${m.toString()}`));
+    });
+  }
+  const rawSockets: net.Socket[] = [];
+  // A TCP front for the TLS server so tests can read exact on-the-wire byte counts.
+  const front = net.createServer((s) => {
+    rawSockets.push(s);
+    tlsServer.emit('connection', s);
+  });
+  const httpPort = await listen(plain);
+  const hiddenPort = await listen(hidden);
+  const httpsPort = await listen(front);
+  return {
+    httpPort,
+    hiddenPort,
+    httpsPort,
+    ca: certs.ca,
+    rawSockets,
+    wsSeen,
+    async close() {
+      for (const s of [plain, hidden, tlsServer, front]) {
+        if ('closeAllConnections' in s) s.closeAllConnections();
+        await new Promise<void>((r) => s.close(() => r()));
+      }
+      for (const s of rawSockets) s.destroy();
+    },
+  };
+}
+
+export const NAMES = {
+  'app.test': ['127.0.0.1'],
+  'secure.test': ['127.0.0.1'],
+  'other.test': ['127.0.0.1'],
+  'ask.test': ['127.0.0.1'],
+  'rebind.test': ['127.0.0.1'],
+  'meta.test': ['169.254.169.254'],
+  'split.test': ['203.0.113.9', '127.0.0.1'],
+} as const;
+
+export function scopesFor(u: Upstreams): string[] {
+  return [
+    `http://app.test:${u.httpPort}`,
+    `ws://app.test:${u.httpPort}`,
+    `ws://127.0.0.1:${u.httpPort}`,
+    `http://127.0.0.1:${u.httpPort}`,
+    `https://secure.test:${u.httpsPort}`,
+    `https://127.0.0.1:${u.httpsPort}`,
+    `https://ask.test:${u.httpsPort}`,
+    // Granted by name, but the name resolves to a loopback port whose literal is not granted.
+    `http://rebind.test:${u.hiddenPort}`,
+    `https://rebind.test:${u.hiddenPort}`,
+    `http://meta.test`,
+    `http://split.test:${u.hiddenPort}`,
+  ];
+}
+
+export function pdpFor(scopes: string[], approval: string[] = []): Pdp {
+  return createPdp({
+    manifest: validManifest({ networkScopes: scopes, requiresApproval: approval }),
+    home: '/home/alice',
+  });
+}
+
+export const MANIFEST_REF = {
+  agent: 'cowork-lite',
+  version: '1.0.0',
+  digest: `sha256:${'ab'.repeat(32)}`,
+};
+
+export interface ProxyEnv {
+  readonly dir: string;
+  readonly up: Upstreams;
+  readonly log: AuditLog;
+  readonly proxy: EgressProxy;
+  readonly diagnostics: string[];
+  /** Every event the proxy has written so far (after waiting for pending appends). */
+  events(): Promise<Record<string, unknown>[]>;
+  close(): Promise<void>;
+}
+
+export async function startEnv(
+  opts: { limits?: Partial<ProxyLimits>; up?: Upstreams; unix?: boolean } = {},
+): Promise<ProxyEnv> {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-proxy-'));
+  const up = opts.up ?? (await startUpstreams(dir));
+  const log = AuditLog.open({
+    stateDir: join(dir, 'state'),
+    deviceKey,
+    origin: ORIGIN,
+    context: ctx,
+  });
+  const diagnostics: string[] = [];
+  const proxy = await EgressProxy.start(
+    {
+      pdp: pdpFor(scopesFor(up), [`https://ask.test:${up.httpsPort}`]),
+      manifest: MANIFEST_REF,
+      audit: log,
+      context: ctx,
+      resolver: staticResolver(NAMES),
+      ...(opts.limits === undefined ? {} : { limits: opts.limits }),
+      onDiagnostic: (m) => diagnostics.push(m),
+    },
+    opts.unix === true ? { path: join(dir, 'proxy.sock') } : { host: '127.0.0.1', port: 0 },
+  );
+  return {
+    dir,
+    up,
+    log,
+    proxy,
+    diagnostics,
+    async events() {
+      await proxy.flush();
+      const out: Record<string, unknown>[] = [];
+      readAfter(auditPaths(join(dir, 'state')), 0, (line) => {
+        const ev = parseRecordLine(line).event as Record<string, unknown>;
+        if (ev['class_uid'] !== 1008) out.push(ev);
+        return true;
+      });
+      return out;
+    },
+    async close() {
+      await proxy.close();
+      await log.close();
+      if (opts.up === undefined) await up.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface CurlResult {
+  code: number;
+  status: number;
+  headers: string;
+  body: string;
+  stderr: string;
+}
+
+/** Run the real curl through the proxy; the proxy comes only from -x, never the environment. */
+export function curl(proxyUrl: string, args: string[], ca?: string): Promise<CurlResult> {
+  return new Promise((resolve) => {
+    execFile(
+      'curl',
+      [
+        '-sS',
+        '-x',
+        proxyUrl,
+        '--noproxy',
+        '',
+        '-D',
+        '-',
+        '--max-time',
+        '20',
+        ...(ca === undefined ? [] : ['--cacert', ca]),
+        ...args,
+      ],
+      { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' }, maxBuffer: 64 * 1024 * 1024 },
+      (err, stdout, stderr) => {
+        const text = String(stdout);
+        // With CONNECT, curl prints the proxy's response head first, then the origin's.
+        const heads = text.split(/\r\n\r\n/);
+        let i = 0;
+        while (
+          i + 1 < heads.length &&
+          /^HTTP\/1\.1 200 Connection Established/i.test(heads[i] ?? '')
+        )
+          i++;
+        const head = heads[i] ?? '';
+        const status = Number(/^HTTP\/[\d.]+ (\d{3})/.exec(head)?.[1] ?? '0');
+        resolve({
+          code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1,
+          status,
+          headers: head,
+          body: heads.slice(i + 1).join('\r\n\r\n'),
+          stderr: String(stderr),
+        });
+      },
+    );
+  });
+}
+
+/** Node's fetch (undici) through the proxy. */
+export function viaProxy(proxyUrl: string, ca?: string, tunnel = true): ProxyAgent {
+  return new ProxyAgent({
+    uri: proxyUrl,
+    proxyTunnel: tunnel,
+    ...(ca === undefined ? {} : { requestTls: { ca: readFileSync(ca) } }),
+  });
+}
+
+export { undiciFetch as fetch };
+
+/** Send raw bytes to the proxy and collect everything until it closes (or `waitMs` passes). */
+export function raw(
+  port: number,
+  bytes: string | Buffer,
+  waitMs = 3000,
+): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let text = '';
+    let closed = false;
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve({ text, closed });
+    }, waitMs);
+    s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    s.on('error', () => undefined);
+    s.on('close', () => {
+      closed = true;
+      clearTimeout(timer);
+      resolve({ text, closed });
+    });
+    s.write(bytes);
+  });
+}
