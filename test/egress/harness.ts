@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WebSocketServer } from 'ws';
@@ -59,6 +60,23 @@ function handler(req: http.IncomingMessage, res: http.ServerResponse): void {
       res.writeHead(200, { 'Content-Type': 'application/json' });
       res.end(JSON.stringify({ bytes: n, sha256: h.digest('hex') }));
     });
+    return;
+  }
+  if (u.pathname === '/drip') {
+    // `chunks` chunks of 1000 bytes, one every `ms` milliseconds.
+    let left = Number(u.searchParams.get('chunks') ?? '5');
+    res.writeHead(200, { 'Content-Length': left * 1000 });
+    const timer = setInterval(
+      () => {
+        res.write(PATTERN.subarray(0, 1000));
+        if (--left === 0) {
+          clearInterval(timer);
+          res.end();
+        }
+      },
+      Number(u.searchParams.get('ms') ?? '100'),
+    );
+    res.on('close', () => clearInterval(timer));
     return;
   }
   if (u.pathname === '/slow') {
@@ -301,6 +319,55 @@ export function viaProxy(proxyUrl: string, ca?: string, tunnel = true): ProxyAge
 }
 
 export { undiciFetch as fetch };
+
+/** A TLS connection to `host:port` through the proxy's CONNECT, ready for HTTP/1.1 requests. */
+export function tlsTunnel(
+  proxyPort: number,
+  host: string,
+  port: number,
+  ca: string,
+): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(proxyPort, '127.0.0.1', () =>
+      s.write(`CONNECT ${host}:${port} HTTP/1.1\r\nHost: ${host}:${port}\r\n\r\n`),
+    );
+    s.on('error', reject);
+    s.once('data', (d: Buffer) => {
+      if (!d.toString('latin1').startsWith('HTTP/1.1 200')) {
+        reject(new Error(d.toString('latin1').split('\r\n')[0]));
+        return;
+      }
+      const isIp = net.isIP(host) !== 0;
+      const t = tls.connect({
+        socket: s,
+        ca: readFileSync(ca),
+        ...(isIp ? { servername: '' } : { servername: host }),
+        checkServerIdentity: (_h, cert) => tls.checkServerIdentity(host, cert),
+      });
+      t.on('error', reject);
+      t.on('secureConnect', () => resolve(t));
+    });
+  });
+}
+
+/** One keep-alive GET over an established tunnel; resolves with the status line. */
+export function getOver(t: tls.TLSSocket, path = '/', host = 'secure.test'): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const onData = (d: Buffer): void => {
+      text += d.toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      const len = Number(/content-length: (\d+)/i.exec(text)?.[1] ?? '-1');
+      if (end !== -1 && len >= 0 && text.length >= end + 4 + len) {
+        t.off('data', onData);
+        resolve(text.split('\r\n')[0] ?? '');
+      }
+    };
+    t.on('data', onData);
+    t.once('close', () => reject(new Error('tunnel closed')));
+    t.write(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
+  });
+}
 
 /** Send raw bytes to the proxy and collect everything until it closes (or `waitMs` passes). */
 export function raw(

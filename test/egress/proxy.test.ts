@@ -8,9 +8,7 @@ import { OCSF_DIR, OcsfSchema } from '../audit/ocsf-schema.js';
 import {
   curl,
   fetch,
-  pdpFor,
   raw,
-  scopesFor,
   startEnv,
   startUpstreams,
   viaProxy,
