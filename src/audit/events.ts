@@ -389,7 +389,9 @@ export function networkActivityEvent(
     dst_endpoint: endpoint(e.dst),
     ...(e.tls === undefined
       ? {}
-      : { tls: { ...(e.tls.sni === undefined ? {} : { sni: e.tls.sni }), version: e.tls.version } }),
+      : {
+          tls: { ...(e.tls.sni === undefined ? {} : { sni: e.tls.sni }), version: e.tls.version },
+        }),
     ...traffic(e.traffic),
     ...control(e.control),
   });

@@ -48,7 +48,6 @@ export function denialBody(d: ProxyDecision, what: string): string {
 
 /** Sanitize text from the wire before it goes into a reason (no control characters, bounded). */
 export function shown(s: string, max = 200): string {
-  // eslint-disable-next-line no-control-regex
   const clean = s.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
   return clean.length > max ? clean.slice(0, max) + '...' : clean;
 }

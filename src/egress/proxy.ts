@@ -483,26 +483,30 @@ export class EgressProxy {
       sendText(res, status, `Cordon refused this request: ${message}\n`, { close: true });
     };
     if (!/^http:\/\//i.test(target)) {
-      if (/^https:\/\//i.test(target))
-        return bad(400, 'https:// URLs go through CONNECT; set HTTPS_PROXY to this proxy.');
-      return bad(
+      bad(
         400,
-        'this is a forward proxy: send absolute-form requests (set HTTP_PROXY/HTTPS_PROXY).',
+        /^https:\/\//i.test(target)
+          ? 'https:// URLs go through CONNECT; set HTTPS_PROXY to this proxy.'
+          : 'this is a forward proxy: send absolute-form requests (set HTTP_PROXY/HTTPS_PROXY).',
       );
+      return;
     }
     let url: URL;
     try {
       url = new URL(target);
     } catch {
-      return bad(400, 'the request target is not a valid URL.');
+      bad(400, 'the request target is not a valid URL.');
+      return;
     }
-    if (!this.methods.has(method))
-      return sendText(
+    if (!this.methods.has(method)) {
+      sendText(
         res,
         405,
         `Cordon does not forward ${shown(method, 20)} requests (allowed: ${[...this.methods].join(', ')}).\n`,
         { close: true, headers: { Allow: [...this.methods].join(', ') } },
       );
+      return;
+    }
     const port = url.port === '' ? 80 : Number(url.port);
     const host = url.hostname;
     const request: PolicyRequest & { kind: 'http.request' } = {
@@ -1196,7 +1200,10 @@ function readClientHello(socket: net.Socket, head: Buffer, timeoutMs: number): P
         // Plain HTTP inside the tunnel (clients that tunnel http:// URLs too): each request in
         // it is then decided like an absolute-form one.
         const start = buf.subarray(0, 22).toString('latin1');
-        if (REQUEST_START.test(start)) return finish({ status: 'http', bytes: buf });
+        if (REQUEST_START.test(start)) {
+          finish({ status: 'http', bytes: buf });
+          return;
+        }
         if (REQUEST_PREFIX.test(start)) return;
       }
       const r = parseClientHello(buf);

@@ -22,7 +22,10 @@ function cordon(args: string[]): { status: number | null; stdout: string; stderr
 /** Write a manifest with these scopes and sign it with the trusted key; returns the signed path. */
 function signed(name: string, scopes: string[], version: string): string {
   const file = join(demo, `${name}.json`);
-  writeFileSync(file, JSON.stringify(validManifest({ version, networkScopes: scopes, notAfter: SOON }), null, 2));
+  writeFileSync(
+    file,
+    JSON.stringify(validManifest({ version, networkScopes: scopes, notAfter: SOON }), null, 2),
+  );
   const r = cordon(['manifest', 'sign', file, '--key', join(demo, 'home/policy/keys/sec.key')]);
   expect(r.status, r.stderr).toBe(0);
   return join(demo, `${name}.signed.json`);
@@ -143,14 +146,16 @@ describe('cordon proxy, as a user runs it', () => {
     const codes = tail.stdout
       .trim()
       .split('\n')
-      .map((l) => (JSON.parse(l) as { event?: Record<string, unknown> }).event ?? JSON.parse(l))
-      .map((e) => (e as Record<string, unknown>)['status_code']);
+      .map((l) => {
+        const v = JSON.parse(l) as Record<string, unknown> & { event?: Record<string, unknown> };
+        return (v.event ?? v)['status_code'];
+      });
     expect(codes).toContain('ALLOWED');
     expect(codes).toContain('PROXY_DENY_ALL');
     expect(codes).toContain('VERIFIED');
   });
 
-  it('refuses to start without a verified manifest, or on a non-loopback address', async () => {
+  it('refuses to start without a verified manifest, or on a non-loopback address', () => {
     const plain = join(demo, 'plain.json');
     writeFileSync(plain, JSON.stringify(validManifest({ notAfter: SOON })));
     const r = cordon(['proxy', '--manifest', plain, '--listen', '127.0.0.1:0']);

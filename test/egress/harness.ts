@@ -243,7 +243,7 @@ export async function startEnv(
       await proxy.flush();
       const out: Record<string, unknown>[] = [];
       readAfter(auditPaths(join(dir, 'state')), 0, (line) => {
-        const ev = parseRecordLine(line).event as Record<string, unknown>;
+        const ev = parseRecordLine(line).event;
         if (ev['class_uid'] !== 1008) out.push(ev);
         return true;
       });
@@ -286,7 +286,7 @@ export function curl(proxyUrl: string, args: string[], ca?: string): Promise<Cur
       ],
       { env: { PATH: process.env['PATH'] ?? '/usr/bin:/bin' }, maxBuffer: 64 * 1024 * 1024 },
       (err, stdout, stderr) => {
-        const text = String(stdout);
+        const text = stdout;
         // With CONNECT, curl prints the proxy's response head first, then the origin's.
         const heads = text.split(/\r\n\r\n/);
         let i = 0;
@@ -302,7 +302,7 @@ export function curl(proxyUrl: string, args: string[], ca?: string): Promise<Cur
           status,
           headers: head,
           body: heads.slice(i + 1).join('\r\n\r\n'),
-          stderr: String(stderr),
+          stderr: stderr,
         });
       },
     );

@@ -225,7 +225,7 @@ describe('egress proxy: CONNECT and TLS', () => {
     expect(open).toMatchObject({ status_code: 'ALLOWED', tls: { sni: 'secure.test' } });
     const sock = up.rawSockets[before];
     expect(sock).toBeDefined();
-    await waitFor(async () => (sock!.destroyed ? true : undefined));
+    await waitFor(() => Promise.resolve(sock!.destroyed ? true : undefined));
     expect(get(ev, 'traffic.bytes_out')).toBe(sock!.bytesRead);
     expect(get(ev, 'traffic.bytes_in')).toBe(sock!.bytesWritten);
     expect(get(ev, 'connection_info.uid')).toBe(get(open!, 'connection_info.uid'));
@@ -269,7 +269,7 @@ describe('egress proxy: CONNECT and TLS', () => {
           up.ca,
         ],
         { timeout: 10_000 },
-        (_e, stdout, stderr) => resolve(String(stdout) + String(stderr)),
+        (_e, stdout, stderr) => resolve(stdout + stderr),
       );
       p.stdin?.end();
     });
@@ -287,7 +287,7 @@ describe('egress proxy: CONNECT and TLS', () => {
       );
       s.once('data', () => {
         const t = tls.connect({ socket: s, ca: readFileSync(up.ca), servername: '' });
-        t.on('error', (e) => resolve(e.message));
+        t.on('error', (e: Error) => resolve(e.message));
         t.on('secureConnect', () => resolve('connected'));
       });
     });
@@ -484,8 +484,10 @@ describe('egress proxy: bad traffic', () => {
       c.destroy();
     }
     await good();
-    await waitFor(async () =>
-      env.proxy.stats().exchanges === 0 && env.proxy.stats().tunnels === 0 ? true : undefined,
+    await waitFor(() =>
+      Promise.resolve(
+        env.proxy.stats().exchanges === 0 && env.proxy.stats().tunnels === 0 ? true : undefined,
+      ),
     );
   });
 });
