@@ -11,6 +11,7 @@ import { instantiateTemplate } from '../src/manifest/templates.js';
 import { loadTrustStore } from '../src/manifest/trust.js';
 import { ManifestVerifier, MemoryAcceptanceStore } from '../src/manifest/verify.js';
 import { benchAudit } from './audit.js';
+import { benchEgress } from './egress.js';
 import { benchPdp } from './pdp.js';
 
 const ROUNDS = 7;
@@ -233,5 +234,11 @@ const audit = await benchAudit(bigRecords);
 console.log('');
 for (const line of audit.lines) console.log(line);
 report(audit.checks);
+
+// --- egress proxy ---
+const egress = await benchEgress(Number(process.env['CORDON_BENCH_PROXY_SOAK_SECONDS'] ?? '60'));
+console.log('');
+for (const line of egress.lines) console.log(line);
+report(egress.checks);
 
 if (rows.some((r) => !r.pass)) process.exitCode = 1;
