@@ -394,9 +394,10 @@ export class EgressProxy {
     const first = this.pdp.decide(request);
     if (first.effect !== 'allow') return { decision: first, addresses: [] };
     const literal = parseIpAny(host.replace(/^\[|\]$/g, ''));
-    let addresses: readonly string[];
+    let addresses: readonly string[] | undefined;
     if (literal !== undefined) addresses = [literal.text];
-    else {
+    else addresses = this.resolver.resolveSync?.(host);
+    if (addresses === undefined) {
       try {
         addresses = await withTimeout(
           this.resolver.resolve(host),
@@ -415,11 +416,14 @@ export class EgressProxy {
         };
       }
     }
+    // Deny-all or a reload may have happened while the name was resolving.
+    const now = this.override() ?? this.pdp.decide(request);
+    if (now.effect !== 'allow') return { decision: now, addresses: [] };
     for (const address of addresses) {
       const d = this.pdp.decide({ ...request, address });
       if (d.effect !== 'allow') return { decision: d, addresses: [] };
     }
-    return { decision: first, addresses };
+    return { decision: now, addresses };
   }
 
   private override(): ProxyDecision | undefined {
@@ -783,11 +787,12 @@ export class EgressProxy {
       return;
     }
     let upstream: net.Socket | undefined;
+    const down: Downstream = { sink: undefined, early: [] };
     let lastError = '';
     for (const address of addresses) {
       if (client.destroyed) break;
       try {
-        upstream = await connectTo(address, t.port, this.limits.connectTimeoutMs);
+        upstream = await connectTo(address, t.port, this.limits.connectTimeoutMs, down);
         t.address = address;
         break;
       } catch (e) {
@@ -818,10 +823,16 @@ export class EgressProxy {
       return;
     }
     t.upstream = upstream;
-    this.relay(t, upstream, first, stats);
+    this.relay(t, upstream, first, stats, down);
   }
 
-  private relay(t: Tunnel, upstream: net.Socket, first: Buffer, stats: DestinationStats): void {
+  private relay(
+    t: Tunnel,
+    upstream: net.Socket,
+    first: Buffer,
+    stats: DestinationStats,
+    down: Downstream,
+  ): void {
     const { client } = t;
     upstream.setNoDelay(true);
     let closed = 0;
@@ -878,7 +889,20 @@ export class EgressProxy {
     upstream.setTimeout(this.limits.tunnelIdleTimeoutMs, idle);
     if (first.length > 0) upstream.write(first);
     client.pipe(upstream);
-    upstream.pipe(client);
+    // Upstream bytes arrive through the shared read buffer (see connectTo); backpressure pauses
+    // reading from upstream until the client has taken what is queued.
+    const onDrain = (): void => {
+      upstream.resume();
+    };
+    down.sink = (chunk) => {
+      if (!client.write(chunk)) {
+        upstream.pause();
+        client.once('drain', onDrain);
+      }
+    };
+    for (const chunk of down.early.splice(0)) down.sink(chunk);
+    upstream.on('end', () => client.end());
+    upstream.resume();
     t.account = account;
   }
 
@@ -1078,7 +1102,7 @@ export function parseAuthority(target: string): { host: string; port: number } |
 
 /** The Host header when it names another host or port than an absolute-form target. */
 function hostHeaderMismatch(header: string | undefined, url: URL): string | undefined {
-  if (header === undefined) return undefined;
+  if (header === undefined || header === url.host) return undefined;
   let h: URL;
   try {
     h = new URL(`http://${header}/`);
@@ -1247,9 +1271,40 @@ function checkSni(hello: ClientHello, host: string): ProxyDecision | undefined {
   return undefined;
 }
 
-function connectTo(address: string, port: number, timeoutMs: number): Promise<net.Socket> {
+/**
+ * One read buffer shared by every upstream socket. Reads of 1 MiB instead of the default 64 KiB
+ * cut the per-chunk work of a busy tunnel by up to 16x. Sharing is safe: reads complete one at a
+ * time on this thread, and each callback copies out what it got before returning.
+ */
+const READ_BUFFER = Buffer.allocUnsafeSlow(1024 * 1024);
+
+/** Where an upstream socket's bytes go; kept until the relay is set up. */
+interface Downstream {
+  sink: ((chunk: Buffer) => void) | undefined;
+  readonly early: Buffer[];
+}
+
+function connectTo(
+  address: string,
+  port: number,
+  timeoutMs: number,
+  down: Downstream,
+): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ host: address, port, noDelay: true });
+    const s = net.connect({
+      host: address,
+      port,
+      noDelay: true,
+      onread: {
+        buffer: READ_BUFFER,
+        callback: (n: number, buf: Uint8Array): boolean => {
+          const chunk = Buffer.from(buf.subarray(0, n));
+          if (down.sink === undefined) down.early.push(chunk);
+          else down.sink(chunk);
+          return true;
+        },
+      },
+    });
     const timer = setTimeout(() => {
       s.destroy();
       reject(new Error('connect timed out'));

@@ -10,6 +10,8 @@ import { CordonError } from '../errors.js';
 export interface Resolver {
   /** All addresses for `host`, in the order to try them; rejects when there are none. */
   resolve(host: string): Promise<readonly string[]>;
+  /** Answers known without waiting (fixed entries); undefined means "call resolve". */
+  resolveSync?(host: string): readonly string[] | undefined;
 }
 
 /** The system resolver (getaddrinfo: /etc/hosts, then DNS), all families, in its own order. */
@@ -44,6 +46,9 @@ export function staticResolver(
     map.set(normaliseName(name), addrs);
   }
   return {
+    resolveSync(host) {
+      return map.get(normaliseName(host));
+    },
     async resolve(host) {
       const hit = map.get(normaliseName(host));
       if (hit !== undefined) return hit;
