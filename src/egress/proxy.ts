@@ -800,6 +800,7 @@ export class EgressProxy {
       }
     }
     if (upstream === undefined || client.destroyed) {
+      const left = client.destroyed;
       upstream?.destroy();
       this.tunnels.delete(t);
       client.destroy();
@@ -813,7 +814,7 @@ export class EgressProxy {
           proxyDeny(
             'NET_UPSTREAM_FAILED',
             'upstream',
-            client.destroyed
+            left
               ? 'The client left before the upstream connection opened.'
               : `Could not connect to ${t.host}:${t.port} (${shown(lastError)}).`,
           ),

@@ -14,7 +14,7 @@ import { parseRecordLine, readAfter } from '../../src/audit/reader.js';
 import { auditPaths } from '../../src/audit/store.js';
 import type { ProxyLimits } from '../../src/egress/config.js';
 import { EgressProxy } from '../../src/egress/proxy.js';
-import { staticResolver } from '../../src/egress/resolver.js';
+import { staticResolver, type Resolver } from '../../src/egress/resolver.js';
 import { createPdp, type Pdp } from '../../src/policy/pdp.js';
 import { deviceKey, ORIGIN } from '../audit/helpers.js';
 import { ctx } from '../audit/samples.js';
@@ -210,7 +210,16 @@ export interface ProxyEnv {
 }
 
 export async function startEnv(
-  opts: { limits?: Partial<ProxyLimits>; up?: Upstreams; unix?: boolean } = {},
+  opts: {
+    limits?: Partial<ProxyLimits>;
+    up?: Upstreams;
+    unix?: boolean;
+    /** Network scopes instead of the usual ones (`scopesFor`). */
+    scopes?: (u: Upstreams) => string[];
+    resolver?: Resolver;
+    port?: number;
+    unixPath?: string;
+  } = {},
 ): Promise<ProxyEnv> {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-proxy-'));
   const up = opts.up ?? (await startUpstreams(dir));
@@ -223,16 +232,26 @@ export async function startEnv(
   const diagnostics: string[] = [];
   const proxy = await EgressProxy.start(
     {
-      pdp: pdpFor(scopesFor(up), [`https://ask.test:${up.httpsPort}`]),
+      pdp:
+        opts.scopes === undefined
+          ? pdpFor(scopesFor(up), [`https://ask.test:${up.httpsPort}`])
+          : pdpFor(opts.scopes(up)),
       manifest: MANIFEST_REF,
       audit: log,
       context: ctx,
-      resolver: staticResolver(NAMES),
+      resolver: opts.resolver ?? staticResolver(NAMES),
       ...(opts.limits === undefined ? {} : { limits: opts.limits }),
       onDiagnostic: (m) => diagnostics.push(m),
     },
-    opts.unix === true ? { path: join(dir, 'proxy.sock') } : { host: '127.0.0.1', port: 0 },
-  );
+    opts.unixPath !== undefined
+      ? { path: opts.unixPath }
+      : opts.unix === true
+        ? { path: join(dir, 'proxy.sock') }
+        : { host: '127.0.0.1', port: opts.port ?? 0 },
+  ).catch(async (e: unknown) => {
+    await log.close();
+    throw e;
+  });
   return {
     dir,
     up,

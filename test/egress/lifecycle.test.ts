@@ -1,4 +1,5 @@
-import { statSync, existsSync, mkdtempSync } from 'node:fs';
+import { statSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { parseResolveEntries, staticResolver } from '../../src/egress/resolver.js';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -225,6 +226,36 @@ describe('egress proxy: Unix socket', () => {
       const r = await raw(env.proxy.port, 'garbage\r\n\r\n');
       expect(r.text).toMatch(/^HTTP\/1\.1 400/);
       expect((await curl(env.proxy.url, [`http://app.test:${up.httpPort}/`])).status).toBe(200);
+    });
+  });
+});
+
+describe('egress proxy: startup errors', () => {
+  it('fails with PROXY_LISTEN_FAILED on a port in use or a path that is not a socket', async () => {
+    const env = await startEnv({ up });
+    try {
+      await expect(startEnv({ up, port: env.proxy.port })).rejects.toMatchObject({
+        code: 'PROXY_LISTEN_FAILED',
+      });
+      const file = join(env.dir, 'not-a-socket');
+      writeFileSync(file, 'x');
+      await expect(startEnv({ up, unixPath: file })).rejects.toMatchObject({
+        code: 'PROXY_LISTEN_FAILED',
+      });
+    } finally {
+      await env.close();
+    }
+  });
+
+  it('refuses a malformed --resolve entry', () => {
+    expect(() => parseResolveEntries(['app.test'])).toThrow(
+      expect.objectContaining({ code: 'RESOLVE_ENTRY_INVALID' }),
+    );
+    expect(() => staticResolver({ 'a.test': ['not-an-ip'] })).toThrow(
+      expect.objectContaining({ code: 'RESOLVE_ENTRY_INVALID' }),
+    );
+    expect(parseResolveEntries(['a.test=1.2.3.4,[::1]', 'a.test=5.6.7.8'])).toEqual({
+      'a.test': ['1.2.3.4', '::1', '5.6.7.8'],
     });
   });
 });

@@ -441,6 +441,7 @@ describe('egress proxy: bad traffic', () => {
       // One response only: nothing smuggled behind it was answered.
       expect(r.text.match(/HTTP\/1\.1 \d{3}/g)?.length).toBe(1);
       expect(r.closed).toBe(true);
+      if (status === 431) expect(r.text).toContain('HPE_HEADER_OVERFLOW');
       await good();
     },
   );
@@ -451,6 +452,8 @@ describe('egress proxy: bad traffic', () => {
       const started = Date.now();
       const s = net.connect(slow.proxy.port, '127.0.0.1');
       s.on('error', () => undefined);
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
       s.write(`GET http://app.test:${up.httpPort}/ HTTP/1.1\r\nHost: app.test\r\n`);
       const drip = setInterval(() => s.writable && s.write('X-A: b\r\n'), 200);
       const closedAfter = await new Promise<number>((r) =>
@@ -458,6 +461,8 @@ describe('egress proxy: bad traffic', () => {
       );
       clearInterval(drip);
       expect(closedAfter).toBeLessThan(4000);
+      // Node reports the timeout as ERR_HTTP_REQUEST_TIMEOUT (HPE_HEADER_TIMEOUT in older parsers).
+      expect(got).toMatch(/^HTTP\/1\.1 408 [\s\S]*(ERR_HTTP_REQUEST_TIMEOUT|HPE_HEADER_TIMEOUT)/);
       const r = await curl(slow.proxy.url, [`http://app.test:${up.httpPort}/`]);
       expect(r.status).toBe(200);
     } finally {
