@@ -220,7 +220,7 @@ export async function benchEgress(
       const dm = GIB / median(d) / 1e6;
       const pm = GIB / median(p) / 1e6;
       const ratio = pm / dm;
-      lines.push(`${name}`);
+      lines.push(name);
       lines.push(`  ${fmt(pm).padStart(8)} MB/s through the proxy`);
       lines.push(`  ${fmt(dm).padStart(8)} MB/s baseline: direct`);
       lines.push(
