@@ -74,6 +74,9 @@ export default tseslint.config(
       'src/audit/hash.ts',
       'src/audit/synthetic.ts',
       'src/audit/prepare.ts',
+      // The ClientHello parser and the denial format.
+      'src/egress/client-hello.ts',
+      'src/egress/decision.ts',
     ],
     rules: { 'no-restricted-imports': ['error', coreNoIo] },
   },

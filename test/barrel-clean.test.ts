@@ -38,12 +38,19 @@ describe('public entry points', () => {
     }
   });
 
+  it('cordon/egress is an adapter: network I/O yes, the CLI no; its wire parser does no I/O', () => {
+    const { builtins, files } = graph(join(src, 'egress/index.ts'));
+    expect(builtins.has('node:net')).toBe(true);
+    expect([...files].some((f) => f.includes('/cli/'))).toBe(false);
+    expect([...graph(join(src, 'egress/client-hello.ts')).builtins]).toEqual([]);
+  });
+
   it('the check itself sees I/O when it is there', () => {
     expect(graph(join(src, 'store/files.ts')).builtins.has('node:fs')).toBe(true);
   });
 
   it('index files name their exports (no export *)', () => {
-    for (const entry of ['index.ts', 'manifest/index.ts'])
+    for (const entry of ['index.ts', 'manifest/index.ts', 'egress/index.ts'])
       expect(readFileSync(join(src, entry), 'utf8')).not.toMatch(/export \*/);
   });
 });

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -48,6 +48,16 @@ describe('the built CLI, as a user runs it', () => {
     expect(r.stdout).toMatch(/File System Activity: Read Blocked cowork-lite: .*\[deny:ssh\]/);
     expect(r.stdout).toMatch(/ok: .*signed checkpoint\(s\) verified/);
     expect(r.stdout).toMatch(/DAMAGE \(modified\) at record 3/);
+    // The egress proxy with real curl: granted name through, the rest refused with the header.
+    expect(r.stdout).toContain('Q3 revenue: 4.2M');
+    expect(r.stdout).toContain('X-Cordon-Decision: deny; rule=default-deny; code=NOT_GRANTED');
+    expect(r.stdout).toMatch(/169\.254\.169\.254 is a metadata address/);
+    expect(r.stdout).toMatch(/intranet\.demo resolves to 10\.20\.30\.40, a private address/);
+    expect(r.stdout).toMatch(
+      /HTTP Activity: Post Blocked web-reports: http:\/\/exfil\.demo\/upload/,
+    );
+    // The proxy stopped on SIGTERM (it printed its per-destination summary) and left nothing running.
+    expect(readFileSync(join(demo, 'proxy.err'), 'utf8')).toMatch(/exfil\.demo:80: 1 request\(s\)/);
   }, 120_000);
 
   it('exits with the documented codes and honours HOME and CORDON_HOME', () => {
