@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { lintRuleTable, manifestFieldTable } from '../src/manifest/docs.js';
 import { MANDATORY_DENIES } from '../src/manifest/mandatory-denies.js';
 import { VERIFY_STEPS } from '../src/manifest/verify.js';
+import { ProxyLimitsSchema } from '../src/egress/config.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 
@@ -53,5 +54,24 @@ describe('README', () => {
     }
     for (const type of ['splunk-hec', 'otlp-http', 'syslog-tls'])
       expect(readme).toContain(`\`${type}\``);
+  });
+
+  it('documents the proxy: the cordon proxy verb, every limit and every denial code it adds', () => {
+    expect(readme).toContain('cordon proxy --manifest');
+    for (const field of Object.keys(ProxyLimitsSchema.shape))
+      expect(readme, field).toMatch(new RegExp(`^\\| \`${field}\` \\|`, 'm'));
+    for (const code of [
+      'NOT_GRANTED',
+      'NET_INTERNAL_ADDRESS',
+      'APPROVAL_REQUIRED',
+      'REQUEST_INVALID',
+      'NET_SNI_MISSING',
+      'NET_SNI_MISMATCH',
+      'NET_NOT_TLS',
+      'NET_RESOLVE_FAILED',
+      'PROXY_DENY_ALL',
+      'AUDIT_UNAVAILABLE',
+    ])
+      expect(readme, code).toContain(`\`${code}\``);
   });
 });

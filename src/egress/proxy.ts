@@ -112,6 +112,10 @@ const HOP_BY_HOP = new Set([
   'expect',
 ]);
 
+/** Rows kept in `stats().destinations`; the rest are summed under OTHER_DESTINATIONS. */
+export const MAX_DESTINATIONS = 10_000;
+export const OTHER_DESTINATIONS = '(other destinations)';
+
 /** Fatal TLS alert access_denied(49): what a client sees when its tunnel is refused after 200. */
 const TLS_ACCESS_DENIED = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31]);
 
@@ -466,10 +470,19 @@ export class EgressProxy {
   }
 
   private dest(host: string, port: number): DestinationStats {
-    const key = `${host}:${port}`;
+    let key = `${host}:${port}`;
     let s = this.destinations.get(key);
     if (s === undefined) {
-      s = { connections: 0, requests: 0, denied: 0, bytesOut: 0, bytesIn: 0 };
+      // An agent inventing names must not grow this table without bound: past the cap, new
+      // destinations share one row (the audit events still name each one).
+      if (this.destinations.size >= MAX_DESTINATIONS) key = OTHER_DESTINATIONS;
+      s = this.destinations.get(key) ?? {
+        connections: 0,
+        requests: 0,
+        denied: 0,
+        bytesOut: 0,
+        bytesIn: 0,
+      };
       this.destinations.set(key, s);
     }
     return s;

@@ -1,5 +1,6 @@
 import { statSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { parseResolveEntries, staticResolver } from '../../src/egress/resolver.js';
+import { MAX_DESTINATIONS, OTHER_DESTINATIONS } from '../../src/egress/proxy.js';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -192,6 +193,28 @@ describe('egress proxy: accounting', () => {
       expect(s.get('evil.test:80')).toMatchObject({ requests: 1, denied: 1 });
     });
   });
+});
+
+describe('egress proxy: bounded state', () => {
+  it('caps the per-destination table when an agent invents names', async () => {
+    await withEnv(async (env) => {
+      const conns = 10;
+      const per = Math.ceil((MAX_DESTINATIONS + 50) / conns);
+      await Promise.all(
+        Array.from({ length: conns }, (_, c) => {
+          let reqs = '';
+          for (let i = 0; i < per; i++)
+            reqs += `GET http://n${c}-${i}.evil.test/ HTTP/1.1\r\nHost: n${c}-${i}.evil.test\r\n\r\n`;
+          reqs +=
+            'GET http://last.evil.test/ HTTP/1.1\r\nHost: last.evil.test\r\nConnection: close\r\n\r\n';
+          return raw(env.proxy.port, reqs, 60_000);
+        }),
+      );
+      const d = env.proxy.stats().destinations;
+      expect(d.size).toBe(MAX_DESTINATIONS + 1);
+      expect(d.get(OTHER_DESTINATIONS)?.denied).toBeGreaterThanOrEqual(50);
+    });
+  }, 120_000);
 });
 
 describe('egress proxy: Unix socket', () => {
