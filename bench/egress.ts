@@ -3,9 +3,9 @@
 // keep-alive requests, and 1,000 keep-alive connections held for a minute (errors and RSS).
 // The upstream server and the clients run in their own processes; the proxy runs here, writing
 // its audit events to a real log.
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, rmSync, ftruncateSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, rmSync, ftruncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,7 @@ import { EgressProxy } from '../src/egress/proxy.js';
 import { staticResolver } from '../src/egress/resolver.js';
 import { validateManifest } from '../src/manifest/parse.js';
 import { createPdp } from '../src/policy/pdp.js';
+import { makeCerts } from '../test/tls-certs.js';
 
 const GIB = 1024 * 1024 * 1024;
 const child = fileURLToPath(new URL('./egress-child.js', import.meta.url));
@@ -77,53 +78,13 @@ function curlSeconds(args: string[]): Promise<number> {
   });
 }
 
-function makeCerts(dir: string): { ca: string; cert: string; key: string } {
-  const run1 = (args: string[]): void => {
-    execFileSync('openssl', args, { cwd: dir, stdio: 'ignore' });
-  };
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  run1([
-    'req',
-    '-x509',
-    ...ec,
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.crt',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=bench CA',
-  ]);
-  run1(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=secure.test']);
-  writeFileSync(join(dir, 'san.ext'), 'subjectAltName=DNS:secure.test\n');
-  run1([
-    'x509',
-    '-req',
-    '-in',
-    'server.csr',
-    '-CA',
-    'ca.crt',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-out',
-    'server.crt',
-    '-days',
-    '2',
-    '-extfile',
-    'san.ext',
-  ]);
-  return { ca: join(dir, 'ca.crt'), cert: join(dir, 'server.crt'), key: join(dir, 'server.key') };
-}
-
 export async function benchEgress(
   soakSeconds: number,
 ): Promise<{ lines: string[]; checks: [string, boolean][] }> {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-bench-egress-'));
   const lines: string[] = [];
   const checks: [string, boolean][] = [];
-  const certs = makeCerts(dir);
+  const certs = makeCerts(dir, 'DNS:secure.test');
   const server = await startServer(certs);
   const { port, tlsPort } = server;
   const m = validateManifest({

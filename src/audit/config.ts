@@ -1,9 +1,8 @@
 import { join } from 'node:path';
 import { z } from 'zod';
-import { CordonError, toPointer } from '../errors.js';
-import { parseStrictJson } from '../manifest/json.js';
 import { isLoopbackHost } from '../manifest/ip.js';
 import { readFileIfExists } from '../store/files.js';
+import { parseConfigFile } from '../store/config-file.js';
 
 /**
  * Audit settings in `<policyDir>/audit.json`: checkpoint and rotation cadence, and the sinks that
@@ -158,23 +157,11 @@ export function auditConfigFile(policyDir: string): string {
 
 /** Parse and check audit settings; `file` names the source in errors. */
 export function parseAuditConfig(raw: string | Uint8Array, file: string): AuditConfig {
-  let value: unknown;
-  try {
-    value = parseStrictJson(raw, { maxBytes: 1024 * 1024 });
-  } catch (e) {
-    throw e instanceof CordonError ? e.withFile(file) : e;
-  }
-  const r = AuditConfigSchema.safeParse(value);
-  if (!r.success) {
-    const issue = r.error.issues[0] ?? { path: [], message: 'invalid' };
-    const pointer = toPointer(issue.path.map((p) => (typeof p === 'number' ? p : String(p))));
-    throw new CordonError('AUDIT_CONFIG_INVALID', `${pointer || '/'}: ${issue.message}`, {
-      file,
-      pointer,
-      hint: 'see "Audit sinks" in the README for the fields of audit.json',
-    });
-  }
-  return r.data;
+  return parseConfigFile(AuditConfigSchema, raw, file, {
+    code: 'AUDIT_CONFIG_INVALID',
+    hint: 'see "Audit sinks" in the README for the fields of audit.json',
+    maxBytes: 1024 * 1024,
+  });
 }
 
 export function readAuditConfig(policyDir: string): AuditConfig {

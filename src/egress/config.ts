@@ -1,8 +1,7 @@
 import { join } from 'node:path';
 import { z } from 'zod';
-import { CordonError, toPointer } from '../errors.js';
-import { parseStrictJson } from '../manifest/json.js';
 import { readFileCapped, readFileIfExists } from '../store/files.js';
+import { parseConfigFile } from '../store/config-file.js';
 
 /**
  * Egress proxy limits in `<policyDir>/proxy.json` (or `cordon proxy --config FILE`). Absent file:
@@ -95,23 +94,11 @@ export function proxyConfigFile(policyDir: string): string {
 }
 
 export function parseProxyConfig(raw: string | Uint8Array, file: string): ProxyConfig {
-  let value: unknown;
-  try {
-    value = parseStrictJson(raw, { maxBytes: 256 * 1024 });
-  } catch (e) {
-    throw e instanceof CordonError ? e.withFile(file) : e;
-  }
-  const r = ProxyConfigSchema.safeParse(value);
-  if (!r.success) {
-    const issue = r.error.issues[0] ?? { path: [], message: 'invalid' };
-    const pointer = toPointer(issue.path.map((p) => (typeof p === 'number' ? p : String(p))));
-    throw new CordonError('PROXY_CONFIG_INVALID', `${pointer || '/'}: ${issue.message}`, {
-      file,
-      pointer,
-      hint: 'see "Egress proxy" in the README for the fields of proxy.json',
-    });
-  }
-  return r.data;
+  return parseConfigFile(ProxyConfigSchema, raw, file, {
+    code: 'PROXY_CONFIG_INVALID',
+    hint: 'see "Egress proxy" in the README for the fields of proxy.json',
+    maxBytes: 256 * 1024,
+  });
 }
 
 /** `file` when given (it must exist), else `<policyDir>/proxy.json` when present, else defaults. */

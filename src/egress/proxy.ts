@@ -753,23 +753,16 @@ export class EgressProxy {
     // The decision may have changed while the client was sending its hello.
     const again = this.override() ?? this.pdp.decide(request);
     if (again.effect !== 'allow') return refuse(again, tls);
-    const t: Tunnel = {
+    const t = newTunnel({
       uid,
       client: socket,
-      upstream: undefined,
       host,
       port,
       scheme: undefined,
-      address: undefined,
       request,
       decision,
-      opened: Date.now(),
-      tls,
-      reportedOut: 0,
-      reportedIn: 0,
-      closedBy: undefined,
-      finished: false,
-    };
+      tls: tls,
+    });
     await this.openTunnel(t, addresses, hello.bytes, stats);
   }
 
@@ -1010,23 +1003,16 @@ export class EgressProxy {
     for (let i = 0; i + 1 < headers.length; i += 2)
       headText += `${headers[i]}: ${headers[i + 1]}\r\n`;
     headText += 'Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n';
-    const t: Tunnel = {
+    const t = newTunnel({
       uid,
       client: socket,
-      upstream: undefined,
       host,
       port,
       scheme: 'ws',
-      address: undefined,
       request,
       decision,
-      opened: Date.now(),
       tls: undefined,
-      reportedOut: 0,
-      reportedIn: 0,
-      closedBy: undefined,
-      finished: false,
-    };
+    });
     await this.openTunnel(
       t,
       addresses,
@@ -1077,6 +1063,28 @@ export class EgressProxy {
 }
 
 // -------------------------------------------------------------------- helpers
+
+function newTunnel(t: {
+  uid: string;
+  client: net.Socket;
+  host: string;
+  port: number;
+  scheme: string | undefined;
+  request: PolicyRequest;
+  decision: ProxyDecision;
+  tls: TlsInfo | undefined;
+}): Tunnel {
+  return {
+    ...t,
+    upstream: undefined,
+    address: undefined,
+    opened: Date.now(),
+    reportedOut: 0,
+    reportedIn: 0,
+    closedBy: undefined,
+    finished: false,
+  };
+}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
