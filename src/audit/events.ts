@@ -368,7 +368,8 @@ export function networkActivityEvent(
   ctx: EventContext,
   e: {
     activity: NetworkActivity;
-    dst: Destination;
+    /** Omitted when the destination was never known (a request refused before it was parsed). */
+    dst?: Destination;
     traffic?: Traffic;
     control?: ControlOutcome;
     /** Ties together the open, traffic and close events of one connection. */
@@ -386,7 +387,7 @@ export function networkActivityEvent(
     ),
     ...srcEndpoint(ctx),
     connection_info: connectionInfo(e.connectionUid),
-    dst_endpoint: endpoint(e.dst),
+    ...(e.dst === undefined ? {} : { dst_endpoint: endpoint(e.dst) }),
     ...(e.tls === undefined
       ? {}
       : {

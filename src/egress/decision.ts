@@ -11,6 +11,7 @@ export type ProxyDecisionCode =
   | 'NET_NOT_TLS'
   | 'NET_RESOLVE_FAILED'
   | 'NET_UPSTREAM_FAILED'
+  | 'REQUEST_MALFORMED'
   | 'PROXY_DENY_ALL'
   | 'AUDIT_UNAVAILABLE';
 

@@ -367,6 +367,15 @@ export class EgressProxy {
           ? 408
           : 400;
     this.diag(`rejected a malformed request (${code || err.message}) with ${status}`);
+    // Smuggling and injection attempts are worth a SOC's attention: each refusal is an event.
+    if (code !== 'ECONNRESET')
+      this.recordRefusal(
+        socket,
+        'REQUEST_MALFORMED',
+        'http-parser',
+        status,
+        `${code || 'parse error'}: ${shown(err.message)}`,
+      );
     if (socket.writable && code !== 'ECONNRESET') {
       const body = `Cordon refused a malformed request: ${shown(err.message)} (${code}).\n`;
       socket.end(
@@ -375,6 +384,25 @@ export class EgressProxy {
       );
     }
     socket.destroySoon();
+  }
+
+  /** A request refused before it had a destination: a Refuse event without one. */
+  private recordRefusal(
+    socket: net.Socket,
+    code: ProxyDecision['code'],
+    rule: string,
+    status: number,
+    why: string,
+  ): void {
+    void this.record(
+      networkActivityEvent(this.ctx(), {
+        activity: 'refuse',
+        connectionUid: this.clientOf(socket).uid,
+        control: this.outcome(
+          proxyDeny(code, rule, `Denied: the request was refused with ${status} (${why}).`),
+        ),
+      }),
+    );
   }
 
   private internalError(socket: net.Socket, e: unknown): void {
@@ -497,6 +525,7 @@ export class EgressProxy {
     const target = this.absoluteTarget(req);
     const bad = (status: number, message: string): void => {
       this.badRequests++;
+      this.recordRefusal(req.socket, 'REQUEST_MALFORMED', 'request', status, message);
       sendText(res, status, `Cordon refused this request: ${message}\n`, { close: true });
     };
     if (!/^http:\/\//i.test(target)) {
@@ -516,6 +545,13 @@ export class EgressProxy {
       return;
     }
     if (!this.methods.has(method)) {
+      this.recordRefusal(
+        req.socket,
+        'REQUEST_INVALID',
+        'methods',
+        405,
+        `${shown(method, 20)} is not an allowed method`,
+      );
       sendText(
         res,
         405,

@@ -436,12 +436,21 @@ describe('egress proxy: bad traffic', () => {
   it.each(bad)(
     '%s gets a clean error and the connection closed',
     async (_name, request, status) => {
+      const n0 = await count();
       const r = await raw(env.proxy.port, request());
       expect(r.text).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
       // One response only: nothing smuggled behind it was answered.
       expect(r.text.match(/HTTP\/1\.1 \d{3}/g)?.length).toBe(1);
       expect(r.closed).toBe(true);
       if (status === 431) expect(r.text).toContain('HPE_HEADER_OVERFLOW');
+      // Every refusal is an audit event too (the SOC sees smuggling attempts).
+      const ev = await eventWhere(
+        n0,
+        (e) => e['activity_name'] === 'Refuse' && e['disposition'] === 'Blocked',
+      );
+      expect(ev['status_code']).toBe(status === 405 ? 'REQUEST_INVALID' : 'REQUEST_MALFORMED');
+      expect(String(ev['status_detail'])).toContain(`refused with ${status}`);
+      expect(schema.validate(ev)).toEqual([]);
       await good();
     },
   );
