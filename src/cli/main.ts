@@ -383,6 +383,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .requiredOption('--manifest <file>', 'signed manifest (verified at start and on SIGHUP)')
     .option('--listen <host:port>', 'loopback address to listen on (default 127.0.0.1:3128)')
     .option('--unix <path>', 'listen on a Unix socket instead (created mode 0600)')
+    .option('--socks <host:port>', 'also accept SOCKS5 CONNECT on this loopback address')
     .option(
       '--resolve <name=addr>',
       'answer NAME with ADDR instead of DNS, like curl --resolve (repeatable)',

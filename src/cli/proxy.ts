@@ -13,6 +13,7 @@ export interface ProxyOptions extends GlobalOptions {
   manifest: string;
   listen?: string;
   unix?: string;
+  socks?: string;
   resolve?: string[];
   config?: string;
   guardrails?: string | false;
@@ -28,15 +29,15 @@ export interface ProxyControl {
 }
 
 /** Parse `--listen HOST:PORT`; only loopback addresses (anyone who can connect gets egress). */
-export function parseListen(text: string): { host: string; port: number } {
+export function parseListen(text: string, flag = '--listen'): { host: string; port: number } {
   const m = /^(\[[0-9a-fA-F:.]+\]|[^:]+):(\d{1,5})$/.exec(text);
   const port = Number(m?.[2]);
   if (m === null || !Number.isInteger(port) || port > 65535)
-    throw usage(`--listen "${text}" is not HOST:PORT`, 'e.g. --listen 127.0.0.1:3128');
+    throw usage(`${flag} "${text}" is not HOST:PORT`, `e.g. ${flag} 127.0.0.1:3128`);
   const host = (m[1] ?? '').replace(/^\[|\]$/g, '');
   if (!isLoopbackHost(host) || host === 'localhost' || host.endsWith('.localhost'))
     throw usage(
-      `--listen ${text} is not a loopback address`,
+      `${flag} ${text} is not a loopback address`,
       'listen on 127.0.0.1 or [::1] (anyone who can connect to the proxy gets the agent’s egress), or use --unix PATH',
     );
   return { host, port };
@@ -102,11 +103,16 @@ export async function runProxy(
         onDiagnostic: (m) => io.stderr(`cordon proxy: ${m}\n`),
       },
       target,
+      opts.socks === undefined ? {} : { socks: parseListen(opts.socks, '--socks') },
     );
   } catch (e) {
     await opened.log.close();
     throw e;
   }
+  if (opts.socks !== undefined)
+    io.stdout(
+      `cordon proxy: SOCKS5 on socks5h://${parseListen(opts.socks, '--socks').host}:${proxy.socksPort}\n`,
+    );
   io.stdout(
     `cordon proxy: listening on ${proxy.url} (agent ${loaded.ref.agent} ${loaded.ref.version}, manifest ${loaded.ref.digest}, session ${session})\n`,
   );

@@ -153,6 +153,8 @@ export class EgressProxy {
   private closing: Promise<void> | undefined;
   private listenPath: string | undefined;
 
+  private socks: net.Server | undefined;
+
   private constructor(opts: EgressProxyOptions) {
     this.pdp = opts.pdp;
     this.manifest = opts.manifest;
@@ -202,11 +204,90 @@ export class EgressProxy {
     this.reporter.unref();
   }
 
-  /** Start a proxy listening on a TCP address or a Unix socket (created mode 0600). */
-  static async start(opts: EgressProxyOptions, target: ListenTarget): Promise<EgressProxy> {
+  /**
+   * Start a proxy listening on a TCP address or a Unix socket (created mode 0600), and, with
+   * `socks`, a SOCKS5 listener (CONNECT only, no authentication) deciding the same way.
+   */
+  static async start(
+    opts: EgressProxyOptions,
+    target: ListenTarget,
+    more: { socks?: { host: string; port: number } } = {},
+  ): Promise<EgressProxy> {
     const p = new EgressProxy(opts);
     await p.listen(target);
+    if (more.socks !== undefined) {
+      try {
+        await p.listenSocks(more.socks);
+      } catch (e) {
+        await p.close();
+        throw e;
+      }
+    }
     return p;
+  }
+
+  private listenSocks(target: { host: string; port: number }): Promise<void> {
+    const server = net.createServer({ noDelay: true }, (socket) => {
+      this.onConnection(socket);
+      this.onSocks(socket).catch((e: unknown) => this.internalError(socket, e));
+    });
+    server.maxConnections = this.limits.maxConnections;
+    this.socks = server;
+    return new Promise<void>((resolve, reject) => {
+      server.once('error', (e) =>
+        reject(
+          new CordonError('PROXY_LISTEN_FAILED', `cannot listen for SOCKS5: ${e.message}`, {
+            hint: 'choose a free port for --socks',
+            cause: e,
+          }),
+        ),
+      );
+      server.listen(target.port, target.host, () => resolve());
+    });
+  }
+
+  /** The SOCKS5 listener's port (0 when there is none). */
+  get socksPort(): number {
+    const a = this.socks?.address();
+    return a !== null && typeof a === 'object' ? a.port : 0;
+  }
+
+  /** SOCKS5 (RFC 1928): no-auth greeting, then CONNECT to a name, IPv4 or IPv6 address. */
+  private async onSocks(socket: net.Socket): Promise<void> {
+    socket.on('error', () => undefined);
+    const r = await readSocksRequest(socket, this.limits.headersTimeoutMs);
+    if (r.status !== 'ok') {
+      this.badRequests++;
+      if (r.reply !== undefined && socket.writable) socket.end(socksReply(r.reply));
+      socket.destroySoon();
+      if (r.status === 'invalid')
+        this.recordRefusal(socket, 'REQUEST_MALFORMED', 'socks', 400, r.reason);
+      return;
+    }
+    const { host, port } = r;
+    const request: PolicyRequest & { kind: 'net.connect' } = { kind: 'net.connect', host, port };
+    const { decision, addresses } = await this.decide(request, host);
+    const stats = this.dest(host, port);
+    stats.connections++;
+    const uid = randomUUID();
+    if (decision.effect !== 'allow' || addresses.length === 0) {
+      stats.denied++;
+      await this.record(this.netEvent('refuse', uid, host, port, undefined, decision));
+      // 0x02: connection not allowed by ruleset; 0x04: host unreachable (it did not resolve).
+      if (socket.writable) socket.end(socksReply(decision.code === 'NET_RESOLVE_FAILED' ? 4 : 2));
+      socket.destroySoon();
+      return;
+    }
+    if (!socket.writable) return;
+    socket.write(socksReply(0));
+    await this.afterTunnelDecision(socket, r.rest, {
+      host,
+      port,
+      request,
+      decision,
+      addresses,
+      uid,
+    });
   }
 
   private async listen(target: ListenTarget): Promise<void> {
@@ -314,6 +395,9 @@ export class EgressProxy {
 
   private async drain(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const socksClosed = new Promise<void>((resolve) =>
+      this.socks === undefined ? resolve() : this.socks.close(() => resolve()),
+    );
     this.server.closeIdleConnections();
     const deadline = Date.now() + this.limits.drainTimeoutMs;
     while ((this.exchanges.size > 0 || this.tunnels.size > 0) && Date.now() < deadline) {
@@ -329,6 +413,7 @@ export class EgressProxy {
     this.server.closeAllConnections();
     for (const c of this.clients.keys()) c.destroy();
     await closed;
+    await socksClosed;
     clearInterval(this.reporter);
     this.upstreamAgent.destroy();
     // Let close handlers write their final events.
@@ -753,6 +838,28 @@ export class EgressProxy {
     }
     if (!socket.writable) return;
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    await this.afterTunnelDecision(socket, head, { host, port, request, decision, addresses, uid });
+  }
+
+  /**
+   * The part of a tunnel after its destination was allowed and the client was told so (CONNECT
+   * 200, SOCKS5 success): read the first bytes, check the ClientHello's server name (or hand a
+   * plain-HTTP tunnel to the request handler), decide again, then open the tunnel.
+   */
+  private async afterTunnelDecision(
+    socket: net.Socket,
+    head: Buffer,
+    d: {
+      host: string;
+      port: number;
+      request: PolicyRequest & { kind: 'net.connect' };
+      decision: ProxyDecision;
+      addresses: readonly string[];
+      uid: string;
+    },
+  ): Promise<void> {
+    const { host, port, request, decision, addresses, uid } = d;
+    const stats = this.dest(host, port);
     const hello = await readClientHello(socket, head, this.limits.clientHelloTimeoutMs);
     const refuse = async (d: ProxyDecision, tls?: TlsInfo): Promise<void> => {
       stats.denied++;
@@ -774,7 +881,7 @@ export class EgressProxy {
           : proxyDeny(
               'NET_NOT_TLS',
               'tls',
-              `Denied: a CONNECT tunnel must carry TLS, and ${hello.reason}.`,
+              `Denied: a tunnel must carry TLS (or plain HTTP), and ${hello.reason}.`,
             );
       if (d !== undefined) await refuse(d);
       else socket.destroy();
@@ -1252,6 +1359,94 @@ function rawText(socket: net.Socket, status: number, body: string, extra = ''): 
 
 function rawDenial(socket: net.Socket, d: ProxyDecision, what: string): void {
   rawText(socket, 403, denialBody(d, what), `X-Cordon-Decision: ${decisionHeader(d)}\r\n`);
+}
+
+type SocksRead =
+  | { status: 'ok'; host: string; port: number; rest: Buffer }
+  | { status: 'invalid'; reason: string; reply: number | undefined }
+  | { status: 'closed'; reply: undefined };
+
+/** A SOCKS5 reply: VER, REP, RSV, then a zero IPv4 bound address and port. */
+function socksReply(code: number): Buffer {
+  return Buffer.from([5, code, 0, 1, 0, 0, 0, 0, 0, 0]);
+}
+
+const SOCKS_NAME = /^[a-z0-9._-]{1,255}$/;
+
+/** Negotiate no authentication and read one CONNECT request. */
+function readSocksRequest(socket: net.Socket, timeoutMs: number): Promise<SocksRead> {
+  return new Promise((resolve) => {
+    let buf: Buffer = Buffer.alloc(0);
+    let greeted = false;
+    let done = false;
+    const finish = (r: SocksRead): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('close', onClose);
+      socket.pause();
+      resolve(r);
+    };
+    const bad = (reason: string, reply?: number): void =>
+      finish({ status: 'invalid', reason, reply });
+    const step = (): void => {
+      if (!greeted) {
+        if (buf.length < 2) return;
+        if (buf[0] !== 5) return bad('not SOCKS version 5');
+        const n = buf[1] ?? 0;
+        if (buf.length < 2 + n) return;
+        const methods = buf.subarray(2, 2 + n);
+        buf = buf.subarray(2 + n);
+        if (!methods.includes(0)) {
+          // 0xFF: no acceptable method (only "no authentication" is offered).
+          if (socket.writable) socket.write(Buffer.from([5, 0xff]));
+          return bad('the client offered no "no authentication" method');
+        }
+        socket.write(Buffer.from([5, 0]));
+        greeted = true;
+      }
+      if (buf.length < 5) return;
+      if (buf[0] !== 5) return bad('request is not SOCKS version 5', 1);
+      if (buf[1] !== 1) return bad(`command ${buf[1] ?? 0} is not CONNECT`, 7);
+      const atyp = buf[3];
+      let host: string;
+      let at: number;
+      if (atyp === 1) {
+        if (buf.length < 10) return;
+        host = [...buf.subarray(4, 8)].join('.');
+        at = 8;
+      } else if (atyp === 4) {
+        if (buf.length < 22) return;
+        const groups: string[] = [];
+        for (let i = 4; i < 20; i += 2) groups.push(buf.readUInt16BE(i).toString(16));
+        host = groups.join(':');
+        at = 20;
+      } else if (atyp === 3) {
+        const len = buf[4] ?? 0;
+        if (buf.length < 5 + len + 2) return;
+        host = buf
+          .subarray(5, 5 + len)
+          .toString('latin1')
+          .toLowerCase();
+        if (!SOCKS_NAME.test(host)) return bad('the host name is not a valid name', 1);
+        at = 5 + len;
+      } else return bad(`address type ${atyp ?? 0} is unknown`, 8);
+      const port = buf.readUInt16BE(at);
+      if (port === 0) return bad('port 0', 1);
+      finish({ status: 'ok', host, port, rest: buf.subarray(at + 2) });
+    };
+    const onData = (chunk: Buffer): void => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      if (buf.length > 1024) return bad('SOCKS request too long', 1);
+      step();
+    };
+    const onClose = (): void => finish({ status: 'closed', reply: undefined });
+    const timer = setTimeout(() => bad('no SOCKS request arrived in time', 1), timeoutMs);
+    socket.on('data', onData);
+    socket.on('close', onClose);
+    socket.resume();
+  });
 }
 
 type HelloRead =

@@ -34,7 +34,7 @@ function signed(name: string, scopes: string[], version: string): string {
 function startProxy(
   manifest: string,
   extra: string[] = [],
-): Promise<{ child: ChildProcess; url: string; stderr: () => string }> {
+): Promise<{ child: ChildProcess; url: string; stderr: () => string; stdout: () => string }> {
   const child = spawn(
     process.execPath,
     [
@@ -57,7 +57,7 @@ function startProxy(
     child.stdout.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m !== null) resolve({ child, url: m[1] ?? '', stderr: () => err });
+      if (m !== null) resolve({ child, url: m[1] ?? '', stderr: () => err, stdout: () => out });
     });
     child.on('exit', (code) => reject(new Error(`proxy exited ${code}: ${err}`)));
   });
@@ -107,9 +107,14 @@ describe('cordon proxy, as a user runs it', () => {
   it('serves under a verified manifest; SIGHUP reloads; a bad reload and SIGUSR1 deny all; SIGTERM drains', async () => {
     const grants = [`http://app.test:${up.httpPort}`, `http://127.0.0.1:${up.httpPort}`];
     const v1 = signed('v1', grants, '1.0.0');
-    const p = await startProxy(v1);
+    const p = await startProxy(v1, ['--socks', '127.0.0.1:0']);
     const get = (): ReturnType<typeof curl> => curl(p.url, [`http://app.test:${up.httpPort}/`]);
     expect((await get()).status).toBe(200);
+    // The same decisions through SOCKS5.
+    const socks = /SOCKS5 on (socks5h:\/\/127\.0\.0\.1:\d+)/.exec(p.stdout())?.[1] ?? '';
+    expect(socks).not.toBe('');
+    expect((await curl(socks, [`http://app.test:${up.httpPort}/`])).status).toBe(200);
+    expect((await curl(socks, ['http://evil.test/'])).code).not.toBe(0);
 
     // A tampered manifest on reload: nothing is allowed until a verified one is loaded.
     const env1 = JSON.parse(readFileSync(v1, 'utf8')) as { payload: string };

@@ -219,6 +219,7 @@ export async function startEnv(
     resolver?: Resolver;
     port?: number;
     unixPath?: string;
+    socks?: boolean;
   } = {},
 ): Promise<ProxyEnv> {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-proxy-'));
@@ -248,6 +249,7 @@ export async function startEnv(
       : opts.unix === true
         ? { path: join(dir, 'proxy.sock') }
         : { host: '127.0.0.1', port: opts.port ?? 0 },
+    opts.socks === true ? { socks: { host: '127.0.0.1', port: 0 } } : {},
   ).catch(async (e: unknown) => {
     await log.close();
     throw e;
