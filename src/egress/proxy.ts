@@ -1393,7 +1393,10 @@ function readSocksRequest(socket: net.Socket, timeoutMs: number): Promise<SocksR
     const step = (): void => {
       if (!greeted) {
         if (buf.length < 2) return;
-        if (buf[0] !== 5) return bad('not SOCKS version 5');
+        if (buf[0] !== 5) {
+          bad('not SOCKS version 5');
+          return;
+        }
         const n = buf[1] ?? 0;
         if (buf.length < 2 + n) return;
         const methods = buf.subarray(2, 2 + n);
@@ -1401,14 +1404,21 @@ function readSocksRequest(socket: net.Socket, timeoutMs: number): Promise<SocksR
         if (!methods.includes(0)) {
           // 0xFF: no acceptable method (only "no authentication" is offered).
           if (socket.writable) socket.write(Buffer.from([5, 0xff]));
-          return bad('the client offered no "no authentication" method');
+          bad('the client offered no "no authentication" method');
+          return;
         }
         socket.write(Buffer.from([5, 0]));
         greeted = true;
       }
       if (buf.length < 5) return;
-      if (buf[0] !== 5) return bad('request is not SOCKS version 5', 1);
-      if (buf[1] !== 1) return bad(`command ${buf[1] ?? 0} is not CONNECT`, 7);
+      if (buf[0] !== 5) {
+        bad('request is not SOCKS version 5', 1);
+        return;
+      }
+      if (buf[1] !== 1) {
+        bad(`command ${buf[1] ?? 0} is not CONNECT`, 7);
+        return;
+      }
       const atyp = buf[3];
       let host: string;
       let at: number;
@@ -1429,16 +1439,28 @@ function readSocksRequest(socket: net.Socket, timeoutMs: number): Promise<SocksR
           .subarray(5, 5 + len)
           .toString('latin1')
           .toLowerCase();
-        if (!SOCKS_NAME.test(host)) return bad('the host name is not a valid name', 1);
+        if (!SOCKS_NAME.test(host)) {
+          bad('the host name is not a valid name', 1);
+          return;
+        }
         at = 5 + len;
-      } else return bad(`address type ${atyp ?? 0} is unknown`, 8);
+      } else {
+        bad(`address type ${atyp ?? 0} is unknown`, 8);
+        return;
+      }
       const port = buf.readUInt16BE(at);
-      if (port === 0) return bad('port 0', 1);
+      if (port === 0) {
+        bad('port 0', 1);
+        return;
+      }
       finish({ status: 'ok', host, port, rest: buf.subarray(at + 2) });
     };
     const onData = (chunk: Buffer): void => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      if (buf.length > 1024) return bad('SOCKS request too long', 1);
+      if (buf.length > 1024) {
+        bad('SOCKS request too long', 1);
+        return;
+      }
       step();
     };
     const onClose = (): void => finish({ status: 'closed', reply: undefined });
