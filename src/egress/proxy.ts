@@ -764,9 +764,24 @@ export class EgressProxy {
     req.on('close', () => {
       if (!req.complete) up.destroy();
     });
+    req.on('error', () => up.destroy());
     up.on('response', (upRes: http.IncomingMessage) => {
       status = upRes.statusCode ?? 502;
-      res.writeHead(status, upRes.statusMessage, responseHeaders(upRes.rawHeaders));
+      try {
+        res.writeHead(status, upRes.statusMessage, responseHeaders(upRes.rawHeaders));
+      } catch (e) {
+        // A response head Node will not write back (an upstream fault, or an attack on the
+        // client): the client gets a 502, never a half-written head.
+        status = 502;
+        upRes.destroy();
+        sendText(
+          res,
+          502,
+          `Cordon refused the response from ${shown(f.url.host)}: ${shown((e as Error).message)}\n`,
+          { close: true, headers: { 'X-Cordon-Error': 'upstream' } },
+        );
+        return;
+      }
       upRes.on('data', (chunk: Buffer) => {
         x.bytesIn += chunk.length;
         stats.bytesIn += chunk.length;
