@@ -264,7 +264,27 @@ export class EgressProxy {
         this.recordRefusal(socket, 'REQUEST_MALFORMED', 'socks', 400, r.reason);
       return;
     }
-    const { host, port } = r;
+    await this.tunnel(socket, r.host, r.port, r.rest, {
+      deny: (d) => {
+        // 0x02: connection not allowed by ruleset; 0x04: host unreachable (it did not resolve).
+        if (socket.writable) socket.end(socksReply(d.code === 'NET_RESOLVE_FAILED' ? 4 : 2));
+        socket.destroySoon();
+      },
+      ok: () => socket.write(socksReply(0)),
+    });
+  }
+
+  /**
+   * A tunnel request (CONNECT or SOCKS5): decide it on the resolved addresses, record a refusal
+   * before answering it, or tell the client yes and go on to the first bytes.
+   */
+  private async tunnel(
+    socket: net.Socket,
+    host: string,
+    port: number,
+    head: Buffer,
+    reply: { deny: (d: ProxyDecision) => void; ok: () => void },
+  ): Promise<void> {
     const request: PolicyRequest & { kind: 'net.connect' } = { kind: 'net.connect', host, port };
     const { decision, addresses } = await this.decide(request, host);
     const stats = this.dest(host, port);
@@ -273,21 +293,12 @@ export class EgressProxy {
     if (decision.effect !== 'allow' || addresses.length === 0) {
       stats.denied++;
       await this.record(this.netEvent('refuse', uid, host, port, undefined, decision));
-      // 0x02: connection not allowed by ruleset; 0x04: host unreachable (it did not resolve).
-      if (socket.writable) socket.end(socksReply(decision.code === 'NET_RESOLVE_FAILED' ? 4 : 2));
-      socket.destroySoon();
+      reply.deny(decision);
       return;
     }
     if (!socket.writable) return;
-    socket.write(socksReply(0));
-    await this.afterTunnelDecision(socket, r.rest, {
-      host,
-      port,
-      request,
-      decision,
-      addresses,
-      uid,
-    });
+    reply.ok();
+    await this.afterTunnelDecision(socket, head, { host, port, request, decision, addresses, uid });
   }
 
   private async listen(target: ListenTarget): Promise<void> {
@@ -836,24 +847,21 @@ export class EgressProxy {
     const target = parseAuthority(req.url ?? '');
     if (target === undefined) {
       this.badRequests++;
+      this.recordRefusal(
+        socket,
+        'REQUEST_MALFORMED',
+        'request',
+        400,
+        'CONNECT target is not host:port',
+      );
       rawText(socket, 400, 'Cordon refused this CONNECT: the target is not host:port.\n');
       return;
     }
     const { host, port } = target;
-    const request: PolicyRequest & { kind: 'net.connect' } = { kind: 'net.connect', host, port };
-    const { decision, addresses } = await this.decide(request, host);
-    const stats = this.dest(host, port);
-    stats.connections++;
-    const uid = randomUUID();
-    if (decision.effect !== 'allow' || addresses.length === 0) {
-      stats.denied++;
-      await this.record(this.netEvent('refuse', uid, host, port, undefined, decision));
-      rawDenial(socket, decision, `CONNECT ${host}:${port}`);
-      return;
-    }
-    if (!socket.writable) return;
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    await this.afterTunnelDecision(socket, head, { host, port, request, decision, addresses, uid });
+    await this.tunnel(socket, host, port, head, {
+      deny: (d) => rawDenial(socket, d, `CONNECT ${host}:${port}`),
+      ok: () => socket.write('HTTP/1.1 200 Connection Established\r\n\r\n'),
+    });
   }
 
   /**

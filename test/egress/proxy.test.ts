@@ -416,6 +416,7 @@ describe('egress proxy: bad traffic', () => {
       400,
     ],
     ['malformed request line', () => 'GET  HTTP/1.1 extra\r\n\r\n', 400],
+    ['CONNECT without a port', () => 'CONNECT evil.test HTTP/1.1\r\nHost: evil.test\r\n\r\n', 400],
     ['unknown method', () => `FROB ${target()} HTTP/1.1\r\nHost: ${host()}\r\n\r\n`, 400],
     ['unsupported method', () => `PROPFIND ${target()} HTTP/1.1\r\nHost: ${host()}\r\n\r\n`, 405],
     ['TRACE', () => `TRACE ${target()} HTTP/1.1\r\nHost: ${host()}\r\n\r\n`, 405],
