@@ -28,6 +28,8 @@ export interface CheckOptions extends GlobalOptions {
   to?: string;
   address?: string;
   audit?: boolean;
+  /** With verify: remember the version as accepted (rollback protection), as enforcement does. */
+  recordAcceptance?: boolean;
 }
 
 /** Exit codes of `cordon check`: the effect of the (last) decision. */
@@ -40,7 +42,10 @@ export function buildPdp(
   let verified = false;
   if (opts.verify === true) {
     // Decide only under a manifest that passes every verification step (without recording it).
-    const report = verifyFile(io, opts.manifest, { ...opts, record: false });
+    const report = verifyFile(io, opts.manifest, {
+      ...opts,
+      record: opts.recordAcceptance === true,
+    });
     if (!report.ok) {
       throw new CordonError(
         report.code ?? 'VERIFY_ERROR',

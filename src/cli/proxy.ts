@@ -66,6 +66,8 @@ export async function runProxy(
     buildPdp(io, {
       manifest: opts.manifest,
       verify: true,
+      // The manifest put in force is accepted: a later reload to an older version is refused.
+      recordAcceptance: true,
       ...(opts.policyDir === undefined ? {} : { policyDir: opts.policyDir }),
       ...(opts.stateDir === undefined ? {} : { stateDir: opts.stateDir }),
       ...(opts.guardrails === undefined ? {} : { guardrails: opts.guardrails }),

@@ -137,6 +137,17 @@ describe('cordon proxy, as a user runs it', () => {
     await until(() => /reloaded manifest 1\.1\.0/.test(p.stderr()));
     expect((await get()).status).toBe(200);
 
+    // Rolling back to the older (validly signed) version is refused: deny-all again.
+    const v0 = signed('v0', grants, '1.0.5');
+    writeFileSync(v1, readFileSync(v0));
+    p.child.kill('SIGHUP');
+    await until(() => /reload failed[^\n]*ROLLBACK/i.test(p.stderr()));
+    expect((await get()).status).toBe(403);
+    writeFileSync(v1, readFileSync(v2));
+    p.child.kill('SIGHUP');
+    await until(() => (p.stderr().match(/reloaded manifest 1\.1\.0/g) ?? []).length === 2);
+    expect((await get()).status).toBe(200);
+
     p.child.kill('SIGUSR1');
     await until(() => /deny-all/.test(p.stderr()));
     expect((await get()).status).toBe(403);
