@@ -13,6 +13,7 @@ export type ProxyDecisionCode =
   | 'NET_UPSTREAM_FAILED'
   | 'REQUEST_MALFORMED'
   | 'PROXY_DENY_ALL'
+  | 'PROXY_OVERLOADED'
   | 'AUDIT_UNAVAILABLE';
 
 export interface ProxyDecision extends Omit<Decision, 'code'> {

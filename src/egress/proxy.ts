@@ -55,6 +55,8 @@ export interface ProxyStats {
   readonly tunnels: number;
   readonly exchanges: number;
   readonly badRequests: number;
+  /** Connections refused because `maxConnections` were open. */
+  readonly dropped: number;
   readonly denyAll: string | undefined;
   readonly destinations: ReadonlyMap<string, Readonly<DestinationStats>>;
 }
@@ -177,6 +179,8 @@ export class EgressProxy {
       noDelay: true,
     });
     this.server.maxConnections = l.maxConnections;
+    // Over the cap, Node closes the new connection at once; each second with drops is an event.
+    this.server.on('drop', () => this.onDrop());
     this.server.timeout = l.idleTimeoutMs;
     this.server.on('connection', (s: net.Socket) => this.onConnection(s));
     this.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) =>
@@ -232,6 +236,7 @@ export class EgressProxy {
       this.onSocks(socket).catch((e: unknown) => this.internalError(socket, e));
     });
     server.maxConnections = this.limits.maxConnections;
+    server.on('drop', () => this.onDrop());
     this.socks = server;
     return new Promise<void>((resolve, reject) => {
       server.once('error', (e) =>
@@ -344,6 +349,7 @@ export class EgressProxy {
       tunnels: this.tunnels.size,
       exchanges: this.exchanges.size,
       badRequests: this.badRequests,
+      dropped: this.dropped,
       denyAll: this.denyAllReason,
       destinations: this.destinations,
     };
@@ -433,6 +439,37 @@ export class EgressProxy {
   }
 
   // ------------------------------------------------------------------ connections
+
+  private dropped = 0;
+  private dropsReported = 0;
+  private dropTimer: NodeJS.Timeout | undefined;
+
+  /** A connection refused at maxConnections: counted, and reported once a second at most. */
+  private onDrop(): void {
+    this.dropped++;
+    if (this.dropTimer !== undefined) return;
+    this.dropTimer = setTimeout(() => {
+      this.dropTimer = undefined;
+      const n = this.dropped - this.dropsReported;
+      this.dropsReported = this.dropped;
+      this.diag(
+        `refused ${n} connection(s): maxConnections (${this.limits.maxConnections}) reached`,
+      );
+      void this.record(
+        networkActivityEvent(this.ctx(), {
+          activity: 'refuse',
+          control: this.outcome(
+            proxyDeny(
+              'PROXY_OVERLOADED',
+              'maxConnections',
+              `Denied: ${n} connection(s) refused in the last second: ${this.limits.maxConnections} client connections are open (maxConnections).`,
+            ),
+          ),
+        }),
+      );
+    }, 1000);
+    this.dropTimer.unref();
+  }
 
   private onConnection(socket: net.Socket): void {
     const c: Client = { uid: randomUUID(), socket };

@@ -2,6 +2,7 @@ import { statSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { parseResolveEntries, staticResolver } from '../../src/egress/resolver.js';
 import { MAX_DESTINATIONS, OTHER_DESTINATIONS } from '../../src/egress/proxy.js';
 import http from 'node:http';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -215,6 +216,35 @@ describe('egress proxy: bounded state', () => {
       expect(d.get(OTHER_DESTINATIONS)?.denied).toBeGreaterThanOrEqual(50);
     });
   }, 120_000);
+});
+
+describe('egress proxy: connection cap', () => {
+  it('refuses connections over maxConnections, reports them, and serves again once below', async () => {
+    await withEnv(
+      async (env) => {
+        const held = await Promise.all(
+          [1, 2, 3].map(
+            () =>
+              new Promise<net.Socket>((resolve) => {
+                const s = net.connect(env.proxy.port, '127.0.0.1', () => resolve(s));
+                s.on('error', () => undefined);
+              }),
+          ),
+        );
+        await until(() => env.proxy.stats().clients === 3);
+        const over = await curl(env.proxy.url, [`http://app.test:${up.httpPort}/`]);
+        expect(over.status).toBe(0);
+        expect(env.proxy.stats().dropped).toBeGreaterThanOrEqual(1);
+        await until(async () =>
+          (await env.events()).some((e) => e['status_code'] === 'PROXY_OVERLOADED'),
+        );
+        for (const s of held) s.destroy();
+        await until(() => env.proxy.stats().clients === 0);
+        expect((await curl(env.proxy.url, [`http://app.test:${up.httpPort}/`])).status).toBe(200);
+      },
+      { limits: { maxConnections: 3 } },
+    );
+  });
 });
 
 describe('egress proxy: Unix socket', () => {
