@@ -1433,13 +1433,20 @@ function socksReply(code: number): Buffer {
 
 const SOCKS_NAME = /^[a-z0-9._-]{1,255}$/;
 
-/** Negotiate no authentication and read one CONNECT request. */
-function readSocksRequest(socket: net.Socket, timeoutMs: number): Promise<SocksRead> {
+/**
+ * Collect the first bytes a client sends until `step` can answer (it returns undefined to wait
+ * for more), the client goes away, or the time is up.
+ */
+function readPreamble<R>(
+  socket: net.Socket,
+  head: Buffer,
+  timeoutMs: number,
+  o: { step: (buf: Buffer) => R | undefined; closed: R; timedOut: R },
+): Promise<R> {
   return new Promise((resolve) => {
-    let buf: Buffer = Buffer.alloc(0);
-    let greeted = false;
+    let buf = head;
     let done = false;
-    const finish = (r: SocksRead): void => {
+    const finish = (r: R): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
@@ -1448,86 +1455,77 @@ function readSocksRequest(socket: net.Socket, timeoutMs: number): Promise<SocksR
       socket.pause();
       resolve(r);
     };
-    const bad = (reason: string, reply?: number): void =>
-      finish({ status: 'invalid', reason, reply });
-    const step = (): void => {
-      if (!greeted) {
-        if (buf.length < 2) return;
-        if (buf[0] !== 5) {
-          bad('not SOCKS version 5');
-          return;
-        }
-        const n = buf[1] ?? 0;
-        if (buf.length < 2 + n) return;
-        const methods = buf.subarray(2, 2 + n);
-        buf = buf.subarray(2 + n);
-        if (!methods.includes(0)) {
-          // 0xFF: no acceptable method (only "no authentication" is offered).
-          if (socket.writable) socket.write(Buffer.from([5, 0xff]));
-          bad('the client offered no "no authentication" method');
-          return;
-        }
-        socket.write(Buffer.from([5, 0]));
-        greeted = true;
-      }
-      if (buf.length < 5) return;
-      if (buf[0] !== 5) {
-        bad('request is not SOCKS version 5', 1);
-        return;
-      }
-      if (buf[1] !== 1) {
-        bad(`command ${buf[1] ?? 0} is not CONNECT`, 7);
-        return;
-      }
-      const atyp = buf[3];
-      let host: string;
-      let at: number;
-      if (atyp === 1) {
-        if (buf.length < 10) return;
-        host = [...buf.subarray(4, 8)].join('.');
-        at = 8;
-      } else if (atyp === 4) {
-        if (buf.length < 22) return;
-        const groups: string[] = [];
-        for (let i = 4; i < 20; i += 2) groups.push(buf.readUInt16BE(i).toString(16));
-        host = groups.join(':');
-        at = 20;
-      } else if (atyp === 3) {
-        const len = buf[4] ?? 0;
-        if (buf.length < 5 + len + 2) return;
-        host = buf
-          .subarray(5, 5 + len)
-          .toString('latin1')
-          .toLowerCase();
-        if (!SOCKS_NAME.test(host)) {
-          bad('the host name is not a valid name', 1);
-          return;
-        }
-        at = 5 + len;
-      } else {
-        bad(`address type ${atyp ?? 0} is unknown`, 8);
-        return;
-      }
-      const port = buf.readUInt16BE(at);
-      if (port === 0) {
-        bad('port 0', 1);
-        return;
-      }
-      finish({ status: 'ok', host, port, rest: buf.subarray(at + 2) });
+    const check = (): void => {
+      const r = o.step(buf);
+      if (r !== undefined) finish(r);
     };
     const onData = (chunk: Buffer): void => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      if (buf.length > 1024) {
-        bad('SOCKS request too long', 1);
-        return;
-      }
-      step();
+      check();
     };
-    const onClose = (): void => finish({ status: 'closed', reply: undefined });
-    const timer = setTimeout(() => bad('no SOCKS request arrived in time', 1), timeoutMs);
+    const onClose = (): void => finish(o.closed);
+    const timer = setTimeout(() => finish(o.timedOut), timeoutMs);
     socket.on('data', onData);
     socket.on('close', onClose);
-    socket.resume();
+    if (buf.length > 0) check();
+    if (!done) socket.resume();
+  });
+}
+
+/** Negotiate no authentication and read one CONNECT request. */
+function readSocksRequest(socket: net.Socket, timeoutMs: number): Promise<SocksRead> {
+  let greeting = -1; // bytes of the greeting, once it has been answered
+  const bad = (reason: string, reply?: number): SocksRead => ({ status: 'invalid', reason, reply });
+  const step = (all: Buffer): SocksRead | undefined => {
+    if (all.length > 1024) return bad('SOCKS request too long', 1);
+    if (greeting === -1) {
+      if (all.length < 2) return undefined;
+      if (all[0] !== 5) return bad('not SOCKS version 5');
+      const n = all[1] ?? 0;
+      if (all.length < 2 + n) return undefined;
+      if (!all.subarray(2, 2 + n).includes(0)) {
+        // 0xFF: no acceptable method (only "no authentication" is offered).
+        if (socket.writable) socket.write(Buffer.from([5, 0xff]));
+        return bad('the client offered no "no authentication" method');
+      }
+      socket.write(Buffer.from([5, 0]));
+      greeting = 2 + n;
+    }
+    const buf = all.subarray(greeting);
+    if (buf.length < 5) return undefined;
+    if (buf[0] !== 5) return bad('request is not SOCKS version 5', 1);
+    if (buf[1] !== 1) return bad(`command ${buf[1] ?? 0} is not CONNECT`, 7);
+    const atyp = buf[3];
+    let host: string;
+    let at: number;
+    if (atyp === 1) {
+      if (buf.length < 10) return undefined;
+      host = [...buf.subarray(4, 8)].join('.');
+      at = 8;
+    } else if (atyp === 4) {
+      if (buf.length < 22) return undefined;
+      const groups: string[] = [];
+      for (let i = 4; i < 20; i += 2) groups.push(buf.readUInt16BE(i).toString(16));
+      host = groups.join(':');
+      at = 20;
+    } else if (atyp === 3) {
+      const len = buf[4] ?? 0;
+      if (buf.length < 5 + len + 2) return undefined;
+      host = buf
+        .subarray(5, 5 + len)
+        .toString('latin1')
+        .toLowerCase();
+      if (!SOCKS_NAME.test(host)) return bad('the host name is not a valid name', 1);
+      at = 5 + len;
+    } else return bad(`address type ${atyp ?? 0} is unknown`, 8);
+    const port = buf.readUInt16BE(at);
+    if (port === 0) return bad('port 0', 1);
+    return { status: 'ok', host, port, rest: buf.subarray(at + 2) };
+  };
+  return readPreamble<SocksRead>(socket, Buffer.alloc(0), timeoutMs, {
+    step,
+    closed: { status: 'closed', reply: undefined },
+    timedOut: bad('no SOCKS request arrived in time', 1),
   });
 }
 
@@ -1542,46 +1540,22 @@ const REQUEST_PREFIX = /^[A-Z]{0,20}$/;
 
 /** Collect bytes until a whole ClientHello has arrived (or it is clearly not one). */
 function readClientHello(socket: net.Socket, head: Buffer, timeoutMs: number): Promise<HelloRead> {
-  return new Promise((resolve) => {
-    let buf = head;
-    let done = false;
-    const finish = (r: HelloRead): void => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('close', onClose);
-      socket.pause();
-      resolve(r);
-    };
-    const check = (): void => {
+  return readPreamble<HelloRead>(socket, head, timeoutMs, {
+    step: (buf) => {
       if (buf[0] !== 0x16) {
         // Plain HTTP inside the tunnel (clients that tunnel http:// URLs too): each request in
         // it is then decided like an absolute-form one.
         const start = buf.subarray(0, 22).toString('latin1');
-        if (REQUEST_START.test(start)) {
-          finish({ status: 'http', bytes: buf });
-          return;
-        }
-        if (REQUEST_PREFIX.test(start)) return;
+        if (REQUEST_START.test(start)) return { status: 'http', bytes: buf };
+        if (REQUEST_PREFIX.test(start)) return undefined;
       }
       const r = parseClientHello(buf);
-      if (r.status === 'ok') finish({ status: 'ok', hello: r.hello, bytes: buf });
-      else if (r.status === 'invalid') finish({ status: 'invalid', reason: r.reason });
-    };
-    const onData = (chunk: Buffer): void => {
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      check();
-    };
-    const onClose = (): void => finish({ status: 'closed' });
-    const timer = setTimeout(
-      () => finish({ status: 'invalid', reason: 'no ClientHello arrived in time' }),
-      timeoutMs,
-    );
-    socket.on('data', onData);
-    socket.on('close', onClose);
-    if (buf.length > 0) check();
-    if (!done) socket.resume();
+      if (r.status === 'ok') return { status: 'ok', hello: r.hello, bytes: buf };
+      if (r.status === 'invalid') return { status: 'invalid', reason: r.reason };
+      return undefined;
+    },
+    closed: { status: 'closed' },
+    timedOut: { status: 'invalid', reason: 'no ClientHello arrived in time' },
   });
 }
 
