@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { CordonError } from '../errors.js';
-import { manifestLifecycleEvent } from '../audit/events.js';
+import { manifestLifecycleEvent, type ManifestActivity } from '../audit/events.js';
 import { openDeviceLog } from '../audit/open.js';
 import { readProxyConfig } from '../egress/config.js';
 import { EgressProxy, type ListenTarget } from '../egress/proxy.js';
@@ -24,8 +24,6 @@ export interface ProxyControl {
   readonly stop: AbortSignal;
   /** Called with a handler the caller invokes on SIGHUP (reload) and SIGUSR1 (deny all). */
   readonly subscribe?: (handler: (what: 'reload' | 'deny-all') => void) => void;
-  /** Told the proxy URL once it listens (tests and `cordon run`). */
-  readonly onListening?: (url: string) => void;
 }
 
 /** Parse `--listen HOST:PORT`; only loopback addresses (anyone who can connect gets egress). */
@@ -57,6 +55,7 @@ export async function runProxy(
     throw usage('give --listen or --unix, not both', 'drop one of them');
   const target: ListenTarget =
     opts.unix !== undefined ? { path: opts.unix } : parseListen(opts.listen ?? '127.0.0.1:3128');
+  const socks = opts.socks === undefined ? undefined : parseListen(opts.socks, '--socks');
   const dirs = resolveDirs(io, opts);
   const config = readProxyConfig(dirs.policyDir, opts.config);
   const table = parseResolveEntries(opts.resolve ?? []);
@@ -80,19 +79,32 @@ export async function runProxy(
     ...opened.context,
     actor: { ...opened.context.actor, name: loaded.ref.agent, session },
   };
-  let proxy: EgressProxy;
-  try {
-    await opened.log.append(
+  /** The manifest put in force, replaced or withdrawn, as an Application Lifecycle event. */
+  const lifecycle = (
+    activity: ManifestActivity,
+    ok: boolean,
+    code: string,
+    reason: string,
+  ): Promise<unknown> =>
+    opened.log.append(
       manifestLifecycleEvent(
         { ...context, time: io.now().getTime() },
-        {
-          activity: 'enable',
-          manifest: loaded.ref,
-          ok: true,
-          code: 'VERIFIED',
-          reason: 'the egress proxy verified the manifest and put it in force',
-        },
+        { activity, manifest: loaded.ref, ok, code, reason },
       ),
+    );
+  // A reload's event that cannot be written is reported; the proxy then denies on its own.
+  const lifecycleLater = (...a: Parameters<typeof lifecycle>): void => {
+    lifecycle(...a).catch((e: unknown) =>
+      io.stderr(`cordon proxy: audit: ${(e as Error).message}\n`),
+    );
+  };
+  let proxy: EgressProxy;
+  try {
+    await lifecycle(
+      'enable',
+      true,
+      'VERIFIED',
+      'the egress proxy verified the manifest and put it in force',
     );
     proxy = await EgressProxy.start(
       {
@@ -105,23 +117,22 @@ export async function runProxy(
         onDiagnostic: (m) => io.stderr(`cordon proxy: ${m}\n`),
       },
       target,
-      opts.socks === undefined ? {} : { socks: parseListen(opts.socks, '--socks') },
+      socks === undefined ? {} : { socks },
     );
   } catch (e) {
     await opened.log.close();
     throw e;
   }
-  if (opts.socks !== undefined)
-    io.stdout(
-      `cordon proxy: SOCKS5 on socks5h://${parseListen(opts.socks, '--socks').host}:${proxy.socksPort}\n`,
-    );
+  if (socks !== undefined)
+    io.stdout(`cordon proxy: SOCKS5 on socks5h://${socks.host}:${proxy.socksPort}\n`);
   io.stdout(
     `cordon proxy: listening on ${proxy.url} (agent ${loaded.ref.agent} ${loaded.ref.version}, manifest ${loaded.ref.digest}, session ${session})\n`,
   );
-  control.onListening?.(proxy.url);
   let reloadFailed = false;
+  let quarantined = false;
   control.subscribe?.((what) => {
     if (what === 'deny-all') {
+      quarantined = true;
       proxy.denyAll('the agent is quarantined: all network access is suspended');
       io.stderr('cordon proxy: deny-all: every tunnel closed, every request denied\n');
       return;
@@ -129,41 +140,31 @@ export async function runProxy(
     try {
       loaded = load();
       const closed = proxy.reload(loaded.pdp, loaded.ref);
-      if (reloadFailed) proxy.resume();
+      // A good manifest lifts the deny-all of a failed reload, never a quarantine.
+      if (reloadFailed && !quarantined) proxy.resume();
       reloadFailed = false;
       io.stderr(
         `cordon proxy: reloaded manifest ${loaded.ref.version} (${loaded.ref.digest}); ${closed} tunnel(s) it no longer allows closed\n`,
       );
-      void opened.log.append(
-        manifestLifecycleEvent(
-          { ...context, time: io.now().getTime() },
-          {
-            activity: 'update',
-            manifest: loaded.ref,
-            ok: true,
-            code: 'VERIFIED',
-            reason: 'the egress proxy verified the manifest again and put it in force (reload)',
-          },
-        ),
+      lifecycleLater(
+        'update',
+        true,
+        'VERIFIED',
+        'the egress proxy verified the manifest again and put it in force (reload)',
       );
     } catch (e) {
       const msg = e instanceof CordonError ? `${e.code}: ${e.message}` : (e as Error).message;
       reloadFailed = true;
-      void opened.log.append(
-        manifestLifecycleEvent(
-          { ...context, time: io.now().getTime() },
-          {
-            activity: 'disable',
-            manifest: loaded.ref,
-            ok: false,
-            code: e instanceof CordonError ? e.code : 'VERIFY_ERROR',
-            reason: `manifest reload failed, egress denied until a verified manifest is loaded: ${msg}`,
-          },
-        ),
+      lifecycleLater(
+        'disable',
+        false,
+        e instanceof CordonError ? e.code : 'VERIFY_ERROR',
+        `manifest reload failed, egress denied until a verified manifest is loaded: ${msg}`,
       );
-      proxy.denyAll(
-        `the manifest reload failed (${msg}); nothing is allowed until a verified manifest is loaded`,
-      );
+      if (!quarantined)
+        proxy.denyAll(
+          `the manifest reload failed (${msg}); nothing is allowed until a verified manifest is loaded`,
+        );
       io.stderr(`cordon proxy: reload failed, denying everything: ${msg}\n`);
     }
   });

@@ -61,11 +61,6 @@ export interface ProxyStats {
   readonly destinations: ReadonlyMap<string, Readonly<DestinationStats>>;
 }
 
-interface Client {
-  readonly uid: string;
-  readonly socket: net.Socket;
-}
-
 /** A byte stream the proxy relays: a CONNECT tunnel or an upgraded (WebSocket) connection. */
 interface Tunnel {
   readonly uid: string;
@@ -73,19 +68,20 @@ interface Tunnel {
   upstream: net.Socket | undefined;
   readonly host: string;
   readonly port: number;
-  readonly scheme: string | undefined;
   address: string | undefined;
-  readonly request: PolicyRequest;
+  readonly request: NetRequest;
   decision: ProxyDecision;
   readonly opened: number;
   tls: TlsInfo | undefined;
   reportedOut: number;
   reportedIn: number;
-  closedBy: string | undefined;
   finished: boolean;
   /** Folds the bytes relayed so far into the destination's totals. */
   account?: () => void;
 }
+
+/** The requests the proxy asks about. */
+type NetRequest = PolicyRequest & { kind: 'net.connect' | 'http.request' };
 
 /** A plain-HTTP request being forwarded. */
 interface Exchange {
@@ -98,6 +94,7 @@ interface Exchange {
   readonly host: string;
   readonly port: number;
   readonly address: string;
+  readonly decision: ProxyDecision;
   readonly abort: () => void;
 }
 
@@ -142,7 +139,8 @@ export class EgressProxy {
   private readonly diag: (message: string) => void;
   private readonly server: http.Server;
   private readonly upstreamAgent: http.Agent;
-  private readonly clients = new Map<net.Socket, Client>();
+  /** Open client connections and the uid their events share. */
+  private readonly clients = new Map<net.Socket, string>();
   /** Sockets of CONNECT tunnels that carry plain HTTP: their requests are in origin-form. */
   private readonly origins = new WeakMap<net.Socket, { host: string; port: number }>();
   private readonly tunnels = new Set<Tunnel>();
@@ -189,6 +187,16 @@ export class EgressProxy {
     this.server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) =>
       this.onRequest(req, res),
     );
+    this.server.on('checkExpectation', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      this.recordRefusal(
+        req.socket,
+        'REQUEST_INVALID',
+        'expect',
+        417,
+        'an Expect other than 100-continue',
+      );
+      sendText(res, 417, 'Cordon forwards only Expect: 100-continue.\n', { close: true });
+    });
     this.server.on('connect', (req: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       this.onConnect(req, socket, head).catch((e: unknown) => this.internalError(socket, e));
     });
@@ -365,9 +373,9 @@ export class EgressProxy {
     this.manifest = manifest;
     let closed = 0;
     for (const t of this.tunnels) {
-      const d = this.pdp.decide(t.request);
-      if (d.effect !== 'allow') {
-        t.closedBy = `manifest reload: ${d.code}`;
+      // Checked again on the address it reached, so a withdrawn IP-literal grant closes it too.
+      const d = this.refusedAddress(t.request, [t.address]);
+      if (d !== undefined) {
         t.decision = d;
         t.client.destroy();
         t.upstream?.destroy();
@@ -382,7 +390,6 @@ export class EgressProxy {
     this.denyAllReason = reason;
     const d = proxyDeny('PROXY_DENY_ALL', 'deny-all', `Denied: ${reason}`);
     for (const t of this.tunnels) {
-      t.closedBy = 'deny-all';
       t.decision = d;
       t.client.destroy();
       t.upstream?.destroy();
@@ -422,7 +429,6 @@ export class EgressProxy {
       await sleep(50);
     }
     for (const t of this.tunnels) {
-      t.closedBy ??= 'proxy shutdown';
       t.client.destroy();
       t.upstream?.destroy();
     }
@@ -434,7 +440,7 @@ export class EgressProxy {
     clearInterval(this.reporter);
     this.upstreamAgent.destroy();
     // Let close handlers write their final events.
-    while (this.pending > 0) await sleep(10);
+    await this.flush();
     if (this.listenPath !== undefined && existsSync(this.listenPath)) unlinkSync(this.listenPath);
   }
 
@@ -472,22 +478,15 @@ export class EgressProxy {
   }
 
   private onConnection(socket: net.Socket): void {
-    const c: Client = { uid: randomUUID(), socket };
-    this.clients.set(socket, c);
+    // A plain-HTTP CONNECT tunnel is handed back to the HTTP server: it keeps its uid.
+    if (this.clients.has(socket)) return;
+    this.clients.set(socket, randomUUID());
     socket.on('close', () => this.clients.delete(socket));
-    if (this.denyAllReason !== undefined) {
-      // Still answer (the agent should learn why), but keep nothing open.
-      socket.setTimeout(this.limits.headersTimeoutMs);
-    }
   }
 
-  private clientOf(socket: net.Socket): Client {
-    let c = this.clients.get(socket);
-    if (c === undefined) {
-      c = { uid: randomUUID(), socket };
-      this.clients.set(socket, c);
-    }
-    return c;
+  /** The uid of a client connection (a fresh one for a socket already closed). */
+  private clientUid(socket: net.Socket): string {
+    return this.clients.get(socket) ?? randomUUID();
   }
 
   private onClientError(err: Error & { code?: string }, socket: net.Socket): void {
@@ -499,24 +498,24 @@ export class EgressProxy {
         : code === 'ERR_HTTP_REQUEST_TIMEOUT' || code === 'HPE_HEADER_TIMEOUT'
           ? 408
           : 400;
+    if (code === 'ECONNRESET') {
+      socket.destroy();
+      return;
+    }
     this.diag(`rejected a malformed request (${code || err.message}) with ${status}`);
     // Smuggling and injection attempts are worth a SOC's attention: each refusal is an event.
-    if (code !== 'ECONNRESET')
-      this.recordRefusal(
-        socket,
-        'REQUEST_MALFORMED',
-        'http-parser',
-        status,
-        `${code || 'parse error'}: ${shown(err.message)}`,
-      );
-    if (socket.writable && code !== 'ECONNRESET') {
-      const body = `Cordon refused a malformed request: ${shown(err.message)} (${code}).\n`;
-      socket.end(
-        `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ''}\r\nConnection: close\r\n` +
-          `Content-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
-    }
-    socket.destroySoon();
+    this.recordRefusal(
+      socket,
+      'REQUEST_MALFORMED',
+      'http-parser',
+      status,
+      `${code || 'parse error'}: ${shown(err.message)}`,
+    );
+    rawText(
+      socket,
+      status,
+      `Cordon refused a malformed request: ${shown(err.message)} (${code}).\n`,
+    );
   }
 
   /** A request refused before it had a destination: a Refuse event without one. */
@@ -530,7 +529,7 @@ export class EgressProxy {
     void this.record(
       networkActivityEvent(this.ctx(), {
         activity: 'refuse',
-        connectionUid: this.clientOf(socket).uid,
+        connectionUid: this.clientUid(socket),
         control: this.outcome(
           proxyDeny(code, rule, `Denied: the request was refused with ${status} (${why}).`),
         ),
@@ -551,7 +550,7 @@ export class EgressProxy {
    * literal (so a rebinding answer cannot reach inside). Returns the checked addresses.
    */
   private async decide(
-    request: PolicyRequest & { kind: 'net.connect' | 'http.request' },
+    request: NetRequest,
     host: string,
   ): Promise<{ decision: ProxyDecision; addresses: readonly string[] }> {
     const pre = this.override();
@@ -559,9 +558,9 @@ export class EgressProxy {
     const first = this.pdp.decide(request);
     if (first.effect !== 'allow') return { decision: first, addresses: [] };
     const literal = parseIpAny(host.replace(/^\[|\]$/g, ''));
-    let addresses: readonly string[] | undefined;
-    if (literal !== undefined) addresses = [literal.text];
-    else addresses = this.resolver.resolveSync?.(host);
+    let addresses: readonly string[] | undefined =
+      literal !== undefined ? [literal.text] : this.resolver.resolveSync?.(host);
+    let decision: ProxyDecision = first;
     if (addresses === undefined) {
       try {
         addresses = await withTimeout(
@@ -580,15 +579,24 @@ export class EgressProxy {
           addresses: [],
         };
       }
+      // Deny-all or a reload may have happened while the name was resolving.
+      decision = this.override() ?? this.pdp.decide(request);
+      if (decision.effect !== 'allow') return { decision, addresses: [] };
     }
-    // Deny-all or a reload may have happened while the name was resolving.
-    const now = this.override() ?? this.pdp.decide(request);
-    if (now.effect !== 'allow') return { decision: now, addresses: [] };
+    const refused = this.refusedAddress(request, addresses);
+    return refused === undefined ? { decision, addresses } : { decision: refused, addresses: [] };
+  }
+
+  /** The decision refusing the first of `addresses` the manifest does not allow, if any. */
+  private refusedAddress(
+    request: NetRequest,
+    addresses: readonly (string | undefined)[],
+  ): ProxyDecision | undefined {
     for (const address of addresses) {
-      const d = this.pdp.decide({ ...request, address });
-      if (d.effect !== 'allow') return { decision: d, addresses: [] };
+      const d = this.pdp.decide(address === undefined ? request : { ...request, address });
+      if (d.effect !== 'allow') return d;
     }
-    return { decision: now, addresses };
+    return undefined;
   }
 
   private override(): ProxyDecision | undefined {
@@ -652,7 +660,7 @@ export class EgressProxy {
   // ------------------------------------------------------------------ plain HTTP
 
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const client = this.clientOf(req.socket);
+    const client = this.clientUid(req.socket);
     const started = Date.now();
     const method = req.method ?? '';
     const target = this.absoluteTarget(req);
@@ -730,20 +738,15 @@ export class EgressProxy {
             dst: { hostname: host, port },
             headers: req.headers,
             status: 403,
-            connectionUid: client.uid,
+            connectionUid: client,
             control: this.outcome(decision),
           }),
         );
         sendDenial(res, decision, `${method} ${url.origin}`, req);
         return;
       }
-      if (req.headers.expect !== undefined) {
-        if (!/^100-continue$/i.test(req.headers.expect)) {
-          sendText(res, 417, 'Cordon forwards only Expect: 100-continue.\n', { close: true });
-          return;
-        }
-        res.writeContinue();
-      }
+      // Only 100-continue reaches here (Node routes other expectations to checkExpectation).
+      if (req.headers.expect !== undefined) res.writeContinue();
       this.forward(req, res, client, { url, host, port, address, method, started, decision });
     })().catch((e: unknown) => {
       this.internalError(req.socket, e);
@@ -762,7 +765,7 @@ export class EgressProxy {
   private forward(
     req: http.IncomingMessage,
     res: http.ServerResponse,
-    client: Client,
+    client: string,
     f: {
       url: URL;
       host: string;
@@ -787,7 +790,7 @@ export class EgressProxy {
     });
     let status: number | undefined;
     const x: Exchange = {
-      uid: client.uid,
+      uid: client,
       started: f.started,
       bytesOut: 0,
       bytesIn: 0,
@@ -796,6 +799,7 @@ export class EgressProxy {
       host: f.host,
       port: f.port,
       address: f.address,
+      decision: f.decision,
       abort: () => {
         up.destroy();
         res.destroy();
@@ -816,7 +820,7 @@ export class EgressProxy {
     up.on('response', (upRes: http.IncomingMessage) => {
       status = upRes.statusCode ?? 502;
       try {
-        res.writeHead(status, upRes.statusMessage, responseHeaders(upRes.rawHeaders));
+        res.writeHead(status, upRes.statusMessage, endToEndHeaders(upRes.rawHeaders));
       } catch (e) {
         // A response head Node will not write back (an upstream fault, or an attack on the
         // client): the client gets a 502, never a half-written head.
@@ -857,7 +861,7 @@ export class EgressProxy {
           dst: { hostname: f.host, ip: f.address, port: f.port },
           headers: req.headers,
           ...(status === undefined ? {} : { status }),
-          connectionUid: client.uid,
+          connectionUid: client,
           traffic: {
             bytesOut: x.bytesOut - x.reportedOut,
             bytesIn: x.bytesIn - x.reportedIn,
@@ -954,14 +958,13 @@ export class EgressProxy {
     const sniProblem = checkSni(hello.hello, host);
     if (sniProblem !== undefined) return refuse(sniProblem, tls);
     // The decision may have changed while the client was sending its hello.
-    const again = this.override() ?? this.pdp.decide(request);
-    if (again.effect !== 'allow') return refuse(again, tls);
+    const again = this.override() ?? this.refusedAddress(request, addresses);
+    if (again !== undefined) return refuse(again, tls);
     const t = newTunnel({
       uid,
       client: socket,
       host,
       port,
-      scheme: undefined,
       request,
       decision,
       tls: tls,
@@ -1091,7 +1094,6 @@ export class EgressProxy {
       upstream.destroy();
     });
     const idle = (): void => {
-      t.closedBy = 'idle timeout';
       client.destroy();
       upstream.destroy();
     };
@@ -1143,11 +1145,18 @@ export class EgressProxy {
     socket: net.Socket,
     head: Buffer,
   ): Promise<void> {
-    const client = this.clientOf(socket);
+    const client = this.clientUid(socket);
     const target = this.absoluteTarget(req);
     const proto = (req.headers.upgrade ?? '').toLowerCase();
     if (proto !== 'websocket' || !/^http:\/\//i.test(target)) {
       this.badRequests++;
+      this.recordRefusal(
+        socket,
+        'REQUEST_INVALID',
+        'upgrade',
+        400,
+        `an upgrade to "${shown(proto, 40)}"`,
+      );
       rawText(
         socket,
         400,
@@ -1159,6 +1168,13 @@ export class EgressProxy {
     try {
       url = new URL(target);
     } catch {
+      this.recordRefusal(
+        socket,
+        'REQUEST_MALFORMED',
+        'request',
+        400,
+        'the target is not a valid URL',
+      );
       rawText(socket, 400, 'Cordon refused this request: the target is not a valid URL.\n');
       return;
     }
@@ -1194,14 +1210,15 @@ export class EgressProxy {
           dst: { hostname: host, port },
           headers: req.headers,
           status: 403,
-          connectionUid: client.uid,
+          connectionUid: client,
           control: this.outcome(decision),
         }),
       );
       rawDenial(socket, decision, `${request.method} ${wsUrl}`);
       return;
     }
-    const headers = forwardHeaders(req.rawHeaders, url.host, true);
+    // Connection and Upgrade are dropped with the hop-by-hop headers and written back below.
+    const headers = forwardHeaders(req.rawHeaders, url.host);
     let headText = `${request.method} ${url.pathname}${url.search} HTTP/1.1\r\n`;
     for (let i = 0; i + 1 < headers.length; i += 2)
       headText += `${headers[i]}: ${headers[i + 1]}\r\n`;
@@ -1211,7 +1228,6 @@ export class EgressProxy {
       client: socket,
       host,
       port,
-      scheme: 'ws',
       request,
       decision,
       tls: undefined,
@@ -1257,6 +1273,7 @@ export class EgressProxy {
           durationMs: now - x.started,
           cumulative: { bytesOut: x.bytesOut, bytesIn: x.bytesIn },
         },
+        control: this.outcome(x.decision),
       });
       x.reportedOut = x.bytesOut;
       x.reportedIn = x.bytesIn;
@@ -1272,8 +1289,7 @@ function newTunnel(t: {
   client: net.Socket;
   host: string;
   port: number;
-  scheme: string | undefined;
-  request: PolicyRequest;
+  request: NetRequest;
   decision: ProxyDecision;
   tls: TlsInfo | undefined;
 }): Tunnel {
@@ -1284,7 +1300,6 @@ function newTunnel(t: {
     opened: Date.now(),
     reportedOut: 0,
     reportedIn: 0,
-    closedBy: undefined,
     finished: false,
   };
 }
@@ -1338,29 +1353,9 @@ function hostHeaderMismatch(header: string | undefined, url: URL): string | unde
   return h.host === url.host ? undefined : header;
 }
 
-/** Request headers for upstream: hop-by-hop ones and those named in Connection dropped, Host set. */
-function forwardHeaders(raw: readonly string[], host: string, keepUpgrade = false): string[] {
-  const drop = new Set(HOP_BY_HOP);
-  for (let i = 0; i + 1 < raw.length; i += 2)
-    if ((raw[i] ?? '').toLowerCase() === 'connection')
-      for (const tok of (raw[i + 1] ?? '').split(',')) drop.add(tok.trim().toLowerCase());
-  if (keepUpgrade) {
-    // Re-added explicitly by the caller.
-    drop.add('connection');
-    drop.add('upgrade');
-  }
-  const out = ['Host', host];
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i] ?? '';
-    const lower = name.toLowerCase();
-    if (lower === 'host' || drop.has(lower)) continue;
-    out.push(name, raw[i + 1] ?? '');
-  }
-  return out;
-}
-
-function responseHeaders(raw: readonly string[]): string[] {
-  const drop = new Set(HOP_BY_HOP);
+/** Raw headers without hop-by-hop ones, those named in Connection, and `also`. */
+function endToEndHeaders(raw: readonly string[], also: readonly string[] = []): string[] {
+  const drop = new Set([...HOP_BY_HOP, ...also]);
   for (let i = 0; i + 1 < raw.length; i += 2)
     if ((raw[i] ?? '').toLowerCase() === 'connection')
       for (const tok of (raw[i + 1] ?? '').split(',')) drop.add(tok.trim().toLowerCase());
@@ -1370,6 +1365,11 @@ function responseHeaders(raw: readonly string[]): string[] {
     if (!drop.has(name.toLowerCase())) out.push(name, raw[i + 1] ?? '');
   }
   return out;
+}
+
+/** Request headers for upstream: end-to-end ones, with Host set from the target. */
+function forwardHeaders(raw: readonly string[], host: string): string[] {
+  return ['Host', host, ...endToEndHeaders(raw, ['host'])];
 }
 
 function sendText(

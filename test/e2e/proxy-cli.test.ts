@@ -151,6 +151,16 @@ describe('cordon proxy, as a user runs it', () => {
     p.child.kill('SIGUSR1');
     await until(() => /deny-all/.test(p.stderr()));
     expect((await get()).status).toBe(403);
+    // A quarantine outlasts reloads, even a failed one followed by a good one.
+    writeFileSync(v1, JSON.stringify({ ...env1, payload: Buffer.from('{}').toString('base64') }));
+    p.child.kill('SIGHUP');
+    await until(() => (p.stderr().match(/reload failed/g) ?? []).length === 3);
+    writeFileSync(v1, readFileSync(v2));
+    p.child.kill('SIGHUP');
+    await until(() => (p.stderr().match(/reloaded manifest 1\.1\.0/g) ?? []).length === 3);
+    const still = await get();
+    expect(still.status).toBe(403);
+    expect(still.body).toMatch(/quarantined/);
 
     p.child.kill('SIGTERM');
     expect(await exited(p.child)).toBe(0);

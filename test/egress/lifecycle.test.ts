@@ -79,6 +79,19 @@ describe('egress proxy: reload, deny-all, shutdown', () => {
     });
   });
 
+  it('reload re-checks the address a tunnel reached: a withdrawn IP-literal grant closes it', async () => {
+    await withEnv(async (env) => {
+      // secure.test resolves to 127.0.0.1, allowed only because that literal is granted too.
+      const t = await tlsTunnel(env.proxy.port, 'secure.test', up.httpsPort, up.ca);
+      expect(await getOver(t)).toMatch(/200/);
+      const withoutLiteral = scopesFor(up).filter((s) => s !== `https://127.0.0.1:${up.httpsPort}`);
+      expect(env.proxy.reload(pdpFor(withoutLiteral), MANIFEST_REF)).toBe(1);
+      await until(() => t.destroyed);
+      const close = (await env.events()).find((e) => e['activity_name'] === 'Close');
+      expect(close).toMatchObject({ status_code: 'NET_INTERNAL_ADDRESS' });
+    });
+  });
+
   it('deny-all closes every tunnel and connection at once and denies everything after', async () => {
     await withEnv(async (env) => {
       const tunnels = await Promise.all(

@@ -420,6 +420,17 @@ describe('egress proxy: bad traffic', () => {
     ['unknown method', () => `FROB ${target()} HTTP/1.1\r\nHost: ${host()}\r\n\r\n`, 400],
     ['unsupported method', () => `PROPFIND ${target()} HTTP/1.1\r\nHost: ${host()}\r\n\r\n`, 405],
     ['TRACE', () => `TRACE ${target()} HTTP/1.1\r\nHost: ${host()}\r\n\r\n`, 405],
+    [
+      'an Expect other than 100-continue',
+      () => `GET ${target()} HTTP/1.1\r\nHost: ${host()}\r\nExpect: 200-ok\r\n\r\n`,
+      417,
+    ],
+    [
+      'an upgrade that is not WebSocket',
+      () =>
+        `GET ${target()} HTTP/1.1\r\nHost: ${host()}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`,
+      400,
+    ],
     ['origin-form request to the proxy', () => `GET / HTTP/1.1\r\nHost: ${host()}\r\n\r\n`, 400],
     [
       'oversized headers',
@@ -449,7 +460,9 @@ describe('egress proxy: bad traffic', () => {
         n0,
         (e) => e['activity_name'] === 'Refuse' && e['disposition'] === 'Blocked',
       );
-      expect(ev['status_code']).toBe(status === 405 ? 'REQUEST_INVALID' : 'REQUEST_MALFORMED');
+      // Well-formed but refused (method, expectation, upgrade) vs malformed.
+      const invalid = status === 405 || status === 417 || /upgrade/.test(_name);
+      expect(ev['status_code']).toBe(invalid ? 'REQUEST_INVALID' : 'REQUEST_MALFORMED');
       expect(String(ev['status_detail'])).toContain(`refused with ${status}`);
       expect(schema.validate(ev)).toEqual([]);
       await good();
