@@ -95,7 +95,6 @@ function classification(
   };
 }
 
-/** Rebuild the top level in key order, so the log can serialise the event with JSON.stringify. */
 /**
  * Events the builders made. Their keys are in canonical order at every level (a test checks
  * every kind), so the log serialises them with JSON.stringify alone; events are values, never
@@ -106,6 +105,12 @@ const BUILT = new WeakSet<object>();
 /** Whether `e` came from a builder here (and so is already in canonical key order). */
 export function isBuiltEvent(e: object): boolean {
   return BUILT.has(e);
+}
+
+function sortedKeys(o: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of Object.keys(o).sort()) out[k] = o[k];
+  return out;
 }
 
 /** Rebuild the top level in key order, so the log can serialise the event with JSON.stringify. */
@@ -267,11 +272,15 @@ export function processActivityEvent(
     path: string;
     argv?: readonly string[];
     pid?: number;
+    parentPid?: number;
     exitCode?: number;
     control?: ControlOutcome;
+    /** Extra facts kept under `unmapped` (keys in canonical order), e.g. the sandbox profile. */
+    unmapped?: Readonly<Record<string, unknown>>;
   },
 ): OcsfEvent {
   const [id, name] = PROCESS_ACTIVITY[e.activity];
+  const ctl = control(e.control);
   return event({
     ...base(
       ctx,
@@ -283,11 +292,15 @@ export function processActivityEvent(
       ...(e.argv === undefined ? {} : { cmd_line: e.argv.join(' ') }),
       file: fileObject(e.path),
       name: basename(e.path),
+      ...(e.parentPid === undefined ? {} : { parent_process: { pid: e.parentPid } }),
       // A process that is only being decided on has no pid yet; it gets an id of its own.
       ...(e.pid === undefined ? { uid: randomUUID() } : { pid: e.pid }),
     },
     ...(e.exitCode === undefined ? {} : { exit_code: e.exitCode }),
-    ...control(e.control),
+    ...ctl,
+    ...(e.unmapped === undefined
+      ? {}
+      : { unmapped: sortedKeys({ ...(ctl['unmapped'] as object | undefined), ...e.unmapped }) }),
   });
 }
 

@@ -3,6 +3,7 @@ import { parseStrictJson } from '../manifest/json.js';
 import { manifestDigest } from '../manifest/sign.js';
 import { createPdp, type Pdp } from '../policy/pdp.js';
 import type { Decision, PolicyRequest } from '../policy/types.js';
+import type { Manifest } from '../manifest/schema.js';
 import { loadGuardrailDir } from '../store/guardrails-dir.js';
 import { createFsPathResolver } from '../store/path-resolver.js';
 import { policyPaths } from '../store/policy-dir.js';
@@ -38,7 +39,7 @@ export const CHECK_EXIT = { allow: 0, deny: 1, ask: 10 } as const;
 export function buildPdp(
   io: CliIo,
   opts: CheckOptions,
-): { pdp: Pdp; signed: boolean; verified: boolean; ref: ManifestRef } {
+): { pdp: Pdp; signed: boolean; verified: boolean; ref: ManifestRef; manifest: Manifest } {
   let verified = false;
   if (opts.verify === true) {
     // Decide only under a manifest that passes every verification step (without recording it).
@@ -82,6 +83,7 @@ export function buildPdp(
     signed: source.signed,
     verified,
     ref: { agent: manifest.agentName, version: manifest.version, digest },
+    manifest,
   };
 }
 

@@ -31,6 +31,8 @@ import { runManifestSign } from './manifest-sign.js';
 import { runManifestVerify } from './manifest-verify.js';
 import { runProxy, type ProxyOptions } from './proxy.js';
 import { runRevoke } from './revoke.js';
+import { runDoctor } from './doctor.js';
+import { RUN_EXIT, runRun, type RunOptions } from './run.js';
 import { runTemplatesList, runTemplatesResolve } from './templates.js';
 
 export { VERSION };
@@ -427,6 +429,77 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
       }
     });
 
+  program
+    .command('run')
+    .description(
+      'run an agent inside the sandbox its signed manifest describes, with egress only through the governed proxy',
+    )
+    .requiredOption('--manifest <file>', 'signed manifest (verified before anything runs)')
+    .option(
+      '--agent-runtime <path>',
+      'executable or directory the agent itself needs (read and execute; audited; repeatable)',
+      collect,
+    )
+    .option('--max-processes <n>', 'RLIMIT_NPROC for the agent')
+    .option('--max-memory <size>', 'RLIMIT_AS for each process, e.g. 4G')
+    .option('--max-cpu-seconds <n>', 'RLIMIT_CPU for each process')
+    .option('--max-file-size <size>', 'RLIMIT_FSIZE, e.g. 1G')
+    .option(
+      '--resolve <name=addr>',
+      'egress proxy answers NAME with ADDR instead of DNS (repeatable)',
+      collect,
+    )
+    .option('--config <file>', 'ProxyConfig limits (default <policy-dir>/proxy.json if present)')
+    .option('--guardrails <dir>', 'guardrail directory (default <policy-dir>/guardrails)')
+    .option('--no-guardrails', 'do not apply org guardrails')
+    .option(
+      '--unsafe-no-sandbox',
+      'DEBUGGING ONLY: run without the sandbox (recorded in the audit log as such)',
+    )
+    .argument('<command...>', 'the agent command, after --')
+    .addHelpText(
+      'after',
+      `\nExit status: the agent's own, or ${RUN_EXIT.SETUP} (Cordon could not start the session), ${RUN_EXIT.NOT_RUNNABLE} (command not allowed), ${RUN_EXIT.NOT_FOUND} (command not found).\nSignals: SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGUSR2 are passed to the agent; SIGUSR1 quarantines the session.\nExamples:\n  cordon run --manifest coder.signed.json -- bash\n  cordon run --manifest coder.signed.json --agent-runtime /opt/claude -- /opt/claude/bin/claude`,
+    )
+    .action(async (command: string[], o: RunOptions) => {
+      const handlers: [NodeJS.Signals, () => void][] = [];
+      let handle: ((sig: NodeJS.Signals | 'quarantine') => void) | undefined;
+      for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'SIGUSR1'] as const) {
+        const h = (): void => handle?.(sig === 'SIGUSR1' ? 'quarantine' : sig);
+        process.on(sig, h);
+        handlers.push([sig, h]);
+      }
+      try {
+        setExit(
+          await runRun(io, { ...g(), ...o }, command, {
+            onStart: (fn) => {
+              handle = fn;
+            },
+          }),
+        );
+      } catch (e) {
+        if (!(e instanceof CordonError)) throw e;
+        io.stderr(renderError(e));
+        setExit(
+          e.code === 'COMMAND_NOT_FOUND'
+            ? RUN_EXIT.NOT_FOUND
+            : e.code === 'COMMAND_NOT_ALLOWED'
+              ? RUN_EXIT.NOT_RUNNABLE
+              : RUN_EXIT.SETUP,
+        );
+      } finally {
+        for (const [sig, h] of handlers) process.off(sig, h);
+      }
+    });
+
+  program
+    .command('doctor')
+    .description(
+      'check every sandbox layer (bubblewrap, user namespaces, Landlock, seccomp, helper)',
+    )
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }) => act(() => runDoctor(io, o)));
+
   const templates = program
     .command('templates')
     .description('built-in role templates and IdP group mapping');
@@ -459,11 +532,14 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
   const program = build(io, (c) => {
     code = c;
   });
+  // Words after `--` belong to the command `cordon run` starts, not to Cordon.
+  const dashes = argv.indexOf('--');
+  const own = dashes < 0 ? argv : argv.slice(0, dashes);
   const json =
-    argv.includes('--json') ||
-    argv.includes('--format=json') ||
-    (argv.includes('--format') &&
-      ['json', 'sarif'].includes(argv[argv.indexOf('--format') + 1] ?? ''));
+    own.includes('--json') ||
+    own.includes('--format=json') ||
+    (own.includes('--format') &&
+      ['json', 'sarif'].includes(own[own.indexOf('--format') + 1] ?? ''));
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return code;

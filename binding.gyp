@@ -1,0 +1,26 @@
+{
+  "targets": [
+    {
+      "target_name": "cordon-sandbox",
+      "type": "executable",
+      "conditions": [
+        [
+          "OS!='linux'",
+          { "type": "none" }
+        ]
+      ],
+      "sources": ["native/cordon-sandbox.c"],
+      "cflags": [
+        "-std=gnu11",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-fstack-protector-strong",
+        "-D_FORTIFY_SOURCE=2",
+        "-fPIE"
+      ],
+      "ldflags": ["-pie", "-Wl,-z,relro,-z,now"]
+    }
+  ]
+}

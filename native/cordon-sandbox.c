@@ -1,0 +1,585 @@
+/*
+ * cordon-sandbox: the first process inside Cordon's bubblewrap sandbox (pid 1 of its pid
+ * namespace). It finishes what bubblewrap cannot express, then runs the agent:
+ *
+ *   1. remounts every writable path noexec (the dynamic loader maps code with mmap, which
+ *      Landlock's EXECUTE right does not see; noexec stops PROT_EXEC mappings there too);
+ *   2. starts the egress bridge: TCP 127.0.0.1:PORT inside the sandbox's network namespace,
+ *      relayed to the egress proxy's Unix socket bound in from outside;
+ *   3. forks the agent, which drops every capability, sets no_new_privs and resource limits,
+ *      enters a Landlock domain (read / write / execute by path, signal and abstract-socket
+ *      scoping) and a seccomp filter, then execs the command;
+ *   4. stays as init: forwards signals to the agent's process group, hands it the terminal,
+ *      reaps orphans, and exits with the agent's status (the kernel then kills whatever is
+ *      left in the pid namespace).
+ *
+ * Any failure before exec is fatal (exit 125) with a message naming the step: there is no
+ * weaker mode. `cordon-sandbox --probe` prints what the kernel offers, for `cordon doctor`.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+/* Landlock UAPI, spelled out so the helper builds against older kernel headers. */
+struct ll_ruleset_attr {
+  uint64_t handled_access_fs;
+  uint64_t handled_access_net;
+  uint64_t scoped;
+};
+struct ll_path_beneath_attr {
+  uint64_t allowed_access;
+  int32_t parent_fd;
+} __attribute__((packed));
+#define LL_CREATE_RULESET_VERSION (1U << 0)
+#define LL_RULE_PATH_BENEATH 1
+#define LL_EXECUTE (1ULL << 0)
+#define LL_WRITE_FILE (1ULL << 1)
+#define LL_READ_FILE (1ULL << 2)
+#define LL_READ_DIR (1ULL << 3)
+#define LL_REMOVE_DIR (1ULL << 4)
+#define LL_REMOVE_FILE (1ULL << 5)
+#define LL_MAKE_CHAR (1ULL << 6)
+#define LL_MAKE_DIR (1ULL << 7)
+#define LL_MAKE_REG (1ULL << 8)
+#define LL_MAKE_SOCK (1ULL << 9)
+#define LL_MAKE_FIFO (1ULL << 10)
+#define LL_MAKE_BLOCK (1ULL << 11)
+#define LL_MAKE_SYM (1ULL << 12)
+#define LL_REFER (1ULL << 13)
+#define LL_TRUNCATE (1ULL << 14)
+#define LL_IOCTL_DEV (1ULL << 15)
+#define LL_SCOPE_ABSTRACT_UNIX_SOCKET (1ULL << 0)
+#define LL_SCOPE_SIGNAL (1ULL << 1)
+#ifndef __NR_landlock_create_ruleset
+#define __NR_landlock_create_ruleset 444
+#define __NR_landlock_add_rule 445
+#define __NR_landlock_restrict_self 446
+#endif
+
+#define MIN_LANDLOCK_ABI 1
+#define EXIT_SETUP 125
+
+#define MAX_RULES 4096
+enum rule_kind { RULE_LIST, RULE_READ, RULE_WRITE, RULE_EXEC, RULE_EXEC_TREE };
+struct rule {
+  enum rule_kind kind;
+  const char *path;
+};
+
+static struct rule rules[MAX_RULES];
+static int n_rules;
+static const char *noexec_paths[MAX_RULES];
+static int n_noexec;
+static int bridge_port = -1;
+static const char *bridge_socket;
+static int allow_unix = 0;
+static int status_fd = -1;
+static long long rl_nproc = -1, rl_as = -1, rl_cpu = -1, rl_fsize = -1, rl_nofile = -1;
+static volatile sig_atomic_t agent_pid = 0;
+
+static void die(const char *step, const char *what) {
+  int e = errno;
+  fprintf(stderr, "cordon-sandbox: %s: %s%s%s\n", step, what, e ? ": " : "", e ? strerror(e) : "");
+  if (status_fd >= 0) dprintf(status_fd, "{\"event\":\"setup-failed\",\"step\":\"%s\",\"errno\":%d}\n", step, e);
+  _exit(EXIT_SETUP);
+}
+
+static long ll_abi(void) {
+  return syscall(__NR_landlock_create_ruleset, NULL, 0, LL_CREATE_RULESET_VERSION);
+}
+
+static uint64_t fs_rights_for_abi(long abi) {
+  uint64_t all = LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_READ_DIR | LL_REMOVE_DIR |
+                 LL_REMOVE_FILE | LL_MAKE_CHAR | LL_MAKE_DIR | LL_MAKE_REG | LL_MAKE_SOCK |
+                 LL_MAKE_FIFO | LL_MAKE_BLOCK | LL_MAKE_SYM;
+  if (abi >= 2) all |= LL_REFER;
+  if (abi >= 3) all |= LL_TRUNCATE;
+  if (abi >= 5) all |= LL_IOCTL_DEV;
+  return all;
+}
+
+/* ---- seccomp ---------------------------------------------------------------------------- */
+
+#if defined(__x86_64__)
+#define SC_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define SC_ARCH AUDIT_ARCH_AARCH64
+#else
+#error "cordon-sandbox supports x86_64 and aarch64"
+#endif
+
+#define ARCH_NR_OFF (offsetof(struct seccomp_data, arch))
+#define NR_OFF (offsetof(struct seccomp_data, nr))
+#define ARG_LO(n) (offsetof(struct seccomp_data, args) + 8 * (n))
+#define ERRNO(e) (SECCOMP_RET_ERRNO | ((e) & SECCOMP_RET_DATA))
+
+/* System calls the agent never needs and that reach past the sandbox or the kernel's attack
+ * surface: debugging other processes, namespaces and mounts, kernel keyrings, eBPF, perf,
+ * io_uring (it bypasses seccomp for its own operations), module and kexec loading. */
+static const int denied_syscalls[] = {
+    __NR_ptrace, __NR_process_vm_readv, __NR_process_vm_writev, __NR_mount, __NR_umount2,
+    __NR_pivot_root, __NR_chroot, __NR_unshare, __NR_setns, __NR_bpf, __NR_perf_event_open,
+    __NR_keyctl, __NR_add_key, __NR_request_key, __NR_io_uring_setup, __NR_io_uring_enter,
+    __NR_io_uring_register, __NR_kexec_load, __NR_kexec_file_load, __NR_init_module,
+    __NR_finit_module, __NR_delete_module, __NR_open_by_handle_at, __NR_name_to_handle_at,
+    __NR_userfaultfd, __NR_swapon, __NR_swapoff, __NR_reboot, __NR_syslog, __NR_acct,
+    __NR_quotactl, __NR_move_mount, __NR_open_tree, __NR_fsopen, __NR_fsconfig, __NR_fsmount,
+    __NR_fspick, __NR_mount_setattr, __NR_pidfd_getfd, __NR_kcmp, __NR_lookup_dcookie,
+#ifdef __NR_iopl
+    __NR_iopl, __NR_ioperm,
+#endif
+#ifdef __NR_uselib
+    __NR_uselib,
+#endif
+#ifdef __NR_quotactl_fd
+    __NR_quotactl_fd,
+#endif
+};
+
+#define MAX_FILTER 256
+struct filter_buf {
+  struct sock_filter ins[MAX_FILTER];
+  unsigned short n;
+};
+
+static void emit(struct filter_buf *f, struct sock_filter s) {
+  if (f->n >= MAX_FILTER) {
+    errno = 0;
+    die("seccomp", "filter too long");
+  }
+  f->ins[f->n++] = s;
+}
+#define STMT(code, k) emit(&f, (struct sock_filter)BPF_STMT(code, k))
+#define JUMP(code, k, jt, jf) emit(&f, (struct sock_filter)BPF_JUMP(code, k, jt, jf))
+
+/* Deny `nr` when the low 32 bits of argument `arg` equal `value`. */
+static void deny_arg_eq(struct filter_buf *fp, int nr, int arg, uint32_t value, int err) {
+  struct filter_buf f = *fp;
+  JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 3);
+  STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(arg));
+  JUMP(BPF_JMP | BPF_JEQ | BPF_K, value, 0, 1);
+  STMT(BPF_RET | BPF_K, ERRNO(err));
+  STMT(BPF_LD | BPF_W | BPF_ABS, NR_OFF);
+  *fp = f;
+}
+
+/* Deny `nr` when argument `arg` has any bit of `mask` set. */
+static void deny_arg_mask(struct filter_buf *fp, int nr, int arg, uint32_t mask, int err) {
+  struct filter_buf f = *fp;
+  JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 3);
+  STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(arg));
+  JUMP(BPF_JMP | BPF_JSET | BPF_K, mask, 0, 1);
+  STMT(BPF_RET | BPF_K, ERRNO(err));
+  STMT(BPF_LD | BPF_W | BPF_ABS, NR_OFF);
+  *fp = f;
+}
+
+static void install_seccomp(int unix_sockets) {
+  struct filter_buf f = {.n = 0};
+  STMT(BPF_LD | BPF_W | BPF_ABS, ARCH_NR_OFF);
+  JUMP(BPF_JMP | BPF_JEQ | BPF_K, SC_ARCH, 1, 0);
+  STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
+  STMT(BPF_LD | BPF_W | BPF_ABS, NR_OFF);
+#if defined(__x86_64__)
+  /* x32 system calls reach the same kernel entry points under other numbers. */
+  JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000U, 0, 1);
+  STMT(BPF_RET | BPF_K, ERRNO(EPERM));
+#endif
+  for (size_t i = 0; i < sizeof denied_syscalls / sizeof denied_syscalls[0]; i++) {
+    JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)denied_syscalls[i], 0, 1);
+    STMT(BPF_RET | BPF_K, ERRNO(EPERM));
+  }
+  /* clone3 passes its flags in memory, which a filter cannot read: ENOSYS makes libc fall back
+   * to clone, whose flags are checked below. */
+  JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1);
+  STMT(BPF_RET | BPF_K, ERRNO(ENOSYS));
+  deny_arg_mask(&f, __NR_clone, 0,
+                CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC |
+                    CLONE_NEWUTS | CLONE_NEWCGROUP,
+                EPERM);
+  /* Faking terminal input (TIOCSTI) would type commands into the user's shell after exit. */
+  deny_arg_eq(&f, __NR_ioctl, 1, TIOCSTI, EPERM);
+  deny_arg_eq(&f, __NR_ioctl, 1, TIOCLINUX, EPERM);
+  deny_arg_eq(&f, __NR_socket, 0, AF_NETLINK, EAFNOSUPPORT);
+  deny_arg_eq(&f, __NR_socket, 0, AF_PACKET, EAFNOSUPPORT);
+  if (!unix_sockets) deny_arg_eq(&f, __NR_socket, 0, AF_UNIX, EAFNOSUPPORT);
+  STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+
+  struct sock_fprog prog = {.len = f.n, .filter = f.ins};
+  if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+    die("seccomp", "cannot install the system call filter");
+}
+
+/* ---- Landlock ---------------------------------------------------------------------------- */
+
+static void add_rule(int ruleset, const char *path, uint64_t access) {
+  int fd = open(path, O_PATH | O_CLOEXEC);
+  if (fd < 0) {
+    /* A grant whose path does not exist grants nothing; bubblewrap did not mount it either. */
+    if (errno == ENOENT) return;
+    die("landlock", path);
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0) die("landlock", path);
+  if (!S_ISDIR(st.st_mode))
+    access &= LL_EXECUTE | LL_WRITE_FILE | LL_READ_FILE | LL_TRUNCATE | LL_IOCTL_DEV;
+  struct ll_path_beneath_attr attr = {.allowed_access = access, .parent_fd = fd};
+  if (syscall(__NR_landlock_add_rule, ruleset, LL_RULE_PATH_BENEATH, &attr, 0) != 0)
+    die("landlock", path);
+  close(fd);
+}
+
+static void enter_landlock(void) {
+  long abi = ll_abi();
+  if (abi < MIN_LANDLOCK_ABI) die("landlock", "the kernel does not offer Landlock");
+  uint64_t handled = fs_rights_for_abi(abi);
+  struct ll_ruleset_attr attr = {.handled_access_fs = handled, .handled_access_net = 0, .scoped = 0};
+  size_t size = offsetof(struct ll_ruleset_attr, handled_access_net);
+  if (abi >= 4) size = offsetof(struct ll_ruleset_attr, scoped);
+  if (abi >= 6) {
+    attr.scoped = LL_SCOPE_SIGNAL | LL_SCOPE_ABSTRACT_UNIX_SOCKET;
+    size = sizeof attr;
+  }
+  int rs = (int)syscall(__NR_landlock_create_ruleset, &attr, size, 0);
+  if (rs < 0) die("landlock", "cannot create the ruleset");
+  const uint64_t read = LL_READ_FILE | LL_READ_DIR;
+  const uint64_t write = read | LL_WRITE_FILE | LL_REMOVE_DIR | LL_REMOVE_FILE | LL_MAKE_DIR |
+                         LL_MAKE_REG | LL_MAKE_SYM | LL_MAKE_FIFO | LL_MAKE_SOCK | LL_REFER |
+                         LL_TRUNCATE;
+  for (int i = 0; i < n_rules; i++) {
+    uint64_t a = 0;
+    switch (rules[i].kind) {
+      case RULE_LIST: a = LL_READ_DIR; break;
+      case RULE_READ: a = read; break;
+      case RULE_WRITE: a = write; break;
+      case RULE_EXEC: a = LL_EXECUTE | LL_READ_FILE; break;
+      case RULE_EXEC_TREE: a = LL_EXECUTE | read; break;
+    }
+    add_rule(rs, rules[i].path, a & handled);
+  }
+  /* Terminals and /dev/null are written to and configured with ioctls. */
+  add_rule(rs, "/dev", (read | LL_WRITE_FILE | LL_IOCTL_DEV) & handled);
+  if (syscall(__NR_landlock_restrict_self, rs, 0) != 0) die("landlock", "cannot enter the domain");
+  close(rs);
+}
+
+/* ---- capabilities, limits, mounts --------------------------------------------------------- */
+
+static void drop_capabilities(void) {
+  for (int c = 0; c <= 63; c++) {
+    if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) != 0 && errno != EINVAL) die("capabilities", "bounding set");
+  }
+  if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0) die("capabilities", "ambient set");
+  struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct d[2];
+  memset(d, 0, sizeof d);
+  if (syscall(SYS_capset, &h, d) != 0) die("capabilities", "capset");
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die("no_new_privs", "prctl");
+}
+
+static void set_limit(int resource, long long value, const char *name) {
+  if (value < 0) return;
+  struct rlimit r;
+  if (getrlimit(resource, &r) != 0) die("rlimit", name);
+  rlim_t v = (rlim_t)value;
+  if (r.rlim_max != RLIM_INFINITY && v > r.rlim_max) v = r.rlim_max;
+  r.rlim_cur = v;
+  r.rlim_max = v;
+  if (setrlimit(resource, &r) != 0) die("rlimit", name);
+}
+
+static void remount_noexec(const char *path) {
+  struct statvfs sv;
+  if (statvfs(path, &sv) != 0) {
+    if (errno == ENOENT) return;
+    die("noexec", path);
+  }
+  unsigned long flags = MS_REMOUNT | MS_BIND | MS_NOEXEC | MS_NOSUID | MS_NODEV;
+  if (sv.f_flag & ST_RDONLY) flags |= MS_RDONLY;
+  if (sv.f_flag & ST_NOATIME) flags |= MS_NOATIME;
+  if (sv.f_flag & ST_RELATIME) flags |= MS_RELATIME;
+  if (sv.f_flag & ST_NODIRATIME) flags |= MS_NODIRATIME;
+  if (mount(NULL, path, NULL, flags, NULL) != 0) die("noexec", path);
+}
+
+/* ---- egress bridge ------------------------------------------------------------------------ */
+
+static void relay(int a, int b) {
+  char buf[65536];
+  struct pollfd p[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
+  int open_dirs = 2;
+  while (open_dirs > 0) {
+    if (poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    for (int i = 0; i < 2; i++) {
+      if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      int from = i == 0 ? a : b, to = i == 0 ? b : a;
+      ssize_t n = read(from, buf, sizeof buf);
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) continue;
+        shutdown(to, SHUT_WR);
+        p[i].fd = -1;
+        open_dirs--;
+        continue;
+      }
+      for (ssize_t off = 0; off < n;) {
+        ssize_t w = write(to, buf + off, (size_t)(n - off));
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          return;
+        }
+        off += w;
+      }
+    }
+  }
+}
+
+static void run_bridge(int listener) {
+  struct sigaction sa = {.sa_handler = SIG_IGN, .sa_flags = SA_NOCLDWAIT};
+  sigaction(SIGCHLD, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  for (;;) {
+    int c = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      _exit(1);
+    }
+    pid_t p = fork();
+    if (p == 0) {
+      close(listener);
+      int u = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      struct sockaddr_un sa_un = {.sun_family = AF_UNIX};
+      strncpy(sa_un.sun_path, bridge_socket, sizeof sa_un.sun_path - 1);
+      if (u < 0 || connect(u, (struct sockaddr *)&sa_un, sizeof sa_un) != 0) _exit(1);
+      relay(c, u);
+      _exit(0);
+    }
+    close(c);
+  }
+}
+
+static int open_bridge_listener(void) {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (l < 0) die("bridge", "socket");
+  int one = 1;
+  setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)bridge_port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(l, (struct sockaddr *)&a, sizeof a) != 0) die("bridge", "bind 127.0.0.1");
+  if (listen(l, 128) != 0) die("bridge", "listen");
+  return l;
+}
+
+/* ---- init ------------------------------------------------------------------------------------ */
+
+static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGALRM};
+
+static void forward(int sig) {
+  if (agent_pid > 0) kill(-agent_pid, sig);
+}
+
+static int probe(void) {
+  long abi = ll_abi();
+  int seccomp_ok = prctl(PR_GET_SECCOMP, 0, 0, 0, 0) >= 0;
+  printf("{\"landlockAbi\":%ld,\"landlockErrno\":%d,\"seccomp\":%s,\"arch\":\"%s\"}\n", abi < 0 ? 0 : abi,
+         abi < 0 ? errno : 0, seccomp_ok ? "true" : "false",
+#if defined(__x86_64__)
+         "x86_64"
+#else
+         "aarch64"
+#endif
+  );
+  return 0;
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: cordon-sandbox [--list P] [--read P] [--write P] [--exec P] [--exec-tree P] [--noexec P]\n"
+          "         [--bridge PORT:SOCKET] [--allow-unix] [--status-fd FD] [--nproc N] [--as BYTES]\n"
+          "         [--cpu SECONDS] [--fsize BYTES] [--nofile N] -- COMMAND [ARGS...]\n"
+          "       cordon-sandbox --probe\n");
+  exit(2);
+}
+
+static long long parse_num(const char *s, const char *flag) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end || v < 0) {
+    fprintf(stderr, "cordon-sandbox: %s needs a non-negative integer, got \"%s\"\n", flag, s);
+    exit(2);
+  }
+  return v;
+}
+
+int main(int argc, char **argv) {
+  int i = 1;
+  for (; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--") == 0) {
+      i++;
+      break;
+    }
+    if (strcmp(a, "--probe") == 0) return probe();
+    if (strcmp(a, "--allow-unix") == 0) {
+      allow_unix = 1;
+      continue;
+    }
+    if (i + 1 >= argc) usage();
+    const char *v = argv[++i];
+    enum rule_kind kind = RULE_READ;
+    int is_rule = 1;
+    if (strcmp(a, "--list") == 0) kind = RULE_LIST;
+    else if (strcmp(a, "--read") == 0) kind = RULE_READ;
+    else if (strcmp(a, "--write") == 0) kind = RULE_WRITE;
+    else if (strcmp(a, "--exec") == 0) kind = RULE_EXEC;
+    else if (strcmp(a, "--exec-tree") == 0) kind = RULE_EXEC_TREE;
+    else is_rule = 0;
+    if (is_rule) {
+      if (n_rules >= MAX_RULES) usage();
+      rules[n_rules].kind = kind;
+      rules[n_rules++].path = v;
+    } else if (strcmp(a, "--noexec") == 0) {
+      if (n_noexec >= MAX_RULES) usage();
+      noexec_paths[n_noexec++] = v;
+    } else if (strcmp(a, "--bridge") == 0) {
+      const char *colon = strchr(v, ':');
+      if (colon == NULL) usage();
+      char port[8] = {0};
+      size_t len = (size_t)(colon - v);
+      if (len == 0 || len >= sizeof port) usage();
+      memcpy(port, v, len);
+      bridge_port = (int)parse_num(port, "--bridge");
+      if (bridge_port < 1 || bridge_port > 65535) usage();
+      bridge_socket = colon + 1;
+      if (strlen(bridge_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path)) usage();
+    } else if (strcmp(a, "--status-fd") == 0) {
+      status_fd = (int)parse_num(v, a);
+      if (fcntl(status_fd, F_SETFD, FD_CLOEXEC) != 0) die("status-fd", v);
+    } else if (strcmp(a, "--nproc") == 0) rl_nproc = parse_num(v, a);
+    else if (strcmp(a, "--as") == 0) rl_as = parse_num(v, a);
+    else if (strcmp(a, "--cpu") == 0) rl_cpu = parse_num(v, a);
+    else if (strcmp(a, "--fsize") == 0) rl_fsize = parse_num(v, a);
+    else if (strcmp(a, "--nofile") == 0) rl_nofile = parse_num(v, a);
+    else usage();
+  }
+  if (i >= argc) usage();
+  char **cmd = &argv[i];
+  if (getpid() != 1) {
+    errno = 0;
+    die("init", "must run as pid 1 of a new pid namespace (bwrap --unshare-pid --as-pid-1)");
+  }
+
+  for (int k = 0; k < n_noexec; k++) remount_noexec(noexec_paths[k]);
+
+  if (bridge_port > 0) {
+    int l = open_bridge_listener();
+    pid_t b = fork();
+    if (b < 0) die("bridge", "fork");
+    if (b == 0) {
+      drop_capabilities();
+      install_seccomp(1);
+      run_bridge(l);
+    }
+    close(l);
+  }
+
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  int tty = isatty(STDIN_FILENO) ? STDIN_FILENO : -1;
+  int sync_pipe[2];
+  if (pipe2(sync_pipe, O_CLOEXEC) != 0) die("init", "pipe");
+  pid_t child = fork();
+  if (child < 0) die("init", "fork");
+  if (child == 0) {
+    close(sync_pipe[1]);
+    setpgid(0, 0);
+    char go;
+    /* Wait until the parent has handed over the terminal. */
+    while (read(sync_pipe[0], &go, 1) < 0 && errno == EINTR) {}
+    close(sync_pipe[0]);
+    for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    set_limit(RLIMIT_NPROC, rl_nproc, "processes");
+    set_limit(RLIMIT_AS, rl_as, "address space");
+    set_limit(RLIMIT_CPU, rl_cpu, "cpu time");
+    set_limit(RLIMIT_FSIZE, rl_fsize, "file size");
+    set_limit(RLIMIT_NOFILE, rl_nofile, "open files");
+    set_limit(RLIMIT_CORE, 0, "core dumps");
+    drop_capabilities();
+    enter_landlock();
+    install_seccomp(allow_unix);
+    execv(cmd[0], cmd);
+    int e = errno;
+    fprintf(stderr, "cordon-sandbox: cannot run %s: %s\n", cmd[0], strerror(e));
+    if (status_fd >= 0) dprintf(status_fd, "{\"event\":\"exec-failed\",\"errno\":%d}\n", e);
+    _exit(e == ENOENT ? 127 : 126);
+  }
+  close(sync_pipe[0]);
+  setpgid(child, child);
+  agent_pid = child;
+  if (tty >= 0) tcsetpgrp(tty, child);
+  close(sync_pipe[1]);
+  if (status_fd >= 0) dprintf(status_fd, "{\"event\":\"started\",\"pid\":%d}\n", (int)child);
+
+  for (size_t k = 0; k < sizeof forwarded / sizeof forwarded[0]; k++) {
+    struct sigaction sa = {.sa_handler = forward, .sa_flags = SA_RESTART};
+    sigaction(forwarded[k], &sa, NULL);
+  }
+  sigset_t run_mask;
+  sigemptyset(&run_mask);
+  sigprocmask(SIG_SETMASK, &run_mask, NULL);
+
+  int status = 0;
+  for (;;) {
+    int st;
+    pid_t p = waitpid(-1, &st, 0);
+    if (p < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (p == child) {
+      status = st;
+      break;
+    }
+  }
+  agent_pid = 0;
+  if (tty >= 0) {
+    signal(SIGTTOU, SIG_IGN);
+    tcsetpgrp(tty, getpgrp());
+  }
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  if (status_fd >= 0)
+    dprintf(status_fd, "{\"event\":\"exited\",\"code\":%d,\"signal\":%d}\n", code,
+            WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  /* pid 1 leaving ends the namespace: the kernel kills every process the agent left behind. */
+  return code;
+}

@@ -1,0 +1,300 @@
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { realpathSync } from 'node:fs';
+import { constants } from 'node:os';
+import { isAbsolute, resolve as resolvePath, sep } from 'node:path';
+import { processActivityEvent } from '../audit/events.js';
+import { openDeviceLog } from '../audit/open.js';
+import { readProxyConfig } from '../egress/config.js';
+import { EgressProxy } from '../egress/proxy.js';
+import { parseResolveEntries, staticResolver, systemResolver } from '../egress/resolver.js';
+import { CordonError } from '../errors.js';
+import { launchPrerequisites, which } from '../sandbox/linux/doctor.js';
+import type { SandboxLimits } from '../sandbox/linux/plan.js';
+import { runSession, type SessionControl } from '../sandbox/launcher.js';
+import { buildPdp } from './check.js';
+import { resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+
+export interface RunOptions extends GlobalOptions {
+  manifest: string;
+  agentRuntime?: string[];
+  maxProcesses?: string;
+  maxMemory?: string;
+  maxCpuSeconds?: string;
+  maxFileSize?: string;
+  resolve?: string[];
+  config?: string;
+  guardrails?: string | false;
+  unsafeNoSandbox?: boolean;
+}
+
+/** Exit codes of `cordon run` itself; any other code is the agent's own. */
+export const RUN_EXIT = { SETUP: 125, NOT_RUNNABLE: 126, NOT_FOUND: 127 } as const;
+
+/** What the caller wires to process signals. */
+export interface RunControl {
+  /** Called once the session runs, with a function taking a signal name. */
+  readonly onStart: (handle: (sig: NodeJS.Signals | 'quarantine') => void) => void;
+}
+
+const SIZE = /^(\d+)([KMGT]?)i?B?$/i;
+
+/** `512M`, `2G`, `1048576` → bytes. */
+export function parseSize(text: string, flag: string): number {
+  const m = SIZE.exec(text.trim());
+  if (m === null)
+    throw usage(
+      `${flag} "${text}" is not a size`,
+      `e.g. ${flag} 2G (K, M, G, T are powers of 1024)`,
+    );
+  const mult = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[
+    (m[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'
+  ];
+  return Number(m[1]) * mult;
+}
+
+function parseCount(text: string, flag: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1)
+    throw usage(`${flag} "${text}" is not a positive whole number`, `e.g. ${flag} 512`);
+  return n;
+}
+
+/** argv[0] as an absolute real path: a path is taken as given, a bare name is looked up on PATH. */
+function resolveCommand(name: string, cwd: string, path: string): string {
+  const found = name.includes('/') ? resolvePath(cwd, name) : which(name, path);
+  if (found === undefined)
+    throw new CordonError('COMMAND_NOT_FOUND', `${name}: not found on PATH`, {
+      hint: 'give the command by its absolute path, or fix PATH',
+    });
+  try {
+    return realpathSync(found);
+  } catch {
+    throw new CordonError('COMMAND_NOT_FOUND', `${found}: no such file`, {
+      hint: 'give the path of an installed program',
+    });
+  }
+}
+
+function isWithin(child: string, parent: string): boolean {
+  return child === parent || child.startsWith(parent + sep);
+}
+
+/**
+ * `cordon run --manifest M -- CMD ARGS...`: verify the manifest, start the egress proxy, run
+ * CMD in the sandbox, and return its exit code. Fails closed: no sandbox, no run (unless
+ * `--unsafe-no-sandbox`, which is audited as such).
+ */
+export async function runRun(
+  io: CliIo,
+  opts: RunOptions,
+  command: readonly string[],
+  control: RunControl,
+): Promise<number> {
+  if (command.length === 0 || command[0] === undefined || command[0] === '')
+    throw usage('no command to run', 'e.g. cordon run --manifest agent.signed.json -- bash');
+  const limits: SandboxLimits = {
+    ...(opts.maxProcesses === undefined
+      ? {}
+      : { processes: parseCount(opts.maxProcesses, '--max-processes') }),
+    ...(opts.maxMemory === undefined
+      ? {}
+      : { memoryBytes: parseSize(opts.maxMemory, '--max-memory') }),
+    ...(opts.maxCpuSeconds === undefined
+      ? {}
+      : { cpuSeconds: parseCount(opts.maxCpuSeconds, '--max-cpu-seconds') }),
+    ...(opts.maxFileSize === undefined
+      ? {}
+      : { fileSizeBytes: parseSize(opts.maxFileSize, '--max-file-size') }),
+  };
+  const dirs = resolveDirs(io, opts);
+  const config = readProxyConfig(dirs.policyDir, opts.config);
+  const table = parseResolveEntries(opts.resolve ?? []);
+  const resolver =
+    Object.keys(table).length === 0 ? systemResolver() : staticResolver(table, systemResolver());
+  const cwd = process.cwd();
+  const argv0 = resolveCommand(command[0], cwd, io.env['PATH'] ?? '');
+  const runtimes = (opts.agentRuntime ?? []).map((r) => {
+    if (!isAbsolute(r))
+      throw usage(`--agent-runtime ${r} is not absolute`, 'give its absolute path');
+    try {
+      return realpathSync(r);
+    } catch {
+      throw usage(`--agent-runtime ${r}: no such file or directory`, 'give an installed runtime');
+    }
+  });
+
+  // Before anything runs: the sandbox must be installed, the manifest verified.
+  const prereq = opts.unsafeNoSandbox === true ? undefined : launchPrerequisites();
+  if (Array.isArray(prereq)) {
+    throw new CordonError(
+      'SANDBOX_UNAVAILABLE',
+      `the sandbox is incomplete: ${prereq.map((c) => `${c.id}: ${c.detail}`).join('; ')}`,
+      { hint: prereq.map((c) => c.fix).join('; ') },
+    );
+  }
+  const loaded = buildPdp(io, {
+    manifest: opts.manifest,
+    verify: true,
+    recordAcceptance: true,
+    ...(opts.policyDir === undefined ? {} : { policyDir: opts.policyDir }),
+    ...(opts.stateDir === undefined ? {} : { stateDir: opts.stateDir }),
+    ...(opts.guardrails === undefined ? {} : { guardrails: opts.guardrails }),
+  });
+  const opened = openDeviceLog(dirs);
+  const session = randomUUID();
+  const context = {
+    ...opened.context,
+    actor: { ...opened.context.actor, name: loaded.ref.agent, session },
+  };
+  const diag = (m: string): void => io.stderr(`cordon run: ${m}\n`);
+  try {
+    // The command itself is an exec decision: not allowed, not started.
+    const allowedByRuntime = runtimes.some((r) => isWithin(argv0, r));
+    const decision = loaded.pdp.decide({
+      kind: 'exec',
+      path: argv0,
+      argv: [argv0, ...command.slice(1)],
+    });
+    if (decision.effect !== 'allow' && !allowedByRuntime) {
+      await opened.log.append(
+        processActivityEvent(
+          { ...context, time: io.now().getTime() },
+          {
+            activity: 'launch',
+            path: argv0,
+            argv: command,
+            control: { decision, manifest: loaded.ref },
+          },
+        ),
+      );
+      throw new CordonError(
+        'COMMAND_NOT_ALLOWED',
+        `${argv0} is not in commandsAllowed: ${decision.reason}`,
+        {
+          hint: 'add it to commandsAllowed in the manifest, or pass the agent’s runtime with --agent-runtime',
+        },
+      );
+    }
+    if (opts.unsafeNoSandbox === true)
+      return await runUnsandboxed(io, argv0, command, control, {
+        loaded,
+        opened,
+        context,
+        config: config.limits,
+        resolver,
+      });
+    const result = await runSession(
+      {
+        id: session,
+        manifest: loaded.manifest,
+        manifestPath: resolvePath(opts.manifest),
+        ref: loaded.ref,
+        pdp: loaded.pdp,
+        audit: opened.log,
+        context,
+        stateDir: dirs.stateDir,
+        command: [argv0, ...command.slice(1)],
+        agentRuntimes: runtimes,
+        hidden: [dirs.policyDir, dirs.stateDir],
+        limits,
+        home: io.home,
+        cwd,
+        env: io.env,
+        bwrap: prereq?.bwrap ?? 'bwrap',
+        helper: prereq?.helper ?? '',
+        proxyLimits: config.limits,
+        resolver,
+        now: io.now,
+        onDiagnostic: diag,
+      },
+      (s: SessionControl) =>
+        control.onStart((sig) => {
+          if (sig === 'quarantine')
+            s.quarantine('quarantined by SIGUSR1 (cordon quarantine)').catch((e: unknown) =>
+              diag(`audit: ${(e as Error).message}`),
+            );
+          else s.signal(sig);
+        }),
+    );
+    if (result.quarantined) diag(`session ${session} was quarantined`);
+    return result.exitCode;
+  } finally {
+    await opened.log.close();
+  }
+}
+
+/** The debugging escape hatch: no sandbox at all, only the proxy variables. Audited loudly. */
+async function runUnsandboxed(
+  io: CliIo,
+  argv0: string,
+  command: readonly string[],
+  control: RunControl,
+  s: {
+    loaded: ReturnType<typeof buildPdp>;
+    opened: ReturnType<typeof openDeviceLog>;
+    context: ReturnType<typeof openDeviceLog>['context'];
+    config: ReturnType<typeof readProxyConfig>['limits'];
+    resolver: ReturnType<typeof systemResolver>;
+  },
+): Promise<number> {
+  io.stderr(
+    'cordon run: WARNING: --unsafe-no-sandbox: the agent runs with your full rights; only its proxy-aware traffic is governed. This is recorded in the audit log.\n',
+  );
+  await s.opened.log.append(
+    processActivityEvent(
+      { ...s.context, time: io.now().getTime() },
+      {
+        activity: 'launch',
+        path: argv0,
+        argv: command,
+        control: {
+          decision: {
+            effect: 'allow',
+            rule: '--unsafe-no-sandbox',
+            code: 'UNSAFE_NO_SANDBOX',
+            reason:
+              'started WITHOUT the sandbox (--unsafe-no-sandbox): files, commands and direct network access are not enforced',
+          },
+          manifest: s.loaded.ref,
+        },
+      },
+    ),
+  );
+  const proxy = await EgressProxy.start(
+    {
+      pdp: s.loaded.pdp,
+      manifest: s.loaded.ref,
+      audit: s.opened.log,
+      context: s.context,
+      resolver: s.resolver,
+      limits: s.config,
+    },
+    { host: '127.0.0.1', port: 0 },
+  );
+  try {
+    const url = proxy.url;
+    const env: NodeJS.ProcessEnv = { ...io.env, NO_PROXY: '', no_proxy: '' };
+    for (const k of ['HTTP_PROXY', 'HTTPS_PROXY', 'ALL_PROXY']) {
+      env[k] = url;
+      env[k.toLowerCase()] = url;
+    }
+    const child = spawn(argv0, command.slice(1), { stdio: 'inherit', env, argv0: command[0] });
+    control.onStart((sig) => child.kill(sig === 'quarantine' ? 'SIGKILL' : sig));
+    const code = await new Promise<number>((resolve) => {
+      child.on('error', () => resolve(RUN_EXIT.NOT_RUNNABLE));
+      child.on('close', (c, sig) =>
+        resolve(c ?? 128 + (sig === null ? 0 : constants.signals[sig])),
+      );
+    });
+    await s.opened.log.append(
+      processActivityEvent(
+        { ...s.context, time: io.now().getTime() },
+        { activity: 'terminate', path: argv0, argv: command, exitCode: code },
+      ),
+    );
+    return code;
+  } finally {
+    await proxy.close();
+  }
+}

@@ -1,0 +1,337 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { parseStrictJson } from '../manifest/json.js';
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { processActivityEvent, type EventContext, type ManifestRef } from '../audit/events.js';
+import type { AuditLog } from '../audit/log.js';
+import type { ProxyLimits } from '../egress/config.js';
+import { EgressProxy } from '../egress/proxy.js';
+import type { Resolver } from '../egress/resolver.js';
+import { CordonError } from '../errors.js';
+import type { Manifest } from '../manifest/schema.js';
+import type { Pdp } from '../policy/pdp.js';
+import { planSandbox, SANDBOX_HELPER, type SandboxLimits, type SandboxPlan } from './linux/plan.js';
+import { processTree } from './linux/procfs.js';
+import { removeSession, writeSession, type SessionRecord } from './sessions.js';
+
+export type SandboxErrorCode =
+  'SANDBOX_UNAVAILABLE' | 'SANDBOX_SETUP_FAILED' | 'COMMAND_NOT_FOUND' | 'COMMAND_NOT_ALLOWED';
+
+/** Signals `cordon run` passes on to the agent. */
+export const FORWARDED_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'] as const;
+
+export interface SessionOptions {
+  readonly id: string;
+  readonly manifest: Manifest;
+  readonly manifestPath: string;
+  readonly ref: ManifestRef;
+  readonly pdp: Pdp;
+  readonly audit: AuditLog;
+  /** Audit context; the actor's session is set to the session id. */
+  readonly context: EventContext;
+  readonly stateDir: string;
+  readonly command: readonly string[];
+  readonly agentRuntimes: readonly string[];
+  readonly hidden: readonly string[];
+  readonly limits: SandboxLimits;
+  readonly home: string;
+  readonly cwd: string;
+  readonly env: NodeJS.ProcessEnv;
+  readonly bwrap: string;
+  readonly helper: string;
+  readonly proxyLimits?: ProxyLimits;
+  readonly resolver?: Resolver;
+  readonly now: () => Date;
+  readonly onDiagnostic: (message: string) => void;
+  /** How often the process tree is sampled for the audit log and `cordon ps`. */
+  readonly sampleIntervalMs?: number;
+}
+
+export interface SessionResult {
+  readonly exitCode: number;
+  readonly signal?: number;
+  readonly quarantined: boolean;
+  readonly plan: SandboxPlan;
+}
+
+/** What the caller can do to a running session. */
+export interface SessionControl {
+  /** Pass a signal to the agent's process group. */
+  signal(sig: NodeJS.Signals): void;
+  /** Kill everything in the sandbox, deny all egress, and record why. */
+  quarantine(reason: string): Promise<void>;
+}
+
+// Processes sampled into the log per session; beyond this, one event says sampling stopped.
+const MAX_PROCESS_EVENTS = 1000;
+
+/**
+ * Run one agent session: the egress proxy on a private Unix socket, the sandbox from the
+ * manifest, the session's audit events, and complete cleanup when the agent exits.
+ */
+export async function runSession(
+  o: SessionOptions,
+  attach: (control: SessionControl) => void,
+): Promise<SessionResult> {
+  const runDir = mkdtempSync(join(tmpdir(), 'cordon-run-'));
+  chmodSync(runDir, 0o700);
+  const socket = join(runDir, 'egress.sock');
+  const ctx = (): EventContext => ({ ...o.context, time: o.now().getTime() });
+  let proxy: EgressProxy | undefined;
+  let child: ChildProcess | undefined;
+  let sampler: NodeJS.Timeout | undefined;
+  let record: SessionRecord | undefined;
+  try {
+    proxy = await EgressProxy.start(
+      {
+        pdp: o.pdp,
+        manifest: o.ref,
+        audit: o.audit,
+        context: o.context,
+        ...(o.resolver === undefined ? {} : { resolver: o.resolver }),
+        ...(o.proxyLimits === undefined ? {} : { limits: o.proxyLimits }),
+        onDiagnostic: o.onDiagnostic,
+      },
+      { path: socket },
+    );
+    const plan = planSandbox({
+      manifest: o.manifest,
+      home: o.home,
+      cwd: o.cwd,
+      command: o.command,
+      agentRuntimes: o.agentRuntimes,
+      hidden: o.hidden,
+      helperPath: o.helper,
+      egressSocket: socket,
+      parentEnv: o.env,
+      session: o.id,
+      limits: o.limits,
+    });
+    for (const w of plan.warnings) o.onDiagnostic(w);
+    const argv0 = o.command[0] ?? '';
+    // The launch is recorded before the agent runs: no audit record, no agent.
+    await o.audit.append(
+      processActivityEvent(ctx(), {
+        activity: 'launch',
+        path: argv0,
+        argv: o.command,
+        control: {
+          decision: {
+            effect: 'allow',
+            rule: 'sandbox',
+            code: 'SANDBOX_STARTED',
+            reason: `session ${o.id} started in the sandbox: ${plan.grants.length} grants mounted, ${plan.masked.length} paths masked, egress only through the proxy`,
+          },
+          manifest: o.ref,
+        },
+        unmapped: {
+          sandbox: {
+            agent_runtimes: [...o.agentRuntimes],
+            grants: plan.grants.map((g) => `${g.access} ${g.path}${g.widened ? ' (widened)' : ''}`),
+            masked: [...plan.masked],
+            warnings: [...plan.warnings],
+          },
+        },
+      }),
+    );
+
+    const started = o.now();
+    child = spawn(o.bwrap, plan.bwrapArgs as string[], {
+      env: plan.env,
+      stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe'],
+    });
+    const spawned = child;
+    const sandboxPid = await new Promise<number | undefined>((resolve) => {
+      let buf = '';
+      const status = spawned.stdio[3] as Readable;
+      status.setEncoding('utf8');
+      status.on('data', (d: string) => {
+        buf += d;
+        const m = /"child-pid"\s*:\s*(\d+)/.exec(buf);
+        if (m !== null) resolve(Number(m[1]));
+      });
+      status.on('end', () => resolve(undefined));
+      spawned.on('error', () => resolve(undefined));
+    });
+    const helperEvents: Record<string, unknown>[] = [];
+    const helperOut = spawned.stdio[4] as Readable;
+    helperOut.setEncoding('utf8');
+    let helperBuf = '';
+    helperOut.on('data', (d: string) => {
+      helperBuf += d;
+      let nl;
+      while ((nl = helperBuf.indexOf('\n')) >= 0) {
+        try {
+          helperEvents.push(parseStrictJson(helperBuf.slice(0, nl)) as Record<string, unknown>);
+        } catch {
+          // not a status line
+        }
+        helperBuf = helperBuf.slice(nl + 1);
+      }
+    });
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      spawned.on('close', (code, signal) => resolve({ code, signal })),
+    );
+
+    record = {
+      id: o.id,
+      agent: o.ref.agent,
+      manifestVersion: o.ref.version,
+      manifestDigest: o.ref.digest,
+      manifestPath: o.manifestPath,
+      command: o.command,
+      cordonPid: process.pid,
+      ...(sandboxPid === undefined ? {} : { sandboxPid }),
+      startedAt: started.toISOString(),
+      runDir,
+      bytesOut: 0,
+      bytesIn: 0,
+    };
+    writeSession(o.stateDir, record);
+
+    let quarantined = false;
+    const seen = new Set<number>();
+    let sampled = 0;
+    const sample = (): void => {
+      if (sandboxPid === undefined || proxy === undefined || record === undefined) return;
+      let bytesOut = 0;
+      let bytesIn = 0;
+      for (const d of proxy.stats().destinations.values()) {
+        bytesOut += d.bytesOut;
+        bytesIn += d.bytesIn;
+      }
+      if (bytesOut !== record.bytesOut || bytesIn !== record.bytesIn) {
+        record = { ...record, bytesOut, bytesIn };
+        writeSession(o.stateDir, record);
+      }
+      if (sampled > MAX_PROCESS_EVENTS) return;
+      // The sandbox's init and egress bridge are Cordon's own (the launch event covers them).
+      for (const p of processTree(sandboxPid)) {
+        if (p.pid === sandboxPid || p.exe === SANDBOX_HELPER || seen.has(p.pid)) continue;
+        seen.add(p.pid);
+        if (++sampled > MAX_PROCESS_EVENTS) {
+          o.onDiagnostic(`more than ${MAX_PROCESS_EVENTS} processes: sampling stopped`);
+          return;
+        }
+        o.audit
+          .append(
+            processActivityEvent(ctx(), {
+              activity: 'launch',
+              path: p.exe === '' ? (p.argv[0] ?? '') : p.exe,
+              argv: p.argv,
+              pid: p.pid,
+              parentPid: p.ppid,
+            }),
+          )
+          .catch((e: unknown) => o.onDiagnostic(`audit: ${(e as Error).message}`));
+      }
+    };
+    if (sandboxPid !== undefined) {
+      sample();
+      sampler = setInterval(sample, o.sampleIntervalMs ?? 1000);
+      sampler.unref();
+    }
+
+    attach({
+      signal: (sig) => {
+        if (sandboxPid !== undefined) {
+          try {
+            process.kill(sandboxPid, sig);
+          } catch {
+            // already gone
+          }
+        }
+      },
+      quarantine: async (reason) => {
+        if (quarantined) return;
+        quarantined = true;
+        proxy?.denyAll(reason);
+        if (sandboxPid !== undefined) {
+          try {
+            process.kill(sandboxPid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+        const at = o.now();
+        if (record !== undefined) {
+          record = { ...record, quarantinedAt: at.toISOString() };
+          writeSession(o.stateDir, record);
+        }
+        await o.audit.append(
+          processActivityEvent(ctx(), {
+            activity: 'terminate',
+            path: argv0,
+            argv: o.command,
+            ...(sandboxPid === undefined ? {} : { pid: sandboxPid }),
+            control: {
+              decision: { effect: 'deny', rule: 'quarantine', code: 'SESSION_QUARANTINED', reason },
+              manifest: o.ref,
+            },
+          }),
+        );
+      },
+    });
+
+    const { code, signal } = await exited;
+    // The helper reports `started` once it has forked the agent; without it, bubblewrap or the
+    // helper stopped during setup and the agent never ran.
+    const agentStarted = helperEvents.some(
+      (e) => e['event'] === 'started' || e['event'] === 'exec-failed',
+    );
+    if (
+      sandboxPid === undefined ||
+      (!agentStarted && !helperEvents.some((e) => e['event'] === 'setup-failed'))
+    ) {
+      throw new CordonError(
+        'SANDBOX_SETUP_FAILED',
+        `bubblewrap could not set up the sandbox (exit ${String(code ?? signal)})`,
+        { hint: 'run `cordon doctor` to see which layer is missing and how to fix it' },
+      );
+    }
+    const setup = helperEvents.find((e) => e['event'] === 'setup-failed');
+    if (setup !== undefined) {
+      throw new CordonError(
+        'SANDBOX_SETUP_FAILED',
+        `the sandbox helper failed at step "${String(setup['step'])}"`,
+        { hint: 'run `cordon doctor`; nothing ran outside the sandbox' },
+      );
+    }
+    const exitEvent = helperEvents.find((e) => e['event'] === 'exited');
+    const exitCode = code ?? 128;
+    const sig = typeof exitEvent?.['signal'] === 'number' ? exitEvent['signal'] : 0;
+    const execFailed = helperEvents.find((e) => e['event'] === 'exec-failed');
+    await o.audit.append(
+      processActivityEvent(ctx(), {
+        activity: 'terminate',
+        path: argv0,
+        argv: o.command,
+        pid: sandboxPid,
+        exitCode,
+        ...(execFailed === undefined
+          ? {}
+          : {
+              control: {
+                decision: {
+                  effect: 'deny',
+                  rule: 'sandbox',
+                  code: 'SANDBOX_EXEC_FAILED',
+                  reason: `the sandbox could not run ${argv0} (errno ${String(execFailed['errno'])})`,
+                },
+                manifest: o.ref,
+              },
+            }),
+      }),
+    );
+    return { exitCode, ...(sig === 0 ? {} : { signal: sig }), quarantined, plan };
+  } finally {
+    if (sampler !== undefined) clearInterval(sampler);
+    if (child !== undefined && child.exitCode === null && child.signalCode === null)
+      child.kill('SIGKILL');
+    await proxy?.close();
+    rmSync(runDir, { recursive: true, force: true });
+    if (record !== undefined) removeSession(o.stateDir, o.id);
+  }
+}

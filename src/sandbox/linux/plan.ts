@@ -1,0 +1,406 @@
+import { existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { join, resolve as resolvePath, sep } from 'node:path';
+import type { Manifest } from '../../manifest/schema.js';
+import { MANDATORY_DENIES } from '../../manifest/mandatory-denies.js';
+import { parsePathPattern } from '../../manifest/paths.js';
+import { execNeeds } from './elf.js';
+
+/** Where Cordon's own pieces appear inside the sandbox. */
+export const SANDBOX_RUN_DIR = '/run/cordon';
+export const SANDBOX_HELPER = `${SANDBOX_RUN_DIR}/sandbox`;
+export const SANDBOX_EGRESS_SOCKET = `${SANDBOX_RUN_DIR}/egress.sock`;
+/** The egress bridge's port on the sandbox's own loopback interface. */
+export const SANDBOX_PROXY_PORT = 3128;
+
+/** Resource limits applied to the agent (setrlimit); undefined leaves the host's value. */
+export interface SandboxLimits {
+  readonly processes?: number;
+  readonly memoryBytes?: number;
+  readonly cpuSeconds?: number;
+  readonly fileSizeBytes?: number;
+  readonly openFiles?: number;
+}
+
+export interface SandboxPlanInput {
+  readonly manifest: Manifest;
+  /** The user's real home directory (expands `~`). */
+  readonly home: string;
+  readonly cwd: string;
+  /** The command, argv[0] an absolute path. */
+  readonly command: readonly string[];
+  /** Extra executables or directories the agent's own runtime needs (`--agent-runtime`). */
+  readonly agentRuntimes: readonly string[];
+  /** Directories never visible inside (Cordon's policy and state). */
+  readonly hidden: readonly string[];
+  readonly helperPath: string;
+  /** Host path of the egress proxy's Unix socket. */
+  readonly egressSocket: string;
+  readonly parentEnv: NodeJS.ProcessEnv;
+  readonly session: string;
+  readonly limits: SandboxLimits;
+}
+
+/** A grant as mounted: where the manifest said, where it really is, and how it was mounted. */
+export interface MountedGrant {
+  readonly pattern: string;
+  readonly path: string;
+  readonly access: 'read' | 'write' | 'exec';
+  /** The mount is wider than the pattern (a glob below a directory grants the whole directory). */
+  readonly widened: boolean;
+}
+
+export interface SandboxPlan {
+  readonly bwrapArgs: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly grants: readonly MountedGrant[];
+  /** Paths masked inside grants: mandatory denies and Cordon's own directories. */
+  readonly masked: readonly string[];
+  /** Grants that could not be mounted, and other things the user should know. */
+  readonly warnings: readonly string[];
+  readonly cwd: string;
+}
+
+// Read-only system locations programs need to start: libraries, the loader, data files. The
+// directories of executables (/usr/bin, /bin, /usr/sbin, ...) are not among them: only the
+// allowed binaries are mounted there, so nothing else can even be handed to the loader.
+const SYSTEM_DIRS = ['/usr/lib', '/usr/lib64', '/usr/lib32', '/usr/libx32', '/usr/share'];
+const ROOT_LINKS = ['/bin', '/sbin', '/lib', '/lib64', '/lib32', '/libx32'];
+const LIB_ROOTS = new Set(['/lib', '/lib64', '/lib32', '/libx32']);
+// /etc holds secrets (shadow, sudoers, ssh host keys, credentials of services): only what
+// libc, TLS clients and terminals read is visible.
+const ETC_FILES = [
+  '/etc/ld.so.cache',
+  '/etc/ld.so.conf',
+  '/etc/ld.so.conf.d',
+  '/etc/nsswitch.conf',
+  '/etc/passwd',
+  '/etc/group',
+  '/etc/hosts',
+  '/etc/host.conf',
+  '/etc/gai.conf',
+  '/etc/localtime',
+  '/etc/timezone',
+  '/etc/ssl',
+  '/etc/ca-certificates',
+  '/etc/ca-certificates.conf',
+  '/etc/pki',
+  '/etc/crypto-policies',
+  '/etc/alternatives',
+  '/etc/mime.types',
+  '/etc/protocols',
+  '/etc/services',
+  '/etc/os-release',
+  '/etc/terminfo',
+  '/etc/inputrc',
+  '/etc/bash.bashrc',
+  '/etc/profile',
+  '/etc/locale.alias',
+  '/etc/locale.gen',
+  '/etc/magic',
+];
+// Environment variables passed through; everything else (tokens, keys, cloud credentials) is
+// dropped unless the manifest's `env` names it.
+const PASSED_ENV =
+  'PATH LANG LANGUAGE TERM COLORTERM TZ USER LOGNAME SHELL NO_COLOR FORCE_COLOR COLUMNS LINES'.split(
+    ' ',
+  );
+const PROXY_ENV = [
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'ALL_PROXY',
+  'http_proxy',
+  'https_proxy',
+  'all_proxy',
+];
+// Directories walked for git hooks inside writable grants: deep enough for a workspace of
+// repositories, bounded so a huge tree cannot stall the launch.
+const GIT_WALK_DEPTH = 4;
+const GIT_WALK_DIRS = 5000;
+
+function isWithin(child: string, parent: string): boolean {
+  return child === parent || child.startsWith(parent === '/' ? '/' : parent + sep);
+}
+
+function realOrUndefined(p: string): string | undefined {
+  try {
+    return realpathSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The part of a path pattern before its first glob, with `~` expanded. */
+function literalBase(pattern: string, home: string): { base: string; widened: boolean } {
+  const p = parsePathPattern(pattern);
+  const root = p.home ? home : '/';
+  const lit = p.segments.slice(0, p.literalDepth);
+  const rest = p.segments.slice(p.literalDepth);
+  // `dir/**` is exactly the directory; any other glob is narrower than the directory mounted.
+  const widened = rest.length > 0 && !(rest.length === 1 && rest[0] === '**');
+  return { base: join(root, ...lit), widened };
+}
+
+class ArgList {
+  readonly args: string[] = [];
+  add(...a: string[]): void {
+    this.args.push(...a);
+  }
+}
+
+/**
+ * Turn a manifest into a bubblewrap command line and the helper's Landlock grants. Paths are
+ * resolved to real paths now, at launch: what the agent later plants (symlinks, renames)
+ * cannot widen what was mounted.
+ */
+export function planSandbox(input: SandboxPlanInput): SandboxPlan {
+  const { manifest: m, home } = input;
+  const warnings: string[] = [];
+  const grants: MountedGrant[] = [];
+  const masked: string[] = [];
+  const b = new ArgList();
+  const helper: string[] = [];
+
+  b.add('--die-with-parent', '--unshare-all', '--unshare-user', '--hostname', 'cordon');
+  b.add('--as-pid-1', '--cap-add', 'CAP_SYS_ADMIN', '--json-status-fd', '3');
+  b.add('--tmpfs', '/');
+  // Directory listings of what is mounted; reading files needs a grant below.
+  helper.push('--list', '/');
+
+  for (const dir of SYSTEM_DIRS) {
+    if (existsSync(dir)) {
+      b.add('--ro-bind', dir, dir);
+      helper.push('--read', dir);
+    }
+  }
+  for (const link of ROOT_LINKS) {
+    let st;
+    try {
+      st = lstatSync(link);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) b.add('--symlink', readlinkSync(link), link);
+    else if (st.isDirectory() && LIB_ROOTS.has(link)) {
+      b.add('--ro-bind', link, link);
+      helper.push('--read', link);
+    }
+  }
+  for (const f of ETC_FILES) {
+    if (existsSync(f)) b.add('--ro-bind', f, f);
+  }
+  helper.push('--read', '/etc');
+  b.add('--dev', '/dev', '--proc', '/proc');
+  helper.push('--read', '/proc');
+  b.add('--tmpfs', '/tmp', '--tmpfs', '/var/tmp', '--tmpfs', home);
+  helper.push('--write', '/tmp', '--write', '/var/tmp', '--read', home);
+  helper.push('--noexec', '/tmp', '--noexec', '/var/tmp');
+
+  // Mandatory denies that this manifest has not lifted, expanded; Cordon's own directories
+  // can never be lifted.
+  const lifted = new Map(m.overrides.map((o) => [o.deny, o.access]));
+  const denies: { path: string; access: 'all' | 'write'; id: string }[] = [];
+  for (const d of MANDATORY_DENIES) {
+    const override = d.overridable ? lifted.get(d.id) : undefined;
+    if (override === 'write') continue;
+    const access = override === 'read' ? 'write' : d.access;
+    for (const raw of d.paths) {
+      if (raw.includes('*')) continue; // git hooks: found by walking writable grants below
+      const p = raw.startsWith('~') ? join(home, raw.slice(1)) : raw;
+      denies.push({ path: p, access, id: d.id });
+      const real = realOrUndefined(p);
+      if (real !== undefined && real !== p) denies.push({ path: real, access, id: d.id });
+    }
+  }
+  for (const h of input.hidden) {
+    denies.push({ path: resolvePath(h), access: 'all', id: 'cordon' });
+    const real = realOrUndefined(h);
+    if (real !== undefined) denies.push({ path: real, access: 'all', id: 'cordon' });
+  }
+
+  // Filesystem grants, parents before children so a deeper grant is mounted on top.
+  const fsGrants: {
+    pattern: string;
+    real: string;
+    asked: string;
+    write: boolean;
+    widened: boolean;
+  }[] = [];
+  const addGrants = (patterns: readonly string[], write: boolean): void => {
+    for (const pattern of patterns) {
+      const { base, widened } = literalBase(pattern, home);
+      const real = realOrUndefined(base);
+      if (real === undefined) {
+        warnings.push(`${pattern}: ${base} does not exist at launch; not mounted`);
+        continue;
+      }
+      const inside = denies.find((d) => d.access === 'all' && isWithin(real, d.path));
+      if (inside !== undefined) {
+        warnings.push(
+          `${pattern}: ${real} is inside the mandatory deny "${inside.id}"; not mounted`,
+        );
+        continue;
+      }
+      if (widened)
+        warnings.push(
+          `${pattern}: the sandbox mounts all of ${real} (globs below a directory are enforced by the policy decision point, not the kernel)`,
+        );
+      fsGrants.push({ pattern, real, asked: base, write, widened });
+    }
+  };
+  addGrants(m.readPaths, false);
+  addGrants(m.writePaths, true);
+  fsGrants.sort((a, x) => a.real.split(sep).length - x.real.split(sep).length);
+  for (const g of fsGrants) {
+    b.add(g.write ? '--bind' : '--ro-bind', g.real, g.real);
+    if (g.asked !== g.real && !isWithin(g.asked, g.real)) b.add('--symlink', g.real, g.asked);
+    helper.push(g.write ? '--write' : '--read', g.real);
+    if (g.write) helper.push('--noexec', g.real);
+    grants.push({
+      pattern: g.pattern,
+      path: g.real,
+      access: g.write ? 'write' : 'read',
+      widened: g.widened,
+    });
+  }
+
+  // Executables: each allowed binary at its real path (and at the path the manifest named),
+  // with the loader or script interpreter it needs.
+  const interpreters = new Set<string>();
+  const execs: { asked: string; real: string; pattern: string }[] = [];
+  for (const c of m.commandsAllowed) {
+    const real = realOrUndefined(c);
+    if (real === undefined) {
+      warnings.push(`${c}: not installed; not mounted`);
+      continue;
+    }
+    execs.push({ asked: c, real, pattern: c });
+  }
+  const runtimeDirs: string[] = [];
+  for (const r of input.agentRuntimes) {
+    const real = realOrUndefined(r);
+    if (real === undefined) throw new Error(`--agent-runtime ${r}: no such file or directory`);
+    if (statSync(real).isDirectory()) runtimeDirs.push(real);
+    else execs.push({ asked: resolvePath(r), real, pattern: `--agent-runtime ${r}` });
+  }
+  for (const e of execs) {
+    b.add('--ro-bind', e.real, e.real);
+    if (e.asked !== e.real) b.add('--symlink', e.real, e.asked);
+    helper.push('--exec', e.real);
+    grants.push({ pattern: e.pattern, path: e.real, access: 'exec', widened: false });
+    const needs = execNeeds(e.real);
+    if (needs.kind !== 'unknown' && needs.interpreter !== undefined) {
+      const ireal = realOrUndefined(needs.interpreter);
+      if (needs.kind === 'elf' && ireal !== undefined) interpreters.add(ireal);
+      else if (
+        needs.kind === 'script' &&
+        !execs.some((x) => x.real === ireal || x.asked === needs.interpreter)
+      )
+        warnings.push(
+          `${e.asked}: a script for ${needs.interpreter}, which is not allowed: it will not run`,
+        );
+    }
+  }
+  for (const dir of runtimeDirs) {
+    b.add('--ro-bind', dir, dir);
+    helper.push('--exec-tree', dir);
+    grants.push({ pattern: `--agent-runtime ${dir}`, path: dir, access: 'exec', widened: false });
+  }
+  for (const i of interpreters) helper.push('--exec', i);
+
+  // Masks, on top of everything: a mandatory deny inside a grant stays denied.
+  const visible = [...fsGrants.map((g) => g.real), ...runtimeDirs];
+  const mask = (path: string, access: 'all' | 'write'): void => {
+    let st;
+    try {
+      st = lstatSync(path);
+    } catch {
+      return;
+    }
+    if (masked.includes(path)) return;
+    if (access === 'write') {
+      // Reading is allowed; only writable grants need a read-only mount here.
+      if (!fsGrants.some((g) => g.write && isWithin(path, g.real))) return;
+      b.add('--ro-bind', path, path);
+    } else if (st.isDirectory()) {
+      b.add('--tmpfs', path, '--remount-ro', path);
+    } else {
+      b.add('--ro-bind', '/dev/null', path);
+    }
+    masked.push(path);
+  };
+  for (const d of denies) {
+    if (visible.some((v) => isWithin(d.path, v))) mask(d.path, d.access);
+  }
+  if (lifted.get('git-hooks') !== 'write') {
+    for (const g of fsGrants.filter((x) => x.write)) {
+      for (const repo of findGitDirs(g.real)) {
+        mask(join(repo, 'hooks'), 'write');
+        mask(join(repo, 'config'), 'write');
+      }
+    }
+  }
+
+  b.add('--dir', SANDBOX_RUN_DIR);
+  b.add('--ro-bind', input.helperPath, SANDBOX_HELPER);
+  b.add('--bind', input.egressSocket, SANDBOX_EGRESS_SOCKET);
+  helper.push('--bridge', `${SANDBOX_PROXY_PORT}:${SANDBOX_EGRESS_SOCKET}`);
+
+  const cwd = visible.some((v) => isWithin(input.cwd, v)) ? input.cwd : home;
+  b.add('--chdir', cwd);
+
+  const l = input.limits;
+  if (l.processes !== undefined) helper.push('--nproc', String(l.processes));
+  if (l.memoryBytes !== undefined) helper.push('--as', String(l.memoryBytes));
+  if (l.cpuSeconds !== undefined) helper.push('--cpu', String(l.cpuSeconds));
+  if (l.fileSizeBytes !== undefined) helper.push('--fsize', String(l.fileSizeBytes));
+  if (l.openFiles !== undefined) helper.push('--nofile', String(l.openFiles));
+  helper.push('--status-fd', '4');
+
+  const bwrapArgs = [...b.args, '--', SANDBOX_HELPER, ...helper, '--', ...input.command];
+  return { bwrapArgs, env: sandboxEnv(input), grants, masked, warnings, cwd };
+}
+
+/** `.git` directories inside `root`, breadth first, bounded in depth and count. */
+function findGitDirs(root: string): string[] {
+  const found: string[] = [];
+  let level = [root];
+  let seen = 0;
+  for (let depth = 0; depth <= GIT_WALK_DEPTH && level.length > 0; depth++) {
+    const next: string[] = [];
+    for (const dir of level) {
+      if (++seen > GIT_WALK_DIRS) return found;
+      let entries;
+      try {
+        entries = readdirSync(dir, { withFileTypes: true });
+      } catch {
+        continue;
+      }
+      for (const e of entries) {
+        if (!e.isDirectory()) continue;
+        const p = join(dir, e.name);
+        if (e.name === '.git') found.push(p);
+        else if (e.name !== 'node_modules') next.push(p);
+      }
+    }
+    level = next;
+  }
+  return found;
+}
+
+function sandboxEnv(input: SandboxPlanInput): Record<string, string> {
+  const env: Record<string, string> = {};
+  const parent = input.parentEnv;
+  for (const [k, v] of Object.entries(parent)) {
+    if (v === undefined) continue;
+    if (PASSED_ENV.includes(k) || k.startsWith('LC_') || input.manifest.env.includes(k)) env[k] = v;
+  }
+  const proxy = `http://127.0.0.1:${SANDBOX_PROXY_PORT}`;
+  for (const k of PROXY_ENV) env[k] = proxy;
+  env['NO_PROXY'] = '';
+  env['no_proxy'] = '';
+  env['HOME'] = input.home;
+  env['TMPDIR'] = '/tmp';
+  env['CORDON_SESSION'] = input.session;
+  env['PATH'] ??= '/usr/local/bin:/usr/bin:/bin';
+  return env;
+}

@@ -1,0 +1,117 @@
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+
+/** One process as /proc shows it to the host. */
+export interface ProcessInfo {
+  readonly pid: number;
+  readonly ppid: number;
+  readonly argv: readonly string[];
+  /** The executable as the process's own mount namespace names it ('' when unreadable). */
+  readonly exe: string;
+}
+
+function ppidOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(rest[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+function describe(pid: number, ppid: number): ProcessInfo {
+  let argv: string[] = [];
+  let exe = '';
+  try {
+    argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      .split('\0')
+      .filter((a) => a !== '');
+  } catch {
+    // the process is gone, or hidden from us
+  }
+  try {
+    exe = readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    // a kernel thread or a process that already exited
+  }
+  return { pid, ppid, argv, exe };
+}
+
+/** `root` and every process descending from it, parents before children. */
+export function processTree(root: number): ProcessInfo[] {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid <= 0) continue;
+    const ppid = ppidOf(pid);
+    if (ppid === undefined) continue;
+    const list = children.get(ppid);
+    if (list === undefined) children.set(ppid, [pid]);
+    else list.push(pid);
+  }
+  const rootPpid = ppidOf(root);
+  if (rootPpid === undefined) return [];
+  const out: ProcessInfo[] = [describe(root, rootPpid)];
+  for (let i = 0; i < out.length; i++) {
+    const parent = out[i];
+    if (parent === undefined) break;
+    for (const c of children.get(parent.pid) ?? []) out.push(describe(c, parent.pid));
+  }
+  return out;
+}
+
+/** Whether a process exists (and is not a zombie). */
+export function isAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+/** TCP connections open in the network namespace of `pid` (from /proc/PID/net/tcp{,6}). */
+export function tcpConnections(pid: number): { local: string; remote: string; state: string }[] {
+  // /proc/net/tcp state numbers 01..0B, in order (include/net/tcp_states.h).
+  const STATES =
+    'ESTABLISHED SYN-SENT SYN-RECV FIN-WAIT1 FIN-WAIT2 TIME-WAIT CLOSE CLOSE-WAIT LAST-ACK LISTEN CLOSING'.split(
+      ' ',
+    );
+  const out: { local: string; remote: string; state: string }[] = [];
+  for (const file of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/net/${file}`, 'latin1');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 4 || f[1] === undefined || f[2] === undefined || f[3] === undefined) continue;
+      out.push({
+        local: addr(f[1]),
+        remote: addr(f[2]),
+        state: STATES[parseInt(f[3], 16) - 1] ?? f[3],
+      });
+    }
+  }
+  return out;
+}
+
+function addr(hex: string): string {
+  const [ip = '', port = '0'] = hex.split(':');
+  const p = parseInt(port, 16);
+  if (ip.length === 8) {
+    const b = Buffer.from(ip, 'hex');
+    return `${b[3]}.${b[2]}.${b[1]}.${b[0]}:${p}`;
+  }
+  const words: string[] = [];
+  for (let i = 0; i < 32; i += 8) {
+    const w = Buffer.from(ip.slice(i, i + 8), 'hex')
+      .reverse()
+      .toString('hex');
+    words.push(w.slice(0, 4), w.slice(4));
+  }
+  return `[${words.join(':')}]:${p}`;
+}

@@ -1,0 +1,77 @@
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { parseStrictJson } from '../manifest/json.js';
+import { join } from 'node:path';
+import { isAlive } from './linux/procfs.js';
+
+/** What `cordon ps` and `cordon quarantine` know about a running session. */
+export interface SessionRecord {
+  readonly id: string;
+  readonly agent: string;
+  readonly manifestVersion: string;
+  readonly manifestDigest: string;
+  readonly manifestPath: string;
+  readonly command: readonly string[];
+  /** The `cordon run` process (it owns the egress proxy and the audit log). */
+  readonly cordonPid: number;
+  /** Host pid of the sandbox's init (pid 1 inside); killing it ends every process inside. */
+  readonly sandboxPid?: number;
+  readonly startedAt: string;
+  /** Private directory holding the egress socket; removed at exit. */
+  readonly runDir: string;
+  readonly bytesOut: number;
+  readonly bytesIn: number;
+  readonly quarantinedAt?: string;
+  readonly unsafeNoSandbox?: boolean;
+}
+
+export function sessionsDir(stateDir: string): string {
+  return join(stateDir, 'sessions');
+}
+
+/** Write atomically (rename), so a reader never sees half a record. */
+export function writeSession(stateDir: string, s: SessionRecord): void {
+  const dir = sessionsDir(stateDir);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const tmp = join(dir, `.${s.id}.${process.pid}.tmp`);
+  writeFileSync(tmp, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
+  renameSync(tmp, join(dir, `${s.id}.json`));
+}
+
+export function removeSession(stateDir: string, id: string): void {
+  rmSync(join(sessionsDir(stateDir), `${id}.json`), { force: true });
+}
+
+export function readSession(stateDir: string, id: string): SessionRecord | undefined {
+  try {
+    return parseStrictJson(
+      readFileSync(join(sessionsDir(stateDir), `${id}.json`), 'utf8'),
+    ) as unknown as SessionRecord;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Sessions whose `cordon run` is alive. Records left by a run that was killed outright
+ * (SIGKILL) are removed here, with the private directory they name.
+ */
+export function liveSessions(stateDir: string): SessionRecord[] {
+  let names: string[];
+  try {
+    names = readdirSync(sessionsDir(stateDir));
+  } catch {
+    return [];
+  }
+  const out: SessionRecord[] = [];
+  for (const name of names) {
+    if (!name.endsWith('.json') || name.startsWith('.')) continue;
+    const s = readSession(stateDir, name.slice(0, -5));
+    if (s === undefined) continue;
+    if (isAlive(s.cordonPid)) out.push(s);
+    else {
+      if (s.runDir.includes('cordon-run-')) rmSync(s.runDir, { recursive: true, force: true });
+      removeSession(stateDir, s.id);
+    }
+  }
+  return out.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+}

@@ -1,0 +1,135 @@
+import { spawn, spawnSync, type SpawnOptions } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'vitest';
+import { validManifest } from '../helpers.js';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const BIN = join(ROOT, 'dist/cli/main.js');
+const SOON = new Date(Date.now() + 300 * 86_400_000).toISOString().replace(/\.\d+Z$/, 'Z');
+
+export interface SandboxEnv {
+  /** Temporary root of everything below. */
+  readonly dir: string;
+  /** The user's home as the sandboxed session sees it (HOME). */
+  readonly home: string;
+  readonly cordonHome: string;
+  readonly env: Record<string, string>;
+  /** Test probe binary (test/sandbox/probe.c), outside every grant. */
+  readonly probe: string;
+  cordon(args: string[], opts?: SpawnOptions): Promise<RunResult>;
+  /** Sign a manifest built from these fields (version bumped each call). */
+  sign(fields: Record<string, unknown>): string;
+  /** Every audit event written so far. */
+  events(): Record<string, unknown>[];
+}
+
+export interface RunResult {
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** A fresh CORDON_HOME with a trusted signing key, a fake home with secrets, and the probe. */
+export function sandboxEnv(name: string): SandboxEnv {
+  const dir = mkdtempSync(join(tmpdir(), `cordon-${name}-`));
+  const home = join(dir, 'home');
+  const cordonHome = join(home, '.cordon');
+  mkdirSync(home, { recursive: true });
+  const env: Record<string, string> = {
+    PATH: '/usr/local/bin:/usr/bin:/bin',
+    HOME: home,
+    CORDON_HOME: cordonHome,
+    LANG: 'C.UTF-8',
+    SECRET_TOKEN: 'parent-secret-do-not-pass',
+    AWS_SECRET_ACCESS_KEY: 'parent-aws-secret',
+  };
+  const probe = join(dir, 'bin', 'probe');
+  mkdirSync(join(dir, 'bin'));
+  const cc = spawnSync('gcc', ['-O1', '-o', probe, join(ROOT, 'test/sandbox/probe.c')], {
+    encoding: 'utf8',
+  });
+  expect(cc.status, cc.stderr).toBe(0);
+  const sync = (args: string[]): void => {
+    const r = spawnSync(process.execPath, [BIN, ...args], { env, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+  };
+  sync(['init']);
+  sync(['keys', 'generate', '--name', 'sec']);
+  sync([
+    'keys',
+    'trust',
+    '--name',
+    'sec',
+    '--pub',
+    join(cordonHome, 'policy/keys/sec.pub'),
+    '--purpose',
+    'manifest',
+  ]);
+  let version = 0;
+  return {
+    dir,
+    home,
+    cordonHome,
+    env,
+    probe,
+    cordon: (args, opts = {}) => runCli(args, { env, ...opts }),
+    sign(fields) {
+      version++;
+      const file = join(dir, `m${version}.json`);
+      writeFileSync(
+        file,
+        JSON.stringify(
+          validManifest({
+            agentName: 'sandboxed',
+            version: `1.0.${version}`,
+            notAfter: SOON,
+            ...fields,
+          }),
+        ),
+      );
+      sync(['manifest', 'sign', file, '--key', join(cordonHome, 'policy/keys/sec.key')]);
+      return join(dir, `m${version}.signed.json`);
+    },
+    events() {
+      const segs = join(cordonHome, 'state/audit/segments');
+      const out: Record<string, unknown>[] = [];
+      for (const f of readdirSync(segs).sort()) {
+        for (const line of readFileSync(join(segs, f), 'utf8').split('\n')) {
+          if (line === '') continue;
+          out.push((JSON.parse(line) as { event: Record<string, unknown> }).event);
+        }
+      }
+      return out;
+    },
+  };
+}
+
+/** Run the CLI (or, with `script`, a script of its own given as args[0]) as a process. */
+export function runCli(args: string[], opts: SpawnOptions, script = false): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, script ? args : [BIN, ...args], {
+      ...opts,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}
+
+/** Lines `name result` printed by the probe, as a map. */
+export function probeResults(stdout: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const line of stdout.split('\n')) {
+    const [k, v] = line.split(' ');
+    if (k !== undefined && v !== undefined) out[k] = v;
+  }
+  return out;
+}

@@ -1,0 +1,80 @@
+/* Test probe run inside the sandbox: tries system calls an escaping agent would use and prints
+ * one line per attempt, "name ok" or "name errno-name". Built by the sandbox tests with gcc. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+static void report(const char *name, long r) {
+  if (r >= 0) printf("%s ok\n", name);
+  else printf("%s %s\n", name, strerrorname_np(errno));
+  fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+  (void)argc;
+  (void)argv;
+  pid_t child = fork();
+  if (child == 0) {
+    pause();
+    _exit(0);
+  }
+  report("ptrace-attach", ptrace(PTRACE_ATTACH, child, 0, 0));
+  report("ptrace-traceme", ptrace(PTRACE_TRACEME, 0, 0, 0));
+  struct iovec local = {0}, remote = {0};
+  report("process_vm_readv", syscall(SYS_process_vm_readv, child, &local, 1, &remote, 1, 0));
+  kill(child, SIGKILL);
+  waitpid(child, NULL, 0);
+  report("unshare-user", unshare(CLONE_NEWUSER));
+  report("unshare-net", unshare(CLONE_NEWNET));
+  long pid = syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0);
+  if (pid == 0) _exit(0);
+  if (pid > 0) waitpid((pid_t)pid, NULL, 0);
+  report("clone-newuser", pid);
+  struct clone_args ca;
+  memset(&ca, 0, sizeof ca);
+  ca.flags = CLONE_NEWUSER;
+  ca.exit_signal = SIGCHLD;
+  pid = syscall(SYS_clone3, &ca, sizeof ca);
+  if (pid == 0) _exit(0);
+  if (pid > 0) waitpid((pid_t)pid, NULL, 0);
+  report("clone3-newuser", pid);
+  report("mount", mount("none", "/tmp", "tmpfs", 0, NULL));
+  report("umount", umount2("/proc", MNT_DETACH));
+  report("pivot_root", syscall(SYS_pivot_root, "/tmp", "/tmp"));
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  report("bpf", syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr));
+  report("perf_event_open", syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0));
+  report("keyctl", syscall(SYS_keyctl, 0, 0, 0, 0, 0));
+  report("add_key", syscall(SYS_add_key, "user", "k", "v", 1, -3));
+  report("io_uring_setup", syscall(SYS_io_uring_setup, 8, NULL));
+  report("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0));
+  report("socket-unix", socket(AF_UNIX, SOCK_STREAM, 0));
+  report("socket-netlink", socket(AF_NETLINK, SOCK_RAW, 0));
+  report("socket-packet", socket(AF_PACKET, SOCK_RAW, 0));
+  report("socket-inet", socket(AF_INET, SOCK_STREAM, 0));
+  int sv[2];
+  report("socketpair-unix", socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+  char c = 'x';
+  int tty = open("/dev/tty", O_RDWR);
+  report("tiocsti", tty < 0 ? (errno = ENOTTY, -1) : ioctl(tty, TIOCSTI, &c));
+  report("kill-1", kill(1, 0));
+  if (argc > 1) report("kill-host", kill(atoi(argv[1]), 0));
+  return 0;
+}

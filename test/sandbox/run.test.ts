@@ -1,0 +1,407 @@
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  linkSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OCSF_DIR, OcsfSchema } from '../audit/ocsf-schema.js';
+import { startUpstreams, type Upstreams } from '../egress/harness.js';
+import { BIN, probeResults, sandboxEnv, type RunResult, type SandboxEnv } from './harness.js';
+
+let s: SandboxEnv;
+let up: Upstreams;
+let manifest: string;
+let outside: string;
+const KEY = '-----BEGIN OPENSSH PRIVATE KEY----- test key material';
+
+const run = (script: string, extra: string[] = []): Promise<RunResult> =>
+  s.cordon(['run', '--manifest', manifest, ...extra, '--', 'bash', '-c', script]);
+
+/** Outcome lines `name=exit-status` printed by a test script. */
+function statuses(out: string): Record<string, string> {
+  const r: Record<string, string> = {};
+  for (const m of out.matchAll(/^(\S+)=(\S*)$/gm)) r[m[1] ?? ''] = m[2] ?? '';
+  return r;
+}
+
+beforeAll(async () => {
+  s = sandboxEnv('run');
+  up = await startUpstreams(s.dir);
+  const h = s.home;
+  mkdirSync(join(h, '.ssh'));
+  writeFileSync(join(h, '.ssh/id_rsa'), KEY);
+  writeFileSync(join(h, '.bashrc'), '# rc\n');
+  mkdirSync(join(h, 'Work/out/repo/.git/hooks'), { recursive: true });
+  writeFileSync(join(h, 'Work/notes.txt'), 'notes\n');
+  writeFileSync(join(h, 'Work/out/repo/.git/hooks/pre-commit'), '#!/bin/sh\n');
+  symlinkSync(join(h, '.ssh/id_rsa'), join(h, 'Work/link-to-key'));
+  // Created before launch, as an attacker with earlier access could have done.
+  linkSync(join(h, '.ssh/id_rsa'), join(h, 'Work/hard-key'));
+  outside = join(s.dir, 'outside');
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'secret.txt'), 'outside\n');
+  manifest = s.sign({
+    // Home-wide reads are only for public-data agents (an org guardrail); masks are the point here.
+    dataClassification: 'public',
+    readPaths: ['~/**'],
+    writePaths: ['~/Work/out/**'],
+    networkScopes: [`http://127.0.0.1:${up.httpPort}`],
+    commandsAllowed: [
+      '/usr/bin/bash',
+      '/usr/bin/cat',
+      '/usr/bin/ls',
+      '/usr/bin/cp',
+      '/usr/bin/curl',
+      '/usr/bin/env',
+      '/usr/bin/getent',
+      '/usr/bin/unshare',
+      '/usr/bin/sleep',
+      s.probe,
+    ],
+  });
+});
+afterAll(async () => {
+  await up.close();
+  rmSync(s.dir, { recursive: true, force: true });
+});
+
+describe('cordon run: files', () => {
+  it('shows only the grants; mandatory denies, symlinks and /proc do not reach past them', async () => {
+    const h = s.home;
+    const r = await run(
+      [
+        `cat ${h}/.ssh/id_rsa; echo ssh=$?`,
+        `ls ${h}/.ssh; echo ssh_list=$?`,
+        `cat ${h}/Work/link-to-key; echo symlink=$?`,
+        `cat /proc/self/root${h}/.ssh/id_rsa; echo proc_self_root=$?`,
+        `cat /proc/1/root${h}/.ssh/id_rsa; echo proc_1_root=$?`,
+        `cat ${outside}/secret.txt; echo outside=$?`,
+        `cat ${s.cordonHome}/policy/trust.json; echo trust=$?`,
+        `ls ${s.cordonHome}/state/audit; echo audit_log=$?`,
+        `cat ${manifest}; echo manifest=$?`,
+        `cat ${h}/Work/notes.txt; echo granted_read=$?`,
+        `echo x > ${h}/Work/new.txt; echo write_read_only=$?`,
+        `echo x > ${h}/new-in-home.txt; echo write_home=$?`,
+        `echo x > ${h}/Work/out/new.txt; echo write_granted=$?`,
+        `echo x >> ${h}/.bashrc; echo bashrc=$?`,
+        `echo x >> ${h}/Work/out/repo/.git/hooks/pre-commit; echo git_hook=$?`,
+        `echo x > /tmp/scratch && cat /tmp/scratch >/dev/null; echo private_tmp=$?`,
+        `cat ${h}/Work/hard-key; r=$?; echo; echo hard_link=$r`,
+      ].join('\n'),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const st = statuses(r.stdout);
+    expect(st['ssh']).not.toBe('0');
+    expect(st['ssh_list']).toBe('0'); // an empty read-only tmpfs: the directory exists, empty
+    expect(st['symlink']).not.toBe('0');
+    expect(st['proc_self_root']).not.toBe('0');
+    expect(st['proc_1_root']).not.toBe('0');
+    expect(st['outside']).not.toBe('0');
+    expect(st['trust']).not.toBe('0');
+    expect(st['manifest']).not.toBe('0');
+    expect(st['granted_read']).toBe('0');
+    expect(st['write_read_only']).not.toBe('0');
+    expect(st['write_home']).not.toBe('0');
+    expect(st['write_granted']).toBe('0');
+    expect(st['bashrc']).not.toBe('0');
+    expect(st['git_hook']).not.toBe('0');
+    expect(st['private_tmp']).toBe('0');
+    // The audit log directory is masked by an empty tmpfs: nothing of it is visible.
+    expect(r.stdout).not.toMatch(/seg-\d+\.ndjson|checkpoints/);
+    // Honest limit: a hard link made before launch inside a grant is the same file.
+    expect(st['hard_link']).toBe('0');
+    expect(r.stdout).toContain(KEY);
+    expect(readFileSync(join(s.home, 'Work/out/new.txt'), 'utf8')).toBe('x\n');
+    expect(existsSync(join(s.home, 'Work/new.txt'))).toBe(false);
+    expect(readFileSync(join(s.home, '.bashrc'), 'utf8')).toBe('# rc\n');
+    expect(existsSync('/tmp/scratch')).toBe(false);
+    // Only the .ssh content above came from the hard link.
+    expect(r.stdout.split(KEY).length - 1).toBe(1);
+  });
+});
+
+describe('cordon run: execution', () => {
+  it('runs only allowed binaries: not copies, not through the loader, not from writable paths', async () => {
+    const h = s.home;
+    const hasAptMethod = existsSync('/usr/lib/apt/methods/http');
+    const r = await run(
+      [
+        `perl -e 1; echo perl=$?`,
+        `/usr/bin/perl -e 1; echo perl_path=$?`,
+        `/lib64/ld-linux-x86-64.so.2 /usr/bin/perl -e 1; echo loader_perl=$?`,
+        `cp /usr/bin/cat ${h}/Work/out/mycat; echo copy=$?`,
+        `${h}/Work/out/mycat /etc/hostname; echo copied_exec=$?`,
+        `/lib64/ld-linux-x86-64.so.2 ${h}/Work/out/mycat /etc/passwd >/dev/null; echo loader_copied=$?`,
+        `cp /usr/bin/cat /tmp/c; /tmp/c /etc/passwd >/dev/null; echo tmp_exec=$?`,
+        `/lib64/ld-linux-x86-64.so.2 /tmp/c /etc/passwd >/dev/null; echo loader_tmp=$?`,
+        hasAptMethod
+          ? `/usr/lib/apt/methods/http </dev/null; echo lib_exec=$?`
+          : 'echo lib_exec=126',
+        `cat /etc/passwd >/dev/null; echo allowed=$?`,
+      ].join('\n'),
+    );
+    const st = statuses(r.stdout);
+    expect(st['perl']).toBe('127');
+    expect(st['perl_path']).toBe('127');
+    expect(st['loader_perl']).not.toBe('0');
+    expect(st['copy']).toBe('0');
+    expect(st['copied_exec']).toBe('126');
+    expect(st['loader_copied']).not.toBe('0');
+    expect(r.stderr).toMatch(/failed to map segment/);
+    expect(st['tmp_exec']).toBe('126');
+    expect(st['loader_tmp']).not.toBe('0');
+    expect(st['lib_exec']).toBe('126');
+    expect(st['allowed']).toBe('0');
+  });
+
+  it('refuses a command outside commandsAllowed before starting it (126), with an audit event', async () => {
+    const r = await s.cordon(['run', '--manifest', manifest, '--', '/usr/bin/perl', '-e', '1']);
+    expect(r.code).toBe(126);
+    expect(r.stderr).toContain('COMMAND_NOT_ALLOWED');
+    const denied = s
+      .events()
+      .filter(
+        (e) =>
+          e['class_uid'] === 1007 &&
+          (e['process'] as { file?: { path?: string } }).file?.path === '/usr/bin/perl',
+      );
+    expect(denied.at(-1)?.['disposition']).toBe('Blocked');
+    const missing = await s.cordon(['run', '--manifest', manifest, '--', 'no-such-cmd']);
+    expect(missing.code).toBe(127);
+    expect(missing.stderr).toContain('COMMAND_NOT_FOUND');
+  });
+
+  it('denies escapes at the system-call layer', async () => {
+    const r = await s.cordon(['run', '--manifest', manifest, '--', s.probe, String(process.pid)]);
+    expect(r.code, r.stderr).toBe(0);
+    const p = probeResults(r.stdout);
+    for (const k of [
+      'ptrace-attach',
+      'ptrace-traceme',
+      'process_vm_readv',
+      'unshare-user',
+      'unshare-net',
+      'clone-newuser',
+      'mount',
+      'umount',
+      'pivot_root',
+      'bpf',
+      'perf_event_open',
+      'keyctl',
+      'add_key',
+      'io_uring_setup',
+      'kexec_load',
+    ])
+      expect(`${k} ${p[k]}`).toBe(`${k} EPERM`);
+    expect(p['clone3-newuser']).toBe('ENOSYS');
+    expect(p['socket-unix']).toBe('EAFNOSUPPORT');
+    expect(p['socket-netlink']).toBe('EAFNOSUPPORT');
+    expect(p['socket-packet']).toBe('EAFNOSUPPORT');
+    expect(p['socket-inet']).toBe('ok');
+    expect(p['socketpair-unix']).toBe('ok');
+    // The sandbox's init is outside the agent's Landlock domain; the host is another pid namespace.
+    expect(p['kill-1']).toBe('EPERM');
+    expect(p['kill-host']).toBe('ESRCH');
+    const u = await run('unshare -U true; echo unshare=$?');
+    expect(statuses(u.stdout)['unshare']).toBe('1');
+    expect(u.stderr).toMatch(/Operation not permitted/);
+  });
+});
+
+describe('cordon run: network', () => {
+  it('reaches granted hosts only through the proxy; nothing else leaves', async () => {
+    const url = `http://127.0.0.1:${up.httpPort}/`;
+    const r = await run(
+      [
+        `curl -s -o /dev/null -w 'allowed=%{http_code}\\n' ${url}`,
+        `curl -s -o /dev/null -w 'denied=%{http_code}\\n' http://not-granted.example/`,
+        `curl -s -o /dev/null -w 'metadata=%{http_code}\\n' http://169.254.169.254/latest/meta-data/`,
+        `curl -s -m 5 --noproxy '*' ${url} >/dev/null; echo noproxy_loopback=$?`,
+        `curl -s -m 5 --noproxy '*' http://93.184.216.34/ >/dev/null; echo noproxy_public=$?`,
+        `getent hosts example.com; echo dns=$?`,
+        `(echo x > /dev/udp/1.1.1.1/53) 2>/dev/null; echo udp=$?`,
+        `(echo x > /dev/tcp/1.1.1.1/443) 2>/dev/null; echo tcp=$?`,
+        'env',
+      ].join('\n'),
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const st = statuses(r.stdout);
+    expect(st['allowed']).toBe('200');
+    expect(st['denied']).toBe('403');
+    expect(st['metadata']).toBe('403');
+    expect(st['noproxy_loopback']).toBe('7');
+    expect(st['noproxy_public']).toBe('7');
+    expect(st['dns']).toBe('2');
+    expect(st['udp']).not.toBe('0');
+    expect(st['tcp']).not.toBe('0');
+    const proxy = 'http://127.0.0.1:3128';
+    for (const k of [
+      'HTTP_PROXY',
+      'HTTPS_PROXY',
+      'ALL_PROXY',
+      'http_proxy',
+      'https_proxy',
+      'all_proxy',
+    ])
+      expect(st[k]).toBe(proxy);
+    expect(st['NO_PROXY']).toBe('');
+    expect(st['no_proxy']).toBe('');
+    expect(st['HOME']).toBe(s.home);
+    expect(r.stdout).not.toContain('parent-secret');
+    expect(r.stdout).not.toContain('AWS_SECRET_ACCESS_KEY');
+
+    // The proxy's decisions are audit events of this session.
+    const events = s.events();
+    const launch = events
+      .filter((e) => e['class_uid'] === 1007 && e['status_code'] === 'SANDBOX_STARTED')
+      .at(-1);
+    const session = (launch?.['actor'] as { session: { uid: string } }).session.uid;
+    const http = events.filter(
+      (e) =>
+        e['class_uid'] === 4002 &&
+        (e['actor'] as { session?: { uid: string } }).session?.uid === session,
+    );
+    expect(http.map((e) => e['disposition'])).toEqual(['Allowed', 'Blocked', 'Blocked']);
+  });
+});
+
+describe('cordon run: the session', () => {
+  it('returns the exit code, records launch, processes and exit, and leaves nothing behind', async () => {
+    const before = readdirSync(tmpdir()).filter((f) => f.startsWith('cordon-run-')).length;
+    const r = await run('sleep 313 & sleep 1.5; exit 42');
+    expect(r.code, r.stderr).toBe(42);
+    expect(readdirSync(tmpdir()).filter((f) => f.startsWith('cordon-run-')).length).toBe(before);
+    expect(readdirSync(join(s.cordonHome, 'state/sessions'))).toEqual([]);
+    const left = spawnSync('pgrep', ['-f', 'sleep 313'], { encoding: 'utf8' });
+    expect(left.stdout.trim()).toBe('');
+    const events = s.events();
+    const launch = events.filter((e) => e['status_code'] === 'SANDBOX_STARTED').at(-1) ?? {};
+    const session = (launch['actor'] as { session: { uid: string } }).session.uid;
+    const mine = events.filter(
+      (e) => (e['actor'] as { session?: { uid: string } }).session?.uid === session,
+    );
+    const end = mine.find((e) => e['class_uid'] === 1007 && e['activity_id'] === 2);
+    expect(end?.['exit_code']).toBe(42);
+    // The sampled process tree names what ran inside.
+    const names = mine
+      .filter((e) => e['class_uid'] === 1007 && e['activity_id'] === 1)
+      .map((e) => (e['process'] as { cmd_line?: string }).cmd_line ?? '');
+    expect(names.some((n) => n.includes('sleep 313'))).toBe(true);
+    const unmapped = launch['unmapped'] as { sandbox: { grants: string[]; masked: string[] } };
+    expect(unmapped.sandbox.grants).toContain(`write ${s.home}/Work/out`);
+    expect(unmapped.sandbox.masked).toContain(`${s.home}/.ssh`);
+    const schema = new OcsfSchema(OCSF_DIR);
+    for (const e of mine) expect(schema.validate(e)).toEqual([]);
+  });
+
+  it('passes SIGTERM to the agent and returns its status', async () => {
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'run',
+        '--manifest',
+        manifest,
+        '--',
+        'bash',
+        '-c',
+        'trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 0.1; done',
+      ],
+      { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    await new Promise<void>((resolve) =>
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('ready')) resolve();
+      }),
+    );
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((resolve) =>
+      child.on('close', (c) => resolve(c)),
+    );
+    expect(out).toContain('got-term');
+    expect(code).toBe(7);
+  });
+
+  it('keeps a terminal a terminal (and denies TIOCSTI on it)', () => {
+    const cmd = `node ${BIN} run --manifest ${manifest} -- bash -c 'test -t 0 && test -t 1 && echo is-a-tty; ${s.probe}'`;
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { env: s.env, encoding: 'utf8' });
+    expect(r.stdout).toContain('is-a-tty');
+    expect(r.stdout).toMatch(/tiocsti EPERM/);
+  });
+
+  it('fails closed on a manifest that does not verify: nothing runs (125)', async () => {
+    const env = JSON.parse(readFileSync(manifest, 'utf8')) as { payload: string };
+    const m = JSON.parse(Buffer.from(env.payload, 'base64').toString()) as { readPaths: string[] };
+    m.readPaths = ['/'];
+    env.payload = Buffer.from(JSON.stringify(m)).toString('base64');
+    const tampered = join(s.dir, 'tampered.signed.json');
+    writeFileSync(tampered, JSON.stringify(env));
+    const marker = join(s.home, 'Work/out/ran');
+    const r = await s.cordon([
+      'run',
+      '--manifest',
+      tampered,
+      '--',
+      'bash',
+      '-c',
+      `echo > ${marker}`,
+    ]);
+    expect(r.code).toBe(125);
+    expect(r.stderr).toMatch(/SIGNATURE|verification failed/);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('--unsafe-no-sandbox runs unconfined, warns, and is audited as such', async () => {
+    const r = await s.cordon([
+      'run',
+      '--manifest',
+      manifest,
+      '--unsafe-no-sandbox',
+      '--',
+      'bash',
+      '-c',
+      `cat ${outside}/secret.txt; echo "proxy=$HTTP_PROXY"`,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/WARNING: --unsafe-no-sandbox/);
+    expect(r.stdout).toContain('outside');
+    expect(r.stdout).toMatch(/proxy=http:\/\/127\.0\.0\.1:\d+/);
+    const e = s.events().filter((x) => x['status_code'] === 'UNSAFE_NO_SANDBOX');
+    expect(e.length).toBe(1);
+  });
+});
+
+describe('cordon doctor', () => {
+  it('reports every layer working on this machine', () => {
+    const r = spawnSync(process.execPath, [BIN, 'doctor', '--json'], {
+      env: s.env,
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout) as {
+      ok: boolean;
+      checks: { id: string; ok: boolean }[];
+      landlockAbi: number;
+    };
+    expect(j.ok).toBe(true);
+    expect(j.checks.map((c) => c.id)).toEqual([
+      'bubblewrap',
+      'userns',
+      'helper',
+      'sandbox',
+      'landlock',
+      'seccomp',
+    ]);
+    expect(j.landlockAbi).toBeGreaterThanOrEqual(3);
+  });
+});
