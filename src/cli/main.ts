@@ -32,6 +32,8 @@ import { runManifestVerify } from './manifest-verify.js';
 import { runProxy, type ProxyOptions } from './proxy.js';
 import { runRevoke } from './revoke.js';
 import { runDoctor } from './doctor.js';
+import { runPs } from './ps.js';
+import { runQuarantine, type QuarantineOptions } from './quarantine.js';
 import { RUN_EXIT, runRun, type RunOptions } from './run.js';
 import { runTemplatesList, runTemplatesResolve } from './templates.js';
 
@@ -491,6 +493,26 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
         for (const [sig, h] of handlers) process.off(sig, h);
       }
     });
+
+  program
+    .command('ps')
+    .description(
+      'list the agent sessions `cordon run` is running: manifest, pid, uptime, bytes out',
+    )
+    .option('--json', 'machine-readable output')
+    .action((o: { json?: boolean }) => act(() => runPs(io, { ...g(), ...o })));
+
+  program
+    .command('quarantine [session]')
+    .description(
+      'kill a session’s processes, deny all its egress, and write an evidence bundle (tar.gz + SHA-256)',
+    )
+    .option('--all', 'every running session')
+    .option('--out <dir>', 'where evidence bundles go (default <state-dir>/evidence)')
+    .option('--json', 'machine-readable output')
+    .action(async (id: string | undefined, o: QuarantineOptions) =>
+      setExit(await runQuarantine(io, id, { ...g(), ...o })),
+    );
 
   program
     .command('doctor')

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { processActivityEvent, type EventContext, type ManifestRef } from '../audit/events.js';
 import type { AuditLog } from '../audit/log.js';
+import { logHead } from '../audit/reader.js';
+import { auditPaths } from '../audit/store.js';
 import type { ProxyLimits } from '../egress/config.js';
 import { EgressProxy } from '../egress/proxy.js';
 import type { Resolver } from '../egress/resolver.js';
@@ -111,6 +113,7 @@ export async function runSession(
     });
     for (const w of plan.warnings) o.onDiagnostic(w);
     const argv0 = o.command[0] ?? '';
+    const auditSeqAtStart = logHead(auditPaths(o.stateDir)).seq + 1;
     // The launch is recorded before the agent runs: no audit record, no agent.
     await o.audit.append(
       processActivityEvent(ctx(), {
@@ -186,6 +189,7 @@ export async function runSession(
       ...(sandboxPid === undefined ? {} : { sandboxPid }),
       startedAt: started.toISOString(),
       runDir,
+      auditSeqAtStart,
       bytesOut: 0,
       bytesIn: 0,
     };

@@ -18,6 +18,8 @@ export interface SessionRecord {
   readonly startedAt: string;
   /** Private directory holding the egress socket; removed at exit. */
   readonly runDir: string;
+  /** Sequence number of the first audit record of the session. */
+  readonly auditSeqAtStart?: number;
   readonly bytesOut: number;
   readonly bytesIn: number;
   readonly quarantinedAt?: string;

@@ -1,0 +1,46 @@
+import { liveSessions } from '../sandbox/sessions.js';
+import { EXIT, printJson, resolveDirs, type CliIo, type GlobalOptions } from './context.js';
+
+function duration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+function bytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 ** 2) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 ** 3) return `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return `${(n / 1024 ** 3).toFixed(2)} GiB`;
+}
+
+/** `cordon ps`: the sessions `cordon run` is running on this machine. */
+export function runPs(io: CliIo, opts: GlobalOptions & { json?: boolean }): number {
+  const sessions = liveSessions(resolveDirs(io, opts).stateDir);
+  if (opts.json === true) {
+    printJson(io, sessions);
+    return EXIT.OK;
+  }
+  if (sessions.length === 0) {
+    io.stdout('no sessions running\n');
+    return EXIT.OK;
+  }
+  const now = io.now().getTime();
+  const rows = sessions.map((s) => [
+    s.id,
+    `${s.agent}@${s.manifestVersion}`,
+    String(s.sandboxPid ?? '-'),
+    duration(now - Date.parse(s.startedAt)),
+    bytes(s.bytesOut),
+    s.quarantinedAt === undefined ? 'running' : 'QUARANTINED',
+    s.command.join(' ').slice(0, 60),
+  ]);
+  const head = ['SESSION', 'MANIFEST', 'PID', 'UPTIME', 'BYTES OUT', 'STATE', 'COMMAND'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  for (const r of [head, ...rows])
+    io.stdout(
+      r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ') + '\n',
+    );
+  return EXIT.OK;
+}

@@ -1,0 +1,111 @@
+import { join } from 'node:path';
+import { CordonError } from '../errors.js';
+import { writeEvidenceBundle } from '../sandbox/evidence.js';
+import { isAlive, processTree, tcpConnections } from '../sandbox/linux/procfs.js';
+import { liveSessions, readSession, type SessionRecord } from '../sandbox/sessions.js';
+import { EXIT, printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+
+export interface QuarantineOptions extends GlobalOptions {
+  all?: boolean;
+  out?: string;
+  json?: boolean;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = performance.now() + ms;
+  while (!cond()) {
+    if (performance.now() > end) return false;
+    await sleep(1);
+  }
+  return true;
+}
+
+/**
+ * `cordon quarantine SESSION | --all`: kill the session's whole process tree, switch its egress
+ * proxy to deny-all, mark it quarantined, and write an evidence bundle. Prints the time from the
+ * command to containment (no process left in the sandbox, egress denied).
+ */
+export async function runQuarantine(
+  io: CliIo,
+  id: string | undefined,
+  opts: QuarantineOptions,
+): Promise<number> {
+  if ((id === undefined) === (opts.all !== true))
+    throw usage('name one SESSION or give --all', 'see `cordon ps` for session ids');
+  const t0 = performance.now();
+  const { stateDir } = resolveDirs(io, opts);
+  let targets: SessionRecord[];
+  if (id !== undefined) {
+    const s = readSession(stateDir, id);
+    if (s === undefined || !isAlive(s.cordonPid))
+      throw new CordonError('SESSION_NOT_FOUND', `no running session ${id}`, {
+        hint: 'see `cordon ps` for running sessions',
+      });
+    targets = [s];
+  } else targets = liveSessions(stateDir);
+  const results: Record<string, unknown>[] = [];
+  let failed = false;
+  for (const s of targets) {
+    // What was running and connected at this moment, before anything is touched.
+    const processes = s.sandboxPid === undefined ? [] : processTree(s.sandboxPid);
+    const connections = s.sandboxPid === undefined ? [] : tcpConnections(s.sandboxPid);
+    // The sandbox's init is pid 1 of its namespace: killing it kills every process inside.
+    if (s.sandboxPid !== undefined) {
+      try {
+        process.kill(s.sandboxPid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    // The session's own process switches its proxy to deny-all and records the quarantine.
+    try {
+      process.kill(s.cordonPid, 'SIGUSR1');
+    } catch {
+      // it exited meanwhile
+    }
+    const sandboxGone = await until(
+      () => s.sandboxPid === undefined || !isAlive(s.sandboxPid),
+      5000,
+    );
+    const denied = await until(
+      () => readSession(stateDir, s.id)?.quarantinedAt !== undefined || !isAlive(s.cordonPid),
+      5000,
+    );
+    const containmentMs = performance.now() - t0;
+    const quarantinedAt = readSession(stateDir, s.id)?.quarantinedAt ?? io.now().toISOString();
+    // The evidence waits for `cordon run` to write its last records and exit.
+    await until(() => !isAlive(s.cordonPid), 10_000);
+    const bundle = writeEvidenceBundle({
+      session: s,
+      stateDir,
+      processes,
+      connections,
+      quarantinedAt,
+      containmentMs,
+      outDir: opts.out ?? join(stateDir, 'evidence'),
+    });
+    const ok = sandboxGone && denied;
+    failed ||= !ok;
+    results.push({
+      session: s.id,
+      agent: s.agent,
+      contained: ok,
+      containmentMs: Number(containmentMs.toFixed(1)),
+      processesKilled: processes.length,
+      evidence: bundle.path,
+      evidenceSha256: bundle.sha256,
+      auditRecords: bundle.records,
+    });
+    if (opts.json !== true)
+      io.stdout(
+        ok
+          ? `quarantined ${s.id} (${s.agent}): ${processes.length} processes killed, egress denied, contained in ${containmentMs.toFixed(1)} ms\n  evidence ${bundle.path}\n  sha256   ${bundle.sha256}\n`
+          : `quarantine of ${s.id} is INCOMPLETE: ${sandboxGone ? '' : 'processes still running; '}${denied ? '' : 'the session did not confirm deny-all'}\n  evidence ${bundle.path}\n`,
+      );
+  }
+  if (opts.json === true) printJson(io, results);
+  else if (targets.length === 0) io.stdout('no sessions running\n');
+  return failed ? EXIT.INVALID : EXIT.OK;
+}

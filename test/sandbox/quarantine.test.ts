@@ -1,0 +1,150 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startUpstreams, type Upstreams } from '../egress/harness.js';
+import { BIN, sandboxEnv, type SandboxEnv } from './harness.js';
+
+let s: SandboxEnv;
+let up: Upstreams;
+beforeAll(async () => {
+  s = sandboxEnv('quarantine');
+  up = await startUpstreams(s.dir);
+});
+afterAll(async () => {
+  await up.close();
+  rmSync(s.dir, { recursive: true, force: true });
+});
+
+describe('cordon ps and cordon quarantine', () => {
+  it('lists the session, then kills its tree, denies its egress and writes verifiable evidence', async () => {
+    const manifest = s.sign({
+      networkScopes: [`http://127.0.0.1:${up.httpPort}`],
+      commandsAllowed: ['/usr/bin/bash', '/usr/bin/sleep', '/usr/bin/curl'],
+    });
+    const url = `http://127.0.0.1:${up.httpPort}/`;
+    const child = spawn(
+      process.execPath,
+      [
+        BIN,
+        'run',
+        '--manifest',
+        manifest,
+        '--',
+        'bash',
+        '-c',
+        `sleep 317 & curl -s -o /dev/null -w 'first=%{http_code}\\n' ${url}; echo ready; wait`,
+      ],
+      { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    await new Promise<void>((resolve) =>
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('ready')) resolve();
+      }),
+    );
+    expect(out).toContain('first=200');
+    const exited = new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+
+    const ps = spawnSync(process.execPath, [BIN, 'ps', '--json'], { env: s.env, encoding: 'utf8' });
+    expect(ps.status, ps.stderr).toBe(0);
+    const sessions = JSON.parse(ps.stdout) as {
+      id: string;
+      agent: string;
+      sandboxPid: number;
+      bytesOut: number;
+    }[];
+    expect(sessions.length).toBe(1);
+    const session = sessions[0];
+    if (session === undefined) throw new Error('no session');
+    expect(session.agent).toBe('sandboxed');
+    const table = spawnSync(process.execPath, [BIN, 'ps'], { env: s.env, encoding: 'utf8' });
+    expect(table.stdout).toMatch(
+      new RegExp(`${session.id}\\s+sandboxed@1\\.0\\.\\d+\\s+${session.sandboxPid}`),
+    );
+
+    const evidenceDir = join(s.dir, 'evidence');
+    const q = spawnSync(
+      process.execPath,
+      [BIN, 'quarantine', session.id, '--out', evidenceDir, '--json'],
+      { env: s.env, encoding: 'utf8' },
+    );
+    expect(q.status, q.stderr + q.stdout).toBe(0);
+    const [result] = JSON.parse(q.stdout) as {
+      contained: boolean;
+      containmentMs: number;
+      processesKilled: number;
+      evidence: string;
+      evidenceSha256: string;
+    }[];
+    expect(result?.contained).toBe(true);
+    expect(result?.processesKilled).toBeGreaterThanOrEqual(3); // init, bash, sleep (+ bridge)
+    expect(await exited).not.toBe(0);
+    expect(err).toMatch(/was quarantined/);
+    expect(spawnSync('pgrep', ['-f', 'sleep 317'], { encoding: 'utf8' }).stdout.trim()).toBe('');
+
+    // The bundle: a valid tar.gz whose files match its SHA256SUMS, holding a contiguous slice
+    // of the audit hash chain with this session's launch and quarantine in it.
+    const evidence = result?.evidence ?? '';
+    const sum = spawnSync('sha256sum', [evidence], { encoding: 'utf8' }).stdout.split(' ')[0];
+    expect(sum).toBe(result?.evidenceSha256);
+    const x = join(s.dir, 'x');
+    mkdirSync(x);
+    expect(spawnSync('tar', ['-xzf', evidence, '-C', x]).status).toBe(0);
+    const check = spawnSync('sha256sum', ['-c', 'SHA256SUMS'], { cwd: x, encoding: 'utf8' });
+    expect(check.status, check.stdout).toBe(0);
+    expect(check.stdout.match(/: OK/g)?.length).toBe(6);
+    const records = readFileSync(join(x, 'audit-records.ndjson'), 'utf8')
+      .trim()
+      .split('\n')
+      .map(
+        (l) =>
+          JSON.parse(l) as {
+            seq: number;
+            prev: string;
+            hash: string;
+            event: Record<string, unknown>;
+          },
+      );
+    for (let i = 1; i < records.length; i++) {
+      expect(records[i]?.seq).toBe((records[i - 1]?.seq ?? 0) + 1);
+      expect(records[i]?.prev).toBe(records[i - 1]?.hash);
+    }
+    const codes = records.map((r) => r.event['status_code']);
+    expect(codes).toContain('SANDBOX_STARTED');
+    expect(codes).toContain('SESSION_QUARANTINED');
+    const processes = JSON.parse(readFileSync(join(x, 'processes.json'), 'utf8')) as {
+      argv: string[];
+    }[];
+    expect(processes.some((p) => p.argv.join(' ') === 'sleep 317')).toBe(true);
+    expect(readFileSync(join(x, 'manifest.signed.json'), 'utf8')).toBe(
+      readFileSync(manifest, 'utf8'),
+    );
+    // Nothing is left running, and the session is gone from `cordon ps`.
+    const after = spawnSync(process.execPath, [BIN, 'ps', '--json'], {
+      env: s.env,
+      encoding: 'utf8',
+    });
+    expect(JSON.parse(after.stdout)).toEqual([]);
+  });
+
+  it('needs a session or --all, and says so for an unknown one', () => {
+    const none = spawnSync(process.execPath, [BIN, 'quarantine'], { env: s.env, encoding: 'utf8' });
+    expect(none.status).toBe(2);
+    const unknown = spawnSync(process.execPath, [BIN, 'quarantine', 'nope'], {
+      env: s.env,
+      encoding: 'utf8',
+    });
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toContain('SESSION_NOT_FOUND');
+    const all = spawnSync(process.execPath, [BIN, 'quarantine', '--all'], {
+      env: s.env,
+      encoding: 'utf8',
+    });
+    expect(all.status).toBe(0);
+    expect(all.stdout).toContain('no sessions running');
+  });
+});
