@@ -13,6 +13,7 @@ import { ManifestVerifier, MemoryAcceptanceStore } from '../src/manifest/verify.
 import { benchAudit } from './audit.js';
 import { benchEgress } from './egress.js';
 import { benchPdp } from './pdp.js';
+import { benchSandbox } from './sandbox.js';
 
 const ROUNDS = 7;
 const ROUND_MS = 400;
@@ -240,5 +241,11 @@ const egress = await benchEgress(Number(process.env['CORDON_BENCH_PROXY_SOAK_SEC
 console.log('');
 for (const line of egress.lines) console.log(line);
 report(egress.checks);
+
+// --- cordon run / quarantine ---
+const sandbox = await benchSandbox(Number(process.env['CORDON_BENCH_RUN_ROUNDS'] ?? '15'));
+console.log('');
+for (const line of sandbox.lines) console.log(line);
+report(sandbox.checks);
 
 if (rows.some((r) => !r.pass)) process.exitCode = 1;

@@ -33,6 +33,9 @@ export function resolveDirs(io: CliIo, opts: GlobalOptions): CordonDirs {
 /** Exit codes, documented in the README. */
 export const EXIT = { OK: 0, INVALID: 1, USAGE: 2, ENVIRONMENT: 3 } as const;
 
+/** Exit codes of `cordon run` itself; any other code is the agent's own. */
+export const RUN_EXIT = { SETUP: 125, NOT_RUNNABLE: 126, NOT_FOUND: 127 } as const;
+
 const USAGE_CODES = new Set([
   'USAGE',
   'TEMPLATE_UNKNOWN',

@@ -5,37 +5,157 @@ import { Command, CommanderError, Option } from 'commander';
 import { CordonError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { manifestJsonSchema } from '../manifest/schema.js';
-import { EXIT, exitCodeFor, printJson, processIo, renderError, type CliIo } from './context.js';
 import {
-  runAuditEmitTest,
-  runAuditExport,
-  runAuditShip,
-  runAuditStatus,
-  runAuditTail,
-  runAuditVerify,
-  type AuditEmitOptions,
-  type AuditExportOptions,
-  type AuditShipOptions,
-  type AuditStatusOptions,
-  type AuditTailOptions,
-  type AuditVerifyOptions,
+  EXIT,
+  RUN_EXIT,
+  exitCodeFor,
+  printJson,
+  processIo,
+  renderError,
+  type CliIo,
+} from './context.js';
+import type * as AuditCli from './audit.js';
+import type {
+  AuditEmitOptions,
+  AuditExportOptions,
+  AuditShipOptions,
+  AuditStatusOptions,
+  AuditTailOptions,
+  AuditVerifyOptions,
 } from './audit.js';
-import { runCheck, type CheckOptions } from './check.js';
-import { runInit } from './init.js';
-import { runManifestToCedar, runPolicySchema, runPolicyTest, runPolicyValidate } from './policy.js';
-import { runKeysGenerate, runKeysList, runKeysTrust, type KeysTrustOptions } from './keys.js';
-import { runManifestExplain } from './manifest-explain.js';
-import { runManifestLint } from './manifest-lint.js';
-import { runManifestNew } from './manifest-new.js';
-import { runManifestSign } from './manifest-sign.js';
-import { runManifestVerify } from './manifest-verify.js';
-import { runProxy, type ProxyOptions } from './proxy.js';
-import { runRevoke } from './revoke.js';
-import { runDoctor } from './doctor.js';
-import { runPs } from './ps.js';
-import { runQuarantine, type QuarantineOptions } from './quarantine.js';
-import { RUN_EXIT, runRun, type RunOptions } from './run.js';
-import { runTemplatesList, runTemplatesResolve } from './templates.js';
+import type * as CheckCli from './check.js';
+import type { CheckOptions } from './check.js';
+import type * as InitCli from './init.js';
+import type * as PolicyCli from './policy.js';
+import type * as KeysCli from './keys.js';
+import type { KeysTrustOptions } from './keys.js';
+import type * as ManifestExplainCli from './manifest-explain.js';
+import type * as ManifestLintCli from './manifest-lint.js';
+import type * as ManifestNewCli from './manifest-new.js';
+import type * as ManifestSignCli from './manifest-sign.js';
+import type * as ManifestVerifyCli from './manifest-verify.js';
+import type * as ProxyCli from './proxy.js';
+import type { ProxyOptions } from './proxy.js';
+import type * as RevokeCli from './revoke.js';
+import type * as DoctorCli from './doctor.js';
+import type * as PsCli from './ps.js';
+import type * as QuarantineCli from './quarantine.js';
+import type { QuarantineOptions } from './quarantine.js';
+import type * as RunCli from './run.js';
+import type { RunOptions } from './run.js';
+import type * as TemplatesCli from './templates.js';
+
+// Each verb's module is loaded when the verb runs, so `cordon run` does not pay for the rest.
+const runAuditEmitTest = async (
+  ...a: Parameters<typeof AuditCli.runAuditEmitTest>
+): Promise<Awaited<ReturnType<typeof AuditCli.runAuditEmitTest>>> =>
+  (await import('./audit.js')).runAuditEmitTest(...a);
+const runAuditExport = async (
+  ...a: Parameters<typeof AuditCli.runAuditExport>
+): Promise<Awaited<ReturnType<typeof AuditCli.runAuditExport>>> =>
+  (await import('./audit.js')).runAuditExport(...a);
+const runAuditShip = async (
+  ...a: Parameters<typeof AuditCli.runAuditShip>
+): Promise<Awaited<ReturnType<typeof AuditCli.runAuditShip>>> =>
+  (await import('./audit.js')).runAuditShip(...a);
+const runAuditStatus = async (
+  ...a: Parameters<typeof AuditCli.runAuditStatus>
+): Promise<Awaited<ReturnType<typeof AuditCli.runAuditStatus>>> =>
+  (await import('./audit.js')).runAuditStatus(...a);
+const runAuditTail = async (
+  ...a: Parameters<typeof AuditCli.runAuditTail>
+): Promise<Awaited<ReturnType<typeof AuditCli.runAuditTail>>> =>
+  (await import('./audit.js')).runAuditTail(...a);
+const runAuditVerify = async (
+  ...a: Parameters<typeof AuditCli.runAuditVerify>
+): Promise<Awaited<ReturnType<typeof AuditCli.runAuditVerify>>> =>
+  (await import('./audit.js')).runAuditVerify(...a);
+const runCheck = async (
+  ...a: Parameters<typeof CheckCli.runCheck>
+): Promise<Awaited<ReturnType<typeof CheckCli.runCheck>>> =>
+  (await import('./check.js')).runCheck(...a);
+const runInit = async (
+  ...a: Parameters<typeof InitCli.runInit>
+): Promise<Awaited<ReturnType<typeof InitCli.runInit>>> =>
+  (await import('./init.js')).runInit(...a);
+const runManifestToCedar = async (
+  ...a: Parameters<typeof PolicyCli.runManifestToCedar>
+): Promise<Awaited<ReturnType<typeof PolicyCli.runManifestToCedar>>> =>
+  (await import('./policy.js')).runManifestToCedar(...a);
+const runPolicySchema = async (
+  ...a: Parameters<typeof PolicyCli.runPolicySchema>
+): Promise<Awaited<ReturnType<typeof PolicyCli.runPolicySchema>>> =>
+  (await import('./policy.js')).runPolicySchema(...a);
+const runPolicyTest = async (
+  ...a: Parameters<typeof PolicyCli.runPolicyTest>
+): Promise<Awaited<ReturnType<typeof PolicyCli.runPolicyTest>>> =>
+  (await import('./policy.js')).runPolicyTest(...a);
+const runPolicyValidate = async (
+  ...a: Parameters<typeof PolicyCli.runPolicyValidate>
+): Promise<Awaited<ReturnType<typeof PolicyCli.runPolicyValidate>>> =>
+  (await import('./policy.js')).runPolicyValidate(...a);
+const runKeysGenerate = async (
+  ...a: Parameters<typeof KeysCli.runKeysGenerate>
+): Promise<Awaited<ReturnType<typeof KeysCli.runKeysGenerate>>> =>
+  (await import('./keys.js')).runKeysGenerate(...a);
+const runKeysList = async (
+  ...a: Parameters<typeof KeysCli.runKeysList>
+): Promise<Awaited<ReturnType<typeof KeysCli.runKeysList>>> =>
+  (await import('./keys.js')).runKeysList(...a);
+const runKeysTrust = async (
+  ...a: Parameters<typeof KeysCli.runKeysTrust>
+): Promise<Awaited<ReturnType<typeof KeysCli.runKeysTrust>>> =>
+  (await import('./keys.js')).runKeysTrust(...a);
+const runManifestExplain = async (
+  ...a: Parameters<typeof ManifestExplainCli.runManifestExplain>
+): Promise<Awaited<ReturnType<typeof ManifestExplainCli.runManifestExplain>>> =>
+  (await import('./manifest-explain.js')).runManifestExplain(...a);
+const runManifestLint = async (
+  ...a: Parameters<typeof ManifestLintCli.runManifestLint>
+): Promise<Awaited<ReturnType<typeof ManifestLintCli.runManifestLint>>> =>
+  (await import('./manifest-lint.js')).runManifestLint(...a);
+const runManifestNew = async (
+  ...a: Parameters<typeof ManifestNewCli.runManifestNew>
+): Promise<Awaited<ReturnType<typeof ManifestNewCli.runManifestNew>>> =>
+  (await import('./manifest-new.js')).runManifestNew(...a);
+const runManifestSign = async (
+  ...a: Parameters<typeof ManifestSignCli.runManifestSign>
+): Promise<Awaited<ReturnType<typeof ManifestSignCli.runManifestSign>>> =>
+  (await import('./manifest-sign.js')).runManifestSign(...a);
+const runManifestVerify = async (
+  ...a: Parameters<typeof ManifestVerifyCli.runManifestVerify>
+): Promise<Awaited<ReturnType<typeof ManifestVerifyCli.runManifestVerify>>> =>
+  (await import('./manifest-verify.js')).runManifestVerify(...a);
+const runProxy = async (
+  ...a: Parameters<typeof ProxyCli.runProxy>
+): Promise<Awaited<ReturnType<typeof ProxyCli.runProxy>>> =>
+  (await import('./proxy.js')).runProxy(...a);
+const runRevoke = async (
+  ...a: Parameters<typeof RevokeCli.runRevoke>
+): Promise<Awaited<ReturnType<typeof RevokeCli.runRevoke>>> =>
+  (await import('./revoke.js')).runRevoke(...a);
+const runDoctor = async (
+  ...a: Parameters<typeof DoctorCli.runDoctor>
+): Promise<Awaited<ReturnType<typeof DoctorCli.runDoctor>>> =>
+  (await import('./doctor.js')).runDoctor(...a);
+const runPs = async (
+  ...a: Parameters<typeof PsCli.runPs>
+): Promise<Awaited<ReturnType<typeof PsCli.runPs>>> => (await import('./ps.js')).runPs(...a);
+const runQuarantine = async (
+  ...a: Parameters<typeof QuarantineCli.runQuarantine>
+): Promise<Awaited<ReturnType<typeof QuarantineCli.runQuarantine>>> =>
+  (await import('./quarantine.js')).runQuarantine(...a);
+const runRun = async (
+  ...a: Parameters<typeof RunCli.runRun>
+): Promise<Awaited<ReturnType<typeof RunCli.runRun>>> => (await import('./run.js')).runRun(...a);
+const runTemplatesList = async (
+  ...a: Parameters<typeof TemplatesCli.runTemplatesList>
+): Promise<Awaited<ReturnType<typeof TemplatesCli.runTemplatesList>>> =>
+  (await import('./templates.js')).runTemplatesList(...a);
+const runTemplatesResolve = async (
+  ...a: Parameters<typeof TemplatesCli.runTemplatesResolve>
+): Promise<Awaited<ReturnType<typeof TemplatesCli.runTemplatesResolve>>> =>
+  (await import('./templates.js')).runTemplatesResolve(...a);
 
 export { VERSION };
 
@@ -58,8 +178,8 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .exitOverride();
   const g = () => program.opts<{ policyDir?: string; stateDir?: string }>();
-  const act = (fn: () => number): void => {
-    setExit(fn());
+  const act = async (fn: () => number | Promise<number>): Promise<void> => {
+    setExit(await fn());
   };
 
   program
@@ -160,12 +280,12 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
   manifest
     .command('schema')
     .description('print the manifest JSON Schema (2020-12), generated from the zod schema')
-    .action(() => {
+    .action(() =>
       act(() => {
         printJson(io, manifestJsonSchema());
         return 0;
-      });
-    });
+      }),
+    );
 
   manifest
     .command('to-cedar <file>')

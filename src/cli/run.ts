@@ -13,7 +13,7 @@ import { launchPrerequisites, which } from '../sandbox/linux/doctor.js';
 import type { SandboxLimits } from '../sandbox/linux/plan.js';
 import { runSession, type SessionControl } from '../sandbox/launcher.js';
 import { buildPdp } from './check.js';
-import { resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+import { resolveDirs, RUN_EXIT, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface RunOptions extends GlobalOptions {
   manifest: string;
@@ -27,9 +27,6 @@ export interface RunOptions extends GlobalOptions {
   guardrails?: string | false;
   unsafeNoSandbox?: boolean;
 }
-
-/** Exit codes of `cordon run` itself; any other code is the agent's own. */
-export const RUN_EXIT = { SETUP: 125, NOT_RUNNABLE: 126, NOT_FOUND: 127 } as const;
 
 /** What the caller wires to process signals. */
 export interface RunControl {
