@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import {
+  copyFileSync,
   existsSync,
   linkSync,
   mkdirSync,
@@ -45,6 +46,9 @@ beforeAll(async () => {
   symlinkSync(join(h, '.ssh/id_rsa'), join(h, 'Work/link-to-key'));
   // Created before launch, as an attacker with earlier access could have done.
   linkSync(join(h, '.ssh/id_rsa'), join(h, 'Work/hard-key'));
+  // A binary that was already in a read grant (a project's build output, say).
+  mkdirSync(join(h, 'Work/tools'));
+  copyFileSync('/usr/bin/cat', join(h, 'Work/tools/mycat'));
   outside = join(s.dir, 'outside');
   mkdirSync(outside);
   writeFileSync(join(outside, 'secret.txt'), 'outside\n');
@@ -145,6 +149,8 @@ describe('cordon run: execution', () => {
         hasAptMethod
           ? `/usr/lib/apt/methods/http </dev/null; echo lib_exec=$?`
           : 'echo lib_exec=126',
+        `${h}/Work/tools/mycat /etc/passwd >/dev/null; echo read_grant_exec=$?`,
+        `/lib64/ld-linux-x86-64.so.2 ${h}/Work/tools/mycat /etc/passwd >/dev/null; echo loader_read_grant=$?`,
         `cat /etc/passwd >/dev/null; echo allowed=$?`,
       ].join('\n'),
     );
@@ -159,6 +165,8 @@ describe('cordon run: execution', () => {
     expect(st['tmp_exec']).toBe('126');
     expect(st['loader_tmp']).not.toBe('0');
     expect(st['lib_exec']).toBe('126');
+    expect(st['read_grant_exec']).toBe('126');
+    expect(st['loader_read_grant']).not.toBe('0');
     expect(st['allowed']).toBe('0');
   });
 
@@ -330,6 +338,51 @@ describe('cordon run: the session', () => {
     );
     expect(out).toContain('got-term');
     expect(code).toBe(7);
+  });
+
+  it('applies resource limits given on the command line', async () => {
+    const r = await run('ulimit -u; ulimit -t; ulimit -v; ulimit -f', [
+      '--max-processes',
+      '64',
+      '--max-cpu-seconds',
+      '30',
+      '--max-memory',
+      '2G',
+      '--max-file-size',
+      '1M',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    // bash reports -v and -f in KiB and 1024-byte blocks.
+    expect(r.stdout.trim().split('\n')).toEqual(['64', '30', String(2 * 1024 * 1024), '1024']);
+    const bad = await run('true', ['--max-memory', 'lots']);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/--max-memory "lots" is not a size/);
+  });
+
+  it('leaves nothing running when cordon itself is killed outright; ps clears the stale record', async () => {
+    const child = spawn(
+      process.execPath,
+      [BIN, 'run', '--manifest', manifest, '--', 'bash', '-c', 'sleep 331 & echo ready; wait'],
+      { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    await new Promise<void>((resolve) => child.stdout.on('data', () => resolve()));
+    expect(spawnSync('pgrep', ['-f', 'sleep 331']).status).toBe(0);
+    child.kill('SIGKILL');
+    await new Promise((r) => child.on('close', r));
+    const gone = Date.now() + 5000;
+    while (spawnSync('pgrep', ['-f', 'sleep 331']).status === 0 && Date.now() < gone)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(spawnSync('pgrep', ['-f', 'sleep 331']).status).toBe(1);
+    const stale = readdirSync(join(s.cordonHome, 'state/sessions'));
+    expect(stale.length).toBe(1);
+    const record = JSON.parse(
+      readFileSync(join(s.cordonHome, 'state/sessions', stale[0] ?? ''), 'utf8'),
+    ) as { runDir: string };
+    expect(existsSync(record.runDir)).toBe(true);
+    const ps = await s.cordon(['ps', '--json']);
+    expect(JSON.parse(ps.stdout)).toEqual([]);
+    expect(readdirSync(join(s.cordonHome, 'state/sessions'))).toEqual([]);
+    expect(existsSync(record.runDir)).toBe(false);
   });
 
   it('keeps a terminal a terminal (and denies TIOCSTI on it)', () => {

@@ -254,7 +254,6 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     b.add(g.write ? '--bind' : '--ro-bind', g.real, g.real);
     if (g.asked !== g.real && !isWithin(g.asked, g.real)) b.add('--symlink', g.real, g.asked);
     helper.push(g.write ? '--write' : '--read', g.real);
-    if (g.write) helper.push('--noexec', g.real);
     grants.push({
       pattern: g.pattern,
       path: g.real,
@@ -306,6 +305,13 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     grants.push({ pattern: `--agent-runtime ${dir}`, path: dir, access: 'exec', widened: false });
   }
   for (const i of interpreters) helper.push('--exec', i);
+  // Granted files are data, not code: every grant is mounted noexec, so the dynamic loader
+  // cannot map a binary found (or written) there either. Allowed binaries and runtime
+  // directories are mounts of their own and keep their exec right.
+  for (const g of fsGrants) {
+    if (!runtimeDirs.includes(g.real) && !execs.some((e) => e.real === g.real))
+      helper.push('--noexec', g.real);
+  }
 
   // Masks, on top of everything: a mandatory deny inside a grant stays denied.
   const visible = [...fsGrants.map((g) => g.real), ...runtimeDirs];
