@@ -111,6 +111,47 @@ wait "$proxy" || true
 proxy=
 cat "$demo/proxy.err"
 step audit tail -n 5 --where class_uid=4002
+
+# The OS sandbox: an agent (here a bash script) runs under a signed manifest in a sandbox that
+# shows it only its grants, lets it run only allowed programs, and has no route out but the proxy.
+step doctor
+user="$demo/user"
+mkdir -p "$user/.ssh" "$user/Work/Reports/outgoing"
+echo 'FAKE PRIVATE KEY' >"$user/.ssh/id_ed25519"
+echo 'Q3 draft: revenue 4.2M' >"$user/Work/Reports/q3.txt"
+cat > "$demo/report-writer.json" <<JSON
+{
+  "apiVersion": "cordon.dev/v1",
+  "agentName": "report-writer",
+  "version": "1.0.0",
+  "role": "reporting",
+  "dataClassification": "internal",
+  "owner": "finance-it@example.com",
+  "notAfter": "$until_after",
+  "readPaths": ["~/Work/Reports/**"],
+  "writePaths": ["~/Work/Reports/outgoing/**"],
+  "networkScopes": ["http://127.0.0.1:$port"],
+  "commandsAllowed": ["/usr/bin/bash", "/usr/bin/cat", "/usr/bin/curl"]
+}
+JSON
+step manifest sign "$demo/report-writer.json" --key "$CORDON_HOME/policy/keys/security-team.key"
+cat > "$demo/agent.sh" <<SH
+try() { printf '\n  # %s\n' "\$1"; shift; "\$@" 2>&1 | while IFS= read -r l; do printf '  %s\n' "\$l"; done; }
+try 'read a granted file' cat ~/Work/Reports/q3.txt
+try 'read ~/.ssh/id_ed25519 (mandatory deny: not there)' cat ~/.ssh/id_ed25519
+try 'change a file outside writePaths' bash -c 'echo x >> ~/Work/Reports/q3.txt'
+try 'write inside writePaths' bash -c 'echo summary > ~/Work/Reports/outgoing/summary.txt && echo written'
+try 'run perl (not in commandsAllowed)' perl -e 'print "escaped\\n"'
+try 'copy cat into a writable folder and run the copy' bash -c 'cat /usr/bin/cat > /tmp/c; /tmp/c /etc/hostname'
+try 'curl the granted server (through the proxy)' curl -sS http://127.0.0.1:$port/q3
+try 'curl a host the manifest does not grant' curl -sS -o /dev/null -w '%{http_code}\\n' http://exfil.demo/upload
+try 'curl around the proxy' curl -sS -m 3 --noproxy '*' http://127.0.0.1:$port/q3
+SH
+printf '\n\033[1m$ cordon run --manifest report-writer.signed.json -- bash agent.sh\033[0m\n'
+mkdir -p "$user/Work/Reports/agent" && cp "$demo/agent.sh" "$user/Work/Reports/agent/agent.sh"
+HOME="$user" node dist/cli/main.js run --manifest "$demo/report-writer.signed.json" -- bash "$user/Work/Reports/agent/agent.sh"
+printf '\n  on the host: %s\n' "$(cat "$user/Work/Reports/outgoing/summary.txt")"
+step audit tail -n 4 --where class_uid=1007
 step audit verify
 
-printf '\nQuick start done: the tampered manifest and the edited audit log were both caught, and the proxy let through only what the manifest grants. Demo files are in %s\n' "$demo"
+printf '\nQuick start done: the tampered manifest and the edited audit log were both caught, the proxy let through only what the manifest grants, and the sandboxed agent reached only its grants. Demo files are in %s\n' "$demo"

@@ -53,6 +53,18 @@ describe('the built CLI, as a user runs it', () => {
     expect(r.stdout).toContain('X-Cordon-Decision: deny; rule=default-deny; code=NOT_GRANTED');
     expect(r.stdout).toMatch(/169\.254\.169\.254 is a metadata address/);
     expect(r.stdout).toMatch(/intranet\.demo resolves to 10\.20\.30\.40, a private address/);
+    // The sandboxed agent: grants only, allowed programs only, no route but the proxy.
+    expect(r.stdout).toContain('cordon run can sandbox agents on this machine');
+    expect(r.stdout).toContain('  Q3 draft: revenue 4.2M');
+    expect(r.stdout).toMatch(/id_ed25519: No such file or directory/);
+    expect(r.stdout).toMatch(/q3\.txt: Read-only file system/);
+    expect(r.stdout).toContain('  written');
+    expect(r.stdout).toMatch(/perl: command not found/);
+    expect(r.stdout).toMatch(/\/tmp\/c: Permission denied/);
+    expect(r.stdout).toMatch(/# curl a host the manifest does not grant\n {2}403\n/);
+    expect(r.stdout).toMatch(/curl: \(7\) Failed to connect/);
+    expect(r.stdout).toContain('on the host: summary');
+    expect(r.stdout).toMatch(/Process Activity: Launch Allowed report-writer: \/usr\/bin\/bash \[sandbox\]/);
     expect(r.stdout).toMatch(
       /HTTP Activity: Post Blocked web-reports: http:\/\/exfil\.demo\/upload/,
     );
