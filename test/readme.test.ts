@@ -74,4 +74,20 @@ describe('README', () => {
     ])
       expect(readme, code).toContain(`\`${code}\``);
   });
+
+  it('documents cordon run, doctor, ps and quarantine and every code the sandbox adds', () => {
+    for (const verb of ['cordon run --manifest', 'cordon doctor', 'cordon ps', 'cordon quarantine'])
+      expect(readme, verb).toContain(verb);
+    for (const code of [
+      'SANDBOX_UNAVAILABLE',
+      'SANDBOX_SETUP_FAILED',
+      'SANDBOX_STARTED',
+      'SANDBOX_EXEC_FAILED',
+      'SESSION_QUARANTINED',
+      'UNSAFE_NO_SANDBOX',
+      'COMMAND_NOT_ALLOWED',
+      'COMMAND_NOT_FOUND',
+    ])
+      expect(readme, code).toContain(`\`${code}\``);
+  });
 });
