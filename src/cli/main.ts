@@ -586,8 +586,14 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .action(async (command: string[], o: RunOptions) => {
       const handlers: [NodeJS.Signals, () => void][] = [];
       let handle: ((sig: NodeJS.Signals | 'quarantine') => void) | undefined;
+      // Signals that arrive while the session starts are passed on once it runs.
+      const early: (NodeJS.Signals | 'quarantine')[] = [];
       for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'SIGUSR1'] as const) {
-        const h = (): void => handle?.(sig === 'SIGUSR1' ? 'quarantine' : sig);
+        const h = (): void => {
+          const what = sig === 'SIGUSR1' ? 'quarantine' : sig;
+          if (handle === undefined) early.push(what);
+          else handle(what);
+        };
         process.on(sig, h);
         handlers.push([sig, h]);
       }
@@ -596,6 +602,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
           await runRun(io, { ...g(), ...o }, command, {
             onStart: (fn) => {
               handle = fn;
+              for (const what of early.splice(0)) fn(what);
             },
           }),
         );

@@ -146,18 +146,11 @@ export async function runSession(
       stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe'],
     });
     const spawned = child;
-    const sandboxPid = await new Promise<number | undefined>((resolve) => {
-      let buf = '';
-      const status = spawned.stdio[3] as Readable;
-      status.setEncoding('utf8');
-      status.on('data', (d: string) => {
-        buf += d;
-        const m = /"child-pid"\s*:\s*(\d+)/.exec(buf);
-        if (m !== null) resolve(Number(m[1]));
-      });
-      status.on('end', () => resolve(undefined));
-      spawned.on('error', () => resolve(undefined));
-    });
+    // Every listener is attached before the first await: a sandbox that fails at once must not
+    // close unobserved.
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+      spawned.on('close', (code, signal) => resolve({ code, signal })),
+    );
     const helperEvents: Record<string, unknown>[] = [];
     const helperOut = spawned.stdio[4] as Readable;
     helperOut.setEncoding('utf8');
@@ -174,9 +167,18 @@ export async function runSession(
         helperBuf = helperBuf.slice(nl + 1);
       }
     });
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      spawned.on('close', (code, signal) => resolve({ code, signal })),
-    );
+    const sandboxPid = await new Promise<number | undefined>((resolve) => {
+      let buf = '';
+      const status = spawned.stdio[3] as Readable;
+      status.setEncoding('utf8');
+      status.on('data', (d: string) => {
+        buf += d;
+        const m = /"child-pid"\s*:\s*(\d+)/.exec(buf);
+        if (m !== null) resolve(Number(m[1]));
+      });
+      status.on('end', () => resolve(undefined));
+      spawned.on('error', () => resolve(undefined));
+    });
 
     record = {
       id: o.id,
@@ -285,24 +287,37 @@ export async function runSession(
     const agentStarted = helperEvents.some(
       (e) => e['event'] === 'started' || e['event'] === 'exec-failed',
     );
-    if (
-      sandboxPid === undefined ||
-      (!agentStarted && !helperEvents.some((e) => e['event'] === 'setup-failed'))
-    ) {
-      throw new CordonError(
-        'SANDBOX_SETUP_FAILED',
-        `bubblewrap could not set up the sandbox (exit ${String(code ?? signal)})`,
-        { hint: 'run `cordon doctor` to see which layer is missing and how to fix it' },
+    const setupFailed = async (message: string, hint: string): Promise<never> => {
+      await o.audit.append(
+        processActivityEvent(ctx(), {
+          activity: 'terminate',
+          path: argv0,
+          argv: o.command,
+          ...(code === null ? {} : { exitCode: code }),
+          control: {
+            decision: {
+              effect: 'deny',
+              rule: 'sandbox',
+              code: 'SANDBOX_SETUP_FAILED',
+              reason: message,
+            },
+            manifest: o.ref,
+          },
+        }),
       );
-    }
+      throw new CordonError('SANDBOX_SETUP_FAILED', message, { hint });
+    };
     const setup = helperEvents.find((e) => e['event'] === 'setup-failed');
-    if (setup !== undefined) {
-      throw new CordonError(
-        'SANDBOX_SETUP_FAILED',
-        `the sandbox helper failed at step "${String(setup['step'])}"`,
-        { hint: 'run `cordon doctor`; nothing ran outside the sandbox' },
+    if (setup !== undefined)
+      return await setupFailed(
+        `the sandbox helper failed at step "${String(setup['step'])}"; the agent did not run`,
+        'run `cordon doctor`; nothing ran outside the sandbox',
       );
-    }
+    if (sandboxPid === undefined || !agentStarted)
+      return await setupFailed(
+        `bubblewrap could not set up the sandbox (exit ${String(code ?? signal)}); the agent did not run`,
+        'run `cordon doctor` to see which layer is missing and how to fix it',
+      );
     const exitEvent = helperEvents.find((e) => e['event'] === 'exited');
     const exitCode = code ?? 128;
     const sig = typeof exitEvent?.['signal'] === 'number' ? exitEvent['signal'] : 0;

@@ -64,7 +64,9 @@ describe('the built CLI, as a user runs it', () => {
     expect(r.stdout).toMatch(/# curl a host the manifest does not grant\n {2}403\n/);
     expect(r.stdout).toMatch(/curl: \(7\) Failed to connect/);
     expect(r.stdout).toContain('on the host: summary');
-    expect(r.stdout).toMatch(/Process Activity: Launch Allowed report-writer: \/usr\/bin\/bash \[sandbox\]/);
+    expect(r.stdout).toMatch(
+      /Process Activity: Launch Allowed report-writer: \/usr\/bin\/bash \[sandbox\]/,
+    );
     expect(r.stdout).toMatch(
       /HTTP Activity: Post Blocked web-reports: http:\/\/exfil\.demo\/upload/,
     );
