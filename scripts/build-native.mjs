@@ -38,7 +38,7 @@ if (gyp === undefined) {
   );
   process.exit(1);
 }
-const args = [gyp, 'rebuild'];
+const args = [gyp, 'rebuild', '--loglevel=warn'];
 if (!process.env.npm_config_nodedir) {
   const prefix = join(dirname(process.execPath), '..');
   for (const dir of [prefix, '/usr', '/usr/local']) {

@@ -1,5 +1,6 @@
 import { closeSync, constants, existsSync, openSync, readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { packageFile } from '../package-files.js';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
@@ -255,8 +256,14 @@ class PreparePool {
   }
 
   static create(n: number): PreparePool {
-    const file = fileURLToPath(new URL('./verify-worker.js', import.meta.url));
-    // Running from TypeScript sources (tests) there is no built worker: prepare in-thread.
+    // Beside this module in dist/; from the CLI bundle, in the package's dist/audit/. Running
+    // from TypeScript sources (tests) there is no built worker: prepare in-thread.
+    const here = fileURLToPath(new URL('./verify-worker.js', import.meta.url));
+    const file = existsSync(here)
+      ? here
+      : import.meta.url.endsWith('.ts')
+        ? here
+        : packageFile('dist', 'audit', 'verify-worker.js');
     if (n <= 0 || !existsSync(file)) return new PreparePool([]);
     return new PreparePool(Array.from({ length: n }, () => new Worker(file)));
   }

@@ -2,6 +2,7 @@
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
+import { config as zodConfig } from 'zod';
 import { CordonError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { manifestJsonSchema } from '../manifest/schema.js';
@@ -44,6 +45,10 @@ import type { QuarantineOptions } from './quarantine.js';
 import type * as RunCli from './run.js';
 import type { RunOptions } from './run.js';
 import type * as TemplatesCli from './templates.js';
+
+// The CLI parses each schema a few times per process: zod's generated fast paths cost more to
+// compile than they save here.
+zodConfig({ jitless: true });
 
 // Each verb's module is loaded when the verb runs, so `cordon run` does not pay for the rest.
 const runAuditEmitTest = async (

@@ -1,11 +1,24 @@
 import { setFlagsFromString } from 'node:v8';
-import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
+import { createRequire } from 'node:module';
+import type * as CedarWasm from '@cedar-policy/cedar-wasm/nodejs';
 import { CordonError } from '../errors.js';
 import { isInterpreter } from '../manifest/lint.js';
 import type { Manifest } from '../manifest/schema.js';
 import { CEDAR_SCHEMA } from './cedar-schema.js';
 import type { GuardrailEvaluator, RequestFacts } from './pdp.js';
 import type { Decision, PolicyRequest } from './types.js';
+
+let cedarModule: typeof CedarWasm | undefined;
+/**
+ * Cedar's wasm engine, compiled on first use: a process whose policy directory has no
+ * guardrails (and every `cordon run` start-up until it needs one) does not pay for it.
+ */
+function cedarEngine(): typeof CedarWasm {
+  cedarModule ??= createRequire(import.meta.url)(
+    '@cedar-policy/cedar-wasm/nodejs',
+  ) as typeof CedarWasm;
+  return cedarModule;
+}
 
 // Node 20's V8 can crash inside JS-to-wasm call inlining; every process that evaluates Cedar
 // must run with inlining off. The cordon bin passes the flag on its command line; this covers
@@ -73,7 +86,7 @@ export function loadGuardrails(files: readonly GuardrailFile[]): Guardrails {
   let allKinds = false;
   const where = new Map<string, { file: GuardrailFile; offset: number }>();
   for (const file of files) {
-    const parts = cedar.policySetTextToParts(file.text);
+    const parts = cedarEngine().policySetTextToParts(file.text);
     if (parts.type === 'failure') {
       const e = parts.errors[0];
       const at = e?.sourceLocations?.[0]?.start ?? 0;
@@ -102,7 +115,7 @@ export function loadGuardrails(files: readonly GuardrailFile[]): Guardrails {
       const offset = found === -1 ? cursor : found;
       cursor = found === -1 ? cursor : found + text.length;
       const line = lineOf(file.text, offset);
-      const json = cedar.policyToJson(text);
+      const json = cedarEngine().policyToJson(text);
       if (json.type === 'failure') {
         throw guardrailError(
           'GUARDRAIL_SYNTAX',
@@ -157,7 +170,7 @@ export function loadGuardrails(files: readonly GuardrailFile[]): Guardrails {
     });
   }
   texts[BASE_PERMIT_ID] = 'permit (principal, action, resource);';
-  const v = cedar.validate({
+  const v = cedarEngine().validate({
     schema: CEDAR_SCHEMA,
     policies: { staticPolicies: texts },
     validationSettings: { mode: 'strict' },
@@ -185,7 +198,7 @@ export function loadGuardrails(files: readonly GuardrailFile[]): Guardrails {
     );
   }
   const bundleId = `cordon-guardrails-${process.pid}-${++bundleCounter}`;
-  const pre = cedar.preparsePolicySet(bundleId, { staticPolicies: texts });
+  const pre = cedarEngine().preparsePolicySet(bundleId, { staticPolicies: texts });
   if (pre.type === 'failure')
     throw new CordonError(
       'GUARDRAIL_INVALID',
@@ -201,7 +214,7 @@ export function loadGuardrails(files: readonly GuardrailFile[]): Guardrails {
 
 export type CedarEntity = {
   uid: { type: string; id: string };
-  attrs: Record<string, cedar.CedarValueJson>;
+  attrs: Record<string, CedarWasm.CedarValueJson>;
   parents: [];
 };
 
@@ -251,7 +264,7 @@ class CedarGuardrails implements Guardrails {
   ): Decision | undefined {
     if (this.kinds !== undefined && !this.kinds.has(request.kind)) return undefined;
     const resources = resourcesFor(request, facts);
-    const context: Record<string, cedar.CedarValueJson> = {
+    const context: Record<string, CedarWasm.CedarValueJson> = {
       session: request.session ?? '',
       approved,
       needsApproval: facts.needsApproval,
@@ -278,14 +291,14 @@ class CedarGuardrails implements Guardrails {
   private evaluateCedar(
     request: PolicyRequest,
     resources: readonly CedarEntity[],
-    context: Record<string, cedar.CedarValueJson>,
+    context: Record<string, CedarWasm.CedarValueJson>,
     manifest: Manifest,
     digest: string,
   ): Decision | undefined {
     const principal = this.principal(manifest, digest);
     let ask: Decision | undefined;
     for (const resource of resources) {
-      const answer = cedar.statefulIsAuthorized({
+      const answer = cedarEngine().statefulIsAuthorized({
         principal: principal.uid,
         action: { type: 'Cordon::Action', id: request.kind },
         resource: resource.uid,
@@ -422,7 +435,7 @@ export function cedarCallFor(
   request: PolicyRequest,
   policySetId: string,
   approved: boolean,
-): cedar.StatefulAuthorizationCall {
+): CedarWasm.StatefulAuthorizationCall {
   let facts: RequestFacts = { needsApproval: false };
   if (request.kind === 'http.request') {
     const u = new URL(request.url);

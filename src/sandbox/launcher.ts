@@ -77,7 +77,8 @@ export async function runSession(
   o: SessionOptions,
   attach: (control: SessionControl) => void,
 ): Promise<SessionResult> {
-  const runDir = mkdtempSync(join(tmpdir(), 'cordon-run-'));
+  // Named after the session, so a responder (and a test) can tell whose it is.
+  const runDir = mkdtempSync(join(tmpdir(), `cordon-run-${o.id}-`));
   chmodSync(runDir, 0o700);
   const socket = join(runDir, 'egress.sock');
   const ctx = (): EventContext => ({ ...o.context, time: o.now().getTime() });

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { packageFile } from '../package-files.js';
 import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { CordonError } from '../errors.js';
@@ -340,7 +340,7 @@ export function initAdminPolicyDir(dir: string, now: Date, passphrase?: string):
     note(guardrailsReadme, true);
   } else note(guardrailsReadme, false);
   // Example guardrails go to guardrails/examples/, which is not loaded: copy one up to enable it.
-  const examplesSrc = fileURLToPath(new URL('../../examples/guardrails/', import.meta.url));
+  const examplesSrc = packageFile('examples', 'guardrails');
   if (existsSync(examplesSrc)) {
     for (const f of readdirSync(examplesSrc).filter((x) => x.endsWith('.cedar'))) {
       const dst = join(p.guardrails, 'examples', f);

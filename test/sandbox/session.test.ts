@@ -49,7 +49,6 @@ describe('runSession', () => {
       stateDir: join(s.cordonHome, 'state'),
     });
     const marker = join(s.dir, 'ran');
-    const before = readdirSync(tmpdir()).filter((f) => f.startsWith('cordon-run-')).length;
     let code = '';
     try {
       await runSession(
@@ -83,7 +82,9 @@ describe('runSession', () => {
     }
     expect(code).toBe('SANDBOX_SETUP_FAILED');
     expect(existsSync(marker)).toBe(false);
-    expect(readdirSync(tmpdir()).filter((f) => f.startsWith('cordon-run-')).length).toBe(before);
+    expect(readdirSync(tmpdir()).filter((f) => f.startsWith('cordon-run-test-session-'))).toEqual(
+      [],
+    );
   });
 
   it('records SANDBOX_EXEC_FAILED when the allowed command cannot start inside (script interpreter not allowed)', async () => {

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { parseStrictJson } from '../../manifest/json.js';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { packageFile } from '../../package-files.js';
 
 /** One layer `cordon doctor` checks, and how to fix it when it is missing. */
 export interface LayerCheck {
@@ -25,7 +25,7 @@ export const MIN_LANDLOCK_ABI = 3;
 
 /** The helper built by `npm install` (node-gyp), beside the package's compiled code. */
 export function helperPath(): string {
-  return fileURLToPath(new URL('../../../build/Release/cordon-sandbox', import.meta.url));
+  return packageFile('build', 'Release', 'cordon-sandbox');
 }
 
 /** First executable named `name` on PATH. */
