@@ -5,6 +5,7 @@ import {
   existsSync,
   mkdirSync,
   readdirSync,
+  realpathSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -177,5 +178,88 @@ describe('cordon run without the helper', () => {
     });
     expect(d.status).toBe(3);
     expect(d.stdout).toMatch(/FAIL helper/);
+  });
+});
+
+describe('mandatory denies under a home-wide write grant', () => {
+  it('masks missing credential directories; a missing denied file can be created (warned, documented)', async () => {
+    const manifest = s.sign({
+      dataClassification: 'public',
+      writePaths: ['~/**'],
+      commandsAllowed: ['/usr/bin/bash'],
+    });
+    const r = await s.cordon([
+      'run',
+      '--manifest',
+      manifest,
+      '--',
+      'bash',
+      '-c',
+      [
+        'echo k > ~/.ssh/authorized_keys; echo authorized_keys=$?',
+        'mkdir -p ~/.aws; echo k > ~/.aws/credentials; echo aws=$?',
+        'echo x > ~/notes.txt; echo notes=$?',
+        'echo x > ~/.bash_profile; echo bash_profile=$?',
+      ].join('\n'),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^authorized_keys=1$/m);
+    expect(r.stdout).toMatch(/^aws=1$/m);
+    expect(r.stdout).toMatch(/^notes=0$/m);
+    expect(existsSync(join(s.home, '.ssh/authorized_keys'))).toBe(false);
+    expect(existsSync(join(s.home, '.aws/credentials'))).toBe(false);
+    // The honest limit: a denied file that does not exist yet is only warned about.
+    expect(r.stderr).toMatch(/\.bash_profile does not exist and lies inside a writable grant/);
+    expect(r.stdout).toMatch(/^bash_profile=0$/m);
+    rmSync(join(s.home, '.bash_profile'));
+  });
+});
+
+describe('agent runtimes and the Landlock layer', () => {
+  it('runs the agent’s own runtime given with --agent-runtime (audited), which gets no DNS and no secrets', async () => {
+    const manifest = s.sign({ commandsAllowed: ['/usr/bin/bash'] });
+    const script = [
+      "const dns = require('node:dns');",
+      "const fs = require('node:fs');",
+      "let ssh = 'readable'; try { fs.readFileSync(process.env.HOME + '/.cordon/policy/trust.json'); } catch (e) { ssh = e.code; }",
+      "dns.lookup('example.com', (err) => console.log(JSON.stringify({ dns: err ? err.code : 'resolved', trust: ssh, token: process.env.SECRET_TOKEN ?? null })));",
+    ].join('\n');
+    const r = await s.cordon([
+      'run',
+      '--manifest',
+      manifest,
+      '--agent-runtime',
+      process.execPath,
+      '--',
+      process.execPath,
+      '-e',
+      script,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { dns: string; trust: string; token: string | null };
+    expect(['ENOTFOUND', 'EAI_AGAIN']).toContain(out.dns);
+    expect(out.trust).toBe('ENOENT');
+    expect(out.token).toBeNull();
+    const launch = s
+      .events()
+      .filter((e) => e['status_code'] === 'SANDBOX_STARTED')
+      .at(-1) as { unmapped: { sandbox: { agent_runtimes: string[] } } };
+    expect(launch.unmapped.sandbox.agent_runtimes).toEqual([realpathSync(process.execPath)]);
+  });
+
+  it('Landlock refuses what is mounted but not granted (the helper binary, the egress socket)', async () => {
+    const manifest = s.sign({ commandsAllowed: ['/usr/bin/bash', '/usr/bin/cat'] });
+    const r = await s.cordon([
+      'run',
+      '--manifest',
+      manifest,
+      '--',
+      'bash',
+      '-c',
+      'cat /run/cordon/sandbox > /dev/null; echo helper=$?; cat /run/cordon/egress.sock; echo socket=$?',
+    ]);
+    expect(r.stdout).toMatch(/^helper=1$/m);
+    expect(r.stderr).toMatch(/\/run\/cordon\/sandbox: Permission denied/);
+    expect(r.stdout).toMatch(/^socket=1$/m);
   });
 });

@@ -112,6 +112,21 @@ const PROXY_ENV = [
   'https_proxy',
   'all_proxy',
 ];
+// Mandatory-deny directories masked even when missing, if a writable grant covers them: an
+// agent must not create ~/.ssh/authorized_keys or ~/.aws/credentials for later use.
+const MISSING_DIRS_MASKED = [
+  '/.ssh',
+  '/.gnupg',
+  '/.aws',
+  '/.azure',
+  '/.config/gcloud',
+  '/.kube',
+  '/.config/gh',
+  '/.local/share/keyrings',
+  '/.password-store',
+  '/.pki',
+  '/.config/fish',
+];
 // Directories walked for git hooks inside writable grants: deep enough for a workspace of
 // repositories, bounded so a huge tree cannot stall the launch.
 const GIT_WALK_DEPTH = 4;
@@ -315,17 +330,30 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
 
   // Masks, on top of everything: a mandatory deny inside a grant stays denied.
   const visible = [...fsGrants.map((g) => g.real), ...runtimeDirs];
+  const writable = (path: string): boolean =>
+    fsGrants.some((g) => g.write && isWithin(path, g.real));
   const mask = (path: string, access: 'all' | 'write'): void => {
     let st;
     try {
       st = lstatSync(path);
     } catch {
+      // Missing: only a writable grant could bring it into being. A credentials directory gets
+      // an empty read-only tmpfs (bubblewrap leaves an empty directory behind on the host); a
+      // missing file cannot be masked without creating it on the host, so the user is told.
+      if (masked.includes(path) || !writable(path)) return;
+      if (MISSING_DIRS_MASKED.some((d) => path.endsWith(d))) {
+        b.add('--tmpfs', path, '--remount-ro', path);
+        masked.push(path);
+      } else
+        warnings.push(
+          `${path} does not exist and lies inside a writable grant: the agent could create it (mandatory deny not enforced by the sandbox for a missing file)`,
+        );
       return;
     }
     if (masked.includes(path)) return;
     if (access === 'write') {
       // Reading is allowed; only writable grants need a read-only mount here.
-      if (!fsGrants.some((g) => g.write && isWithin(path, g.real))) return;
+      if (!writable(path)) return;
       b.add('--ro-bind', path, path);
     } else if (st.isDirectory()) {
       b.add('--tmpfs', path, '--remount-ro', path);
