@@ -135,6 +135,8 @@ export async function runSession(
             agent_runtimes: [...o.agentRuntimes],
             grants: plan.grants.map((g) => `${g.access} ${g.path}${g.widened ? ' (widened)' : ''}`),
             masked: [...plan.masked],
+            // Mandatory denies the manifest lifts, each with its reason: every use is reported.
+            overrides: o.manifest.overrides.map((x) => `${x.deny} (${x.access}): ${x.reason}`),
             warnings: [...plan.warnings],
           },
         },
