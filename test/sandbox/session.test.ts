@@ -263,3 +263,37 @@ describe('agent runtimes and the Landlock layer', () => {
     expect(r.stdout).toMatch(/^socket=1$/m);
   });
 });
+
+describe('mandatory-deny overrides', () => {
+  it('a read override shows the location read-only, and the launch event reports it', async () => {
+    mkdirSync(join(s.home, '.ssh'), { recursive: true });
+    writeFileSync(join(s.home, '.ssh/deploy_key'), 'deploy key\n');
+    const manifest = s.sign({
+      dataClassification: 'public',
+      readPaths: ['~/**'],
+      commandsAllowed: ['/usr/bin/bash', '/usr/bin/cat'],
+      overrides: [
+        { deny: 'ssh', access: 'read', reason: 'the build agent pulls with a deploy key' },
+      ],
+    });
+    const r = await s.cordon([
+      'run',
+      '--manifest',
+      manifest,
+      '--',
+      'bash',
+      '-c',
+      'cat ~/.ssh/deploy_key; echo read=$?; echo x >> ~/.ssh/deploy_key; echo write=$?',
+    ]);
+    expect(r.stdout).toContain('deploy key');
+    expect(r.stdout).toMatch(/^read=0$/m);
+    expect(r.stdout).toMatch(/^write=1$/m);
+    const launch = s
+      .events()
+      .filter((e) => e['status_code'] === 'SANDBOX_STARTED')
+      .at(-1) as { unmapped: { sandbox: { overrides: string[] } } };
+    expect(launch.unmapped.sandbox.overrides).toEqual([
+      'ssh (read): the build agent pulls with a deploy key',
+    ]);
+  });
+});
