@@ -2,8 +2,9 @@
  * cordon-sandbox: the first process inside Cordon's bubblewrap sandbox (pid 1 of its pid
  * namespace). It finishes what bubblewrap cannot express, then runs the agent:
  *
- *   1. remounts every writable path noexec (the dynamic loader maps code with mmap, which
- *      Landlock's EXECUTE right does not see; noexec stops PROT_EXEC mappings there too);
+ *   1. remounts every granted path and /tmp noexec, in a nested user and mount namespace of
+ *      its own (the dynamic loader maps code with mmap, which Landlock's EXECUTE right does
+ *      not see; noexec stops PROT_EXEC mappings there too);
  *   2. starts the egress bridge: TCP 127.0.0.1:PORT inside the sandbox's network namespace,
  *      relayed to the egress proxy's Unix socket bound in from outside;
  *   3. forks the agent, which drops every capability, sets no_new_privs and resource limits,
@@ -313,6 +314,30 @@ static void set_limit(int resource, long long value, const char *name) {
   if (setrlimit(resource, &r) != 0) die("rlimit", name);
 }
 
+static void write_file(const char *path, const char *text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) die("noexec", path);
+  ssize_t n = write(fd, text, strlen(text));
+  if (n != (ssize_t)strlen(text)) die("noexec", path);
+  close(fd);
+}
+
+/* Remounting needs CAP_SYS_ADMIN over the mount namespace. bubblewrap's own namespace is not
+ * ours to change when it runs unprivileged, so the helper enters a nested user and mount
+ * namespace of its own (mapping only the current ids) and remounts there. Adding noexec is
+ * allowed on mounts whose other flags are locked; removing a flag would not be. */
+static void enter_private_mounts(void) {
+  uid_t uid = getuid();
+  gid_t gid = getgid();
+  if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0) die("noexec", "cannot enter a private mount namespace");
+  char map[64];
+  write_file("/proc/self/setgroups", "deny");
+  snprintf(map, sizeof map, "%u %u 1\n", (unsigned)uid, (unsigned)uid);
+  write_file("/proc/self/uid_map", map);
+  snprintf(map, sizeof map, "%u %u 1\n", (unsigned)gid, (unsigned)gid);
+  write_file("/proc/self/gid_map", map);
+}
+
 static void remount_noexec(const char *path) {
   struct statvfs sv;
   if (statvfs(path, &sv) != 0) {
@@ -497,6 +522,7 @@ int main(int argc, char **argv) {
     die("init", "must run as pid 1 of a new pid namespace (bwrap --unshare-pid --as-pid-1)");
   }
 
+  if (n_noexec > 0) enter_private_mounts();
   for (int k = 0; k < n_noexec; k++) remount_noexec(noexec_paths[k]);
 
   if (bridge_port > 0) {

@@ -157,8 +157,6 @@ export function checkSandboxSupport(): SandboxSupport {
       '--unshare-user',
       '--die-with-parent',
       '--as-pid-1',
-      '--cap-add',
-      'CAP_SYS_ADMIN',
       '--ro-bind',
       '/',
       '/',

@@ -176,7 +176,7 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   const helper: string[] = [];
 
   b.add('--die-with-parent', '--unshare-all', '--unshare-user', '--hostname', 'cordon');
-  b.add('--as-pid-1', '--cap-add', 'CAP_SYS_ADMIN', '--json-status-fd', '3');
+  b.add('--as-pid-1', '--json-status-fd', '3');
   b.add('--tmpfs', '/');
   // Directory listings of what is mounted; reading files needs a grant below.
   helper.push('--list', '/');
