@@ -82,7 +82,8 @@ struct ll_path_beneath_attr {
 #define __NR_landlock_restrict_self 446
 #endif
 
-#define MIN_LANDLOCK_ABI 1
+/* Keep in step with MIN_LANDLOCK_ABI in src/sandbox/linux/doctor.ts: 3 handles truncation. */
+#define MIN_LANDLOCK_ABI 3
 #define EXIT_SETUP 125
 
 #define MAX_RULES 4096
@@ -162,6 +163,8 @@ static const int denied_syscalls[] = {
 #endif
 };
 
+#define MFD_NOEXEC_SEAL_ 0x0008U
+#define MFD_EXEC_ 0x0010U
 #define MAX_FILTER 256
 struct filter_buf {
   struct sock_filter ins[MAX_FILTER];
@@ -223,6 +226,15 @@ static void install_seccomp(int unix_sockets) {
                 CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC |
                     CLONE_NEWUTS | CLONE_NEWCGROUP,
                 EPERM);
+  /* A memfd is on an internal file system Landlock does not see: a binary copied into one and
+   * run with fexecve would escape commandsAllowed. Only memfds sealed non-executable
+   * (MFD_NOEXEC_SEAL, Linux 6.3+) may be created. */
+  JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_memfd_create, 0, 4);
+  STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(1));
+  STMT(BPF_ALU | BPF_AND | BPF_K, MFD_NOEXEC_SEAL_ | MFD_EXEC_);
+  JUMP(BPF_JMP | BPF_JEQ | BPF_K, MFD_NOEXEC_SEAL_, 1, 0);
+  STMT(BPF_RET | BPF_K, ERRNO(EPERM));
+  STMT(BPF_LD | BPF_W | BPF_ABS, NR_OFF);
   /* Faking terminal input (TIOCSTI) would type commands into the user's shell after exit. */
   deny_arg_eq(&f, __NR_ioctl, 1, TIOCSTI, EPERM);
   deny_arg_eq(&f, __NR_ioctl, 1, TIOCLINUX, EPERM);
@@ -257,7 +269,10 @@ static void add_rule(int ruleset, const char *path, uint64_t access) {
 
 static void enter_landlock(void) {
   long abi = ll_abi();
-  if (abi < MIN_LANDLOCK_ABI) die("landlock", "the kernel does not offer Landlock");
+  if (abi < MIN_LANDLOCK_ABI) {
+    if (abi > 0) errno = 0;
+    die("landlock", abi > 0 ? "the kernel's Landlock ABI is too old (need 3: Linux 6.2)" : "the kernel does not offer Landlock");
+  }
   uint64_t handled = fs_rights_for_abi(abi);
   struct ll_ruleset_attr attr = {.handled_access_fs = handled, .handled_access_net = 0, .scoped = 0};
   size_t size = offsetof(struct ll_ruleset_attr, handled_access_net);

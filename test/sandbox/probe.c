@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
@@ -74,6 +75,25 @@ int main(int argc, char **argv) {
   char c = 'x';
   int tty = open("/dev/tty", O_RDWR);
   report("tiocsti", tty < 0 ? (errno = ENOTTY, -1) : ioctl(tty, TIOCSTI, &c));
+  /* A binary copied into anonymous memory and executed from there (memfd + fexecve). */
+  report("memfd_create", memfd_create("plain", MFD_CLOEXEC));
+  report("memfd_create-exec", memfd_create("exec", MFD_CLOEXEC | 0x0010U));
+  int mfd = memfd_create("x", MFD_CLOEXEC | 0x0008U /* MFD_NOEXEC_SEAL */);
+  report("memfd_create-noexec", mfd);
+  int src = open("/usr/bin/cat", O_RDONLY);
+  char buf[65536];
+  ssize_t n;
+  while (mfd >= 0 && src >= 0 && (n = read(src, buf, sizeof buf)) > 0) write(mfd, buf, (size_t)n);
+  pid = fork();
+  if (pid == 0) {
+    char *args[] = {"cat", "/etc/hostname", NULL};
+    char *envp[] = {NULL};
+    fexecve(mfd, args, envp);
+    printf("memfd-exec %s\n", strerrorname_np(errno));
+    fflush(stdout);
+    _exit(0);
+  }
+  waitpid((pid_t)pid, NULL, 0);
   report("kill-1", kill(1, 0));
   if (argc > 1) report("kill-host", kill(atoi(argv[1]), 0));
   return 0;

@@ -215,6 +215,12 @@ describe('cordon run: execution', () => {
     expect(p['socket-packet']).toBe('EAFNOSUPPORT');
     expect(p['socket-inet']).toBe('ok');
     expect(p['socketpair-unix']).toBe('ok');
+    // A copy of an allowed binary in anonymous memory is not an allowed binary: only memfds
+    // sealed non-executable can be made, and executing one fails.
+    expect(p['memfd_create']).toBe('EPERM');
+    expect(p['memfd_create-exec']).toBe('EPERM');
+    expect(p['memfd_create-noexec']).toBe('ok');
+    expect(p['memfd-exec']).toBe('EACCES');
     // The sandbox's init is outside the agent's Landlock domain; the host is another pid namespace.
     expect(p['kill-1']).toBe('EPERM');
     expect(p['kill-host']).toBe('ESRCH');
