@@ -267,7 +267,9 @@ static void add_rule(int ruleset, const char *path, uint64_t access) {
   close(fd);
 }
 
-static void enter_landlock(void) {
+/* The agent's domain holds the grants; the egress bridge's holds none (it only relays bytes
+ * between two sockets it has already been handed or may connect to). */
+static void enter_landlock(int with_grants) {
   long abi = ll_abi();
   if (abi < MIN_LANDLOCK_ABI) {
     if (abi > 0) errno = 0;
@@ -287,7 +289,7 @@ static void enter_landlock(void) {
   const uint64_t write = read | LL_WRITE_FILE | LL_REMOVE_DIR | LL_REMOVE_FILE | LL_MAKE_DIR |
                          LL_MAKE_REG | LL_MAKE_SYM | LL_MAKE_FIFO | LL_MAKE_SOCK | LL_REFER |
                          LL_TRUNCATE;
-  for (int i = 0; i < n_rules; i++) {
+  for (int i = 0; with_grants && i < n_rules; i++) {
     uint64_t a = 0;
     switch (rules[i].kind) {
       case RULE_LIST: a = LL_READ_DIR; break;
@@ -299,7 +301,7 @@ static void enter_landlock(void) {
     add_rule(rs, rules[i].path, a & handled);
   }
   /* Terminals and /dev/null are written to and configured with ioctls. */
-  add_rule(rs, "/dev", (read | LL_WRITE_FILE | LL_IOCTL_DEV) & handled);
+  if (with_grants) add_rule(rs, "/dev", (read | LL_WRITE_FILE | LL_IOCTL_DEV) & handled);
   if (syscall(__NR_landlock_restrict_self, rs, 0) != 0) die("landlock", "cannot enter the domain");
   close(rs);
 }
@@ -546,6 +548,7 @@ int main(int argc, char **argv) {
     if (b < 0) die("bridge", "fork");
     if (b == 0) {
       drop_capabilities();
+      enter_landlock(0);
       install_seccomp(1);
       run_bridge(l);
     }
@@ -576,7 +579,7 @@ int main(int argc, char **argv) {
     set_limit(RLIMIT_NOFILE, rl_nofile, "open files");
     set_limit(RLIMIT_CORE, 0, "core dumps");
     drop_capabilities();
-    enter_landlock();
+    enter_landlock(1);
     install_seccomp(allow_unix);
     execv(cmd[0], cmd);
     int e = errno;

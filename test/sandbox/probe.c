@@ -94,6 +94,7 @@ int main(int argc, char **argv) {
     _exit(0);
   }
   waitpid((pid_t)pid, NULL, 0);
+  report("proc-1-mem", open("/proc/1/mem", O_RDWR));
   report("kill-1", kill(1, 0));
   if (argc > 1) report("kill-host", kill(atoi(argv[1]), 0));
   return 0;

@@ -223,6 +223,7 @@ describe('cordon run: execution', () => {
     expect(p['memfd-exec']).toBe('EACCES');
     // The sandbox's init is outside the agent's Landlock domain; the host is another pid namespace.
     expect(p['kill-1']).toBe('EPERM');
+    expect(p['proc-1-mem']).toBe('EACCES');
     expect(p['kill-host']).toBe('ESRCH');
     const u = await run('unshare -U true; echo unshare=$?');
     expect(statuses(u.stdout)['unshare']).toBe('1');
