@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 // The `cordon` bin users run: the single-file bundle.
-const BIN = join(ROOT, 'dist/cli/cordon.mjs');
+const BIN = join(ROOT, 'dist/cli/bin.js');
 const median = (xs: number[]): number =>
   [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 

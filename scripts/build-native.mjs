@@ -49,4 +49,7 @@ if (!process.env.npm_config_nodedir) {
   }
 }
 const r = spawnSync(process.execPath, args, { stdio: 'inherit' });
+// An installed package ships dist/: fill the CLI's code cache for this Node version.
+if (r.status === 0 && existsSync('dist/cli/bin.js'))
+  spawnSync(process.execPath, ['dist/cli/bin.js', '--version'], { stdio: 'ignore' });
 process.exit(r.status ?? 1);

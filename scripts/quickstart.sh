@@ -3,11 +3,11 @@
 # from a role template, signed, verified and explained; then a tampered copy, which is refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -f dist/cli/cordon.mjs ] || [ -n "$(find src -newer dist/cli/cordon.mjs -print -quit)" ]; then npm run build --silent; fi
+if [ ! -f dist/cli/bin.js ] || [ -n "$(find src -newer dist/cli/bin.js -print -quit)" ]; then npm run build --silent; fi
 demo=${CORDON_DEMO_DIR:-$(mktemp -d -t cordon-demo-XXXXXX)}
 mkdir -p "$demo"
 export CORDON_HOME="$demo/home"
-cordon() { node dist/cli/cordon.mjs "$@"; }
+cordon() { node dist/cli/bin.js "$@"; }
 step() {
   printf '\n\033[1m$ cordon %s\033[0m\n' "$*"
   cordon "$@"
@@ -92,7 +92,7 @@ cat > "$demo/web-reports.json" <<JSON
 JSON
 step manifest sign "$demo/web-reports.json" --key "$CORDON_HOME/policy/keys/security-team.key"
 printf '\n\033[1m$ cordon proxy --manifest web-reports.signed.json --listen 127.0.0.1:0 --resolve reports.demo=127.0.0.1 --resolve intranet.demo=10.20.30.40 &\033[0m\n'
-node dist/cli/cordon.mjs proxy --manifest "$demo/web-reports.signed.json" --listen 127.0.0.1:0 \
+node dist/cli/bin.js proxy --manifest "$demo/web-reports.signed.json" --listen 127.0.0.1:0 \
   --resolve reports.demo=127.0.0.1 --resolve intranet.demo=10.20.30.40 >"$demo/proxy.out" 2>"$demo/proxy.err" &
 proxy=$!
 for _ in $(seq 1 100); do grep -q 'listening on' "$demo/proxy.out" 2>/dev/null && break; sleep 0.1; done
@@ -149,7 +149,7 @@ try 'curl around the proxy' curl -sS -m 3 --noproxy '*' http://127.0.0.1:$port/q
 SH
 printf '\n\033[1m$ cordon run --manifest report-writer.signed.json -- bash agent.sh\033[0m\n'
 mkdir -p "$user/Work/Reports/agent" && cp "$demo/agent.sh" "$user/Work/Reports/agent/agent.sh"
-HOME="$user" node dist/cli/cordon.mjs run --manifest "$demo/report-writer.signed.json" -- bash "$user/Work/Reports/agent/agent.sh"
+HOME="$user" node dist/cli/bin.js run --manifest "$demo/report-writer.signed.json" -- bash "$user/Work/Reports/agent/agent.sh"
 printf '\n  on the host: %s\n' "$(cat "$user/Work/Reports/outgoing/summary.txt")"
 step audit tail -n 4 --where class_uid=1007
 step audit verify

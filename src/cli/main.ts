@@ -1,5 +1,6 @@
 #!/usr/bin/env -S node --no-turbo-inline-js-wasm-calls
 import { realpathSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { config as zodConfig } from 'zod';
@@ -720,9 +721,11 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
 
 function isEntryPoint(): boolean {
   try {
+    const argv1 = process.argv[1] === undefined ? '' : realpathSync(process.argv[1]);
+    const self = fileURLToPath(import.meta.url);
+    // Run directly (dist/cli/main.js), or as the bundle that the `cordon` bin loads.
     return (
-      process.argv[1] !== undefined &&
-      realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)
+      argv1 === self || (self.endsWith('cordon.cjs') && argv1 === join(dirname(self), 'bin.js'))
     );
   } catch {
     return false;
