@@ -152,6 +152,16 @@ static const int denied_syscalls[] = {
     __NR_userfaultfd, __NR_swapon, __NR_swapoff, __NR_reboot, __NR_syslog, __NR_acct,
     __NR_quotactl, __NR_move_mount, __NR_open_tree, __NR_fsopen, __NR_fsconfig, __NR_fsmount,
     __NR_fspick, __NR_mount_setattr, __NR_pidfd_getfd, __NR_kcmp, __NR_lookup_dcookie,
+    /* The rest of what container runtimes refuse by default: the clock, NUMA policy of other
+     * processes, obsolete interfaces. */
+    __NR_clock_adjtime, __NR_clock_settime, __NR_settimeofday, __NR_adjtimex, __NR_mbind,
+    __NR_move_pages, __NR_migrate_pages, __NR_set_mempolicy, __NR_vhangup, __NR_fanotify_init,
+#ifdef __NR_sysfs
+    __NR_sysfs, __NR_ustat,
+#endif
+#ifdef __NR_modify_ldt
+    __NR_modify_ldt,
+#endif
 #ifdef __NR_iopl
     __NR_iopl, __NR_ioperm,
 #endif

@@ -66,6 +66,9 @@ int main(int argc, char **argv) {
   report("add_key", syscall(SYS_add_key, "user", "k", "v", 1, -3));
   report("io_uring_setup", syscall(SYS_io_uring_setup, 8, NULL));
   report("kexec_load", syscall(SYS_kexec_load, 0, 0, NULL, 0));
+  report("settimeofday", syscall(SYS_settimeofday, NULL, NULL));
+  report("set_mempolicy", syscall(SYS_set_mempolicy, 0, NULL, 0));
+  report("modify_ldt", syscall(SYS_modify_ldt, 0, NULL, 0));
   report("socket-unix", socket(AF_UNIX, SOCK_STREAM, 0));
   report("socket-netlink", socket(AF_NETLINK, SOCK_RAW, 0));
   report("socket-packet", socket(AF_PACKET, SOCK_RAW, 0));

@@ -207,6 +207,9 @@ describe('cordon run: execution', () => {
       'add_key',
       'io_uring_setup',
       'kexec_load',
+      'settimeofday',
+      'set_mempolicy',
+      'modify_ldt',
     ])
       expect(`${k} ${p[k]}`).toBe(`${k} EPERM`);
     expect(p['clone3-newuser']).toBe('ENOSYS');
