@@ -145,6 +145,8 @@ describe('cordon run: execution', () => {
         `${h}/Work/out/mycat /etc/hostname; echo copied_exec=$?`,
         `/lib64/ld-linux-x86-64.so.2 ${h}/Work/out/mycat /etc/passwd >/dev/null; echo loader_copied=$?`,
         `cp /usr/bin/cat /tmp/c; /tmp/c /etc/passwd >/dev/null; echo tmp_exec=$?`,
+        `cp /usr/bin/cat /dev/shm/c; echo shm_write=$?; /dev/shm/c /etc/passwd >/dev/null; echo shm_exec=$?`,
+        `/lib64/ld-linux-x86-64.so.2 /dev/shm/c /etc/passwd >/dev/null; echo loader_shm=$?`,
         `/lib64/ld-linux-x86-64.so.2 /tmp/c /etc/passwd >/dev/null; echo loader_tmp=$?`,
         hasAptMethod
           ? `/usr/lib/apt/methods/http </dev/null; echo lib_exec=$?`
@@ -164,6 +166,9 @@ describe('cordon run: execution', () => {
     expect(r.stderr).toMatch(/failed to map segment/);
     expect(st['tmp_exec']).toBe('126');
     expect(st['loader_tmp']).not.toBe('0');
+    expect(st['shm_write']).toBe('0');
+    expect(st['shm_exec']).toBe('126');
+    expect(st['loader_shm']).not.toBe('0');
     expect(st['lib_exec']).toBe('126');
     expect(st['read_grant_exec']).toBe('126');
     expect(st['loader_read_grant']).not.toBe('0');

@@ -206,9 +206,10 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   helper.push('--read', '/etc');
   b.add('--dev', '/dev', '--proc', '/proc');
   helper.push('--read', '/proc');
-  b.add('--tmpfs', '/tmp', '--tmpfs', '/var/tmp', '--tmpfs', home);
-  helper.push('--write', '/tmp', '--write', '/var/tmp', '--read', home);
-  helper.push('--noexec', '/tmp', '--noexec', '/var/tmp');
+  // POSIX shared memory (/dev/shm) is private too: browsers and multiprocessing need it.
+  b.add('--tmpfs', '/tmp', '--tmpfs', '/var/tmp', '--tmpfs', '/dev/shm', '--tmpfs', home);
+  helper.push('--write', '/tmp', '--write', '/var/tmp', '--write', '/dev/shm', '--read', home);
+  helper.push('--noexec', '/tmp', '--noexec', '/var/tmp', '--noexec', '/dev/shm');
 
   // Mandatory denies that this manifest has not lifted, expanded; Cordon's own directories
   // can never be lifted.
