@@ -453,7 +453,12 @@ static int open_bridge_listener(void) {
 
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGALRM};
 
-static void forward(int sig) {
+/* Signals sent to the sandbox (by `cordon run`, passing on its own) go to the agent's process
+ * group. Signals the kernel generates for the terminal (Ctrl-C, hang-up) already reach the
+ * agent, which owns the terminal: passing them on again would deliver them twice. */
+static void forward(int sig, siginfo_t *info, void *ctx) {
+  (void)ctx;
+  if (info != NULL && info->si_code == SI_KERNEL) return;
   if (agent_pid > 0) kill(-agent_pid, sig);
 }
 
@@ -568,7 +573,9 @@ int main(int argc, char **argv) {
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, &old);
-  int tty = isatty(STDIN_FILENO) ? STDIN_FILENO : -1;
+  /* The controlling terminal, whichever standard stream (if any) is attached to it: the agent
+   * becomes its foreground process group, so terminal signals reach the agent alone. */
+  int tty = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
   int sync_pipe[2];
   if (pipe2(sync_pipe, O_CLOEXEC) != 0) die("init", "pipe");
   pid_t child = fork();
@@ -605,7 +612,7 @@ int main(int argc, char **argv) {
   if (status_fd >= 0) dprintf(status_fd, "{\"event\":\"started\",\"pid\":%d}\n", (int)child);
 
   for (size_t k = 0; k < sizeof forwarded / sizeof forwarded[0]; k++) {
-    struct sigaction sa = {.sa_handler = forward, .sa_flags = SA_RESTART};
+    struct sigaction sa = {.sa_sigaction = forward, .sa_flags = SA_RESTART | SA_SIGINFO};
     sigaction(forwarded[k], &sa, NULL);
   }
   sigset_t run_mask;

@@ -407,6 +407,28 @@ describe('cordon run: the session', () => {
     expect(r.stdout).toMatch(/tiocsti EPERM/);
   });
 
+  it('Ctrl-C reaches the agent once, even when stdin is not the terminal', async () => {
+    const agent = `trap "echo got-int; exit 9" INT; echo ready; while :; do sleep 0.1; done`;
+    const cmd = `node ${BIN} run --manifest ${manifest} -- bash -c '${agent}' < /dev/null`;
+    const child = spawn('script', ['-qec', cmd, '/dev/null'], {
+      env: s.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    await new Promise<void>((resolve) =>
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('ready')) resolve();
+      }),
+    );
+    child.stdin.write('\x03');
+    const code = await new Promise<number | null>((resolve) =>
+      child.on('close', (c) => resolve(c)),
+    );
+    expect(out.match(/got-int/g)?.length).toBe(1);
+    expect(code).toBe(9);
+  });
+
   it('fails closed on a manifest that does not verify: nothing runs (125)', async () => {
     const env = JSON.parse(readFileSync(manifest, 'utf8')) as { payload: string };
     const m = JSON.parse(Buffer.from(env.payload, 'base64').toString()) as { readPaths: string[] };
