@@ -103,6 +103,8 @@ static int allow_unix = 0;
 static int status_fd = -1;
 static long long rl_nproc = -1, rl_as = -1, rl_cpu = -1, rl_fsize = -1, rl_nofile = -1;
 static volatile sig_atomic_t agent_pid = 0;
+/* The controlling terminal (-1 without one). */
+static int ctty = -1;
 
 static void die(const char *step, const char *what) {
   int e = errno;
@@ -459,7 +461,17 @@ static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUS
 static void forward(int sig, siginfo_t *info, void *ctx) {
   (void)ctx;
   if (info != NULL && info->si_code == SI_KERNEL) return;
-  if (agent_pid > 0) kill(-agent_pid, sig);
+  if (agent_pid <= 0) return;
+  /* Job control. The shell's `fg` and `bg` both continue the whole job; only `cordon run`,
+   * outside this pid namespace, can tell which (its process group is invisible from here), so
+   * it answers with RESUME_FOREGROUND or RESUME_BACKGROUND and the agent is continued then. */
+  if (sig == SIGCONT) return;
+  if (sig == SIGRTMIN + 1 || sig == SIGRTMIN + 2) {
+    if (sig == SIGRTMIN + 1 && ctty >= 0) tcsetpgrp(ctty, agent_pid);
+    kill(-agent_pid, SIGCONT);
+    return;
+  }
+  kill(-agent_pid, sig);
 }
 
 static int probe(void) {
@@ -576,6 +588,7 @@ int main(int argc, char **argv) {
   /* The controlling terminal, whichever standard stream (if any) is attached to it: the agent
    * becomes its foreground process group, so terminal signals reach the agent alone. */
   int tty = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
+  ctty = tty;
   int sync_pipe[2];
   if (pipe2(sync_pipe, O_CLOEXEC) != 0) die("init", "pipe");
   pid_t child = fork();
@@ -609,12 +622,20 @@ int main(int argc, char **argv) {
   agent_pid = child;
   if (tty >= 0) tcsetpgrp(tty, child);
   close(sync_pipe[1]);
-  if (status_fd >= 0) dprintf(status_fd, "{\"event\":\"started\",\"pid\":%d}\n", (int)child);
+  if (status_fd >= 0)
+    dprintf(status_fd, "{\"event\":\"started\",\"pid\":%d,\"resumeForeground\":%d,\"resumeBackground\":%d}\n",
+            (int)child, SIGRTMIN + 1, SIGRTMIN + 2);
 
   for (size_t k = 0; k < sizeof forwarded / sizeof forwarded[0]; k++) {
     struct sigaction sa = {.sa_sigaction = forward, .sa_flags = SA_RESTART | SA_SIGINFO};
     sigaction(forwarded[k], &sa, NULL);
   }
+  for (int rt = 1; rt <= 2; rt++) {
+    struct sigaction sa = {.sa_sigaction = forward, .sa_flags = SA_RESTART | SA_SIGINFO};
+    sigaction(SIGRTMIN + rt, &sa, NULL);
+  }
+  /* The helper hands the terminal back and forth; it must not be stopped for doing so. */
+  signal(SIGTTOU, SIG_IGN);
   sigset_t run_mask;
   sigemptyset(&run_mask);
   sigprocmask(SIG_SETMASK, &run_mask, NULL);
@@ -622,10 +643,16 @@ int main(int argc, char **argv) {
   int status = 0;
   for (;;) {
     int st;
-    pid_t p = waitpid(-1, &st, 0);
+    pid_t p = waitpid(-1, &st, WUNTRACED);
     if (p < 0) {
       if (errno == EINTR) continue;
       break;
+    }
+    if (p == child && WIFSTOPPED(st)) {
+      /* Ctrl-Z: `cordon run` stops itself so the user's shell sees a stopped job and takes the
+       * terminal back, as it does for any job. */
+      if (status_fd >= 0) dprintf(status_fd, "{\"event\":\"stopped\",\"signal\":%d}\n", WSTOPSIG(st));
+      continue;
     }
     if (p == child) {
       status = st;
@@ -633,10 +660,8 @@ int main(int argc, char **argv) {
     }
   }
   agent_pid = 0;
-  if (tty >= 0) {
-    signal(SIGTTOU, SIG_IGN);
-    tcsetpgrp(tty, getpgrp());
-  }
+  /* The terminal stays with the finished agent's group until the shell takes it back when
+   * `cordon run` exits: the job's own group lives outside this pid namespace. */
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   if (status_fd >= 0)
     dprintf(status_fd, "{\"event\":\"exited\",\"code\":%d,\"signal\":%d}\n", code,

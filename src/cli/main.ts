@@ -594,7 +594,15 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
       let handle: ((sig: NodeJS.Signals | 'quarantine') => void) | undefined;
       // Signals that arrive while the session starts are passed on once it runs.
       const early: (NodeJS.Signals | 'quarantine')[] = [];
-      for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2', 'SIGUSR1'] as const) {
+      for (const sig of [
+        'SIGTERM',
+        'SIGINT',
+        'SIGHUP',
+        'SIGQUIT',
+        'SIGUSR2',
+        'SIGUSR1',
+        'SIGCONT',
+      ] as const) {
         const h = (): void => {
           const what = sig === 'SIGUSR1' ? 'quarantine' : sig;
           if (handle === undefined) early.push(what);

@@ -207,7 +207,8 @@ export async function runRun(
       },
       (s: SessionControl) =>
         control.onStart((sig) => {
-          if (sig === 'quarantine')
+          if (sig === 'SIGCONT') s.resume();
+          else if (sig === 'quarantine')
             s.quarantine('quarantined by SIGUSR1 (cordon quarantine)').catch((e: unknown) =>
               diag(`audit: ${(e as Error).message}`),
             );

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { parseStrictJson } from '../manifest/json.js';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -62,8 +62,22 @@ export interface SessionResult {
 export interface SessionControl {
   /** Pass a signal to the agent's process group. */
   signal(sig: NodeJS.Signals): void;
+  /** This process was continued (SIGCONT) after the agent was suspended from its terminal. */
+  resume(): void;
   /** Kill everything in the sandbox, deny all egress, and record why. */
   quarantine(reason: string): Promise<void>;
+}
+
+/** Whether this process's group is the foreground of its controlling terminal (/proc/self/stat). */
+function inForeground(): boolean {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields after the command: state ppid pgrp session tty_nr tpgid ...
+    return f[2] !== undefined && f[2] === f[5];
+  } catch {
+    return false;
+  }
 }
 
 // Processes sampled into the log per session; beyond this, one event says sampling stopped.
@@ -162,11 +176,17 @@ export async function runSession(
       helperBuf += d;
       let nl;
       while ((nl = helperBuf.indexOf('\n')) >= 0) {
+        let event: Record<string, unknown> | undefined;
         try {
-          helperEvents.push(parseStrictJson(helperBuf.slice(0, nl)) as Record<string, unknown>);
+          event = parseStrictJson(helperBuf.slice(0, nl)) as Record<string, unknown>;
         } catch {
-          // not a status line
+          event = undefined; // not a status line
         }
+        if (event?.['event'] === 'stopped') {
+          // The agent was suspended from its terminal (Ctrl-Z): stop this process too, so the
+          // user's shell sees the job stopped; `fg` continues it and the helper the agent.
+          process.kill(process.pid, 'SIGSTOP');
+        } else if (event !== undefined) helperEvents.push(event);
         helperBuf = helperBuf.slice(nl + 1);
       }
     });
@@ -244,6 +264,19 @@ export async function runSession(
     }
 
     attach({
+      resume: () => {
+        // `fg` or `bg` continued this job: the agent gets the terminal only in the foreground.
+        // The helper names the real-time signals it takes for this (its libc's SIGRTMIN + 1, + 2).
+        const started = helperEvents.find((e) => e['event'] === 'started');
+        const fg = started?.['resumeForeground'];
+        const bg = started?.['resumeBackground'];
+        if (sandboxPid === undefined || typeof fg !== 'number' || typeof bg !== 'number') return;
+        try {
+          process.kill(sandboxPid, inForeground() ? fg : bg);
+        } catch {
+          // already gone
+        }
+      },
       signal: (sig) => {
         if (sandboxPid !== undefined) {
           try {

@@ -26,6 +26,14 @@ const KEY = '-----BEGIN OPENSSH PRIVATE KEY----- test key material';
 const run = (script: string, extra: string[] = []): Promise<RunResult> =>
   s.cordon(['run', '--manifest', manifest, ...extra, '--', 'bash', '-c', script]);
 
+async function until(cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** Outcome lines `name=exit-status` printed by a test script. */
 function statuses(out: string): Record<string, string> {
   const r: Record<string, string> = {};
@@ -427,6 +435,36 @@ describe('cordon run: the session', () => {
     );
     expect(out.match(/got-int/g)?.length).toBe(1);
     expect(code).toBe(9);
+  });
+
+  it('job control: Ctrl-Z stops the job, the shell takes the terminal back, fg gives it to the agent again', async () => {
+    // A real interactive shell on a pseudo-terminal, as a person would use it.
+    const child = spawn('script', ['-qec', 'bash --norc --noprofile -i', '/dev/null'], {
+      env: { ...s.env, PS1: 'prompt$ ' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const type = (text: string): boolean => child.stdin.write(text);
+    await until(() => out.includes('prompt$ '));
+    const agent = `echo ready; read line; echo got=$line; exit 4`;
+    type(`node ${BIN} run --manifest ${manifest} -- bash -c '${agent}'\n`);
+    await until(() => out.includes('ready'));
+    type('\x1a');
+    // The shell reports the stopped job and prompts again: it has the terminal back.
+    await until(() => /Stopped/.test(out));
+    const mark = out.length;
+    type('echo shell-has-it\n');
+    await until(() => out.slice(mark).includes('shell-has-it\r\nprompt$ '));
+    type('fg\n');
+    await new Promise((r) => setTimeout(r, 300));
+    // Reading the terminal works only for its foreground group: the agent has it again.
+    type('hello\n');
+    await until(() => /got=hello/.test(out));
+    type('echo status=$?\n');
+    await until(() => /status=4/.test(out));
+    type('exit\n');
+    await new Promise((r) => child.on('close', r));
   });
 
   it('fails closed on a manifest that does not verify: nothing runs (125)', async () => {
