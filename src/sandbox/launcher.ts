@@ -47,7 +47,7 @@ export interface SessionOptions {
   readonly resolver?: Resolver;
   readonly now: () => Date;
   readonly onDiagnostic: (message: string) => void;
-  /** How often the process tree is sampled for the audit log and `cordon ps`. */
+  /** How often the process tree is sampled for the audit log and `cordon ps` (after 3 s of 100 ms). */
   readonly sampleIntervalMs?: number;
 }
 
@@ -80,6 +80,8 @@ function inForeground(): boolean {
   }
 }
 
+const FAST_SAMPLES = 30;
+const FAST_SAMPLE_MS = 100;
 // Processes sampled into the log per session; beyond this, one event says sampling stopped.
 const MAX_PROCESS_EVENTS = 1000;
 
@@ -258,9 +260,16 @@ export async function runSession(
       }
     };
     if (sandboxPid !== undefined) {
-      sample();
-      sampler = setInterval(sample, o.sampleIntervalMs ?? 1000);
-      sampler.unref();
+      // Agents start their helpers (shells, language servers, tools) early: sample every 100 ms
+      // for the first seconds, then at the steady interval.
+      const steady = o.sampleIntervalMs ?? 1000;
+      let ticks = 0;
+      const tick = (): void => {
+        sample();
+        sampler = setTimeout(tick, ++ticks < FAST_SAMPLES ? FAST_SAMPLE_MS : steady);
+        sampler.unref();
+      };
+      tick();
     }
 
     attach({
@@ -382,7 +391,7 @@ export async function runSession(
     );
     return { exitCode, ...(sig === 0 ? {} : { signal: sig }), quarantined, plan };
   } finally {
-    if (sampler !== undefined) clearInterval(sampler);
+    if (sampler !== undefined) clearTimeout(sampler);
     if (child !== undefined && child.exitCode === null && child.signalCode === null)
       child.kill('SIGKILL');
     await proxy?.close();
