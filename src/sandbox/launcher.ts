@@ -269,7 +269,9 @@ export async function runSession(
         sampler = setTimeout(tick, ++ticks < FAST_SAMPLES ? FAST_SAMPLE_MS : steady);
         sampler.unref();
       };
-      tick();
+      // The first sample waits: the helper has only just been started.
+      sampler = setTimeout(tick, FAST_SAMPLE_MS);
+      sampler.unref();
     }
 
     attach({
