@@ -101,6 +101,7 @@ static int bridge_port = -1;
 static const char *bridge_socket;
 static int allow_unix = 0;
 static int status_fd = -1;
+static int go_fd = -1;
 static long long rl_nproc = -1, rl_as = -1, rl_cpu = -1, rl_fsize = -1, rl_nofile = -1;
 static volatile sig_atomic_t agent_pid = 0;
 /* The controlling terminal (-1 without one). */
@@ -491,7 +492,7 @@ static int probe(void) {
 static void usage(void) {
   fprintf(stderr,
           "usage: cordon-sandbox [--list P] [--read P] [--write P] [--exec P] [--exec-tree P] [--noexec P]\n"
-          "         [--bridge PORT:SOCKET] [--allow-unix] [--status-fd FD] [--nproc N] [--as BYTES]\n"
+          "         [--bridge PORT:SOCKET] [--allow-unix] [--status-fd FD] [--go-fd FD] [--nproc N] [--as BYTES]\n"
           "         [--cpu SECONDS] [--fsize BYTES] [--nofile N] -- COMMAND [ARGS...]\n"
           "       cordon-sandbox --probe\n");
   exit(2);
@@ -549,6 +550,9 @@ int main(int argc, char **argv) {
       if (bridge_port < 1 || bridge_port > 65535) usage();
       bridge_socket = colon + 1;
       if (strlen(bridge_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path)) usage();
+    } else if (strcmp(a, "--go-fd") == 0) {
+      go_fd = (int)parse_num(v, a);
+      if (fcntl(go_fd, F_SETFD, FD_CLOEXEC) != 0) die("go-fd", v);
     } else if (strcmp(a, "--status-fd") == 0) {
       status_fd = (int)parse_num(v, a);
       if (fcntl(status_fd, F_SETFD, FD_CLOEXEC) != 0) die("status-fd", v);
@@ -580,6 +584,19 @@ int main(int argc, char **argv) {
       run_bridge(l);
     }
     close(l);
+  }
+
+  /* Everything is ready; the agent starts only once Cordon has recorded its launch (one byte
+   * on the go fd). Cordon writes that record while bubblewrap builds the sandbox. */
+  if (go_fd >= 0) {
+    char go = 0;
+    ssize_t n;
+    while ((n = read(go_fd, &go, 1)) < 0 && errno == EINTR) {}
+    if (n != 1 || go != 'g') {
+      errno = 0;
+      die("start", "cordon did not clear the start (the launch could not be recorded)");
+    }
+    close(go_fd);
   }
 
   sigset_t all, old;

@@ -3,7 +3,7 @@ import { parseStrictJson } from '../manifest/json.js';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { processActivityEvent, type EventContext, type ManifestRef } from '../audit/events.js';
 import type { AuditLog } from '../audit/log.js';
 import { logHead } from '../audit/reader.js';
@@ -131,8 +131,9 @@ export async function runSession(
     for (const w of plan.warnings) o.onDiagnostic(w);
     const argv0 = o.command[0] ?? '';
     const auditSeqAtStart = logHead(auditPaths(o.stateDir)).seq + 1;
-    // The launch is recorded before the agent runs: no audit record, no agent.
-    await o.audit.append(
+    // The launch is recorded before the agent runs: no audit record, no agent. The record is
+    // written while bubblewrap builds the sandbox; the helper waits for the go byte.
+    const launchRecorded = o.audit.append(
       processActivityEvent(ctx(), {
         activity: 'launch',
         path: argv0,
@@ -162,7 +163,7 @@ export async function runSession(
     const started = o.now();
     child = spawn(o.bwrap, plan.bwrapArgs as string[], {
       env: plan.env,
-      stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe'],
+      stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe', 'pipe'],
     });
     const spawned = child;
     // Every listener is attached before the first await: a sandbox that fails at once must not
@@ -170,6 +171,10 @@ export async function runSession(
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
       spawned.on('close', (code, signal) => resolve({ code, signal })),
     );
+    let spawnFailed = false;
+    spawned.on('error', () => {
+      spawnFailed = true;
+    });
     const helperEvents: Record<string, unknown>[] = [];
     const helperOut = spawned.stdio[4] as Readable;
     helperOut.setEncoding('utf8');
@@ -192,7 +197,9 @@ export async function runSession(
         helperBuf = helperBuf.slice(nl + 1);
       }
     });
-    const sandboxPid = await new Promise<number | undefined>((resolve) => {
+    // bwrap's status (fd 3) is read from the start: if bwrap exits before anyone reads it, Node
+    // drains and discards it.
+    const sandboxPidKnown = new Promise<number | undefined>((resolve) => {
       let buf = '';
       const status = spawned.stdio[3] as Readable;
       status.setEncoding('utf8');
@@ -202,8 +209,21 @@ export async function runSession(
         if (m !== null) resolve(Number(m[1]));
       });
       status.on('end', () => resolve(undefined));
+      if (spawnFailed) resolve(undefined);
       spawned.on('error', () => resolve(undefined));
     });
+    const go = (spawned.stdio as unknown as (Writable | null)[])[5] as Writable;
+    go.on('error', () => undefined); // a sandbox that died early; reported from its exit
+    try {
+      await launchRecorded;
+    } catch (e) {
+      // The helper reads end-of-file instead of the go byte and stops before the agent runs.
+      go.destroy();
+      spawned.kill('SIGKILL');
+      throw e;
+    }
+    go.end('g');
+    const sandboxPid = await sandboxPidKnown;
 
     record = {
       id: o.id,

@@ -389,7 +389,7 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   if (l.cpuSeconds !== undefined) helper.push('--cpu', String(l.cpuSeconds));
   if (l.fileSizeBytes !== undefined) helper.push('--fsize', String(l.fileSizeBytes));
   if (l.openFiles !== undefined) helper.push('--nofile', String(l.openFiles));
-  helper.push('--status-fd', '4');
+  helper.push('--status-fd', '4', '--go-fd', '5');
 
   const bwrapArgs = [...b.args, '--', SANDBOX_HELPER, ...helper, '--', ...input.command];
   return { bwrapArgs, env: sandboxEnv(input), grants, masked, warnings, cwd };
