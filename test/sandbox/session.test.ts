@@ -88,6 +88,51 @@ describe('runSession', () => {
     );
   });
 
+  it('never starts the agent when its launch cannot be recorded (the helper waits for the go byte)', async () => {
+    const m = validManifest({ commandsAllowed: ['/usr/bin/bash'] });
+    const opened = openDeviceLog({
+      policyDir: join(s.cordonHome, 'policy'),
+      stateDir: join(s.cordonHome, 'state'),
+    });
+    await opened.log.close(); // every append now fails
+    const marker = join(s.dir, 'ran-without-record');
+    let code = '';
+    try {
+      await runSession(
+        {
+          id: 'unrecorded-session',
+          manifest: m,
+          manifestPath: 'm.json',
+          ref: { agent: m.agentName, version: m.version, digest: 'sha256:00' },
+          pdp: createPdp({ manifest: m, home: s.home }),
+          audit: opened.log,
+          context: opened.context,
+          stateDir: join(s.cordonHome, 'state'),
+          command: ['/usr/bin/bash', '-c', `echo > ${marker}`],
+          agentRuntimes: [],
+          hidden: [],
+          limits: {},
+          home: s.home,
+          cwd: s.home,
+          env: {},
+          bwrap: '/usr/bin/bwrap',
+          helper: helperPath(),
+          now: () => new Date(),
+          onDiagnostic: () => undefined,
+        },
+        () => undefined,
+      );
+    } catch (e) {
+      code = e instanceof CordonError ? e.code : String(e);
+    }
+    expect(code).toBe('AUDIT_LOG_CLOSED');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(existsSync(marker)).toBe(false);
+    expect(
+      readdirSync(tmpdir()).filter((f) => f.startsWith('cordon-run-unrecorded-session-')),
+    ).toEqual([]);
+  });
+
   it('records SANDBOX_EXEC_FAILED when the allowed command cannot start inside (script interpreter not allowed)', async () => {
     const script = join(s.dir, 'tool.pl');
     writeFileSync(script, '#!/usr/bin/perl\nprint "hi\\n";\n');
