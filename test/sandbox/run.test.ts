@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OCSF_DIR, OcsfSchema } from '../audit/ocsf-schema.js';
 import { startUpstreams, type Upstreams } from '../egress/harness.js';
-import { BIN, probeResults, sandboxEnv, type RunResult, type SandboxEnv } from './harness.js';
+import { BIN, probeResults, ROOT, sandboxEnv, type RunResult, type SandboxEnv } from './harness.js';
 
 let s: SandboxEnv;
 let up: Upstreams;
@@ -76,6 +76,7 @@ beforeAll(async () => {
       '/usr/bin/getent',
       '/usr/bin/unshare',
       '/usr/bin/sleep',
+      '/usr/bin/stty',
       s.probe,
     ],
   });
@@ -413,6 +414,32 @@ describe('cordon run: the session', () => {
     const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { env: s.env, encoding: 'utf8' });
     expect(r.stdout).toContain('is-a-tty');
     expect(r.stdout).toMatch(/tiocsti EPERM/);
+  });
+
+  it('passes window-size changes to the agent (the terminal signals its foreground group)', () => {
+    const agent = `trap 'echo size=$(stty size)' WINCH; echo ready; while :; do sleep 0.1; done`;
+    const r = spawnSync(
+      'python3',
+      [
+        join(ROOT, 'test/sandbox/on-pty.py'),
+        '101x33',
+        '--',
+        'node',
+        BIN,
+        'run',
+        '--manifest',
+        manifest,
+        '--',
+        'bash',
+        '-c',
+        agent,
+      ],
+      { env: s.env, encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toContain('size=33 101');
+    // Ctrl-C then ended the agent: 128 + SIGINT.
+    expect(r.stdout).toMatch(/status=130/);
   });
 
   it('Ctrl-C reaches the agent once, even when stdin is not the terminal', async () => {
