@@ -2,7 +2,7 @@
  * The OS sandbox `cordon run` launches agents in: bubblewrap namespaces, Landlock and seccomp
  * through the cordon-sandbox helper, egress only through the governed proxy.
  */
-export { FORWARDED_SIGNALS, runSession } from './launcher.js';
+export { runSession } from './launcher.js';
 export type {
   SandboxErrorCode,
   SessionControl,

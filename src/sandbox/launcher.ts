@@ -21,9 +21,6 @@ import { removeSession, writeSession, type SessionRecord } from './sessions.js';
 export type SandboxErrorCode =
   'SANDBOX_UNAVAILABLE' | 'SANDBOX_SETUP_FAILED' | 'COMMAND_NOT_FOUND' | 'COMMAND_NOT_ALLOWED';
 
-/** Signals `cordon run` passes on to the agent. */
-export const FORWARDED_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGQUIT', 'SIGUSR2'] as const;
-
 export interface SessionOptions {
   readonly id: string;
   readonly manifest: Manifest;
@@ -150,6 +147,7 @@ export async function runSession(
         unmapped: {
           sandbox: {
             agent_runtimes: [...o.agentRuntimes],
+            cwd: plan.cwd,
             grants: plan.grants.map((g) => `${g.access} ${g.path}${g.widened ? ' (widened)' : ''}`),
             masked: [...plan.masked],
             // Mandatory denies the manifest lifts, each with its reason: every use is reported.
