@@ -191,33 +191,23 @@ static void emit(struct filter_buf *f, struct sock_filter s) {
   }
   f->ins[f->n++] = s;
 }
-#define STMT(code, k) emit(&f, (struct sock_filter)BPF_STMT(code, k))
-#define JUMP(code, k, jt, jf) emit(&f, (struct sock_filter)BPF_JUMP(code, k, jt, jf))
+/* Both emit into the filter `fp` points at. */
+#define STMT(code, k) emit(fp, (struct sock_filter)BPF_STMT(code, k))
+#define JUMP(code, k, jt, jf) emit(fp, (struct sock_filter)BPF_JUMP(code, k, jt, jf))
 
-/* Deny `nr` when the low 32 bits of argument `arg` equal `value`. */
-static void deny_arg_eq(struct filter_buf *fp, int nr, int arg, uint32_t value, int err) {
-  struct filter_buf f = *fp;
+/* Deny `nr` when the low 32 bits of argument `arg` pass `test` against `k`: BPF_JEQ (equal to
+ * k) or BPF_JSET (any bit of k set). The accumulator is reloaded with the syscall number. */
+static void deny_arg(struct filter_buf *fp, int nr, int arg, uint16_t test, uint32_t k, int err) {
   JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 3);
   STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(arg));
-  JUMP(BPF_JMP | BPF_JEQ | BPF_K, value, 0, 1);
+  JUMP(BPF_JMP | test | BPF_K, k, 0, 1);
   STMT(BPF_RET | BPF_K, ERRNO(err));
   STMT(BPF_LD | BPF_W | BPF_ABS, NR_OFF);
-  *fp = f;
-}
-
-/* Deny `nr` when argument `arg` has any bit of `mask` set. */
-static void deny_arg_mask(struct filter_buf *fp, int nr, int arg, uint32_t mask, int err) {
-  struct filter_buf f = *fp;
-  JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 3);
-  STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(arg));
-  JUMP(BPF_JMP | BPF_JSET | BPF_K, mask, 0, 1);
-  STMT(BPF_RET | BPF_K, ERRNO(err));
-  STMT(BPF_LD | BPF_W | BPF_ABS, NR_OFF);
-  *fp = f;
 }
 
 static void install_seccomp(int unix_sockets) {
   struct filter_buf f = {.n = 0};
+  struct filter_buf *fp = &f;
   STMT(BPF_LD | BPF_W | BPF_ABS, ARCH_NR_OFF);
   JUMP(BPF_JMP | BPF_JEQ | BPF_K, SC_ARCH, 1, 0);
   STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
@@ -235,7 +225,7 @@ static void install_seccomp(int unix_sockets) {
    * to clone, whose flags are checked below. */
   JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1);
   STMT(BPF_RET | BPF_K, ERRNO(ENOSYS));
-  deny_arg_mask(&f, __NR_clone, 0,
+  deny_arg(fp, __NR_clone, 0, BPF_JSET,
                 CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC |
                     CLONE_NEWUTS | CLONE_NEWCGROUP,
                 EPERM);
@@ -249,11 +239,11 @@ static void install_seccomp(int unix_sockets) {
   STMT(BPF_RET | BPF_K, ERRNO(EPERM));
   STMT(BPF_LD | BPF_W | BPF_ABS, NR_OFF);
   /* Faking terminal input (TIOCSTI) would type commands into the user's shell after exit. */
-  deny_arg_eq(&f, __NR_ioctl, 1, TIOCSTI, EPERM);
-  deny_arg_eq(&f, __NR_ioctl, 1, TIOCLINUX, EPERM);
-  deny_arg_eq(&f, __NR_socket, 0, AF_NETLINK, EAFNOSUPPORT);
-  deny_arg_eq(&f, __NR_socket, 0, AF_PACKET, EAFNOSUPPORT);
-  if (!unix_sockets) deny_arg_eq(&f, __NR_socket, 0, AF_UNIX, EAFNOSUPPORT);
+  deny_arg(fp, __NR_ioctl, 1, BPF_JEQ, TIOCSTI, EPERM);
+  deny_arg(fp, __NR_ioctl, 1, BPF_JEQ, TIOCLINUX, EPERM);
+  deny_arg(fp, __NR_socket, 0, BPF_JEQ, AF_NETLINK, EAFNOSUPPORT);
+  deny_arg(fp, __NR_socket, 0, BPF_JEQ, AF_PACKET, EAFNOSUPPORT);
+  if (!unix_sockets) deny_arg(fp, __NR_socket, 0, BPF_JEQ, AF_UNIX, EAFNOSUPPORT);
   STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 
   struct sock_fprog prog = {.len = f.n, .filter = f.ins};

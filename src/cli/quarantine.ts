@@ -39,7 +39,7 @@ export async function runQuarantine(
   let targets: SessionRecord[];
   if (id !== undefined) {
     const s = readSession(stateDir, id);
-    if (s === undefined || !isAlive(s.cordonPid))
+    if (s === undefined || !isAlive(s.cordonPid, s.cordonStart))
       throw new CordonError('SESSION_NOT_FOUND', `no running session ${id}`, {
         hint: 'see `cordon ps` for running sessions',
       });
@@ -49,12 +49,16 @@ export async function runQuarantine(
   let failed = false;
   for (const s of targets) {
     // What was running and connected at this moment, before anything is touched.
-    const processes = s.sandboxPid === undefined ? [] : processTree(s.sandboxPid);
-    const connections = s.sandboxPid === undefined ? [] : tcpConnections(s.sandboxPid);
+    const sandbox =
+      s.sandboxPid !== undefined && isAlive(s.sandboxPid, s.sandboxStart)
+        ? s.sandboxPid
+        : undefined;
+    const processes = sandbox === undefined ? [] : processTree(sandbox);
+    const connections = sandbox === undefined ? [] : tcpConnections(sandbox);
     // The sandbox's init is pid 1 of its namespace: killing it kills every process inside.
-    if (s.sandboxPid !== undefined) {
+    if (sandbox !== undefined) {
       try {
-        process.kill(s.sandboxPid, 'SIGKILL');
+        process.kill(sandbox, 'SIGKILL');
       } catch {
         // already gone
       }
@@ -66,17 +70,19 @@ export async function runQuarantine(
       // it exited meanwhile
     }
     const sandboxGone = await until(
-      () => s.sandboxPid === undefined || !isAlive(s.sandboxPid),
+      () => sandbox === undefined || !isAlive(sandbox, s.sandboxStart),
       5000,
     );
     const denied = await until(
-      () => readSession(stateDir, s.id)?.quarantinedAt !== undefined || !isAlive(s.cordonPid),
+      () =>
+        readSession(stateDir, s.id)?.quarantinedAt !== undefined ||
+        !isAlive(s.cordonPid, s.cordonStart),
       5000,
     );
     const containmentMs = performance.now() - t0;
     const quarantinedAt = readSession(stateDir, s.id)?.quarantinedAt ?? io.now().toISOString();
     // The evidence waits for `cordon run` to write its last records and exit.
-    await until(() => !isAlive(s.cordonPid), 10_000);
+    await until(() => !isAlive(s.cordonPid, s.cordonStart), 10_000);
     const bundle = writeEvidenceBundle({
       session: s,
       stateDir,

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { realpathSync } from 'node:fs';
 import { constants } from 'node:os';
-import { isAbsolute, resolve as resolvePath, sep } from 'node:path';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { processActivityEvent } from '../audit/events.js';
 import { openDeviceLog } from '../audit/open.js';
 import { readProxyConfig } from '../egress/config.js';
@@ -10,7 +10,7 @@ import { EgressProxy } from '../egress/proxy.js';
 import { parseResolveEntries, staticResolver, systemResolver } from '../egress/resolver.js';
 import { CordonError } from '../errors.js';
 import { launchPrerequisites, which } from '../sandbox/linux/doctor.js';
-import type { SandboxLimits } from '../sandbox/linux/plan.js';
+import { isWithin, type SandboxLimits } from '../sandbox/linux/plan.js';
 import { runSession, type SessionControl } from '../sandbox/launcher.js';
 import { buildPdp } from './check.js';
 import { resolveDirs, RUN_EXIT, usage, type CliIo, type GlobalOptions } from './context.js';
@@ -71,10 +71,6 @@ function resolveCommand(name: string, cwd: string, path: string): string {
       hint: 'give the path of an installed program',
     });
   }
-}
-
-function isWithin(child: string, parent: string): boolean {
-  return child === parent || child.startsWith(parent + sep);
 }
 
 /**

@@ -12,18 +12,24 @@ import type { ProxyLimits } from '../egress/config.js';
 import { EgressProxy } from '../egress/proxy.js';
 import type { Resolver } from '../egress/resolver.js';
 import { CordonError } from '../errors.js';
-import type { Manifest } from '../manifest/schema.js';
 import type { Pdp } from '../policy/pdp.js';
-import { planSandbox, SANDBOX_HELPER, type SandboxLimits, type SandboxPlan } from './linux/plan.js';
-import { processTree } from './linux/procfs.js';
+import {
+  planSandbox,
+  SANDBOX_HELPER,
+  type SandboxPlan,
+  type SandboxPlanInput,
+} from './linux/plan.js';
+import { processTree, startTime } from './linux/procfs.js';
 import { removeSession, writeSession, type SessionRecord } from './sessions.js';
 
 export type SandboxErrorCode =
   'SANDBOX_UNAVAILABLE' | 'SANDBOX_SETUP_FAILED' | 'COMMAND_NOT_FOUND' | 'COMMAND_NOT_ALLOWED';
 
-export interface SessionOptions {
+export interface SessionOptions extends Pick<
+  SandboxPlanInput,
+  'manifest' | 'home' | 'cwd' | 'command' | 'agentRuntimes' | 'hidden' | 'limits'
+> {
   readonly id: string;
-  readonly manifest: Manifest;
   readonly manifestPath: string;
   readonly ref: ManifestRef;
   readonly pdp: Pdp;
@@ -31,12 +37,6 @@ export interface SessionOptions {
   /** Audit context; the actor's session is set to the session id. */
   readonly context: EventContext;
   readonly stateDir: string;
-  readonly command: readonly string[];
-  readonly agentRuntimes: readonly string[];
-  readonly hidden: readonly string[];
-  readonly limits: SandboxLimits;
-  readonly home: string;
-  readonly cwd: string;
   readonly env: NodeJS.ProcessEnv;
   readonly bwrap: string;
   readonly helper: string;
@@ -140,7 +140,7 @@ export async function runSession(
             effect: 'allow',
             rule: 'sandbox',
             code: 'SANDBOX_STARTED',
-            reason: `session ${o.id} started in the sandbox: ${plan.grants.length} grants mounted, ${plan.masked.length} paths masked, egress only through the proxy`,
+            reason: `session ${o.id} launching in the sandbox: ${plan.grants.length} grants mounted, ${plan.masked.length} paths masked, egress only through the proxy`,
           },
           manifest: o.ref,
         },
@@ -223,6 +223,9 @@ export async function runSession(
     go.end('g');
     const sandboxPid = await sandboxPidKnown;
 
+    // Start times pin the pids: `cordon ps` and `cordon quarantine` never act on a reused one.
+    const cordonStart = startTime(process.pid);
+    const sandboxStart = sandboxPid === undefined ? undefined : startTime(sandboxPid);
     record = {
       id: o.id,
       agent: o.ref.agent,
@@ -231,7 +234,9 @@ export async function runSession(
       manifestPath: o.manifestPath,
       command: o.command,
       cordonPid: process.pid,
+      ...(cordonStart === undefined ? {} : { cordonStart }),
       ...(sandboxPid === undefined ? {} : { sandboxPid }),
+      ...(sandboxStart === undefined ? {} : { sandboxStart }),
       startedAt: started.toISOString(),
       runDir,
       auditSeqAtStart,

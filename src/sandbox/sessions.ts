@@ -1,6 +1,6 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { parseStrictJson } from '../manifest/json.js';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { isAlive } from './linux/procfs.js';
 
 /** What `cordon ps` and `cordon quarantine` know about a running session. */
@@ -13,6 +13,9 @@ export interface SessionRecord {
   readonly command: readonly string[];
   /** The `cordon run` process (it owns the egress proxy and the audit log). */
   readonly cordonPid: number;
+  /** Start times of the two processes, so a reused pid is never taken for them. */
+  readonly cordonStart?: string;
+  readonly sandboxStart?: string;
   /** Host pid of the sandbox's init (pid 1 inside); killing it ends every process inside. */
   readonly sandboxPid?: number;
   readonly startedAt: string;
@@ -69,9 +72,11 @@ export function liveSessions(stateDir: string): SessionRecord[] {
     if (!name.endsWith('.json') || name.startsWith('.')) continue;
     const s = readSession(stateDir, name.slice(0, -5));
     if (s === undefined) continue;
-    if (isAlive(s.cordonPid)) out.push(s);
+    if (isAlive(s.cordonPid, s.cordonStart)) out.push(s);
     else {
-      if (s.runDir.includes('cordon-run-')) rmSync(s.runDir, { recursive: true, force: true });
+      // Only the private directory this session made, whatever the record says.
+      if (basename(s.runDir).startsWith(`cordon-run-${s.id}-`))
+        rmSync(s.runDir, { recursive: true, force: true });
       removeSession(stateDir, s.id);
     }
   }

@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type SpawnOptions } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,8 @@ export interface SandboxEnv {
   /** Test probe binary (test/sandbox/probe.c), outside every grant. */
   readonly probe: string;
   cordon(args: string[], opts?: SpawnOptions): Promise<RunResult>;
+  /** `cordon run --manifest M [EXTRA...] -- bash -c LINES` (lines joined by newlines). */
+  bash(manifest: string, lines: string | readonly string[], extra?: string[]): Promise<RunResult>;
   /** Sign a manifest built from these fields (version bumped each call). */
   sign(fields: Record<string, unknown>): string;
   /** Every audit event written so far. */
@@ -77,6 +79,20 @@ export function sandboxEnv(name: string): SandboxEnv {
     env,
     probe,
     cordon: (args, opts = {}) => runCli(args, { env, ...opts }),
+    bash: (manifest, lines, extra = []) =>
+      runCli(
+        [
+          'run',
+          '--manifest',
+          manifest,
+          ...extra,
+          '--',
+          'bash',
+          '-c',
+          typeof lines === 'string' ? lines : lines.join('\n'),
+        ],
+        { env },
+      ),
     sign(fields) {
       version++;
       const file = join(dir, `m${version}.json`);
@@ -132,4 +148,41 @@ export function probeResults(stdout: string): Record<string, string> {
     if (k !== undefined && v !== undefined) out[k] = v;
   }
   return out;
+}
+
+/** An agent started under `cordon run` that has printed "ready". */
+export interface RunningAgent {
+  readonly child: ChildProcess;
+  readonly stdout: () => string;
+  readonly stderr: () => string;
+  /** Resolves with `cordon run`'s exit code. */
+  readonly closed: Promise<number | null>;
+}
+
+/** Start `cordon run --manifest M -- bash -c SCRIPT` and wait until the script prints "ready". */
+export async function startAgent(
+  env: Record<string, string>,
+  manifest: string,
+  script: string,
+): Promise<RunningAgent> {
+  const child = spawn(
+    process.execPath,
+    [BIN, 'run', '--manifest', manifest, '--', 'bash', '-c', script],
+    {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const closed = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('ready')) resolve();
+    });
+    void closed.then(() => reject(new Error(`cordon run exited before "ready": ${err}`)));
+  });
+  return { child, stdout: () => out, stderr: () => err, closed };
 }

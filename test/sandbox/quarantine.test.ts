@@ -1,9 +1,9 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startUpstreams, type Upstreams } from '../egress/harness.js';
-import { BIN, sandboxEnv, type SandboxEnv } from './harness.js';
+import { BIN, sandboxEnv, startAgent, type SandboxEnv } from './harness.js';
 
 let s: SandboxEnv;
 let up: Upstreams;
@@ -23,31 +23,12 @@ describe('cordon ps and cordon quarantine', () => {
       commandsAllowed: ['/usr/bin/bash', '/usr/bin/sleep', '/usr/bin/curl'],
     });
     const url = `http://127.0.0.1:${up.httpPort}/`;
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        'run',
-        '--manifest',
-        manifest,
-        '--',
-        'bash',
-        '-c',
-        `sleep 317 & curl -s -o /dev/null -w 'first=%{http_code}\\n' ${url}; echo ready; wait`,
-      ],
-      { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] },
+    const a = await startAgent(
+      s.env,
+      manifest,
+      `sleep 317 & curl -s -o /dev/null -w 'first=%{http_code}\\n' ${url}; echo ready; wait`,
     );
-    let out = '';
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    await new Promise<void>((resolve) =>
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('ready')) resolve();
-      }),
-    );
-    expect(out).toContain('first=200');
-    const exited = new Promise<number | null>((r) => child.on('close', (c) => r(c)));
+    expect(a.stdout()).toContain('first=200');
 
     const ps = spawnSync(process.execPath, [BIN, 'ps', '--json'], { env: s.env, encoding: 'utf8' });
     expect(ps.status, ps.stderr).toBe(0);
@@ -82,8 +63,8 @@ describe('cordon ps and cordon quarantine', () => {
     }[];
     expect(result?.contained).toBe(true);
     expect(result?.processesKilled).toBeGreaterThanOrEqual(3); // init, bash, sleep (+ bridge)
-    expect(await exited).not.toBe(0);
-    expect(err).toMatch(/was quarantined/);
+    expect(await a.closed).not.toBe(0);
+    expect(a.stderr()).toMatch(/was quarantined/);
     expect(spawnSync('pgrep', ['-f', 'sleep 317'], { encoding: 'utf8' }).stdout.trim()).toBe('');
 
     // The bundle: a valid tar.gz whose files match its SHA256SUMS, holding a contiguous slice
@@ -146,5 +127,44 @@ describe('cordon ps and cordon quarantine', () => {
     });
     expect(all.status).toBe(0);
     expect(all.stdout).toContain('no sessions running');
+  });
+
+  it('never acts on a reused pid or a directory the record merely names', () => {
+    // A record whose pids now belong to someone else (pid reuse), naming a directory that is
+    // not the session's own.
+    const bystander = spawn('sleep', ['337'], { stdio: 'ignore' });
+    const pid = bystander.pid ?? 0;
+    const precious = join(s.dir, 'cordon-run-precious');
+    mkdirSync(precious);
+    const dir = join(s.cordonHome, 'state/sessions');
+    mkdirSync(dir, { recursive: true });
+    const record = {
+      id: 'forged',
+      agent: 'x',
+      manifestVersion: '1.0.0',
+      manifestDigest: 'sha256:00',
+      manifestPath: '/nonexistent',
+      command: ['sleep'],
+      cordonPid: pid,
+      cordonStart: '1',
+      sandboxPid: pid,
+      sandboxStart: '1',
+      startedAt: new Date().toISOString(),
+      runDir: precious,
+      bytesOut: 0,
+      bytesIn: 0,
+    };
+    writeFileSync(join(dir, 'forged.json'), JSON.stringify(record));
+    const q = spawnSync(process.execPath, [BIN, 'quarantine', 'forged'], {
+      env: s.env,
+      encoding: 'utf8',
+    });
+    expect(q.stderr).toContain('SESSION_NOT_FOUND');
+    const ps = spawnSync(process.execPath, [BIN, 'ps', '--json'], { env: s.env, encoding: 'utf8' });
+    expect(JSON.parse(ps.stdout)).toEqual([]);
+    expect(existsSync(join(dir, 'forged.json'))).toBe(false);
+    expect(existsSync(precious)).toBe(true);
+    expect(bystander.exitCode).toBeNull();
+    bystander.kill();
   });
 });

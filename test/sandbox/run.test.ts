@@ -15,7 +15,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OCSF_DIR, OcsfSchema } from '../audit/ocsf-schema.js';
 import { startUpstreams, type Upstreams } from '../egress/harness.js';
-import { BIN, probeResults, ROOT, sandboxEnv, type RunResult, type SandboxEnv } from './harness.js';
+import {
+  BIN,
+  probeResults,
+  ROOT,
+  sandboxEnv,
+  startAgent,
+  type RunResult,
+  type SandboxEnv,
+} from './harness.js';
 
 let s: SandboxEnv;
 let up: Upstreams;
@@ -24,7 +32,7 @@ let outside: string;
 const KEY = '-----BEGIN OPENSSH PRIVATE KEY----- test key material';
 
 const run = (script: string, extra: string[] = []): Promise<RunResult> =>
-  s.cordon(['run', '--manifest', manifest, ...extra, '--', 'bash', '-c', script]);
+  s.bash(manifest, script, extra);
 
 async function until(cond: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -335,32 +343,14 @@ describe('cordon run: the session', () => {
   });
 
   it('passes SIGTERM to the agent and returns its status', async () => {
-    const child = spawn(
-      process.execPath,
-      [
-        BIN,
-        'run',
-        '--manifest',
-        manifest,
-        '--',
-        'bash',
-        '-c',
-        'trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 0.1; done',
-      ],
-      { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] },
+    const a = await startAgent(
+      s.env,
+      manifest,
+      'trap "echo got-term; exit 7" TERM; echo ready; while :; do sleep 0.1; done',
     );
-    let out = '';
-    await new Promise<void>((resolve) =>
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('ready')) resolve();
-      }),
-    );
-    child.kill('SIGTERM');
-    const code = await new Promise<number | null>((resolve) =>
-      child.on('close', (c) => resolve(c)),
-    );
-    expect(out).toContain('got-term');
+    a.child.kill('SIGTERM');
+    const code = await a.closed;
+    expect(a.stdout()).toContain('got-term');
     expect(code).toBe(7);
   });
 
@@ -384,15 +374,10 @@ describe('cordon run: the session', () => {
   });
 
   it('leaves nothing running when cordon itself is killed outright; ps clears the stale record', async () => {
-    const child = spawn(
-      process.execPath,
-      [BIN, 'run', '--manifest', manifest, '--', 'bash', '-c', 'sleep 331 & echo ready; wait'],
-      { env: s.env, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    await new Promise<void>((resolve) => child.stdout.on('data', () => resolve()));
+    const a = await startAgent(s.env, manifest, 'sleep 331 & echo ready; wait');
     expect(spawnSync('pgrep', ['-f', 'sleep 331']).status).toBe(0);
-    child.kill('SIGKILL');
-    await new Promise((r) => child.on('close', r));
+    a.child.kill('SIGKILL');
+    await a.closed;
     const gone = Date.now() + 5000;
     while (spawnSync('pgrep', ['-f', 'sleep 331']).status === 0 && Date.now() < gone)
       await new Promise((r) => setTimeout(r, 20));

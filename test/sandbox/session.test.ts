@@ -43,18 +43,30 @@ describe('sandbox helper', () => {
 });
 
 describe('runSession', () => {
-  it('fails closed with SANDBOX_SETUP_FAILED when bubblewrap cannot build the sandbox; nothing runs, nothing is left', async () => {
-    const m = validManifest({ commandsAllowed: ['/usr/bin/bash'] });
+  /**
+   * Run a session whose agent would write a marker file, with the helper and log given; the
+   * error code it fails with ('OK' when it returns) and whether the marker was written.
+   */
+  async function attempt(
+    id: string,
+    helper: string,
+    log: (opened: ReturnType<typeof openDeviceLog>) => Promise<void>,
+  ): Promise<{ code: string; ran: boolean }> {
+    // The marker's folder is granted for writing: only a sandbox that never ran leaves it absent.
+    const markers = join(s.dir, 'markers');
+    mkdirSync(markers, { recursive: true });
+    const m = validManifest({ commandsAllowed: ['/usr/bin/bash'], writePaths: [`${markers}/**`] });
     const opened = openDeviceLog({
       policyDir: join(s.cordonHome, 'policy'),
       stateDir: join(s.cordonHome, 'state'),
     });
-    const marker = join(s.dir, 'ran');
-    let code = '';
+    await log(opened);
+    const marker = join(markers, `ran-${id}`);
+    let code = 'OK';
     try {
       await runSession(
         {
-          id: 'test-session',
+          id,
           manifest: m,
           manifestPath: 'm.json',
           ref: { agent: m.agentName, version: m.version, digest: 'sha256:00' },
@@ -70,7 +82,7 @@ describe('runSession', () => {
           cwd: s.home,
           env: {},
           bwrap: '/usr/bin/bwrap',
-          helper: join(s.dir, 'no-such-helper'),
+          helper,
           now: () => new Date(),
           onDiagnostic: () => undefined,
         },
@@ -81,56 +93,26 @@ describe('runSession', () => {
     } finally {
       await opened.log.close();
     }
-    expect(code).toBe('SANDBOX_SETUP_FAILED');
-    expect(existsSync(marker)).toBe(false);
-    expect(readdirSync(tmpdir()).filter((f) => f.startsWith('cordon-run-test-session-'))).toEqual(
-      [],
-    );
+    // A late start would show within this.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(readdirSync(tmpdir()).filter((f) => f.startsWith(`cordon-run-${id}-`))).toEqual([]);
+    return { code, ran: existsSync(marker) };
+  }
+
+  it('runs the same agent with the helper and a working log (the control for the two below)', async () => {
+    const r = await attempt('control', helperPath(), () => Promise.resolve());
+    expect(r).toEqual({ code: 'OK', ran: true });
+  });
+
+  it('fails closed with SANDBOX_SETUP_FAILED when bubblewrap cannot build the sandbox; nothing runs, nothing is left', async () => {
+    const r = await attempt('no-helper', join(s.dir, 'no-such-helper'), () => Promise.resolve());
+    expect(r).toEqual({ code: 'SANDBOX_SETUP_FAILED', ran: false });
   });
 
   it('never starts the agent when its launch cannot be recorded (the helper waits for the go byte)', async () => {
-    const m = validManifest({ commandsAllowed: ['/usr/bin/bash'] });
-    const opened = openDeviceLog({
-      policyDir: join(s.cordonHome, 'policy'),
-      stateDir: join(s.cordonHome, 'state'),
-    });
-    await opened.log.close(); // every append now fails
-    const marker = join(s.dir, 'ran-without-record');
-    let code = '';
-    try {
-      await runSession(
-        {
-          id: 'unrecorded-session',
-          manifest: m,
-          manifestPath: 'm.json',
-          ref: { agent: m.agentName, version: m.version, digest: 'sha256:00' },
-          pdp: createPdp({ manifest: m, home: s.home }),
-          audit: opened.log,
-          context: opened.context,
-          stateDir: join(s.cordonHome, 'state'),
-          command: ['/usr/bin/bash', '-c', `echo > ${marker}`],
-          agentRuntimes: [],
-          hidden: [],
-          limits: {},
-          home: s.home,
-          cwd: s.home,
-          env: {},
-          bwrap: '/usr/bin/bwrap',
-          helper: helperPath(),
-          now: () => new Date(),
-          onDiagnostic: () => undefined,
-        },
-        () => undefined,
-      );
-    } catch (e) {
-      code = e instanceof CordonError ? e.code : String(e);
-    }
-    expect(code).toBe('AUDIT_LOG_CLOSED');
-    await new Promise((r) => setTimeout(r, 300));
-    expect(existsSync(marker)).toBe(false);
-    expect(
-      readdirSync(tmpdir()).filter((f) => f.startsWith('cordon-run-unrecorded-session-')),
-    ).toEqual([]);
+    // A closed log: every append fails.
+    const r = await attempt('unrecorded', helperPath(), (opened) => opened.log.close());
+    expect(r).toEqual({ code: 'AUDIT_LOG_CLOSED', ran: false });
   });
 
   it('records SANDBOX_EXEC_FAILED when the allowed command cannot start inside (script interpreter not allowed)', async () => {
@@ -232,19 +214,11 @@ describe('mandatory denies under a home-wide write grant', () => {
       writePaths: ['~/**'],
       commandsAllowed: ['/usr/bin/bash'],
     });
-    const r = await s.cordon([
-      'run',
-      '--manifest',
-      manifest,
-      '--',
-      'bash',
-      '-c',
-      [
-        'echo k > ~/.ssh/authorized_keys; echo authorized_keys=$?',
-        'mkdir -p ~/.aws; echo k > ~/.aws/credentials; echo aws=$?',
-        'echo x > ~/notes.txt; echo notes=$?',
-        'echo x > ~/.bash_profile; echo bash_profile=$?',
-      ].join('\n'),
+    const r = await s.bash(manifest, [
+      'echo k > ~/.ssh/authorized_keys; echo authorized_keys=$?',
+      'mkdir -p ~/.aws; echo k > ~/.aws/credentials; echo aws=$?',
+      'echo x > ~/notes.txt; echo notes=$?',
+      'echo x > ~/.bash_profile; echo bash_profile=$?',
     ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^authorized_keys=1$/m);
@@ -293,15 +267,10 @@ describe('agent runtimes and the Landlock layer', () => {
 
   it('Landlock refuses what is mounted but not granted (the helper binary, the egress socket)', async () => {
     const manifest = s.sign({ commandsAllowed: ['/usr/bin/bash', '/usr/bin/cat'] });
-    const r = await s.cordon([
-      'run',
-      '--manifest',
+    const r = await s.bash(
       manifest,
-      '--',
-      'bash',
-      '-c',
       'cat /run/cordon/sandbox > /dev/null; echo helper=$?; cat /run/cordon/egress.sock; echo socket=$?',
-    ]);
+    );
     expect(r.stdout).toMatch(/^helper=1$/m);
     expect(r.stderr).toMatch(/\/run\/cordon\/sandbox: Permission denied/);
     expect(r.stdout).toMatch(/^socket=1$/m);
@@ -320,15 +289,10 @@ describe('mandatory-deny overrides', () => {
         { deny: 'ssh', access: 'read', reason: 'the build agent pulls with a deploy key' },
       ],
     });
-    const r = await s.cordon([
-      'run',
-      '--manifest',
+    const r = await s.bash(
       manifest,
-      '--',
-      'bash',
-      '-c',
       'cat ~/.ssh/deploy_key; echo read=$?; echo x >> ~/.ssh/deploy_key; echo write=$?',
-    ]);
+    );
     expect(r.stdout).toContain('deploy key');
     expect(r.stdout).toMatch(/^read=0$/m);
     expect(r.stdout).toMatch(/^write=1$/m);
@@ -339,5 +303,35 @@ describe('mandatory-deny overrides', () => {
     expect(launch.unmapped.sandbox.overrides).toEqual([
       'ssh (read): the build agent pulls with a deploy key',
     ]);
+  });
+});
+
+describe('grants that need an approval', () => {
+  it('are not available inside: asked writes mount read-only, asked paths are masked, asked programs are absent', async () => {
+    mkdirSync(join(s.home, 'Work/out'), { recursive: true });
+    mkdirSync(join(s.home, 'Work/secret'), { recursive: true });
+    writeFileSync(join(s.home, 'Work/secret/plan.txt'), 'merger plan\n');
+    writeFileSync(join(s.home, 'Work/readme.txt'), 'readable\n');
+    const manifest = s.sign({
+      readPaths: ['~/Work/**'],
+      writePaths: ['~/Work/out/**'],
+      commandsAllowed: ['/usr/bin/bash', '/usr/bin/cat', '/usr/bin/curl'],
+      requiresApproval: ['write:~/Work/out/**', '~/Work/secret/**', 'exec:/usr/bin/curl'],
+    });
+    const r = await s.bash(manifest, [
+      'cat ~/Work/readme.txt; echo read=$?',
+      'echo x > ~/Work/out/report.txt; echo write_asked=$?',
+      'cat ~/Work/secret/plan.txt; echo read_asked=$?',
+      'curl --version >/dev/null; echo exec_asked=$?',
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^read=0$/m);
+    expect(r.stdout).toMatch(/^write_asked=1$/m);
+    expect(r.stdout).toMatch(/^read_asked=1$/m);
+    expect(r.stdout).toMatch(/^exec_asked=127$/m);
+    expect(r.stdout).not.toContain('merger plan');
+    expect(existsSync(join(s.home, 'Work/out/report.txt'))).toBe(false);
+    expect(r.stderr).toMatch(/writing .*Work\/out needs an approval.*mounted read-only/);
+    expect(r.stderr).toMatch(/\/usr\/bin\/curl: running it needs an approval.*not mounted/);
   });
 });

@@ -132,7 +132,8 @@ const MISSING_DIRS_MASKED = [
 const GIT_WALK_DEPTH = 4;
 const GIT_WALK_DIRS = 5000;
 
-function isWithin(child: string, parent: string): boolean {
+/** Whether `child` is `parent` or lies beneath it (both absolute, normalised). */
+export function isWithin(child: string, parent: string): boolean {
   return child === parent || child.startsWith(parent === '/' ? '/' : parent + sep);
 }
 
@@ -155,13 +156,6 @@ function literalBase(pattern: string, home: string): { base: string; widened: bo
   return { base: join(root, ...lit), widened };
 }
 
-class ArgList {
-  readonly args: string[] = [];
-  add(...a: string[]): void {
-    this.args.push(...a);
-  }
-}
-
 /**
  * Turn a manifest into a bubblewrap command line and the helper's Landlock grants. Paths are
  * resolved to real paths now, at launch: what the agent later plants (symlinks, renames)
@@ -172,18 +166,18 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   const warnings: string[] = [];
   const grants: MountedGrant[] = [];
   const masked: string[] = [];
-  const b = new ArgList();
+  const b: string[] = [];
   const helper: string[] = [];
 
-  b.add('--die-with-parent', '--unshare-all', '--unshare-user', '--hostname', 'cordon');
-  b.add('--as-pid-1', '--json-status-fd', '3');
-  b.add('--tmpfs', '/');
+  b.push('--die-with-parent', '--unshare-all', '--unshare-user', '--hostname', 'cordon');
+  b.push('--as-pid-1', '--json-status-fd', '3');
+  b.push('--tmpfs', '/');
   // Directory listings of what is mounted; reading files needs a grant below.
   helper.push('--list', '/');
 
   for (const dir of SYSTEM_DIRS) {
     if (existsSync(dir)) {
-      b.add('--ro-bind', dir, dir);
+      b.push('--ro-bind', dir, dir);
       helper.push('--read', dir);
     }
   }
@@ -194,27 +188,32 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     } catch {
       continue;
     }
-    if (st.isSymbolicLink()) b.add('--symlink', readlinkSync(link), link);
+    if (st.isSymbolicLink()) b.push('--symlink', readlinkSync(link), link);
     else if (st.isDirectory() && LIB_ROOTS.has(link)) {
-      b.add('--ro-bind', link, link);
+      b.push('--ro-bind', link, link);
       helper.push('--read', link);
     }
   }
   for (const f of ETC_FILES) {
-    if (existsSync(f)) b.add('--ro-bind', f, f);
+    if (existsSync(f)) b.push('--ro-bind', f, f);
   }
   helper.push('--read', '/etc');
-  b.add('--dev', '/dev', '--proc', '/proc');
+  b.push('--dev', '/dev', '--proc', '/proc');
   helper.push('--read', '/proc');
   // POSIX shared memory (/dev/shm) is private too: browsers and multiprocessing need it.
-  b.add('--tmpfs', '/tmp', '--tmpfs', '/var/tmp', '--tmpfs', '/dev/shm', '--tmpfs', home);
+  b.push('--tmpfs', '/tmp', '--tmpfs', '/var/tmp', '--tmpfs', '/dev/shm', '--tmpfs', home);
   helper.push('--write', '/tmp', '--write', '/var/tmp', '--write', '/dev/shm', '--read', home);
   helper.push('--noexec', '/tmp', '--noexec', '/var/tmp', '--noexec', '/dev/shm');
 
   // Mandatory denies that this manifest has not lifted, expanded; Cordon's own directories
   // can never be lifted.
   const lifted = new Map(m.overrides.map((o) => [o.deny, o.access]));
-  const denies: { path: string; access: 'all' | 'write'; id: string }[] = [];
+  // `dir`: known to be a directory even when missing (masked then, not only warned about).
+  const denies: { path: string; access: 'all' | 'write'; id: string; dir?: boolean }[] = [];
+  const needsApproval = (id: string): string =>
+    id === 'requiresApproval'
+      ? 'needs an approval, which sandboxed agents cannot get yet'
+      : `is inside the mandatory deny "${id}"`;
   for (const d of MANDATORY_DENIES) {
     const override = d.overridable ? lifted.get(d.id) : undefined;
     if (override === 'write') continue;
@@ -231,6 +230,29 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     denies.push({ path: resolvePath(h), access: 'all', id: 'cordon' });
     const real = realOrUndefined(h);
     if (real !== undefined) denies.push({ path: real, access: 'all', id: 'cordon' });
+  }
+  // What needs an approval is not available inside: the decision point answers `ask` (a denial
+  // until approvals exist), and the kernel layers must not grant more than it does. A plain path
+  // entry covers reading, writing and running; `write:` only writing; `exec:` one program.
+  // Network entries are asked by the proxy; API scopes do not reach the sandbox.
+  const approvalExec: string[] = [];
+  for (const entry of m.requiresApproval) {
+    const k = /^(read|write|exec):([/~].*)$/s.exec(entry);
+    const kind = k?.[1] ?? (entry.startsWith('/') || entry.startsWith('~') ? 'any' : undefined);
+    if (kind === undefined) continue;
+    const pattern = k?.[2] ?? entry;
+    const { base } = literalBase(pattern, home);
+    const real = realOrUndefined(base);
+    const paths = real === undefined || real === base ? [base] : [base, real];
+    if (kind === 'exec' || kind === 'any') approvalExec.push(...paths);
+    if (kind === 'exec') continue;
+    for (const path of paths)
+      denies.push({
+        path,
+        access: kind === 'write' ? 'write' : 'all',
+        id: 'requiresApproval',
+        dir: pattern.endsWith('/**'),
+      });
   }
 
   // Filesystem grants, parents before children so a deeper grant is mounted on top.
@@ -251,9 +273,17 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
       }
       const inside = denies.find((d) => d.access === 'all' && isWithin(real, d.path));
       if (inside !== undefined) {
+        warnings.push(`${pattern}: ${real} ${needsApproval(inside.id)}; not mounted`);
+        continue;
+      }
+      const readOnly = write
+        ? denies.find((d) => d.access === 'write' && isWithin(real, d.path))
+        : undefined;
+      if (readOnly !== undefined) {
         warnings.push(
-          `${pattern}: ${real} is inside the mandatory deny "${inside.id}"; not mounted`,
+          `${pattern}: writing ${real} ${needsApproval(readOnly.id)}; mounted read-only`,
         );
+        fsGrants.push({ pattern, real, asked: base, write: false, widened });
         continue;
       }
       if (widened)
@@ -267,8 +297,8 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   addGrants(m.writePaths, true);
   fsGrants.sort((a, x) => a.real.split(sep).length - x.real.split(sep).length);
   for (const g of fsGrants) {
-    b.add(g.write ? '--bind' : '--ro-bind', g.real, g.real);
-    if (g.asked !== g.real && !isWithin(g.asked, g.real)) b.add('--symlink', g.real, g.asked);
+    b.push(g.write ? '--bind' : '--ro-bind', g.real, g.real);
+    if (g.asked !== g.real && !isWithin(g.asked, g.real)) b.push('--symlink', g.real, g.asked);
     helper.push(g.write ? '--write' : '--read', g.real);
     grants.push({
       pattern: g.pattern,
@@ -288,6 +318,10 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
       warnings.push(`${c}: not installed; not mounted`);
       continue;
     }
+    if (approvalExec.some((a) => isWithin(c, a) || isWithin(real, a))) {
+      warnings.push(`${c}: running it ${needsApproval('requiresApproval')}; not mounted`);
+      continue;
+    }
     execs.push({ asked: c, real, pattern: c });
   }
   const runtimeDirs: string[] = [];
@@ -298,8 +332,8 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     else execs.push({ asked: resolvePath(r), real, pattern: `--agent-runtime ${r}` });
   }
   for (const e of execs) {
-    b.add('--ro-bind', e.real, e.real);
-    if (e.asked !== e.real) b.add('--symlink', e.real, e.asked);
+    b.push('--ro-bind', e.real, e.real);
+    if (e.asked !== e.real) b.push('--symlink', e.real, e.asked);
     helper.push('--exec', e.real);
     grants.push({ pattern: e.pattern, path: e.real, access: 'exec', widened: false });
     const needs = execNeeds(e.real);
@@ -316,7 +350,7 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     }
   }
   for (const dir of runtimeDirs) {
-    b.add('--ro-bind', dir, dir);
+    b.push('--ro-bind', dir, dir);
     helper.push('--exec-tree', dir);
     grants.push({ pattern: `--agent-runtime ${dir}`, path: dir, access: 'exec', widened: false });
   }
@@ -333,7 +367,7 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   const visible = [...fsGrants.map((g) => g.real), ...runtimeDirs];
   const writable = (path: string): boolean =>
     fsGrants.some((g) => g.write && isWithin(path, g.real));
-  const mask = (path: string, access: 'all' | 'write'): void => {
+  const mask = (path: string, access: 'all' | 'write', id: string, dir = false): void => {
     let st;
     try {
       st = lstatSync(path);
@@ -342,12 +376,12 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
       // an empty read-only tmpfs (bubblewrap leaves an empty directory behind on the host); a
       // missing file cannot be masked without creating it on the host, so the user is told.
       if (masked.includes(path) || !writable(path)) return;
-      if (MISSING_DIRS_MASKED.some((d) => path.endsWith(d))) {
-        b.add('--tmpfs', path, '--remount-ro', path);
+      if (dir || MISSING_DIRS_MASKED.some((d) => path.endsWith(d))) {
+        b.push('--tmpfs', path, '--remount-ro', path);
         masked.push(path);
       } else
         warnings.push(
-          `${path} does not exist and lies inside a writable grant: the agent could create it (mandatory deny not enforced by the sandbox for a missing file)`,
+          `${path} does not exist and lies inside a writable grant: the agent could create it (${id} not enforced by the sandbox for a missing file)`,
         );
       return;
     }
@@ -355,33 +389,33 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     if (access === 'write') {
       // Reading is allowed; only writable grants need a read-only mount here.
       if (!writable(path)) return;
-      b.add('--ro-bind', path, path);
+      b.push('--ro-bind', path, path);
     } else if (st.isDirectory()) {
-      b.add('--tmpfs', path, '--remount-ro', path);
+      b.push('--tmpfs', path, '--remount-ro', path);
     } else {
-      b.add('--ro-bind', '/dev/null', path);
+      b.push('--ro-bind', '/dev/null', path);
     }
     masked.push(path);
   };
   for (const d of denies) {
-    if (visible.some((v) => isWithin(d.path, v))) mask(d.path, d.access);
+    if (visible.some((v) => isWithin(d.path, v))) mask(d.path, d.access, d.id, d.dir);
   }
   if (lifted.get('git-hooks') !== 'write') {
     for (const g of fsGrants.filter((x) => x.write)) {
       for (const repo of findGitDirs(g.real)) {
-        mask(join(repo, 'hooks'), 'write');
-        mask(join(repo, 'config'), 'write');
+        mask(join(repo, 'hooks'), 'write', 'git-hooks');
+        mask(join(repo, 'config'), 'write', 'git-hooks');
       }
     }
   }
 
-  b.add('--dir', SANDBOX_RUN_DIR);
-  b.add('--ro-bind', input.helperPath, SANDBOX_HELPER);
-  b.add('--bind', input.egressSocket, SANDBOX_EGRESS_SOCKET);
+  b.push('--dir', SANDBOX_RUN_DIR);
+  b.push('--ro-bind', input.helperPath, SANDBOX_HELPER);
+  b.push('--bind', input.egressSocket, SANDBOX_EGRESS_SOCKET);
   helper.push('--bridge', `${SANDBOX_PROXY_PORT}:${SANDBOX_EGRESS_SOCKET}`);
 
   const cwd = visible.some((v) => isWithin(input.cwd, v)) ? input.cwd : home;
-  b.add('--chdir', cwd);
+  b.push('--chdir', cwd);
 
   const l = input.limits;
   if (l.processes !== undefined) helper.push('--nproc', String(l.processes));
@@ -391,7 +425,7 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   if (l.openFiles !== undefined) helper.push('--nofile', String(l.openFiles));
   helper.push('--status-fd', '4', '--go-fd', '5');
 
-  const bwrapArgs = [...b.args, '--', SANDBOX_HELPER, ...helper, '--', ...input.command];
+  const bwrapArgs = [...b, '--', SANDBOX_HELPER, ...helper, '--', ...input.command];
   return { bwrapArgs, env: sandboxEnv(input), grants, masked, warnings, cwd };
 }
 

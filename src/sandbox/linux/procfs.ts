@@ -61,14 +61,28 @@ export function processTree(root: number): ProcessInfo[] {
   return out;
 }
 
-/** Whether a process exists (and is not a zombie). */
-export function isAlive(pid: number): boolean {
+function statFields(pid: number): string[] | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+    // Fields from the state on (the command name may hold spaces and parentheses).
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+/** When the process started (clock ticks since boot): with the pid, it names one process. */
+export function startTime(pid: number): string | undefined {
+  return statFields(pid)?.[19];
+}
+
+/**
+ * Whether a process exists and is not a zombie; with `start`, also that it is the same process
+ * that was recorded (a pid can be reused once its process is gone).
+ */
+export function isAlive(pid: number, start?: string): boolean {
+  const f = statFields(pid);
+  return f !== undefined && f[0] !== 'Z' && (start === undefined || f[19] === start);
 }
 
 /** TCP connections open in the network namespace of `pid` (from /proc/PID/net/tcp{,6}). */
