@@ -181,29 +181,50 @@ describe('planSandbox', () => {
   });
 });
 
-describe('cordon run without the helper', () => {
-  it('refuses to start (SANDBOX_UNAVAILABLE, 125) and says how to fix it; doctor fails too', async () => {
-    // A copy of the package without build/: what an install whose native build failed looks like.
-    const copy = join(s.dir, 'pkg');
+describe('the installed package', () => {
+  /** A copy of the package under the temporary directory, with or without the built helper. */
+  function packageCopy(name: string, withHelper: boolean): string {
+    const copy = join(s.dir, name);
     mkdirSync(copy);
-    cpSync(join(ROOT, 'dist'), join(copy, 'dist'), { recursive: true });
-    cpSync(join(ROOT, 'package.json'), join(copy, 'package.json'));
+    for (const f of ['dist', 'package.json', 'binding.gyp'])
+      cpSync(join(ROOT, f), join(copy, f), { recursive: true });
+    if (withHelper)
+      cpSync(
+        join(ROOT, 'build/Release/cordon-sandbox'),
+        join(copy, 'build/Release/cordon-sandbox'),
+      );
     symlinkSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'));
+    return join(copy, 'dist/cli/main.js');
+  }
+
+  it('without the helper: cordon run refuses to start (SANDBOX_UNAVAILABLE, 125) and says how to fix it; doctor fails too', async () => {
+    // What an install whose native build failed looks like.
+    const cli = packageCopy('pkg-no-helper', false);
     const manifest = s.sign({ commandsAllowed: ['/usr/bin/true'] });
     const r = await runCli(
-      [join(copy, 'dist/cli/main.js'), 'run', '--manifest', manifest, '--', '/usr/bin/true'],
+      [cli, 'run', '--manifest', manifest, '--', '/usr/bin/true'],
       { env: s.env },
       true,
     );
     expect(r.code).toBe(125);
     expect(r.stderr).toContain('SANDBOX_UNAVAILABLE');
     expect(r.stderr).toMatch(/fix: build it: `npm rebuild cordon`/);
-    const d = spawnSync(process.execPath, [join(copy, 'dist/cli/main.js'), 'doctor'], {
-      env: s.env,
-      encoding: 'utf8',
-    });
+    const d = spawnSync(process.execPath, [cli, 'doctor'], { env: s.env, encoding: 'utf8' });
     expect(d.status).toBe(3);
     expect(d.stdout).toMatch(/FAIL helper/);
+  });
+
+  it('installed under /tmp (hidden inside the sandbox): doctor and cordon run both work', async () => {
+    const cli = packageCopy('pkg-in-tmp', true);
+    const d = spawnSync(process.execPath, [cli, 'doctor'], { env: s.env, encoding: 'utf8' });
+    expect(d.status, d.stdout).toBe(0);
+    const manifest = s.sign({ commandsAllowed: ['/usr/bin/true'] });
+    const r = await runCli(
+      [cli, 'run', '--manifest', manifest, '--', '/usr/bin/true'],
+      { env: s.env },
+      true,
+    );
+    expect(r.code, r.stderr).toBe(0);
   });
 });
 

@@ -3,6 +3,7 @@ import { parseStrictJson } from '../../manifest/json.js';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { packageFile } from '../../package-files.js';
+import { SANDBOX_HELPER } from './plan.js';
 
 /** One layer `cordon doctor` checks, and how to fix it when it is missing. */
 export interface LayerCheck {
@@ -166,8 +167,14 @@ export function checkSandboxSupport(): SandboxSupport {
       '/dev',
       '--tmpfs',
       '/tmp',
-      '--',
+      // The helper where a session puts it: the package may live under /tmp, hidden above.
+      '--tmpfs',
+      '/run',
+      '--ro-bind',
       helper,
+      SANDBOX_HELPER,
+      '--',
+      SANDBOX_HELPER,
       '--probe',
     ],
     { encoding: 'utf8', timeout: 10_000, env: {} },
