@@ -316,4 +316,4 @@ export class OcsfSchema {
   }
 }
 
-export const OCSF_DIR = join(import.meta.dirname, '..', '..', '..', 'shared', 'data', 'ocsf-1.8.0');
+export const OCSF_DIR = join(import.meta.dirname, '..', 'data', 'ocsf-1.8.0');
