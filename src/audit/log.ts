@@ -7,13 +7,16 @@ import {
   ftruncateSync,
   fsyncSync,
   openSync,
+  readSync,
   rmSync,
   statSync,
   write,
+  writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
 import { CordonError } from '../errors.js';
-import { ensureDir, fsyncDir, pidAlive, readFileIfExists, writeAll } from '../store/files.js';
+import { lockExclusive } from '../native.js';
+import { ensureDir, fsyncDir } from '../store/files.js';
 import { logActivityEvent, type EventContext, type OcsfEvent } from './events.js';
 import { MerkleFrontier, recordLeaf } from './merkle.js';
 import { checkpointText, noteHash, signNote, verifierKey } from './note.js';
@@ -75,7 +78,7 @@ export interface AppendResult {
 export interface RecoveryReport {
   /** Bytes cut from a torn tail. */
   readonly cutBytes: number;
-  /** Whether a writer lock left by a dead process was taken over. */
+  /** Whether the previous writer ended without closing the log (its pid was still in the lock file). */
   readonly staleLock: boolean;
 }
 
@@ -125,7 +128,8 @@ function corrupt(file: string, why: string): CordonError {
 }
 
 /**
- * The chained, append-only audit log. One process writes a log at a time (a lock file names it);
+ * The chained, append-only audit log. One process writes a log at a time (it holds an flock on
+ * `writer.lock` while the log is open);
  * `append` resolves only after the record is on disk, and appends that arrive while a write is
  * in flight share the next write and fsync (group commit). A failed write (full disk, I/O error)
  * rejects every append not yet on disk, rolls the file back to its last durable length, and keeps
@@ -140,6 +144,8 @@ export class AuditLog {
   readonly paths: AuditPaths;
   readonly recovery: RecoveryReport;
   readonly #opts: Required<Omit<AuditLogOptions, 'onError'>> & Pick<AuditLogOptions, 'onError'>;
+  /** The locked `writer.lock`: closing it (or dying) releases the log to the next writer. */
+  readonly #lockFd: number;
   #index: SegmentIndex;
   #fd: number;
   #size: number;
@@ -157,6 +163,9 @@ export class AuditLog {
   #freeWriters: RecordWriter[] = [];
   #flushing: Promise<void> | undefined;
   #closed = false;
+  #closing: Promise<void> | undefined;
+  /** The Merkle tree could not be rebuilt after a failed write: nothing more may be signed. */
+  #broken = false;
   /** The last checkpoint: the seq of the record carrying it, when, and its note's hash. */
   #lastCheckpoint: LastCheckpoint;
   /** The last checkpoint whose record is on disk (what a failed write falls back to). */
@@ -177,8 +186,10 @@ export class AuditLog {
     head: Head,
     checkpoint: CheckpointState | undefined,
     recovery: RecoveryReport,
+    lockFd: number,
   ) {
     this.#opts = { ...DEFAULTS, now: Date.now, ...opts };
+    this.#lockFd = lockFd;
     this.paths = paths;
     this.#index = index;
     this.#fd = fd;
@@ -213,16 +224,20 @@ export class AuditLog {
     verifierKey(opts.origin, opts.deviceKey);
     const p = auditPaths(opts.stateDir);
     ensureDir(p.segments, 0o700);
-    const staleLock = acquireLock(p.lock);
+    const lock = acquireLock(p.lock);
     try {
-      return AuditLog.#openLocked(opts, p, staleLock);
+      return AuditLog.#openLocked(opts, p, lock);
     } catch (e) {
-      rmSync(p.lock, { force: true });
+      closeSync(lock.fd);
       throw e;
     }
   }
 
-  static #openLocked(opts: AuditLogOptions, p: AuditPaths, staleLock: boolean): AuditLog {
+  static #openLocked(
+    opts: AuditLogOptions,
+    p: AuditPaths,
+    lock: { fd: number; stale: boolean },
+  ): AuditLog {
     const now = (opts.now ?? Date.now)();
     let index = readIndex(p);
     if (index === undefined) {
@@ -288,10 +303,17 @@ export class AuditLog {
       closeSync(fd);
       throw e;
     }
-    const log = new AuditLog(opts, p, index, fd, size, { ...head, frontier }, checkpoint, {
-      cutBytes,
-      staleLock,
-    });
+    const log = new AuditLog(
+      opts,
+      p,
+      index,
+      fd,
+      size,
+      { ...head, frontier },
+      checkpoint,
+      { cutBytes, staleLock: lock.stale },
+      lock.fd,
+    );
     if (cutBytes > 0) {
       void log
         .append(
@@ -458,6 +480,7 @@ export class AuditLog {
 
   /** When a checkpoint is due, sign one over everything queued and queue it as the next record. */
   #maybeCheckpoint(): void {
+    if (this.#broken) return;
     const now = this.#opts.now();
     const since = this.#head.seq - this.#lastCheckpoint.seq;
     const due =
@@ -563,6 +586,7 @@ export class AuditLog {
     } catch {
       frontier = undefined;
       this.#closed = true;
+      this.#broken = true;
     }
     this.#head = {
       seq: this.#durable.seq,
@@ -579,8 +603,12 @@ export class AuditLog {
   }
 
   /** Flush, sign a final checkpoint when there is anything new, and release the lock. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
     // Refuse new appends first, so nothing is queued after the final checkpoint and lost.
     this.#closed = true;
     if (this.#head.seq > this.#lastCheckpoint.seq) this.#checkpointDue = true;
@@ -588,34 +616,59 @@ export class AuditLog {
     await this.flush();
     if (this.#timer !== undefined) clearInterval(this.#timer);
     closeSync(this.#fd);
-    rmSync(this.paths.lock, { force: true });
+    releaseLock(this.#lockFd);
   }
 }
 
-function acquireLock(lock: string): boolean {
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const fd = openSync(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-      writeAll(fd, Buffer.from(String(process.pid)));
-      fsyncSync(fd);
-      closeSync(fd);
-      return attempt > 0;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      const holder = Number(readFileIfExists(lock, 64)?.toString() ?? '');
-      if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && pidAlive(holder)) {
-        throw new CordonError('AUDIT_LOG_LOCKED', `process ${holder} is writing this audit log`, {
-          file: lock,
-          hint: 'one Cordon process writes a log at a time; stop the other one or use its log',
-        });
-      }
-      rmSync(lock, { force: true });
+/**
+ * Take the writer lock: an exclusive flock on `writer.lock`, held until `close()` or until the
+ * process dies, when the kernel releases it. Two processes can never both hold it, however they
+ * race, and nothing is ever deleted or taken over (deleting a lock file would let a process that
+ * opened the old file and one that creates a new one both hold "the" lock). The file also holds
+ * the writer's pid, for diagnostics only: a pid still there when the lock is taken means the
+ * previous writer ended without closing the log.
+ */
+function acquireLock(lock: string): { fd: number; stale: boolean } {
+  const fd = openSync(lock, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  try {
+    if (!fstatSync(fd).isFile()) throw corrupt(lock, 'the writer lock is not a regular file');
+    const previous = readSmall(fd);
+    if (!lockExclusive(fd)) {
+      const holder = /^[0-9]+$/.test(previous) ? `process ${previous}` : 'another process';
+      throw new CordonError('AUDIT_LOG_LOCKED', `${holder} is writing this audit log`, {
+        file: lock,
+        hint: 'one Cordon process writes a log at a time; stop the other one or use its log',
+      });
     }
+    // Read again under the lock: the holder may have closed the log after the first read.
+    const stale = readSmall(fd) !== '';
+    try {
+      ftruncateSync(fd, 0);
+      writeSync(fd, String(process.pid), 0);
+    } catch {
+      // The pid is a diagnostic; a full disk must not keep the log from opening.
+    }
+    return { fd, stale };
+  } catch (e) {
+    closeSync(fd);
+    throw e;
   }
-  throw new CordonError('AUDIT_LOG_LOCKED', 'could not take the audit log lock', {
-    file: lock,
-    hint: 'another process keeps recreating the lock; stop it',
-  });
+}
+
+/** Give the lock up after a clean close: empty the pid (so no one reports a crash), then close. */
+function releaseLock(fd: number): void {
+  try {
+    ftruncateSync(fd, 0);
+  } catch {
+    // Only the diagnostic pid stays; the lock itself goes with the descriptor.
+  }
+  closeSync(fd);
+}
+
+function readSmall(fd: number): string {
+  const buf = Buffer.alloc(64);
+  const n = readSync(fd, buf, 0, buf.length, 0);
+  return buf.subarray(0, n).toString('utf8').trim();
 }
 
 function createSegment(p: AuditPaths, file: string): void {

@@ -8,9 +8,11 @@ import { scanRecord } from '../../src/audit/record.js';
 import { auditPaths, readIndex } from '../../src/audit/store.js';
 import { verifyLog } from '../../src/audit/verify.js';
 import { errorCode, tempDir } from '../helpers.js';
-import { openLog, verifier } from './helpers.js';
+import { deviceKey, lineReader, openLog, ORIGIN, verifier } from './helpers.js';
 import { ctx, sampleEvents } from './samples.js';
 import { readLines, segmentFiles } from './tamper-tools.js';
+
+const fixture = (name: string) => join(import.meta.dirname, '..', 'fixtures', name);
 
 const events = sampleEvents()
   .filter((s) => s.name !== 'checkpoint')
@@ -136,22 +138,47 @@ describe('chained audit log', () => {
     expect(errorCode(() => openLog(dir))).toBe('AUDIT_LOG_CORRUPT');
   });
 
-  it('one writer at a time; a lock left by a dead process is taken over', async () => {
+  it('one writer at a time; the lock goes with its holder, even one killed with SIGKILL', async () => {
     const dir = tempDir();
     const a = openLog(dir);
-    const sleeper = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)']);
+    // The same process cannot open the log twice either: the lock belongs to an open file.
+    expect(errorCode(() => openLog(dir))).toBe('AUDIT_LOG_LOCKED');
+    await a.close();
+    // A clean close leaves no pid behind: the next writer does not report a crash.
+    expect(readFileSync(auditPaths(dir).lock, 'utf8')).toBe('');
+    const keyFile = join(dir, 'device.key');
+    writeFileSync(keyFile, deviceKey.export({ type: 'pkcs8', format: 'pem' }));
+    const holder = spawn(
+      process.execPath,
+      [fixture('audit-racer.mjs'), dir, keyFile, '3', ORIGIN],
+      {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      },
+    );
+    const out = lineReader(holder.stdout);
+    expect(await out()).toBe('ready');
+    holder.stdin.write('go\n');
+    expect(await out()).toMatch(/^won /);
     try {
-      await a.close();
-      writeFileSync(auditPaths(dir).lock, String(sleeper.pid));
-      expect(errorCode(() => openLog(dir))).toBe('AUDIT_LOG_LOCKED');
+      const e = (() => {
+        try {
+          openLog(dir);
+        } catch (err) {
+          return err as { code: string; message: string };
+        }
+        return undefined;
+      })();
+      expect(e?.code).toBe('AUDIT_LOG_LOCKED');
+      expect(e?.message).toContain(String(holder.pid));
     } finally {
-      sleeper.kill('SIGKILL');
-      await new Promise((r) => sleeper.once('exit', r));
+      holder.kill('SIGKILL');
+      await new Promise((r) => holder.once('exit', r));
     }
+    // The kernel released the dead holder's lock; its pid in the file tells that it crashed.
     const b = openLog(dir);
     expect(b.recovery.staleLock).toBe(true);
     await b.close();
-    expect(existsSync(auditPaths(dir).lock)).toBe(false);
+    expect((await verifyLog(dir, { verifiers: [verifier] })).ok).toBe(true);
   });
 
   it('an event changed after it was built is found (every 64th is checked in full)', async () => {

@@ -182,17 +182,15 @@ describe('planSandbox', () => {
 });
 
 describe('the installed package', () => {
-  /** A copy of the package under the temporary directory, with or without the built helper. */
+  /** A copy of the package under the temporary directory, with or without its native build (the helper and the addon). */
   function packageCopy(name: string, withHelper: boolean): string {
     const copy = join(s.dir, name);
     mkdirSync(copy);
     for (const f of ['dist', 'package.json', 'binding.gyp'])
       cpSync(join(ROOT, f), join(copy, f), { recursive: true });
     if (withHelper)
-      cpSync(
-        join(ROOT, 'build/Release/cordon-sandbox'),
-        join(copy, 'build/Release/cordon-sandbox'),
-      );
+      for (const f of ['cordon-sandbox', 'cordon_native.node'])
+        cpSync(join(ROOT, 'build/Release', f), join(copy, 'build/Release', f));
     symlinkSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'));
     return join(copy, 'dist/cli/main.js');
   }
