@@ -169,6 +169,59 @@ describe('SIEM sinks', () => {
     expect(sinks.every((s) => s.failures > 0)).toBe(true);
   }, 120_000);
 
+  it('shipping for a long time does not pile up abort listeners (no MaxListenersExceededWarning)', async () => {
+    const home = tempDir();
+    const cordonHome = join(home, 'cordon');
+    const out = join(home, 'hec.ndjson');
+    const port = await startReceiver('hec', 0, out, '');
+    await cli(['init'], { home, cordonHome });
+    const policyDir = join(cordonHome, 'policy');
+    writeAuditConfig(policyDir, { initialMs: 10, maxMs: 100 }, [
+      { name: 'splunk', type: 'splunk-hec', url: `http://127.0.0.1:${port}`, token: 'hec-token' },
+    ]);
+    await cli(['audit', 'emit-test', '--count', '5'], { home, cordonHome });
+    // In-process: 200 polls of a caught-up log (the shipper asks for the durable head once a poll).
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      let polls = 0;
+      const shipper = new Shipper({
+        paths: auditPaths(join(cordonHome, 'state')),
+        config: readAuditConfig(policyDir),
+        pollMs: 1,
+        durableSeq: () => (polls++, Number.MAX_SAFE_INTEGER),
+      });
+      const running = shipper.start();
+      await until(() => polls >= 200, 60_000, '200 polls');
+      await shipper.stop();
+      await running;
+      // Warnings are emitted on the next tick.
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    expect(warnings.map((w) => `${w.name}: ${w.message}`)).toEqual([]);
+    expect(new Set(seqsIn(out)).size).toBe(6);
+    // The CLI as an operator runs it: polls twice a second until stopped; 8 s is 16 polls.
+    const ship = spawn(
+      process.execPath,
+      [join(import.meta.dirname, '../../dist/cli/bin.js'), 'audit', 'ship'],
+      {
+        env: { ...process.env, HOME: home, CORDON_HOME: cordonHome },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    children.push(ship);
+    let stderr = '';
+    ship.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    await new Promise((r) => setTimeout(r, 8000));
+    const exited = new Promise<number | null>((r) => ship.once('exit', (code) => r(code)));
+    ship.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr).not.toMatch(/MaxListenersExceededWarning|possible EventTarget memory leak/i);
+  }, 60_000);
+
   it('a wrong HEC token is reported and nothing is skipped', async () => {
     const home = tempDir();
     const cordonHome = join(home, 'cordon');

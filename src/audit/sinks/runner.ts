@@ -197,13 +197,25 @@ export interface ShipperOptions {
   readonly onEvent?: (sink: string, what: 'delivered' | 'failed', detail: string) => void;
 }
 
+/**
+ * Wait `ms`, or less if `signal` aborts. The abort listener is removed when the timer fires: the
+ * shipper sleeps twice a second for as long as it runs, on one signal.
+ */
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const onAbort = (): void => {
       clearTimeout(t);
       resolve();
-    });
+    };
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
   });
 
 /**
