@@ -16,6 +16,11 @@
  *
  * Any failure before exec is fatal (exit 125) with a message naming the step: there is no
  * weaker mode. `cordon-sandbox --probe` prints what the kernel offers, for `cordon doctor`.
+ *
+ * `cordon-sandbox --launch --keep-fds N -- BWRAP ARGS...` runs OUTSIDE the sandbox, started by
+ * `cordon run` in bubblewrap's place: it closes every descriptor from N up that the caller of
+ * `cordon run` left open (a shell's `exec 7<file`, a connected socket: Node passes on whatever
+ * is not close-on-exec), then execs bubblewrap.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -442,6 +447,25 @@ static int open_bridge_listener(void) {
   return l;
 }
 
+/* ---- descriptors ------------------------------------------------------------------------------ */
+
+/* Close every descriptor from `from` up except those in keep[] (each >= from, or -1). */
+static void close_strays(int from, const int *keep, int n_keep) {
+  unsigned int lo = (unsigned int)from;
+  for (;;) {
+    /* The next kept descriptor at or above lo. */
+    int next = -1;
+    for (int k = 0; k < n_keep; k++)
+      if (keep[k] >= (int)lo && (next < 0 || keep[k] < next)) next = keep[k];
+    unsigned int hi = next < 0 ? ~0U : (unsigned int)next - 1;
+    if (next < 0 || (unsigned int)next > lo) {
+      if (close_range(lo, hi, 0) != 0) die("descriptors", "close_range");
+    }
+    if (next < 0) return;
+    lo = (unsigned int)next + 1;
+  }
+}
+
 /* ---- init ------------------------------------------------------------------------------------ */
 
 static const int forwarded[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGALRM};
@@ -484,7 +508,8 @@ static void usage(void) {
           "usage: cordon-sandbox [--list P] [--read P] [--write P] [--exec P] [--exec-tree P] [--noexec P]\n"
           "         [--bridge PORT:SOCKET] [--allow-unix] [--status-fd FD] [--go-fd FD] [--nproc N] [--as BYTES]\n"
           "         [--cpu SECONDS] [--fsize BYTES] [--nofile N] -- COMMAND [ARGS...]\n"
-          "       cordon-sandbox --probe\n");
+          "       cordon-sandbox --probe\n"
+          "       cordon-sandbox --launch [--keep-fds N] -- /path/to/bwrap ARGS...\n");
   exit(2);
 }
 
@@ -499,7 +524,29 @@ static long long parse_num(const char *s, const char *flag) {
   return v;
 }
 
+static int launch(int argc, char **argv) {
+  int keep = 3, i = 2;
+  for (; i < argc; i++) {
+    if (strcmp(argv[i], "--") == 0) {
+      i++;
+      break;
+    }
+    if (strcmp(argv[i], "--keep-fds") == 0 && i + 1 < argc) {
+      char *end;
+      long v = strtol(argv[++i], &end, 10);
+      if (*end || v < 3 || v > 64) usage();
+      keep = (int)v;
+    } else usage();
+  }
+  if (i >= argc || argv[i][0] != '/') usage();
+  close_strays(keep, NULL, 0);
+  execv(argv[i], &argv[i]);
+  fprintf(stderr, "cordon-sandbox: cannot run %s: %s\n", argv[i], strerror(errno));
+  return EXIT_SETUP;
+}
+
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--launch") == 0) return launch(argc, argv);
   int i = 1;
   for (; i < argc; i++) {
     const char *a = argv[i];
@@ -559,6 +606,11 @@ int main(int argc, char **argv) {
     errno = 0;
     die("init", "must run as pid 1 of a new pid namespace (bwrap --unshare-pid --as-pid-1)");
   }
+  /* Whatever bubblewrap passed on besides the standard streams and the two pipes named on the
+   * command line (its own status descriptor, anything its caller leaked) reaches neither the
+   * bridge nor the agent. */
+  const int kept[] = {status_fd, go_fd};
+  close_strays(3, kept, 2);
 
   if (n_noexec > 0) enter_private_mounts();
   for (int k = 0; k < n_noexec; k++) remount_noexec(noexec_paths[k]);

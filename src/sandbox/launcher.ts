@@ -159,10 +159,14 @@ export async function runSession(
     );
 
     const started = o.now();
-    child = spawn(o.bwrap, plan.bwrapArgs as string[], {
-      env: plan.env,
-      stdio: ['inherit', 'inherit', 'inherit', 'pipe', 'pipe', 'pipe'],
-    });
+    // Node passes on every descriptor its caller left open without close-on-exec; the helper's
+    // launch step closes all but these six before it execs bubblewrap.
+    const stdio = ['inherit', 'inherit', 'inherit', 'pipe', 'pipe', 'pipe'] as const;
+    child = spawn(
+      o.helper,
+      ['--launch', '--keep-fds', String(stdio.length), '--', o.bwrap, ...plan.bwrapArgs],
+      { env: plan.env, stdio: [...stdio] },
+    );
     const spawned = child;
     // Every listener is attached before the first await: a sandbox that fails at once must not
     // close unobserved.
