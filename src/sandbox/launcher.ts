@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { parseStrictJson } from '../manifest/json.js';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { processActivityEvent, type EventContext, type ManifestRef } from '../audit/events.js';
@@ -393,7 +393,9 @@ export async function runSession(
         'run `cordon doctor` to see which layer is missing and how to fix it',
       );
     const exitEvent = helperEvents.find((e) => e['event'] === 'exited');
-    const exitCode = code ?? 128;
+    // bubblewrap killed by a signal (a responder's SIGKILL, the OOM killer) ended the session
+    // with it: 128 + N, as a shell reports it.
+    const exitCode = code ?? 128 + (signal === null ? 0 : constants.signals[signal]);
     const sig = typeof exitEvent?.['signal'] === 'number' ? exitEvent['signal'] : 0;
     const execFailed = helperEvents.find((e) => e['event'] === 'exec-failed');
     await o.audit.append(

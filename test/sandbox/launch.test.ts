@@ -3,7 +3,7 @@ import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSy
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, ROOT, sandboxEnv, type SandboxEnv } from './harness.js';
+import { BIN, ROOT, sandboxEnv, startAgent, type SandboxEnv } from './harness.js';
 
 // Descriptors held by whoever starts `cordon run` (a shell's `exec 7<file`, a connected
 // socket) must reach neither bubblewrap nor the agent: an open file passes Landlock and a
@@ -138,5 +138,30 @@ describe('cordon run: inherited descriptors', () => {
     expect(r.stdout).not.toContain(SECRET);
     const fds = r.stdout.split('\n').filter((l) => /^\d+$/.test(l));
     expect(fds).toEqual(['0', '1', '2', '3']);
+  });
+});
+
+describe('cordon run: bubblewrap killed from outside', () => {
+  it('returns 128 + the signal (137 for SIGKILL) and records it in the Terminate event', async () => {
+    const a = await startAgent(s.env, manifest, 'echo ready; sleep 60');
+    const sessions = readdirSync(join(s.cordonHome, 'state/sessions'));
+    expect(sessions.length).toBe(1);
+    const record = JSON.parse(
+      readFileSync(join(s.cordonHome, 'state/sessions', sessions[0] ?? ''), 'utf8'),
+    ) as { id: string; sandboxPid: number };
+    const bwrap = parentOf(record.sandboxPid);
+    expect(readFileSync(`/proc/${bwrap}/comm`, 'utf8').trim()).toBe('bwrap');
+    process.kill(bwrap, 'SIGKILL');
+    expect(await a.closed).toBe(137);
+    const end = s
+      .events()
+      .filter(
+        (e) =>
+          e['class_uid'] === 1007 &&
+          e['activity_id'] === 2 &&
+          (e['actor'] as { session?: { uid: string } }).session?.uid === record.id,
+      );
+    expect(end.length).toBe(1);
+    expect(end[0]?.['exit_code']).toBe(137);
   });
 });
