@@ -6,7 +6,8 @@
  *      its own (the dynamic loader maps code with mmap, which Landlock's EXECUTE right does
  *      not see; noexec stops PROT_EXEC mappings there too);
  *   2. starts the egress bridge: TCP 127.0.0.1:PORT inside the sandbox's network namespace,
- *      relayed to the egress proxy's Unix socket bound in from outside;
+ *      relayed to the egress proxy's Unix socket bound in from outside (restarted if it dies,
+ *      a bounded number of times, each death reported on the status fd);
  *   3. forks the agent, which drops every capability, sets no_new_privs and resource limits,
  *      enters a Landlock domain (read / write / execute by path, signal and abstract-socket
  *      scoping) and a seccomp filter, then execs the command;
@@ -109,6 +110,12 @@ static int status_fd = -1;
 static int go_fd = -1;
 static long long rl_nproc = -1, rl_as = -1, rl_cpu = -1, rl_fsize = -1, rl_nofile = -1;
 static volatile sig_atomic_t agent_pid = 0;
+/* The bridge's listening socket stays open in init, so a restarted bridge serves the same
+ * address and connections made meanwhile wait in its backlog. */
+static int bridge_listener = -1;
+/* Restarts of a bridge that keeps dying; beyond this the session ends (no network is the
+ * one state an agent must not be left in unnoticed). */
+#define MAX_BRIDGE_RESTARTS 5
 /* The controlling terminal (-1 without one). */
 static int ctty = -1;
 
@@ -210,7 +217,20 @@ static void deny_arg(struct filter_buf *fp, int nr, int arg, uint16_t test, uint
   STMT(BPF_LD | BPF_W | BPF_ABS, NR_OFF);
 }
 
-static void install_seccomp(int unix_sockets) {
+/* Refuse `nr` unless the low 32 bits of argument `arg` are one of `allowed`: an allow list, so
+ * an address family the kernel gains later is refused too. The accumulator is reloaded with the
+ * syscall number. */
+static void allow_arg_only(struct filter_buf *fp, int nr, int arg, const uint32_t *allowed, int n, int err) {
+  JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, (uint8_t)(n + 3));
+  STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(arg));
+  for (int i = 0; i < n; i++) JUMP(BPF_JMP | BPF_JEQ | BPF_K, allowed[i], (uint8_t)(n - i), 0);
+  STMT(BPF_RET | BPF_K, ERRNO(err));
+  STMT(BPF_LD | BPF_W | BPF_ABS, NR_OFF);
+}
+
+enum seccomp_role { FOR_AGENT, FOR_BRIDGE };
+
+static void install_seccomp(enum seccomp_role role) {
   struct filter_buf f = {.n = 0};
   struct filter_buf *fp = &f;
   STMT(BPF_LD | BPF_W | BPF_ABS, ARCH_NR_OFF);
@@ -246,9 +266,20 @@ static void install_seccomp(int unix_sockets) {
   /* Faking terminal input (TIOCSTI) would type commands into the user's shell after exit. */
   deny_arg(fp, __NR_ioctl, 1, BPF_JEQ, TIOCSTI, EPERM);
   deny_arg(fp, __NR_ioctl, 1, BPF_JEQ, TIOCLINUX, EPERM);
-  deny_arg(fp, __NR_socket, 0, BPF_JEQ, AF_NETLINK, EAFNOSUPPORT);
-  deny_arg(fp, __NR_socket, 0, BPF_JEQ, AF_PACKET, EAFNOSUPPORT);
-  if (!unix_sockets) deny_arg(fp, __NR_socket, 0, BPF_JEQ, AF_UNIX, EAFNOSUPPORT);
+  /* Socket families by allow list. The network namespace isolates only IP (and what rides on
+   * it): vsock reaches the hypervisor, netlink the kernel's configuration, packet sockets and
+   * the rest their own subsystems. The agent gets IP, which leads nowhere but the bridge on
+   * loopback, and socketpair's unnamed Unix sockets (pipes with two ends, used by shells and
+   * runtimes); named Unix sockets only with --allow-unix. The bridge connects to the proxy's
+   * Unix socket and nothing else (its listener was opened before the filter). */
+  static const uint32_t agent_families[] = {AF_INET, AF_INET6, AF_UNIX};
+  static const uint32_t bridge_families[] = {AF_UNIX};
+  static const uint32_t pair_families[] = {AF_UNIX};
+  if (role == FOR_AGENT)
+    allow_arg_only(fp, __NR_socket, 0, agent_families, allow_unix ? 3 : 2, EAFNOSUPPORT);
+  else
+    allow_arg_only(fp, __NR_socket, 0, bridge_families, 1, EAFNOSUPPORT);
+  allow_arg_only(fp, __NR_socketpair, 0, pair_families, 1, EAFNOSUPPORT);
   STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
 
   struct sock_fprog prog = {.len = f.n, .filter = f.ins};
@@ -447,6 +478,27 @@ static int open_bridge_listener(void) {
   return l;
 }
 
+/* Fork a bridge on the listener. Signals stay blocked across the fork: the child must not run
+ * init's forwarding handler before it has reset it. */
+static pid_t start_bridge(void) {
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  pid_t b = fork();
+  if (b == 0) {
+    for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    drop_capabilities();
+    enter_landlock(0);
+    install_seccomp(FOR_BRIDGE);
+    run_bridge(bridge_listener);
+  }
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  return b;
+}
+
 /* ---- descriptors ------------------------------------------------------------------------------ */
 
 /* Close every descriptor from `from` up except those in keep[] (each >= from, or -1). */
@@ -615,17 +667,12 @@ int main(int argc, char **argv) {
   if (n_noexec > 0) enter_private_mounts();
   for (int k = 0; k < n_noexec; k++) remount_noexec(noexec_paths[k]);
 
+  pid_t bridge_pid = -1;
+  int bridge_restarts = 0, bridge_failed = 0;
   if (bridge_port > 0) {
-    int l = open_bridge_listener();
-    pid_t b = fork();
-    if (b < 0) die("bridge", "fork");
-    if (b == 0) {
-      drop_capabilities();
-      enter_landlock(0);
-      install_seccomp(1);
-      run_bridge(l);
-    }
-    close(l);
+    bridge_listener = open_bridge_listener();
+    bridge_pid = start_bridge();
+    if (bridge_pid < 0) die("bridge", "fork");
   }
 
   /* Everything is ready; the agent starts only once Cordon has recorded its launch (one byte
@@ -669,7 +716,7 @@ int main(int argc, char **argv) {
     set_limit(RLIMIT_CORE, 0, "core dumps");
     drop_capabilities();
     enter_landlock(1);
-    install_seccomp(allow_unix);
+    install_seccomp(FOR_AGENT);
     execv(cmd[0], cmd);
     int e = errno;
     fprintf(stderr, "cordon-sandbox: cannot run %s: %s\n", cmd[0], strerror(e));
@@ -717,11 +764,34 @@ int main(int argc, char **argv) {
       status = st;
       break;
     }
+    if (p == bridge_pid && !bridge_failed) {
+      /* The agent has no network without the bridge: report each death and restart it; a
+       * bridge that keeps dying ends the session. */
+      int sig = WIFSIGNALED(st) ? WTERMSIG(st) : 0, code = WIFEXITED(st) ? WEXITSTATUS(st) : 0;
+      bridge_pid = -1;
+      if (bridge_restarts < MAX_BRIDGE_RESTARTS) bridge_pid = start_bridge();
+      if (bridge_pid > 0) {
+        bridge_restarts++;
+        if (status_fd >= 0)
+          dprintf(status_fd,
+                  "{\"event\":\"bridge-restarted\",\"signal\":%d,\"code\":%d,\"restarts\":%d,\"maxRestarts\":%d,\"pid\":%d}\n",
+                  sig, code, bridge_restarts, MAX_BRIDGE_RESTARTS, (int)bridge_pid);
+        continue;
+      }
+      bridge_failed = 1;
+      if (status_fd >= 0)
+        dprintf(status_fd, "{\"event\":\"bridge-failed\",\"signal\":%d,\"code\":%d,\"restarts\":%d}\n", sig,
+                code, bridge_restarts);
+      kill(-agent_pid, SIGKILL);
+      kill(child, SIGKILL);
+    }
   }
   agent_pid = 0;
   /* The terminal stays with the finished agent's group until the shell takes it back when
    * `cordon run` exits: the job's own group lives outside this pid namespace. */
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  /* Ended by Cordon, not by the agent: the session could not be kept governed. */
+  if (bridge_failed) code = EXIT_SETUP;
   if (status_fd >= 0)
     dprintf(status_fd, "{\"event\":\"exited\",\"code\":%d,\"signal\":%d}\n", code,
             WIFSIGNALED(status) ? WTERMSIG(status) : 0);

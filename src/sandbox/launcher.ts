@@ -178,6 +178,34 @@ export async function runSession(
       spawnFailed = true;
     });
     const helperEvents: Record<string, unknown>[] = [];
+    // The egress bridge is the agent's only way out: its deaths are recorded as they happen.
+    const bridgeReports: Promise<unknown>[] = [];
+    const reportBridge = (e: Record<string, unknown>): Promise<unknown> => {
+      const failed = e['event'] === 'bridge-failed';
+      const how =
+        typeof e['signal'] === 'number' && e['signal'] !== 0
+          ? `was killed by signal ${e['signal']}`
+          : `exited with status ${String(e['code'])}`;
+      const reason = failed
+        ? `the egress bridge ${how} after ${String(e['restarts'])} restarts; the session was ended (no network is not a state the agent is left in)`
+        : `the egress bridge ${how}; restarted (${String(e['restarts'])} of ${String(e['maxRestarts'])})`;
+      o.onDiagnostic(reason);
+      return o.audit
+        .append(
+          processActivityEvent(ctx(), {
+            activity: failed ? 'terminate' : 'launch',
+            path: SANDBOX_HELPER,
+            ...(typeof e['pid'] === 'number' ? { pid: e['pid'] } : {}),
+            control: {
+              decision: failed
+                ? { effect: 'deny', rule: 'sandbox', code: 'SANDBOX_BRIDGE_FAILED', reason }
+                : { effect: 'allow', rule: 'sandbox', code: 'SANDBOX_BRIDGE_RESTARTED', reason },
+              manifest: o.ref,
+            },
+          }),
+        )
+        .catch((err: unknown) => o.onDiagnostic(`audit: ${(err as Error).message}`));
+    };
     const helperOut = spawned.stdio[4] as Readable;
     helperOut.setEncoding('utf8');
     let helperBuf = '';
@@ -191,6 +219,8 @@ export async function runSession(
         } catch {
           event = undefined; // not a status line
         }
+        if (event?.['event'] === 'bridge-restarted' || event?.['event'] === 'bridge-failed')
+          bridgeReports.push(reportBridge(event));
         if (event?.['event'] === 'stopped') {
           // The agent was suspended from its terminal (Ctrl-Z): stop this process too, so the
           // user's shell sees the job stopped; `fg` continues it and the helper the agent.
@@ -356,6 +386,7 @@ export async function runSession(
     });
 
     const { code, signal } = await exited;
+    await Promise.all(bridgeReports);
     // The helper reports `started` once it has forked the agent; without it, bubblewrap or the
     // helper stopped during setup and the agent never ran.
     const agentStarted = helperEvents.some(

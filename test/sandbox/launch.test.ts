@@ -111,8 +111,10 @@ describe('cordon run: inherited descriptors', () => {
       });
     for (const pid of [bwrap, record.sandboxPid])
       for (const target of held(pid)) expect(leaked, `pid ${pid}`).not.toContain(target);
-    // The sandbox's init: standard streams and its status pipe only.
-    expect(fdsOf(record.sandboxPid)).toEqual([0, 1, 2, 4]);
+    // The sandbox's init: standard streams, its status pipe and the egress bridge's listening
+    // socket (kept to restart a bridge that dies; close-on-exec, so the agent never holds it).
+    expect(fdsOf(record.sandboxPid)).toEqual([0, 1, 2, 3, 4]);
+    expect(readlinkSync(`/proc/${record.sandboxPid}/fd/3`)).toMatch(/^socket:/);
     child.kill('SIGTERM');
     await closed;
     const listed = readFileSync(`${marker}.list`, 'utf8').trim().split('\n').map(Number);

@@ -73,8 +73,18 @@ int main(int argc, char **argv) {
   report("socket-netlink", socket(AF_NETLINK, SOCK_RAW, 0));
   report("socket-packet", socket(AF_PACKET, SOCK_RAW, 0));
   report("socket-inet", socket(AF_INET, SOCK_STREAM, 0));
+  report("socket-inet6", socket(AF_INET6, SOCK_DGRAM, 0));
+  /* Families the network namespace does not isolate, or that the kernel gains later. */
+  report("socket-vsock", socket(40 /* AF_VSOCK */, SOCK_STREAM, 0));
+  report("socket-alg", socket(38 /* AF_ALG */, SOCK_SEQPACKET, 0));
+  report("socket-bluetooth", socket(31 /* AF_BLUETOOTH */, SOCK_RAW, 1));
+  report("socket-key", socket(15 /* AF_KEY */, SOCK_RAW, 2));
+  report("socket-xdp", socket(44 /* AF_XDP */, SOCK_RAW, 0));
+  report("socket-unknown", socket(1000, SOCK_STREAM, 0));
   int sv[2];
   report("socketpair-unix", socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+  report("socketpair-inet", socketpair(AF_INET, SOCK_STREAM, 0, sv));
+  report("socketpair-vsock", socketpair(40, SOCK_STREAM, 0, sv));
   char c = 'x';
   int tty = open("/dev/tty", O_RDWR);
   report("tiocsti", tty < 0 ? (errno = ENOTTY, -1) : ioctl(tty, TIOCSTI, &c));
