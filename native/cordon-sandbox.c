@@ -45,10 +45,14 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <libgen.h>
+#include <limits.h>
+#include <linux/magic.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -103,6 +107,14 @@ static struct rule rules[MAX_RULES];
 static int n_rules;
 static const char *noexec_paths[MAX_RULES];
 static int n_noexec;
+/* Mount points the launcher planned: a file (device, inode) or a tmpfs at an exact path. */
+struct expected_mount {
+  const char *path;
+  int tmpfs;
+  unsigned long long dev, ino;
+};
+static struct expected_mount expects[MAX_RULES];
+static int n_expects;
 static int bridge_port = -1;
 static const char *bridge_socket;
 static int allow_unix = 0;
@@ -559,10 +571,55 @@ static void usage(void) {
   fprintf(stderr,
           "usage: cordon-sandbox [--list P] [--read P] [--write P] [--exec P] [--exec-tree P] [--noexec P]\n"
           "         [--bridge PORT:SOCKET] [--allow-unix] [--status-fd FD] [--go-fd FD] [--nproc N] [--as BYTES]\n"
-          "         [--cpu SECONDS] [--fsize BYTES] [--nofile N] -- COMMAND [ARGS...]\n"
+          "         [--cpu SECONDS] [--fsize BYTES] [--nofile N]\n"
+          "         [--expect-mount DEV:INO:PATH] [--expect-tmpfs PATH] -- COMMAND [ARGS...]\n"
           "       cordon-sandbox --probe\n"
           "       cordon-sandbox --launch [--keep-fds N] -- /path/to/bwrap ARGS...\n");
   exit(2);
+}
+
+static unsigned long long mount_id(int fd) {
+  struct statx sx;
+  if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &sx) != 0) return 0;
+  return (sx.stx_mask & STATX_MNT_ID) ? sx.stx_mnt_id : 0;
+}
+
+/* bubblewrap follows symbolic links in mount sources and destinations. The launcher planned
+ * every mount on link-free paths, but a path can be swapped for a link (and back) between that
+ * plan and the mount by anyone who can write there. So, before anything else runs: each
+ * planned path must resolve to exactly itself, be a mount point, and hold the planned file (or
+ * a tmpfs). Anything else stops the sandbox. */
+static void verify_mounts(void) {
+  for (int k = 0; k < n_expects; k++) {
+    const struct expected_mount *x = &expects[k];
+    int ok = 0;
+    int fd = open(x->path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+      char proc[64], seen[PATH_MAX], parent[PATH_MAX];
+      struct stat st;
+      struct statfs sf;
+      snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+      ssize_t n = readlink(proc, seen, sizeof seen - 1);
+      if (n >= 0) seen[n] = 0;
+      ok = n >= 0 && strcmp(seen, x->path) == 0 && fstat(fd, &st) == 0 && !S_ISLNK(st.st_mode);
+      if (ok && x->tmpfs)
+        ok = S_ISDIR(st.st_mode) && fstatfs(fd, &sf) == 0 && sf.f_type == TMPFS_MAGIC;
+      else if (ok)
+        ok = (unsigned long long)st.st_dev == x->dev && (unsigned long long)st.st_ino == x->ino;
+      if (ok && strcmp(x->path, "/") != 0) {
+        snprintf(parent, sizeof parent, "%s", x->path);
+        int pfd = open(dirname(parent), O_PATH | O_DIRECTORY | O_CLOEXEC);
+        unsigned long long mine = mount_id(fd);
+        ok = pfd >= 0 && mine != 0 && mine != mount_id(pfd);
+        if (pfd >= 0) close(pfd);
+      }
+      close(fd);
+    }
+    if (!ok) {
+      errno = 0;
+      die("mounts", x->path);
+    }
+  }
 }
 
 static long long parse_num(const char *s, const char *flag) {
@@ -625,6 +682,20 @@ int main(int argc, char **argv) {
       if (n_rules >= MAX_RULES) usage();
       rules[n_rules].kind = kind;
       rules[n_rules++].path = v;
+    } else if (strcmp(a, "--expect-tmpfs") == 0 || strcmp(a, "--expect-mount") == 0) {
+      if (n_expects >= MAX_RULES) usage();
+      struct expected_mount *x = &expects[n_expects++];
+      x->tmpfs = a[9] == 't';
+      x->path = v;
+      if (!x->tmpfs) {
+        char *end;
+        errno = 0;
+        x->dev = strtoull(v, &end, 10);
+        if (errno || *end != ':') usage();
+        x->ino = strtoull(end + 1, &end, 10);
+        if (errno || *end != ':' || end[1] != '/') usage();
+        x->path = end + 1;
+      }
     } else if (strcmp(a, "--noexec") == 0) {
       if (n_noexec >= MAX_RULES) usage();
       noexec_paths[n_noexec++] = v;
@@ -664,6 +735,7 @@ int main(int argc, char **argv) {
   const int kept[] = {status_fd, go_fd};
   close_strays(3, kept, 2);
 
+  verify_mounts();
   if (n_noexec > 0) enter_private_mounts();
   for (int k = 0; k < n_noexec; k++) remount_noexec(noexec_paths[k]);
 

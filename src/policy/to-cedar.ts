@@ -153,6 +153,11 @@ export function manifestToCedar(m: Manifest, options: ToCedarOptions): string {
         const tail = likeLiteral(w.slice(3));
         return `(resource.path like "*${tail}" || resource.path like "*${tail}/*")`;
       }
+      if (w.includes('*')) {
+        // `/etc/ssh/*_key`: Cedar's `*` also crosses `/`, which only widens a forbid.
+        const glob = w.split('*').map(likeLiteral).join('*');
+        return `(resource.path like "${glob}" || resource.path like "${glob}/*")`;
+      }
       return pathCondition(`deny:${d.id}`, w.startsWith('~') ? abs(w) : w);
     });
     const when = conds.join(' || ');

@@ -124,6 +124,8 @@ export async function runSession(
       parentEnv: o.env,
       session: o.id,
       limits: o.limits,
+      allows: (path, write) =>
+        o.pdp.decide({ kind: write ? 'file.write' : 'file.read', path }).effect === 'allow',
     });
     for (const w of plan.warnings) o.onDiagnostic(w);
     const argv0 = o.command[0] ?? '';
@@ -413,6 +415,11 @@ export async function runSession(
       throw new CordonError('SANDBOX_SETUP_FAILED', message, { hint });
     };
     const setup = helperEvents.find((e) => e['event'] === 'setup-failed');
+    if (setup?.['step'] === 'mounts')
+      return await setupFailed(
+        'a planned mount point was changed while the sandbox was built (a path swapped for a symbolic link?); the agent did not run',
+        'see the path on stderr; check whether another session with a write grant is changing it',
+      );
     if (setup !== undefined)
       return await setupFailed(
         `the sandbox helper failed at step "${String(setup['step'])}"; the agent did not run`,

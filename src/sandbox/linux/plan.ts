@@ -1,5 +1,5 @@
 import { existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
-import { join, resolve as resolvePath, sep } from 'node:path';
+import { basename, dirname, join, resolve as resolvePath, sep } from 'node:path';
 import type { Manifest } from '../../manifest/schema.js';
 import { MANDATORY_DENIES } from '../../manifest/mandatory-denies.js';
 import { parsePathPattern } from '../../manifest/paths.js';
@@ -38,6 +38,12 @@ export interface SandboxPlanInput {
   readonly parentEnv: NodeJS.ProcessEnv;
   readonly session: string;
   readonly limits: SandboxLimits;
+  /**
+   * The decision point's answer for a path (resolved as the kernel would): a grant whose path
+   * passes through a symbolic link is mounted only if this allows its target. Without it, such
+   * grants are not mounted.
+   */
+  readonly allows?: (path: string, write: boolean) => boolean;
 }
 
 /** A grant as mounted: where the manifest said, where it really is, and how it was mounted. */
@@ -126,11 +132,14 @@ const MISSING_DIRS_MASKED = [
   '/.password-store',
   '/.pki',
   '/.config/fish',
+  '/.claude/hooks',
+  '/.codex/rules',
+  '/.gemini/extensions',
 ];
-// Directories walked for git hooks inside writable grants: deep enough for a workspace of
+// Directories walked for git hooks and agents' project settings inside writable grants: deep enough for a workspace of
 // repositories, bounded so a huge tree cannot stall the launch.
-const GIT_WALK_DEPTH = 4;
-const GIT_WALK_DIRS = 5000;
+const PROJECT_WALK_DEPTH = 4;
+const PROJECT_WALK_DIRS = 5000;
 
 /** Whether `child` is `parent` or lies beneath it (both absolute, normalised). */
 export function isWithin(child: string, parent: string): boolean {
@@ -142,6 +151,45 @@ function realOrUndefined(p: string): string | undefined {
     return realpathSync(p);
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * The first component of `path` (absolute, normalised) that is a symbolic link, or undefined.
+ * Components after the first missing one are not looked at: nothing can be planted there yet.
+ */
+export function firstLink(path: string): string | undefined {
+  let cur = '';
+  for (const seg of path.split('/')) {
+    if (seg === '') continue;
+    cur += '/' + seg;
+    try {
+      if (lstatSync(cur).isSymbolicLink()) return cur;
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** Entries of `dir` whose name matches a one-segment glob (`*_key`), not following links. */
+function globEntries(pattern: string): string[] {
+  const dir = dirname(pattern);
+  const re = new RegExp(
+    '^' +
+      basename(pattern)
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.') +
+      '$',
+    's',
+  );
+  try {
+    return readdirSync(dir)
+      .filter((n) => re.test(n))
+      .map((n) => join(dir, n));
+  } catch {
+    return [];
   }
 }
 
@@ -168,6 +216,9 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   const masked: string[] = [];
   const b: string[] = [];
   const helper: string[] = [];
+  // What each mount point must hold once bubblewrap is done: a file (device, inode) or a tmpfs.
+  const expect = new Map<string, { dev: bigint; ino: bigint } | 'tmpfs'>();
+  const fileId = (p: string): { dev: bigint; ino: bigint } => statSync(p, { bigint: true });
 
   b.push('--die-with-parent', '--unshare-all', '--unshare-user', '--hostname', 'cordon');
   b.push('--as-pid-1', '--json-status-fd', '3');
@@ -194,9 +245,9 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
       helper.push('--read', link);
     }
   }
-  for (const f of ETC_FILES) {
-    if (existsSync(f)) b.push('--ro-bind', f, f);
-  }
+  // Bound /etc entries count as visible for masks (/etc/ssl/private lies inside /etc/ssl).
+  const etcBound = ETC_FILES.filter((f) => existsSync(f));
+  for (const f of etcBound) b.push('--ro-bind', f, f);
   helper.push('--read', '/etc');
   b.push('--dev', '/dev', '--proc', '/proc');
   helper.push('--read', '/proc');
@@ -210,6 +261,8 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   const lifted = new Map(m.overrides.map((o) => [o.deny, o.access]));
   // `dir`: known to be a directory even when missing (masked then, not only warned about).
   const denies: { path: string; access: 'all' | 'write'; id: string; dir?: boolean }[] = [];
+  // Write denies that hold at any depth (`/**/.git/hooks`), as path segments.
+  const anywhere: { tail: string[]; id: string }[] = [];
   const needsApproval = (id: string): string =>
     id === 'requiresApproval'
       ? 'needs an approval, which sandboxed agents cannot get yet'
@@ -219,11 +272,17 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     if (override === 'write') continue;
     const access = override === 'read' ? 'write' : d.access;
     for (const raw of d.paths) {
-      if (raw.includes('*')) continue; // git hooks: found by walking writable grants below
-      const p = raw.startsWith('~') ? join(home, raw.slice(1)) : raw;
-      denies.push({ path: p, access, id: d.id });
-      const real = realOrUndefined(p);
-      if (real !== undefined && real !== p) denies.push({ path: real, access, id: d.id });
+      // `/**/tail` (git hooks, project agent settings): found by walking writable grants below.
+      if (raw.startsWith('/**/')) {
+        anywhere.push({ tail: raw.slice(4).split('/'), id: d.id });
+        continue;
+      }
+      const written = raw.startsWith('~') ? join(home, raw.slice(1)) : raw;
+      for (const p of written.includes('*') ? globEntries(written) : [written]) {
+        denies.push({ path: p, access, id: d.id });
+        const real = realOrUndefined(p);
+        if (real !== undefined && real !== p) denies.push({ path: real, access, id: d.id });
+      }
     }
   }
   for (const h of input.hidden) {
@@ -255,6 +314,17 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
       });
   }
 
+  // All-denies first: a write deny met later never re-binds what an all-deny hid.
+  denies.sort((a, x) => (a.access === 'all' ? 0 : 1) - (x.access === 'all' ? 0 : 1));
+  /** The `/**\/tail` deny a path lies in (`.../.git/hooks/x`), if any. */
+  const anywhereDeny = (path: string): string | undefined => {
+    const segs = path.split('/');
+    for (const a of anywhere)
+      for (let i = 0; i + a.tail.length <= segs.length; i++)
+        if (a.tail.every((t, j) => segs[i + j] === t)) return a.id;
+    return undefined;
+  };
+
   // Filesystem grants, parents before children so a deeper grant is mounted on top.
   const fsGrants: {
     pattern: string;
@@ -271,18 +341,27 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
         warnings.push(`${pattern}: ${base} does not exist at launch; not mounted`);
         continue;
       }
+      // A link on the way may have been planted by an earlier session (`reference ->
+      // ../Documents`): its target is mounted only where the decision point grants it too, so
+      // the sandbox never shows more than `cordon check` allows.
+      const link = real === base ? undefined : firstLink(base);
+      if (link !== undefined && input.allows?.(base, write) !== true) {
+        warnings.push(
+          `${pattern}: ${link} is a symbolic link and ${base} resolves to ${real}, which the manifest does not grant${write ? ' for writing' : ''}; not mounted`,
+        );
+        continue;
+      }
       const inside = denies.find((d) => d.access === 'all' && isWithin(real, d.path));
       if (inside !== undefined) {
         warnings.push(`${pattern}: ${real} ${needsApproval(inside.id)}; not mounted`);
         continue;
       }
       const readOnly = write
-        ? denies.find((d) => d.access === 'write' && isWithin(real, d.path))
+        ? (denies.find((d) => d.access === 'write' && isWithin(real, d.path))?.id ??
+          anywhereDeny(real))
         : undefined;
       if (readOnly !== undefined) {
-        warnings.push(
-          `${pattern}: writing ${real} ${needsApproval(readOnly.id)}; mounted read-only`,
-        );
+        warnings.push(`${pattern}: writing ${real} ${needsApproval(readOnly)}; mounted read-only`);
         fsGrants.push({ pattern, real, asked: base, write: false, widened });
         continue;
       }
@@ -298,6 +377,7 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   fsGrants.sort((a, x) => a.real.split(sep).length - x.real.split(sep).length);
   for (const g of fsGrants) {
     b.push(g.write ? '--bind' : '--ro-bind', g.real, g.real);
+    expect.set(g.real, fileId(g.real));
     if (g.asked !== g.real && !isWithin(g.asked, g.real)) b.push('--symlink', g.real, g.asked);
     helper.push(g.write ? '--write' : '--read', g.real);
     grants.push({
@@ -333,6 +413,7 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   }
   for (const e of execs) {
     b.push('--ro-bind', e.real, e.real);
+    expect.set(e.real, fileId(e.real));
     if (e.asked !== e.real) b.push('--symlink', e.real, e.asked);
     helper.push('--exec', e.real);
     grants.push({ pattern: e.pattern, path: e.real, access: 'exec', widened: false });
@@ -351,6 +432,7 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   }
   for (const dir of runtimeDirs) {
     b.push('--ro-bind', dir, dir);
+    expect.set(dir, fileId(dir));
     helper.push('--exec-tree', dir);
     grants.push({ pattern: `--agent-runtime ${dir}`, path: dir, access: 'exec', widened: false });
   }
@@ -367,7 +449,39 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   const visible = [...fsGrants.map((g) => g.real), ...runtimeDirs];
   const writable = (path: string): boolean =>
     fsGrants.some((g) => g.write && isWithin(path, g.real));
-  const mask = (path: string, access: 'all' | 'write', id: string, dir = false): void => {
+  const maskedAll: string[] = [];
+  /**
+   * Mask `path` for `access`. `found`: a `/**\/tail` target met by walking a grant, where a
+   * missing file is normal and left to the exit-time check.
+   */
+  const mask = (
+    path: string,
+    access: 'all' | 'write',
+    id: string,
+    dir = false,
+    found = false,
+  ): void => {
+    if (masked.includes(path)) return;
+    // bubblewrap follows links in mount sources and destinations: a mask through a link an
+    // earlier session planted (`.git/config -> ../../.git-credentials`) would mount the link's
+    // target, even over another mask. Links are never mounted over; their target is masked
+    // instead where a grant shows it (and the target's own deny, if any, holds).
+    const link = firstLink(path);
+    if (link !== undefined) {
+      const real = realOrUndefined(path);
+      if (visible.some((v) => isWithin(link, v)))
+        warnings.push(
+          `${path}: ${link} is a symbolic link${real === undefined ? ' to nothing' : ` to ${real}`}; not mounted through (${id})`,
+        );
+      if (
+        real !== undefined &&
+        firstLink(real) === undefined &&
+        visible.some((v) => isWithin(real, v)) &&
+        !(access === 'all' ? maskedAll : masked).some((x) => isWithin(real, x))
+      )
+        mask(real, access, id, dir, found);
+      return;
+    }
     let st;
     try {
       st = lstatSync(path);
@@ -375,38 +489,63 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
       // Missing: only a writable grant could bring it into being. A credentials directory gets
       // an empty read-only tmpfs (bubblewrap leaves an empty directory behind on the host); a
       // missing file cannot be masked without creating it on the host, so the user is told.
-      if (masked.includes(path) || !writable(path)) return;
+      if (found || !writable(path)) return;
       if (dir || MISSING_DIRS_MASKED.some((d) => path.endsWith(d))) {
         b.push('--tmpfs', path, '--remount-ro', path);
+        expect.set(path, 'tmpfs');
         masked.push(path);
+        maskedAll.push(path);
       } else
         warnings.push(
           `${path} does not exist and lies inside a writable grant: the agent could create it (${id} not enforced by the sandbox for a missing file)`,
         );
       return;
     }
-    if (masked.includes(path)) return;
     if (access === 'write') {
       // Reading is allowed; only writable grants need a read-only mount here.
       if (!writable(path)) return;
       b.push('--ro-bind', path, path);
+      expect.set(path, fileId(path));
     } else if (st.isDirectory()) {
       b.push('--tmpfs', path, '--remount-ro', path);
+      expect.set(path, 'tmpfs');
+      maskedAll.push(path);
     } else {
       b.push('--ro-bind', '/dev/null', path);
+      expect.set(path, fileId('/dev/null'));
+      maskedAll.push(path);
     }
     masked.push(path);
   };
   for (const d of denies) {
-    if (visible.some((v) => isWithin(d.path, v))) mask(d.path, d.access, d.id, d.dir);
+    if ([...visible, ...etcBound].some((v) => isWithin(d.path, v)))
+      mask(d.path, d.access, d.id, d.dir);
   }
-  if (lifted.get('git-hooks') !== 'write') {
+  // `/**/tail` write denies (git hooks and config, agents' project settings) in every writable
+  // grant: below it, and where the grant itself lies part-way into a tail (`repo/.git`).
+  if (anywhere.length > 0) {
+    const names = new Set(anywhere.map((a) => a.tail[0] ?? ''));
     for (const g of fsGrants.filter((x) => x.write)) {
-      for (const repo of findGitDirs(g.real)) {
-        mask(join(repo, 'hooks'), 'write', 'git-hooks');
-        mask(join(repo, 'config'), 'write', 'git-hooks');
+      const segs = g.real.split('/');
+      for (const a of anywhere)
+        for (let k = 1; k < a.tail.length; k++)
+          if (a.tail.slice(0, k).every((t, j) => segs[segs.length - k + j] === t))
+            mask(join(g.real, ...a.tail.slice(k)), 'write', a.id, false, true);
+      for (const hit of findNamed(g.real, names)) {
+        const name = basename(hit);
+        for (const a of anywhere)
+          if (a.tail[0] === name) mask(join(hit, ...a.tail.slice(1)), 'write', a.id, false, true);
       }
     }
+  }
+
+  // Every mount point is checked by the helper once bubblewrap has built the sandbox, before
+  // the agent starts: a path swapped for a link between this plan and the mount (a session
+  // still running with a write grant can do that) lands the mount elsewhere, and the helper
+  // then finds no mount of the planned file at the planned path and stops.
+  for (const [path, e] of expect) {
+    if (e === 'tmpfs') helper.push('--expect-tmpfs', path);
+    else helper.push('--expect-mount', `${String(e.dev)}:${String(e.ino)}:${path}`);
   }
 
   b.push('--dir', SANDBOX_RUN_DIR);
@@ -429,15 +568,18 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   return { bwrapArgs, env: sandboxEnv(input), grants, masked, warnings, cwd };
 }
 
-/** `.git` directories inside `root`, breadth first, bounded in depth and count. */
-function findGitDirs(root: string): string[] {
+/**
+ * Entries of `root` (at any depth, links included but never followed) whose name is in
+ * `names`, breadth first, bounded in depth and count; matches are not descended into.
+ */
+function findNamed(root: string, names: ReadonlySet<string>): string[] {
   const found: string[] = [];
   let level = [root];
   let seen = 0;
-  for (let depth = 0; depth <= GIT_WALK_DEPTH && level.length > 0; depth++) {
+  for (let depth = 0; depth <= PROJECT_WALK_DEPTH && level.length > 0; depth++) {
     const next: string[] = [];
     for (const dir of level) {
-      if (++seen > GIT_WALK_DIRS) return found;
+      if (++seen > PROJECT_WALK_DIRS) return found;
       let entries;
       try {
         entries = readdirSync(dir, { withFileTypes: true });
@@ -445,10 +587,9 @@ function findGitDirs(root: string): string[] {
         continue;
       }
       for (const e of entries) {
-        if (!e.isDirectory()) continue;
         const p = join(dir, e.name);
-        if (e.name === '.git') found.push(p);
-        else if (e.name !== 'node_modules') next.push(p);
+        if (names.has(e.name)) found.push(p);
+        else if (e.isDirectory() && e.name !== 'node_modules') next.push(p);
       }
     }
     level = next;
