@@ -637,8 +637,14 @@ export function detectionFindingEvent(
     severity: Severity;
     desc?: string;
     relatedSeq?: readonly number[];
+    /** Details of the finding outside the schema; keys in canonical (sorted) order. */
+    unmapped?: Readonly<Record<string, unknown>>;
   },
 ): OcsfEvent {
+  const unmapped = {
+    ...e.unmapped,
+    ...(e.relatedSeq === undefined ? {} : { related_seq: [...e.relatedSeq] }),
+  };
   return event({
     ...base(ctx, classification('findings', 2004, 'Detection Finding', 1, 'Create'), e.severity),
     finding_info: {
@@ -653,7 +659,7 @@ export function detectionFindingEvent(
     action_id: 3,
     disposition_id: 19,
     disposition: 'Alert',
-    ...(e.relatedSeq === undefined ? {} : { unmapped: { related_seq: [...e.relatedSeq] } }),
+    ...(Object.keys(unmapped).length === 0 ? {} : { unmapped: sortedKeys(unmapped) }),
   });
 }
 

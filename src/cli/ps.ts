@@ -1,3 +1,4 @@
+import { describeFinding, recoverPersistence } from '../sandbox/persistence.js';
 import { liveSessions } from '../sandbox/sessions.js';
 import { EXIT, printJson, resolveDirs, type CliIo, type GlobalOptions } from './context.js';
 
@@ -17,7 +18,11 @@ function bytes(n: number): string {
 
 /** `cordon ps`: the sessions `cordon run` is running on this machine. */
 export function runPs(io: CliIo, opts: GlobalOptions & { json?: boolean }): number {
-  const sessions = liveSessions(resolveDirs(io, opts).stateDir);
+  const { stateDir } = resolveDirs(io, opts);
+  const sessions = liveSessions(stateDir);
+  // A session that died before its persistence guard ran is checked here; the next
+  // `cordon run` records the findings in the audit log.
+  recoverPersistence(stateDir, (f) => io.stderr(`cordon ps: ${describeFinding(f)}\n`));
   if (opts.json === true) {
     printJson(io, sessions);
     return EXIT.OK;

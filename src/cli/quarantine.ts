@@ -2,7 +2,12 @@ import { join } from 'node:path';
 import { CordonError } from '../errors.js';
 import { writeEvidenceBundle } from '../sandbox/evidence.js';
 import { isAlive, processTree, tcpConnections } from '../sandbox/linux/procfs.js';
-import { liveSessions, readSession, type SessionRecord } from '../sandbox/sessions.js';
+import {
+  liveSessions,
+  readSession,
+  readSessionManifest,
+  type SessionRecord,
+} from '../sandbox/sessions.js';
 import { EXIT, printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface QuarantineOptions extends GlobalOptions {
@@ -48,6 +53,8 @@ export async function runQuarantine(
   const results: Record<string, unknown>[] = [];
   let failed = false;
   for (const s of targets) {
+    // The manifest as verified at launch; `cordon run` removes it when it exits.
+    const manifest = readSessionManifest(stateDir, s.id);
     // What was running and connected at this moment, before anything is touched.
     const sandbox =
       s.sandboxPid !== undefined && isAlive(s.sandboxPid, s.sandboxStart)
@@ -91,7 +98,9 @@ export async function runQuarantine(
       quarantinedAt,
       containmentMs,
       outDir: opts.out ?? join(stateDir, 'evidence'),
+      ...(manifest === undefined ? {} : { manifest }),
     });
+    for (const w of bundle.warnings) io.stderr(`cordon quarantine: evidence: ${w}\n`);
     const ok = sandboxGone && denied;
     failed ||= !ok;
     results.push({
@@ -103,6 +112,7 @@ export async function runQuarantine(
       evidence: bundle.path,
       evidenceSha256: bundle.sha256,
       auditRecords: bundle.records,
+      ...(bundle.warnings.length === 0 ? {} : { evidenceWarnings: bundle.warnings }),
     });
     if (opts.json !== true)
       io.stdout(

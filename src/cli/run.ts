@@ -12,6 +12,7 @@ import { CordonError } from '../errors.js';
 import { launchPrerequisites, which } from '../sandbox/linux/doctor.js';
 import { isWithin, type SandboxLimits } from '../sandbox/linux/plan.js';
 import { runSession, type SessionControl } from '../sandbox/launcher.js';
+import { recoverPersistence, settlePersistence } from '../sandbox/persistence.js';
 import { buildPdp } from './check.js';
 import { resolveDirs, RUN_EXIT, usage, type CliIo, type GlobalOptions } from './context.js';
 
@@ -142,6 +143,18 @@ export async function runRun(
   };
   const diag = (m: string): void => io.stderr(`cordon run: ${m}\n`);
   try {
+    // Sessions whose `cordon run` died before its persistence guard ran are checked now.
+    const recovered = recoverPersistence(dirs.stateDir);
+    await settlePersistence(
+      dirs.stateDir,
+      recovered,
+      [...new Set(recovered.map((f) => f.session))],
+      {
+        append: (e) => opened.log.append(e),
+        context: () => ({ ...opened.context, time: io.now().getTime() }),
+        onDiagnostic: diag,
+      },
+    );
     // The command itself is an exec decision: not allowed, not started.
     const allowedByRuntime = runtimes.some((r) => isWithin(argv0, r));
     const decision = loaded.pdp.decide({

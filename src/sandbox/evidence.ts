@@ -5,7 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { readAfter } from '../audit/reader.js';
 import { auditPaths } from '../audit/store.js';
 import type { ProcessInfo } from './linux/procfs.js';
-import type { SessionRecord } from './sessions.js';
+import { envelopeDigest, type SessionRecord } from './sessions.js';
 
 export interface EvidenceInput {
   readonly session: SessionRecord;
@@ -15,6 +15,8 @@ export interface EvidenceInput {
   readonly quarantinedAt: string;
   readonly containmentMs: number;
   readonly outDir: string;
+  /** The manifest bytes the session kept at launch (see `readSessionManifest`). */
+  readonly manifest?: Buffer;
 }
 
 export interface EvidenceBundle {
@@ -22,6 +24,8 @@ export interface EvidenceBundle {
   readonly sha256: string;
   readonly records: number;
   readonly sessionEvents: number;
+  /** What the bundle could not include as it should, for the responder. */
+  readonly warnings: readonly string[];
 }
 
 // ustar, as POSIX.1-1988 defines it: 512-byte headers, octal fields, space-filled checksum.
@@ -76,11 +80,23 @@ export function writeEvidenceBundle(e: EvidenceInput): EvidenceBundle {
     if (line.includes(e.session.id)) sessionEvents++;
     return true;
   });
-  let manifest: Buffer;
-  try {
-    manifest = readFileSync(e.session.manifestPath);
-  } catch (err) {
-    manifest = Buffer.from(`unreadable: ${(err as Error).message}\n`);
+  // The manifest the session verified: the copy kept at launch, else the file at its path only
+  // if it still has the session's digest (it may lie in a write grant and have been rewritten).
+  const warnings: string[] = [];
+  const digest = e.session.manifestDigest;
+  let manifest: Buffer | undefined =
+    e.manifest !== undefined && envelopeDigest(e.manifest) === digest ? e.manifest : undefined;
+  if (manifest === undefined) {
+    try {
+      const found = readFileSync(e.session.manifestPath);
+      if (envelopeDigest(found) === digest) manifest = found;
+      else
+        warnings.push(
+          `${e.session.manifestPath} no longer has the session's digest ${digest} (${envelopeDigest(found) ?? 'not a signed manifest'}): it was changed after launch and is not included`,
+        );
+    } catch (err) {
+      warnings.push(`${e.session.manifestPath}: ${(err as Error).message}`);
+    }
   }
   let checkpoint: Buffer;
   try {
@@ -98,7 +114,9 @@ export function writeEvidenceBundle(e: EvidenceInput): EvidenceBundle {
         containmentMs: e.containmentMs,
       }),
     ],
-    ['manifest.signed.json', manifest],
+    manifest === undefined
+      ? ['manifest.MISSING.txt', Buffer.from(warnings.join('\n') + '\n')]
+      : ['manifest.signed.json', manifest],
     ['processes.json', json(e.processes)],
     ['connections.json', json(e.connections)],
     ['audit-records.ndjson', Buffer.concat(lines.flatMap((l) => [l, Buffer.from('\n')]))],
@@ -113,5 +131,5 @@ export function writeEvidenceBundle(e: EvidenceInput): EvidenceBundle {
     `evidence-${e.session.id}-${e.quarantinedAt.replace(/[:.]/g, '')}.tar.gz`,
   );
   writeFileSync(path, archive, { mode: 0o600, flag: 'wx' });
-  return { path, sha256: sha256(archive), records: lines.length, sessionEvents };
+  return { path, sha256: sha256(archive), records: lines.length, sessionEvents, warnings };
 }

@@ -20,7 +20,18 @@ import {
   type SandboxPlanInput,
 } from './linux/plan.js';
 import { processTree, startTime } from './linux/procfs.js';
-import { removeSession, writeSession, type SessionRecord } from './sessions.js';
+import {
+  checkPersistence,
+  guardScope,
+  recordPersistence,
+  settlePersistence,
+} from './persistence.js';
+import {
+  removeSession,
+  writeSession,
+  writeSessionManifest,
+  type SessionRecord,
+} from './sessions.js';
 
 export type SandboxErrorCode =
   'SANDBOX_UNAVAILABLE' | 'SANDBOX_SETUP_FAILED' | 'COMMAND_NOT_FOUND' | 'COMMAND_NOT_ALLOWED';
@@ -99,6 +110,7 @@ export async function runSession(
   let child: ChildProcess | undefined;
   let sampler: NodeJS.Timeout | undefined;
   let record: SessionRecord | undefined;
+  let guarded = false;
   try {
     proxy = await EgressProxy.start(
       {
@@ -129,6 +141,39 @@ export async function runSession(
     });
     for (const w of plan.warnings) o.onDiagnostic(w);
     const argv0 = o.command[0] ?? '';
+    // What the user's own tools would run after the session (git hooks and config, agents'
+    // settings, shell start-up files) is recorded before the agent starts; no record, no agent.
+    try {
+      recordPersistence(
+        o.stateDir,
+        guardScope(
+          o.id,
+          o.home,
+          plan.grants.filter((g) => g.access === 'write').map((g) => g.path),
+          o.manifest.overrides,
+          o.hidden,
+        ),
+        Date.now(),
+      );
+      guarded = true;
+    } catch (e) {
+      const reason = `the persistence guard could not record the write grants: ${(e as Error).message}; the agent did not run`;
+      await o.audit.append(
+        processActivityEvent(ctx(), {
+          activity: 'launch',
+          path: argv0,
+          argv: o.command,
+          control: {
+            decision: { effect: 'deny', rule: 'sandbox', code: 'PERSISTENCE_GUARD_FAILED', reason },
+            manifest: o.ref,
+          },
+        }),
+      );
+      throw new CordonError('PERSISTENCE_GUARD_FAILED', reason, {
+        hint: 'check that the state directory is writable and has space',
+      });
+    }
+    writeSessionManifest(o.stateDir, o.id, o.manifestPath, o.ref.digest, o.onDiagnostic);
     const auditSeqAtStart = logHead(auditPaths(o.stateDir)).seq + 1;
     // The launch is recorded before the agent runs: no audit record, no agent. The record is
     // written while bubblewrap builds the sandbox; the helper waits for the go byte.
@@ -464,6 +509,19 @@ export async function runSession(
     if (child !== undefined && child.exitCode === null && child.signalCode === null)
       child.kill('SIGKILL');
     await proxy?.close();
+    // The sandbox is gone: compare what it left with the launch-time record and neutralise
+    // what it planted. A failure leaves the record for the next `cordon run` or `cordon ps`.
+    if (guarded) {
+      try {
+        await settlePersistence(o.stateDir, checkPersistence(o.stateDir, o.id), [o.id], {
+          append: (e) => o.audit.append(e),
+          context: ctx,
+          onDiagnostic: o.onDiagnostic,
+        });
+      } catch (e) {
+        o.onDiagnostic(`persistence guard: ${(e as Error).message}`);
+      }
+    }
     rmSync(runDir, { recursive: true, force: true });
     if (record !== undefined) removeSession(o.stateDir, o.id);
   }

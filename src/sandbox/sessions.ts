@@ -1,5 +1,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { parseStrictJson } from '../manifest/json.js';
+import { parseEnvelope, strictBase64 } from '../manifest/dsse.js';
+import { manifestDigest } from '../manifest/sign.js';
 import { basename, join } from 'node:path';
 import { isAlive } from './linux/procfs.js';
 
@@ -44,6 +46,65 @@ export function writeSession(stateDir: string, s: SessionRecord): void {
 
 export function removeSession(stateDir: string, id: string): void {
   rmSync(join(sessionsDir(stateDir), `${id}.json`), { force: true });
+  rmSync(join(sessionsDir(stateDir), `${id}.manifest`), { force: true });
+}
+
+/**
+ * The digest a session names its manifest by: of the payload, for a signed envelope (the bytes
+ * that were verified and enforced); undefined when the bytes are not an envelope of one.
+ */
+export function envelopeDigest(bytes: Uint8Array): string | undefined {
+  try {
+    return manifestDigest(strictBase64(parseEnvelope(bytes).payload, 'payload'));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Keep the signed manifest the session runs under, as verified, beside its record: the file it
+ * came from may lie in a write grant, and evidence must carry what was enforced, not what the
+ * agent wrote there since. Kept only when its digest is the session's manifest digest.
+ */
+export function writeSessionManifest(
+  stateDir: string,
+  id: string,
+  path: string,
+  digest: string,
+  onDiagnostic: (message: string) => void,
+): void {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    onDiagnostic(`${path}: ${(e as Error).message}; quarantine evidence will lack the manifest`);
+    return;
+  }
+  if (envelopeDigest(bytes) !== digest) {
+    onDiagnostic(
+      `${path} changed after it was verified; quarantine evidence will lack the manifest`,
+    );
+    return;
+  }
+  const dir = sessionsDir(stateDir);
+  const tmp = join(dir, `.${id}.manifest.${process.pid}.tmp`);
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(tmp, bytes, { mode: 0o600 });
+    renameSync(tmp, join(dir, `${id}.manifest`));
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    onDiagnostic(`${dir}: ${(e as Error).message}; quarantine evidence will lack the manifest`);
+  }
+}
+
+/** The manifest bytes `writeSessionManifest` kept, if any. */
+export function readSessionManifest(stateDir: string, id: string): Buffer | undefined {
+  try {
+    return readFileSync(join(sessionsDir(stateDir), `${id}.manifest`));
+  } catch {
+    return undefined;
+  }
 }
 
 export function readSession(stateDir: string, id: string): SessionRecord | undefined {

@@ -245,10 +245,12 @@ describe('mandatory denies under a home-wide write grant', () => {
     expect(r.stdout).toMatch(/^notes=0$/m);
     expect(existsSync(join(s.home, '.ssh/authorized_keys'))).toBe(false);
     expect(existsSync(join(s.home, '.aws/credentials'))).toBe(false);
-    // The honest limit: a denied file that does not exist yet is only warned about.
+    // A denied file that does not exist yet can be created (warned at launch); the persistence
+    // guard moves it out of the way when the session ends.
     expect(r.stderr).toMatch(/\.bash_profile does not exist and lies inside a writable grant/);
     expect(r.stdout).toMatch(/^bash_profile=0$/m);
-    rmSync(join(s.home, '.bash_profile'));
+    expect(existsSync(join(s.home, '.bash_profile'))).toBe(false);
+    expect(r.stderr).toContain(`persistence guard: ${join(s.home, '.bash_profile')}`);
   });
 });
 

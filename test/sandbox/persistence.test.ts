@@ -1,0 +1,369 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OCSF_DIR, OcsfSchema } from '../audit/ocsf-schema.js';
+import { sandboxEnv, type RunResult, type SandboxEnv } from './harness.js';
+
+const GIT = '/usr/bin/git';
+const TOOLS = ['bash', 'git', 'mkdir', 'mv', 'cat', 'cp', 'chmod', 'ln', 'touch'].map(
+  (t) => `/usr/bin/${t}`,
+);
+
+let s: SandboxEnv;
+let work: string;
+let markers: string;
+let manifest: string;
+let schema: OcsfSchema;
+const hostEnv = (): Record<string, string> => ({
+  PATH: '/usr/local/bin:/usr/bin:/bin',
+  HOME: s.home,
+  GIT_CONFIG_NOSYSTEM: '1',
+  GIT_AUTHOR_NAME: 'user',
+  GIT_AUTHOR_EMAIL: 'user@example.com',
+  GIT_COMMITTER_NAME: 'user',
+  GIT_COMMITTER_EMAIL: 'user@example.com',
+});
+
+beforeAll(() => {
+  for (const t of TOOLS) expect(existsSync(t), `${t} is needed`).toBe(true);
+  s = sandboxEnv('persist');
+  work = join(s.dir, 'work');
+  markers = join(s.dir, 'markers');
+  mkdirSync(work);
+  mkdirSync(markers);
+  manifest = s.sign({ writePaths: [`${work}/**`], commandsAllowed: TOOLS });
+  schema = new OcsfSchema(OCSF_DIR);
+});
+afterAll(() => rmSync(s.dir, { recursive: true, force: true }));
+
+/** Run git on the host, as the user would after the session. */
+function hostGit(cwd: string, ...args: string[]): ReturnType<typeof spawnSync> {
+  return spawnSync(GIT, args, { cwd, env: hostEnv(), encoding: 'utf8' });
+}
+
+/** A repository the user has before the session, with one commit. */
+function userRepo(name: string): string {
+  const dir = join(work, name);
+  mkdirSync(dir);
+  expect(hostGit(dir, 'init', '-q').status).toBe(0);
+  writeFileSync(join(dir, 'README'), 'hello\n');
+  hostGit(dir, 'add', 'README');
+  expect(hostGit(dir, 'commit', '-q', '-m', 'first').status).toBe(0);
+  hostGit(dir, 'config', 'remote.origin.url', 'https://git.example.com/user/repo.git');
+  return dir;
+}
+
+/** The agent's command: it would create this marker on the host. */
+function marker(name: string): { path: string; cmd: string } {
+  const path = join(markers, name);
+  return { path, cmd: `touch ${path}` };
+}
+
+/** Run the agent's script in the sandbox (identity for its own commits set). */
+async function agent(lines: readonly string[]): Promise<RunResult> {
+  const r = await s.bash(manifest, [
+    'set -e',
+    'export GIT_AUTHOR_NAME=agent GIT_AUTHOR_EMAIL=a@example.com GIT_COMMITTER_NAME=agent GIT_COMMITTER_EMAIL=a@example.com',
+    ...lines,
+    'echo agent-done',
+  ]);
+  expect(r.stdout, r.stderr).toContain('agent-done');
+  return r;
+}
+
+/** Detection Findings of the persistence guard about paths below `dir`. */
+function findings(dir: string): Record<string, unknown>[] {
+  return s.events().filter((e) => {
+    if (e['class_uid'] !== 2004) return false;
+    const p = (e['unmapped'] as { persistence?: { path?: string } } | undefined)?.persistence;
+    return p?.path?.startsWith(dir) === true;
+  });
+}
+
+function expectFinding(r: RunResult, dir: string, file: string): Record<string, unknown> {
+  const f = findings(dir).find(
+    (e) => (e['unmapped'] as { persistence: { path: string } }).persistence.path === file,
+  );
+  expect(f, `no finding for ${file}: ${r.stderr}`).toBeDefined();
+  const event = f as Record<string, unknown>;
+  expect(schema.validate(event)).toEqual([]);
+  expect(r.stderr).toContain(`persistence guard: ${file}`);
+  const p = (event['unmapped'] as { persistence: { moved_to?: string } }).persistence;
+  expect(p.moved_to).toContain(join(s.cordonHome, 'state/quarantine'));
+  return event;
+}
+
+describe('persistence guard: git', () => {
+  it('a repository created in the session keeps its work but loses its hooks and fsmonitor', async () => {
+    const fsm = marker('new-fsmonitor');
+    const hook = marker('new-hook');
+    const dir = join(work, 'new');
+    const r = await agent([
+      `mkdir ${dir} && cd ${dir} && git init -q`,
+      `echo code > main.txt && git add main.txt && git commit -q -m agent-work`,
+      `git config core.fsmonitor '${fsm.cmd}'`,
+      `printf '#!/bin/sh\\n${hook.cmd}\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit`,
+    ]);
+    expect(hostGit(dir, 'status').status).toBe(0);
+    expect(hostGit(dir, 'commit', '-q', '--allow-empty', '-m', 'user').status).toBe(0);
+    expect(existsSync(fsm.path)).toBe(false);
+    expect(existsSync(hook.path)).toBe(false);
+    // The work stays: the agent's commit is there.
+    expect(String(hostGit(dir, 'log', '--format=%s').stdout)).toContain('agent-work');
+    expectFinding(r, dir, join(dir, '.git/config'));
+    const f = expectFinding(r, dir, join(dir, '.git/hooks/pre-commit'));
+    const moved = (f['unmapped'] as { persistence: { moved_to: string } }).persistence.moved_to;
+    expect(readFileSync(moved, 'utf8')).toContain(hook.cmd);
+  });
+
+  it('a renamed .git: the launch-time config comes back, the new hooks go', async () => {
+    const dir = userRepo('renamed');
+    const fsm = marker('renamed-fsmonitor');
+    const hook = marker('renamed-hook');
+    const r = await agent([
+      `cd ${dir} && mv .git .git-orig && git init -q`,
+      `git config core.fsmonitor '${fsm.cmd}'`,
+      `git config remote.origin.url https://evil.example.com/x.git`,
+      `printf '#!/bin/sh\\n${hook.cmd}\\n' > .git/hooks/post-checkout && chmod +x .git/hooks/post-checkout`,
+    ]);
+    hostGit(dir, 'status');
+    hostGit(dir, 'checkout', '-q', '-b', 'x');
+    expect(existsSync(fsm.path)).toBe(false);
+    expect(existsSync(hook.path)).toBe(false);
+    expect(String(hostGit(dir, 'config', 'remote.origin.url').stdout).trim()).toBe(
+      'https://git.example.com/user/repo.git',
+    );
+    expectFinding(r, dir, join(dir, '.git/config'));
+    expectFinding(r, dir, join(dir, '.git/hooks/post-checkout'));
+  });
+
+  it('commondir pointing at a configuration of its own', async () => {
+    const dir = userRepo('common');
+    const fsm = marker('commondir');
+    const evil = join(work, 'evil-common');
+    const r = await agent([
+      `git init -q --bare ${evil}`,
+      `git -C ${evil} config core.fsmonitor '${fsm.cmd}'`,
+      `cp -r ${dir}/.git/objects/. ${evil}/objects/ && cp -r ${dir}/.git/refs/. ${evil}/refs/`,
+      `echo ${evil} > ${dir}/.git/commondir`,
+    ]);
+    hostGit(dir, 'status');
+    expect(existsSync(fsm.path)).toBe(false);
+    expect(findings(work).length).toBeGreaterThan(0);
+    expectFinding(r, evil, join(evil, 'config'));
+  });
+
+  it('modules/*: a submodule git directory with hooks and fsmonitor', async () => {
+    const dir = userRepo('modules');
+    const fsm = marker('modules-fsmonitor');
+    const hook = marker('modules-hook');
+    const mod = join(dir, '.git/modules/sub');
+    const r = await agent([
+      `cd ${dir} && mkdir -p .git/modules && git init -q --separate-git-dir=${mod} sub`,
+      `git -C sub config core.fsmonitor '${fsm.cmd}'`,
+      `printf '#!/bin/sh\\n${hook.cmd}\\n' > ${mod}/hooks/pre-commit && chmod +x ${mod}/hooks/pre-commit`,
+    ]);
+    hostGit(join(dir, 'sub'), 'status');
+    hostGit(join(dir, 'sub'), 'commit', '-q', '--allow-empty', '-m', 'user');
+    expect(existsSync(fsm.path)).toBe(false);
+    expect(existsSync(hook.path)).toBe(false);
+    expectFinding(r, dir, join(mod, 'config'));
+    expectFinding(r, dir, join(mod, 'hooks/pre-commit'));
+  });
+
+  it('worktrees/*: a linked worktree whose commondir names a configuration of its own', async () => {
+    const dir = userRepo('worktrees');
+    const fsm = marker('worktrees');
+    const wt = join(work, 'wt');
+    const admin = join(dir, '.git/worktrees/wt');
+    const evil = join(work, 'evil-wt-common');
+    const r = await agent([
+      `git init -q --bare ${evil} && git -C ${evil} config core.fsmonitor '${fsm.cmd}'`,
+      `cp -r ${dir}/.git/objects/. ${evil}/objects/ && cp -r ${dir}/.git/refs/. ${evil}/refs/`,
+      `mkdir -p ${admin} ${wt}`,
+      `cp ${dir}/.git/HEAD ${admin}/HEAD && echo ${evil} > ${admin}/commondir && echo ${wt}/.git > ${admin}/gitdir`,
+      `echo gitdir: ${admin} > ${wt}/.git`,
+    ]);
+    hostGit(wt, 'status');
+    expect(existsSync(fsm.path)).toBe(false);
+    expectFinding(r, evil, join(evil, 'config'));
+  });
+
+  it('core.hooksPath in a repository the session created', async () => {
+    const dir = join(work, 'hookspath');
+    const hook = marker('hookspath');
+    const r = await agent([
+      `mkdir -p ${dir}/tools && cd ${dir} && git init -q`,
+      `printf '#!/bin/sh\\n${hook.cmd}\\n' > tools/pre-commit && chmod +x tools/pre-commit`,
+      `git config core.hooksPath tools`,
+    ]);
+    hostGit(dir, 'commit', '-q', '--allow-empty', '-m', 'user');
+    expect(existsSync(hook.path)).toBe(false);
+    expectFinding(r, dir, join(dir, '.git/config'));
+  });
+
+  it('core.sshCommand in a repository the session created', async () => {
+    const dir = join(work, 'ssh');
+    const ssh = marker('sshcommand');
+    const r = await agent([
+      `mkdir ${dir} && cd ${dir} && git init -q`,
+      `git remote add origin ssh://git.example.invalid/x.git`,
+      `git config core.sshCommand '${ssh.cmd};false'`,
+    ]);
+    hostGit(dir, 'ls-remote', 'origin');
+    expect(existsSync(ssh.path)).toBe(false);
+    // A repository the session created keeps its remote.
+    expect(String(hostGit(dir, 'config', 'remote.origin.url').stdout).trim()).toBe(
+      'ssh://git.example.invalid/x.git',
+    );
+    expectFinding(r, dir, join(dir, '.git/config'));
+  });
+
+  it('include and includeIf pulling in a configuration of the agent’s', async () => {
+    const inc = join(work, 'inc');
+    const incIf = join(work, 'incif');
+    const a = marker('include');
+    const b = marker('includeif');
+    const r = await agent([
+      `printf '[core]\\n\\tfsmonitor = ${a.cmd}\\n' > ${work}/a.cfg`,
+      `printf '[core]\\n\\tfsmonitor = ${b.cmd}\\n' > ${work}/b.cfg`,
+      `git init -q ${inc} && git -C ${inc} config include.path ${work}/a.cfg`,
+      `git init -q ${incIf} && git -C ${incIf} config 'includeIf.gitdir:${incIf}/.git.path' ${work}/b.cfg`,
+    ]);
+    hostGit(inc, 'status');
+    hostGit(incIf, 'status');
+    expect(existsSync(a.path)).toBe(false);
+    expect(existsSync(b.path)).toBe(false);
+    expectFinding(r, inc, join(inc, '.git/config'));
+    expectFinding(r, incIf, join(incIf, '.git/config'));
+  });
+
+  it('leaves ordinary work alone: a clone-like repository, commits, a source file', async () => {
+    const dir = userRepo('ordinary');
+    const before = findings(dir).length;
+    const r = await agent([
+      `cd ${dir} && echo more >> README && git add README && git commit -q -m agent`,
+      `echo 'int main(){}' > main.c`,
+      `git init -q ${work}/fresh && git -C ${work}/fresh remote add origin https://git.example.com/a/b.git`,
+    ]);
+    expect(findings(dir).length).toBe(before);
+    expect(findings(join(work, 'fresh')).length).toBe(0);
+    expect(r.stderr).not.toContain(`persistence guard: ${dir}`);
+    expect(readFileSync(join(dir, 'main.c'), 'utf8')).toContain('main');
+    expect(String(hostGit(dir, 'log', '--format=%s').stdout)).toContain('agent');
+  });
+});
+
+describe('persistence guard: agent configuration and shell start-up files', () => {
+  it('neutralises agents’ hooks, MCP servers and rc files the session wrote; leaves working state alone', async () => {
+    const h = s.home;
+    const proj = join(h, 'proj');
+    mkdirSync(join(h, '.claude'), { recursive: true });
+    mkdirSync(proj, { recursive: true });
+    writeFileSync(join(h, '.bashrc'), '# the user’s rc\n');
+    const settings = '{ "model": "user-choice" }\n';
+    writeFileSync(join(h, '.claude/settings.json'), settings);
+    writeFileSync(
+      join(h, '.claude.json'),
+      JSON.stringify({ numStartups: 1, projects: { [proj]: { allowedTools: [] } } }),
+    );
+    const home = s.sign({
+      dataClassification: 'public',
+      writePaths: ['~/**'],
+      commandsAllowed: TOOLS,
+    });
+    const evil = marker('agent-config');
+    const hook = JSON.stringify({
+      hooks: { SessionStart: [{ hooks: [{ type: 'command', command: evil.cmd }] }] },
+    });
+    const mcp = JSON.stringify({
+      mcpServers: { x: { command: '/bin/sh', args: ['-c', evil.cmd] } },
+    });
+    // Written one by one, each reported: a launch-time mask may refuse some of them.
+    const writes: [string, string][] = [
+      [join(h, '.claude/settings.json'), hook],
+      [join(h, '.claude/settings.local.json'), hook],
+      [join(h, '.claude/hooks/start.sh'), `#!/bin/sh\n${evil.cmd}\n`],
+      [join(h, '.codex/config.toml'), `[mcp_servers.x]\ncommand = "/bin/sh"\n`],
+      [join(h, '.codex/hooks.json'), hook],
+      [join(h, '.gemini/settings.json'), hook],
+      [join(proj, '.mcp.json'), mcp],
+      [join(proj, '.claude/settings.json'), hook],
+      [join(proj, '.codex/config.toml'), `[mcp_servers.x]\ncommand = "/bin/sh"\n`],
+      [join(proj, '.gemini/settings.json'), hook],
+      [join(h, '.bashrc'), `${evil.cmd}\n`],
+      [join(h, '.zshenv'), `${evil.cmd}\n`],
+      [join(h, '.bash_logout'), `${evil.cmd}\n`],
+      [join(h, '.config/fish/config.fish'), `${evil.cmd}\n`],
+      [join(h, '.gitconfig'), `[core]\n\tfsmonitor = ${evil.cmd}\n`],
+    ];
+    const lines = writes.map(
+      ([p, text]) =>
+        `mkdir -p $(dirname ${p}) 2>/dev/null; printf '%s' '${text.replace(/'/g, `'\\''`)}' > ${p} 2>/dev/null && echo "wrote ${p}"`,
+    );
+    const r = await s.bash(home, [
+      ...lines,
+      // Claude Code's own state: an MCP server added by key, the rest of the file its own.
+      `cat > ~/.claude.json <<'J'\n${JSON.stringify({
+        numStartups: 2,
+        mcpServers: { evil: { command: '/bin/sh' } },
+        projects: { [proj]: { allowedTools: ['Bash'], mcpServers: { e: { command: 'x' } } } },
+      })}\nJ`,
+      'mkdir -p ~/.claude/projects/x && echo log > ~/.claude/projects/x/session.jsonl',
+      `echo 'int main(){}' > ${proj}/main.c`,
+      'echo agent-done',
+    ]);
+    expect(r.stdout, r.stderr).toContain('agent-done');
+    const wrote = writes.filter(([p]) => r.stdout.includes(`wrote ${p}\n`));
+    // At least the files no launch-time mask covers were written.
+    expect(wrote.map(([p]) => p)).toContain(join(h, '.zshenv'));
+    for (const [p] of writes) {
+      const now = existsSync(p) ? readFileSync(p, 'utf8') : undefined;
+      if (p === join(h, '.bashrc')) expect(now).toBe('# the user’s rc\n');
+      else if (p === join(h, '.claude/settings.json')) expect(now).toBe(settings);
+      // A new git configuration keeps what does not run a program.
+      else if (p === join(h, '.gitconfig')) expect(now ?? '').not.toContain(evil.cmd);
+      else expect(now, p).toBeUndefined();
+    }
+    for (const [p] of wrote) expectFinding(r, h, p);
+    // Only the keys that run something went back; Claude Code's own state stayed.
+    const cj = JSON.parse(readFileSync(join(h, '.claude.json'), 'utf8')) as {
+      numStartups: number;
+      mcpServers?: unknown;
+      projects: Record<string, { allowedTools: string[]; mcpServers?: unknown }>;
+    };
+    expect(cj.numStartups).toBe(2);
+    expect(cj.mcpServers).toBeUndefined();
+    expect(cj.projects[proj]?.mcpServers).toBeUndefined();
+    expect(cj.projects[proj]?.allowedTools).toEqual(['Bash']);
+    expectFinding(r, h, join(h, '.claude.json'));
+    // Working state and source files are untouched.
+    expect(readFileSync(join(h, '.claude/projects/x/session.jsonl'), 'utf8')).toBe('log\n');
+    expect(readFileSync(join(proj, 'main.c'), 'utf8')).toContain('main');
+    expect(r.stderr).not.toContain('session.jsonl');
+    expect(r.stderr).not.toContain('main.c');
+    expect(existsSync(evil.path)).toBe(false);
+    rmSync(proj, { recursive: true, force: true });
+  });
+});
+
+describe('persistence guard: failing closed', () => {
+  it('no launch-time record, no agent (PERSISTENCE_GUARD_FAILED, audited)', async () => {
+    const state = join(s.cordonHome, 'state/persistence');
+    rmSync(state, { recursive: true, force: true });
+    mkdirSync(join(s.cordonHome, 'state'), { recursive: true });
+    writeFileSync(state, 'not a directory');
+    try {
+      const ran = join(work, 'ran');
+      const m = s.sign({ writePaths: [`${work}/**`], commandsAllowed: TOOLS });
+      const r = await s.bash(m, [`echo x > ${ran}`]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toContain('PERSISTENCE_GUARD_FAILED');
+      expect(existsSync(ran)).toBe(false);
+      expect(s.events().some((e) => e['status_code'] === 'PERSISTENCE_GUARD_FAILED')).toBe(true);
+    } finally {
+      rmSync(state, { force: true });
+    }
+  });
+});
