@@ -52,6 +52,21 @@ export interface ChainReport {
   readonly damage?: Damage;
   /** Duplicate deliveries skipped (exported copies only). */
   readonly duplicates: number;
+  /**
+   * Largest tree size signed by a checkpoint from outside the writer's reach (a witness, or a
+   * checkpoint shipped off the machine) that the log was found to hold: records 1..this are
+   * proven present, not only intact. 0 when there is no such checkpoint.
+   */
+  readonly witnessedSize: number;
+}
+
+/** A checkpoint a witness holds (see witness.ts). */
+export interface WitnessedCheckpoint {
+  /** SHA-256 of the signed note, hex. */
+  readonly hash: string;
+  readonly note: string;
+  readonly size: number;
+  readonly location: string;
 }
 
 export interface ChainRecord {
@@ -65,8 +80,13 @@ export interface ChainRecord {
 
 export interface ChainVerifierOptions {
   readonly verifiers: readonly NoteVerifier[];
-  /** Checkpoints from outside the log (shipped copies); the log must reach and match them. */
-  readonly external?: readonly { note: string; source: string }[];
+  /**
+   * Checkpoints from outside the log: the log must reach and match them. `witness` marks one the
+   * writer cannot take back (shipped off the machine), which proves the records it covers present.
+   */
+  readonly external?: readonly { note: string; source: string; witness?: boolean }[];
+  /** A witness's checkpoints: each must be one of the log's own, verified, checkpoints. */
+  readonly witness?: readonly WitnessedCheckpoint[];
   /** Exported copies may hold a record twice (at-least-once delivery); skip exact repeats. */
   readonly allowDuplicates?: boolean;
   /** Where the stream starts when it is not the whole log. */
@@ -87,7 +107,10 @@ export class ChainVerifier {
   readonly #verifiers: readonly NoteVerifier[];
   readonly #allowDuplicates: boolean;
   readonly #frontier = new MerkleFrontier();
-  readonly #external: { cp: Checkpoint; source: string }[] = [];
+  readonly #external: { cp: Checkpoint; source: string; witness: boolean }[] = [];
+  /** Witnessed checkpoints not yet found in the log, by note hash. */
+  readonly #witness = new Map<string, WitnessedCheckpoint>();
+  #witnessedSize = 0;
   readonly #recent = new Map<number, string>();
   #expected: number;
   #prevHash: string;
@@ -114,8 +137,11 @@ export class ChainVerifier {
     this.#fromGenesis = this.#expected === 1;
     for (const e of opts.external ?? []) {
       const opened = this.#open(e.note, e.source);
-      if (opened !== undefined) this.#external.push({ cp: opened, source: e.source });
+      if (opened !== undefined) {
+        this.#external.push({ cp: opened, source: e.source, witness: e.witness === true });
+      }
     }
+    for (const w of opts.witness ?? []) this.#witness.set(w.hash, w);
   }
 
   get damaged(): boolean {
@@ -290,7 +316,8 @@ export class ChainVerifier {
       });
       return false;
     }
-    this.#lastNoteHash = noteHash(note);
+    const hash = noteHash(note);
+    this.#lastNoteHash = hash;
     if (!this.#fromGenesis) {
       this.#checkpoints++;
       return true;
@@ -318,10 +345,15 @@ export class ChainVerifier {
     this.#checkpoints++;
     this.#provenSize = Math.max(this.#provenSize, cp.size);
     this.#signedThrough = Math.max(this.#signedThrough, cp.size + 1);
+    const witnessed = this.#witness.get(hash.toString('hex'));
+    if (witnessed !== undefined) {
+      this.#witness.delete(witnessed.hash);
+      this.#witnessedSize = Math.max(this.#witnessedSize, cp.size);
+    }
     return true;
   }
 
-  #matchExternal(e: { cp: Checkpoint; source: string }, location: string): void {
+  #matchExternal(e: { cp: Checkpoint; source: string; witness: boolean }, location: string): void {
     if (!this.#frontier.root().equals(e.cp.root)) {
       this.fail({
         kind: 'modified',
@@ -334,6 +366,36 @@ export class ChainVerifier {
     this.#checkpoints++;
     this.#provenSize = Math.max(this.#provenSize, e.cp.size);
     this.#signedThrough = Math.max(this.#signedThrough, e.cp.size);
+    if (e.witness) this.#witnessedSize = Math.max(this.#witnessedSize, e.cp.size);
+  }
+
+  /**
+   * A witnessed checkpoint the log does not hold: the log was cut back (its end is before the
+   * checkpoint) or rewritten and re-signed (a different checkpoint stands at that size).
+   */
+  #missingWitnessed(): void {
+    let worst: WitnessedCheckpoint | undefined;
+    for (const w of this.#witness.values())
+      if (worst === undefined || w.size > worst.size) worst = w;
+    if (worst === undefined) return;
+    // Only a checkpoint signed by the device's key is evidence; anything else in the witness is
+    // itself damage.
+    if (this.#open(worst.note, worst.location) === undefined) return;
+    const have = this.#frontier.size;
+    this.fail(
+      worst.size >= have
+        ? {
+            kind: 'truncated',
+            seq: have + 1,
+            location: worst.location,
+            detail: `the log ends at record ${this.#last?.seq ?? 0} but the witness holds a checkpoint signed over ${worst.size} records: records were removed (the local checkpoint state cannot show this; the witness can)`,
+          }
+        : {
+            kind: 'modified',
+            location: worst.location,
+            detail: `the witness holds a checkpoint signed over records 1..${worst.size} that is not in the log: the log was rewritten and re-signed`,
+          },
+    );
   }
 
   /** Decide what an out-of-sequence record means, using the records that followed it. */
@@ -388,6 +450,7 @@ export class ChainVerifier {
   /** Finish the stream and produce the report. */
   finish(): ChainReport {
     if (this.#suspect !== undefined) this.#classify();
+    if (this.#damage === undefined && this.#fromGenesis) this.#missingWitnessed();
     if (this.#damage === undefined) {
       for (const e of this.#external) {
         const have = this.#fromGenesis ? this.#frontier.size : (this.#last?.seq ?? 0);
@@ -412,6 +475,7 @@ export class ChainVerifier {
       provenSize: this.#provenSize,
       signedThrough: this.#signedThrough,
       duplicates: this.#duplicates,
+      witnessedSize: this.#damage === undefined ? this.#witnessedSize : 0,
       ...(this.#damage === undefined ? {} : { damage: this.#damage }),
     };
   }

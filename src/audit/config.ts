@@ -109,6 +109,19 @@ const AuditConfigSchema = z
       })
       .default({ initialMs: 500, maxMs: 60_000 }),
     sinks: z.array(SinkSchema).default([]),
+    witness: z
+      .strictObject({
+        path: z
+          .string()
+          .regex(/^\//, 'an absolute path')
+          .describe(
+            'File the writer appends every signed checkpoint to, and that `cordon audit verify` checks the log against. It proves the log was not cut back only where the writer cannot rewrite it: append-only (`chattr +a`) or owned by another user.',
+          ),
+      })
+      .optional()
+      .describe(
+        'Checkpoint witness kept outside the writer\'s reach (see "Checkpoints" in the README).',
+      ),
   })
   .superRefine((c, ctx) => {
     const seen = new Set<string>();

@@ -20,6 +20,7 @@ import { ensureDir, fsyncDir } from '../store/files.js';
 import { logActivityEvent, type EventContext, type OcsfEvent } from './events.js';
 import { MerkleFrontier, recordLeaf } from './merkle.js';
 import { checkpointText, noteHash, signNote, verifierKey } from './note.js';
+import { appendWitness, lastWitnessed } from './witness.js';
 import {
   GENESIS,
   canonicalEvent,
@@ -68,6 +69,11 @@ export interface AuditLogOptions {
   readonly now?: () => number;
   /** Told about every failed write, so an operator hears about a full disk. */
   readonly onError?: (e: CordonError) => void;
+  /**
+   * A file outside the writer's reach that every signed checkpoint is appended to (see
+   * witness.ts): the log refuses to open when it is shorter than the witness's latest checkpoint.
+   */
+  readonly witness?: string;
 }
 
 export interface AppendResult {
@@ -143,7 +149,8 @@ function corrupt(file: string, why: string): CordonError {
 export class AuditLog {
   readonly paths: AuditPaths;
   readonly recovery: RecoveryReport;
-  readonly #opts: Required<Omit<AuditLogOptions, 'onError'>> & Pick<AuditLogOptions, 'onError'>;
+  readonly #opts: Required<Omit<AuditLogOptions, 'onError' | 'witness'>> &
+    Pick<AuditLogOptions, 'onError' | 'witness'>;
   /** The locked `writer.lock`: closing it (or dying) releases the log to the next writer. */
   readonly #lockFd: number;
   #index: SegmentIndex;
@@ -277,6 +284,14 @@ export class AuditLog {
       throw e;
     }
     let checkpoint = readCheckpointState(p);
+    const witnessed = opts.witness === undefined ? undefined : lastWitnessed(opts.witness);
+    if (witnessed !== undefined && witnessed.seq > head.seq) {
+      closeSync(fd);
+      throw corrupt(
+        activeFile,
+        `the log ends at record ${head.seq} but the witness ${opts.witness ?? ''} holds checkpoint ${witnessed.size} (in record ${witnessed.seq}): records were removed`,
+      );
+    }
     let frontier: MerkleFrontier;
     if (checkpoint !== undefined) {
       if (checkpoint.seq > head.seq) {
@@ -471,6 +486,20 @@ export class AuditLog {
           writeCheckpointState(this.paths, batch.checkpoint);
         } catch {
           // The checkpoint is in the log itself; the state file only speeds up the next open.
+        }
+        if (this.#opts.witness !== undefined) {
+          try {
+            appendWitness(
+              this.#opts.witness,
+              batch.checkpoint.note,
+              batch.checkpoint.size,
+              batch.checkpoint.seq,
+            );
+          } catch (e) {
+            // The log itself is durable; the witness only lags (verify proves completeness up
+            // to the last checkpoint it holds). Say so, every time.
+            this.#opts.onError?.(e as CordonError);
+          }
         }
       }
       this.#freeWriters.push(batch.writer);

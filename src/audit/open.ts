@@ -65,6 +65,7 @@ export function openDeviceLog(
     checkpointIntervalMs: config.checkpoint.everySeconds * 1000,
     segmentMaxBytes: config.segment.maxBytes,
     segmentMaxAgeMs: config.segment.maxAgeSeconds * 1000,
+    ...(config.witness === undefined ? {} : { witness: config.witness.path }),
     ...extra,
   });
   return { log, config, context, verifierKey: verifierKey(origin, device.key) };

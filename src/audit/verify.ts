@@ -25,11 +25,14 @@ import {
   readIndex,
   type SegmentEntry,
 } from './store.js';
+import { readWitness, type WitnessEntry } from './witness.js';
 
 export interface VerifyOptions {
   readonly verifiers: readonly NoteVerifier[];
   /** Signed checkpoint notes kept outside the machine (e.g. from the SIEM), with a name for each. */
   readonly checkpoints?: readonly { note: string; source: string }[];
+  /** Witness files (witness.ts): every checkpoint in them must be in the log. */
+  readonly witnesses?: readonly string[];
   /** Threads that check record hashes (default: one per CPU, up to 4; 0 checks in-thread). */
   readonly workers?: number;
   /** Called every `onProgressEvery` records (default 1,000,000), for progress output. */
@@ -40,6 +43,8 @@ export interface VerifyOptions {
 export interface LogVerifyReport extends ChainReport {
   readonly segments: number;
   readonly warnings: readonly string[];
+  /** What completeness was checked against: witness files and checkpoints from off the machine. */
+  readonly witnesses: readonly string[];
 }
 
 /**
@@ -60,10 +65,18 @@ export async function verifyLog(stateDir: string, opts: VerifyOptions): Promise<
       hint: 'check --state-dir; the log is created by the first audited action or `cordon audit emit-test`',
     });
   }
-  const external = [...(opts.checkpoints ?? [])];
+  const external: { note: string; source: string; witness: boolean }[] = (
+    opts.checkpoints ?? []
+  ).map((c) => ({ ...c, witness: true }));
+  // The local checkpoint state catches a careless cut, but whoever can cut the log can also
+  // rewrite this file: it is never a witness.
   const state = readCheckpointState(p);
-  if (state !== undefined) external.push({ note: state.note, source: p.checkpoint });
-  const v = new ChainVerifier({ verifiers: opts.verifiers, external });
+  if (state !== undefined)
+    external.push({ note: state.note, source: p.checkpoint, witness: false });
+  const witnessFiles = opts.witnesses ?? [];
+  const witness: WitnessEntry[] = [];
+  for (const f of witnessFiles) witness.push(...readWitness(f));
+  const v = new ChainVerifier({ verifiers: opts.verifiers, external, witness });
   const indexed = new Set(index.segments.map((s) => s.file));
   for (const f of listSegmentFiles(p)) {
     if (!indexed.has(f)) {
@@ -167,7 +180,12 @@ export async function verifyLog(stateDir: string, opts: VerifyOptions): Promise<
   } finally {
     await pool.close();
   }
-  return { ...v.finish(), segments: index.segments.length, warnings };
+  return {
+    ...v.finish(),
+    segments: index.segments.length,
+    warnings,
+    witnesses: [...witnessFiles, ...(opts.checkpoints ?? []).map((c) => c.source)],
+  };
 }
 
 const BLOCK = 4 * 1024 * 1024;

@@ -16,7 +16,7 @@ import {
   type SegmentIndex,
 } from '../audit/store.js';
 import { syntheticEvents } from '../audit/synthetic.js';
-import { verifyExported, verifyLog } from '../audit/verify.js';
+import { verifyExported, verifyLog, type LogVerifyReport } from '../audit/verify.js';
 import { CordonError } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
 import { keyIdOf, loadPublicKeyPem } from '../manifest/keys.js';
@@ -26,6 +26,7 @@ import { EXIT, printJson, resolveDirs, usage, type CliIo, type GlobalOptions } f
 
 export interface AuditVerifyOptions extends GlobalOptions {
   checkpoint?: string[];
+  witness?: string[];
   exported?: string;
   key?: string;
   json?: boolean;
@@ -102,24 +103,86 @@ function describeDamage(d: Damage): string {
   return `DAMAGE (${d.kind})${d.seq === undefined ? '' : ` at record ${d.seq}`}: ${d.detail}\n  at ${d.location}\n`;
 }
 
-function printReport(io: CliIo, r: ChainReport, what: string, warnings: readonly string[]): void {
+/** What `audit verify` proved beyond "nothing is damaged", and the exit code that says it. */
+interface Completeness {
+  readonly proven: boolean;
+  /** Records 1..through are proven present (local log) or every record is proven (a copy). */
+  readonly through: number;
+  readonly witnesses: readonly string[];
+  readonly reason: string;
+}
+
+function localCompleteness(r: LogVerifyReport): Completeness {
+  const proven = r.ok && r.witnessedSize > 0;
+  const reason = !r.ok
+    ? 'the log is damaged'
+    : r.witnesses.length === 0
+      ? 'no witness: a log cut back to an earlier checkpoint, with that checkpoint\'s state file restored, verifies the same. Configure "witness" in audit.json at a place the writer can only append to, or pass --checkpoint with a checkpoint shipped off the machine'
+      : proven
+        ? `the log holds the checkpoint over records 1..${r.witnessedSize} that ${r.witnesses.join(', ')} witnessed`
+        : `${r.witnesses.join(', ')} holds no checkpoint yet`;
+  return { proven, through: proven ? r.witnessedSize : 0, witnesses: r.witnesses, reason };
+}
+
+function exportedCompleteness(r: ChainReport): Completeness {
+  const last = r.lastSeq ?? 0;
+  const proven = r.ok && r.records > 0 && r.signedThrough >= last;
+  const reason = !r.ok
+    ? 'the copy is damaged'
+    : r.records === 0
+      ? 'the copy holds no record'
+      : proven
+        ? 'every record is under a signed checkpoint'
+        : r.signedThrough < (r.firstSeq ?? 1)
+          ? `no record of the copy is under a signed checkpoint: its hash chain can be recomputed by anyone (export with --proofs)`
+          : `records ${Math.max(r.signedThrough + 1, r.firstSeq ?? 1)}..${last} are not under a signed checkpoint: their hash chain can be recomputed by anyone`;
+  return { proven, through: proven ? last : r.signedThrough, witnesses: [], reason };
+}
+
+function exitFor(r: ChainReport, c: Completeness): number {
+  if (!r.ok) return EXIT.INVALID;
+  return c.proven ? EXIT.OK : EXIT.UNPROVEN;
+}
+
+function printReport(
+  io: CliIo,
+  r: ChainReport,
+  c: Completeness,
+  what: string,
+  warnings: readonly string[],
+  local: boolean,
+): void {
   if (r.damage !== undefined) {
     io.stdout(describeDamage(r.damage));
     io.stdout(`${r.records} record(s) verified before the damage.\n`);
     return;
   }
-  io.stdout(
-    `ok: ${what}: ${r.records} record(s)` +
-      (r.firstSeq === undefined ? '' : ` (seq ${r.firstSeq}..${r.lastSeq})`) +
-      `, ${r.checkpointsVerified} signed checkpoint(s) verified, records 1..${r.provenSize} proven by a signed Merkle root` +
-      (r.duplicates > 0 ? `, ${r.duplicates} duplicate deliveries skipped` : '') +
-      '\n',
-  );
-  if (r.lastSeq !== undefined && r.signedThrough < r.lastSeq) {
-    io.stdout(
-      `note: records ${r.signedThrough + 1}..${r.lastSeq} are chained but not yet under a signed checkpoint\n`,
+  const range = r.firstSeq === undefined ? 'no records' : `records ${r.firstSeq}..${r.lastSeq}`;
+  const lines = [
+    `${range}: chain intact (${r.records} record(s)${r.duplicates > 0 ? `, ${r.duplicates} duplicate deliveries skipped` : ''})`,
+    `signed checkpoints: ${r.checkpointsVerified} verified` +
+      (r.provenSize > 0 ? `; records 1..${r.provenSize} proven by a signed Merkle root` : '') +
+      (r.lastSeq !== undefined && r.signedThrough < r.lastSeq
+        ? `; records ${Math.max(r.signedThrough + 1, r.firstSeq ?? 1)}..${r.lastSeq} are chained but not yet under a signed checkpoint`
+        : ''),
+  ];
+  if (local) {
+    lines.push(
+      c.proven
+        ? `completeness vs witness ${c.witnesses.join(', ')}: proven through record ${c.through} (${c.reason})`
+        : `completeness: NOT PROVEN (${c.reason})`,
+    );
+  } else {
+    lines.push(
+      c.proven ? `authenticity: proven (${c.reason})` : `authenticity: NOT PROVEN (${c.reason})`,
     );
   }
+  lines.push(
+    c.proven
+      ? `ok: ${what}: ${r.records} record(s), ${r.checkpointsVerified} signed checkpoint(s) verified`
+      : `INTACT, ${local ? 'COMPLETENESS' : 'AUTHENTICITY'} NOT PROVEN: ${what} (exit ${EXIT.UNPROVEN})`,
+  );
+  for (const l of lines) io.stdout(l + '\n');
   for (const w of warnings) io.stdout(`warning: ${w}\n`);
 }
 
@@ -129,18 +192,26 @@ export async function runAuditVerify(io: CliIo, opts: AuditVerifyOptions): Promi
   const checkpoints = (opts.checkpoint ?? []).map((f) => ({ note: checkpointNote(f), source: f }));
   if (opts.exported !== undefined) {
     const r = verifyExported(opts.exported, { verifiers: vs, checkpoints });
-    if (opts.json === true) printJson(io, r);
-    else printReport(io, r, opts.exported, []);
-    return r.ok ? EXIT.OK : EXIT.INVALID;
+    const c = exportedCompleteness(r);
+    if (opts.json === true)
+      printJson(io, { ...r, ok: r.ok && c.proven, intact: r.ok, completeness: c });
+    else printReport(io, r, c, opts.exported, [], false);
+    return exitFor(r, c);
   }
+  // The configured witness, unless witnesses are named on the command line.
+  const configured = readAuditConfig(dirs.policyDir).witness?.path;
+  const witnesses = opts.witness ?? (configured === undefined ? [] : [configured]);
   const r = await verifyLog(dirs.stateDir, {
     verifiers: vs,
     checkpoints,
+    witnesses,
     onProgress: (n) => io.stderr(`verified ${n} records\n`),
   });
-  if (opts.json === true) printJson(io, r);
-  else printReport(io, r, auditPaths(dirs.stateDir).dir, r.warnings);
-  return r.ok ? EXIT.OK : EXIT.INVALID;
+  const c = localCompleteness(r);
+  if (opts.json === true)
+    printJson(io, { ...r, ok: r.ok && c.proven, intact: r.ok, completeness: c });
+  else printReport(io, r, c, auditPaths(dirs.stateDir).dir, r.warnings, true);
+  return exitFor(r, c);
 }
 
 export interface AuditEmitOptions extends GlobalOptions {

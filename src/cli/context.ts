@@ -31,7 +31,8 @@ export function resolveDirs(io: CliIo, opts: GlobalOptions): CordonDirs {
 }
 
 /** Exit codes, documented in the README. */
-export const EXIT = { OK: 0, INVALID: 1, USAGE: 2, ENVIRONMENT: 3 } as const;
+/** UNPROVEN: `audit verify` found no damage but cannot prove the log complete or a copy authentic. */
+export const EXIT = { OK: 0, INVALID: 1, USAGE: 2, ENVIRONMENT: 3, UNPROVEN: 4 } as const;
 
 /** Exit codes of `cordon run` itself; any other code is the agent's own. */
 export const RUN_EXIT = { SETUP: 125, NOT_RUNNABLE: 126, NOT_FOUND: 127 } as const;

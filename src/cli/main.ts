@@ -424,9 +424,14 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
   audit
     .command('verify')
     .description(
-      'recompute hashes, chain, Merkle roots and checkpoint signatures; exit 1 on any damage',
+      'recompute hashes, chain, Merkle roots and checkpoint signatures; exit 1 on any damage, 4 when intact but not proven complete (no witness) or a copy not proven authentic',
     )
     .option('--checkpoint <file>', 'a signed checkpoint kept off the machine (repeatable)', collect)
+    .option(
+      '--witness <file>',
+      'a checkpoint witness file (repeatable; default: "witness" in <policy-dir>/audit.json)',
+      collect,
+    )
     .option(
       '--exported <file>',
       'verify an exported NDJSON copy (from a SIEM) instead of the local log',

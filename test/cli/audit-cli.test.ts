@@ -16,16 +16,88 @@ async function setup(count = 300) {
   return { home, cordonHome, run, stateDir: join(cordonHome, 'state') };
 }
 
+/** The segment file of a one-segment log. */
+const segmentOf = (stateDir: string): string =>
+  join(stateDir, 'audit', 'segments', readdirSync(join(stateDir, 'audit', 'segments'))[0]!);
+
 describe('cordon audit', () => {
-  it('verify: exit 0 on an intact log, 1 with the kind of damage, --json for machines', async () => {
+  it('verify: a log cut back to an earlier signed checkpoint, its checkpoint.json restored, is not reported as proven; with a witness it is detected', async () => {
+    // Without a witness: what anyone who can write the state directory can do, no key needed.
+    const a = await setup(50);
+    const p = auditPaths(a.stateDir);
+    const seg = segmentOf(a.stateDir);
+    const earlyLog = readFileSync(seg);
+    const earlyState = readFileSync(p.checkpoint);
+    expect((await a.run(['audit', 'emit-test', '--count', '50'])).code).toBe(0);
+    expect(readCheckpointState(p)!.size).toBe(101);
+    writeFileSync(seg, earlyLog);
+    writeFileSync(p.checkpoint, earlyState);
+    const cut = await a.run(['audit', 'verify']);
+    expect(cut.code, cut.stdout).toBe(4);
+    expect(cut.stdout).toMatch(/^records 1\.\.51: chain intact/m);
+    expect(cut.stdout).toMatch(/completeness: NOT PROVEN \(no witness/);
+    expect(cut.stdout).toMatch(/INTACT, COMPLETENESS NOT PROVEN/);
+    expect(cut.stdout).not.toMatch(/^ok:/m);
+
+    // With a witness configured, the writer appends each checkpoint to it; the same cut is found.
+    const b = await setup(1);
+    const witness = join(b.home, 'witness.ndjson');
+    const config = (extra: object) =>
+      writeFileSync(
+        join(b.cordonHome, 'policy', 'audit.json'),
+        JSON.stringify({ apiVersion: 'cordon.dev/v1', kind: 'AuditConfig', ...extra }),
+      );
+    config({ witness: { path: witness } });
+    expect((await b.run(['audit', 'emit-test', '--count', '50'])).code).toBe(0);
+    const bp = auditPaths(b.stateDir);
+    const bseg = segmentOf(b.stateDir);
+    const before = { log: readFileSync(bseg), state: readFileSync(bp.checkpoint) };
+    expect((await b.run(['audit', 'emit-test', '--count', '50'])).code).toBe(0);
+    const good = await b.run(['audit', 'verify']);
+    expect(good.code, good.stdout).toBe(0);
+    expect(good.stdout).toMatch(
+      new RegExp(`completeness vs witness ${witness}: proven through record 103`),
+    );
+    expect(good.stdout).toMatch(/^ok: /m);
+    expect(readFileSync(witness, 'utf8').trim().split('\n')).toHaveLength(2);
+    writeFileSync(bseg, before.log);
+    writeFileSync(bp.checkpoint, before.state);
+    const caught = await b.run(['audit', 'verify']);
+    expect(caught.code, caught.stdout).toBe(1);
+    expect(caught.stdout).toMatch(
+      /DAMAGE \(truncated\) at record 54: the log ends at record 53 but the witness holds a checkpoint signed over 103 records/,
+    );
+    // The writer refuses to carry on from the cut log.
+    const writer = await b.run(['audit', 'emit-test', '--count', '1']);
+    expect(writer.code).toBe(1);
+    expect(writer.stderr).toMatch(/AUDIT_LOG_CORRUPT[\s\S]*the witness .* holds checkpoint 103/);
+    // Going on without the witness, then putting it back: a re-signed fork of the log is found
+    // too, because the witness's checkpoint is not in it.
+    config({});
+    expect((await b.run(['audit', 'emit-test', '--count', '80'])).code).toBe(0);
+    config({ witness: { path: witness } });
+    const forked = await b.run(['audit', 'verify']);
+    expect(forked.code, forked.stdout).toBe(1);
+    expect(forked.stdout).toMatch(
+      /DAMAGE \(modified\): the witness holds a checkpoint signed over records 1\.\.103 that is not in the log/,
+    );
+    // --witness names the witness on the command line (e.g. a copy fetched from elsewhere).
+    config({});
+    const named = await b.run(['audit', 'verify', '--witness', witness]);
+    expect(named.code).toBe(1);
+  });
+
+  it('verify: exit 4 on an intact log without a witness, 1 with the kind of damage, --json for machines', async () => {
     const { run, stateDir } = await setup();
     const ok = await run(['audit', 'verify', '--json']);
-    expect(ok.code).toBe(0);
+    expect(ok.code).toBe(4);
     expect(ok.json()).toMatchObject({
-      ok: true,
+      ok: false,
+      intact: true,
       records: 301,
       provenSize: 300,
       signedThrough: 301,
+      completeness: { proven: false, through: 0, witnesses: [] },
     });
     expect((await run(['audit', 'verify'])).stdout).not.toMatch(
       /not yet under a signed checkpoint/,
@@ -48,7 +120,11 @@ describe('cordon audit', () => {
     const a = await setup(50);
     const note = join(a.home, 'shipped.note');
     writeFileSync(note, readCheckpointState(auditPaths(a.stateDir))!.note);
-    expect((await a.run(['audit', 'verify', '--checkpoint', note])).code).toBe(0);
+    const shipped = await a.run(['audit', 'verify', '--checkpoint', note]);
+    expect(shipped.code).toBe(0);
+    expect(shipped.stdout).toMatch(
+      new RegExp(`completeness vs witness ${note}: proven through record 50`),
+    );
     const exported = (
       await a.run(['audit', 'export', '--format', 'ocsf-ndjson', '--since', '51', '--until', '51'])
     ).stdout;
@@ -94,6 +170,7 @@ describe('cordon audit', () => {
     });
     expect(v.code, v.stdout + v.stderr).toBe(0);
     expect(v.stdout).toMatch(/ok: .*121 record\(s\)/);
+    expect(v.stdout).toMatch(/authenticity: proven \(every record is under a signed checkpoint\)/);
     // A SIEM returns records in any order and some twice (at-least-once delivery): still verifies.
     const lines = readFileSync(out, 'utf8').trim().split('\n');
     const shuffled = [...lines, lines[5]!, lines[77]!].sort(() => Math.random() - 0.5);

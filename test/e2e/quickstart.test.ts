@@ -46,7 +46,9 @@ describe('the built CLI, as a user runs it', () => {
     expect(r.stdout).toContain('20 passed, 0 failed');
     // Every decision went to the audit log; the log verifies, and an edited copy does not.
     expect(r.stdout).toMatch(/File System Activity: Read Blocked cowork-lite: .*\[deny:ssh\]/);
-    expect(r.stdout).toMatch(/ok: .*signed checkpoint\(s\) verified/);
+    expect(r.stdout).toMatch(/^records 1\.\.\d+: chain intact/m);
+    expect(r.stdout).toMatch(/^signed checkpoints: \d+ verified/m);
+    expect(r.stdout).toMatch(/completeness: NOT PROVEN \(no witness/);
     expect(r.stdout).toMatch(/DAMAGE \(modified\) at record 3/);
     // The egress proxy with real curl: granted name through, the rest refused with the header.
     expect(r.stdout).toContain('Q3 revenue: 4.2M');
