@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OCSF_DIR, OcsfSchema } from '../audit/ocsf-schema.js';
-import { sandboxEnv, type RunResult, type SandboxEnv } from './harness.js';
+import { sandboxEnv, startAgent, type RunResult, type SandboxEnv } from './harness.js';
 
 const GIT = '/usr/bin/git';
 const TOOLS = ['bash', 'git', 'mkdir', 'mv', 'cat', 'cp', 'chmod', 'ln', 'touch'].map(
@@ -365,5 +365,38 @@ describe('persistence guard: failing closed', () => {
     } finally {
       rmSync(state, { force: true });
     }
+  });
+});
+
+describe('persistence guard: a session that crashed', () => {
+  it('is checked by the next cordon ps (neutralised at once) and recorded by the next cordon run', async () => {
+    const dir = join(work, 'crashed');
+    const fsm = marker('crashed');
+    const m = s.sign({ writePaths: [`${work}/**`], commandsAllowed: [...TOOLS, '/usr/bin/sleep'] });
+    const a = await startAgent(
+      s.env,
+      m,
+      [
+        `mkdir ${dir} && cd ${dir} && git init -q && git config core.fsmonitor '${fsm.cmd}'`,
+        'echo ready',
+        'sleep 300',
+      ].join('\n'),
+    );
+    // SIGKILL: `cordon run` gets no chance to run its guard; the sandbox dies with it.
+    a.child.kill('SIGKILL');
+    await a.closed;
+    const ps = await s.cordon(['ps']);
+    expect(ps.stderr).toContain(`cordon ps: persistence guard: ${join(dir, '.git/config')}`);
+    hostGit(dir, 'status');
+    expect(existsSync(fsm.path)).toBe(false);
+    expect(findings(dir).length).toBe(0); // `cordon ps` does not write the audit log
+    const next = await s.bash(m, ['true']);
+    expect(next.code, next.stderr).toBe(0);
+    const [f] = findings(dir);
+    expect(f).toBeDefined();
+    expect(schema.validate(f as Record<string, unknown>)).toEqual([]);
+    // Recorded once: the record of the crashed session is gone.
+    await s.bash(m, ['true']);
+    expect(findings(dir).length).toBe(1);
   });
 });

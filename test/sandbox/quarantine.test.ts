@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startUpstreams, type Upstreams } from '../egress/harness.js';
@@ -166,5 +167,54 @@ describe('cordon ps and cordon quarantine', () => {
     expect(existsSync(precious)).toBe(true);
     expect(bystander.exitCode).toBeNull();
     bystander.kill();
+  });
+});
+
+describe('quarantine evidence', () => {
+  it('carries the manifest the session verified, not what the agent wrote at its path since', async () => {
+    const granted = join(s.dir, 'granted');
+    mkdirSync(granted);
+    const signed = s.sign({
+      writePaths: [`${granted}/**`],
+      commandsAllowed: ['/usr/bin/bash', '/usr/bin/sleep'],
+    });
+    const inGrant = join(granted, 'agent.signed.json');
+    copyFileSync(signed, inGrant);
+    const original = readFileSync(inGrant);
+    // The agent forges a manifest (a valid envelope of another payload) where the session's was.
+    const forged = JSON.stringify({
+      payloadType: 'application/vnd.cordon.manifest+json',
+      payload: Buffer.from('{"agentName":"innocent"}').toString('base64'),
+      signatures: [],
+    });
+    const a = await startAgent(
+      s.env,
+      inGrant,
+      `printf '%s' '${forged}' > ${inGrant} && echo ready; sleep 300`,
+    );
+    expect(readFileSync(inGrant, 'utf8')).toBe(forged);
+    const ps = spawnSync(process.execPath, [BIN, 'ps', '--json'], { env: s.env, encoding: 'utf8' });
+    const [session] = JSON.parse(ps.stdout) as { id: string; manifestDigest: string }[];
+    if (session === undefined) throw new Error('no session');
+    const out = join(s.dir, 'evidence-forged');
+    const q = spawnSync(process.execPath, [BIN, 'quarantine', session.id, '--out', out, '--json'], {
+      env: s.env,
+      encoding: 'utf8',
+    });
+    expect(q.status, q.stderr).toBe(0);
+    await a.closed;
+    const [result] = JSON.parse(q.stdout) as { evidence: string }[];
+    const x = join(s.dir, 'x-forged');
+    mkdirSync(x);
+    expect(spawnSync('tar', ['-xzf', result?.evidence ?? '', '-C', x]).status).toBe(0);
+    const inBundle = readFileSync(join(x, 'manifest.signed.json'));
+    expect(inBundle.equals(original)).toBe(true);
+    const payload = Buffer.from(
+      (JSON.parse(inBundle.toString('utf8')) as { payload: string }).payload,
+      'base64',
+    );
+    expect(`sha256:${createHash('sha256').update(payload).digest('hex')}`).toBe(
+      session.manifestDigest,
+    );
   });
 });
