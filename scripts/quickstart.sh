@@ -102,6 +102,11 @@ cat > "$demo/web-reports.json" <<JSON
 }
 JSON
 step manifest sign "$demo/web-reports.json" --key "$CORDON_HOME/policy/keys/security-team.key"
+# Enforcement points (cordon proxy, cordon run) refuse to run without the organisation's
+# guardrails unless the policy directory allows it: enable one of the example guardrails.
+printf '\n\033[1m$ cp examples/guardrails/sensitive-writes.cedar $CORDON_HOME/policy/guardrails/\033[0m\n'
+cp examples/guardrails/sensitive-writes.cedar "$CORDON_HOME/policy/guardrails/"
+step policy validate
 printf '\n\033[1m$ cordon proxy --manifest web-reports.signed.json --listen 127.0.0.1:0 --resolve reports.demo=127.0.0.1 --resolve intranet.demo=10.20.30.40 &\033[0m\n'
 node dist/cli/bin.js proxy --manifest "$demo/web-reports.signed.json" --listen 127.0.0.1:0 \
   --resolve reports.demo=127.0.0.1 --resolve intranet.demo=10.20.30.40 >"$demo/proxy.out" 2>"$demo/proxy.err" &

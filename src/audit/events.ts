@@ -566,6 +566,8 @@ export function manifestLifecycleEvent(
     ok: boolean;
     code: string;
     reason: string;
+    /** Extra facts kept under `unmapped`, e.g. the guardrails in force. */
+    unmapped?: Readonly<Record<string, unknown>>;
   },
 ): OcsfEvent {
   const [id, name] = APP_ACTIVITY[e.activity];
@@ -587,6 +589,7 @@ export function manifestLifecycleEvent(
     action_id: e.ok ? 1 : 2,
     disposition_id: e.ok ? 1 : 2,
     disposition: e.ok ? 'Allowed' : 'Blocked',
+    ...(e.unmapped === undefined ? {} : { unmapped: sortedKeys({ ...e.unmapped }) }),
   });
 }
 

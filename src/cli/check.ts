@@ -2,11 +2,15 @@ import { createInterface } from 'node:readline';
 import { parseStrictJson } from '../manifest/json.js';
 import { manifestDigest } from '../manifest/sign.js';
 import { createPdp, type Pdp } from '../policy/pdp.js';
+import type { GuardrailsInForce } from '../policy/in-force.js';
 import type { Decision, PolicyRequest } from '../policy/types.js';
 import type { Manifest } from '../manifest/schema.js';
-import { loadGuardrailDir } from '../store/guardrails-dir.js';
+import { createHash } from 'node:crypto';
+import { resolve as resolvePath } from 'node:path';
+import { loadGuardrails } from '../policy/guardrails.js';
+import { readGuardrailFiles } from '../store/guardrails-dir.js';
 import { createFsPathResolver } from '../store/path-resolver.js';
-import { policyPaths } from '../store/policy-dir.js';
+import { policyPaths, readEnforcement } from '../store/policy-dir.js';
 import { realpathOrUndefined } from '../store/resolve.js';
 import { CordonError } from '../errors.js';
 import { verifyFile } from './manifest-verify.js';
@@ -31,6 +35,65 @@ export interface CheckOptions extends GlobalOptions {
   audit?: boolean;
   /** With verify: remember the version as accepted (rollback protection), as enforcement does. */
   recordAcceptance?: boolean;
+  /**
+   * An enforcement verb (`run`, `proxy`): the organisation's guardrails (the policy directory's)
+   * must be in force unless the policy directory's enforcement.json allows running without them.
+   */
+  enforce?: boolean;
+}
+
+/**
+ * Load the guardrails the options name. For enforcement, anything but the policy directory's own
+ * guardrails (none installed, `--no-guardrails`, another `--guardrails DIR`) needs the policy
+ * directory's explicit permission; without it the verb refuses to start.
+ */
+function loadGuardrailsFor(
+  opts: CheckOptions,
+  policyDir: string,
+): { guardrails: ReturnType<typeof loadGuardrails> | undefined; inForce: GuardrailsInForce } {
+  const orgDir = policyPaths(policyDir).guardrails;
+  const dir = opts.guardrails === false ? undefined : resolvePath(opts.guardrails ?? orgDir);
+  const files = dir === undefined ? [] : readGuardrailFiles(dir);
+  const guardrails = files.length === 0 ? undefined : loadGuardrails(files);
+  const own = dir !== undefined && dir === resolvePath(orgDir);
+  let allowedBy: string | undefined;
+  if (!own || guardrails === undefined) {
+    const why =
+      dir === undefined
+        ? '--no-guardrails'
+        : !own
+          ? `--guardrails ${dir} instead of the organisation's ${orgDir}`
+          : `no guardrails (*.cedar) in ${dir}`;
+    if (opts.enforce === true) {
+      const setting = readEnforcement(policyDir);
+      if (!setting.allowWithoutGuardrails)
+        throw new CordonError(
+          'GUARDRAILS_REQUIRED',
+          `refusing to enforce without the organisation's guardrails: ${why}`,
+          {
+            file: setting.file,
+            hint: own
+              ? `install the organisation's guardrails (*.cedar) in ${orgDir}, or let this policy directory run without them: {"allowWithoutGuardrails": true} in ${setting.file}`
+              : `drop ${dir === undefined ? '--no-guardrails' : '--guardrails'}: only the policy directory may allow running without its guardrails ("allowWithoutGuardrails": true in ${setting.file})`,
+          },
+        );
+      allowedBy = `${setting.file} allowWithoutGuardrails`;
+    } else allowedBy = 'cordon check (not an enforcement point)';
+    if (guardrails === undefined)
+      return { guardrails, inForce: { inForce: false, why, allowedBy } };
+  }
+  const h = createHash('sha256');
+  for (const f of files) h.update(`${f.name.slice(f.name.lastIndexOf('/') + 1)}\0${f.text}\0`);
+  return {
+    guardrails,
+    inForce: {
+      inForce: true,
+      dir: dir ?? orgDir,
+      digest: `sha256:${h.digest('hex')}`,
+      policies: guardrails.policies.map((p) => p.id),
+      ...(allowedBy === undefined ? {} : { allowedBy }),
+    },
+  };
 }
 
 /** Exit codes of `cordon check`: the effect of the (last) decision. */
@@ -39,7 +102,14 @@ export const CHECK_EXIT = { allow: 0, deny: 1, ask: 10 } as const;
 export function buildPdp(
   io: CliIo,
   opts: CheckOptions,
-): { pdp: Pdp; signed: boolean; verified: boolean; ref: ManifestRef; manifest: Manifest } {
+): {
+  pdp: Pdp;
+  signed: boolean;
+  verified: boolean;
+  ref: ManifestRef;
+  manifest: Manifest;
+  guardrails: GuardrailsInForce;
+} {
   let verified = false;
   if (opts.verify === true) {
     // Decide only under a manifest that passes every verification step (without recording it).
@@ -61,11 +131,7 @@ export function buildPdp(
   }
   const { source, manifest } = readManifest(opts.manifest);
   const dirs = resolveDirs(io, opts);
-  const guardrailDir =
-    opts.guardrails === false
-      ? undefined
-      : (opts.guardrails ?? policyPaths(dirs.policyDir).guardrails);
-  const guardrails = guardrailDir === undefined ? undefined : loadGuardrailDir(guardrailDir);
+  const { guardrails, inForce } = loadGuardrailsFor(opts, dirs.policyDir);
   const resolver = opts.lexical === true ? undefined : createFsPathResolver();
   const digest = manifestDigest(source.text);
   const pdp = createPdp({
@@ -84,6 +150,7 @@ export function buildPdp(
     verified,
     ref: { agent: manifest.agentName, version: manifest.version, digest },
     manifest,
+    guardrails: inForce,
   };
 }
 

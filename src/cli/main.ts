@@ -525,8 +525,14 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
       collect,
     )
     .option('--config <file>', 'ProxyConfig limits (default <policy-dir>/proxy.json if present)')
-    .option('--guardrails <dir>', 'guardrail directory (default <policy-dir>/guardrails)')
-    .option('--no-guardrails', 'do not apply org guardrails')
+    .option(
+      '--guardrails <dir>',
+      'guardrail directory (default <policy-dir>/guardrails; another needs allowWithoutGuardrails)',
+    )
+    .option(
+      '--no-guardrails',
+      'do not apply org guardrails (refused unless <policy-dir>/enforcement.json allows it)',
+    )
     .addHelpText(
       'after',
       '\nSignals: SIGHUP reloads the manifest (one that fails verification denies everything until a good one\nis loaded); SIGUSR1 denies everything and closes every tunnel (quarantine); SIGTERM/SIGINT drain and stop.\nExamples:\n  cordon proxy --manifest agent.signed.json --listen 127.0.0.1:3128\n  HTTPS_PROXY=http://127.0.0.1:3128 HTTP_PROXY=http://127.0.0.1:3128 claude',
@@ -570,7 +576,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .requiredOption('--manifest <file>', 'signed manifest (verified before anything runs)')
     .option(
       '--agent-runtime <path>',
-      'executable or directory the agent itself needs (read and execute; audited; repeatable)',
+      "only these of the manifest's agentRuntimes for this session (must lie within one; repeatable)",
       collect,
     )
     .option('--max-processes <n>', 'RLIMIT_NPROC for the agent')
@@ -583,8 +589,14 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
       collect,
     )
     .option('--config <file>', 'ProxyConfig limits (default <policy-dir>/proxy.json if present)')
-    .option('--guardrails <dir>', 'guardrail directory (default <policy-dir>/guardrails)')
-    .option('--no-guardrails', 'do not apply org guardrails')
+    .option(
+      '--guardrails <dir>',
+      'guardrail directory (default <policy-dir>/guardrails; another needs allowWithoutGuardrails)',
+    )
+    .option(
+      '--no-guardrails',
+      'do not apply org guardrails (refused unless <policy-dir>/enforcement.json allows it)',
+    )
     .option(
       '--unsafe-no-sandbox',
       'DEBUGGING ONLY: run without the sandbox (recorded in the audit log as such)',
@@ -592,7 +604,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .argument('<command...>', 'the agent command, after --')
     .addHelpText(
       'after',
-      `\nExit status: the agent's own, or ${RUN_EXIT.SETUP} (Cordon could not start the session), ${RUN_EXIT.NOT_RUNNABLE} (command not allowed), ${RUN_EXIT.NOT_FOUND} (command not found).\nSignals: SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGUSR2 are passed to the agent; SIGUSR1 quarantines the session.\nExamples:\n  cordon run --manifest coder.signed.json -- bash\n  cordon run --manifest coder.signed.json --agent-runtime /opt/claude -- /opt/claude/bin/claude`,
+      `\nExit status: the agent's own, or ${RUN_EXIT.SETUP} (Cordon could not start the session), ${RUN_EXIT.NOT_RUNNABLE} (command not allowed), ${RUN_EXIT.NOT_FOUND} (command not found).\nSignals: SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGUSR2 are passed to the agent; SIGUSR1 quarantines the session.\nExamples:\n  cordon run --manifest coder.signed.json -- bash\n  cordon run --manifest coder.signed.json -- /opt/claude/bin/claude   (agentRuntimes: ["/opt/claude"])`,
     )
     .action(async (command: string[], o: RunOptions) => {
       const handlers: [NodeJS.Signals, () => void][] = [];

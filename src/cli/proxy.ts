@@ -6,6 +6,7 @@ import { readProxyConfig } from '../egress/config.js';
 import { EgressProxy, type ListenTarget } from '../egress/proxy.js';
 import { parseResolveEntries, staticResolver, systemResolver } from '../egress/resolver.js';
 import { isLoopbackHost } from '../manifest/ip.js';
+import { describeGuardrails, guardrailsFacts } from '../policy/in-force.js';
 import { buildPdp } from './check.js';
 import { EXIT, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 
@@ -67,6 +68,7 @@ export async function runProxy(
       verify: true,
       // The manifest put in force is accepted: a later reload to an older version is refused.
       recordAcceptance: true,
+      enforce: true,
       ...(opts.policyDir === undefined ? {} : { policyDir: opts.policyDir }),
       ...(opts.stateDir === undefined ? {} : { stateDir: opts.stateDir }),
       ...(opts.guardrails === undefined ? {} : { guardrails: opts.guardrails }),
@@ -89,7 +91,14 @@ export async function runProxy(
     opened.log.append(
       manifestLifecycleEvent(
         { ...context, time: io.now().getTime() },
-        { activity, manifest: loaded.ref, ok, code, reason },
+        {
+          activity,
+          manifest: loaded.ref,
+          ok,
+          code,
+          reason: ok ? `${reason}; guardrails: ${describeGuardrails(loaded.guardrails)}` : reason,
+          ...(ok ? { unmapped: { guardrails: guardrailsFacts(loaded.guardrails) } } : {}),
+        },
       ),
     );
   // A reload's event that cannot be written is reported; the proxy then denies on its own.
@@ -126,7 +135,7 @@ export async function runProxy(
   if (socks !== undefined)
     io.stdout(`cordon proxy: SOCKS5 on socks5h://${socks.host}:${proxy.socksPort}\n`);
   io.stdout(
-    `cordon proxy: listening on ${proxy.url} (agent ${loaded.ref.agent} ${loaded.ref.version}, manifest ${loaded.ref.digest}, session ${session})\n`,
+    `cordon proxy: listening on ${proxy.url} (agent ${loaded.ref.agent} ${loaded.ref.version}, manifest ${loaded.ref.digest}, session ${session}; guardrails: ${describeGuardrails(loaded.guardrails)})\n`,
   );
   let reloadFailed = false;
   let quarantined = false;

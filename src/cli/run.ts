@@ -13,6 +13,9 @@ import { launchPrerequisites, which } from '../sandbox/linux/doctor.js';
 import { isWithin, type SandboxLimits } from '../sandbox/linux/plan.js';
 import { runSession, type SessionControl } from '../sandbox/launcher.js';
 import { recoverPersistence, settlePersistence } from '../sandbox/persistence.js';
+import { expandHome, parsePathPattern } from '../manifest/paths.js';
+import type { Manifest } from '../manifest/schema.js';
+import { guardrailsFacts } from '../policy/in-force.js';
 import { buildPdp } from './check.js';
 import { resolveDirs, RUN_EXIT, usage, type CliIo, type GlobalOptions } from './context.js';
 
@@ -75,6 +78,40 @@ function resolveCommand(name: string, cwd: string, path: string): string {
 }
 
 /**
+ * The runtimes this session mounts: the manifest's agentRuntimes, or, with `--agent-runtime`,
+ * only the given paths, each of which must lie within one of them (flags narrow, never widen).
+ */
+function agentRuntimes(
+  m: Manifest,
+  home: string,
+  narrowed: readonly { given: string; real: string }[],
+): { path: string; rule: string }[] {
+  const granted = m.agentRuntimes.map((r, i) => {
+    const path = expandHome(parsePathPattern(r), home);
+    let real = path;
+    try {
+      real = realpathSync(path);
+    } catch {
+      // Not installed here: the sandbox plan warns and mounts nothing for it.
+    }
+    return { path, real, rule: `/agentRuntimes/${i}` };
+  });
+  if (narrowed.length === 0) return granted.map(({ path, rule }) => ({ path, rule }));
+  return narrowed.map((n) => {
+    const within = granted.find((g) => isWithin(n.real, g.real));
+    if (within === undefined)
+      throw new CordonError(
+        'RUNTIME_NOT_IN_MANIFEST',
+        `--agent-runtime ${n.given}${n.real === n.given ? '' : ` (${n.real})`} is not within the manifest's agentRuntimes${granted.length === 0 ? ' (the manifest lists none)' : `: ${granted.map((g) => g.path).join(', ')}`}`,
+        {
+          hint: `add "${n.given}" to agentRuntimes in the manifest and sign it again; --agent-runtime can only narrow what the signed manifest allows`,
+        },
+      );
+    return { path: n.real, rule: `${within.rule} (narrowed by --agent-runtime ${n.given})` };
+  });
+}
+
+/**
  * `cordon run --manifest M -- CMD ARGS...`: verify the manifest, start the egress proxy, run
  * CMD in the sandbox, and return its exit code. Fails closed: no sandbox, no run (unless
  * `--unsafe-no-sandbox`, which is audited as such).
@@ -108,11 +145,11 @@ export async function runRun(
     Object.keys(table).length === 0 ? systemResolver() : staticResolver(table, systemResolver());
   const cwd = process.cwd();
   const argv0 = resolveCommand(command[0], cwd, io.env['PATH'] ?? '');
-  const runtimes = (opts.agentRuntime ?? []).map((r) => {
+  const narrowed = (opts.agentRuntime ?? []).map((r) => {
     if (!isAbsolute(r))
       throw usage(`--agent-runtime ${r} is not absolute`, 'give its absolute path');
     try {
-      return realpathSync(r);
+      return { given: r, real: realpathSync(r) };
     } catch {
       throw usage(`--agent-runtime ${r}: no such file or directory`, 'give an installed runtime');
     }
@@ -131,10 +168,12 @@ export async function runRun(
     manifest: opts.manifest,
     verify: true,
     recordAcceptance: true,
+    enforce: true,
     ...(opts.policyDir === undefined ? {} : { policyDir: opts.policyDir }),
     ...(opts.stateDir === undefined ? {} : { stateDir: opts.stateDir }),
     ...(opts.guardrails === undefined ? {} : { guardrails: opts.guardrails }),
   });
+  const runtimes = agentRuntimes(loaded.manifest, io.home, narrowed);
   const opened = openDeviceLog(dirs);
   const session = randomUUID();
   const context = {
@@ -155,14 +194,27 @@ export async function runRun(
         onDiagnostic: diag,
       },
     );
-    // The command itself is an exec decision: not allowed, not started.
-    const allowedByRuntime = runtimes.some((r) => isWithin(argv0, r));
-    const decision = loaded.pdp.decide({
+    // The command itself is an exec decision: not allowed, not started. A runtime the manifest
+    // grants but `--agent-runtime` left out is not allowed either.
+    const decided = loaded.pdp.decide({
       kind: 'exec',
       path: argv0,
       argv: [argv0, ...command.slice(1)],
     });
-    if (decision.effect !== 'allow' && !allowedByRuntime) {
+    const decision =
+      decided.effect === 'allow' &&
+      decided.rule.startsWith('/agentRuntimes/') &&
+      narrowed.length > 0 &&
+      !runtimes.some((r) => isWithin(argv0, r.path))
+        ? {
+            ...decided,
+            effect: 'deny' as const,
+            code: 'NOT_GRANTED',
+            rule: '--agent-runtime',
+            reason: `Denied: ${argv0} is in the manifest's agentRuntimes, but not in the narrower --agent-runtime list of this session.`,
+          }
+        : decided;
+    if (decision.effect !== 'allow') {
       await opened.log.append(
         processActivityEvent(
           { ...context, time: io.now().getTime() },
@@ -171,16 +223,13 @@ export async function runRun(
             path: argv0,
             argv: command,
             control: { decision, manifest: loaded.ref },
+            unmapped: { guardrails: guardrailsFacts(loaded.guardrails) },
           },
         ),
       );
-      throw new CordonError(
-        'COMMAND_NOT_ALLOWED',
-        `${argv0} is not in commandsAllowed: ${decision.reason}`,
-        {
-          hint: 'add it to commandsAllowed in the manifest, or pass the agent’s runtime with --agent-runtime',
-        },
-      );
+      throw new CordonError('COMMAND_NOT_ALLOWED', `${argv0} may not run: ${decision.reason}`, {
+        hint: 'add it to commandsAllowed in the manifest, or its runtime (executable or directory) to agentRuntimes, and sign it again',
+      });
     }
     if (opts.unsafeNoSandbox === true)
       return await runUnsandboxed(io, argv0, command, control, {
@@ -202,6 +251,7 @@ export async function runRun(
         stateDir: dirs.stateDir,
         command: [argv0, ...command.slice(1)],
         agentRuntimes: runtimes,
+        guardrails: loaded.guardrails,
         hidden: [dirs.policyDir, dirs.stateDir],
         limits,
         home: io.home,
@@ -265,6 +315,7 @@ async function runUnsandboxed(
           },
           manifest: s.loaded.ref,
         },
+        unmapped: { guardrails: guardrailsFacts(s.loaded.guardrails) },
       },
     ),
   );

@@ -23,6 +23,8 @@ export interface Explanation {
   readonly read: readonly string[];
   readonly write: readonly string[];
   readonly run: readonly string[];
+  /** The agent's own runtime (agentRuntimes): executables, or directories run as a whole. */
+  readonly runtimes: readonly string[];
   readonly reach: readonly string[];
   readonly call: readonly string[];
   readonly approvals: readonly string[];
@@ -153,6 +155,7 @@ export function explainManifest(
                 ? c.declared
                 : `${c.declared} (-> ${c.resolved}; both allowed)`,
           ),
+    runtimes: m.agentRuntimes,
     reach: m.networkScopes,
     call: m.apiScopes,
     approvals: m.requiresApproval,
@@ -188,6 +191,7 @@ export function renderExplanation(e: Explanation): string {
   section('May read', e.read, 'nothing');
   section('May write (create, modify, delete, rename)', e.write, 'nothing');
   section('May run', e.run, 'no commands');
+  section("Agent runtime (may run; a directory's programs all may run)", e.runtimes, 'none');
   section('May reach', e.reach, 'no network destinations');
   section('May call', e.call, 'no APIs or MCP tools');
   section('Needs a human approval each time for', e.approvals, 'nothing');

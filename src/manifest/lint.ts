@@ -41,6 +41,14 @@ export const LINT_RULES = {
     'warning',
     'an allowed command lies in a writable path, so the agent could replace it',
   ],
+  RUNTIME_SYSTEM_DIR: [
+    'error',
+    'an agentRuntimes entry is (or contains) a system binary directory such as /usr/bin or /usr/lib, which would allow every program there',
+  ],
+  RUNTIME_WRITABLE: [
+    'error',
+    'an agentRuntimes entry lies in (or contains) a path the agent can write (writePaths), so the agent could plant programs there',
+  ],
   NET_SHARED_DOMAIN: [
     'warning',
     'a broad shared domain (cloud storage, paste sites, tunnels) anyone can publish to',
@@ -156,6 +164,32 @@ const CODE_INJECTION_ENV =
   /^(NODE_OPTIONS|NODE_PATH|PYTHONPATH|PYTHONSTARTUP|PYTHONHOME|PERL5LIB|PERL5OPT|PERLLIB|RUBYOPT|RUBYLIB|GIT_SSH_COMMAND|GIT_EXEC_PATH|GIT_CONFIG_.*|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|CLASSPATH|LUA_PATH|LUA_INIT)$/;
 
 const DAY = 86_400_000;
+
+// Directories of system programs: a runtime that is (or contains) one of them would let the agent
+// run every interpreter and tool installed there, whatever commandsAllowed says.
+const SYSTEM_BIN_DIRS = [
+  '/bin',
+  '/sbin',
+  '/lib',
+  '/lib32',
+  '/lib64',
+  '/libx32',
+  '/usr/bin',
+  '/usr/sbin',
+  '/usr/lib',
+  '/usr/lib32',
+  '/usr/lib64',
+  '/usr/libx32',
+  '/usr/libexec',
+  '/usr/games',
+  '/usr/local/bin',
+  '/usr/local/sbin',
+  '/usr/local/lib',
+  '/usr/local/libexec',
+  '/usr/local/games',
+  '/opt/homebrew/bin',
+  '/snap/bin',
+];
 
 function basename(p: string): string {
   return p.slice(p.lastIndexOf('/') + 1);
@@ -369,6 +403,37 @@ export function lintManifest(m: Manifest, options: LintOptions): LintFinding[] {
         ptr,
         `${cmd} is inside a writable path`,
         'install allowed tools outside the paths the agent can write',
+      );
+    }
+  });
+
+  m.agentRuntimes.forEach((rt, i) => {
+    const ptr = `/agentRuntimes/${i}`;
+    const pattern = parsePathPattern(rt);
+    const abs = pattern.home ? parsePathPattern(expandHome(pattern, home)) : pattern;
+    const system = SYSTEM_BIN_DIRS.find((d) => {
+      const dp = parsePathPattern(d);
+      return (
+        abs.segments.length <= dp.segments.length &&
+        abs.segments.every((s, j) => s === dp.segments[j])
+      );
+    });
+    if (system !== undefined) {
+      add(
+        'RUNTIME_SYSTEM_DIR',
+        ptr,
+        `${rt} ${abs.text === system ? 'is' : 'contains'} the system directory ${system}: every program in it (shells, perl, python3, ...) would be allowed`,
+        "name the runtime's own directory (e.g. /opt/claude) or its executable (e.g. /usr/bin/node); list other programs in commandsAllowed",
+      );
+    }
+    // Either way round: a runtime inside a write grant, or a write grant inside the runtime.
+    const writer = writable.find((w) => pathPatternsOverlap(w.abs, abs));
+    if (writer !== undefined) {
+      add(
+        'RUNTIME_WRITABLE',
+        ptr,
+        `${rt} overlaps /writePaths/${writer.index} ("${writer.text}"): the agent could replace or add programs it then runs`,
+        'install the runtime where the agent cannot write (e.g. /opt/<agent>) and keep it out of writePaths',
       );
     }
   });

@@ -46,6 +46,17 @@ function parseCommand(raw: string): { text: string } {
   return p;
 }
 
+/** An agentRuntimes entry: one executable or directory, absolute or ~/..., no globs. */
+function parseRuntime(raw: string): { text: string } {
+  const p = parsePathPattern(raw);
+  if (p.hasGlob || p.segments.length === 0) {
+    throw new CordonError('RUNTIME_NOT_ONE_PATH', `"${raw}" is not one executable or directory`, {
+      hint: 'name the runtime by its path, e.g. /opt/claude or ~/.local/share/claude; globs are not allowed here',
+    });
+  }
+  return p;
+}
+
 const APPROVAL_KINDS = ['read', 'write', 'exec'] as const;
 
 /** A requiresApproval entry: a path (optionally `read:`/`write:`/`exec:`), a network scope, or an API scope. */
@@ -162,6 +173,10 @@ export const ManifestSchema = z
       z.string().transform(normalisedBy(parseCommand)),
       'Executables the agent may run, as absolute paths (symlinks are resolved at load).',
     ),
+    agentRuntimes: list(
+      z.string().meta({ pattern: '^(~/.+|/.+)$' }).transform(normalisedBy(parseRuntime)),
+      "Executables or directories of the agent's own runtime (e.g. /opt/claude): read and executable inside the sandbox, everything under a directory included. Never a system binary directory or a writable path (lint error). `cordon run --agent-runtime` may only narrow this list.",
+    ),
     requiresApproval: list(
       z.string().transform(normalisedBy(parseApprovalEntry)),
       'Grants that need a human approval each time: a path (optionally read:/write:/exec:), network scope or API scope.',
@@ -201,6 +216,7 @@ export const LIST_FIELDS = [
   'networkScopes',
   'apiScopes',
   'commandsAllowed',
+  'agentRuntimes',
   'requiresApproval',
   'secrets',
   'env',

@@ -241,6 +241,8 @@ export interface CompiledManifest {
   readonly overrides: ReadonlyMap<string, OverrideRule>;
   /** Real path or declared path of each allowed command → rule. */
   readonly commands: ReadonlyMap<string, string>;
+  /** agentRuntimes: an executable or a directory (everything below it), as written and resolved. */
+  readonly runtimes: readonly { readonly path: string; readonly rule: string }[];
   readonly scopes: ScopeTable;
   readonly apis: ApiTable;
   readonly secrets: ReadonlyMap<string, string>;
@@ -325,6 +327,15 @@ export function compileManifest(m: Manifest, options: CompileOptions): CompiledM
     if (real !== undefined && !commands.has(real)) commands.set(real, rule);
   });
 
+  const runtimes: { path: string; rule: string }[] = [];
+  m.agentRuntimes.forEach((r, i) => {
+    const rule = `/agentRuntimes/${i}`;
+    const path = abs(r);
+    runtimes.push({ path, rule });
+    const real = resolve(path);
+    if (real !== undefined && real !== path) runtimes.push({ path: real, rule });
+  });
+
   const scopes = new ScopeTable();
   m.networkScopes.forEach((s, i) => {
     try {
@@ -374,5 +385,5 @@ export function compileManifest(m: Manifest, options: CompileOptions): CompiledM
     if (!secrets.has(s)) secrets.set(s, `/secrets/${i}`);
   });
 
-  return { manifest: m, paths, overrides, commands, scopes, apis, secrets, home };
+  return { manifest: m, paths, overrides, commands, runtimes, scopes, apis, secrets, home };
 }

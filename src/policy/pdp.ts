@@ -322,14 +322,16 @@ export function createPdp(options: PdpOptions): Pdp {
     const r = pathDecision(req.path, false, 'ask-exec');
     const path = r.resolved;
     if (r.decision !== undefined) return [r.decision, { path, needsApproval: false }];
-    const rule = compiled.commands.get(path);
+    const rule =
+      compiled.commands.get(path) ??
+      compiled.runtimes.find((r) => path === r.path || path.startsWith(`${r.path}/`))?.rule;
     if (rule === undefined) {
       return [
         d(
           'deny',
           'NOT_GRANTED',
           'default-deny',
-          `Denied: ${req.path}${path === req.path ? '' : ` (resolves to ${path})`} is not in commandsAllowed.`,
+          `Denied: ${req.path}${path === req.path ? '' : ` (resolves to ${path})`} is not in commandsAllowed or agentRuntimes.`,
         ),
         { path, needsApproval: false },
       ];

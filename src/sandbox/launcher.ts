@@ -11,6 +11,7 @@ import { auditPaths } from '../audit/store.js';
 import type { ProxyLimits } from '../egress/config.js';
 import { EgressProxy } from '../egress/proxy.js';
 import type { Resolver } from '../egress/resolver.js';
+import { describeGuardrails, guardrailsFacts, type GuardrailsInForce } from '../policy/in-force.js';
 import { CordonError } from '../errors.js';
 import type { Pdp } from '../policy/pdp.js';
 import {
@@ -48,6 +49,8 @@ export interface SessionOptions extends Pick<
   /** Audit context; the actor's session is set to the session id. */
   readonly context: EventContext;
   readonly stateDir: string;
+  /** The guardrails the decision point decides under, named in the launch event. */
+  readonly guardrails: GuardrailsInForce;
   readonly env: NodeJS.ProcessEnv;
   readonly bwrap: string;
   readonly helper: string;
@@ -187,13 +190,14 @@ export async function runSession(
             effect: 'allow',
             rule: 'sandbox',
             code: 'SANDBOX_STARTED',
-            reason: `session ${o.id} launching in the sandbox: ${plan.grants.length} grants mounted, ${plan.masked.length} paths masked, egress only through the proxy`,
+            reason: `session ${o.id} launching in the sandbox: ${plan.grants.length} grants mounted, ${plan.masked.length} paths masked, egress only through the proxy; guardrails: ${describeGuardrails(o.guardrails)}`,
           },
           manifest: o.ref,
         },
         unmapped: {
+          guardrails: guardrailsFacts(o.guardrails),
           sandbox: {
-            agent_runtimes: [...o.agentRuntimes],
+            agent_runtimes: o.agentRuntimes.map((r) => `${r.path} (${r.rule})`),
             cwd: plan.cwd,
             grants: plan.grants.map((g) => `${g.access} ${g.path}${g.widened ? ' (widened)' : ''}`),
             masked: [...plan.masked],

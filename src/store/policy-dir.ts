@@ -28,6 +28,7 @@ import {
   type TrustStoreFile,
 } from '../manifest/trust.js';
 import type { KeyObject } from 'node:crypto';
+import { parseConfigFile } from './config-file.js';
 import {
   ensureDir,
   readFileCapped,
@@ -45,6 +46,7 @@ export function policyPaths(dir: string) {
     keys: join(dir, 'keys'),
     manifests: join(dir, 'manifests'),
     guardrails: join(dir, 'guardrails'),
+    enforcement: join(dir, 'enforcement.json'),
     groups: join(dir, 'groups.json'),
     deviceKey: join(dir, 'device.key'),
     devicePub: join(dir, 'device.pub'),
@@ -467,4 +469,35 @@ export function readAdmission(policyDir: string): { maxValidityDays?: number } {
       cause,
     });
   }
+}
+
+const EnforcementSchema = z.strictObject({
+  allowWithoutGuardrails: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Whether `cordon run` and `cordon proxy` may enforce a manifest without organisation guardrails (none installed, or --no-guardrails). Default false: they refuse.',
+    ),
+});
+export type EnforcementSettings = z.output<typeof EnforcementSchema>;
+
+/** The setting that lets enforcement run without guardrails, as named in refusals and audit events. */
+export const WITHOUT_GUARDRAILS_SETTING = 'enforcement.json allowWithoutGuardrails';
+
+/**
+ * Enforcement settings of a policy directory (`enforcement.json`); an absent file means the
+ * defaults (guardrails required). A damaged file is an error naming the field, never a default.
+ */
+export function readEnforcement(policyDir: string): EnforcementSettings & { file: string } {
+  const file = policyPaths(policyDir).enforcement;
+  const raw = readFileIfExists(file, 64 * 1024);
+  const parsed =
+    raw === undefined
+      ? EnforcementSchema.parse({})
+      : parseConfigFile(EnforcementSchema, raw, file, {
+          code: 'ENFORCEMENT_CONFIG_INVALID',
+          hint: 'enforcement.json holds only {"allowWithoutGuardrails": true|false}',
+          maxBytes: 64 * 1024,
+        });
+  return { ...parsed, file };
 }

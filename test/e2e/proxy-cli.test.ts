@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,6 +97,11 @@ beforeAll(async () => {
     ],
   ])
     expect(cordon(args).status).toBe(0);
+  // Enforcement runs under the organisation's guardrails: one of the examples, enabled.
+  copyFileSync(
+    join(root, 'examples/guardrails/sensitive-writes.cedar'),
+    join(demo, 'home/policy/guardrails/sensitive-writes.cedar'),
+  );
 });
 afterAll(async () => {
   await up.close();

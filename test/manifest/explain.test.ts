@@ -78,4 +78,13 @@ describe('explainManifest', () => {
     expect(text).toContain('Risk: MEDIUM');
     expect(text).toContain('SSH keys');
   });
+
+  it('shows the agent runtime the manifest grants', () => {
+    const e = explain({ agentRuntimes: ['/opt/claude', '~/.local/bin/codex'] });
+    expect(e.runtimes).toEqual(['/opt/claude', '~/.local/bin/codex']);
+    expect(renderExplanation(e)).toContain(
+      "Agent runtime (may run; a directory's programs all may run):\n  - /opt/claude\n  - ~/.local/bin/codex",
+    );
+    expect(renderExplanation(explain())).toMatch(/Agent runtime .*:\n {2}none/);
+  });
 });

@@ -21,6 +21,19 @@ describe('lintManifest', () => {
     expect(codes()).toEqual([]);
   });
 
+  it('agentRuntimes: a runtime’s own directory or executable, and folders in /usr/lib, are clean', () => {
+    expect(
+      codes({
+        agentRuntimes: [
+          '/opt/claude',
+          '/usr/bin/node',
+          '/usr/lib/node_modules/@anthropic-ai/claude-code',
+          '~/.local/share/claude',
+        ],
+      }),
+    ).toEqual([]);
+  });
+
   // One case per rule: [rule, manifest change, expected pointer].
   const cases: [LintCode, Parameters<typeof manifest>[0], string][] = [
     ['APPROVAL_NO_MATCH', { requiresApproval: ['sheets:delete'] }, '/requiresApproval/0'],
@@ -32,6 +45,21 @@ describe('lintManifest', () => {
     ],
     ['APPROVAL_NO_MATCH', { requiresApproval: ['exec:/usr/bin/rm'] }, '/requiresApproval/0'],
     ['ENV_RESERVED', { env: ['LD_PRELOAD'] }, '/env/0'],
+    ['RUNTIME_SYSTEM_DIR', { agentRuntimes: ['/usr/bin'] }, '/agentRuntimes/0'],
+    ['RUNTIME_SYSTEM_DIR', { agentRuntimes: ['/opt/claude', '/bin'] }, '/agentRuntimes/1'],
+    ['RUNTIME_SYSTEM_DIR', { agentRuntimes: ['/usr/local/bin'] }, '/agentRuntimes/0'],
+    ['RUNTIME_SYSTEM_DIR', { agentRuntimes: ['/sbin'] }, '/agentRuntimes/0'],
+    ['RUNTIME_SYSTEM_DIR', { agentRuntimes: ['/usr/sbin'] }, '/agentRuntimes/0'],
+    ['RUNTIME_SYSTEM_DIR', { agentRuntimes: ['/usr/lib'] }, '/agentRuntimes/0'],
+    ['RUNTIME_SYSTEM_DIR', { agentRuntimes: ['/usr'] }, '/agentRuntimes/0'],
+    ['RUNTIME_WRITABLE', { agentRuntimes: ['~/Work/Reports/outgoing/bin'] }, '/agentRuntimes/0'],
+    // A runtime directory that contains a writable path.
+    ['RUNTIME_WRITABLE', { agentRuntimes: ['~/Work/Reports'] }, '/agentRuntimes/0'],
+    [
+      'RUNTIME_WRITABLE',
+      { agentRuntimes: ['/home/alice/Work/Reports/outgoing/node'] },
+      '/agentRuntimes/0',
+    ],
     ['ENV_RESERVED', { env: ['HTTPS_PROXY'] }, '/env/0'],
     ['PATH_CORDON_DIR', { readPaths: ['~/.config/cordon/trust.json'] }, '/readPaths/0'],
     ['PATH_ROOT_GRANT', { readPaths: ['/'] }, '/readPaths/0'],

@@ -93,6 +93,14 @@ describe('manifest schema', () => {
       code: 'COMMAND_NOT_ABSOLUTE',
       pointer: '/commandsAllowed/0',
     });
+    expect(issues(manifest({ agentRuntimes: ['/opt/*/bin'] }))).toContainEqual({
+      code: 'RUNTIME_NOT_ONE_PATH',
+      pointer: '/agentRuntimes/0',
+    });
+    expect(issues(manifest({ agentRuntimes: ['opt/claude'] }))).toContainEqual({
+      code: 'PATH_RELATIVE',
+      pointer: '/agentRuntimes/0',
+    });
     expect(issues(manifest({ apiScopes: ['*'] }))).toContainEqual({
       code: 'API_SCOPE_SYNTAX',
       pointer: '/apiScopes/0',
@@ -146,7 +154,7 @@ describe('manifest schema', () => {
   });
 
   it('never crashes on random JSON or bytes; every rejection has a code', () => {
-    const known = /^(JSON_|MANIFEST_|PATH_|NET_|API_SCOPE_|COMMAND_)/;
+    const known = /^(JSON_|MANIFEST_|PATH_|NET_|API_SCOPE_|COMMAND_|RUNTIME_)/;
     fc.assert(
       fc.property(
         fc.oneof(

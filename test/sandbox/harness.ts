@@ -60,6 +60,14 @@ export function sandboxEnv(name: string): SandboxEnv {
     expect(r.status, r.stderr).toBe(0);
   };
   sync(['init']);
+  // Enforcement refuses to run without the organisation's guardrails unless the policy
+  // directory allows it. These sessions test the sandbox, not guardrails (which would add
+  // Cedar's start-up to every run): the policy directory says so, and every launch event
+  // names it. Guardrails in force are tested in run.test.ts.
+  writeFileSync(
+    join(cordonHome, 'policy', 'enforcement.json'),
+    JSON.stringify({ allowWithoutGuardrails: true }),
+  );
   sync(['keys', 'generate', '--name', 'sec']);
   sync([
     'keys',

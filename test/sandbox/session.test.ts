@@ -5,7 +5,6 @@ import {
   existsSync,
   mkdirSync,
   readdirSync,
-  realpathSync,
   rmSync,
   symlinkSync,
   writeFileSync,
@@ -76,6 +75,7 @@ describe('runSession', () => {
           stateDir: join(s.cordonHome, 'state'),
           command: ['/usr/bin/bash', '-c', `echo > ${marker}`],
           agentRuntimes: [],
+          guardrails: { inForce: false, why: 'test', allowedBy: 'this test' },
           hidden: [],
           limits: {},
           home: s.home,
@@ -255,25 +255,18 @@ describe('mandatory denies under a home-wide write grant', () => {
 });
 
 describe('agent runtimes and the Landlock layer', () => {
-  it('runs the agent’s own runtime given with --agent-runtime (audited), which gets no DNS and no secrets', async () => {
-    const manifest = s.sign({ commandsAllowed: ['/usr/bin/bash'] });
+  it('runs the agent’s own runtime the signed manifest names in agentRuntimes (audited), which gets no DNS and no secrets', async () => {
+    const manifest = s.sign({
+      commandsAllowed: ['/usr/bin/bash'],
+      agentRuntimes: [process.execPath],
+    });
     const script = [
       "const dns = require('node:dns');",
       "const fs = require('node:fs');",
       "let ssh = 'readable'; try { fs.readFileSync(process.env.HOME + '/.cordon/policy/trust.json'); } catch (e) { ssh = e.code; }",
       "dns.lookup('example.com', (err) => console.log(JSON.stringify({ dns: err ? err.code : 'resolved', trust: ssh, token: process.env.SECRET_TOKEN ?? null })));",
     ].join('\n');
-    const r = await s.cordon([
-      'run',
-      '--manifest',
-      manifest,
-      '--agent-runtime',
-      process.execPath,
-      '--',
-      process.execPath,
-      '-e',
-      script,
-    ]);
+    const r = await s.cordon(['run', '--manifest', manifest, '--', process.execPath, '-e', script]);
     expect(r.code, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { dns: string; trust: string; token: string | null };
     expect(['ENOTFOUND', 'EAI_AGAIN']).toContain(out.dns);
@@ -283,7 +276,9 @@ describe('agent runtimes and the Landlock layer', () => {
       .events()
       .filter((e) => e['status_code'] === 'SANDBOX_STARTED')
       .at(-1) as { unmapped: { sandbox: { agent_runtimes: string[] } } };
-    expect(launch.unmapped.sandbox.agent_runtimes).toEqual([realpathSync(process.execPath)]);
+    expect(launch.unmapped.sandbox.agent_runtimes).toEqual([
+      `${process.execPath} (/agentRuntimes/0)`,
+    ]);
   });
 
   it('Landlock refuses what is mounted but not granted (the helper binary, the egress socket)', async () => {

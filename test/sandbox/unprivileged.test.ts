@@ -47,6 +47,12 @@ describe('cordon run as an ordinary user', () => {
       expect(r.status, String(r.stderr)).toBe(0);
     };
     ok(['init']);
+    // This policy directory lets enforcement run without guardrails (none are installed).
+    writeFileSync(
+      join(home, '.cordon/policy/enforcement.json'),
+      JSON.stringify({ allowWithoutGuardrails: true }),
+    );
+    if (asRoot) chownSync(join(home, '.cordon/policy/enforcement.json'), NOBODY, NOBODY);
     ok(['keys', 'generate', '--name', 'k']);
     ok([
       'keys',

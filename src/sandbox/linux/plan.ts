@@ -1,5 +1,6 @@
 import { existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve as resolvePath, sep } from 'node:path';
+import { CordonError } from '../../errors.js';
 import type { Manifest } from '../../manifest/schema.js';
 import { MANDATORY_DENIES } from '../../manifest/mandatory-denies.js';
 import { parsePathPattern } from '../../manifest/paths.js';
@@ -28,8 +29,11 @@ export interface SandboxPlanInput {
   readonly cwd: string;
   /** The command, argv[0] an absolute path. */
   readonly command: readonly string[];
-  /** Extra executables or directories the agent's own runtime needs (`--agent-runtime`). */
-  readonly agentRuntimes: readonly string[];
+  /**
+   * The agent's own runtime: executables or directories from the manifest's agentRuntimes
+   * (possibly narrowed by `cordon run --agent-runtime`), each with the rule that grants it.
+   */
+  readonly agentRuntimes: readonly { readonly path: string; readonly rule: string }[];
   /** Directories never visible inside (Cordon's policy and state). */
   readonly hidden: readonly string[];
   readonly helperPath: string;
@@ -404,12 +408,30 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     }
     execs.push({ asked: c, real, pattern: c });
   }
-  const runtimeDirs: string[] = [];
+  const runtimeDirs: { real: string; rule: string }[] = [];
   for (const r of input.agentRuntimes) {
-    const real = realOrUndefined(r);
-    if (real === undefined) throw new Error(`--agent-runtime ${r}: no such file or directory`);
-    if (statSync(real).isDirectory()) runtimeDirs.push(real);
-    else execs.push({ asked: resolvePath(r), real, pattern: `--agent-runtime ${r}` });
+    const real = realOrUndefined(r.path);
+    if (real === undefined) {
+      warnings.push(`${r.path} (${r.rule}): not installed; not mounted`);
+      continue;
+    }
+    const denied = denies.find((d) => d.access === 'all' && isWithin(real, d.path));
+    if (denied !== undefined) {
+      warnings.push(`${r.path} (${r.rule}): ${real} ${needsApproval(denied.id)}; not mounted`);
+      continue;
+    }
+    // A runtime the agent can write is a runtime the agent can replace: refuse the launch.
+    const writer = fsGrants.find(
+      (g) => g.write && (isWithin(real, g.real) || isWithin(g.real, real)),
+    );
+    if (writer !== undefined)
+      throw new CordonError(
+        'RUNTIME_WRITABLE',
+        `${r.path} (${r.rule}) resolves to ${real}, which overlaps the write grant ${writer.pattern} (${writer.real}): the agent could plant programs it then runs`,
+        { hint: 'install the runtime where the agent cannot write, and keep it out of writePaths' },
+      );
+    if (statSync(real).isDirectory()) runtimeDirs.push({ real, rule: r.rule });
+    else execs.push({ asked: resolvePath(r.path), real, pattern: r.rule });
   }
   for (const e of execs) {
     b.push('--ro-bind', e.real, e.real);
@@ -430,23 +452,23 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
         );
     }
   }
-  for (const dir of runtimeDirs) {
+  for (const { real: dir, rule } of runtimeDirs) {
     b.push('--ro-bind', dir, dir);
     expect.set(dir, fileId(dir));
     helper.push('--exec-tree', dir);
-    grants.push({ pattern: `--agent-runtime ${dir}`, path: dir, access: 'exec', widened: false });
+    grants.push({ pattern: rule, path: dir, access: 'exec', widened: false });
   }
   for (const i of interpreters) helper.push('--exec', i);
   // Granted files are data, not code: every grant is mounted noexec, so the dynamic loader
   // cannot map a binary found (or written) there either. Allowed binaries and runtime
   // directories are mounts of their own and keep their exec right.
   for (const g of fsGrants) {
-    if (!runtimeDirs.includes(g.real) && !execs.some((e) => e.real === g.real))
+    if (!runtimeDirs.some((r) => r.real === g.real) && !execs.some((e) => e.real === g.real))
       helper.push('--noexec', g.real);
   }
 
   // Masks, on top of everything: a mandatory deny inside a grant stays denied.
-  const visible = [...fsGrants.map((g) => g.real), ...runtimeDirs];
+  const visible = [...fsGrants.map((g) => g.real), ...runtimeDirs.map((r) => r.real)];
   const writable = (path: string): boolean =>
     fsGrants.some((g) => g.write && isWithin(path, g.real));
   const maskedAll: string[] = [];
