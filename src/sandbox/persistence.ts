@@ -108,6 +108,7 @@ const HOME_FILES: readonly (readonly [string, PersistenceKind])[] = [
   ['.gitconfig', 'git-config'],
   ['.config/git/config', 'git-config'],
   ['.claude.json', 'agent-config-keys'],
+  ['.cursor/mcp.json', 'agent-config'],
 ];
 // Directories in the home directory whose every file runs at start-up or login.
 const HOME_DIRS: readonly string[] = [
@@ -306,6 +307,7 @@ function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): S
     } else if (name === '.codex' && home) {
       add(join(d, 'config.toml'), 'agent-config');
       add(join(d, 'hooks.json'), 'agent-config');
+      addTree(join(d, 'rules'), 'agent-config');
     } else if (name === '.gemini' && home) {
       add(join(d, 'settings.json'), 'agent-config');
       addTree(join(d, 'extensions'), 'agent-config');
