@@ -388,9 +388,12 @@ export function networkActivityEvent(
     /** Ties together the open, traffic and close events of one connection. */
     connectionUid?: string;
     tls?: TlsInfo;
+    /** The plain-HTTP exchange whose traffic this reports (its `http_request.uid`). */
+    requestUid?: string;
   },
 ): OcsfEvent {
   const [id, name] = NETWORK_ACTIVITY[e.activity];
+  const ctl = control(e.control);
   return event({
     ...base(
       ctx,
@@ -407,7 +410,15 @@ export function networkActivityEvent(
           tls: { ...(e.tls.sni === undefined ? {} : { sni: e.tls.sni }), version: e.tls.version },
         }),
     ...traffic(e.traffic),
-    ...control(e.control),
+    ...ctl,
+    ...(e.requestUid === undefined
+      ? {}
+      : {
+          unmapped: sortedKeys({
+            ...(ctl['unmapped'] as object | undefined),
+            http_request_uid: e.requestUid,
+          }),
+        }),
   });
 }
 
@@ -481,6 +492,11 @@ export function httpActivityEvent(
     control?: ControlOutcome;
     /** The client connection the request came on. */
     connectionUid?: string;
+    /**
+     * One forwarded exchange: its decision (recorded before anything is forwarded), its traffic
+     * reports and its end share this uid.
+     */
+    requestUid?: string;
   },
 ): OcsfEvent {
   const method = e.method.toUpperCase();
@@ -507,6 +523,7 @@ export function httpActivityEvent(
       // OCSF enumerates nine methods; any other (WebDAV, made-up) is kept under unmapped.
       ...(e.headers === undefined ? {} : { http_headers: redactHeaders(e.headers) }),
       ...(id === 99 ? {} : { http_method: method }),
+      ...(e.requestUid === undefined ? {} : { uid: e.requestUid }),
       url: redactUrl(e.url),
     },
     ...(id === 99 ? { unmapped: { http_method: method.slice(0, 64) } } : {}),
@@ -726,6 +743,8 @@ const LOG_ACTIVITY = {
   start: [6, 'Start'],
   rotate: [5, 'Rotate'],
   restart: [8, 'Restart'],
+  /** Writes work again after failing (a full disk): the record says since when and what failed. */
+  resume: [9, 'Enable'],
   checkpoint: [99, 'Checkpoint'],
 } as const;
 export type LogActivity = keyof typeof LOG_ACTIVITY;
@@ -742,6 +761,8 @@ export function logActivityEvent(
     checkpoint?: string;
     cutBytes?: number;
     segment?: string;
+    /** For `resume`: what could not be written, since when (ISO time), and the error. */
+    failure?: { readonly since: string; readonly what: readonly string[]; readonly error: string };
   },
 ): OcsfEvent {
   const [id, name] = LOG_ACTIVITY[e.activity];
@@ -749,20 +770,30 @@ export function logActivityEvent(
     ...base(
       ctx,
       classification('system', 1008, 'Event Log Activity', id, name),
-      e.activity === 'restart' ? 'medium' : 'info',
+      e.activity === 'restart' || e.activity === 'resume' ? 'medium' : 'info',
     ),
     log_name: 'cordon-audit',
     log_type_id: 99,
     log_type: 'Cordon chained audit log',
     ...(e.segment === undefined ? {} : { file: fileObject(e.segment) }),
+    ...(e.failure === undefined ? {} : { status_code: 'WRITES_FAILED' }),
     status_id: 1,
     status_detail: e.detail,
-    ...(e.checkpoint === undefined && e.cutBytes === undefined
+    ...(e.checkpoint === undefined && e.cutBytes === undefined && e.failure === undefined
       ? {}
       : {
           unmapped: {
             ...(e.checkpoint === undefined ? {} : { checkpoint: e.checkpoint }),
             ...(e.cutBytes === undefined ? {} : { cut_bytes: e.cutBytes }),
+            ...(e.failure === undefined
+              ? {}
+              : {
+                  write_failure: {
+                    error: e.failure.error,
+                    since: e.failure.since,
+                    what: [...e.failure.what],
+                  },
+                }),
           },
         }),
   });

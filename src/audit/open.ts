@@ -7,6 +7,7 @@ import { readFileIfExists } from '../store/files.js';
 import { VERSION } from '../version.js';
 import type { EventContext } from './events.js';
 import { AuditLog, type AuditLogOptions } from './log.js';
+import { recoverOpenSpans, type SpanRecovery } from './open-spans.js';
 import { parseVerifierKey, verifierKey, type NoteVerifier } from './note.js';
 import { readAuditConfig, type AuditConfig } from './config.js';
 
@@ -42,11 +43,13 @@ export interface OpenedLog {
   readonly config: AuditConfig;
   readonly context: EventContext;
   readonly verifierKey: string;
+  /** Exchanges and tunnels a crashed writer left open, ended as ENDED_BY_CRASH on open. */
+  readonly spans: SpanRecovery;
 }
 
 /**
  * Open this device's audit log with the settings in `<policyDir>/audit.json` and the device key,
- * created on first use.
+ * created on first use, and end what a crashed writer left open (see open-spans.ts).
  */
 export function openDeviceLog(
   dirs: { policyDir: string; stateDir: string },
@@ -68,7 +71,8 @@ export function openDeviceLog(
     ...(config.witness === undefined ? {} : { witness: config.witness.path }),
     ...extra,
   });
-  return { log, config, context, verifierKey: verifierKey(origin, device.key) };
+  const spans = recoverOpenSpans(log, context);
+  return { log, config, context, verifierKey: verifierKey(origin, device.key), spans };
 }
 
 /** The verifier for this device's checkpoints, from its public key (no private key needed). */

@@ -7,6 +7,7 @@ import { EgressProxy, type ListenTarget } from '../egress/proxy.js';
 import { parseResolveEntries, staticResolver, systemResolver } from '../egress/resolver.js';
 import { isLoopbackHost } from '../manifest/ip.js';
 import { describeGuardrails, guardrailsFacts } from '../policy/in-force.js';
+import { reapSessions } from '../sandbox/sessions.js';
 import { buildPdp } from './check.js';
 import { EXIT, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 
@@ -76,6 +77,7 @@ export async function runProxy(
   // Fails closed: an unverifiable manifest means no proxy at all.
   let loaded = load();
   const opened = openDeviceLog(dirs);
+  reapSessions(dirs.stateDir);
   const session = randomUUID();
   const context = {
     ...opened.context,
@@ -124,6 +126,7 @@ export async function runProxy(
         resolver,
         limits: config.limits,
         onDiagnostic: (m) => io.stderr(`cordon proxy: ${m}\n`),
+        onOpenFrom: (seq) => opened.spans.hint.update(seq),
       },
       target,
       socks === undefined ? {} : { socks },

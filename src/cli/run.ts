@@ -16,6 +16,7 @@ import { recoverPersistence, settlePersistence } from '../sandbox/persistence.js
 import { expandHome, parsePathPattern } from '../manifest/paths.js';
 import type { Manifest } from '../manifest/schema.js';
 import { guardrailsFacts } from '../policy/in-force.js';
+import { reapSessions } from '../sandbox/sessions.js';
 import { buildPdp } from './check.js';
 import { resolveDirs, RUN_EXIT, usage, type CliIo, type GlobalOptions } from './context.js';
 
@@ -175,6 +176,8 @@ export async function runRun(
   });
   const runtimes = agentRuntimes(loaded.manifest, io.home, narrowed);
   const opened = openDeviceLog(dirs);
+  // What crashed sessions left behind (records, run directories) goes now, not at the next `ps`.
+  reapSessions(dirs.stateDir);
   const session = randomUUID();
   const context = {
     ...opened.context,
@@ -263,6 +266,7 @@ export async function runRun(
         resolver,
         now: io.now,
         onDiagnostic: diag,
+        onOpenFrom: (seq) => opened.spans.hint.update(seq),
       },
       (s: SessionControl) =>
         control.onStart((sig) => {
@@ -327,6 +331,7 @@ async function runUnsandboxed(
       context: s.context,
       resolver: s.resolver,
       limits: s.config,
+      onOpenFrom: (seq) => s.opened.spans.hint.update(seq),
     },
     { host: '127.0.0.1', port: 0 },
   );

@@ -22,7 +22,10 @@ import { defaultLimits, type ProxyLimits } from './config.js';
 import { decisionHeader, denialBody, proxyDeny, shown, type ProxyDecision } from './decision.js';
 import { systemResolver, type Resolver } from './resolver.js';
 
-/** Where audit events go; an `AuditLog` is one. `append` resolves once the record is durable. */
+/**
+ * Where audit events go; an `AuditLog` is one. `append` resolves once the record is durable,
+ * with its sequence number when the appender has one.
+ */
 export interface AuditAppender {
   append(event: OcsfEvent): Promise<unknown>;
 }
@@ -36,6 +39,11 @@ export interface EgressProxyOptions {
   readonly limits?: Partial<ProxyLimits>;
   /** Diagnostics for the operator (never for the agent): audit failures, bad clients. */
   readonly onDiagnostic?: (message: string) => void;
+  /**
+   * Told, at each report interval, the sequence number from which every exchange and tunnel
+   * still open is found in the log (its decision or Open record): crash recovery starts there.
+   */
+  readonly onOpenFrom?: (seq: number) => void;
 }
 
 export type ListenTarget =
@@ -76,6 +84,8 @@ interface Tunnel {
   reportedOut: number;
   reportedIn: number;
   finished: boolean;
+  /** Sequence number of its durable Open record (0 when the appender gives none). */
+  openSeq: number;
   /** Folds the bytes relayed so far into the destination's totals. */
   account?: () => void;
 }
@@ -85,7 +95,12 @@ type NetRequest = PolicyRequest & { kind: 'net.connect' | 'http.request' };
 
 /** A plain-HTTP request being forwarded. */
 interface Exchange {
+  /** The client connection's uid. */
   readonly uid: string;
+  /** This exchange's own uid (`http_request.uid`): its decision, traffic and end share it. */
+  readonly requestUid: string;
+  /** Sequence number of its durable decision record. */
+  readonly openSeq: number;
   readonly started: number;
   bytesOut: number;
   bytesIn: number;
@@ -150,6 +165,11 @@ export class EgressProxy {
   private badRequests = 0;
   private denyAllReason: string | undefined;
   private auditBroken: string | undefined;
+  /** Set from outside when the session's own state cannot be written: everything is denied. */
+  private unavailable: string | undefined;
+  /** The highest sequence number an append of this proxy was acknowledged with. */
+  private lastSeq = 0;
+  private readonly onOpenFrom: ((seq: number) => void) | undefined;
   private closing: Promise<void> | undefined;
   private listenPath: string | undefined;
 
@@ -164,6 +184,7 @@ export class EgressProxy {
     this.limits = defaultLimits(opts.limits);
     this.methods = new Set(this.limits.methods);
     this.diag = opts.onDiagnostic ?? (() => undefined);
+    this.onOpenFrom = opts.onOpenFrom;
     const l = this.limits;
     this.server = http.createServer({
       maxHeaderSize: l.maxHeaderBytes,
@@ -409,6 +430,31 @@ export class EgressProxy {
   }
 
   /**
+   * Fail closed on a write failure outside the proxy (the session's state on a full disk): with
+   * a reason, deny every request and close what is open (its traffic could not be accounted);
+   * without one, serve again.
+   */
+  setUnavailable(reason: string | undefined): void {
+    const was = this.unavailable;
+    this.unavailable = reason;
+    if (reason !== undefined && was === undefined) this.cutOpen();
+  }
+
+  /** Whether the proxy denies everything because a write failed (its own or the session's). */
+  get failing(): string | undefined {
+    return this.unavailable ?? this.auditBroken;
+  }
+
+  /** Close every tunnel and exchange: what they move from now on could not be recorded. */
+  private cutOpen(): void {
+    for (const t of this.tunnels) {
+      t.client.destroy();
+      t.upstream?.destroy();
+    }
+    for (const x of this.exchanges) x.abort();
+  }
+
+  /**
    * Stop accepting, let open exchanges and tunnels finish for `drainTimeoutMs`, then close what
    * is left and write the closing events.
    */
@@ -608,23 +654,65 @@ export class EgressProxy {
         'audit',
         `Denied: the audit log cannot record requests (${this.auditBroken}).`,
       );
+    if (this.unavailable !== undefined)
+      return proxyDeny(
+        'AUDIT_UNAVAILABLE',
+        'state',
+        `Denied: the session cannot record its state (${this.unavailable}).`,
+      );
     return undefined;
   }
 
   private pending = 0;
+  /** Open records of exchanges and tunnels whose end record is being written, with a count each. */
+  private readonly ending = new Map<number, number>();
+  /** Open records whose end could not be written. */
+  private readonly unended = new Set<number>();
+
+  /** Record the end of an exchange or tunnel; until it is durable, recovery still starts at its open. */
+  private async recordEnd(openSeq: number, e: OcsfEvent): Promise<boolean> {
+    this.ending.set(openSeq, (this.ending.get(openSeq) ?? 0) + 1);
+    try {
+      const ok = await this.record(e);
+      // Still open in the log: the next writer's recovery must see it.
+      if (!ok && this.unended.size < 100_000) this.unended.add(openSeq);
+      return ok;
+    } finally {
+      const n = (this.ending.get(openSeq) ?? 1) - 1;
+      if (n === 0) this.ending.delete(openSeq);
+      else this.ending.set(openSeq, n);
+    }
+  }
 
   /** Append an event; resolves false (and denies later requests) when it cannot be recorded. */
   private async record(e: OcsfEvent): Promise<boolean> {
+    return (await this.recordSeq(e)) !== undefined;
+  }
+
+  /**
+   * Append an event and resolve with its sequence number (0 when the appender gives none), or
+   * undefined when it cannot be recorded: then every later request is denied and every open
+   * tunnel and exchange is closed (its traffic could no longer be accounted) until a record
+   * succeeds again.
+   */
+  private async recordSeq(e: OcsfEvent): Promise<number | undefined> {
     this.pending++;
     try {
-      await this.audit.append(e);
+      const r = await this.audit.append(e);
       this.auditBroken = undefined;
-      return true;
+      const seq =
+        typeof r === 'object' && r !== null && typeof (r as { seq?: unknown }).seq === 'number'
+          ? (r as { seq: number }).seq
+          : 0;
+      if (seq > this.lastSeq) this.lastSeq = seq;
+      return seq;
     } catch (err) {
       const code = err instanceof CordonError ? err.code : 'AUDIT_WRITE_FAILED';
+      const first = this.auditBroken === undefined;
       this.auditBroken = code;
       this.diag(`audit: ${(err as Error).message}`);
-      return false;
+      if (first) this.cutOpen();
+      return undefined;
     } finally {
       this.pending--;
     }
@@ -745,9 +833,67 @@ export class EgressProxy {
         sendDenial(res, decision, `${method} ${url.origin}`, req);
         return;
       }
+      // The decision is durable before a byte goes upstream (as a tunnel's Open is): an exchange
+      // that cannot be recorded does not happen, and a crash mid-exchange leaves its record.
+      const requestUid = randomUUID();
+      const openSeq = await this.recordSeq(
+        httpActivityEvent(this.ctx(), {
+          method,
+          url: url.href,
+          dst: { hostname: host, ip: address, port },
+          headers: req.headers,
+          connectionUid: client,
+          requestUid,
+          control: this.outcome(decision),
+        }),
+      );
+      if (openSeq === undefined) {
+        stats.denied++;
+        const d = proxyDeny(
+          'AUDIT_UNAVAILABLE',
+          'audit',
+          'Denied: the audit log cannot record requests (the decision could not be written).',
+        );
+        sendDenial(res, d, `${method} ${url.origin}`, req);
+        return;
+      }
+      // Deny-all, a reload or a failed write may have come while the record was written, or
+      // the client may have gone.
+      const late = this.override() ?? this.refusedAddress(request, [address]);
+      const gone = res.destroyed || req.socket.destroyed;
+      if (late !== undefined || gone) {
+        if (late !== undefined) {
+          stats.denied++;
+          sendDenial(res, late, `${method} ${url.origin}`, req);
+        } else res.destroy();
+        void this.recordEnd(
+          openSeq,
+          httpActivityEvent(this.ctx(), {
+            method,
+            url: url.href,
+            dst: { hostname: host, ip: address, port },
+            ...(late === undefined ? {} : { status: 403 }),
+            connectionUid: client,
+            requestUid,
+            traffic: { bytesOut: 0, bytesIn: 0, durationMs: Date.now() - started },
+            control: this.outcome(late ?? decision),
+          }),
+        );
+        return;
+      }
       // Only 100-continue reaches here (Node routes other expectations to checkExpectation).
       if (req.headers.expect !== undefined) res.writeContinue();
-      this.forward(req, res, client, { url, host, port, address, method, started, decision });
+      this.forward(req, res, client, {
+        url,
+        host,
+        port,
+        address,
+        method,
+        started,
+        decision,
+        requestUid,
+        openSeq,
+      });
     })().catch((e: unknown) => {
       this.internalError(req.socket, e);
     });
@@ -774,6 +920,8 @@ export class EgressProxy {
       method: string;
       started: number;
       decision: ProxyDecision;
+      requestUid: string;
+      openSeq: number;
     },
   ): void {
     const headers = forwardHeaders(req.rawHeaders, f.url.host);
@@ -791,6 +939,8 @@ export class EgressProxy {
     let status: number | undefined;
     const x: Exchange = {
       uid: client,
+      requestUid: f.requestUid,
+      openSeq: f.openSeq,
       started: f.started,
       bytesOut: 0,
       bytesIn: 0,
@@ -854,7 +1004,8 @@ export class EgressProxy {
     res.on('close', () => {
       this.exchanges.delete(x);
       if (!res.writableFinished) up.destroy();
-      void this.record(
+      void this.recordEnd(
+        x.openSeq,
         httpActivityEvent(this.ctx(), {
           method: f.method,
           url: f.url.href,
@@ -862,6 +1013,7 @@ export class EgressProxy {
           headers: req.headers,
           ...(status === undefined ? {} : { status }),
           connectionUid: client,
+          requestUid: f.requestUid,
           traffic: {
             bytesOut: x.bytesOut - x.reportedOut,
             bytesIn: x.bytesIn - x.reportedIn,
@@ -989,15 +1141,15 @@ export class EgressProxy {
     client.on('close', () => {
       if (t.upstream === undefined) this.tunnels.delete(t);
     });
-    if (
-      !(await this.record(
-        this.netEvent('open', t.uid, t.host, t.port, addresses[0], t.decision, t.tls),
-      ))
-    ) {
+    const openSeq = await this.recordSeq(
+      this.netEvent('open', t.uid, t.host, t.port, addresses[0], t.decision, t.tls),
+    );
+    if (openSeq === undefined) {
       this.tunnels.delete(t);
       client.destroy();
       return;
     }
+    t.openSeq = openSeq;
     let upstream: net.Socket | undefined;
     const down: Downstream = { sink: undefined, early: [] };
     let lastError = '';
@@ -1016,7 +1168,8 @@ export class EgressProxy {
       upstream?.destroy();
       this.tunnels.delete(t);
       client.destroy();
-      await this.record(
+      await this.recordEnd(
+        t.openSeq,
         this.netEvent(
           'fail',
           t.uid,
@@ -1072,7 +1225,8 @@ export class EgressProxy {
       t.finished = true;
       account();
       this.tunnels.delete(t);
-      void this.record(
+      void this.recordEnd(
+        t.openSeq,
         this.netEvent('close', t.uid, t.host, t.port, t.address, t.decision, t.tls, {
           bytesOut: upstream.bytesWritten - t.reportedOut,
           bytesIn: upstream.bytesRead - t.reportedIn,
@@ -1266,6 +1420,7 @@ export class EgressProxy {
       const ev = networkActivityEvent(this.ctx(), {
         activity: 'traffic',
         connectionUid: x.uid,
+        requestUid: x.requestUid,
         dst: { hostname: x.host, ip: x.address, port: x.port },
         traffic: {
           bytesOut: x.bytesOut - x.reportedOut,
@@ -1279,6 +1434,22 @@ export class EgressProxy {
       x.reportedIn = x.bytesIn;
       void this.record(ev);
     }
+    this.reportOpenFrom();
+  }
+
+  /**
+   * Tell the owner where crash recovery must start: at the oldest record of what is still open,
+   * or past every record this proxy has had acknowledged. Appends are acknowledged in sequence
+   * order, so one still in flight has a higher number than every acknowledged one.
+   */
+  private reportOpenFrom(): void {
+    if (this.onOpenFrom === undefined) return;
+    let from = this.lastSeq + 1;
+    for (const t of this.tunnels) if (t.openSeq > 0 && t.openSeq < from) from = t.openSeq;
+    for (const x of this.exchanges) if (x.openSeq > 0 && x.openSeq < from) from = x.openSeq;
+    for (const seq of [...this.ending.keys(), ...this.unended])
+      if (seq > 0 && seq < from) from = seq;
+    this.onOpenFrom(from);
   }
 }
 
@@ -1301,6 +1472,7 @@ function newTunnel(t: {
     reportedOut: 0,
     reportedIn: 0,
     finished: false,
+    openSeq: 0,
   };
 }
 

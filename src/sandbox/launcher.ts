@@ -1,10 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { parseStrictJson } from '../manifest/json.js';
-import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { processActivityEvent, type EventContext, type ManifestRef } from '../audit/events.js';
+import {
+  logActivityEvent,
+  processActivityEvent,
+  type EventContext,
+  type ManifestRef,
+  type OcsfEvent,
+} from '../audit/events.js';
 import type { AuditLog } from '../audit/log.js';
 import { logHead } from '../audit/reader.js';
 import { auditPaths } from '../audit/store.js';
@@ -28,7 +34,9 @@ import {
   settlePersistence,
 } from './persistence.js';
 import {
+  claimRunDir,
   removeSession,
+  sessionsDir,
   writeSession,
   writeSessionManifest,
   type SessionRecord,
@@ -60,6 +68,8 @@ export interface SessionOptions extends Pick<
   readonly onDiagnostic: (message: string) => void;
   /** How often the process tree is sampled for the audit log and `cordon ps` (after 3 s of 100 ms). */
   readonly sampleIntervalMs?: number;
+  /** Passed to the egress proxy: where crash recovery must start (see audit/open-spans.ts). */
+  readonly onOpenFrom?: (seq: number) => void;
 }
 
 export interface SessionResult {
@@ -91,6 +101,12 @@ function inForeground(): boolean {
   }
 }
 
+/**
+ * Space kept on the state filesystem for the session's last records: freed at exit when the
+ * disk is full, so the Terminate record (and the log's final checkpoint) can still be written.
+ */
+const RESERVE_BYTES = 256 * 1024;
+
 const FAST_SAMPLES = 30;
 const FAST_SAMPLE_MS = 100;
 // Processes sampled into the log per session; beyond this, one event says sampling stopped.
@@ -106,7 +122,6 @@ export async function runSession(
 ): Promise<SessionResult> {
   // Named after the session, so a responder (and a test) can tell whose it is.
   const runDir = mkdtempSync(join(tmpdir(), `cordon-run-${o.id}-`));
-  chmodSync(runDir, 0o700);
   const socket = join(runDir, 'egress.sock');
   const ctx = (): EventContext => ({ ...o.context, time: o.now().getTime() });
   let proxy: EgressProxy | undefined;
@@ -114,7 +129,17 @@ export async function runSession(
   let sampler: NodeJS.Timeout | undefined;
   let record: SessionRecord | undefined;
   let guarded = false;
+  const reserve = join(sessionsDir(o.stateDir), `.${o.id}.${process.pid}.reserve`);
   try {
+    chmodSync(runDir, 0o700);
+    // Names its owner, so a later start removes it if this process dies without cleaning up.
+    claimRunDir(runDir);
+    try {
+      writeFileSync(reserve, Buffer.alloc(RESERVE_BYTES), { mode: 0o600 });
+    } catch (e) {
+      rmSync(reserve, { force: true });
+      o.onDiagnostic(`no space reserved for the last records: ${(e as Error).message}`);
+    }
     proxy = await EgressProxy.start(
       {
         pdp: o.pdp,
@@ -124,6 +149,7 @@ export async function runSession(
         ...(o.resolver === undefined ? {} : { resolver: o.resolver }),
         ...(o.proxyLimits === undefined ? {} : { limits: o.proxyLimits }),
         onDiagnostic: o.onDiagnostic,
+        ...(o.onOpenFrom === undefined ? {} : { onOpenFrom: o.onOpenFrom }),
       },
       { path: socket },
     );
@@ -328,7 +354,65 @@ export async function runSession(
       bytesOut: 0,
       bytesIn: 0,
     };
-    writeSession(o.stateDir, record);
+
+    // A write that fails on a running session (a full disk) never ends it: egress is denied,
+    // the operator is told on stderr, and once writes work again one record says what failed
+    // and since when, and egress is restored.
+    let failure: { since: Date; what: Set<string>; error: string } | undefined;
+    let stateDirty = false;
+    let resuming = false;
+    const failed = (what: 'session state' | 'audit log', e: unknown): void => {
+      const error = (e as Error).message;
+      if (failure === undefined) {
+        failure = { since: o.now(), what: new Set([what]), error };
+        o.onDiagnostic(
+          `cannot write the ${what} (${error}): egress is denied until it can be written; the agent keeps running`,
+        );
+        proxy?.setUnavailable(`${what}: ${error}`);
+      } else if (!failure.what.has(what)) {
+        failure.what.add(what);
+        o.onDiagnostic(`cannot write the ${what} either (${error})`);
+      }
+    };
+    const saveRecord = (): void => {
+      if (record === undefined) return;
+      try {
+        writeSession(o.stateDir, record);
+        stateDirty = false;
+      } catch (e) {
+        stateDirty = true;
+        failed('session state', e);
+      }
+    };
+    /** Writes failed earlier: try to record that; success means the log works again. */
+    const tryResume = (): void => {
+      const f = failure;
+      if (f === undefined || stateDirty || resuming) return;
+      resuming = true;
+      o.audit
+        .append(
+          logActivityEvent(ctx(), {
+            activity: 'resume',
+            detail: `session ${o.id}: writing the ${[...f.what].join(' and ')} failed from ${f.since.toISOString()} (${f.error}); egress was denied meanwhile and works again`,
+            failure: { since: f.since.toISOString(), what: [...f.what], error: f.error },
+          }),
+        )
+        .then(
+          () => {
+            if (failure !== f) return;
+            failure = undefined;
+            proxy?.setUnavailable(undefined);
+            o.onDiagnostic(
+              `the ${[...f.what].join(' and ')} can be written again: egress restored`,
+            );
+          },
+          () => undefined,
+        )
+        .finally(() => {
+          resuming = false;
+        });
+    };
+    saveRecord();
 
     let quarantined = false;
     const seen = new Set<number>();
@@ -341,10 +425,13 @@ export async function runSession(
         bytesOut += d.bytesOut;
         bytesIn += d.bytesIn;
       }
-      if (bytesOut !== record.bytesOut || bytesIn !== record.bytesIn) {
+      if (bytesOut !== record.bytesOut || bytesIn !== record.bytesIn || stateDirty) {
         record = { ...record, bytesOut, bytesIn };
-        writeSession(o.stateDir, record);
+        saveRecord();
       }
+      const auditError = o.audit.lastError;
+      if (auditError !== undefined) failed('audit log', auditError);
+      tryResume();
       if (sampled > MAX_PROCESS_EVENTS) return;
       // The sandbox's init and egress bridge are Cordon's own (the launch event covers them).
       for (const p of processTree(sandboxPid)) {
@@ -373,7 +460,12 @@ export async function runSession(
       const steady = o.sampleIntervalMs ?? 1000;
       let ticks = 0;
       const tick = (): void => {
-        sample();
+        try {
+          sample();
+        } catch (e) {
+          // The timer must never take the session down; what failed is reported.
+          o.onDiagnostic(`sampling failed: ${(e as Error).message}`);
+        }
         sampler = setTimeout(tick, ++ticks < FAST_SAMPLES ? FAST_SAMPLE_MS : steady);
         sampler.unref();
       };
@@ -419,7 +511,7 @@ export async function runSession(
         const at = o.now();
         if (record !== undefined) {
           record = { ...record, quarantinedAt: at.toISOString() };
-          writeSession(o.stateDir, record);
+          saveRecord();
         }
         await o.audit.append(
           processActivityEvent(ctx(), {
@@ -444,7 +536,7 @@ export async function runSession(
       (e) => e['event'] === 'started' || e['event'] === 'exec-failed',
     );
     const setupFailed = async (message: string, hint: string): Promise<never> => {
-      await o.audit.append(
+      await lastRecord(
         processActivityEvent(ctx(), {
           activity: 'terminate',
           path: argv0,
@@ -485,7 +577,7 @@ export async function runSession(
     const exitCode = code ?? 128 + (signal === null ? 0 : constants.signals[signal]);
     const sig = typeof exitEvent?.['signal'] === 'number' ? exitEvent['signal'] : 0;
     const execFailed = helperEvents.find((e) => e['event'] === 'exec-failed');
-    await o.audit.append(
+    await lastRecord(
       processActivityEvent(ctx(), {
         activity: 'terminate',
         path: argv0,
@@ -528,5 +620,20 @@ export async function runSession(
     }
     rmSync(runDir, { recursive: true, force: true });
     if (record !== undefined) removeSession(o.stateDir, o.id);
+    rmSync(reserve, { force: true });
+  }
+
+  /**
+   * The session's last record (Terminate): on a full disk, the reserved space is given up and
+   * the write tried once more, so the end of the session is recorded whenever at all possible.
+   */
+  async function lastRecord(event: OcsfEvent): Promise<void> {
+    try {
+      await o.audit.append(event);
+    } catch (e) {
+      rmSync(reserve, { force: true });
+      o.onDiagnostic(`audit: ${(e as Error).message}; retrying with the space reserved for it`);
+      await o.audit.append(event);
+    }
   }
 }

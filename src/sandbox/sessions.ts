@@ -1,9 +1,18 @@
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { parseStrictJson } from '../manifest/json.js';
 import { parseEnvelope, strictBase64 } from '../manifest/dsse.js';
 import { manifestDigest } from '../manifest/sign.js';
 import { basename, join } from 'node:path';
-import { isAlive } from './linux/procfs.js';
+import { isAlive, startTime } from './linux/procfs.js';
 
 /** What `cordon ps` and `cordon quarantine` know about a running session. */
 export interface SessionRecord {
@@ -35,13 +44,21 @@ export function sessionsDir(stateDir: string): string {
   return join(stateDir, 'sessions');
 }
 
-/** Write atomically (rename), so a reader never sees half a record. */
+/**
+ * Write atomically (rename), so a reader never sees half a record. A failed write (a full disk)
+ * throws and leaves no temporary file behind.
+ */
 export function writeSession(stateDir: string, s: SessionRecord): void {
   const dir = sessionsDir(stateDir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const tmp = join(dir, `.${s.id}.${process.pid}.tmp`);
-  writeFileSync(tmp, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
-  renameSync(tmp, join(dir, `${s.id}.json`));
+  try {
+    writeFileSync(tmp, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
+    renameSync(tmp, join(dir, `${s.id}.json`));
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
 }
 
 export function removeSession(stateDir: string, id: string): void {
@@ -117,6 +134,23 @@ export function readSession(stateDir: string, id: string): SessionRecord | undef
   }
 }
 
+/** The file in a run directory naming the process that owns it: `PID START`. */
+export const RUN_DIR_OWNER = 'owner';
+
+/** Mark a fresh run directory as this process's, so a later start can tell it was left behind. */
+export function claimRunDir(runDir: string): void {
+  writeFileSync(join(runDir, RUN_DIR_OWNER), `${process.pid} ${startTime(process.pid) ?? ''}\n`, {
+    mode: 0o600,
+    flag: 'wx',
+  });
+}
+
+/** Whether a session's recorded processes (pid and start time) are all gone. */
+function sessionGone(s: SessionRecord): boolean {
+  if (isAlive(s.cordonPid, s.cordonStart)) return false;
+  return s.sandboxPid === undefined || !isAlive(s.sandboxPid, s.sandboxStart);
+}
+
 /**
  * Sessions whose `cordon run` is alive. Records left by a run that was killed outright
  * (SIGKILL) are removed here, with the private directory they name.
@@ -133,7 +167,7 @@ export function liveSessions(stateDir: string): SessionRecord[] {
     if (!name.endsWith('.json') || name.startsWith('.')) continue;
     const s = readSession(stateDir, name.slice(0, -5));
     if (s === undefined) continue;
-    if (isAlive(s.cordonPid, s.cordonStart)) out.push(s);
+    if (!sessionGone(s)) out.push(s);
     else {
       // Only the private directory this session made, whatever the record says.
       if (basename(s.runDir).startsWith(`cordon-run-${s.id}-`))
@@ -142,4 +176,45 @@ export function liveSessions(stateDir: string): SessionRecord[] {
     }
   }
   return out.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+}
+
+/**
+ * What crashed sessions left: their records and temporary files in the state directory, and
+ * their run directories in the temporary directory. Called when `cordon run` and `cordon proxy`
+ * start; only what belongs to processes that are gone (pid and start time) is removed, and only
+ * run directories of this user that carry an owner file. Best effort: it never stops a start.
+ */
+export function reapSessions(stateDir: string, tmp: string = tmpdir()): void {
+  try {
+    liveSessions(stateDir);
+    const dir = sessionsDir(stateDir);
+    for (const name of readdirSync(dir)) {
+      // `.ID.PID.tmp`: a record write cut short by a crash.
+      const m = /^\.[0-9a-f-]{36}\.(\d+)\.tmp$/.exec(name);
+      if (m !== null && !isAlive(Number(m[1]))) rmSync(join(dir, name), { force: true });
+    }
+  } catch {
+    // No sessions directory yet.
+  }
+  let names: string[];
+  try {
+    names = readdirSync(tmp);
+  } catch {
+    return;
+  }
+  const uid = process.getuid?.();
+  for (const name of names) {
+    if (!/^cordon-run-[0-9a-f-]{36}-[A-Za-z0-9]{6}$/.test(name)) continue;
+    const runDir = join(tmp, name);
+    try {
+      const st = lstatSync(runDir);
+      if (!st.isDirectory() || (uid !== undefined && st.uid !== uid)) continue;
+      const [pid, start] = readFileSync(join(runDir, RUN_DIR_OWNER), 'utf8').trim().split(' ');
+      if (pid === undefined || !/^\d+$/.test(pid)) continue;
+      if (isAlive(Number(pid), start === '' ? undefined : start)) continue;
+      rmSync(runDir, { recursive: true, force: true });
+    } catch {
+      // Not ours, gone already, or without an owner file: left alone.
+    }
+  }
 }

@@ -38,7 +38,8 @@ describe('egress proxy: honest limits', () => {
       expect(r.status).toBe(200);
       expect(JSON.parse(r.body)).toMatchObject({ bytes: secret.length });
       const ev = (await env.events()).find(
-        (e) => e['class_uid'] === 4002 && e['activity_name'] === 'Post',
+        (e) =>
+          e['class_uid'] === 4002 && e['activity_name'] === 'Post' && e['traffic'] !== undefined,
       );
       expect(ev?.['traffic']).toMatchObject({ bytes_out: secret.length });
       expect(ev?.['status_code']).toBe('ALLOWED');

@@ -64,7 +64,19 @@ describe('egress proxy: plain HTTP', () => {
     const r = await curl(env.proxy.url, [`http://app.test:${up.httpPort}/bytes?n=1234`]);
     expect(r.status).toBe(200);
     expect(r.body.length).toBe(1234);
-    const ev = await eventWhere(n0, (e) => e['class_uid'] === 4002);
+    const ev = await eventWhere(n0, (e) => e['class_uid'] === 4002 && e['traffic'] !== undefined);
+    // The decision was recorded before the request went upstream; the end carries the same uid.
+    const uid = get(ev, 'http_request.uid');
+    expect(typeof uid).toBe('string');
+    const all = (await env.events()).slice(n0);
+    const decision = all.find((e) => get(e, 'http_request.uid') === uid);
+    expect(decision).toMatchObject({ status_code: 'ALLOWED', disposition: 'Allowed' });
+    expect(decision?.['traffic']).toBeUndefined();
+    const endAt = all.findIndex(
+      (e) => get(e, 'http_request.uid') === uid && e['traffic'] !== undefined,
+    );
+    expect(all.indexOf(decision!)).toBeLessThan(endAt);
+    expect(schema.validate(decision!)).toEqual([]);
     expect(ev).toMatchObject({
       activity_name: 'Get',
       status_code: 'ALLOWED',

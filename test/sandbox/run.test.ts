@@ -322,6 +322,7 @@ describe('cordon run: network', () => {
     const http = events.filter(
       (e) =>
         e['class_uid'] === 4002 &&
+        e['http_status'] !== undefined &&
         (e['actor'] as { session?: { uid: string } }).session?.uid === session,
     );
     expect(http.map((e) => e['disposition'])).toEqual(['Allowed', 'Blocked', 'Blocked']);
