@@ -1,4 +1,5 @@
 import type { LintOptions } from '../manifest/lint.js';
+import { packageDirs } from '../package-files.js';
 import { readAdmission } from '../store/policy-dir.js';
 import { resolveDirs, type CliIo, type GlobalOptions } from './context.js';
 
@@ -8,6 +9,7 @@ export function lintOptionsFor(io: CliIo, opts: GlobalOptions): LintOptions {
   return {
     home: io.home,
     cordonDirs: [dirs.policyDir, dirs.stateDir],
+    packageDirs: packageDirs(),
     now: io.now(),
     ...readAdmission(dirs.policyDir),
   };

@@ -10,7 +10,8 @@ import { EgressProxy } from '../egress/proxy.js';
 import { parseResolveEntries, staticResolver, systemResolver } from '../egress/resolver.js';
 import { CordonError } from '../errors.js';
 import { launchPrerequisites, which } from '../sandbox/linux/doctor.js';
-import { isWithin, type SandboxLimits } from '../sandbox/linux/plan.js';
+import { isWithin, packageExposure, type SandboxLimits } from '../sandbox/linux/plan.js';
+import { packageDirs } from '../package-files.js';
 import { runSession, type SessionControl } from '../sandbox/launcher.js';
 import { recoverPersistence, settlePersistence } from '../sandbox/persistence.js';
 import { expandHome, parsePathPattern } from '../manifest/paths.js';
@@ -232,6 +233,36 @@ export async function runRun(
       );
       throw new CordonError('COMMAND_NOT_ALLOWED', `${argv0} may not run: ${decision.reason}`, {
         hint: 'add it to commandsAllowed in the manifest, or its runtime (executable or directory) to agentRuntimes, and sign it again',
+      });
+    }
+    // Cordon's own code runs on the host at the next `cordon run`: no grant may reach it.
+    const exposed =
+      opts.unsafeNoSandbox === true
+        ? undefined
+        : packageExposure(loaded.manifest, io.home, packageDirs());
+    if (exposed !== undefined) {
+      const reason = `the grant ${exposed.pattern} (${exposed.path}) reaches Cordon's own installation ${exposed.packageDir}: an agent could change the code the next cordon run executes`;
+      await opened.log.append(
+        processActivityEvent(
+          { ...context, time: io.now().getTime() },
+          {
+            activity: 'launch',
+            path: argv0,
+            argv: command,
+            control: {
+              decision: {
+                effect: 'deny',
+                rule: 'sandbox',
+                code: 'SANDBOX_PACKAGE_EXPOSED',
+                reason,
+              },
+              manifest: loaded.ref,
+            },
+          },
+        ),
+      );
+      throw new CordonError('SANDBOX_PACKAGE_EXPOSED', reason, {
+        hint: 'narrow the grant, or install Cordon outside every grant (npm i -g)',
       });
     }
     if (opts.unsafeNoSandbox === true)

@@ -28,6 +28,10 @@ export const LINT_RULES = {
     'error',
     "a grant reaches Cordon's own policy or state directory, which no manifest can lift",
   ],
+  PATH_CORDON_PACKAGE: [
+    'error',
+    "a grant reaches Cordon's own installation (its code, the sandbox helper), which the next cordon run executes",
+  ],
   PATH_ROOT_GRANT: ['warning', 'a grant of / or of everything under /'],
   PATH_HOME_GRANT: ['warning', 'a grant of the whole home directory'],
   PATH_BROAD_GLOB: ['warning', '** one level below the root (e.g. /usr/**)'],
@@ -89,6 +93,11 @@ export interface LintOptions {
   readonly home: string;
   /** Cordon's policy and state directories on this machine, in addition to the defaults. */
   readonly cordonDirs?: readonly string[];
+  /**
+   * Where the running install's code lives (real paths): no write grant may contain or lie in
+   * it, and no grant may lie in it.
+   */
+  readonly packageDirs?: readonly string[];
   /** Reference time for validity checks. */
   readonly now?: Date;
   /** Admission guardrail: the longest validity the organisation accepts, in days (default 731). */
@@ -338,6 +347,25 @@ export function lintManifest(m: Manifest, options: LintOptions): LintFinding[] {
         `"${e.text}" uses ** one level below the root`,
         'narrow the pattern to the directories the agent needs',
       );
+    }
+    for (const dir of options.packageDirs ?? []) {
+      const pkg = parsePathPattern(dir);
+      const inside =
+        e.abs.literalDepth >= pkg.segments.length &&
+        pkg.segments.every((s, i) => e.abs.segments[i] === s);
+      const contains =
+        e.list === 'writePaths' &&
+        e.abs.literalDepth < pkg.segments.length &&
+        e.abs.segments.slice(0, e.abs.literalDepth).every((s, i) => pkg.segments[i] === s);
+      if (inside || contains)
+        add(
+          'PATH_CORDON_PACKAGE',
+          ptr,
+          `"${e.text}" ${inside ? 'lies inside' : 'includes'} Cordon's installation ${dir}: an agent could change the code the next cordon run executes`,
+          inside
+            ? 'remove the grant'
+            : 'narrow the grant, or install Cordon outside every write grant (npm i -g)',
+        );
     }
     for (const { deny: d, paths: dps } of denies) {
       if (e.list === 'readPaths' && d.access === 'write') continue;

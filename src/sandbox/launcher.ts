@@ -43,7 +43,11 @@ import {
 } from './sessions.js';
 
 export type SandboxErrorCode =
-  'SANDBOX_UNAVAILABLE' | 'SANDBOX_SETUP_FAILED' | 'COMMAND_NOT_FOUND' | 'COMMAND_NOT_ALLOWED';
+  | 'SANDBOX_UNAVAILABLE'
+  | 'SANDBOX_SETUP_FAILED'
+  | 'SANDBOX_PACKAGE_EXPOSED'
+  | 'COMMAND_NOT_FOUND'
+  | 'COMMAND_NOT_ALLOWED';
 
 export interface SessionOptions extends Pick<
   SandboxPlanInput,

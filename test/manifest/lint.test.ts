@@ -11,9 +11,12 @@ function parsed(over: Parameters<typeof manifest>[0] = {}): Manifest {
 }
 
 function codes(over: Parameters<typeof manifest>[0] = {}, cordonDirs: string[] = []): string[] {
-  return lintManifest(parsed(over), { home: HOME, now: NOW, cordonDirs }).map(
-    (f) => `${f.code} ${f.pointer}`,
-  );
+  return lintManifest(parsed(over), {
+    home: HOME,
+    now: NOW,
+    cordonDirs,
+    packageDirs: ['/opt/cordon/lib/node_modules/cordon'],
+  }).map((f) => `${f.code} ${f.pointer}`);
 }
 
 describe('lintManifest', () => {
@@ -62,6 +65,12 @@ describe('lintManifest', () => {
     ],
     ['ENV_RESERVED', { env: ['HTTPS_PROXY'] }, '/env/0'],
     ['PATH_CORDON_DIR', { readPaths: ['~/.config/cordon/trust.json'] }, '/readPaths/0'],
+    ['PATH_CORDON_PACKAGE', { writePaths: ['/opt/**'] }, '/writePaths/0'],
+    [
+      'PATH_CORDON_PACKAGE',
+      { readPaths: ['/opt/cordon/lib/node_modules/cordon/dist/**'] },
+      '/readPaths/0',
+    ],
     ['PATH_ROOT_GRANT', { readPaths: ['/'] }, '/readPaths/0'],
     ['PATH_ROOT_GRANT', { readPaths: ['/**/*.pdf'] }, '/readPaths/0'],
     ['PATH_HOME_GRANT', { readPaths: ['~'] }, '/readPaths/0'],

@@ -209,6 +209,32 @@ function literalBase(pattern: string, home: string): { base: string; widened: bo
 }
 
 /**
+ * The first grant that would let an agent change Cordon's own code (`packageDirs`, real
+ * paths): a write grant that contains it or lies inside it, or any grant inside it. Paths are
+ * resolved as the launch resolves them. A read grant above it (a home-wide read) is not one:
+ * reading the code changes nothing.
+ */
+export function packageExposure(
+  manifest: Manifest,
+  home: string,
+  packageDirs: readonly string[],
+): { pattern: string; path: string; packageDir: string } | undefined {
+  for (const [patterns, write] of [
+    [manifest.writePaths, true],
+    [manifest.readPaths, false],
+  ] as const) {
+    for (const pattern of patterns) {
+      const { base } = literalBase(pattern, home);
+      const real = realOrUndefined(base) ?? resolvePath(base);
+      for (const dir of packageDirs)
+        if (isWithin(real, dir) || (write && isWithin(dir, real)))
+          return { pattern, path: real, packageDir: dir };
+    }
+  }
+  return undefined;
+}
+
+/**
  * Turn a manifest into a bubblewrap command line and the helper's Landlock grants. Paths are
  * resolved to real paths now, at launch: what the agent later plants (symlinks, renames)
  * cannot widen what was mounted.

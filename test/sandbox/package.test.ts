@@ -1,0 +1,118 @@
+import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { validManifest } from '../helpers.js';
+import { ROOT, runCli, sandboxEnv, type SandboxEnv } from './harness.js';
+
+// Cordon installed inside a folder an agent may write (a project checkout, ~/tools): the agent
+// could patch the code the next `cordon run` executes on the host.
+let s: SandboxEnv;
+let pkg: string;
+let copyBin: string;
+const TOOLS = ['/usr/bin/bash', '/usr/bin/cat', '/usr/bin/cp'];
+
+beforeAll(() => {
+  s = sandboxEnv('package');
+  pkg = join(s.home, 'tools/cordon');
+  mkdirSync(join(pkg, 'build'), { recursive: true });
+  cpSync(join(ROOT, 'dist'), join(pkg, 'dist'), { recursive: true });
+  cpSync(join(ROOT, 'build/Release'), join(pkg, 'build/Release'), { recursive: true });
+  for (const f of ['package.json', 'binding.gyp']) cpSync(join(ROOT, f), join(pkg, f));
+  symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
+  copyBin = join(pkg, 'dist/cli/main.js');
+  mkdirSync(join(s.home, 'work'));
+});
+afterAll(() => rmSync(s.dir, { recursive: true, force: true }));
+
+const copy = (args: string[]): ReturnType<typeof runCli> =>
+  runCli([copyBin, ...args], { env: s.env }, true);
+
+describe("Cordon's own installation", () => {
+  it('refuses to launch (125) when a write grant covers the installation running it', async () => {
+    const m = s.sign({
+      dataClassification: 'internal',
+      readPaths: ['~/tools/**'],
+      writePaths: ['~/tools/**'],
+      commandsAllowed: TOOLS,
+    });
+    const before = readFileSync(copyBin, 'utf8');
+    const r = await copy([
+      'run',
+      '--manifest',
+      m,
+      '--',
+      'bash',
+      '-c',
+      `echo 'require("child_process").execSync("touch /tmp/pwned")' >> ${copyBin}`,
+    ]);
+    // The endpoint's verification lints with its own installation: the manifest does not pass.
+    expect(r.code, r.stderr).toBe(125);
+    expect(r.stderr).toContain('PATH_CORDON_PACKAGE');
+    expect(readFileSync(copyBin, 'utf8')).toBe(before);
+  });
+
+  it('refuses to launch (125, audited) when a grant resolves into the installation through a link', async () => {
+    symlinkSync('tools/cordon', join(s.home, 'cordon-link'));
+    const m = s.sign({
+      dataClassification: 'internal',
+      readPaths: ['~/work/**'],
+      writePaths: ['~/cordon-link/dist/**'],
+      commandsAllowed: TOOLS,
+    });
+    const before = readFileSync(copyBin, 'utf8');
+    const r = await copy(['run', '--manifest', m, '--', 'bash', '-c', `echo x >> ${copyBin}`]);
+    expect(r.code, r.stderr).toBe(125);
+    expect(r.stderr).toContain("Cordon's own installation");
+    expect(readFileSync(copyBin, 'utf8')).toBe(before);
+    const denied = s.events().filter((e) => JSON.stringify(e).includes('SANDBOX_PACKAGE_EXPOSED'));
+    expect(denied.length).toBe(1);
+    rmSync(join(s.home, 'cordon-link'));
+  });
+
+  it('lint reports a write grant over the installation as an error', async () => {
+    const draft = join(s.dir, 'draft.json');
+    writeFileSync(
+      draft,
+      JSON.stringify(
+        validManifest({
+          agentName: 'draft',
+          readPaths: ['~/tools/**'],
+          writePaths: ['~/tools/**'],
+          commandsAllowed: TOOLS,
+        }),
+      ),
+    );
+    const r = await copy(['manifest', 'lint', draft, '--json']);
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toContain('PATH_CORDON_PACKAGE');
+  });
+
+  it('under a home-wide read grant the agent sees the installation but cannot change it', async () => {
+    const m = s.sign({
+      dataClassification: 'public',
+      readPaths: ['~/**'],
+      writePaths: ['~/work/**'],
+      commandsAllowed: TOOLS,
+    });
+    const before = readFileSync(copyBin, 'utf8');
+    const r = await copy([
+      'run',
+      '--manifest',
+      m,
+      '--',
+      'bash',
+      '-c',
+      [
+        `head=$(cat ${copyBin} | wc -c); echo "read=$?"`,
+        `echo '// patched' >> ${copyBin}; echo "patch=$?"`,
+        `cp /usr/bin/cat ${pkg}/build/Release/cordon-sandbox; echo "helper=$?"`,
+        `echo x > ${s.home}/work/ok; echo "work=$?"`,
+      ].join('\n'),
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^patch=[1-9]/m);
+    expect(r.stdout).toMatch(/^helper=[1-9]/m);
+    expect(r.stdout).toContain('work=0');
+    expect(readFileSync(copyBin, 'utf8')).toBe(before);
+  });
+});
