@@ -5,14 +5,25 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BIN, sandboxEnv, type RunResult, type SandboxEnv } from './harness.js';
 
 // An agent prepares the next session: in session 1 (a write grant) it turns a path the next
-// launch mounts into a symbolic link; session 2 must not show the link's target.
+// launch mounts into a symbolic link; session 2 must not show the link's target. Session 1 is
+// still running when session 2 starts (on another state directory, as a second user session
+// would be): the check at session 1's exit, which moves such plants aside, has not run yet, so
+// only the launch stands between the link and session 2.
 let s: SandboxEnv;
 let outside: string;
 const CREDS = 'https://alice:ghp_planted_credential@github.com';
 const KEY = '-----BEGIN OPENSSH PRIVATE KEY----- planted-test-key';
 const DOCS = 'private document, never granted';
 const OUTSIDE = 'outside every grant';
-const TOOLS = ['/usr/bin/bash', '/usr/bin/cat', '/usr/bin/ln', '/usr/bin/mkdir', '/usr/bin/ls'];
+const TOOLS = [
+  '/usr/bin/bash',
+  '/usr/bin/cat',
+  '/usr/bin/ln',
+  '/usr/bin/mkdir',
+  '/usr/bin/ls',
+  '/usr/bin/sleep',
+  '/usr/bin/touch',
+];
 
 beforeAll(() => {
   s = sandboxEnv('planted');
@@ -49,6 +60,44 @@ async function session(manifest: string, script: string): Promise<RunResult> {
   return r;
 }
 
+let planters = 0;
+/**
+ * Session 1 runs `plant`, then stays running until `whileRunning` (session 2) is done.
+ */
+async function planted(
+  manifest: string,
+  plant: string,
+  whileRunning: () => Promise<void>,
+): Promise<void> {
+  const n = ++planters;
+  const ready = join(s.home, 'proj', `.planted-${n}`);
+  const done = join(s.home, 'proj', `.done-${n}`);
+  const first = s.cordon([
+    'run',
+    '--state-dir',
+    join(s.dir, `state-${n}`),
+    '--manifest',
+    manifest,
+    '--',
+    'bash',
+    '-c',
+    `${plant}\ntouch ${ready}\nwhile [ ! -e ${done} ]; do sleep 0.05; done`,
+  ]);
+  let exited = false;
+  void first.then(() => (exited = true));
+  const end = Date.now() + 20_000;
+  while (!existsSync(ready) && !exited && Date.now() < end)
+    await new Promise((r) => setTimeout(r, 20));
+  expect(existsSync(ready), 'session 1 planted its link').toBe(true);
+  try {
+    await whileRunning();
+  } finally {
+    writeFileSync(done, '');
+    const r = await first;
+    expect(r.code, r.stderr).toBe(0);
+  }
+}
+
 function check(manifest: string, args: string[]): number | null {
   return spawnSync(process.execPath, [BIN, 'check', '--manifest', manifest, ...args], {
     env: s.env,
@@ -70,33 +119,37 @@ describe('links planted for the next session', () => {
 
   it('.git/config -> ../../../.git-credentials: the next session does not see the credentials', async () => {
     const h = s.home;
-    await session(
+    await planted(
       repoManifest,
       [
         `mkdir -p ${h}/proj/r1/.git`,
         `ln -s ../../../.git-credentials ${h}/proj/r1/.git/config`,
       ].join('\n'),
+      async () => {
+        const r = await session(
+          repoManifest,
+          [`cat ${h}/proj/r1/.git/config`, `cat ${h}/.git-credentials`, 'true'].join('\n'),
+        );
+        expect(r.stdout).not.toContain('ghp_planted_credential');
+        expect(lastLaunchWarnings().join('\n')).toContain(`${h}/proj/r1/.git/config`);
+      },
     );
-    const r = await session(
-      repoManifest,
-      [`cat ${h}/proj/r1/.git/config`, `cat ${h}/.git-credentials`, 'true'].join('\n'),
-    );
-    expect(r.stdout).not.toContain('ghp_planted_credential');
-    expect(lastLaunchWarnings().join('\n')).toContain(`${h}/proj/r1/.git/config`);
   });
 
   it('.git/hooks -> ../../../.ssh: the next session does not see the SSH key', async () => {
     const h = s.home;
-    await session(
+    await planted(
       repoManifest,
       [`mkdir -p ${h}/proj/r2/.git`, `ln -s ../../../.ssh ${h}/proj/r2/.git/hooks`].join('\n'),
+      async () => {
+        const r = await session(
+          repoManifest,
+          [`cat ${h}/proj/r2/.git/hooks/id_rsa`, `cat ${h}/.ssh/id_rsa`, 'true'].join('\n'),
+        );
+        expect(r.stdout).not.toContain('planted-test-key');
+        expect(lastLaunchWarnings().join('\n')).toContain(`${h}/proj/r2/.git/hooks`);
+      },
     );
-    const r = await session(
-      repoManifest,
-      [`cat ${h}/proj/r2/.git/hooks/id_rsa`, `cat ${h}/.ssh/id_rsa`, 'true'].join('\n'),
-    );
-    expect(r.stdout).not.toContain('planted-test-key');
-    expect(lastLaunchWarnings().join('\n')).toContain(`${h}/proj/r2/.git/hooks`);
   });
 
   it('.git/hooks climbing to /etc: the next session still sees only the listed /etc files', async () => {
@@ -107,16 +160,18 @@ describe('links planted for the next session', () => {
     const gitDir = `${h}/proj/r3/.git`;
     // Exactly as many `..` as reach the root: bubblewrap resolves it inside the new root.
     const climb = '../'.repeat(gitDir.split('/').length - 1) + 'etc';
-    await session(
+    await planted(
       repoManifest,
       [`mkdir -p ${gitDir}`, `ln -s ${climb} ${gitDir}/hooks`].join('\n'),
+      async () => {
+        const r = await session(
+          repoManifest,
+          [...hidden.map((f) => `cat ${f} >/dev/null 2>&1; echo "${f}=$?"`), 'true'].join('\n'),
+        );
+        for (const f of hidden) expect(r.stdout, f).not.toContain(`${f}=0`);
+        expect(lastLaunchWarnings().join('\n')).toContain(`${gitDir}/hooks`);
+      },
     );
-    const r = await session(
-      repoManifest,
-      [...hidden.map((f) => `cat ${f} >/dev/null 2>&1; echo "${f}=$?"`), 'true'].join('\n'),
-    );
-    for (const f of hidden) expect(r.stdout, f).not.toContain(`${f}=0`);
-    expect(lastLaunchWarnings().join('\n')).toContain(`${gitDir}/hooks`);
   });
 
   it('a missing denied file turned into a link (~/.bashrc -> .git-credentials) shows nothing in the next session', async () => {
@@ -128,14 +183,15 @@ describe('links planted for the next session', () => {
       commandsAllowed: TOOLS,
     });
     expect(existsSync(join(h, '.bashrc'))).toBe(false);
-    await session(m, `ln -s .git-credentials ${h}/.bashrc`);
-    const r = await session(
-      m,
-      [`cat ${h}/.bashrc`, `cat ${h}/.git-credentials`, 'true'].join('\n'),
-    );
-    expect(r.stdout).not.toContain('ghp_planted_credential');
-    expect(lastLaunchWarnings().join('\n')).toContain(`${h}/.bashrc`);
-    rmSync(join(h, '.bashrc'));
+    await planted(m, `ln -s .git-credentials ${h}/.bashrc`, async () => {
+      const r = await session(
+        m,
+        [`cat ${h}/.bashrc`, `cat ${h}/.git-credentials`, 'true'].join('\n'),
+      );
+      expect(r.stdout).not.toContain('ghp_planted_credential');
+      expect(lastLaunchWarnings().join('\n')).toContain(`${h}/.bashrc`);
+      rmSync(join(h, '.bashrc'));
+    });
   });
 
   it('a grant path created as ~/proj/reference -> ../Documents is not mounted, as `cordon check` denies it', async () => {
@@ -146,29 +202,34 @@ describe('links planted for the next session', () => {
       writePaths: ['~/proj/**'],
       commandsAllowed: TOOLS,
     });
-    await session(m, `ln -s ../Documents ${h}/proj/reference`);
-    const r = await session(
-      m,
-      [`cat ${h}/proj/reference/secret.txt`, `cat ${h}/Documents/secret.txt`, 'true'].join('\n'),
-    );
-    expect(r.stdout).not.toContain(DOCS);
-    expect(check(m, ['read', `${h}/proj/reference/secret.txt`])).toBe(1);
-    expect(lastLaunchWarnings().join('\n')).toMatch(/proj\/reference.*symbolic link.*not mounted/);
-    expect(readFileSync(join(h, 'Documents/secret.txt'), 'utf8')).toBe(DOCS + '\n');
+    await planted(m, `ln -s ../Documents ${h}/proj/reference`, async () => {
+      const r = await session(
+        m,
+        [`cat ${h}/proj/reference/secret.txt`, `cat ${h}/Documents/secret.txt`, 'true'].join('\n'),
+      );
+      expect(r.stdout).not.toContain(DOCS);
+      expect(check(m, ['read', `${h}/proj/reference/secret.txt`])).toBe(1);
+      expect(lastLaunchWarnings().join('\n')).toMatch(
+        /proj\/reference.*symbolic link.*not mounted/,
+      );
+      expect(readFileSync(join(h, 'Documents/secret.txt'), 'utf8')).toBe(DOCS + '\n');
+    });
   });
 
   it('a link to a file outside every grant is not mounted through a mask either', async () => {
     const h = s.home;
-    await session(
+    await planted(
       repoManifest,
       [`mkdir -p ${h}/proj/r4/.git`, `ln -s ${outside}/secret.txt ${h}/proj/r4/.git/config`].join(
         '\n',
       ),
+      async () => {
+        const r = await session(
+          repoManifest,
+          [`cat ${h}/proj/r4/.git/config`, `cat ${outside}/secret.txt`, 'true'].join('\n'),
+        );
+        expect(r.stdout).not.toContain(OUTSIDE);
+      },
     );
-    const r = await session(
-      repoManifest,
-      [`cat ${h}/proj/r4/.git/config`, `cat ${outside}/secret.txt`, 'true'].join('\n'),
-    );
-    expect(r.stdout).not.toContain(OUTSIDE);
   });
 });
