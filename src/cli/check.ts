@@ -13,12 +13,15 @@ import { createFsPathResolver } from '../store/path-resolver.js';
 import { policyPaths, readEnforcement } from '../store/policy-dir.js';
 import { realpathOrUndefined } from '../store/resolve.js';
 import { CordonError } from '../errors.js';
-import { verifyFile } from './manifest-verify.js';
+import { verifyBytes } from './manifest-verify.js';
 import { decisionEvent, type EventContext, type ManifestRef } from '../audit/events.js';
 import type { AuditLog } from '../audit/log.js';
 import { openDeviceLog } from '../audit/open.js';
 import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
-import { readManifest } from './read-manifest.js';
+import { manifestSourceFromBytes } from './read-manifest.js';
+import { ENVELOPE_MAX_BYTES } from '../manifest/dsse.js';
+import { ManifestInvalidError, validateManifest } from '../manifest/parse.js';
+import { readFileCapped } from '../store/files.js';
 
 export interface CheckOptions extends GlobalOptions {
   manifest: string;
@@ -110,14 +113,17 @@ export function buildPdp(
   manifest: Manifest;
   guardrails: GuardrailsInForce;
 } {
+  // One read: what is verified is what is enforced. Reading the file again after verifying it
+  // would enforce whatever replaced it in between, unverified.
+  const bytes = readFileCapped(opts.manifest, ENVELOPE_MAX_BYTES);
+  let manifest: Manifest;
+  let digest: string;
+  let signed: boolean;
   let verified = false;
   if (opts.verify === true) {
-    // Decide only under a manifest that passes every verification step (without recording it).
-    const report = verifyFile(io, opts.manifest, {
-      ...opts,
-      record: opts.recordAcceptance === true,
-    });
-    if (!report.ok) {
+    // Decide only under a manifest that passes every verification step.
+    const report = verifyBytes(io, bytes, { ...opts, record: opts.recordAcceptance === true });
+    if (!report.ok || report.manifest === undefined || report.digest === undefined) {
       throw new CordonError(
         report.code ?? 'VERIFY_ERROR',
         `${opts.manifest}: verification failed: ${report.message}`,
@@ -127,13 +133,21 @@ export function buildPdp(
         },
       );
     }
+    manifest = report.manifest;
+    digest = report.digest;
+    signed = true;
     verified = true;
+  } else {
+    const source = manifestSourceFromBytes(opts.manifest, bytes);
+    const r = validateManifest(source.value);
+    if (!r.ok) throw new ManifestInvalidError(r.issues, opts.manifest);
+    manifest = r.manifest;
+    digest = manifestDigest(source.text);
+    signed = source.signed;
   }
-  const { source, manifest } = readManifest(opts.manifest);
   const dirs = resolveDirs(io, opts);
   const { guardrails, inForce } = loadGuardrailsFor(opts, dirs.policyDir);
   const resolver = opts.lexical === true ? undefined : createFsPathResolver();
-  const digest = manifestDigest(source.text);
   const pdp = createPdp({
     manifest,
     manifestDigest: digest,
@@ -146,7 +160,7 @@ export function buildPdp(
   });
   return {
     pdp,
-    signed: source.signed,
+    signed,
     verified,
     ref: { agent: manifest.agentName, version: manifest.version, digest },
     manifest,

@@ -14,6 +14,14 @@ export interface VerifyCliOptions extends GlobalOptions {
 
 /** Verify a signed manifest against this machine's trust store, revocation list and rollback state. Needs no private key. */
 export function verifyFile(io: CliIo, file: string, opts: VerifyCliOptions): VerifyReport {
+  return verifyBytes(io, readFileCapped(file, ENVELOPE_MAX_BYTES), opts);
+}
+
+/**
+ * Verify bytes already read. Callers that go on to enforce the manifest use these same bytes
+ * (the report's manifest and digest), never a second read of the file.
+ */
+export function verifyBytes(io: CliIo, bytes: Uint8Array, opts: VerifyCliOptions): VerifyReport {
   const dirs = resolveDirs(io, opts);
   const threshold = opts.threshold === undefined ? undefined : Number(opts.threshold);
   if (threshold !== undefined && (!Number.isInteger(threshold) || threshold < 1))
@@ -28,7 +36,7 @@ export function verifyFile(io: CliIo, file: string, opts: VerifyCliOptions): Ver
     record: opts.record !== false,
     ...(threshold === undefined ? {} : { threshold: Math.max(threshold, trust.manifestThreshold) }),
   });
-  return verifier.verify(readFileCapped(file, ENVELOPE_MAX_BYTES));
+  return verifier.verify(bytes);
 }
 
 export function runManifestVerify(io: CliIo, file: string, opts: VerifyCliOptions): number {

@@ -16,7 +16,11 @@ export interface ManifestSource {
 
 /** Read a manifest file, plain JSON or a signed DSSE envelope (whose payload is read unverified). */
 export function readManifestSource(file: string): ManifestSource {
-  const raw = readFileCapped(file, ENVELOPE_MAX_BYTES);
+  return manifestSourceFromBytes(file, readFileCapped(file, ENVELOPE_MAX_BYTES));
+}
+
+/** Parse the bytes of a manifest file already read (`file` names it in errors). */
+export function manifestSourceFromBytes(file: string, raw: Buffer): ManifestSource {
   const locations = new Map<string, { line: number; column: number }>();
   try {
     const value = parseStrictJson(raw, { maxBytes: ENVELOPE_MAX_BYTES, locations });
