@@ -606,8 +606,12 @@ export async function runSession(
     return { exitCode, ...(sig === 0 ? {} : { signal: sig }), quarantined, plan };
   } finally {
     if (sampler !== undefined) clearTimeout(sampler);
-    if (child !== undefined && child.exitCode === null && child.signalCode === null)
+    if (child !== undefined && child.exitCode === null && child.signalCode === null) {
+      const dead = new Promise((r) => child?.once('close', r));
       child.kill('SIGKILL');
+      // The persistence guard below must not look while the sandbox is still going.
+      if (guarded) await Promise.race([dead, new Promise((r) => setTimeout(r, 5000))]);
+    }
     await proxy?.close();
     // The sandbox is gone: compare what it left with the launch-time record and neutralise
     // what it planted. A failure leaves the record for the next `cordon run` or `cordon ps`.

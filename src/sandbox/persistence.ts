@@ -190,9 +190,8 @@ function entryOf(p: string, st: Stats): { entry: Entry; data?: Buffer } {
   if (st.isDirectory()) return { entry: { type: 'dir', ...base } };
   if (!st.isFile()) return { entry: { type: 'other', ...base } };
   if (st.size > MAX_COPY) {
-    const h = createHash('sha256');
-    h.update(readFileSync(p));
-    return { entry: { type: 'file', ...base, sha256: h.digest('hex') } };
+    // Not read (an agent could make it huge): any write, rename or chmod changes its ctime.
+    return { entry: { type: 'file', ...base, sha256: `large:${st.size}:${st.ctimeMs}` } };
   }
   const data = readFileSync(p);
   return { entry: { type: 'file', ...base, sha256: sha256(data) }, data };
@@ -222,8 +221,24 @@ function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): S
   const list = (dir: string): Dirent[] => {
     try {
       return readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return [];
+    } catch (e) {
+      // A directory the agent made unreadable (`chmod 311`) still lets git reach the hooks in
+      // it by name: read it with the owner's read right added for a moment.
+      const code = (e as NodeJS.ErrnoException).code;
+      const st = lstatOrUndefined(dir);
+      if ((code !== 'EACCES' && code !== 'EPERM') || st?.isDirectory() !== true) return [];
+      try {
+        chmodSync(dir, (st.mode & 0o7777) | 0o500);
+        return readdirSync(dir, { withFileTypes: true });
+      } catch {
+        return [];
+      } finally {
+        try {
+          chmodSync(dir, st.mode & 0o7777);
+        } catch {
+          // gone
+        }
+      }
     }
   };
   const add = (p: string, kind: PersistenceKind): void => {
@@ -254,6 +269,21 @@ function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): S
     for (const e of list(dir)) addTree(join(dir, e.name), kind, depth + 1);
   };
 
+  const hookDir = (dir: string): void => {
+    if (!within(dir)) return;
+    for (const e of list(dir)) if (!e.name.endsWith('.sample')) add(join(dir, e.name), 'git-hook');
+  };
+  const seenConfigs = new Set<string>();
+  const gitConfigRefs = (file: string, worktree: string | undefined): void => {
+    if (seenConfigs.has(file) || seenConfigs.size > 1000) return;
+    seenConfigs.add(file);
+    const refs = configRefs(file, worktree, scope.home);
+    for (const h of refs.hooks) hookDir(h);
+    for (const inc of refs.includes) {
+      add(inc, 'git-config');
+      gitConfigRefs(inc, worktree);
+    }
+  };
   const gitDir = (d: string, worktree: string | undefined): void => {
     if (!scope.git || gitDirs.has(d) || !budget()) return;
     gitDirs.add(d);
@@ -266,13 +296,10 @@ function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): S
       for (const e of list(hooks))
         if (!e.name.endsWith('.sample')) add(join(hooks, e.name), 'git-hook');
     } else if (hst !== undefined) add(hooks, 'git-hook');
-    // A hooks directory the repository's own config names (`core.hooksPath = .husky`), when it
-    // lies in a writable grant: its files run as hooks too.
-    for (const dir of hooksPaths(d, worktree)) {
-      if (!within(dir)) continue;
-      for (const e of list(dir))
-        if (!e.name.endsWith('.sample')) add(join(dir, e.name), 'git-hook');
-    }
+    // A hooks directory the repository's own config names (`core.hooksPath = .husky`), and the
+    // files it includes, when they lie in a writable grant.
+    gitConfigRefs(join(d, 'config'), worktree);
+    gitConfigRefs(join(d, 'config.worktree'), worktree);
     // Submodules' git directories (names may contain slashes) and linked worktrees' directories.
     const modules = (dir: string, depth: number): void => {
       if (depth > GUARD_WALK_DEPTH || !budget()) return;
@@ -319,6 +346,8 @@ function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): S
     if (kind === 'shell-startup' && !scope.shell) continue;
     if (kind === 'git-config' && !scope.git) continue;
     homeFile(join(scope.home, rel), kind);
+    // The user's global hooks directory and included files apply to every repository.
+    if (kind === 'git-config') gitConfigRefs(join(scope.home, rel), undefined);
   }
   if (scope.shell)
     for (const rel of HOME_DIRS) homeFile(join(scope.home, rel), 'shell-startup', true);
@@ -406,22 +435,54 @@ function pointer(p: string, base: string, prefix = ''): string | undefined {
   return realOrUndefined(resolvePath(base, text.slice(prefix.length).trim()));
 }
 
-/** Hook directories a repository's config names with `core.hooksPath`. */
-function hooksPaths(gitDir: string, worktree: string | undefined): string[] {
-  const out: string[] = [];
+/** A regular file's text, or undefined (a link, a FIFO, missing, larger than `max`). */
+function smallText(p: string, max = MAX_COPY): string | undefined {
+  const st = lstatOrUndefined(p);
+  if (st === undefined || !st.isFile() || st.size > max) return undefined;
+  try {
+    return readFileSync(p, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * What a git configuration file makes git read or run from elsewhere: hook directories
+ * (`core.hooksPath`, relative to the work tree) and included files (`include.path`,
+ * `includeIf.*.path`, relative to the including file).
+ */
+function configRefs(
+  file: string,
+  worktree: string | undefined,
+  home: string,
+): { hooks: string[]; includes: string[] } {
+  const hooks: string[] = [];
+  const includes: string[] = [];
   let entries: GitConfigEntry[];
   try {
-    entries = parseGitConfig(readFileSync(join(gitDir, 'config'), 'utf8'));
+    entries = parseGitConfig(smallText(file) ?? '');
   } catch {
-    return out;
+    return { hooks, includes };
   }
+  const expand = (v: string, base: string | undefined): string | undefined =>
+    v.startsWith('~/')
+      ? join(home, v.slice(2))
+      : v.startsWith('/')
+        ? v
+        : base === undefined
+          ? undefined
+          : resolvePath(base, v);
   for (const e of entries) {
-    if (e.section !== 'core' || e.key !== 'hookspath' || e.value === undefined) continue;
-    const v = e.value;
-    if (v.startsWith('/')) out.push(v);
-    else if (worktree !== undefined) out.push(resolvePath(worktree, v));
+    if (e.value === undefined) continue;
+    if (e.section === 'core' && e.key === 'hookspath') {
+      const p = expand(e.value, worktree);
+      if (p !== undefined) hooks.push(realOrUndefined(p) ?? p);
+    } else if ((e.section === 'include' || e.section === 'includeif') && e.key === 'path') {
+      const p = expand(e.value, dirname(file));
+      if (p !== undefined) includes.push(p);
+    }
   }
-  return out.map((p) => realOrUndefined(p) ?? p);
+  return { hooks, includes };
 }
 
 /**
@@ -640,7 +701,9 @@ export function checkPersistence(stateDir: string, session: string): Persistence
     }
     let cur: GitConfigEntry[];
     try {
-      cur = parseGitConfig(readFileSync(p, 'utf8'));
+      const text = smallText(p);
+      if (text === undefined) throw new Error('not a readable file of at most 4 MiB');
+      cur = parseGitConfig(text);
     } catch (e) {
       report(
         p,
@@ -687,7 +750,8 @@ export function checkPersistence(stateDir: string, session: string): Persistence
       typeof v === 'object' && v !== null && !Array.isArray(v);
     let now: unknown;
     try {
-      now = cur.type === 'file' ? parseStrictJson(readFileSync(p, 'utf8')) : undefined;
+      const text = cur.type === 'file' ? smallText(p) : undefined;
+      now = text === undefined ? undefined : parseStrictJson(text);
     } catch {
       now = undefined;
     }

@@ -1,9 +1,20 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OCSF_DIR, OcsfSchema } from '../audit/ocsf-schema.js';
-import { sandboxEnv, startAgent, type RunResult, type SandboxEnv } from './harness.js';
+import { validManifest } from '../helpers.js';
+import { BIN, sandboxEnv, startAgent, type RunResult, type SandboxEnv } from './harness.js';
 
 const GIT = '/usr/bin/git';
 const TOOLS = ['bash', 'git', 'mkdir', 'mv', 'cat', 'cp', 'chmod', 'ln', 'touch'].map(
@@ -239,6 +250,19 @@ describe('persistence guard: git', () => {
     expectFinding(r, incIf, join(incIf, '.git/config'));
   });
 
+  it('a file an existing repository includes, rewritten by the session', async () => {
+    const dir = userRepo('included');
+    const shared = join(work, 'shared.gitconfig');
+    writeFileSync(shared, '[user]\n\tname = user\n');
+    hostGit(dir, 'config', 'include.path', shared);
+    const fsm = marker('included');
+    const r = await agent([`printf '[core]\\n\\tfsmonitor = ${fsm.cmd}\\n' >> ${shared}`]);
+    hostGit(dir, 'status');
+    expect(existsSync(fsm.path)).toBe(false);
+    expect(readFileSync(shared, 'utf8')).toBe('[user]\n\tname = user\n');
+    expectFinding(r, work, shared);
+  });
+
   it('leaves ordinary work alone: a clone-like repository, commits, a source file', async () => {
     const dir = userRepo('ordinary');
     const before = findings(dir).length;
@@ -398,5 +422,99 @@ describe('persistence guard: a session that crashed', () => {
     // Recorded once: the record of the crashed session is gone.
     await s.bash(m, ['true']);
     expect(findings(dir).length).toBe(1);
+  });
+});
+
+describe('persistence guard as an ordinary user', () => {
+  it('sees a hook in a hooks directory the agent made unreadable (chmod 311)', () => {
+    // Root reads any directory; an ordinary user cannot list one without its read right, but git
+    // still runs the hook in it by name. Under root the flow runs as `nobody`.
+    const NOBODY = 65534;
+    const asRoot = process.getuid?.() === 0;
+    const dir = mkdtempSync(join(tmpdir(), 'cordon-persist-user-'));
+    try {
+      const home = join(dir, 'home');
+      const proj = join(home, 'proj');
+      const mark = join(home, 'hook-ran');
+      mkdirSync(proj, { recursive: true });
+      if (asRoot) {
+        chmodSync(dir, 0o755);
+        for (const p of [home, proj]) chownSync(p, NOBODY, NOBODY);
+      }
+      const env = {
+        PATH: '/usr/bin:/bin',
+        HOME: home,
+        CORDON_HOME: join(home, '.cordon'),
+        GIT_CONFIG_NOSYSTEM: '1',
+        GIT_AUTHOR_NAME: 'u',
+        GIT_AUTHOR_EMAIL: 'u@example.com',
+        GIT_COMMITTER_NAME: 'u',
+        GIT_COMMITTER_EMAIL: 'u@example.com',
+      };
+      const as = (cmd: string[], cwd = home): ReturnType<typeof spawnSync> =>
+        asRoot
+          ? spawnSync(
+              'setpriv',
+              [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--', ...cmd],
+              { env, cwd, encoding: 'utf8' },
+            )
+          : spawnSync(cmd[0] ?? '', cmd.slice(1), { env, cwd, encoding: 'utf8' });
+      const ok = (args: string[]): ReturnType<typeof spawnSync> => {
+        const r = as([process.execPath, BIN, ...args]);
+        expect(r.status, String(r.stderr)).toBe(0);
+        return r;
+      };
+      ok(['init']);
+      writeFileSync(
+        join(home, '.cordon/policy/enforcement.json'),
+        JSON.stringify({ allowWithoutGuardrails: true }),
+      );
+      if (asRoot) chownSync(join(home, '.cordon/policy/enforcement.json'), NOBODY, NOBODY);
+      ok(['keys', 'generate', '--name', 'k']);
+      ok([
+        'keys',
+        'trust',
+        '--name',
+        'k',
+        '--pub',
+        join(home, '.cordon/policy/keys/k.pub'),
+        '--purpose',
+        'manifest',
+      ]);
+      const m = join(home, 'm.json');
+      writeFileSync(
+        m,
+        JSON.stringify(
+          validManifest({
+            agentName: 'unprivileged',
+            notAfter: new Date(Date.now() + 30 * 86_400_000).toISOString().replace(/\.\d+Z$/, 'Z'),
+            writePaths: [`${proj}/**`],
+            commandsAllowed: TOOLS,
+          }),
+        ),
+      );
+      if (asRoot) chownSync(m, NOBODY, NOBODY);
+      ok(['manifest', 'sign', m, '--key', join(home, '.cordon/policy/keys/k.key')]);
+      const r = ok([
+        'run',
+        '--manifest',
+        join(home, 'm.signed.json'),
+        '--',
+        'bash',
+        '-c',
+        [
+          `cd ${proj} && git init -q`,
+          `printf '#!/bin/sh\\ntouch ${mark}\\n' > .git/hooks/pre-commit`,
+          'chmod +x .git/hooks/pre-commit && chmod 311 .git/hooks',
+        ].join(' && '),
+      ]);
+      as([GIT, 'commit', '-q', '--allow-empty', '-m', 'user'], proj);
+      expect(existsSync(mark)).toBe(false);
+      expect(String(r.stderr)).toContain(
+        `persistence guard: ${join(proj, '.git/hooks/pre-commit')}`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
