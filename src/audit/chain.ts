@@ -87,6 +87,8 @@ export interface ChainVerifierOptions {
   readonly external?: readonly { note: string; source: string; witness?: boolean }[];
   /** A witness's checkpoints: each must be one of the log's own, verified, checkpoints. */
   readonly witness?: readonly WitnessedCheckpoint[];
+  /** Keep the hashes of these records (see {@link ChainVerifier.hashAt}). */
+  readonly remember?: ReadonlySet<number>;
   /** Exported copies may hold a record twice (at-least-once delivery); skip exact repeats. */
   readonly allowDuplicates?: boolean;
   /** Where the stream starts when it is not the whole log. */
@@ -111,6 +113,8 @@ export class ChainVerifier {
   /** Witnessed checkpoints not yet found in the log, by note hash. */
   readonly #witness = new Map<string, WitnessedCheckpoint>();
   #witnessedSize = 0;
+  readonly #remember: ReadonlySet<number>;
+  readonly #remembered = new Map<number, { hash: string; checkpoint?: string }>();
   readonly #recent = new Map<number, string>();
   #expected: number;
   #prevHash: string;
@@ -142,6 +146,7 @@ export class ChainVerifier {
       }
     }
     for (const w of opts.witness ?? []) this.#witness.set(w.hash, w);
+    this.#remember = opts.remember ?? new Set();
   }
 
   get damaged(): boolean {
@@ -219,6 +224,12 @@ export class ChainVerifier {
       return false;
     }
     this.#frontier.push(recordLeaf(rec.hash));
+    if (this.#remember.has(rec.seq)) {
+      this.#remembered.set(rec.seq, {
+        hash: rec.hash,
+        ...(rec.checkpoint === undefined ? {} : { checkpoint: rec.checkpoint }),
+      });
+    }
     this.#records++;
     this.#first ??= rec.seq;
     this.#beforeLast = this.#last;
@@ -238,6 +249,16 @@ export class ChainVerifier {
       if (this.#fromGenesis && e.cp.size === this.#frontier.size) this.#matchExternal(e, location);
     }
     return this.#damage === undefined;
+  }
+
+  /** The hash of a record named in `remember` (or a recent one of an exported copy), once it is in the chain. */
+  hashAt(seq: number): string | undefined {
+    return this.#remembered.get(seq)?.hash ?? this.#recent.get(seq);
+  }
+
+  /** The signed note a record named in `remember` carries, once it is in the chain. */
+  checkpointAt(seq: number): string | undefined {
+    return this.#remembered.get(seq)?.checkpoint;
   }
 
   /** The hash of a recent record by seq (exported copies only): a repeat is not a reorder. */

@@ -1,4 +1,4 @@
-import { closeSync, constants, existsSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { packageFile } from '../package-files.js';
 import { fileURLToPath } from 'node:url';
@@ -20,11 +20,13 @@ import {
 import {
   auditPaths,
   forEachLine,
+  lastCompleteLine,
   listSegmentFiles,
   readCheckpointState,
   readIndex,
   type SegmentEntry,
 } from './store.js';
+import { checkExportProof, proofOfLine, type ExportProof, type ProofCheck } from './proofs.js';
 import { readWitness, type WitnessEntry } from './witness.js';
 
 export interface VerifyOptions {
@@ -33,6 +35,8 @@ export interface VerifyOptions {
   readonly checkpoints?: readonly { note: string; source: string }[];
   /** Witness files (witness.ts): every checkpoint in them must be in the log. */
   readonly witnesses?: readonly string[];
+  /** Proofs for a partial exported copy (proofs.ts), besides any the copy itself ends with. */
+  readonly proofs?: readonly { proof: ExportProof; source: string }[];
   /** Threads that check record hashes (default: one per CPU, up to 4; 0 checks in-thread). */
   readonly workers?: number;
   /** Called every `onProgressEvery` records (default 1,000,000), for progress output. */
@@ -332,14 +336,33 @@ function exportedRecord(line: Buffer): ChainRecord {
  * sorted first (a second pass; memory grows with the number of records, about 24 bytes each). Exact repeats of a record (at-least-once delivery) are skipped. A copy
  * may start anywhere (a time-bounded search); the chain is then checked from its first record.
  */
-export function verifyExported(file: string, opts: VerifyOptions): ChainReport {
+export interface ExportedVerifyReport extends ChainReport {
+  /** The proof checked for a partial copy (see proofs.ts), if the copy came with one. */
+  readonly proof?: ProofCheck & { readonly source: string };
+}
+
+export function verifyExported(file: string, opts: VerifyOptions): ExportedVerifyReport {
+  // Proofs given beside the copy, and the one `audit export --proofs` writes as its last line.
+  const proofs = [...(opts.proofs ?? [])];
+  const fdLast = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const last = lastCompleteLine(fdLast, fstatSync(fdLast).size);
+    const p = last === undefined ? undefined : proofOfLine(last.line, `${file} (last line)`);
+    if (p !== undefined) proofs.push({ proof: p, source: `${file} (last line)` });
+  } finally {
+    closeSync(fdLast);
+  }
+  // The proven record, and the one after it, which may be the record carrying the checkpoint.
+  const remember = new Set(proofs.flatMap((p) => [p.proof.last.seq, p.proof.last.seq + 1]));
+  const external = (opts.checkpoints ?? []).map((c) => ({ ...c, witness: true }));
   const start = (rec: ChainRecord) =>
     new ChainVerifier({
       verifiers: opts.verifiers,
       allowDuplicates: true,
-      external: opts.checkpoints ?? [],
+      external,
       startSeq: rec.seq,
       startPrev: rec.prev,
+      remember,
     });
   // One pass verifies a copy that is in order (our own exports, most searches) and indexes every
   // line; a copy found out of order is then verified again, sorted, from the index.
@@ -354,6 +377,27 @@ export function verifyExported(file: string, opts: VerifyOptions): ChainReport {
   const { tail } = forEachLine(file, 0, (line, offset) => {
     n++;
     if (line.length === 0) return true;
+    // Proof lines are not records; one in the middle of a copy (a shuffled SIEM copy) is used
+    // as well, as far as the hashes it needs are still known.
+    try {
+      const p = proofOfLine(line, `${file}:${n}`);
+      if (p !== undefined) {
+        if (
+          !proofs.some(
+            (q) =>
+              q.source === `${file} (last line)` &&
+              q.proof.last.seq === p.last.seq &&
+              q.proof.checkpoint === p.checkpoint,
+          )
+        ) {
+          proofs.push({ proof: p, source: `${file}:${n}` });
+        }
+        return true;
+      }
+    } catch (e) {
+      bad = { lineNo: n, message: (e as Error).message };
+      return false;
+    }
     let rec: ChainRecord;
     try {
       rec = exportedRecord(line);
@@ -386,6 +430,7 @@ export function verifyExported(file: string, opts: VerifyOptions): ChainReport {
     v = undefined;
     const order = Array.from({ length: n }, (_, i) => i).filter((i) => (lengths[i] ?? 0) > 0);
     order.sort((a, b) => (seqs[a] ?? 0) - (seqs[b] ?? 0) || a - b);
+    // Proof lines were not indexed as records (their length is 0 in the index).
     const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
       for (const i of order) {
@@ -399,7 +444,7 @@ export function verifyExported(file: string, opts: VerifyOptions): ChainReport {
       closeSync(fd);
     }
   }
-  v ??= new ChainVerifier({ verifiers: opts.verifiers, external: opts.checkpoints ?? [] });
+  v ??= new ChainVerifier({ verifiers: opts.verifiers, external });
   if (bad !== undefined) {
     v.fail({
       kind: 'modified',
@@ -410,5 +455,36 @@ export function verifyExported(file: string, opts: VerifyOptions): ChainReport {
   if (tail.length > 0) {
     v.fail({ kind: 'truncated', location: file, detail: 'the file ends in the middle of a line' });
   }
-  return v.finish();
+  const verifier = v;
+  const report = verifier.finish();
+  if (!report.ok || proofs.length === 0) return report;
+  // The copy's chain is intact; a proof turns "intact" into "proven" up to the record it is for.
+  let best: (ProofCheck & { source: string }) | undefined;
+  for (const { proof, source } of proofs) {
+    const check = checkExportProof(proof, verifier.hashAt(proof.last.seq), opts.verifiers);
+    if (!check.ok) {
+      return {
+        ...report,
+        ok: false,
+        witnessedSize: 0,
+        proof: { ...check, source },
+        damage: { kind: 'modified', seq: proof.last.seq, location: source, detail: check.detail },
+      };
+    }
+    // The record carrying the proof's own checkpoint (written right after the records it
+    // signs) counts as signed, as in the log itself.
+    const carrier = verifier.checkpointAt(proof.last.seq + 1);
+    const through =
+      check.checkpointSize === proof.last.seq && carrier === proof.checkpoint
+        ? proof.last.seq + 1
+        : check.through;
+    if (best === undefined || through > best.through) best = { ...check, through, source };
+  }
+  if (best === undefined) return report;
+  return {
+    ...report,
+    checkpointsVerified: report.checkpointsVerified + 1,
+    signedThrough: Math.max(report.signedThrough, best.through),
+    proof: best,
+  };
 }

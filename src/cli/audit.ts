@@ -16,7 +16,13 @@ import {
   type SegmentIndex,
 } from '../audit/store.js';
 import { syntheticEvents } from '../audit/synthetic.js';
-import { verifyExported, verifyLog, type LogVerifyReport } from '../audit/verify.js';
+import {
+  verifyExported,
+  verifyLog,
+  type ExportedVerifyReport,
+  type LogVerifyReport,
+} from '../audit/verify.js';
+import { buildExportProof, PROOF_KEY, proofOfLine, type ExportProof } from '../audit/proofs.js';
 import { CordonError } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
 import { keyIdOf, loadPublicKeyPem } from '../manifest/keys.js';
@@ -27,6 +33,7 @@ import { EXIT, printJson, resolveDirs, usage, type CliIo, type GlobalOptions } f
 export interface AuditVerifyOptions extends GlobalOptions {
   checkpoint?: string[];
   witness?: string[];
+  proof?: string[];
   exported?: string;
   key?: string;
   json?: boolean;
@@ -124,7 +131,22 @@ function localCompleteness(r: LogVerifyReport): Completeness {
   return { proven, through: proven ? r.witnessedSize : 0, witnesses: r.witnesses, reason };
 }
 
-function exportedCompleteness(r: ChainReport): Completeness {
+/** A proof saved beside a copy: the line `audit export --proofs` wrote. */
+function proofFile(file: string): { proof: ExportProof; source: string } {
+  const text = readFileCapped(file, 16 * 1024 * 1024)
+    .toString('utf8')
+    .trim();
+  const proof = proofOfLine(text, file);
+  if (proof === undefined) {
+    throw new CordonError('AUDIT_PROOF_INVALID', `${file} holds no proof`, {
+      file,
+      hint: 'pass the last line of a copy written by `cordon audit export --proofs`',
+    });
+  }
+  return { proof, source: file };
+}
+
+function exportedCompleteness(r: ExportedVerifyReport): Completeness {
   const last = r.lastSeq ?? 0;
   const proven = r.ok && r.records > 0 && r.signedThrough >= last;
   const reason = !r.ok
@@ -132,7 +154,9 @@ function exportedCompleteness(r: ChainReport): Completeness {
     : r.records === 0
       ? 'the copy holds no record'
       : proven
-        ? 'every record is under a signed checkpoint'
+        ? r.proof !== undefined
+          ? r.proof.detail
+          : 'every record is under a signed checkpoint'
         : r.signedThrough < (r.firstSeq ?? 1)
           ? `no record of the copy is under a signed checkpoint: its hash chain can be recomputed by anyone (export with --proofs)`
           : `records ${Math.max(r.signedThrough + 1, r.firstSeq ?? 1)}..${last} are not under a signed checkpoint: their hash chain can be recomputed by anyone`;
@@ -191,7 +215,8 @@ export async function runAuditVerify(io: CliIo, opts: AuditVerifyOptions): Promi
   const vs = verifiers(io, opts);
   const checkpoints = (opts.checkpoint ?? []).map((f) => ({ note: checkpointNote(f), source: f }));
   if (opts.exported !== undefined) {
-    const r = verifyExported(opts.exported, { verifiers: vs, checkpoints });
+    const proofs = (opts.proof ?? []).map((f) => proofFile(f));
+    const r = verifyExported(opts.exported, { verifiers: vs, checkpoints, proofs });
     const c = exportedCompleteness(r);
     if (opts.json === true)
       printJson(io, { ...r, ok: r.ok && c.proven, intact: r.ok, completeness: c });
@@ -424,6 +449,7 @@ export interface AuditExportOptions extends GlobalOptions {
   until?: string;
   format: string;
   out?: string;
+  proofs?: boolean;
 }
 
 /** `--since`: a seq number, an ISO 8601 time, or a duration back from now (15m, 2h, 7d). */
@@ -453,6 +479,8 @@ export function runAuditExport(io: CliIo, opts: AuditExportOptions): number {
   const until = opts.until === undefined ? {} : parseBound(io, opts.until, '--until');
   const out: string[] = [];
   let count = 0;
+  let first = 0;
+  let last = 0;
   const flush = opts.out === undefined ? (t: string) => io.stdout(t) : (t: string) => out.push(t);
   readAfter(p, since.seq === undefined ? 0 : since.seq - 1, (line, seq) => {
     if (until.seq !== undefined && seq > until.seq) return false;
@@ -462,11 +490,34 @@ export function runAuditExport(io: CliIo, opts: AuditExportOptions): number {
     if (until.time !== undefined && t > until.time) return false;
     flush(JSON.stringify(toExported(rec)) + '\n');
     count++;
+    if (first === 0) first = seq;
+    last = seq;
     return true;
   });
+  let code: number = EXIT.OK;
+  if (opts.proofs === true && count > 0) {
+    // The proof goes last, as one line of its own: a signed checkpoint and the RFC 9162
+    // proofs that make the copy verifiable on its own (`audit verify --exported`).
+    try {
+      const { proof, through } = buildExportProof(p, first, last);
+      flush(JSON.stringify({ [PROOF_KEY]: proof }) + '\n');
+      if (through < last) {
+        io.stderr(
+          `records ${through + 1}..${last} are after the last signed checkpoint: the copy proves records ${first}..${through} only\n`,
+        );
+        code = EXIT.UNPROVEN;
+      }
+    } catch (e) {
+      if (!(e instanceof CordonError) || e.code !== 'AUDIT_PROOF_UNAVAILABLE') throw e;
+      io.stderr(`no proof: ${e.message}\n`);
+      code = EXIT.UNPROVEN;
+    }
+  }
   if (opts.out !== undefined) writeFileSync(opts.out, out.join(''), { mode: 0o600 });
-  io.stderr(`exported ${count} record(s)\n`);
-  return EXIT.OK;
+  io.stderr(
+    `exported ${count} record(s)${opts.proofs === true && code === EXIT.OK && count > 0 ? ' with a proof' : ''}\n`,
+  );
+  return code;
 }
 
 export interface AuditShipOptions extends GlobalOptions {

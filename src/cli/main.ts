@@ -436,6 +436,11 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
       '--exported <file>',
       'verify an exported NDJSON copy (from a SIEM) instead of the local log',
     )
+    .option(
+      '--proof <file>',
+      'with --exported: a proof written by `audit export --proofs`, kept apart from the copy (repeatable)',
+      collect,
+    )
     .option('--key <vkey|file>', "the device's verifier key (default: <policy-dir>/device.pub)")
     .option('--json', 'machine-readable output')
     .addHelpText(
@@ -474,9 +479,13 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .option('--since <seq|time|duration>', 'first record: a seq, an ISO time, or 15m / 24h / 7d')
     .option('--until <seq|time|duration>', 'last record')
     .option('--out <file>', 'write to a file instead of stdout')
+    .option(
+      '--proofs',
+      'end with a signed checkpoint and RFC 9162 proofs, so that a partial copy verifies on its own (exit 4 if records after the last checkpoint cannot be proven yet)',
+    )
     .addHelpText(
       'after',
-      '\nExamples:\n  cordon audit export --format ocsf-ndjson --since 24h > today.ndjson',
+      '\nExamples:\n  cordon audit export --format ocsf-ndjson --since 24h > today.ndjson\n  cordon audit export --format ocsf-ndjson --since 1500 --until 1800 --proofs --out window.ndjson',
     )
     .action((o: AuditExportOptions) => act(() => runAuditExport(io, { ...g(), ...o })));
   audit

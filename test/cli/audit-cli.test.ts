@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readCheckpointState, auditPaths } from '../../src/audit/store.js';
 import { errorCode, manifest, tempDir } from '../helpers.js';
-import { scanRecord } from '../../src/audit/record.js';
+import { encodeRecord, fromExported, scanRecord, toExported } from '../../src/audit/record.js';
+import { canonicalize } from '../../src/manifest/canonical.js';
 import { cli } from './harness.js';
 import { runAuditTail } from '../../src/cli/audit.js';
 
@@ -223,6 +224,135 @@ describe('cordon audit', () => {
     expect(
       (await run(['audit', 'export', '--format', 'ocsf-ndjson', '--since', 'yesterday'])).code,
     ).toBe(2);
+  });
+
+  it('verify --exported: a partial copy is proven only by a signed checkpoint and RFC 9162 proofs; 50 events rewritten to Allowed with the chain recomputed are caught', async () => {
+    const { run, home } = await setup(300);
+    // A later checkpoint too, so the proof also carries a consistency proof to it.
+    expect((await run(['audit', 'emit-test', '--count', '100'])).code).toBe(0);
+    const status = (await run(['audit', 'status', '--json'])).json() as { verifierKey: string };
+    const key = status.verifierKey;
+    const win = join(home, 'window.ndjson');
+    const exp = await run([
+      'audit',
+      'export',
+      '--format',
+      'ocsf-ndjson',
+      '--since',
+      '100',
+      '--until',
+      '250',
+      '--proofs',
+      '--out',
+      win,
+    ]);
+    expect(exp.code, exp.stderr).toBe(0);
+    expect(exp.stderr).toMatch(/exported 151 record\(s\) with a proof/);
+    const lines = readFileSync(win, 'utf8').trim().split('\n');
+    const proofLine = lines.pop()!;
+    expect(proofLine).toMatch(/^\{"cordon_audit_proof":/);
+    expect(lines).toHaveLength(151);
+
+    // Genuine, with its proof: proven (verified elsewhere, with the verifier key only).
+    const elsewhere = { home, cordonHome: join(home, 'elsewhere') };
+    const good = await cli(['audit', 'verify', '--exported', win, '--key', key], elsewhere);
+    expect(good.code, good.stdout + good.stderr).toBe(0);
+    expect(good.stdout).toMatch(
+      /authenticity: proven \(record 250 is in the tree signed by the checkpoint over 300 records \(RFC 9162 inclusion proof\), which is consistent with the latest checkpoint over 401\)/,
+    );
+    // Genuine, without its proof: the chain alone proves nothing; unproven, exit 4.
+    const bare = join(home, 'bare.ndjson');
+    writeFileSync(bare, lines.join('\n') + '\n');
+    const unproven = await cli(['audit', 'verify', '--exported', bare, '--key', key], elsewhere);
+    expect(unproven.code, unproven.stdout).toBe(4);
+    expect(unproven.stdout).toMatch(
+      /authenticity: NOT PROVEN \(no record of the copy is under a signed checkpoint/,
+    );
+    // The proof kept apart from the copy (a SIEM search plus the device's proof) works too.
+    const proofOnly = join(home, 'window.proof');
+    writeFileSync(proofOnly, proofLine + '\n');
+    const apart = await cli(
+      ['audit', 'verify', '--exported', bare, '--proof', proofOnly, '--key', key],
+      elsewhere,
+    );
+    expect(apart.code, apart.stdout).toBe(0);
+
+    // The attack: 50 Blocked events turned into Allowed, every hash and prev recomputed.
+    let prev = (fromExported(JSON.parse(lines[0]!)) as { prev: string }).prev;
+    let rewritten = 0;
+    const forged = lines.map((l) => {
+      const r = fromExported(JSON.parse(l));
+      let event = r.event;
+      if (rewritten < 50 && event['disposition'] === 'Blocked') {
+        event = {
+          ...event,
+          disposition: 'Allowed',
+          disposition_id: 1,
+          action_id: 1,
+          action: 'Allowed',
+        };
+        rewritten++;
+      }
+      const { hash } = encodeRecord(r.seq, r.time, prev, canonicalize(event));
+      const out = JSON.stringify(toExported({ seq: r.seq, time: r.time, prev, hash, event }));
+      prev = hash;
+      return out;
+    });
+    expect(rewritten).toBe(50);
+    const forgedFile = join(home, 'forged.ndjson');
+    // Without a proof the forgery is a well-formed chain: not ok (unproven, exit 4).
+    writeFileSync(forgedFile, forged.join('\n') + '\n');
+    const noProof = await cli(
+      ['audit', 'verify', '--exported', forgedFile, '--key', key],
+      elsewhere,
+    );
+    expect(noProof.code, noProof.stdout).toBe(4);
+    expect(noProof.stdout).not.toMatch(/^ok:/m);
+    // With the genuine proof: damage, exit 1.
+    writeFileSync(forgedFile, [...forged, proofLine].join('\n') + '\n');
+    const withProof = await cli(
+      ['audit', 'verify', '--exported', forgedFile, '--key', key],
+      elsewhere,
+    );
+    expect(withProof.code, withProof.stdout).toBe(1);
+    expect(withProof.stdout).toMatch(
+      /DAMAGE \(modified\) at record 250: record 250 in the copy is not the record the proof is for/,
+    );
+    // A forged proof (the attacker's own inclusion path) fails the signed root.
+    const proof = JSON.parse(proofLine) as {
+      cordon_audit_proof: { last: { hash: string }; inclusion: string[] };
+    };
+    proof.cordon_audit_proof.last.hash = (
+      JSON.parse(forged.at(-1)!) as { unmapped: { cordon_audit: { hash: string } } }
+    ).unmapped.cordon_audit.hash;
+    writeFileSync(forgedFile, [...forged, JSON.stringify(proof)].join('\n') + '\n');
+    const forgedProof = await cli(
+      ['audit', 'verify', '--exported', forgedFile, '--key', key],
+      elsewhere,
+    );
+    expect(forgedProof.code, forgedProof.stdout).toBe(1);
+    expect(forgedProof.stdout).toMatch(
+      /record 250 is not in the tree the checkpoint over 300 records signs/,
+    );
+
+    // A window up to the log's end: its last record carries the latest checkpoint, which counts
+    // as signed, as in the log itself.
+    const toEnd = join(home, 'to-end.ndjson');
+    const end = await run([
+      'audit',
+      'export',
+      '--format',
+      'ocsf-ndjson',
+      '--since',
+      '390',
+      '--proofs',
+      '--out',
+      toEnd,
+    ]);
+    expect(end.code, end.stderr).toBe(0);
+    const endCheck = await cli(['audit', 'verify', '--exported', toEnd, '--key', key], elsewhere);
+    expect(endCheck.code, endCheck.stdout).toBe(0);
+    expect(endCheck.stdout).toMatch(/^records 390\.\.402: chain intact/m);
   });
 
   it('tail filters with --where and prints exported events with --json', async () => {
