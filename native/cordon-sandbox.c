@@ -11,17 +11,18 @@
  *   3. forks the agent, which drops every capability, sets no_new_privs and resource limits,
  *      enters a Landlock domain (read / write / execute by path, signal and abstract-socket
  *      scoping) and a seccomp filter, then execs the command;
- *   4. stays as init: forwards signals to the agent's process group, hands it the terminal,
- *      reaps orphans, and exits with the agent's status (the kernel then kills whatever is
- *      left in the pid namespace).
+ *   4. stays as init: forwards signals to the agent's process group, makes it the foreground of
+ *      the session's own terminal, reaps orphans, and exits with the agent's status (the kernel
+ *      then kills whatever is left in the pid namespace).
  *
  * Any failure before exec is fatal (exit 125) with a message naming the step: there is no
  * weaker mode. `cordon-sandbox --probe` prints what the kernel offers, for `cordon doctor`.
  *
- * `cordon-sandbox --launch --keep-fds N -- BWRAP ARGS...` runs OUTSIDE the sandbox, started by
- * `cordon run` in bubblewrap's place: it closes every descriptor from N up that the caller of
- * `cordon run` left open (a shell's `exec 7<file`, a connected socket: Node passes on whatever
- * is not close-on-exec), then execs bubblewrap.
+ * `cordon-sandbox --launch --keep-fds N [--status-fd FD] -- BWRAP ARGS...` runs OUTSIDE the
+ * sandbox, started by `cordon run` in bubblewrap's place: it closes every descriptor from N up
+ * that the caller of `cordon run` left open (a shell's `exec 7<file`, a connected socket: Node
+ * passes on whatever is not close-on-exec), then execs bubblewrap - or, when a standard stream
+ * is a terminal, runs bubblewrap on a pseudo-terminal of the session's own and relays it.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -275,7 +276,8 @@ static void install_seccomp(enum seccomp_role role) {
   JUMP(BPF_JMP | BPF_JEQ | BPF_K, MFD_NOEXEC_SEAL_, 1, 0);
   STMT(BPF_RET | BPF_K, ERRNO(EPERM));
   STMT(BPF_LD | BPF_W | BPF_ABS, NR_OFF);
-  /* Faking terminal input (TIOCSTI) would type commands into the user's shell after exit. */
+  /* Faking terminal input (TIOCSTI) would type commands into the shell that reads the terminal
+   * after the agent: the session's terminal is its own, and this stays refused all the same. */
   deny_arg(fp, __NR_ioctl, 1, BPF_JEQ, TIOCSTI, EPERM);
   deny_arg(fp, __NR_ioctl, 1, BPF_JEQ, TIOCLINUX, EPERM);
   /* Socket families by allow list. The network namespace isolates only IP (and what rides on
@@ -574,7 +576,7 @@ static void usage(void) {
           "         [--cpu SECONDS] [--fsize BYTES] [--nofile N]\n"
           "         [--expect-mount DEV:INO:PATH] [--expect-tmpfs PATH] -- COMMAND [ARGS...]\n"
           "       cordon-sandbox --probe\n"
-          "       cordon-sandbox --launch [--keep-fds N] -- /path/to/bwrap ARGS...\n");
+          "       cordon-sandbox --launch [--keep-fds N] [--status-fd FD] -- /path/to/bwrap ARGS...\n");
   exit(2);
 }
 
@@ -633,8 +635,240 @@ static long long parse_num(const char *s, const char *flag) {
   return v;
 }
 
+/* ---- the session's own terminal (launch step, outside the sandbox) ----------------------- */
+
+/* The agent never holds a descriptor of the user's terminal: with a terminal on 0-2, bubblewrap
+ * runs in a new session on a pseudo-terminal of its own, and this process relays bytes between
+ * the two (as sudo's use_pty and ssh do). Whatever the agent does to its terminal - tcsetpgrp,
+ * TIOCSTI, reading after the user suspended it - reaches only that pseudo-terminal; the user's
+ * terminal is read only while the session is the foreground job and not suspended. */
+static int user_tty = -1;     /* the terminal found on 0-2: termios, size, job control */
+static int user_out = -1;     /* where the session's output goes (a terminal among 1-2, else user_tty) */
+static struct termios user_modes;
+static int raw_on = 0;
+static int sig_pipe[2] = {-1, -1};
+
+static void note_signal(int sig) {
+  int e = errno;
+  unsigned char c = (unsigned char)sig;
+  if (write(sig_pipe[1], &c, 1) < 0) { /* full: a wake-up is already pending */ }
+  errno = e;
+}
+
+/* Whether the session is the foreground job of the user's terminal. A terminal that is not this
+ * process's controlling terminal has no job control at all: the session then owns it. */
+static int in_foreground(void) {
+  pid_t fg = tcgetpgrp(user_tty);
+  if (fg < 0) return errno == ENOTTY;
+  return fg == getpgrp();
+}
+
+static void enter_raw(void) {
+  if (raw_on || tcgetattr(user_tty, &user_modes) != 0) return;
+  struct termios t = user_modes;
+  cfmakeraw(&t);
+  if (tcsetattr(user_tty, TCSADRAIN, &t) == 0) raw_on = 1;
+}
+
+/* Only ever from the foreground: from the background, tcsetattr would overwrite the modes of
+ * whoever has the terminal now (and stop this process with SIGTTOU). */
+static void leave_raw(void) {
+  if (!raw_on) return;
+  if (in_foreground()) tcsetattr(user_tty, TCSADRAIN, &user_modes);
+  raw_on = 0;
+}
+
+static void copy_size(int to) {
+  struct winsize ws;
+  if (ioctl(user_tty, TIOCGWINSZ, &ws) == 0) ioctl(to, TIOCSWINSZ, &ws);
+}
+
+static void write_all(int fd, const char *buf, ssize_t n) {
+  for (ssize_t off = 0; off < n;) {
+    ssize_t w = write(fd, buf + off, (size_t)(n - off));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return; /* the user's terminal is gone: output has nowhere to go */
+    }
+    off += w;
+  }
+}
+
+/* Read what the session wrote to its terminal and pass it on; 0 once the pseudo-terminal has
+ * no writer left. */
+static int pass_output(int master) {
+  char buf[16384];
+  ssize_t n = read(master, buf, sizeof buf);
+  if (n > 0) {
+    write_all(user_out, buf, n);
+    return 1;
+  }
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 1;
+  return 0;
+}
+
+static const int relay_signals[] = {SIGCHLD, SIGWINCH, SIGCONT, SIGTSTP, SIGTERM,
+                                    SIGINT,  SIGHUP,   SIGQUIT, SIGUSR2};
+
+static int relay_terminal(char **cmd, int keep, int status) {
+  pid_t parent = getppid();
+  int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0 || grantpt(master) != 0 || unlockpt(master) != 0) die("terminal", "cannot allocate a pseudo-terminal");
+  const char *name = ptsname(master);
+  int slave = name == NULL ? -1 : open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) die("terminal", "cannot open the pseudo-terminal");
+  /* The session's terminal starts as the user's is now (cooked modes, size); the user's goes
+   * raw while the session is in the foreground, so every key reaches the session's line
+   * discipline once: Ctrl-C and Ctrl-Z signal the agent, not Cordon. */
+  if (tcgetattr(user_tty, &user_modes) == 0) tcsetattr(slave, TCSANOW, &user_modes);
+  copy_size(slave);
+  if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) != 0) die("terminal", "pipe");
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  for (size_t k = 0; k < sizeof relay_signals / sizeof relay_signals[0]; k++) {
+    struct sigaction sa = {.sa_handler = note_signal, .sa_flags = SA_RESTART};
+    sigfillset(&sa.sa_mask);
+    sigaction(relay_signals[k], &sa, NULL);
+  }
+  /* Cordon dying must not leave the terminal raw: the parent's death arrives as SIGTERM. */
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() != parent) _exit(EXIT_SETUP);
+  /* Cordon learns on the helper's status pipe that Ctrl-Z must go through this process. */
+  if (status >= 0) dprintf(status, "{\"event\":\"terminal\",\"relay\":true}\n");
+  int fg = in_foreground();
+  if (fg) enter_raw();
+  int was_tty[3];
+  for (int fd = 0; fd < 3; fd++) was_tty[fd] = isatty(fd);
+
+  pid_t child = fork();
+  if (child < 0) {
+    leave_raw();
+    die("terminal", "fork");
+  }
+  if (child == 0) {
+    for (size_t k = 0; k < sizeof relay_signals / sizeof relay_signals[0]; k++) signal(relay_signals[k], SIG_DFL);
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (setsid() < 0 || ioctl(slave, TIOCSCTTY, 0) != 0) die("terminal", "cannot make the pseudo-terminal the session's");
+    /* Exactly the streams that were the terminal become the session's terminal; redirected
+     * ones stay as they are. */
+    for (int fd = 0; fd < 3; fd++)
+      if (was_tty[fd] && dup2(slave, fd) != fd) die("terminal", "dup2");
+    execv(cmd[0], cmd);
+    fprintf(stderr, "cordon-sandbox: cannot run %s: %s\n", cmd[0], strerror(errno));
+    _exit(EXIT_SETUP);
+  }
+  close(slave);
+  /* bubblewrap holds Cordon's pipes now; this process keeps none of them. */
+  for (int fd = 3; fd < keep; fd++) close(fd);
+  int fl = fcntl(master, F_GETFL);
+  fcntl(master, F_SETFL, fl | O_NONBLOCK);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+
+  char in_buf[4096];
+  ssize_t in_len = 0, in_off = 0;
+  int input_open = 1, output_open = 1, status_word = 0, done = 0;
+  while (!done) {
+    struct pollfd p[3] = {{.fd = sig_pipe[0], .events = POLLIN},
+                          {.fd = output_open ? master : -1, .events = (short)(POLLIN | (in_len > in_off ? POLLOUT : 0))},
+                          /* Polled with no events too: a hang-up is reported anyway. */
+                          {.fd = input_open ? user_tty : -1,
+                           .events = (short)(fg && in_len == in_off ? POLLIN : 0)}};
+    if (poll(p, 3, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    int hung_up = 0;
+    if (p[2].revents & POLLIN) {
+      ssize_t n = read(user_tty, in_buf, sizeof in_buf);
+      if (n > 0) {
+        in_len = n;
+        in_off = 0;
+      } else if (n == 0 || errno == EIO) hung_up = 1;
+      else if (errno != EINTR && errno != EAGAIN) input_open = 0; /* a stream that cannot be read */
+    } else if (p[2].revents & (POLLHUP | POLLERR)) hung_up = 1;
+    if (hung_up) {
+      /* The user's terminal is gone (its window closed): hang up the session's terminal too, so
+       * the agent gets SIGHUP as it would have from a terminal of its own. */
+      input_open = 0;
+      if (output_open) {
+        close(master);
+        output_open = 0;
+      }
+    }
+    if (output_open && (p[1].revents & POLLOUT) && in_len > in_off) {
+      ssize_t w = write(master, in_buf + in_off, (size_t)(in_len - in_off));
+      if (w > 0) in_off += w;
+    }
+    if (output_open && (p[1].revents & (POLLIN | POLLHUP | POLLERR))) output_open = pass_output(master);
+    if (!(p[0].revents & POLLIN)) continue;
+    unsigned char sigs[64];
+    ssize_t ns = read(sig_pipe[0], sigs, sizeof sigs);
+    for (ssize_t k = 0; k < ns; k++) {
+      switch (sigs[k]) {
+        case SIGCHLD: {
+          int st;
+          if (waitpid(child, &st, WNOHANG) == child) {
+            status_word = st;
+            done = 1;
+          }
+          break;
+        }
+        case SIGWINCH:
+          if (fg) copy_size(master);
+          break;
+        case SIGTSTP:
+          /* The agent stopped (Cordon passes the helper's report on), or the job was told to
+           * stop: give the user's terminal back as it was, then stop the whole job so the shell
+           * takes the terminal. Nothing reads it until the job is continued in the foreground. */
+          leave_raw();
+          fg = 0;
+          kill(0, SIGSTOP);
+          break;
+        case SIGCONT:
+          /* `fg` or `bg`: only in the foreground is the terminal touched and read again. */
+          fg = in_foreground();
+          if (fg) {
+            enter_raw();
+            copy_size(master);
+          }
+          break;
+        case SIGTERM:
+          if (getppid() != parent) {
+            leave_raw();
+            kill(child, SIGKILL);
+          }
+          break;
+        default:
+          /* SIGINT, SIGHUP, SIGQUIT, SIGUSR2 sent to the job: Cordon passes them to the agent. */
+          break;
+      }
+    }
+  }
+  /* bubblewrap has exited, and with it everything in the sandbox: pass on what the session
+   * wrote last, give the terminal back, and end as bubblewrap did. */
+  while (output_open && pass_output(master)) {
+    struct pollfd q = {.fd = master, .events = POLLIN};
+    if (poll(&q, 1, 0) <= 0) break;
+  }
+  leave_raw();
+  if (WIFSIGNALED(status_word)) {
+    int sig = WTERMSIG(status_word);
+    struct rlimit none = {0, 0};
+    setrlimit(RLIMIT_CORE, &none);
+    signal(sig, SIG_DFL);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    sigprocmask(SIG_UNBLOCK, &one, NULL);
+    kill(getpid(), sig);
+    return 128 + sig;
+  }
+  return WIFEXITED(status_word) ? WEXITSTATUS(status_word) : EXIT_SETUP;
+}
+
 static int launch(int argc, char **argv) {
-  int keep = 3, i = 2;
+  int keep = 3, status = -1, i = 2;
   for (; i < argc; i++) {
     if (strcmp(argv[i], "--") == 0) {
       i++;
@@ -645,10 +879,18 @@ static int launch(int argc, char **argv) {
       long v = strtol(argv[++i], &end, 10);
       if (*end || v < 3 || v > 64) usage();
       keep = (int)v;
+    } else if (strcmp(argv[i], "--status-fd") == 0 && i + 1 < argc) {
+      status = (int)parse_num(argv[++i], "--status-fd");
     } else usage();
   }
   if (i >= argc || argv[i][0] != '/') usage();
   close_strays(keep, NULL, 0);
+  for (int fd = 0; fd < 3 && user_tty < 0; fd++)
+    if (isatty(fd)) user_tty = fd;
+  if (user_tty >= 0) {
+    user_out = isatty(1) ? 1 : isatty(2) ? 2 : user_tty;
+    return relay_terminal(&argv[i], keep, status);
+  }
   execv(argv[i], &argv[i]);
   fprintf(stderr, "cordon-sandbox: cannot run %s: %s\n", argv[i], strerror(errno));
   return EXIT_SETUP;

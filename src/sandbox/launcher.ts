@@ -241,11 +241,22 @@ export async function runSession(
 
     const started = o.now();
     // Node passes on every descriptor its caller left open without close-on-exec; the helper's
-    // launch step closes all but these six before it execs bubblewrap.
+    // launch step closes all but these six before it execs bubblewrap. With a terminal on 0-2,
+    // it runs bubblewrap on a pseudo-terminal of the session's own and relays it, and says so on
+    // the status pipe (fd 4) before bubblewrap starts.
     const stdio = ['inherit', 'inherit', 'inherit', 'pipe', 'pipe', 'pipe'] as const;
     child = spawn(
       o.helper,
-      ['--launch', '--keep-fds', String(stdio.length), '--', o.bwrap, ...plan.bwrapArgs],
+      [
+        '--launch',
+        '--keep-fds',
+        String(stdio.length),
+        '--status-fd',
+        '4',
+        '--',
+        o.bwrap,
+        ...plan.bwrapArgs,
+      ],
       { env: plan.env, stdio: [...stdio] },
     );
     const spawned = child;
@@ -290,6 +301,7 @@ export async function runSession(
     const helperOut = spawned.stdio[4] as Readable;
     helperOut.setEncoding('utf8');
     let helperBuf = '';
+    let relayed = false;
     helperOut.on('data', (d: string) => {
       helperBuf += d;
       let nl;
@@ -302,10 +314,14 @@ export async function runSession(
         }
         if (event?.['event'] === 'bridge-restarted' || event?.['event'] === 'bridge-failed')
           bridgeReports.push(reportBridge(event));
-        if (event?.['event'] === 'stopped') {
-          // The agent was suspended from its terminal (Ctrl-Z): stop this process too, so the
-          // user's shell sees the job stopped; `fg` continues it and the helper the agent.
-          process.kill(process.pid, 'SIGSTOP');
+        if (event?.['event'] === 'terminal') relayed = true;
+        else if (event?.['event'] === 'stopped') {
+          // The agent was suspended (Ctrl-Z on its terminal): the job stops, so the user's shell
+          // sees it stopped and takes its terminal back; `fg` continues it, and the helper the
+          // agent. The terminal relay first gives the user's terminal back as it was, then
+          // stops the job itself.
+          if (relayed) spawned.kill('SIGTSTP');
+          else process.kill(process.pid, 'SIGSTOP');
         } else if (event !== undefined) helperEvents.push(event);
         helperBuf = helperBuf.slice(nl + 1);
       }

@@ -477,7 +477,8 @@ describe('cordon run: the session', () => {
     await until(() => out.includes('prompt$ '));
     const agent = `echo ready; read line; echo got=$line; exit 4`;
     type(`node ${BIN} run --manifest ${manifest} -- bash -c '${agent}'\n`);
-    await until(() => out.includes('ready'));
+    // The agent's line, not the echo of the command typed.
+    await until(() => out.includes('ready\r\n'));
     type('\x1a');
     // The shell reports the stopped job and prompts again: it has the terminal back.
     await until(() => /Stopped/.test(out));
@@ -488,7 +489,9 @@ describe('cordon run: the session', () => {
     await new Promise((r) => setTimeout(r, 300));
     // Reading the terminal works only for its foreground group: the agent has it again.
     type('hello\n');
-    await until(() => /got=hello/.test(out));
+    // The next command is typed once the shell prompts again, as a person does: keys typed
+    // while the session is still ending go to the session.
+    await until(() => /got=hello\r\nprompt\$ /.test(out));
     type('echo status=$?\n');
     await until(() => /status=4/.test(out));
     type('exit\n');

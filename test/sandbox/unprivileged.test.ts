@@ -77,7 +77,7 @@ describe('cordon run as an ordinary user', () => {
         notAfter: new Date(Date.now() + 30 * 86_400_000).toISOString().replace(/\.\d+Z$/, 'Z'),
         readPaths: ['~/Work/**'],
         writePaths: ['~/Work/out/**'],
-        commandsAllowed: ['/usr/bin/bash', '/usr/bin/cat', '/usr/bin/id'],
+        commandsAllowed: ['/usr/bin/bash', '/usr/bin/cat', '/usr/bin/id', '/usr/bin/readlink'],
       }),
     );
     if (asRoot) chownSync(m, NOBODY, NOBODY);
@@ -113,5 +113,24 @@ describe('cordon run as an ordinary user', () => {
     expect(out).not.toMatch(/^loader=0$/m);
     expect(out).toMatch(/^landlock=1$/m);
     expect(out).toMatch(/^trust=1$/m);
+
+    // On a terminal, the session gets a pseudo-terminal of its own, unprivileged too.
+    const user = asRoot ? `setpriv --reuid=${NOBODY} --regid=${NOBODY} --clear-groups -- ` : '';
+    const inside = 'test -t 0 && echo in-tty=yes; echo in=$(readlink /proc/$$/fd/0)';
+    const onTty = spawnSync(
+      'script',
+      [
+        '-qec',
+        `echo out=$(readlink /proc/self/fd/0); ${user}${process.execPath} ${BIN} run --manifest ${join(home, 'm.signed.json')} -- bash -c '${inside}'`,
+        '/dev/null',
+      ],
+      { env, encoding: 'utf8' },
+    );
+    expect(onTty.status, onTty.stdout + onTty.stderr).toBe(0);
+    const v = (k: string): string => new RegExp(`${k}=(\\S*)`).exec(onTty.stdout)?.[1] ?? '';
+    expect(v('in-tty'), onTty.stdout).toBe('yes');
+    expect(v('out')).toMatch(/^\/dev\/pts\/\d+$/);
+    expect(v('in')).not.toBe('');
+    expect(v('in')).not.toBe(v('out'));
   });
 });
