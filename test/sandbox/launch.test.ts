@@ -89,7 +89,10 @@ describe('cordon run: inherited descriptors', () => {
     expect(readlinkSync(`/proc/${cordonPid}/fd/20`)).toBe(secret);
     expect(readlinkSync(`/proc/${cordonPid}/fd/40`)).toMatch(/^socket:/);
     // The session record names the sandbox's pid 1; its parent is bubblewrap.
-    const sessions = readdirSync(join(s.cordonHome, 'state/sessions'));
+    // Each session's record (`.json`) beside the manifest it verified.
+    const sessions = readdirSync(join(s.cordonHome, 'state/sessions')).filter((f) =>
+      f.endsWith('.json'),
+    );
     expect(sessions.length).toBe(1);
     const record = JSON.parse(
       readFileSync(join(s.cordonHome, 'state/sessions', sessions[0] ?? ''), 'utf8'),
@@ -146,7 +149,10 @@ describe('cordon run: inherited descriptors', () => {
 describe('cordon run: bubblewrap killed from outside', () => {
   it('returns 128 + the signal (137 for SIGKILL) and records it in the Terminate event', async () => {
     const a = await startAgent(s.env, manifest, 'echo ready; sleep 60');
-    const sessions = readdirSync(join(s.cordonHome, 'state/sessions'));
+    // Each session's record (`.json`) beside the manifest it verified.
+    const sessions = readdirSync(join(s.cordonHome, 'state/sessions')).filter((f) =>
+      f.endsWith('.json'),
+    );
     expect(sessions.length).toBe(1);
     const record = JSON.parse(
       readFileSync(join(s.cordonHome, 'state/sessions', sessions[0] ?? ''), 'utf8'),

@@ -398,7 +398,9 @@ describe('cordon run: the session', () => {
     while (spawnSync('pgrep', ['-f', 'sleep 331']).status === 0 && Date.now() < gone)
       await new Promise((r) => setTimeout(r, 20));
     expect(spawnSync('pgrep', ['-f', 'sleep 331']).status).toBe(1);
-    const stale = readdirSync(join(s.cordonHome, 'state/sessions'));
+    const stale = readdirSync(join(s.cordonHome, 'state/sessions')).filter((f) =>
+      f.endsWith('.json'),
+    );
     expect(stale.length).toBe(1);
     const record = JSON.parse(
       readFileSync(join(s.cordonHome, 'state/sessions', stale[0] ?? ''), 'utf8'),

@@ -32,6 +32,7 @@ beforeAll(() => {
       '/usr/bin/ls',
       '/usr/bin/readlink',
       '/usr/bin/sleep',
+      '/usr/bin/stty',
       thief,
     ],
   });
@@ -172,4 +173,16 @@ describe('cordon run: the session has its own terminal', () => {
       killSessions();
     }
   }, 40_000);
+
+  it('the agent cannot change the user’s terminal: its modes and keys are as before once the session ends', () => {
+    // A hostile agent's leftovers: echo off, Ctrl-C unbound, end-of-file moved. What runs on
+    // the terminal next (here a plain `sh -c`, which restores nothing) finds them or not.
+    const agent = 'stty -echo intr undef eof ^A; echo changed=$?';
+    const cmd = `node '${BIN}' run --manifest '${manifest}' -- bash -c '${agent}'; stty -a`;
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { env: s.env, encoding: 'utf8' });
+    expect(r.stdout).toMatch(/changed=0/);
+    expect(r.stdout).toMatch(/intr = \^C;/);
+    expect(r.stdout).toMatch(/eof = \^D;/);
+    expect(r.stdout).toMatch(/(?<!-)echo /);
+  });
 });
