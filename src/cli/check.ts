@@ -112,6 +112,8 @@ export function buildPdp(
   ref: ManifestRef;
   manifest: Manifest;
   guardrails: GuardrailsInForce;
+  /** The file's bytes as read once, verified (with `verify`) and enforced. */
+  bytes: Buffer;
 } {
   // One read: what is verified is what is enforced. Reading the file again after verifying it
   // would enforce whatever replaced it in between, unverified.
@@ -165,6 +167,7 @@ export function buildPdp(
     ref: { agent: manifest.agentName, version: manifest.version, digest },
     manifest,
     guardrails: inForce,
+    bytes,
   };
 }
 

@@ -278,6 +278,7 @@ export async function runRun(
         id: session,
         manifest: loaded.manifest,
         manifestPath: resolvePath(opts.manifest),
+        manifestBytes: loaded.bytes,
         ref: loaded.ref,
         pdp: loaded.pdp,
         audit: opened.log,

@@ -55,6 +55,8 @@ export interface SessionOptions extends Pick<
 > {
   readonly id: string;
   readonly manifestPath: string;
+  /** The manifest's bytes as verified; kept for quarantine evidence (else read from the path). */
+  readonly manifestBytes?: Uint8Array;
   readonly ref: ManifestRef;
   readonly pdp: Pdp;
   readonly audit: AuditLog;
@@ -206,7 +208,13 @@ export async function runSession(
         hint: 'check that the state directory is writable and has space',
       });
     }
-    writeSessionManifest(o.stateDir, o.id, o.manifestPath, o.ref.digest, o.onDiagnostic);
+    writeSessionManifest(
+      o.stateDir,
+      o.id,
+      o.manifestBytes ?? o.manifestPath,
+      o.ref.digest,
+      o.onDiagnostic,
+    );
     const auditSeqAtStart = logHead(auditPaths(o.stateDir)).seq + 1;
     // The launch is recorded before the agent runs: no audit record, no agent. The record is
     // written while bubblewrap builds the sandbox; the helper waits for the go byte.

@@ -86,13 +86,14 @@ export function envelopeDigest(bytes: Uint8Array): string | undefined {
 export function writeSessionManifest(
   stateDir: string,
   id: string,
-  path: string,
+  source: string | Uint8Array,
   digest: string,
   onDiagnostic: (message: string) => void,
 ): void {
-  let bytes: Buffer;
+  const path = typeof source === 'string' ? source : 'the verified manifest';
+  let bytes: Uint8Array;
   try {
-    bytes = readFileSync(path);
+    bytes = typeof source === 'string' ? readFileSync(source) : source;
   } catch (e) {
     onDiagnostic(`${path}: ${(e as Error).message}; quarantine evidence will lack the manifest`);
     return;

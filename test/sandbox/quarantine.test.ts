@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeEvidenceBundle } from '../../src/sandbox/evidence.js';
 import { startUpstreams, type Upstreams } from '../egress/harness.js';
 import { BIN, sandboxEnv, startAgent, type SandboxEnv } from './harness.js';
 
@@ -216,5 +217,57 @@ describe('quarantine evidence', () => {
     expect(`sha256:${createHash('sha256').update(payload).digest('hex')}`).toBe(
       session.manifestDigest,
     );
+  });
+});
+
+describe('writeEvidenceBundle without the launch-time copy', () => {
+  it('refuses a manifest file whose payload is not the session’s, and says so', () => {
+    const signed = s.sign({ commandsAllowed: ['/usr/bin/bash'] });
+    const other = s.sign({ commandsAllowed: ['/usr/bin/true'] });
+    const digest = (file: string): string =>
+      `sha256:${createHash('sha256')
+        .update(
+          Buffer.from(
+            (JSON.parse(readFileSync(file, 'utf8')) as { payload: string }).payload,
+            'base64',
+          ),
+        )
+        .digest('hex')}`;
+    const session = {
+      id: 'no-copy',
+      agent: 'sandboxed',
+      manifestVersion: '1.0.0',
+      manifestDigest: digest(signed),
+      manifestPath: other,
+      command: ['bash'],
+      cordonPid: 1,
+      startedAt: new Date().toISOString(),
+      runDir: '/nonexistent',
+      bytesOut: 0,
+      bytesIn: 0,
+    };
+    const out = join(s.dir, 'evidence-no-copy');
+    const stateDir = join(s.cordonHome, 'state');
+    const common = {
+      stateDir,
+      processes: [],
+      connections: [],
+      quarantinedAt: new Date().toISOString(),
+      containmentMs: 1,
+      outDir: out,
+    };
+    const refused = writeEvidenceBundle({ session, ...common });
+    expect(refused.warnings.join()).toMatch(/no longer has the session's digest/);
+    const x = join(s.dir, 'x-no-copy');
+    mkdirSync(x);
+    expect(spawnSync('tar', ['-xzf', refused.path, '-C', x]).status).toBe(0);
+    expect(existsSync(join(x, 'manifest.signed.json'))).toBe(false);
+    expect(readFileSync(join(x, 'manifest.MISSING.txt'), 'utf8')).toContain(other);
+    // The file at the path is taken when it is the session's.
+    const kept = writeEvidenceBundle({
+      session: { ...session, id: 'path-ok', manifestPath: signed },
+      ...common,
+    });
+    expect(kept.warnings).toEqual([]);
   });
 });
