@@ -13,7 +13,7 @@ import { AuditLog } from '../../src/audit/log.js';
 import { parseRecordLine, readAfter } from '../../src/audit/reader.js';
 import { auditPaths } from '../../src/audit/store.js';
 import type { ProxyLimits } from '../../src/egress/config.js';
-import { EgressProxy } from '../../src/egress/proxy.js';
+import { EgressProxy, type AuditAppender } from '../../src/egress/proxy.js';
 import { staticResolver, type Resolver } from '../../src/egress/resolver.js';
 import { createPdp, type Pdp } from '../../src/policy/pdp.js';
 import { deviceKey, ORIGIN } from '../audit/helpers.js';
@@ -220,6 +220,8 @@ export async function startEnv(
     port?: number;
     unixPath?: string;
     socks?: boolean;
+    /** What the proxy appends to, given the real log (to put a failing disk in between). */
+    audit?: (log: AuditLog) => AuditAppender;
   } = {},
 ): Promise<ProxyEnv> {
   const dir = mkdtempSync(join(tmpdir(), 'cordon-proxy-'));
@@ -238,7 +240,7 @@ export async function startEnv(
           ? pdpFor(scopesFor(up), [`https://ask.test:${up.httpsPort}`])
           : pdpFor(opts.scopes(up)),
       manifest: MANIFEST_REF,
-      audit: log,
+      audit: opts.audit === undefined ? log : opts.audit(log),
       context: ctx,
       resolver: opts.resolver ?? staticResolver(NAMES),
       ...(opts.limits === undefined ? {} : { limits: opts.limits }),

@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { OcsfEvent } from '../../src/audit/events.js';
+import type { AuditLog } from '../../src/audit/log.js';
+import { CordonError } from '../../src/errors.js';
+import { curl, getOver, startEnv, startUpstreams, tlsTunnel, type Upstreams } from './harness.js';
+
+let up: Upstreams;
+beforeAll(async () => {
+  const { mkdtempSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  up = await startUpstreams(mkdtempSync(join(tmpdir(), 'cordon-durability-')));
+});
+afterAll(async () => {
+  await up.close();
+});
+
+/** The real log behind a disk that refuses the next `n` writes (ENOSPC), as a full disk does. */
+function failingDisk(): {
+  wrap: (log: AuditLog) => { append: (e: OcsfEvent) => Promise<unknown> };
+  fail: (n: number) => void;
+} {
+  let refuse = 0;
+  return {
+    fail: (n) => (refuse = n),
+    wrap: (log) => ({
+      append: (e: OcsfEvent) => {
+        if (refuse > 0) {
+          refuse--;
+          const cause = Object.assign(new Error('ENOSPC: no space left on device, write'), {
+            code: 'ENOSPC',
+          });
+          return Promise.reject(
+            new CordonError('AUDIT_WRITE_FAILED', `cannot write the audit log: ${cause.message}`, {
+              cause,
+            }),
+          );
+        }
+        return log.append(e);
+      },
+    }),
+  };
+}
+
+describe('egress proxy: nothing answered or relayed without a durable record', () => {
+  it('a request whose decision cannot be written is refused with 403, never answered 200 without a record', async () => {
+    const disk = failingDisk();
+    const env = await startEnv({ up, audit: disk.wrap });
+    try {
+      expect((await curl(env.proxy.url, [`http://app.test:${up.httpPort}/headers`])).status).toBe(
+        200,
+      );
+      disk.fail(1);
+      const r = await curl(env.proxy.url, [`http://app.test:${up.httpPort}/bytes?n=77`]);
+      expect(r.status).toBe(403);
+      expect(r.headers).toMatch(/code=AUDIT_UNAVAILABLE/);
+      // Nothing in the log says this request was allowed, and the client got no 200 for it.
+      const allowed = (await env.events()).filter(
+        (e) =>
+          e['class_uid'] === 4002 &&
+          e['disposition'] === 'Allowed' &&
+          JSON.stringify(e['http_request']).includes('bytes?n=77'),
+      );
+      expect(allowed).toEqual([]);
+      expect(env.diagnostics.join('\n')).toMatch(/ENOSPC/);
+    } finally {
+      await env.close();
+    }
+  });
+
+  it('an open tunnel is closed when a record cannot be written (its traffic could not be accounted)', async () => {
+    const disk = failingDisk();
+    const env = await startEnv({ up, audit: disk.wrap });
+    try {
+      const t = await tlsTunnel(env.proxy.port, 'secure.test', up.httpsPort, up.ca);
+      expect(await getOver(t, '/bytes?n=1000')).toMatch(/200/);
+      const closed = new Promise<void>((r) => t.once('close', () => r()));
+      disk.fail(1);
+      // Any write failure: here the decision of another request.
+      expect((await curl(env.proxy.url, [`http://app.test:${up.httpPort}/`])).status).toBe(403);
+      await closed;
+      expect(env.proxy.stats().tunnels).toBe(0);
+      // Writes work again (the tunnel's Close was recorded): requests are served.
+      expect((await curl(env.proxy.url, [`http://app.test:${up.httpPort}/`])).status).toBe(200);
+    } finally {
+      await env.close();
+    }
+  });
+});
