@@ -216,6 +216,30 @@ describe('links planted for the next session', () => {
     });
   });
 
+  it('an allowed command in a write grant turned into a link (bin/fmt -> /usr/bin/id) does not make its target runnable', async () => {
+    const h = s.home;
+    mkdirSync(join(h, 'proj/bin'), { recursive: true });
+    const fmt = join(h, 'proj/bin/fmt');
+    const m = s.sign({
+      dataClassification: 'public',
+      readPaths: ['~/**'],
+      writePaths: ['~/proj/**'],
+      commandsAllowed: [...TOOLS, fmt],
+    });
+    expect(TOOLS).not.toContain('/usr/bin/id');
+    await planted(m, `ln -s /usr/bin/id ${fmt}`, async () => {
+      const r = await session(
+        m,
+        [`${fmt} >/dev/null 2>&1; echo "fmt=$?"`, `/usr/bin/id >/dev/null 2>&1; echo "id=$?"`].join(
+          '\n',
+        ),
+      );
+      expect(r.stdout).toMatch(/^fmt=[1-9]/m);
+      expect(r.stdout).toMatch(/^id=[1-9]/m);
+      expect(lastLaunchWarnings().join('\n')).toContain(`${fmt}: ${fmt} is a symbolic link`);
+    });
+  });
+
   it('a link to a file outside every grant is not mounted through a mask either', async () => {
     const h = s.home;
     await planted(

@@ -432,6 +432,15 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
       warnings.push(`${c}: running it ${needsApproval('requiresApproval')}; not mounted`);
       continue;
     }
+    // A link inside a write grant may be the agent's (`bin/fmt -> /usr/bin/perl`): mounting its
+    // target would make any program on the host runnable.
+    const link = real === c ? undefined : firstLink(c);
+    if (link !== undefined && fsGrants.some((g) => g.write && isWithin(link, g.real))) {
+      warnings.push(
+        `${c}: ${link} is a symbolic link inside a writable grant (to ${real}); not mounted`,
+      );
+      continue;
+    }
     execs.push({ asked: c, real, pattern: c });
   }
   const runtimeDirs: { real: string; rule: string }[] = [];
