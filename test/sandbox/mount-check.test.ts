@@ -77,7 +77,7 @@ async function launch(
   for (const s of child.stdio) s?.on('error', () => undefined);
   (child.stdio[4] as Readable).on('data', (d: Buffer) => (status += d.toString()));
   (child.stdio[3] as Readable).resume();
-  (child.stdio[5] as Writable).end('g');
+  (child.stdio as unknown as (Writable | null)[])[5]?.end('g');
   const code = await new Promise<number | null>((r) => child.on('close', (c) => r(c)));
   return { code, out, err, status };
 }
