@@ -122,7 +122,10 @@ export function buildPdp(
   let digest: string;
   let signed: boolean;
   let verified = false;
-  if (opts.verify === true) {
+  // A signed manifest is verified unless --no-verify says otherwise: a decision must never be
+  // ALLOW under a manifest an endpoint would refuse (expired, revoked, untrusted, rolled back).
+  const source = opts.verify === true ? undefined : manifestSourceFromBytes(opts.manifest, bytes);
+  if (opts.verify === true || (opts.verify === undefined && source?.signed === true)) {
     // Decide only under a manifest that passes every verification step.
     const report = verifyBytes(io, bytes, { ...opts, record: opts.recordAcceptance === true });
     if (!report.ok || report.manifest === undefined || report.digest === undefined) {
@@ -140,12 +143,12 @@ export function buildPdp(
     signed = true;
     verified = true;
   } else {
-    const source = manifestSourceFromBytes(opts.manifest, bytes);
-    const r = validateManifest(source.value);
+    const src = source ?? manifestSourceFromBytes(opts.manifest, bytes);
+    const r = validateManifest(src.value);
     if (!r.ok) throw new ManifestInvalidError(r.issues, opts.manifest);
     manifest = r.manifest;
-    digest = manifestDigest(source.text);
-    signed = source.signed;
+    digest = manifestDigest(src.text);
+    signed = src.signed;
   }
   const dirs = resolveDirs(io, opts);
   const { guardrails, inForce } = loadGuardrailsFor(opts, dirs.policyDir);
@@ -248,11 +251,32 @@ export function requestFromArgs(
   }
 }
 
-function print(io: CliIo, d: Decision, json: boolean, request?: PolicyRequest): void {
-  if (json) io.stdout(JSON.stringify(request === undefined ? d : { request, decision: d }) + '\n');
+/** Why the decisions were made under a manifest that was not verified; undefined when it was. */
+type Unverified = string | undefined;
+
+function print(
+  io: CliIo,
+  d: Decision,
+  json: boolean,
+  unverified: Unverified,
+  request?: PolicyRequest,
+): void {
+  if (json)
+    io.stdout(
+      JSON.stringify(
+        request === undefined
+          ? d
+          : {
+              request,
+              decision: d,
+              verified: unverified === undefined,
+              ...(unverified === undefined ? {} : { unverified }),
+            },
+      ) + '\n',
+    );
   else
     io.stdout(
-      `${d.effect.toUpperCase()}  ${d.code}  rule=${d.rule}\n  ${d.reason}\n${d.overrides === undefined ? '' : `  overrides used: ${d.overrides.join(', ')}\n`}`,
+      `${d.effect.toUpperCase()}  ${d.code}  rule=${d.rule}\n  ${d.reason}\n${d.overrides === undefined ? '' : `  overrides used: ${d.overrides.join(', ')}\n`}${unverified === undefined ? '' : `  UNVERIFIED: ${unverified}\n`}`,
     );
 }
 
@@ -264,13 +288,14 @@ export async function runCheck(
   input: NodeJS.ReadableStream = process.stdin,
 ): Promise<number> {
   const { pdp, signed, verified, ref } = buildPdp(io, opts);
-  if (signed && !verified && opts.json !== true)
-    io.stderr(
-      '(signed manifest read without verification; add --verify to decide only under a verified manifest)\n',
-    );
+  const unverified = verified
+    ? undefined
+    : signed
+      ? 'signed manifest NOT verified (--no-verify)'
+      : 'unsigned draft, not verifiable';
   const audit = opts.audit === true ? openAudit(io, opts, ref) : undefined;
   try {
-    return await decideAll(io, kind, args, opts, input, pdp, audit);
+    return await decideAll(io, kind, args, opts, input, pdp, audit, unverified);
   } finally {
     await audit?.log.close();
   }
@@ -331,6 +356,7 @@ async function decideAll(
   input: NodeJS.ReadableStream,
   pdp: Pdp,
   audit: CheckAudit | undefined,
+  unverified: Unverified,
 ): Promise<number> {
   if (opts.stdin === true) {
     if (kind !== undefined)
@@ -353,11 +379,11 @@ async function decideAll(
           rule: 'request',
           reason: `Denied: line ${n} is not a JSON request (${(e as Error).message}).`,
         };
-        print(io, last, true);
+        print(io, last, true, unverified);
         continue;
       }
       last = await record(io, audit, req, pdp.decide(req));
-      print(io, last, true, req);
+      print(io, last, true, unverified, req);
     }
     return last === undefined ? 0 : CHECK_EXIT[last.effect];
   }
@@ -365,7 +391,13 @@ async function decideAll(
     throw usage('say what to check', 'e.g. cordon check --manifest M read ~/Work/q3.xlsx');
   const req = requestFromArgs(kind, args, opts);
   const d = await record(io, audit, req, pdp.decide(req));
-  if (opts.json === true) printJson(io, { request: req, decision: d });
-  else print(io, d, false);
+  if (opts.json === true)
+    printJson(io, {
+      request: req,
+      decision: d,
+      verified: unverified === undefined,
+      ...(unverified === undefined ? {} : { unverified }),
+    });
+  else print(io, d, false, unverified);
   return CHECK_EXIT[d.effect];
 }

@@ -310,7 +310,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     )
     .requiredOption(
       '--manifest <file>',
-      'manifest (plain or signed; add --verify to verify it first)',
+      'manifest (signed: verified first unless --no-verify; plain: an UNVERIFIED draft)',
     )
     .option('--json', 'machine-readable output')
     .option('--stdin', 'read requests as JSON lines from stdin; print one decision per line')
@@ -320,7 +320,11 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .option('--lexical', 'do not resolve symlinks on this machine')
     .option(
       '--verify',
-      'verify the signed manifest first (trust store, revocation, rollback) and refuse to decide if it fails',
+      'verify the manifest first (trust store, revocation, expiry, rollback) and refuse to decide if it fails (the default for a signed manifest)',
+    )
+    .option(
+      '--no-verify',
+      'decide under a signed manifest without verifying it (drafts); the output says UNVERIFIED',
     )
     .option('--scheme <scheme>', 'connect: the scheme of the tunnel')
     .option('--address <ip>', 'connect/http: the resolved address')

@@ -1,5 +1,5 @@
 import { CordonError } from '../errors.js';
-import { ENVELOPE_MAX_BYTES, parseEnvelope } from '../manifest/dsse.js';
+import { ENVELOPE_MAX_BYTES, parseEnvelope, strictBase64 } from '../manifest/dsse.js';
 import { parseStrictJson } from '../manifest/json.js';
 import { MANIFEST_PAYLOAD_TYPE } from '../manifest/schema.js';
 import { cosignManifest, signManifest } from '../manifest/sign.js';
@@ -39,6 +39,23 @@ export function runManifestSign(io: CliIo, file: string, opts: SignOptions): num
           hint: `expected ${MANIFEST_PAYLOAD_TYPE}`,
         });
       }
+      // A co-signature vouches for the payload as it stands: not for one already expired.
+      const payload = parseStrictJson(strictBase64(env.payload, 'payload')) as {
+        notAfter?: unknown;
+      };
+      if (
+        typeof payload.notAfter !== 'string' ||
+        !(Date.parse(payload.notAfter) > io.now().getTime())
+      )
+        throw new CordonError(
+          'MANIFEST_EXPIRED',
+          `notAfter ${String(payload.notAfter)} is already past: every endpoint would refuse this manifest`,
+          {
+            file,
+            pointer: '/notAfter',
+            hint: 'ask its owner for a renewed manifest and sign that',
+          },
+        );
       result = cosignManifest(env, key);
     } else {
       result = signManifest(value, key, lintOptionsFor(io, opts));

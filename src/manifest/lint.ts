@@ -62,6 +62,7 @@ export const LINT_RULES = {
     'warning',
     'an IP literal in a loopback, private, link-local or metadata range',
   ],
+  VALIDITY_EXPIRED: ['error', 'notAfter is already past: every endpoint would refuse the manifest'],
   VALIDITY_LONG: ['warning', 'validity longer than one year'],
   WRITE_NO_APPROVAL: [
     'error',
@@ -497,6 +498,14 @@ export function lintManifest(m: Manifest, options: LintOptions): LintFinding[] {
     }
   }
 
+  if (Date.parse(m.notAfter) <= now.getTime()) {
+    add(
+      'VALIDITY_EXPIRED',
+      '/notAfter',
+      `notAfter ${m.notAfter} is already past (now ${now.toISOString()}): every endpoint would refuse this manifest as expired`,
+      'set notAfter to a future date (at most a year ahead) and sign again',
+    );
+  }
   const start = m.notBefore === undefined ? now.getTime() : Date.parse(m.notBefore);
   const maxDays = options.maxValidityDays ?? 731;
   if (Date.parse(m.notAfter) - start > maxDays * DAY) {

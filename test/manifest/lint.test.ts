@@ -48,6 +48,7 @@ describe('lintManifest', () => {
     ],
     ['APPROVAL_NO_MATCH', { requiresApproval: ['exec:/usr/bin/rm'] }, '/requiresApproval/0'],
     ['ENV_RESERVED', { env: ['LD_PRELOAD'] }, '/env/0'],
+    ['VALIDITY_EXPIRED', { notAfter: '2026-11-01T00:00:00Z' }, '/notAfter'],
     ['RUNTIME_SYSTEM_DIR', { agentRuntimes: ['/usr/bin'] }, '/agentRuntimes/0'],
     ['RUNTIME_SYSTEM_DIR', { agentRuntimes: ['/opt/claude', '/bin'] }, '/agentRuntimes/1'],
     ['RUNTIME_SYSTEM_DIR', { agentRuntimes: ['/usr/local/bin'] }, '/agentRuntimes/0'],

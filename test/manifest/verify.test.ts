@@ -42,9 +42,15 @@ function verifier(s: Setup = {}): ManifestVerifier {
   });
 }
 
-function signed(over: Parameters<typeof manifest>[0] = {}, k: TestKey = org): Envelope {
-  return signManifest(manifest(over), k.privateKey, { home: HOME, now: NOW }).envelope;
+function signed(
+  over: Parameters<typeof manifest>[0] = {},
+  k: TestKey = org,
+  at: Date = NOW,
+): Envelope {
+  return signManifest(manifest(over), k.privateKey, { home: HOME, now: at }).envelope;
 }
+/** Signed while still valid (sign refuses an expired manifest), verified later. */
+const SIGNED_LAST_YEAR = new Date('2025-12-01T00:00:00Z');
 
 const bytes = (env: Envelope): string => JSON.stringify(env);
 function failedAt(r: VerifyReport): [string | undefined, string | undefined] {
@@ -266,7 +272,11 @@ describe('ManifestVerifier', () => {
 
     it('an expired manifest and one not yet valid', () => {
       expect(
-        failedAt(verifier().verify(bytes(signed({ notAfter: '2026-01-01T00:00:00Z' })))),
+        failedAt(
+          verifier().verify(
+            bytes(signed({ notAfter: '2026-01-01T00:00:00Z' }, org, SIGNED_LAST_YEAR)),
+          ),
+        ),
       ).toEqual(['validity', 'MANIFEST_EXPIRED']);
       expect(
         failedAt(verifier().verify(bytes(signed({ notBefore: '2026-12-01T00:00:00Z' })))),
@@ -307,7 +317,9 @@ describe('ManifestVerifier', () => {
     it('a failed verification records nothing', () => {
       const store = new MemoryAcceptanceStore();
       verifier({ store }).verify(
-        bytes(signed({ version: '9.0.0', notAfter: '2026-01-01T00:00:00Z' })),
+        bytes(
+          signed({ version: '9.0.0', notAfter: '2026-01-01T00:00:00Z' }, org, SIGNED_LAST_YEAR),
+        ),
       );
       expect(store.lastAccepted('cowork-lite')).toBeUndefined();
     });
