@@ -96,6 +96,11 @@ export const INTERNAL_RANGES: readonly { readonly cidr: string; readonly cls: Ad
   { cidr: '240.0.0.0/4', cls: 'reserved' },
   { cidr: '192.0.0.0/24', cls: 'reserved' },
   { cidr: '198.18.0.0/15', cls: 'reserved' },
+  // Documentation (TEST-NET-1..3) and the deprecated 6to4 relay anycast: never a real service.
+  { cidr: '192.0.2.0/24', cls: 'reserved' },
+  { cidr: '198.51.100.0/24', cls: 'reserved' },
+  { cidr: '203.0.113.0/24', cls: 'reserved' },
+  { cidr: '192.88.99.0/24', cls: 'reserved' },
   { cidr: 'fd00:ec2::254/128', cls: 'metadata' },
   { cidr: '::/128', cls: 'unspecified' },
   { cidr: '::1/128', cls: 'loopback' },
@@ -103,6 +108,18 @@ export const INTERNAL_RANGES: readonly { readonly cidr: string; readonly cls: Ad
   { cidr: 'fe80::/10', cls: 'link-local' },
   { cidr: 'fec0::/10', cls: 'private' },
   { cidr: 'ff00::/8', cls: 'multicast' },
+  // Local-use NAT64 (RFC 8215): translates to whatever the local network decides, internal
+  // addresses included, with the IPv4 address in a position the prefix length chooses.
+  { cidr: '64:ff9b:1::/48', cls: 'private' },
+  // Teredo: the client's IPv4 address is obfuscated inside; a tunnel endpoint, never a service.
+  { cidr: '2001::/32', cls: 'reserved' },
+  // The rest of the IETF protocol assignments block (benchmarking, ORCHID, ...), documentation
+  // (2001:db8::/32, 3fff::/20), discard-only (100::/64) and SRv6 SIDs: not global services.
+  { cidr: '2001::/23', cls: 'reserved' },
+  { cidr: '2001:db8::/32', cls: 'reserved' },
+  { cidr: '3fff::/20', cls: 'reserved' },
+  { cidr: '100::/64', cls: 'reserved' },
+  { cidr: '5f00::/16', cls: 'reserved' },
 ];
 
 interface Range {
@@ -145,8 +162,9 @@ export function inPrefix(bytes: readonly number[], base: readonly number[], len:
 }
 
 /**
- * The IPv4 address embedded in an IPv6 one (mapped ::ffff:a.b.c.d, compatible ::a.b.c.d,
- * NAT64 64:ff9b::/96, 6to4 2002::/16), so `::ffff:127.0.0.1` is judged as 127.0.0.1.
+ * The IPv4 address embedded in an IPv6 one (mapped ::ffff:a.b.c.d, translated
+ * ::ffff:0:a.b.c.d, compatible ::a.b.c.d, NAT64 64:ff9b::/96, 6to4 2002::/16), so
+ * `::ffff:127.0.0.1` is judged as 127.0.0.1.
  */
 export function embeddedIpv4(ip: IpAddress): IpAddress | undefined {
   if (ip.version !== 6) return undefined;
@@ -154,6 +172,7 @@ export function embeddedIpv4(ip: IpAddress): IpAddress | undefined {
   const zero = (from: number, to: number): boolean => b.slice(from, to).every((x) => x === 0);
   let v: number[] | undefined;
   if (zero(0, 10) && b[10] === 0xff && b[11] === 0xff) v = b.slice(12, 16);
+  else if (zero(0, 8) && b[8] === 0xff && b[9] === 0xff && zero(10, 12)) v = b.slice(12, 16);
   else if (zero(0, 12) && !(b[12] === 0 && b[13] === 0 && b[14] === 0 && (b[15] ?? 0) <= 1))
     v = b.slice(12, 16);
   else if (b[0] === 0x00 && b[1] === 0x64 && b[2] === 0xff && b[3] === 0x9b && zero(4, 12))

@@ -76,6 +76,7 @@ function scopeCondition(s: NetworkScope): string {
 const CEDAR_INTERNAL = [
   ...INTERNAL_RANGES.map((r) => r.cidr),
   '::ffff:0:0/96',
+  '::ffff:0:0:0/96',
   '64:ff9b::/96',
   '2002::/16',
   '::/96',

@@ -460,6 +460,29 @@ describe('network', () => {
       '255.255.255.255',
       '[64:ff9b::10.0.0.1]',
       '[2002:a00:1::]',
+      // Local-use NAT64, IPv4-translated, Teredo, 6to4 and NAT64 embedding private v4, and the
+      // rest of the special-purpose registries.
+      '[64:ff9b:1::a00:1]',
+      '[64:ff9b:1:ffff::1]',
+      '[::ffff:0:10.0.0.1]',
+      '[::ffff:0:127.0.0.1]',
+      '[::ffff:0:a9fe:a9fe]',
+      '[2001:0:4136:e378:8000:63bf:3fff:fdd2]',
+      '[2002:c0a8:101::1]',
+      '[64:ff9b::192.168.1.1]',
+      '[2001:db8::1]',
+      '[2001:2::1]',
+      '[3fff::1]',
+      '[100::1]',
+      '[5f00::1]',
+      '[fec0::1]',
+      '198.18.0.1',
+      '192.0.0.8',
+      '240.0.0.1',
+      '192.0.2.1',
+      '198.51.100.7',
+      '203.0.113.9',
+      '192.88.99.1',
     ];
     run(
       [...forms, ...meta, ...priv].map((h): Row => [
@@ -481,6 +504,9 @@ describe('network', () => {
       [get('http://10.21.3.4:8080/'), 'deny', 'NET_INTERNAL_ADDRESS'],
       [get('https://[2001:db8::5]/'), 'allow', 'ALLOWED', '/networkScopes/5'],
       [get('https://[2001:db9::5]/'), 'deny', 'NOT_GRANTED'],
+      // Global NAT64 and 6to4 of a public address are public.
+      [get('https://[64:ff9b::808:808]/'), 'deny', 'NOT_GRANTED'],
+      [get('https://[2002:808:808::1]/'), 'deny', 'NOT_GRANTED'],
       [get('https://93.184.216.34/'), 'deny', 'NOT_GRANTED'],
     ]);
   });
