@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OcsfEvent } from '../../src/audit/events.js';
 import type { AuditLog } from '../../src/audit/log.js';
@@ -5,14 +8,14 @@ import { CordonError } from '../../src/errors.js';
 import { curl, getOver, startEnv, startUpstreams, tlsTunnel, type Upstreams } from './harness.js';
 
 let up: Upstreams;
+let dir: string;
 beforeAll(async () => {
-  const { mkdtempSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
-  up = await startUpstreams(mkdtempSync(join(tmpdir(), 'cordon-durability-')));
+  dir = mkdtempSync(join(tmpdir(), 'cordon-durability-'));
+  up = await startUpstreams(dir);
 });
 afterAll(async () => {
   await up.close();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 /** The real log behind a disk that refuses the next `n` writes (ENOSPC), as a full disk does. */
