@@ -592,10 +592,17 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
       "only these of the manifest's agentRuntimes for this session (must lie within one; repeatable)",
       collect,
     )
-    .option('--max-processes <n>', 'RLIMIT_NPROC for the agent')
+    .option(
+      '--max-processes <n>',
+      'RLIMIT_NPROC for the agent (refused as root, whom the kernel does not limit)',
+    )
     .option('--max-memory <size>', 'RLIMIT_AS for each process, e.g. 4G')
     .option('--max-cpu-seconds <n>', 'RLIMIT_CPU for each process')
     .option('--max-file-size <size>', 'RLIMIT_FSIZE, e.g. 1G')
+    .option(
+      '--max-tmp-size <size>',
+      'size of each private /tmp, /var/tmp and /dev/shm (default 1G; writes beyond fail with ENOSPC)',
+    )
     .option(
       '--resolve <name=addr>',
       'egress proxy answers NAME with ADDR instead of DNS (repeatable)',

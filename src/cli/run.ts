@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { constants } from 'node:os';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { processActivityEvent } from '../audit/events.js';
@@ -28,6 +28,7 @@ export interface RunOptions extends GlobalOptions {
   maxMemory?: string;
   maxCpuSeconds?: string;
   maxFileSize?: string;
+  maxTmpSize?: string;
   resolve?: string[];
   config?: string;
   guardrails?: string | false;
@@ -61,6 +62,28 @@ function parseCount(text: string, flag: string): number {
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1)
     throw usage(`${flag} "${text}" is not a positive whole number`, `e.g. ${flag} 512`);
   return n;
+}
+
+/** A scratch tmpfs size: at least 1 MiB (bubblewrap takes 0 as "half the RAM"). */
+function parseTmpSize(text: string): number {
+  const n = parseSize(text, '--max-tmp-size');
+  if (n < 1024 ** 2)
+    throw usage(`--max-tmp-size "${text}" is below 1M`, 'e.g. --max-tmp-size 512M');
+  return n;
+}
+
+/**
+ * Whether this process is root of the initial user namespace, the one user RLIMIT_NPROC does not
+ * bind (root mapped from another user in a container is bound like anyone else).
+ */
+function isInitialRoot(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    const map = readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
+    return map[0] === '0' && map[1] === '0';
+  } catch {
+    return true;
+  }
 }
 
 /** argv[0] as an absolute real path: a path is taken as given, a bare name is looked up on PATH. */
@@ -139,7 +162,16 @@ export async function runRun(
     ...(opts.maxFileSize === undefined
       ? {}
       : { fileSizeBytes: parseSize(opts.maxFileSize, '--max-file-size') }),
+    ...(opts.maxTmpSize === undefined ? {} : { tmpBytes: parseTmpSize(opts.maxTmpSize) }),
   };
+  if (limits.processes !== undefined && opts.unsafeNoSandbox !== true && isInitialRoot())
+    throw new CordonError(
+      'SANDBOX_LIMIT_UNENFORCEABLE',
+      '--max-processes cannot be enforced for root: the kernel does not apply RLIMIT_NPROC to the root user',
+      {
+        hint: 'run cordon as an ordinary user (the limit holds there), or leave out --max-processes',
+      },
+    );
   const dirs = resolveDirs(io, opts);
   const config = readProxyConfig(dirs.policyDir, opts.config);
   const table = parseResolveEntries(opts.resolve ?? []);

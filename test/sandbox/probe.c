@@ -27,9 +27,32 @@ static void report(const char *name, long r) {
   fflush(stdout);
 }
 
+/* `probe fork-bomb N`: fork up to N children that wait, and report how far it got. */
+static int fork_bomb(int max) {
+  static pid_t kids[65536];
+  int n = 0;
+  if (max > 65536) max = 65536;
+  for (; n < max; n++) {
+    pid_t p = fork();
+    if (p == 0) {
+      pause();
+      _exit(0);
+    }
+    if (p < 0) {
+      printf("fork-bomb %s %d\n", strerrorname_np(errno), n);
+      break;
+    }
+    kids[n] = p;
+  }
+  if (n == max) printf("fork-bomb ok %d\n", n);
+  fflush(stdout);
+  for (int k = 0; k < n; k++) kill(kids[k], SIGKILL);
+  while (wait(NULL) > 0) {}
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
+  if (argc > 2 && strcmp(argv[1], "fork-bomb") == 0) return fork_bomb(atoi(argv[2]));
   pid_t child = fork();
   if (child == 0) {
     pause();

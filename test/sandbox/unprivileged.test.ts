@@ -95,6 +95,8 @@ describe('cordon run as an ordinary user', () => {
           'cat ~/Work/readme.txt',
           'echo x > ~/Work/out/o && echo write=$?',
           'echo x > ~/Work/no 2>/dev/null; echo write_ro=$?',
+          // The home directory lies under /tmp: a write outside the grants must not vanish.
+          'echo x > ~/stray 2>/dev/null; echo write_home=$?',
           'cat /usr/bin/cat > /tmp/c; /tmp/c /etc/hostname 2>/dev/null; echo tmp_exec=$?',
           '/lib64/ld-linux-x86-64.so.2 /tmp/c /etc/hostname 2>/dev/null; echo loader=$?',
           'cat /run/cordon/sandbox >/dev/null 2>&1; echo landlock=$?',
@@ -109,6 +111,7 @@ describe('cordon run as an ordinary user', () => {
     expect(out).toContain('readable');
     expect(out).toMatch(/^write=0$/m);
     expect(out).toMatch(/^write_ro=1$/m);
+    expect(out).toMatch(/^write_home=1$/m);
     expect(out).toMatch(/^tmp_exec=126$/m);
     expect(out).not.toMatch(/^loader=0$/m);
     expect(out).toMatch(/^landlock=1$/m);

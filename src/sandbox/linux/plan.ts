@@ -20,7 +20,17 @@ export interface SandboxLimits {
   readonly cpuSeconds?: number;
   readonly fileSizeBytes?: number;
   readonly openFiles?: number;
+  /** Size of each private scratch tmpfs (/tmp, /var/tmp, /dev/shm); default DEFAULT_TMP_BYTES. */
+  readonly tmpBytes?: number;
 }
+
+/**
+ * Each scratch tmpfs holds at most this much. Its pages are memory that no rlimit charges to the
+ * agent (tmpfs would default to half the RAM, each); 1 GiB fits a build's temporary files.
+ */
+export const DEFAULT_TMP_BYTES = 1024 ** 3;
+/** Where the sandbox has private, writable scratch space. */
+const SCRATCH_DIRS = ['/tmp', '/var/tmp', '/dev/shm'];
 
 export interface SandboxPlanInput {
   readonly manifest: Manifest;
@@ -282,7 +292,11 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   b.push('--dev', '/dev', '--proc', '/proc');
   helper.push('--read', '/proc');
   // POSIX shared memory (/dev/shm) is private too: browsers and multiprocessing need it.
-  b.push('--tmpfs', '/tmp', '--tmpfs', '/var/tmp', '--tmpfs', '/dev/shm', '--tmpfs', home);
+  const tmpSize = String(input.limits.tmpBytes ?? DEFAULT_TMP_BYTES);
+  for (const dir of SCRATCH_DIRS) b.push('--size', tmpSize, '--tmpfs', dir);
+  // Directories that only hold mount points below scratch space go here (see sealMountHolders).
+  const holdersAt = b.length;
+  b.push('--tmpfs', home);
   helper.push('--write', '/tmp', '--write', '/var/tmp', '--write', '/dev/shm', '--read', home);
   helper.push('--noexec', '/tmp', '--noexec', '/var/tmp', '--noexec', '/dev/shm');
 
@@ -610,6 +624,8 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   b.push('--bind', input.egressSocket, SANDBOX_EGRESS_SOCKET);
   helper.push('--bridge', `${SANDBOX_PROXY_PORT}:${SANDBOX_EGRESS_SOCKET}`);
 
+  sealMountHolders(b, holdersAt, home);
+
   const cwd = visible.some((v) => isWithin(input.cwd, v)) ? input.cwd : home;
   b.push('--chdir', cwd);
 
@@ -623,6 +639,42 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
 
   const bwrapArgs = [...b, '--', SANDBOX_HELPER, ...helper, '--', ...input.command];
   return { bwrapArgs, env: sandboxEnv(input), grants, masked, warnings, cwd };
+}
+
+/**
+ * Make every directory that exists only to hold mount points read-only once bubblewrap has
+ * mounted everything: the root, the home tmpfs, and the directories on the way to a mount below
+ * a scratch directory (a home or grant under /tmp). A write there outside the grants would
+ * land in the sandbox's memory and vanish with it while the agent reports success; it fails
+ * instead (EROFS). Each such way is covered by one tmpfs at its first directory below the
+ * scratch directory, mounted before anything inside it (at `at`) and sealed at the end; the
+ * rest of the scratch directory stays writable.
+ */
+function sealMountHolders(b: string[], at: number, home: string): void {
+  const destinations: string[] = [];
+  for (let i = 0; i < b.length; i++) {
+    const op = b[i];
+    if (op === '--bind' || op === '--ro-bind' || op === '--symlink')
+      destinations.push(b[i + 2] ?? '');
+    else if (op === '--tmpfs' || op === '--dir') destinations.push(b[i + 1] ?? '');
+  }
+  const holders = new Set<string>();
+  for (const d of destinations) {
+    const scratch = SCRATCH_DIRS.find((t) => d.startsWith(t + sep));
+    if (scratch === undefined) continue;
+    const first = d.slice(scratch.length + 1).split(sep)[0] ?? '';
+    const holder = join(scratch, first);
+    holders.add(holder);
+  }
+  // A mount at the first level below scratch is itself the mount point: nothing lies on its way.
+  const sealed = [...holders].filter((h) => !destinations.includes(h));
+  b.splice(at, 0, ...sealed.flatMap((h) => ['--tmpfs', h]));
+  // A grant mounted over the home directory (or the root) is what the agent sees there: sealing
+  // would remount the grant read-only, not the tmpfs beneath it.
+  const granted = new Set(
+    b.flatMap((op, i) => (op === '--bind' || op === '--ro-bind' ? [b[i + 2] ?? ''] : [])),
+  );
+  for (const h of [...sealed, home, '/']) if (!granted.has(h)) b.push('--remount-ro', h);
 }
 
 /**
