@@ -80,6 +80,25 @@ describe('the egress bridge', () => {
     expect(schema.validate(restarted[0] ?? {})).toEqual([]);
   });
 
+  it('cannot be killed by the agent (another Landlock domain), so its network stays up', async () => {
+    const before = s.events().filter((e) => e['status_code'] === 'SANDBOX_BRIDGE_RESTARTED');
+    const url = `http://127.0.0.1:${up.httpPort}/`;
+    const r = await s.bash(manifest, [
+      // The bridge is init's first child: pid 2 inside the sandbox.
+      'read -r -d \'\' first < /proc/2/cmdline; echo "pid2=$first"',
+      'kill -9 2; echo kill_bridge=$?',
+      'kill -STOP 2; echo stop_bridge=$?',
+      `curl -s -m 20 -o /dev/null -w 'after=%{http_code}\\n' ${url}`,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`pid2=${SANDBOX_HELPER}`);
+    expect(r.stdout).toContain('kill_bridge=1');
+    expect(r.stdout).toContain('stop_bridge=1');
+    expect(r.stdout).toContain('after=200');
+    const after = s.events().filter((e) => e['status_code'] === 'SANDBOX_BRIDGE_RESTARTED');
+    expect(after.length).toBe(before.length);
+  });
+
   it('ends the session (125) with SANDBOX_BRIDGE_FAILED when the bridge keeps dying', async () => {
     rmSync(join(s.home, 'Work/go-1'), { force: true });
     const a = await curlOnCue(1);
