@@ -24,7 +24,7 @@ function native(): NativeAddon {
   } catch (e) {
     throw new CordonError('NATIVE_UNAVAILABLE', `cannot load Cordon's native addon ${file}`, {
       file,
-      hint: 'it is built at install: run `npm rebuild cordon` (needs a C compiler and node-gyp)',
+      hint: 'it is built at install: run `npm rebuild cordon` (in a checkout: `node scripts/build-native.mjs`; needs a C compiler and node-gyp)',
       cause: e,
     });
   }
