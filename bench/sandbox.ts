@@ -107,12 +107,12 @@ export async function benchSandbox(
       );
       await new Promise<void>((resolve) => child.stdout.on('data', () => resolve()));
       const done = new Promise<void>((resolve) => child.on('close', () => resolve()));
-      const ps = JSON.parse(cli(['ps', '--json'])) as { id: string }[];
-      const id = ps[0]?.id ?? '';
+      const ps = JSON.parse(cli(['ps', '--json'])) as { sessions: { id: string }[] };
+      const id = ps.sessions[0]?.id ?? '';
       const q = JSON.parse(cli(['quarantine', id, '--json', '--out', join(dir, 'evidence')])) as {
-        containmentMs: number;
-      }[];
-      contain.push(q[0]?.containmentMs ?? Number.NaN);
+        sessions: { containmentMs: number }[];
+      };
+      contain.push(q.sessions[0]?.containmentMs ?? Number.NaN);
       await done;
     }
     const q = median(contain);

@@ -28,7 +28,15 @@ import { parseStrictJson } from '../manifest/json.js';
 import { keyIdOf, loadPublicKeyPem } from '../manifest/keys.js';
 import { readFileCapped } from '../store/files.js';
 import { policyPaths } from '../store/policy-dir.js';
-import { EXIT, printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+import {
+  EXIT,
+  printResult,
+  resolveDirs,
+  usage,
+  type CliIo,
+  type GlobalOptions,
+  type JsonResult,
+} from './context.js';
 
 export interface AuditVerifyOptions extends GlobalOptions {
   checkpoint?: string[];
@@ -108,6 +116,23 @@ function checkpointNote(file: string): string {
 
 function describeDamage(d: Damage): string {
   return `DAMAGE (${d.kind})${d.seq === undefined ? '' : ` at record ${d.seq}`}: ${d.detail}\n  at ${d.location}\n`;
+}
+
+/** A verification report as a `--json` result: damage, or a log not proven complete, fails. */
+function reportResult(r: ChainReport, c: Completeness): JsonResult {
+  const body = { ...r, intact: r.ok, completeness: c };
+  if (!r.ok)
+    return {
+      ...body,
+      ok: false,
+      code: 'AUDIT_DAMAGED',
+      message:
+        r.damage === undefined
+          ? 'the log did not verify'
+          : `${r.damage.kind}${r.damage.seq === undefined ? '' : ` at record ${r.damage.seq}`}: ${r.damage.detail}`,
+    };
+  if (!c.proven) return { ...body, ok: false, code: 'AUDIT_UNPROVEN', message: c.reason };
+  return { ...body, ok: true };
 }
 
 /** What `audit verify` proved beyond "nothing is damaged", and the exit code that says it. */
@@ -218,8 +243,7 @@ export async function runAuditVerify(io: CliIo, opts: AuditVerifyOptions): Promi
     const proofs = (opts.proof ?? []).map((f) => proofFile(f));
     const r = verifyExported(opts.exported, { verifiers: vs, checkpoints, proofs });
     const c = exportedCompleteness(r);
-    if (opts.json === true)
-      printJson(io, { ...r, ok: r.ok && c.proven, intact: r.ok, completeness: c });
+    if (opts.json === true) printResult(io, reportResult(r, c));
     else printReport(io, r, c, opts.exported, [], false);
     return exitFor(r, c);
   }
@@ -233,8 +257,7 @@ export async function runAuditVerify(io: CliIo, opts: AuditVerifyOptions): Promi
     onProgress: (n) => io.stderr(`verified ${n} records\n`),
   });
   const c = localCompleteness(r);
-  if (opts.json === true)
-    printJson(io, { ...r, ok: r.ok && c.proven, intact: r.ok, completeness: c });
+  if (opts.json === true) printResult(io, reportResult(r, c));
   else printReport(io, r, c, auditPaths(dirs.stateDir).dir, r.warnings, true);
   return exitFor(r, c);
 }
@@ -284,7 +307,7 @@ export async function runAuditEmitTest(io: CliIo, opts: AuditEmitOptions): Promi
     eventsPerSecond: Math.round(count / seconds),
     writes: log.stats.writes,
   };
-  if (opts.json === true) printJson(io, result);
+  if (opts.json === true) printResult(io, { ok: true, ...result });
   else
     io.stdout(
       `appended ${count} synthetic events (every kind) in ${result.seconds} s: ${result.eventsPerSecond}/s, ${result.writes} fsync'd writes; log now ends at record ${head.seq}\n`,
@@ -324,7 +347,7 @@ export function runAuditStatus(io: CliIo, opts: AuditStatusOptions): number {
     sinks: config.sinks.map((s) => sinkStatus(p, s, head)),
   };
   if (opts.json === true) {
-    printJson(io, status);
+    printResult(io, { ok: true, ...status });
     return EXIT.OK;
   }
   const lines = [
@@ -350,6 +373,7 @@ export interface AuditTailOptions extends GlobalOptions {
   lines?: string;
   where?: string[];
   json?: boolean;
+  ndjson?: boolean;
 }
 
 function text(v: unknown): string {
@@ -409,35 +433,45 @@ export async function runAuditTail(
   const n = Number(opts.lines ?? '10');
   if (!Number.isSafeInteger(n) || n < 0)
     throw usage(`--lines ${opts.lines ?? ''} is not a count`, 'use -n 20');
+  if (opts.json === true && opts.ndjson === true)
+    throw usage('--json and --ndjson are two output formats', 'give one of them');
+  // `--json` is one object with the records in it, so it cannot grow while following.
+  if (opts.json === true && opts.follow === true)
+    throw usage(
+      '--json prints one object and cannot follow',
+      'use -f --ndjson: one event per line',
+    );
   const filters = parseWhere(opts.where ?? []);
   requireLog(p);
-  const ring: string[] = [];
-  const emit = (line: Buffer, out: (t: string) => void): void => {
-    const rec = parseRecordLine(line);
-    const exported = toExported(rec);
-    if (!filters.every((f) => f(exported))) return;
-    out(
-      opts.json === true
-        ? JSON.stringify(exported)
-        : `${rec.seq} ${rec.time} ${summary(rec.event)}`,
-    );
-  };
+  const line = (rec: ReturnType<typeof parseRecordLine>, exported: unknown): string =>
+    opts.ndjson === true
+      ? JSON.stringify(exported)
+      : `${rec.seq} ${rec.time} ${summary(rec.event)}`;
+  // The last n matching records: the exported event (for --json) and its line.
+  const ring: { exported: unknown; text: string }[] = [];
   let pos: ReadPosition | number = 0;
   pos =
-    readAfter(p, 0, (line) => {
-      emit(line, (t) => {
-        ring.push(t);
-        if (ring.length > n) ring.shift();
-      });
+    readAfter(p, 0, (raw) => {
+      const rec = parseRecordLine(raw);
+      const exported = toExported(rec);
+      if (!filters.every((f) => f(exported))) return true;
+      ring.push({ exported, text: opts.json === true ? '' : line(rec, exported) });
+      if (ring.length > n) ring.shift();
       return true;
     }) ?? 0;
-  for (const t of ring) io.stdout(t + '\n');
+  if (opts.json === true) {
+    printResult(io, { ok: true, events: ring.map((r) => r.exported) });
+    return EXIT.OK;
+  }
+  for (const r of ring) io.stdout(r.text + '\n');
   if (opts.follow !== true) return EXIT.OK;
   while (signal?.aborted !== true) {
     await new Promise((r) => setTimeout(r, 250));
     pos =
-      readAfter(p, pos, (line) => {
-        emit(line, (t) => io.stdout(t + '\n'));
+      readAfter(p, pos, (raw) => {
+        const rec = parseRecordLine(raw);
+        const exported = toExported(rec);
+        if (filters.every((f) => f(exported))) io.stdout(line(rec, exported) + '\n');
         return true;
       }) ?? pos;
   }

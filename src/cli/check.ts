@@ -17,7 +17,7 @@ import { verifyBytes } from './manifest-verify.js';
 import { decisionEvent, type EventContext, type ManifestRef } from '../audit/events.js';
 import type { AuditLog } from '../audit/log.js';
 import { openDeviceLog } from '../audit/open.js';
-import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+import { printResult, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 import { manifestSourceFromBytes } from './read-manifest.js';
 import { ENVELOPE_MAX_BYTES } from '../manifest/dsse.js';
 import { ManifestInvalidError, validateManifest } from '../manifest/parse.js';
@@ -134,7 +134,7 @@ export function buildPdp(
         `${opts.manifest}: verification failed: ${report.message}`,
         {
           file: opts.manifest,
-          hint: 'run `cordon manifest verify` for the step-by-step report',
+          hint: report.hint ?? 'run `cordon manifest verify` for the step-by-step report',
         },
       );
     }
@@ -392,7 +392,9 @@ async function decideAll(
   const req = requestFromArgs(kind, args, opts);
   const d = await record(io, audit, req, pdp.decide(req));
   if (opts.json === true)
-    printJson(io, {
+    printResult(io, {
+      // `ok` follows the exit code: only an allow is ok; the decision says why not.
+      ...(d.effect === 'allow' ? { ok: true } : { ok: false, code: d.code, message: d.reason }),
       request: req,
       decision: d,
       verified: unverified === undefined,

@@ -31,8 +31,18 @@ export function resolveDirs(io: CliIo, opts: GlobalOptions): CordonDirs {
 }
 
 /** Exit codes, documented in the README. */
-/** UNPROVEN: `audit verify` found no damage but cannot prove the log complete or a copy authentic. */
-export const EXIT = { OK: 0, INVALID: 1, USAGE: 2, ENVIRONMENT: 3, UNPROVEN: 4 } as const;
+export const EXIT = {
+  OK: 0,
+  INVALID: 1,
+  USAGE: 2,
+  ENVIRONMENT: 3,
+  /** `audit verify` found no damage but cannot prove the log complete or a copy authentic. */
+  UNPROVEN: 4,
+  /** A bug in Cordon (EX_SOFTWARE). */
+  INTERNAL: 70,
+  /** The reader closed the output pipe (128 + SIGPIPE, as a process the signal ended). */
+  CLOSED_PIPE: 141,
+} as const;
 
 /** Exit codes of `cordon run` itself; any other code is the agent's own. */
 export const RUN_EXIT = { SETUP: 125, NOT_RUNNABLE: 126, NOT_FOUND: 127 } as const;
@@ -67,6 +77,34 @@ export function renderError(e: CordonError): string {
   return lines.join('\n') + '\n';
 }
 
+/** Print a JSON document that is the verb's product itself (a schema, a manifest). */
 export function printJson(io: CliIo, value: unknown): void {
   io.stdout(JSON.stringify(value, null, 2) + '\n');
+}
+
+/**
+ * What every `--json` output is: one object whose `ok` is true exactly when the exit code is 0,
+ * lists inside it, and on failure a stable `code` and a `message` beside the details.
+ */
+export type JsonResult =
+  | ({ readonly ok: true } & Readonly<Record<string, unknown>>)
+  | ({ readonly ok: false; readonly code: string; readonly message: string } & Readonly<
+      Record<string, unknown>
+    >);
+
+/**
+ * Print a verb's `--json` result. Verbs with `--json` print through this and nothing else, so
+ * that scripts can rely on one shape (test/cli/json-output.test.ts holds every verb to it).
+ *
+ * @example
+ * printResult(io, { ok: true, sessions });
+ */
+export function printResult(io: CliIo, result: JsonResult): void {
+  io.stdout(JSON.stringify(result, null, 2) + '\n');
+}
+
+/** A failure as a `--json` result: `{ ok: false, code, message, file?, pointer?, hint? }`. */
+export function errorResult(e: CordonError): JsonResult {
+  const j = e.toJSON();
+  return { ok: false, ...j, code: e.code, message: e.message };
 }

@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { initAdminPolicyDir, initEndpointPolicyDir, readPassphrase } from '../store/policy-dir.js';
-import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+import { printResult, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface InitOptions extends GlobalOptions {
   endpoint?: boolean;
@@ -34,7 +34,7 @@ export function runInit(io: CliIo, dirArg: string | undefined, opts: InitOptions
     result = initAdminPolicyDir(dir, io.now(), passphrase);
   }
   if (opts.json === true) {
-    printJson(io, { ok: true, mode: opts.endpoint === true ? 'endpoint' : 'admin', ...result });
+    printResult(io, { ok: true, mode: opts.endpoint === true ? 'endpoint' : 'admin', ...result });
   } else {
     io.stdout(`${opts.endpoint === true ? 'Endpoint' : 'Policy'} directory ${result.dir}\n`);
     for (const f of result.created) io.stdout(`  created ${f}\n`);

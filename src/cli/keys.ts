@@ -12,7 +12,7 @@ import {
   trustKey,
 } from '../store/policy-dir.js';
 import { verifyRevocationList } from '../manifest/revocation.js';
-import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+import { printResult, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export function runKeysGenerate(
   io: CliIo,
@@ -22,7 +22,7 @@ export function runKeysGenerate(
   const passphrase =
     opts.passphraseFile === undefined ? undefined : readPassphrase(opts.passphraseFile);
   const g = generateKeyFiles(dir, opts.name ?? 'signing', passphrase);
-  if (opts.json === true) printJson(io, { ok: true, ...g });
+  if (opts.json === true) printResult(io, { ok: true, ...g });
   else {
     io.stdout(
       `generated Ed25519 key "${g.name}"${g.encrypted ? ' (encrypted)' : ''}\n  private ${g.privateFile} (mode 0600)\n  public  ${g.publicFile}\n  key id  ${g.keyId}\n`,
@@ -44,7 +44,7 @@ export function runKeysList(io: CliIo, opts: GlobalOptions & { json?: boolean })
     );
   }
   const keys = listKeys(dirs.policyDir, revoked);
-  if (opts.json === true) printJson(io, { policyDir: dirs.policyDir, keys });
+  if (opts.json === true) printResult(io, { ok: true, policyDir: dirs.policyDir, keys });
   else {
     if (keys.length === 0)
       io.stdout(`no keys in ${dirs.policyDir}; run \`cordon init\` or \`cordon keys generate\`\n`);
@@ -93,7 +93,7 @@ export function runKeysTrust(io: CliIo, opts: GlobalOptions & KeysTrustOptions):
     ...(opts.notAfter === undefined ? {} : { notAfter: new Date(opts.notAfter).toISOString() }),
   });
   if (opts.json === true)
-    printJson(io, { ok: true, name: opts.name, keyId, purposes: opts.purpose });
+    printResult(io, { ok: true, name: opts.name, keyId, purposes: opts.purpose });
   else
     io.stdout(
       `trusted "${opts.name}" (${keyId}) for ${opts.purpose.join(', ')} in ${join(dirs.policyDir, 'trust.json')}\n`,

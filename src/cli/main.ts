@@ -7,11 +7,14 @@ import { config as zodConfig } from 'zod';
 import { CordonError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { manifestJsonSchema } from '../manifest/schema.js';
+import { TEMPLATES } from '../manifest/templates.js';
 import {
   EXIT,
   RUN_EXIT,
+  errorResult,
   exitCodeFor,
   printJson,
+  printResult,
   processIo,
   renderError,
   type CliIo,
@@ -167,7 +170,11 @@ export { VERSION };
 
 const collect = (value: string, previous: string[] = []): string[] => [...previous, value];
 
-function build(io: CliIo, setExit: (code: number) => void): Command {
+/** The commander program of the CLI (also the source of shell completions and of the JSON test). */
+export function buildProgram(
+  io: CliIo,
+  setExit: (code: number) => void = () => undefined,
+): Command {
   const program = new Command('cordon');
   program
     .description('Governance runtime for desktop AI agents: signed capability manifests, enforced.')
@@ -220,7 +227,7 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
     .option('--owner <owner>', 'accountable person or team')
     .option(
       '--param <key=value>',
-      'template parameter (repeatable): workDir, validityDays, version, host',
+      `template parameter (repeatable): workDir, validityDays, owner, version, and the template's host: ${TEMPLATES.map((t) => `${t.hostParam.name} (${t.name})`).join(', ')}`,
       collect,
     )
     .option('--out <file>', 'write to a new file instead of stdout')
@@ -464,10 +471,11 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
       'only records whose exported event has this value (repeatable)',
       collect,
     )
-    .option('--json', 'print exported OCSF events')
+    .option('--json', 'one object with the exported OCSF events in "events"')
+    .option('--ndjson', 'exported OCSF events, one per line (with -f, as they are written)')
     .addHelpText(
       'after',
-      '\nExamples:\n  cordon audit tail -n 50 --where disposition=Blocked\n  cordon audit tail -f --where class_uid=4002 --json',
+      '\nExamples:\n  cordon audit tail -n 50 --where disposition=Blocked\n  cordon audit tail -f --where class_uid=4002 --ndjson',
     )
     .action(async (o: AuditTailOptions) => {
       const stop = new AbortController();
@@ -721,6 +729,53 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
   return program;
 }
 
+/** The verb words of a command line (`['audit', 'tail']`), past the global options. */
+function verbOf(argv: readonly string[]): string[] {
+  const words: string[] = [];
+  for (let i = 0; i < argv.length && words.length < 2; i++) {
+    const a = argv[i] ?? '';
+    if (a === '--') break;
+    if (a === '--policy-dir' || a === '--state-dir') {
+      if (words.length === 0) i++;
+      continue;
+    }
+    if (a.startsWith('-')) {
+      if (words.length > 0) break;
+      continue;
+    }
+    words.push(a);
+    // Only the groups take a second word.
+    if (!['manifest', 'policy', 'keys', 'revoke', 'audit', 'templates'].includes(words[0] ?? ''))
+      break;
+  }
+  return words;
+}
+
+/** `cordon audit tail --help` for the verb words that name a command, as far as they do. */
+function helpCommand(program: Command, words: readonly string[]): string {
+  const known: string[] = [];
+  let cmd = program;
+  for (const w of words) {
+    const next = cmd.commands.find((c) => c.name() === w);
+    if (next === undefined) break;
+    known.push(w);
+    cmd = next;
+  }
+  return ['cordon', ...known, '--help'].join(' ');
+}
+
+/** Whether the command line asks for JSON output (`--json`, `--format json|sarif`). */
+function wantsJson(argv: readonly string[]): boolean {
+  // Words after `--` belong to the command `cordon run` starts, not to Cordon.
+  const dashes = argv.indexOf('--');
+  const own = dashes < 0 ? argv : argv.slice(0, dashes);
+  return (
+    own.includes('--json') ||
+    own.includes('--format=json') ||
+    (own.includes('--format') && ['json', 'sarif'].includes(own[own.indexOf('--format') + 1] ?? ''))
+  );
+}
+
 /**
  * Run the CLI. Returns the exit code instead of exiting, so tests drive it in-process.
  *
@@ -729,17 +784,12 @@ function build(io: CliIo, setExit: (code: number) => void): Command {
  */
 export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   let code: number = EXIT.OK;
-  const program = build(io, (c) => {
+  const program = buildProgram(io, (c) => {
     code = c;
   });
-  // Words after `--` belong to the command `cordon run` starts, not to Cordon.
-  const dashes = argv.indexOf('--');
-  const own = dashes < 0 ? argv : argv.slice(0, dashes);
-  const json =
-    own.includes('--json') ||
-    own.includes('--format=json') ||
-    (own.includes('--format') &&
-      ['json', 'sarif'].includes(own[own.indexOf('--format') + 1] ?? ''));
+  const json = wantsJson(argv);
+  // `cordon run` exits with the agent's status; its own failures use 125, which agents do not.
+  const isRun = verbOf(argv)[0] === 'run';
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return code;
@@ -751,17 +801,51 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
         e.code === 'commander.help'
       )
         return EXIT.OK;
-      return EXIT.USAGE;
+      if (isRun && !argv.includes('--'))
+        io.stderr(
+          'hint: put the agent command after --, e.g. cordon run --manifest agent.signed.json -- claude --resume\n',
+        );
+      if (json)
+        printResult(io, {
+          ok: false,
+          code: 'USAGE',
+          message: e.message.replace(/^error: /, ''),
+          hint: `see ${helpCommand(program, verbOf(argv))}`,
+        });
+      return isRun ? RUN_EXIT.SETUP : EXIT.USAGE;
     }
     if (e instanceof CordonError) {
-      if (json) printJson(io, { ok: false, error: e.toJSON() });
+      if (json) printResult(io, errorResult(e));
       io.stderr(renderError(e));
-      return exitCodeFor(e.code);
+      return isRun ? RUN_EXIT.SETUP : exitCodeFor(e.code);
     }
     // An unexpected failure is a bug; say so plainly and exit non-zero.
+    if (json) printResult(io, { ok: false, code: 'INTERNAL', message: String(e) });
     io.stderr(`internal error: ${(e as Error).stack ?? String(e)}\n`);
-    return 70;
+    return isRun ? RUN_EXIT.SETUP : EXIT.INTERNAL;
   }
+}
+
+/**
+ * A reader that stops early (`cordon audit tail --json | head -1`) closes the pipe: the verb
+ * ends quietly with 141, the status of a process ended by SIGPIPE, as other tools do, instead of
+ * a stack trace. The services (`run`, `proxy`, `audit ship`) keep enforcing and recording: only
+ * their own messages are lost. A closed stderr loses diagnostics and nothing else.
+ */
+export function handleClosedOutput(argv: readonly string[]): void {
+  const [verb, sub] = verbOf(argv);
+  const service = verb === 'run' || verb === 'proxy' || (verb === 'audit' && sub === 'ship');
+  const closed = (e: NodeJS.ErrnoException): boolean =>
+    e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED';
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (service) return;
+    if (closed(e)) process.exit(EXIT.CLOSED_PIPE);
+    process.stderr.write(`cordon: cannot write the output: ${e.message}\n`);
+    process.exit(EXIT.ENVIRONMENT);
+  });
+  process.stderr.on('error', () => {
+    // Nowhere left to report it.
+  });
 }
 
 function isEntryPoint(): boolean {
@@ -778,6 +862,7 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
+  handleClosedOutput(process.argv.slice(2));
   void main(process.argv.slice(2)).then((code) => {
     process.exitCode = code;
   });

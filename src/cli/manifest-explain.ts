@@ -1,7 +1,7 @@
 import { explainManifest, renderExplanation } from '../manifest/explain.js';
 import { resolveForUser } from '../store/resolve.js';
 import { lintOptionsFor } from './lint-options.js';
-import { printJson, type CliIo, type GlobalOptions } from './context.js';
+import { printResult, type CliIo, type GlobalOptions } from './context.js';
 import { readManifest } from './read-manifest.js';
 
 export function runManifestExplain(
@@ -11,7 +11,7 @@ export function runManifestExplain(
 ): number {
   const { source, manifest } = readManifest(file);
   const e = explainManifest(manifest, lintOptionsFor(io, opts), resolveForUser(manifest, io.home));
-  if (opts.json === true) printJson(io, { file, signed: source.signed, ...e });
+  if (opts.json === true) printResult(io, { ok: true, file, signed: source.signed, ...e });
   else {
     if (source.signed)
       io.stdout(

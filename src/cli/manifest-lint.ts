@@ -4,7 +4,7 @@ import { LINT_RULES, lintManifest, type LintFinding, type LintSeverity } from '.
 import { validateManifest } from '../manifest/parse.js';
 import { readManifestSource } from './read-manifest.js';
 import { lintOptionsFor } from './lint-options.js';
-import { printJson, usage, type CliIo, type GlobalOptions } from './context.js';
+import { printJson, printResult, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface LintCliOptions extends GlobalOptions {
   format?: string;
@@ -124,7 +124,24 @@ export function runManifestLint(io: CliIo, files: readonly string[], opts: LintC
   }
   const errors = findings.filter((f) => f.severity === 'error').length;
   const warnings = findings.filter((f) => f.severity === 'warning').length;
-  if (format === 'json') printJson(io, { file, ok: errors === 0, errors, warnings, findings });
+  const ok = errors === 0 && warnings <= maxWarnings;
+  if (format === 'json')
+    printResult(io, {
+      ...(ok
+        ? { ok }
+        : {
+            ok,
+            code: 'MANIFEST_LINT',
+            message:
+              errors > 0
+                ? `${errors} lint error(s)`
+                : `${warnings} warning(s), more than --max-warnings ${maxWarnings}`,
+          }),
+      file,
+      errors,
+      warnings,
+      findings,
+    });
   else if (format === 'sarif') printJson(io, sarif(file, findings));
   else {
     for (const f of findings) {
@@ -137,5 +154,5 @@ export function runManifestLint(io: CliIo, files: readonly string[], opts: LintC
       `${errors} error(s), ${warnings} warning(s), ${findings.length - errors - warnings} note(s)\n`,
     );
   }
-  return errors > 0 || warnings > maxWarnings ? 1 : 0;
+  return ok ? 0 : 1;
 }

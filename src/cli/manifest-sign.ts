@@ -6,7 +6,7 @@ import { cosignManifest, signManifest } from '../manifest/sign.js';
 import { readFileCapped, writeFileAtomic, writeFileNew } from '../store/files.js';
 import { readPassphrase, readPrivateKey } from '../store/policy-dir.js';
 import { lintOptionsFor } from './lint-options.js';
-import { printJson, type CliIo, type GlobalOptions } from './context.js';
+import { printResult, type CliIo, type GlobalOptions } from './context.js';
 
 export interface SignOptions extends GlobalOptions {
   key: string;
@@ -70,7 +70,7 @@ export function runManifestSign(io: CliIo, file: string, opts: SignOptions): num
   else writeFileNew(out, text);
   const sig = result.envelope.signatures[result.envelope.signatures.length - 1];
   if (opts.json === true)
-    printJson(io, {
+    printResult(io, {
       ok: true,
       out,
       digest: result.digest,

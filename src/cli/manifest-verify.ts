@@ -4,7 +4,7 @@ import { FileAcceptanceStore } from '../store/acceptance.js';
 import { readFileCapped } from '../store/files.js';
 import { readRevocationBytes, readTrustStore } from '../store/policy-dir.js';
 import { lintOptionsFor } from './lint-options.js';
-import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+import { printResult, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface VerifyCliOptions extends GlobalOptions {
   json?: boolean;
@@ -42,11 +42,16 @@ export function verifyBytes(io: CliIo, bytes: Uint8Array, opts: VerifyCliOptions
 export function runManifestVerify(io: CliIo, file: string, opts: VerifyCliOptions): number {
   const report = verifyFile(io, file, opts);
   if (opts.json === true) {
-    printJson(io, {
+    printResult(io, {
+      ...(report.ok
+        ? { ok: true, message: report.message }
+        : {
+            ok: false,
+            code: report.code ?? 'VERIFY_ERROR',
+            message: report.message,
+            ...(report.hint === undefined ? {} : { hint: report.hint }),
+          }),
       file,
-      ok: report.ok,
-      code: report.code,
-      message: report.message,
       digest: report.digest,
       signers: report.signers,
       steps: report.steps,
@@ -65,7 +70,7 @@ export function runManifestVerify(io: CliIo, file: string, opts: VerifyCliOption
     io.stdout(
       report.ok
         ? `OK: ${report.message}\n`
-        : `REJECTED [${report.code ?? ''}]: ${report.message}\n`,
+        : `REJECTED [${report.code ?? ''}]: ${report.message}\n${report.hint === undefined ? '' : `  fix: ${report.hint}\n`}`,
     );
   }
   return report.ok ? 0 : 1;

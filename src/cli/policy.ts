@@ -10,7 +10,7 @@ import { PolicyTestFileSchema, runPolicyTests } from '../policy/policy-test.js';
 import { readFileCapped } from '../store/files.js';
 import { loadGuardrailDir, readGuardrailFiles } from '../store/guardrails-dir.js';
 import { policyPaths } from '../store/policy-dir.js';
-import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+import { printResult, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 import { readManifest } from './read-manifest.js';
 
 export function runPolicyValidate(
@@ -23,7 +23,7 @@ export function runPolicyValidate(
   const g = loadGuardrailDir(target);
   const policies = g?.policies ?? [];
   if (opts.json === true)
-    printJson(io, {
+    printResult(io, {
       ok: true,
       dir: target,
       files: files.map((f) => f.name),
@@ -121,7 +121,19 @@ export function runPolicyTest(
       }
     }
   }
-  if (opts.json === true) printJson(io, { ok: failed === 0, total, failed, files: report });
+  if (opts.json === true)
+    printResult(io, {
+      ...(failed === 0
+        ? { ok: true }
+        : {
+            ok: false,
+            code: 'POLICY_TEST_FAILED',
+            message: `${failed} of ${total} case(s) failed`,
+          }),
+      total,
+      failed,
+      files: report,
+    });
   else io.stdout(`${total - failed} passed, ${failed} failed\n`);
   return failed === 0 ? 0 : 1;
 }

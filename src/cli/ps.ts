@@ -1,6 +1,6 @@
 import { describeFinding, recoverPersistence } from '../sandbox/persistence.js';
-import { liveSessions } from '../sandbox/sessions.js';
-import { EXIT, printJson, resolveDirs, type CliIo, type GlobalOptions } from './context.js';
+import { liveSessions, type SessionRecord } from '../sandbox/sessions.js';
+import { EXIT, printResult, resolveDirs, type CliIo, type GlobalOptions } from './context.js';
 
 function duration(ms: number): string {
   const s = Math.max(0, Math.floor(ms / 1000));
@@ -16,6 +16,11 @@ function bytes(n: number): string {
   return `${(n / 1024 ** 3).toFixed(2)} GiB`;
 }
 
+/** What the STATE column shows; `--json` carries the same word. */
+function stateOf(s: SessionRecord): 'running' | 'quarantined' {
+  return s.quarantinedAt === undefined ? 'running' : 'quarantined';
+}
+
 /** `cordon ps`: the sessions `cordon run` is running on this machine. */
 export function runPs(io: CliIo, opts: GlobalOptions & { json?: boolean }): number {
   const { stateDir } = resolveDirs(io, opts);
@@ -23,22 +28,31 @@ export function runPs(io: CliIo, opts: GlobalOptions & { json?: boolean }): numb
   // A session that died before its persistence guard ran is checked here; the next
   // `cordon run` records the findings in the audit log.
   recoverPersistence(stateDir, (f) => io.stderr(`cordon ps: ${describeFinding(f)}\n`));
+  const now = io.now().getTime();
+  const uptimeMs = (s: SessionRecord): number => Math.max(0, now - Date.parse(s.startedAt));
   if (opts.json === true) {
-    printJson(io, sessions);
+    // Everything the table shows, as values: the record plus its state and uptime.
+    printResult(io, {
+      ok: true,
+      sessions: sessions.map((s) => ({
+        ...s,
+        state: stateOf(s),
+        uptimeSeconds: Math.floor(uptimeMs(s) / 1000),
+      })),
+    });
     return EXIT.OK;
   }
   if (sessions.length === 0) {
     io.stdout('no sessions running\n');
     return EXIT.OK;
   }
-  const now = io.now().getTime();
   const rows = sessions.map((s) => [
     s.id,
     `${s.agent}@${s.manifestVersion}`,
     String(s.sandboxPid ?? '-'),
-    duration(now - Date.parse(s.startedAt)),
+    duration(uptimeMs(s)),
     bytes(s.bytesOut),
-    s.quarantinedAt === undefined ? 'running' : 'QUARANTINED',
+    stateOf(s) === 'running' ? 'running' : 'QUARANTINED',
     s.command.join(' ').slice(0, 60),
   ]);
   const head = ['SESSION', 'MANIFEST', 'PID', 'UPTIME', 'BYTES OUT', 'STATE', 'COMMAND'];

@@ -8,7 +8,14 @@ import {
   readSessionManifest,
   type SessionRecord,
 } from '../sandbox/sessions.js';
-import { EXIT, printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+import {
+  EXIT,
+  printResult,
+  resolveDirs,
+  usage,
+  type CliIo,
+  type GlobalOptions,
+} from './context.js';
 
 export interface QuarantineOptions extends GlobalOptions {
   all?: boolean;
@@ -121,7 +128,18 @@ export async function runQuarantine(
           : `quarantine of ${s.id} is INCOMPLETE: ${sandboxGone ? '' : 'processes still running; '}${denied ? '' : 'the session did not confirm deny-all'}\n  evidence ${bundle.path}\n`,
       );
   }
-  if (opts.json === true) printJson(io, results);
+  if (opts.json === true)
+    printResult(io, {
+      ...(failed
+        ? {
+            ok: false,
+            code: 'QUARANTINE_INCOMPLETE',
+            message:
+              'a session was not contained: processes still running or egress not confirmed denied',
+          }
+        : { ok: true }),
+      sessions: results,
+    });
   else if (targets.length === 0) io.stdout('no sessions running\n');
   return failed ? EXIT.INVALID : EXIT.OK;
 }

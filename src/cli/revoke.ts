@@ -9,7 +9,7 @@ import {
   readTrustStore,
   updateRevocationList,
 } from '../store/policy-dir.js';
-import { printJson, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
+import { printResult, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface RevokeOptions extends GlobalOptions {
   reason: string;
@@ -78,7 +78,7 @@ export function runRevoke(
       keys: [...l.keys, { keyId: id, reason: opts.reason, revokedAt: now.toISOString() }],
     };
   });
-  if (opts.json === true) printJson(io, { ok: true, kind, id, serial: list.serial });
+  if (opts.json === true) printResult(io, { ok: true, kind, id, serial: list.serial });
   else
     io.stdout(
       `revoked ${kind} ${id}\nrevocation list serial ${list.serial}; publish it to endpoints\n`,

@@ -4,7 +4,7 @@ import { validateManifest, ManifestInvalidError } from '../manifest/parse.js';
 import { GroupMappingSchema, instantiateTemplate, TEMPLATES } from '../manifest/templates.js';
 import { readFileCapped } from '../store/files.js';
 import { policyPaths } from '../store/policy-dir.js';
-import { printJson, resolveDirs, type CliIo, type GlobalOptions } from './context.js';
+import { printJson, printResult, resolveDirs, type CliIo, type GlobalOptions } from './context.js';
 
 export function runTemplatesList(io: CliIo, opts: { json?: boolean }): number {
   const rows = TEMPLATES.map((t) => ({
@@ -13,7 +13,7 @@ export function runTemplatesList(io: CliIo, opts: { json?: boolean }): number {
     defaultWorkDir: t.defaultWorkDir,
     params: ['workDir', 'validityDays', 'owner', 'version', t.hostParam.name],
   }));
-  if (opts.json === true) printJson(io, rows);
+  if (opts.json === true) printResult(io, { ok: true, templates: rows });
   else
     for (const r of rows)
       io.stdout(

@@ -3,7 +3,13 @@ import semverCompare from 'semver/functions/compare.js';
 import semverValid from 'semver/functions/valid.js';
 import { CordonError } from '../errors.js';
 import { canonicalize } from './canonical.js';
-import { parseEnvelope, strictBase64, verifySignature, type Envelope } from './dsse.js';
+import {
+  ENVELOPE_MAX_BYTES,
+  parseEnvelope,
+  strictBase64,
+  verifySignature,
+  type Envelope,
+} from './dsse.js';
 import { parseStrictJson, type JsonValue } from './json.js';
 import { lintManifest, type LintFinding, type LintOptions } from './lint.js';
 import { validateManifest } from './parse.js';
@@ -38,6 +44,8 @@ export interface VerifyReport {
   /** The failing step's code when `ok` is false. */
   readonly code: string | undefined;
   readonly message: string;
+  /** What to do about the failure, when there is something specific to do. */
+  readonly hint?: string;
   readonly steps: readonly VerifyStep[];
   /** `sha256:<hex>` of the signed payload bytes, once the envelope parsed. */
   readonly digest: string | undefined;
@@ -100,13 +108,33 @@ class StepFailure extends Error {
   constructor(
     readonly code: string,
     message: string,
+    readonly hint?: string,
   ) {
     super(message);
   }
 }
 
-function fail(code: string, message: string): never {
-  throw new StepFailure(code, message);
+function fail(code: string, message: string, hint?: string): never {
+  throw new StepFailure(code, message, hint);
+}
+
+const TRUST_HINT =
+  'if the signer is yours, trust its public key for manifests: cordon keys trust --name NAME --pub KEY.pub --purpose manifest';
+
+/** Whether bytes that are not an envelope are a manifest someone forgot to sign. */
+function looksLikeManifest(input: string | Uint8Array): boolean {
+  try {
+    const v = parseStrictJson(input, { maxBytes: ENVELOPE_MAX_BYTES });
+    return (
+      typeof v === 'object' &&
+      v !== null &&
+      !Array.isArray(v) &&
+      !('payload' in v) &&
+      ('apiVersion' in v || 'agentName' in v)
+    );
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -183,6 +211,12 @@ export class ManifestVerifier {
         try {
           st.env = parseEnvelope(input);
         } catch (e) {
+          if (e instanceof CordonError && e.code === 'ENVELOPE_INVALID' && looksLikeManifest(input))
+            fail(
+              'MANIFEST_UNSIGNED',
+              'this is an unsigned manifest; only a signed manifest (a DSSE envelope) is accepted',
+              'sign it with `cordon manifest sign FILE --key ORG.key` and use the FILE.signed.json it writes',
+            );
           if (e instanceof CordonError) fail(e.code, e.message);
           throw e;
         }
@@ -346,6 +380,7 @@ export class ManifestVerifier {
         failure === undefined
           ? `verified ${st.manifest?.agentName ?? ''} ${st.manifest?.version ?? ''}`
           : failure.message,
+      ...(failure?.hint === undefined ? {} : { hint: failure.hint }),
       steps,
       digest: st.digest,
       manifest: failure === undefined ? st.manifest : undefined,
@@ -404,6 +439,7 @@ export class ManifestVerifier {
           new StepFailure(
             'SIGNATURE_UNTRUSTED',
             `key ${s.keyid.slice(0, 16)}… is not in the trust store`,
+            TRUST_HINT,
           ),
         );
         continue;
@@ -413,6 +449,7 @@ export class ManifestVerifier {
           new StepFailure(
             'KEY_PURPOSE',
             `key "${k.name}" is not trusted to sign manifests (purposes: ${k.purposes.join(', ')})`,
+            `if it should sign manifests, remove its entry from trust.json and trust it again: cordon keys trust --name ${k.name} --pub KEY.pub --purpose manifest${k.purposes.map((p) => ` --purpose ${p}`).join('')}`,
           ),
         );
         continue;

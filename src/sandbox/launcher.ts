@@ -26,7 +26,7 @@ import {
   type SandboxPlan,
   type SandboxPlanInput,
 } from './linux/plan.js';
-import { processTree, startTime } from './linux/procfs.js';
+import { fileId, processPath, processTree, startTime } from './linux/procfs.js';
 import {
   checkPersistence,
   guardScope,
@@ -446,6 +446,8 @@ export async function runSession(
     let quarantined = false;
     const seen = new Set<number>();
     let sampled = 0;
+    const helperId = fileId(o.helper);
+    const ownHelpers = new Set<number>();
     const sample = (): void => {
       if (sandboxPid === undefined || proxy === undefined || record === undefined) return;
       let bytesOut = 0;
@@ -462,9 +464,16 @@ export async function runSession(
       if (auditError !== undefined) failed('audit log', auditError);
       tryResume();
       if (sampled > MAX_PROCESS_EVENTS) return;
-      // The sandbox's init and egress bridge are Cordon's own (the launch event covers them).
+      // The sandbox's init and the egress bridge it forks are Cordon's own (the launch event
+      // covers them). The helper is a file mounted on its own, which the host cannot name by
+      // path ('/'): it is known by its identity. A helper the agent starts itself is recorded.
       for (const p of processTree(sandboxPid)) {
-        if (p.pid === sandboxPid || p.exe === SANDBOX_HELPER || seen.has(p.pid)) continue;
+        if (p.pid === sandboxPid || seen.has(p.pid)) continue;
+        const isHelper = helperId !== undefined && p.exeId === helperId;
+        if (isHelper && (p.ppid === sandboxPid || ownHelpers.has(p.ppid))) {
+          ownHelpers.add(p.pid);
+          continue;
+        }
         seen.add(p.pid);
         if (++sampled > MAX_PROCESS_EVENTS) {
           o.onDiagnostic(`more than ${MAX_PROCESS_EVENTS} processes: sampling stopped`);
@@ -474,7 +483,7 @@ export async function runSession(
           .append(
             processActivityEvent(ctx(), {
               activity: 'launch',
-              path: p.exe === '' ? (p.argv[0] ?? '') : p.exe,
+              path: isHelper ? SANDBOX_HELPER : processPath(p),
               argv: p.argv,
               pid: p.pid,
               parentPid: p.ppid,

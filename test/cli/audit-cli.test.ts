@@ -114,6 +114,10 @@ describe('cordon audit', () => {
     writeFileSync(seg, lines.join('\n'));
     const bad = await run(['audit', 'verify']);
     expect(bad.code).toBe(1);
+    expect((await run(['audit', 'verify', '--json'])).json()).toMatchObject({
+      ok: false,
+      code: 'AUDIT_DAMAGED',
+    });
     expect(bad.stdout).toMatch(/DAMAGE \(deleted\) at record 102: record 101 is missing/);
   });
 
@@ -355,16 +359,23 @@ describe('cordon audit', () => {
     expect(endCheck.stdout).toMatch(/^records 390\.\.402: chain intact/m);
   });
 
-  it('tail filters with --where and prints exported events with --json', async () => {
+  it('tail filters with --where and prints exported events with --json and --ndjson', async () => {
     const { run } = await setup(200);
     const r = await run(['audit', 'tail', '-n', '3', '--where', 'class_uid=4002', '--json']);
     expect(r.code).toBe(0);
-    const events = r.stdout
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as { class_uid: number });
+    const { ok, events } = r.json() as { ok: boolean; events: { class_uid: number }[] };
+    expect(ok).toBe(true);
     expect(events).toHaveLength(3);
     expect(events.every((e) => e.class_uid === 4002)).toBe(true);
+    const nd = await run(['audit', 'tail', '-n', '3', '--where', 'class_uid=4002', '--ndjson']);
+    expect(
+      nd.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as unknown),
+    ).toEqual(events);
+    // One object cannot grow: following needs the line format.
+    expect((await run(['audit', 'tail', '-f', '--json'])).code).toBe(2);
     const human = await run(['audit', 'tail', '-n', '2', '--where', 'disposition=Blocked']);
     expect(human.stdout.trim().split('\n')).toHaveLength(2);
     expect(human.stdout).toMatch(/Blocked/);
@@ -382,7 +393,7 @@ describe('cordon audit', () => {
     const d = await run(['check', '--manifest', m, '--audit', '--lexical', 'read', '/etc/shadow']);
     expect(d.code).toBe(1);
     expect(d.stderr).toMatch(/audit: record 12/);
-    const t = await run(['audit', 'tail', '-n', '2', '--json']);
+    const t = await run(['audit', 'tail', '-n', '2', '--ndjson']);
     const [decision] = t.stdout
       .trim()
       .split('\n')

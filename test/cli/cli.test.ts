@@ -496,7 +496,7 @@ describe('cordon keys', () => {
 describe('cordon templates', () => {
   it('list and resolve a group through the mapping file', async () => {
     const l = await run('templates', 'list', '--json');
-    expect((l.json() as { name: string }[]).map((t) => t.name)).toEqual([
+    expect((l.json() as { templates: { name: string }[] }).templates.map((t) => t.name)).toEqual([
       'finance-analyst',
       'legal-drafting',
       'sre-oncall',

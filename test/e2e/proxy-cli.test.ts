@@ -174,7 +174,7 @@ describe('cordon proxy, as a user runs it', () => {
     const verify = cordon(['audit', 'verify']);
     expect(verify.status, verify.stderr).toBe(4);
     expect(verify.stdout).toMatch(/chain intact/);
-    const tail = cordon(['audit', 'tail', '-n', '200', '--json']);
+    const tail = cordon(['audit', 'tail', '-n', '200', '--ndjson']);
     const codes = tail.stdout
       .trim()
       .split('\n')

@@ -34,12 +34,9 @@ describe('cordon ps and cordon quarantine', () => {
 
     const ps = spawnSync(process.execPath, [BIN, 'ps', '--json'], { env: s.env, encoding: 'utf8' });
     expect(ps.status, ps.stderr).toBe(0);
-    const sessions = JSON.parse(ps.stdout) as {
-      id: string;
-      agent: string;
-      sandboxPid: number;
-      bytesOut: number;
-    }[];
+    const { sessions } = JSON.parse(ps.stdout) as {
+      sessions: { id: string; agent: string; sandboxPid: number; bytesOut: number }[];
+    };
     expect(sessions.length).toBe(1);
     const session = sessions[0];
     if (session === undefined) throw new Error('no session');
@@ -56,13 +53,17 @@ describe('cordon ps and cordon quarantine', () => {
       { env: s.env, encoding: 'utf8' },
     );
     expect(q.status, q.stderr + q.stdout).toBe(0);
-    const [result] = JSON.parse(q.stdout) as {
-      contained: boolean;
-      containmentMs: number;
-      processesKilled: number;
-      evidence: string;
-      evidenceSha256: string;
-    }[];
+    const {
+      sessions: [result],
+    } = JSON.parse(q.stdout) as {
+      sessions: {
+        contained: boolean;
+        containmentMs: number;
+        processesKilled: number;
+        evidence: string;
+        evidenceSha256: string;
+      }[];
+    };
     expect(result?.contained).toBe(true);
     expect(result?.processesKilled).toBeGreaterThanOrEqual(3); // init, bash, sleep (+ bridge)
     expect(await a.closed).not.toBe(0);
@@ -111,7 +112,7 @@ describe('cordon ps and cordon quarantine', () => {
       env: s.env,
       encoding: 'utf8',
     });
-    expect(JSON.parse(after.stdout)).toEqual([]);
+    expect(JSON.parse(after.stdout)).toEqual({ ok: true, sessions: [] });
   });
 
   it('needs a session or --all, and says so for an unknown one', () => {
@@ -163,7 +164,7 @@ describe('cordon ps and cordon quarantine', () => {
     });
     expect(q.stderr).toContain('SESSION_NOT_FOUND');
     const ps = spawnSync(process.execPath, [BIN, 'ps', '--json'], { env: s.env, encoding: 'utf8' });
-    expect(JSON.parse(ps.stdout)).toEqual([]);
+    expect(JSON.parse(ps.stdout)).toEqual({ ok: true, sessions: [] });
     expect(existsSync(join(dir, 'forged.json'))).toBe(false);
     expect(existsSync(precious)).toBe(true);
     expect(bystander.exitCode).toBeNull();

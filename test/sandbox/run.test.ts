@@ -406,7 +406,7 @@ describe('cordon run: the session', () => {
     ) as { runDir: string };
     expect(existsSync(record.runDir)).toBe(true);
     const ps = await s.cordon(['ps', '--json']);
-    expect(JSON.parse(ps.stdout)).toEqual([]);
+    expect(JSON.parse(ps.stdout)).toEqual({ ok: true, sessions: [] });
     expect(readdirSync(join(s.cordonHome, 'state/sessions'))).toEqual([]);
     expect(existsSync(record.runDir)).toBe(false);
   });

@@ -1,12 +1,40 @@
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 
 /** One process as /proc shows it to the host. */
 export interface ProcessInfo {
   readonly pid: number;
   readonly ppid: number;
   readonly argv: readonly string[];
-  /** The executable as the process's own mount namespace names it ('' when unreadable). */
+  /**
+   * The executable's path, as far as the host can name it: '' when unreadable, and '/' when the
+   * file is reachable only through a mount of its own (a file bind-mounted into the sandbox).
+   */
   readonly exe: string;
+  /** The executable's identity (`dev:ino`), also for files the host cannot name by path. */
+  readonly exeId: string | undefined;
+  /** The kernel's short command name (`comm`, at most 15 bytes); '' when the process is gone. */
+  readonly comm: string;
+}
+
+/**
+ * The program a process runs, for people and the audit log: its executable when the host can
+ * name it, else the path it was started by (argv[0]), else the kernel's command name.
+ */
+export function processPath(p: ProcessInfo): string {
+  if (p.exe.startsWith('/') && p.exe !== '/') return p.exe.replace(/ \(deleted\)$/, '');
+  const argv0 = p.argv[0] ?? '';
+  if (argv0 !== '') return argv0;
+  return p.comm === '' ? `[pid ${p.pid}]` : `[${p.comm}]`;
+}
+
+/** The identity (`dev:ino`) of a file, to compare with `ProcessInfo.exeId`. */
+export function fileId(path: string): string | undefined {
+  try {
+    const st = statSync(path);
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
 }
 
 function ppidOf(pid: number): number | undefined {
@@ -23,6 +51,12 @@ function ppidOf(pid: number): number | undefined {
 function describe(pid: number, ppid: number): ProcessInfo {
   let argv: string[] = [];
   let exe = '';
+  let comm = '';
+  try {
+    comm = readFileSync(`/proc/${pid}/comm`, 'utf8').replace(/\n$/, '');
+  } catch {
+    // the process is gone
+  }
   try {
     argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
       .split('\0')
@@ -35,7 +69,7 @@ function describe(pid: number, ppid: number): ProcessInfo {
   } catch {
     // a kernel thread or a process that already exited
   }
-  return { pid, ppid, argv, exe };
+  return { pid, ppid, argv, exe, exeId: fileId(`/proc/${pid}/exe`), comm };
 }
 
 /** `root` and every process descending from it, parents before children. */
