@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { parseStrictJson } from '../manifest/json.js';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import {
   logActivityEvent,
@@ -470,7 +470,9 @@ export async function runSession(
       for (const p of processTree(sandboxPid)) {
         if (p.pid === sandboxPid || seen.has(p.pid)) continue;
         const isHelper = helperId !== undefined && p.exeId === helperId;
-        if (isHelper && (p.ppid === sandboxPid || ownHelpers.has(p.ppid))) {
+        // An exited helper child (a zombie) has no executable left to compare, only its name.
+        const wasHelper = p.exeId === undefined && p.comm === basename(SANDBOX_HELPER);
+        if ((isHelper || wasHelper) && (p.ppid === sandboxPid || ownHelpers.has(p.ppid))) {
           ownHelpers.add(p.pid);
           continue;
         }
