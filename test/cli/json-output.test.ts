@@ -359,7 +359,11 @@ describe('--json: one object with ok, for every verb', () => {
 
   it('quarantine --json: a session it could not contain is ok false, QUARANTINE_INCOMPLETE', async () => {
     // A "session" whose cordon process ignores the quarantine signal and never confirms deny-all.
-    const stubborn = spawn('bash', ['-c', 'trap "" USR1; sleep 6'], { stdio: 'ignore' });
+    const stubborn = spawn('bash', ['-c', 'trap "" USR1; echo ready; sleep 6'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    // The signal must not arrive before the trap is set.
+    await new Promise((resolve) => stubborn.stdout.once('data', resolve));
     const state = join(root, 'q-state');
     mkdirSync(join(state, 'sessions'), { recursive: true });
     writeFileSync(
@@ -388,7 +392,7 @@ describe('--json: one object with ok, for every verb', () => {
       '--json',
     ]);
     const o = expectResult(r, false);
-    expect(o['code']).toBe('QUARANTINE_INCOMPLETE');
+    expect(o['code'], r.stdout + r.stderr).toBe('QUARANTINE_INCOMPLETE');
     expect((o['sessions'] as { contained: boolean }[])[0]?.contained).toBe(false);
   }, 30_000);
 });
