@@ -891,6 +891,10 @@ static int launch(int argc, char **argv) {
     user_out = isatty(1) ? 1 : isatty(2) ? 2 : user_tty;
     return relay_terminal(&argv[i], keep, status);
   }
+  /* No terminal on 0-2, but perhaps a controlling terminal (`cordon run <in >out` typed at a
+   * shell): a session of its own leaves bubblewrap and the agent without one, so /dev/tty
+   * inside opens nothing. Terminal signals reach `cordon run`, which passes them on. */
+  if (setsid() < 0) die("terminal", "setsid");
   execv(argv[i], &argv[i]);
   fprintf(stderr, "cordon-sandbox: cannot run %s: %s\n", argv[i], strerror(errno));
   return EXIT_SETUP;

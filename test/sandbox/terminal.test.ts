@@ -185,4 +185,13 @@ describe('cordon run: the session has its own terminal', () => {
     expect(r.stdout).toMatch(/eof = \^D;/);
     expect(r.stdout).toMatch(/(?<!-)echo /);
   });
+
+  it('with every stream redirected, the agent still cannot open the user’s terminal (/dev/tty)', () => {
+    const inside = 'exec 9<>/dev/tty && echo tty=opened || echo tty=refused';
+    const result = join(s.dir, 'redirected.txt');
+    const cmd = `node '${BIN}' run --manifest '${manifest}' -- bash -c '${inside}' </dev/null >${result} 2>&1; echo done`;
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { env: s.env, encoding: 'utf8' });
+    expect(r.stdout).toContain('done');
+    expect(readFileSync(result, 'utf8')).toMatch(/tty=refused/);
+  });
 });
