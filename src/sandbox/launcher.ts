@@ -180,7 +180,7 @@ export async function runSession(
     // What the user's own tools would run after the session (git hooks and config, agents'
     // settings, shell start-up files) is recorded before the agent starts; no record, no agent.
     try {
-      recordPersistence(
+      const recorded = recordPersistence(
         o.stateDir,
         guardScope(
           o.id,
@@ -192,6 +192,10 @@ export async function runSession(
         Date.now(),
       );
       guarded = true;
+      if (recorded.incomplete)
+        o.onDiagnostic(
+          'persistence guard: the write grants hold more than it walks; files beyond its bounds are not watched',
+        );
     } catch (e) {
       const reason = `the persistence guard could not record the write grants: ${(e as Error).message}; the agent did not run`;
       await o.audit.append(

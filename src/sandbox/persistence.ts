@@ -88,6 +88,11 @@ export const GUARD_WALK_DEPTH = 8;
 export const GUARD_WALK_DIRS = 20_000;
 // Launch-time copies are kept up to this size; a larger file is compared by digest only.
 const MAX_COPY = 4 * 1024 * 1024;
+// Launch-time copies in all, and watched files in all: beyond these, files are compared by
+// digest only (changed ones are still moved aside, with nothing to put back), and beyond the
+// second the walk is incomplete (reported).
+const MAX_COPIED = 64 * 1024 * 1024;
+const MAX_ITEMS = 50_000;
 
 // Files in the home directory that a shell, git or an agent reads at start-up.
 const HOME_FILES: readonly (readonly [string, PersistenceKind])[] = [
@@ -241,12 +246,19 @@ function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): S
       }
     }
   };
+  let copied = 0;
   const add = (p: string, kind: PersistenceKind): void => {
     if (!within(p) || items.has(p)) return;
+    if (items.size >= MAX_ITEMS) {
+      incomplete = true;
+      return;
+    }
     const st = lstatOrUndefined(p);
     if (st === undefined) return;
     try {
-      const { entry, data } = entryOf(p, st);
+      const { entry, data: read } = entryOf(p, st);
+      const data = read !== undefined && copied + read.length <= MAX_COPIED ? read : undefined;
+      if (data !== undefined) copied += data.length;
       items.set(p, {
         kind,
         entry: data !== undefined && keep !== undefined ? { ...entry, copied: true } : entry,
@@ -386,7 +398,9 @@ function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): S
           } else if (e.name === '.mcp.json') add(p, 'agent-config');
           else if (e.isDirectory()) {
             if (AGENT_DIRS.includes(e.name)) agentDir(p);
-            next.push(p);
+            // Package trees are large and hold no repository or settings the user runs from;
+            // hooks directories and included files are found through the config that names them.
+            if (e.name !== 'node_modules') next.push(p);
           }
         }
       }
@@ -489,7 +503,11 @@ function configRefs(
  * Record what the guard watches, before the agent starts: the list of files with their digests
  * and copies of their content, in the state directory (which no grant reaches).
  */
-export function recordPersistence(stateDir: string, scope: GuardScope, now: number): void {
+export function recordPersistence(
+  stateDir: string,
+  scope: GuardScope,
+  now: number,
+): { readonly items: number; readonly incomplete: boolean } {
   const dir = guardDir(stateDir, scope.session);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(dir, 'blobs'), { recursive: true, mode: 0o700 });
@@ -509,6 +527,7 @@ export function recordPersistence(stateDir: string, scope: GuardScope, now: numb
   };
   writeFileSync(join(dir, 'snapshot.tmp'), JSON.stringify(snapshot) + '\n', { mode: 0o600 });
   renameSync(join(dir, 'snapshot.tmp'), join(dir, 'snapshot.json'));
+  return { items: s.items.size, incomplete: s.incomplete };
 }
 
 function readSnapshot(stateDir: string, session: string): Snapshot {
