@@ -76,9 +76,13 @@ export const LINT_RULES = {
     'error',
     'admission: validity longer than the organisation maximum (maxValidityDays, default 731)',
   ],
+  ENV_CREDENTIAL: [
+    'error',
+    'an env name that carries a credential (AWS_SECRET_ACCESS_KEY, GITHUB_TOKEN, *_TOKEN, *_SECRET, *_PASSWORD, *_API_KEY, ...): credentials stay outside the agent',
+  ],
   ENV_CODE_INJECTION: [
     'warning',
-    'an env name that changes what interpreters load (NODE_OPTIONS, PYTHONPATH, ...)',
+    'an env name that changes what interpreters, the shell or libc load (NODE_OPTIONS, PYTHONPATH, GCONV_PATH, GLIBC_TUNABLES, SHELLOPTS, PS4, ...)',
   ],
   OVERRIDE_USED: ['warning', 'an override lifts a mandatory deny'],
   OVERRIDE_UNUSED: ['warning', 'an override lifts a deny that no grant reaches'],
@@ -170,8 +174,15 @@ const SHARED_DOMAINS = [
 
 const RESERVED_ENV =
   /^(LD_.*|DYLD_.*|(HTTPS?|ALL|NO|FTP)_PROXY|(https?|all|no|ftp)_proxy|BASH_ENV|ENV|PROMPT_COMMAND|SSL_CERT_FILE|SSL_CERT_DIR|NODE_EXTRA_CA_CERTS|CORDON_.*)$/;
+// libc (GCONV_PATH loads a shared object; GLIBC_TUNABLES had a loader overflow), bash
+// (SHELLOPTS=xtrace with PS4='$(cmd)' runs a command in every shell; BASH_ENV and ENV are
+// reserved above) and interpreters that load code named in the environment.
 const CODE_INJECTION_ENV =
-  /^(NODE_OPTIONS|NODE_PATH|PYTHONPATH|PYTHONSTARTUP|PYTHONHOME|PERL5LIB|PERL5OPT|PERLLIB|RUBYOPT|RUBYLIB|GIT_SSH_COMMAND|GIT_EXEC_PATH|GIT_CONFIG_.*|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|CLASSPATH|LUA_PATH|LUA_INIT)$/;
+  /^(NODE_OPTIONS|NODE_PATH|PYTHONPATH|PYTHONSTARTUP|PYTHONHOME|PYTHONWARNINGS|PYTHONBREAKPOINT|PERL5LIB|PERL5OPT|PERLLIB|PERL5DB|RUBYOPT|RUBYLIB|GIT_SSH_COMMAND|GIT_EXEC_PATH|GIT_CONFIG_.*|GIT_ASKPASS|SSH_ASKPASS|EDITOR_COMMAND|JAVA_TOOL_OPTIONS|_JAVA_OPTIONS|JDK_JAVA_OPTIONS|CLASSPATH|LUA_PATH|LUA_CPATH|LUA_INIT|GCONV_PATH|GLIBC_TUNABLES|LOCPATH|NLSPATH|HOSTALIASES|RESOLV_HOST_CONF|SHELLOPTS|BASHOPTS|PS4|PS1|PS2|PS0|CDPATH|GLOBIGNORE|IFS)$/;
+// Names that hold credentials. An agent given one can use it anywhere its egress reaches;
+// the egress proxy injects credentials (`secrets`) so the agent never holds them.
+const CREDENTIAL_ENV =
+  /^(AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|AWS_ACCESS_KEY_ID|GITHUB_TOKEN|GH_TOKEN|GITLAB_TOKEN|NPM_TOKEN|PGPASSWORD|MYSQL_PWD|REDIS_PASSWORD|VAULT_TOKEN|AZURE_CLIENT_SECRET|GOOGLE_APPLICATION_CREDENTIALS|SSH_AUTH_SOCK|.*_(TOKEN|SECRET|SECRET_KEY|SECRET_ACCESS_KEY|PASSWORD|PASSWD|PASSPHRASE|API_KEY|APIKEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIALS|CREDENTIAL|AUTH_TOKEN|CLIENT_SECRET|SESSION_KEY|SIGNING_KEY|DSN))$/i;
 
 const DAY = 86_400_000;
 
@@ -572,11 +583,18 @@ export function lintManifest(m: Manifest, options: LintOptions): LintFinding[] {
         `${name} is managed by Cordon or injects code into every process`,
         'remove it from env',
       );
+    } else if (CREDENTIAL_ENV.test(name)) {
+      add(
+        'ENV_CREDENTIAL',
+        `/env/${i}`,
+        `${name} carries a credential; passed into the sandbox, the agent holds it and can use it wherever its egress reaches`,
+        'remove it from env; name it in secrets instead, so the egress proxy injects it for the agent',
+      );
     } else if (CODE_INJECTION_ENV.test(name)) {
       add(
         'ENV_CODE_INJECTION',
         `/env/${i}`,
-        `${name} changes what interpreters load`,
+        `${name} changes what interpreters, the shell or libc load`,
         'pass it only if the agent needs it, and never from an untrusted parent environment',
       );
     }

@@ -24,6 +24,12 @@ describe('lintManifest', () => {
     expect(codes()).toEqual([]);
   });
 
+  it('env: ordinary names are clean (names that only look alike included)', () => {
+    expect(
+      codes({ env: ['EDITOR', 'TOKENIZERS_PARALLELISM', 'KEYBOARD_LAYOUT', 'PAGER'] }),
+    ).toEqual([]);
+  });
+
   it('agentRuntimes: a runtime’s own directory or executable, and folders in /usr/lib, are clean', () => {
     expect(
       codes({
@@ -104,6 +110,23 @@ describe('lintManifest', () => {
     ['VALIDITY_LONG', { notAfter: '2029-01-01T00:00:00Z' }, '/notAfter'],
     ['WRITE_NO_APPROVAL', { dataClassification: 'confidential' }, '/writePaths/0'],
     ['ENV_CODE_INJECTION', { env: ['NODE_OPTIONS'] }, '/env/0'],
+    ['ENV_CODE_INJECTION', { env: ['GCONV_PATH'] }, '/env/0'],
+    ['ENV_CODE_INJECTION', { env: ['GLIBC_TUNABLES'] }, '/env/0'],
+    ['ENV_CODE_INJECTION', { env: ['SHELLOPTS'] }, '/env/0'],
+    ['ENV_CODE_INJECTION', { env: ['PS4'] }, '/env/0'],
+    ['ENV_RESERVED', { env: ['BASH_ENV'] }, '/env/0'],
+    ['ENV_RESERVED', { env: ['ENV'] }, '/env/0'],
+    ['ENV_CREDENTIAL', { env: ['AWS_SECRET_ACCESS_KEY'] }, '/env/0'],
+    ['ENV_CREDENTIAL', { env: ['GITHUB_TOKEN'] }, '/env/0'],
+    ['ENV_CREDENTIAL', { env: ['EDITOR', 'SLACK_BOT_TOKEN'] }, '/env/1'],
+    ['ENV_CREDENTIAL', { env: ['STRIPE_SECRET'] }, '/env/0'],
+    ['ENV_CREDENTIAL', { env: ['DB_PASSWORD'] }, '/env/0'],
+    ['ENV_CREDENTIAL', { env: ['OPENAI_API_KEY'] }, '/env/0'],
+    ['ENV_CREDENTIAL', { env: ['MAPS_APIKEY'] }, '/env/0'],
+    ['ENV_CREDENTIAL', { env: ['SIGNER_PRIVATE_KEY'] }, '/env/0'],
+    ['ENV_CREDENTIAL', { env: ['GCP_CREDENTIALS'] }, '/env/0'],
+    ['ENV_CREDENTIAL', { env: ['PGPASSWORD'] }, '/env/0'],
+    ['ENV_CREDENTIAL', { env: ['sentry_dsn'] }, '/env/0'],
     [
       'OVERRIDE_USED',
       {

@@ -138,6 +138,30 @@ describe('agentRuntimes: the agent’s runtime comes from the signed manifest', 
   });
 });
 
+describe('env: credentials stay outside the agent', () => {
+  it('a manifest that passes a credential from the caller’s environment into the sandbox cannot be signed', async () => {
+    // The caller's environment holds SECRET_TOKEN (see the harness); env would hand it over.
+    expect(s.env['SECRET_TOKEN']).toBeDefined();
+    for (const name of ['SECRET_TOKEN', 'AWS_SECRET_ACCESS_KEY']) {
+      const file = join(s.dir, 'env-credential.json');
+      writeFileSync(
+        file,
+        JSON.stringify(
+          validManifest({
+            agentName: 'sandboxed',
+            notAfter: new Date(Date.now() + 30 * 86_400_000).toISOString().replace(/\.\d+Z$/, 'Z'),
+            commandsAllowed: ['/usr/bin/bash'],
+            env: [name],
+          }),
+        ),
+      );
+      const r = await s.cordon(['manifest', 'sign', file, '--key', join(policy, 'keys/sec.key')]);
+      expect(r.code, name).not.toBe(0);
+      expect(r.stderr, name).toMatch(/ENV_CREDENTIAL/);
+    }
+  });
+});
+
 describe('guardrails: enforcement runs under the organisation’s guardrails', () => {
   const guardrail = [
     '@id("no-perl")',
