@@ -194,4 +194,36 @@ describe('cordon run: the session has its own terminal', () => {
     expect(r.stdout).toContain('done');
     expect(readFileSync(result, 'utf8')).toMatch(/tty=refused/);
   });
+
+  it('cordon run SIGKILLed on a terminal: the terminal is given back as it was and nothing keeps running', async () => {
+    // The relay restores the modes once it learns of Cordon's death: the shell polls for that.
+    const restored =
+      'for i in $(seq 100); do stty -a | grep -q -- " icanon" && break; sleep 0.05; done';
+    const cmd = `node '${BIN}' run --manifest '${manifest}' -- bash -c 'echo ready; sleep 337'; ${restored}; stty -a; echo after`;
+    const child = spawn('script', ['-qec', cmd, '/dev/null'], {
+      env: s.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => (text += d.toString()));
+    const closed = new Promise((r) => child.on('close', r));
+    try {
+      expect(await until(() => text.includes('ready'))).toBe(true);
+      const dir = join(s.cordonHome, 'state/sessions');
+      const record = readdirSync(dir).find((f) => f.endsWith('.json')) ?? '';
+      const { cordonPid } = JSON.parse(readFileSync(join(dir, record), 'utf8')) as {
+        cordonPid: number;
+      };
+      process.kill(cordonPid, 'SIGKILL');
+      await closed;
+      expect(text).toContain('after');
+      // The relay, told of Cordon's death, restored the modes it had made raw.
+      expect(text).toMatch(/(?<!-)icanon .*(?<!-)echo /s);
+      expect(await until(() => spawnSync('pgrep', ['-f', 'sleep 337']).status === 1, 5000)).toBe(
+        true,
+      );
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
 });
