@@ -165,6 +165,11 @@ export function liveSessions(stateDir: string): SessionRecord[] {
   }
   const out: SessionRecord[] = [];
   for (const name of names) {
+    // `.ID.PID.tmp` (a record write cut short) and `.ID.PID.reserve` (space kept for the last
+    // records) of a `cordon run` that died without cleaning up.
+    const left = /^\.[0-9a-f-]{36}\.(\d+)\.(?:tmp|reserve)$/.exec(name);
+    if (left !== null && !isAlive(Number(left[1])))
+      rmSync(join(sessionsDir(stateDir), name), { force: true });
     if (!name.endsWith('.json') || name.startsWith('.')) continue;
     const s = readSession(stateDir, name.slice(0, -5));
     if (s === undefined) continue;
@@ -188,14 +193,8 @@ export function liveSessions(stateDir: string): SessionRecord[] {
 export function reapSessions(stateDir: string, tmp: string = tmpdir()): void {
   try {
     liveSessions(stateDir);
-    const dir = sessionsDir(stateDir);
-    for (const name of readdirSync(dir)) {
-      // `.ID.PID.tmp`: a record write cut short by a crash.
-      const m = /^\.[0-9a-f-]{36}\.(\d+)\.tmp$/.exec(name);
-      if (m !== null && !isAlive(Number(m[1]))) rmSync(join(dir, name), { force: true });
-    }
   } catch {
-    // No sessions directory yet.
+    // A record that cannot be removed now is tried again at the next start.
   }
   let names: string[];
   try {
