@@ -172,16 +172,27 @@ function realOrUndefined(p: string): string | undefined {
  * The first component of `path` (absolute, normalised) that is a symbolic link, or undefined.
  * Components after the first missing one are not looked at: nothing can be planted there yet.
  */
-export function firstLink(path: string): string | undefined {
+export function firstLink(
+  path: string,
+  seen: Map<string, 'link' | 'dir' | 'missing'> = new Map(),
+): string | undefined {
   let cur = '';
   for (const seg of path.split('/')) {
     if (seg === '') continue;
     cur += '/' + seg;
-    try {
-      if (lstatSync(cur).isSymbolicLink()) return cur;
-    } catch {
-      return undefined;
+    // Masks share long prefixes (the home directory, a workspace): each is looked at once.
+    let kind = seen.get(cur);
+    if (kind === undefined) {
+      try {
+        const st = lstatSync(cur, { throwIfNoEntry: false });
+        kind = st === undefined ? 'missing' : st.isSymbolicLink() ? 'link' : 'dir';
+      } catch {
+        kind = 'missing'; // ENOTDIR and the like: nothing can lie below
+      }
+      seen.set(cur, kind);
     }
+    if (kind === 'link') return cur;
+    if (kind === 'missing') return undefined;
   }
   return undefined;
 }
@@ -521,6 +532,8 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   const writable = (path: string): boolean =>
     fsGrants.some((g) => g.write && isWithin(path, g.real));
   const maskedAll: string[] = [];
+  // What lstat said about each path prefix, for this launch.
+  const lstats = new Map<string, 'link' | 'dir' | 'missing'>();
   /**
    * Mask `path` for `access`. `found`: a `/**\/tail` target met by walking a grant, where a
    * missing file is normal and left to the exit-time check.
@@ -537,7 +550,7 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     // earlier session planted (`.git/config -> ../../.git-credentials`) would mount the link's
     // target, even over another mask. Links are never mounted over; their target is masked
     // instead where a grant shows it (and the target's own deny, if any, holds).
-    const link = firstLink(path);
+    const link = firstLink(path, lstats);
     if (link !== undefined) {
       const real = realOrUndefined(path);
       if (visible.some((v) => isWithin(link, v)))
@@ -546,7 +559,7 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
         );
       if (
         real !== undefined &&
-        firstLink(real) === undefined &&
+        firstLink(real, lstats) === undefined &&
         visible.some((v) => isWithin(real, v)) &&
         !(access === 'all' ? maskedAll : masked).some((x) => isWithin(real, x))
       )
@@ -555,8 +568,11 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     }
     let st;
     try {
-      st = lstatSync(path);
+      st = lstatSync(path, { throwIfNoEntry: false });
     } catch {
+      st = undefined;
+    }
+    if (st === undefined) {
       // Missing: only a writable grant could bring it into being. A credentials directory gets
       // an empty read-only tmpfs (bubblewrap leaves an empty directory behind on the host); a
       // missing file cannot be masked without creating it on the host, so the user is told.
