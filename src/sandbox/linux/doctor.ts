@@ -165,6 +165,9 @@ export function checkSandboxSupport(): SandboxSupport {
       '/proc',
       '--dev',
       '/dev',
+      // Sessions size their scratch tmpfs (bubblewrap 0.7+).
+      '--size',
+      String(1024 * 1024),
       '--tmpfs',
       '/tmp',
       // The helper where a session puts it: the package may live under /tmp, hidden above.
@@ -191,8 +194,9 @@ export function checkSandboxSupport(): SandboxSupport {
       id: 'sandbox',
       ok: false,
       detail: `bubblewrap could not start a sandbox: ${why}`,
-      fix:
-        apparmor === '1'
+      fix: /Unknown option --size/.test(why)
+        ? 'this bubblewrap is too old: install bubblewrap 0.7 or later (it sizes the sandbox’s /tmp with --size)'
+        : apparmor === '1'
           ? 'AppArmor blocks unprivileged user namespaces: install the bwrap AppArmor profile (apparmor-profiles) or set kernel.apparmor_restrict_unprivileged_userns=0'
           : 'check that user namespaces are allowed for this user (inside containers, run with --privileged or a seccomp profile allowing clone/unshare)',
     });
