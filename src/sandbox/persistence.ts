@@ -423,13 +423,21 @@ function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): S
       const st = lstatOrUndefined(at);
       if (st === undefined) return;
       if (st.isSymbolicLink()) {
+        // The link itself (new or changed is planted), and what the shell reads through it.
         add(at, kind);
-        return;
+        break;
       }
     }
     if (tree) {
       if (within(p)) addTree(p, kind);
     } else add(p, kind);
+    // Dotfiles kept elsewhere and linked in (`~/.bashrc -> dotfiles/bashrc`): the file read.
+    const real = realOrUndefined(p);
+    if (real !== undefined && real !== p) {
+      if (tree) {
+        if (within(real)) addTree(real, kind);
+      } else add(real, kind);
+    }
   }
 }
 

@@ -7,6 +7,7 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -516,5 +517,26 @@ describe('persistence guard as an ordinary user', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('persistence guard: dotfiles kept elsewhere and linked in', () => {
+  it('watches the file a linked start-up file points to', async () => {
+    const h = s.home;
+    mkdirSync(join(h, 'dotfiles'), { recursive: true });
+    writeFileSync(join(h, 'dotfiles/bash_logout'), '# the user’s logout\n');
+    rmSync(join(h, '.bash_logout'), { force: true });
+    symlinkSync('dotfiles/bash_logout', join(h, '.bash_logout'));
+    const evil = marker('dotfiles');
+    const m = s.sign({
+      dataClassification: 'public',
+      writePaths: ['~/**'],
+      commandsAllowed: TOOLS,
+    });
+    const r = await s.bash(m, [`echo '${evil.cmd}' >> ~/.bash_logout`, 'echo agent-done']);
+    expect(r.stdout, r.stderr).toContain('agent-done');
+    expect(readFileSync(join(h, '.bash_logout'), 'utf8')).toBe('# the user’s logout\n');
+    expectFinding(r, h, join(h, 'dotfiles/bash_logout'));
+    rmSync(join(h, '.bash_logout'));
   });
 });
