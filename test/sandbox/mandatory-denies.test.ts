@@ -97,7 +97,7 @@ describe('mandatory denies: credential stores', () => {
     const r = await s.bash(m, [
       ...HOME_SECRETS.map((f) => `cat ${s.home}/${f} >/dev/null 2>&1; echo "${f}=$?"`),
       ...present.map((f) => `cat ${f} >/dev/null 2>&1; echo "${f}=$?"`),
-      `ls -A /etc/ssl/private | wc -l | tr -d ' ' | sed 's/^/ssl_private_entries=/'`,
+      `echo "ssl_private_fs=$(stat -f -c %T /etc/ssl/private)"`,
       `cat ${s.home}/notes.txt >/dev/null; echo "control=$?"`,
       `cat /etc/passwd >/dev/null; echo "etc_control=$?"`,
     ]);
@@ -105,6 +105,8 @@ describe('mandatory denies: credential stores', () => {
     expect(r.stdout).not.toContain(SECRET);
     expect(r.stdout).toContain('control=0');
     expect(r.stdout).toContain('etc_control=0');
+    // /etc/ssl is listed for TLS clients; its private keys directory is an empty tmpfs.
+    expect(r.stdout).toContain('ssl_private_fs=tmpfs');
     for (const f of [...HOME_SECRETS, ...present])
       expect(r.stdout, f).toMatch(new RegExp(`^${f.replace(/[.]/g, '\\.')}=[1-9]`, 'm'));
     const secrets = [...HOME_SECRETS.map((x) => join(s.home, x)), ...SYSTEM_SECRETS];
