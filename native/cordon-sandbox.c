@@ -774,10 +774,19 @@ static int relay_terminal(char **cmd, int keep, int status) {
                           /* Polled with no events too: a hang-up is reported anyway. */
                           {.fd = input_open ? user_tty : -1,
                            .events = (short)(fg && in_len == in_off ? POLLIN : 0)}};
-    if (poll(p, 3, -1) < 0) {
+    /* A job the shell continued with `bg` and later brings back with `fg` is not sent SIGCONT
+     * (it is running): in the background, look every 200 ms whether it is the foreground. */
+    int ready = poll(p, 3, fg ? -1 : 200);
+    if (ready < 0) {
       if (errno == EINTR) continue;
       break;
     }
+    if (!fg && in_foreground()) {
+      fg = 1;
+      enter_raw();
+      copy_size(master);
+    }
+    if (ready == 0) continue;
     int hung_up = 0;
     if (p[2].revents & POLLIN) {
       ssize_t n = read(user_tty, in_buf, sizeof in_buf);

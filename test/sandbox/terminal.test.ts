@@ -57,7 +57,8 @@ function shell(): {
   expectSoon: (re: RegExp, ms?: number) => Promise<void>;
 } {
   const child = spawn('script', ['-qec', 'bash --norc --noprofile -i', '/dev/null'], {
-    env: { ...s.env, PS1: 'prompt$ ' },
+    // No history file: a shell killed at the end writes none into the home being removed.
+    env: { ...s.env, PS1: 'prompt$ ', HISTFILE: '/dev/null' },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let text = '';
@@ -226,4 +227,32 @@ describe('cordon run: the session has its own terminal', () => {
       child.kill('SIGKILL');
     }
   });
+
+  it('bg continues the agent without the terminal; fg gives it back', async () => {
+    const sh = shell();
+    try {
+      await sh.expectSoon(/prompt\$ /);
+      const agent = 'echo ready; sleep 0.5; echo resumed; read line; echo got=$line';
+      sh.type(`node ${BIN} run --manifest ${manifest} -- bash -c '${agent}'\n`);
+      await sh.expectSoon(/ready\r\n/);
+      sh.type('\x1a');
+      await sh.expectSoon(/Stopped/);
+      sh.type('bg\n');
+      // Continued: it writes on, and its read of the terminal waits while the shell reads.
+      await sh.expectSoon(/resumed\r*\n/);
+      const mark = sh.output().length;
+      sh.type('read x; echo shell-got=$x\n');
+      await new Promise((r) => setTimeout(r, 300));
+      sh.type('typed-at-the-shell\n');
+      await sh.expectSoon(/shell-got=typed-at-the-shell/);
+      expect(sh.output().slice(mark)).not.toMatch(/(?<!shell-)got=typed/);
+      sh.type('fg\n');
+      await new Promise((r) => setTimeout(r, 300));
+      sh.type('for-the-agent\n');
+      await sh.expectSoon(/got=for-the-agent/);
+    } finally {
+      sh.child.kill('SIGKILL');
+      killSessions();
+    }
+  }, 40_000);
 });
