@@ -29,6 +29,8 @@ describe('the built CLI, as a user runs it', () => {
   });
 
   it('runs the README quick start: sign, verify, explain, and refuse a tampered copy', () => {
+    // The agent's "perl: command not found" shows the sandbox only where perl is installed.
+    expect(existsSync('/usr/bin/perl'), '/usr/bin/perl is needed to show the refusal').toBe(true);
     const demo = tempDir();
     const r = spawnSync('bash', [join(root, 'scripts/quickstart.sh')], {
       env: { ...process.env, CORDON_DEMO_DIR: demo },

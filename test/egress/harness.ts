@@ -116,8 +116,17 @@ async function listen(server: net.Server): Promise<number> {
   return (server.address() as net.AddressInfo).port;
 }
 
-export async function startUpstreams(dir: string): Promise<Upstreams> {
-  const certs = makeCerts(dir, 'DNS:secure.test,DNS:other.test,DNS:ask.test,IP:127.0.0.1');
+/**
+ * The test servers, with their test CA (private key included) written to `dir`. Without `dir`
+ * they get a temporary directory of their own, removed by `close()`, so that no CA key is left
+ * in /tmp.
+ */
+export async function startUpstreams(dir?: string): Promise<Upstreams> {
+  const own = dir === undefined ? mkdtempSync(join(tmpdir(), 'cordon-up-')) : undefined;
+  const certs = makeCerts(
+    own ?? dir ?? '',
+    'DNS:secure.test,DNS:other.test,DNS:ask.test,IP:127.0.0.1',
+  );
   const plain = http.createServer(handler);
   const hidden = http.createServer(handler);
   const tlsServer = https.createServer(
@@ -154,6 +163,7 @@ export async function startUpstreams(dir: string): Promise<Upstreams> {
         await new Promise<void>((r) => s.close(() => r()));
       }
       for (const s of rawSockets) s.destroy();
+      if (own !== undefined) rmSync(own, { recursive: true, force: true });
     },
   };
 }
@@ -254,6 +264,8 @@ export async function startEnv(
     opts.socks === true ? { socks: { host: '127.0.0.1', port: 0 } } : {},
   ).catch(async (e: unknown) => {
     await log.close();
+    if (opts.up === undefined) await up.close();
+    rmSync(dir, { recursive: true, force: true });
     throw e;
   });
   return {

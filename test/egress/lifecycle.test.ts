@@ -1,9 +1,8 @@
-import { statSync, existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { statSync, existsSync, writeFileSync } from 'node:fs';
 import { parseResolveEntries, staticResolver } from '../../src/egress/resolver.js';
 import { MAX_DESTINATIONS, OTHER_DESTINATIONS } from '../../src/egress/proxy.js';
 import http from 'node:http';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -24,7 +23,7 @@ import { OCSF_DIR, OcsfSchema } from '../audit/ocsf-schema.js';
 const schema = new OcsfSchema(OCSF_DIR);
 let up: Upstreams;
 beforeAll(async () => {
-  up = await startUpstreams(mkdtempSync(join(tmpdir(), 'cordon-up-')));
+  up = await startUpstreams();
 });
 afterAll(async () => {
   await up.close();

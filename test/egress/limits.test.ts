@@ -1,7 +1,4 @@
 import net from 'node:net';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { staticResolver, type Resolver } from '../../src/egress/resolver.js';
 import {
@@ -19,7 +16,7 @@ import { capture, withExtra } from './tls-hello.js';
 // What the proxy does not stop, each shown, and the boundaries it does hold.
 let up: Upstreams;
 beforeAll(async () => {
-  up = await startUpstreams(mkdtempSync(join(tmpdir(), 'cordon-up-')));
+  up = await startUpstreams();
 });
 afterAll(async () => {
   await up.close();

@@ -16,8 +16,8 @@ import {
   type ProxyEnv,
   type Upstreams,
 } from './harness.js';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { tempDir } from '../helpers.js';
 import { join } from 'node:path';
 
 const schema = new OcsfSchema(OCSF_DIR);
@@ -25,7 +25,7 @@ let up: Upstreams;
 let env: ProxyEnv;
 
 beforeAll(async () => {
-  up = await startUpstreams(mkdtempSync(join(tmpdir(), 'cordon-up-')));
+  up = await startUpstreams();
   env = await startEnv({ up });
 });
 afterAll(async () => {
@@ -224,7 +224,7 @@ describe('egress proxy: CONNECT and TLS', () => {
   it('tunnels an allowed HTTPS request (curl and fetch) and counts the bytes exactly', async () => {
     const n0 = await count();
     const before = up.rawSockets.length;
-    const file = join(mkdtempSync(join(tmpdir(), 'cordon-up-')), 'body');
+    const file = join(tempDir(), 'body');
     writeFileSync(file, Buffer.alloc(300_000, 7));
     const r = await curl(
       env.proxy.url,

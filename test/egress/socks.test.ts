@@ -1,14 +1,11 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { raw, startEnv, startUpstreams, type ProxyEnv, type Upstreams } from './harness.js';
 
 let up: Upstreams;
 let env: ProxyEnv;
 beforeAll(async () => {
-  up = await startUpstreams(mkdtempSync(join(tmpdir(), 'cordon-up-')));
+  up = await startUpstreams();
   env = await startEnv({ up, socks: true });
 });
 afterAll(async () => {

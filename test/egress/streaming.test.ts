@@ -1,8 +1,5 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startEnv, startUpstreams, type ProxyEnv, type Upstreams } from './harness.js';
 
@@ -10,7 +7,7 @@ const GIB = 1024 * 1024 * 1024;
 let up: Upstreams;
 let env: ProxyEnv;
 beforeAll(async () => {
-  up = await startUpstreams(mkdtempSync(join(tmpdir(), 'cordon-up-')));
+  up = await startUpstreams();
   env = await startEnv({ up });
 });
 afterAll(async () => {

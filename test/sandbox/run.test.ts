@@ -30,6 +30,13 @@ let up: Upstreams;
 let manifest: string;
 let outside: string;
 const KEY = '-----BEGIN OPENSSH PRIVATE KEY----- test key material';
+/** The dynamic loader, by architecture: running a program through it must not bypass exec rules. */
+const HOST_LOADER: Partial<Record<string, string>> = {
+  x64: '/lib64/ld-linux-x86-64.so.2',
+  arm64: '/lib/ld-linux-aarch64.so.1',
+};
+/** A program that lives in a library directory (apt's http method, on every Debian system). */
+const APT_HTTP = '/usr/lib/apt/methods/http';
 
 const run = (script: string, extra: string[] = []): Promise<RunResult> =>
   s.bash(manifest, script, extra);
@@ -152,30 +159,46 @@ describe('cordon run: files', () => {
 describe('cordon run: execution', () => {
   it('runs only allowed binaries: not copies, not through the loader, not from writable paths', async () => {
     const h = s.home;
-    const hasAptMethod = existsSync('/usr/lib/apt/methods/http');
+    // Preconditions on this machine, so that each refusal below is the sandbox's doing and not
+    // a missing program: perl runs, the dynamic loader runs a program, apt's http method exists.
+    const loader = HOST_LOADER[process.arch];
+    expect(loader, `no dynamic loader known for ${process.arch}`).toBeDefined();
+    const ld = loader ?? '';
+    expect(
+      spawnSync('/usr/bin/perl', ['-e', '1']).status,
+      '/usr/bin/perl must run on the host',
+    ).toBe(0);
+    expect(
+      spawnSync(ld, ['/usr/bin/cat', '/etc/hostname']).status,
+      `${ld} must run cat on the host`,
+    ).toBe(0);
+    expect(existsSync(APT_HTTP), `${APT_HTTP} (apt) must exist`).toBe(true);
     const r = await run(
       [
         `perl -e 1; echo perl=$?`,
         `/usr/bin/perl -e 1; echo perl_path=$?`,
-        `/lib64/ld-linux-x86-64.so.2 /usr/bin/perl -e 1; echo loader_perl=$?`,
+        // Controls: the loader itself runs inside, and runs an allowed program.
+        `${ld} /usr/bin/cat /etc/passwd >/dev/null; echo loader_allowed=$?`,
+        `${ld} /usr/bin/perl -e 1; echo loader_perl=$?`,
         `cp /usr/bin/cat ${h}/Work/out/mycat; echo copy=$?`,
         `${h}/Work/out/mycat /etc/hostname; echo copied_exec=$?`,
-        `/lib64/ld-linux-x86-64.so.2 ${h}/Work/out/mycat /etc/passwd >/dev/null; echo loader_copied=$?`,
+        `${ld} ${h}/Work/out/mycat /etc/passwd >/dev/null; echo loader_copied=$?`,
         `cp /usr/bin/cat /tmp/c; /tmp/c /etc/passwd >/dev/null; echo tmp_exec=$?`,
         `cp /usr/bin/cat /dev/shm/c; echo shm_write=$?; /dev/shm/c /etc/passwd >/dev/null; echo shm_exec=$?`,
-        `/lib64/ld-linux-x86-64.so.2 /dev/shm/c /etc/passwd >/dev/null; echo loader_shm=$?`,
-        `/lib64/ld-linux-x86-64.so.2 /tmp/c /etc/passwd >/dev/null; echo loader_tmp=$?`,
-        hasAptMethod
-          ? `/usr/lib/apt/methods/http </dev/null; echo lib_exec=$?`
-          : 'echo lib_exec=126',
+        `${ld} /dev/shm/c /etc/passwd >/dev/null; echo loader_shm=$?`,
+        `${ld} /tmp/c /etc/passwd >/dev/null; echo loader_tmp=$?`,
+        // A program in a library directory: visible (read), not executable.
+        `cat ${APT_HTTP} >/dev/null; echo lib_read=$?`,
+        `${APT_HTTP} </dev/null; echo lib_exec=$?`,
         `${h}/Work/tools/mycat /etc/passwd >/dev/null; echo read_grant_exec=$?`,
-        `/lib64/ld-linux-x86-64.so.2 ${h}/Work/tools/mycat /etc/passwd >/dev/null; echo loader_read_grant=$?`,
+        `${ld} ${h}/Work/tools/mycat /etc/passwd >/dev/null; echo loader_read_grant=$?`,
         `cat /etc/passwd >/dev/null; echo allowed=$?`,
       ].join('\n'),
     );
     const st = statuses(r.stdout);
     expect(st['perl']).toBe('127');
     expect(st['perl_path']).toBe('127');
+    expect(st['loader_allowed'], r.stderr).toBe('0');
     expect(st['loader_perl']).not.toBe('0');
     expect(st['copy']).toBe('0');
     expect(st['copied_exec']).toBe('126');
@@ -186,6 +209,7 @@ describe('cordon run: execution', () => {
     expect(st['shm_write']).toBe('0');
     expect(st['shm_exec']).toBe('126');
     expect(st['loader_shm']).not.toBe('0');
+    expect(st['lib_read']).toBe('0');
     expect(st['lib_exec']).toBe('126');
     expect(st['read_grant_exec']).toBe('126');
     expect(st['loader_read_grant']).not.toBe('0');
