@@ -779,6 +779,9 @@ static int relay_terminal(char **cmd, int keep, int status) {
     int ready = poll(p, 3, fg ? -1 : 200);
     if (ready < 0) {
       if (errno == EINTR) continue;
+      /* Cannot happen with valid descriptors; relaying stops, the session still ends as its
+       * sandbox does. */
+      waitpid(child, &status_word, 0);
       break;
     }
     if (!fg && in_foreground()) {
