@@ -1,4 +1,3 @@
-import { createInterface } from 'node:readline';
 import { parseStrictJson } from '../manifest/json.js';
 import { manifestDigest } from '../manifest/sign.js';
 import { createPdp, type Pdp } from '../policy/pdp.js';
@@ -14,7 +13,13 @@ import { policyPaths, readEnforcement } from '../store/policy-dir.js';
 import { realpathOrUndefined } from '../store/resolve.js';
 import { CordonError } from '../errors.js';
 import { verifyBytes } from './manifest-verify.js';
-import { decisionEvent, type EventContext, type ManifestRef } from '../audit/events.js';
+import {
+  apiActivityEvent,
+  decisionEvent,
+  type EventContext,
+  type ManifestRef,
+  type OcsfEvent,
+} from '../audit/events.js';
 import type { AuditLog } from '../audit/log.js';
 import { openDeviceLog } from '../audit/open.js';
 import { printResult, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
@@ -320,32 +325,119 @@ function openAudit(io: CliIo, opts: CheckOptions, ref: ManifestRef): CheckAudit 
  * Record a decision. When the record cannot be made durable the caller must deny: an action
  * that cannot be audited does not happen.
  */
+const REQUEST_KINDS = new Set([
+  'file.read',
+  'file.write',
+  'exec',
+  'net.connect',
+  'http.request',
+  'api.call',
+  'secret.get',
+]);
+
+/**
+ * Record a decision. A request too malformed for its own event class (not JSON, an unknown
+ * kind, fields of the wrong type) is recorded as an API Activity of the checker, so every
+ * denial is in the log. When no record can be made durable the caller must deny: an action
+ * that cannot be audited does not happen.
+ */
 async function record(
   io: CliIo,
   audit: CheckAudit | undefined,
-  req: PolicyRequest,
+  req: unknown,
   d: Decision,
+  what = 'invalid request',
 ): Promise<Decision> {
   if (audit === undefined) return d;
-  try {
-    const { seq } = await audit.log.append(
-      decisionEvent({ ...audit.context, time: io.now().getTime() }, req, {
-        decision: d,
-        manifest: audit.ref,
-      }),
-    );
-    io.stderr(`audit: record ${seq}\n`);
-    return d;
-  } catch (e) {
-    const code = e instanceof CordonError ? e.code : 'AUDIT_WRITE_FAILED';
-    io.stderr(`audit: ${(e as Error).message}\n`);
-    return {
-      effect: 'deny',
-      code: 'PDP_ERROR',
-      rule: 'audit',
-      reason: `Denied: the decision could not be written to the audit log (${code}).`,
-    };
+  const ctx = { ...audit.context, time: io.now().getTime() };
+  const outcome = { decision: d, manifest: audit.ref };
+  const builds: (() => OcsfEvent)[] = [];
+  const kind = (req as { kind?: unknown } | null)?.kind;
+  if (
+    typeof req === 'object' &&
+    req !== null &&
+    typeof kind === 'string' &&
+    REQUEST_KINDS.has(kind)
+  )
+    builds.push(() => decisionEvent(ctx, req as PolicyRequest, outcome));
+  builds.push(() =>
+    apiActivityEvent(ctx, {
+      activity: 'other',
+      operation: what,
+      service: 'cordon.check',
+      control: outcome,
+    }),
+  );
+  let failure: unknown;
+  for (const build of builds) {
+    try {
+      const { seq } = await audit.log.append(build());
+      io.stderr(`audit: record ${seq}\n`);
+      return d;
+    } catch (e) {
+      failure = e;
+    }
   }
+  const code = failure instanceof CordonError ? failure.code : 'AUDIT_WRITE_FAILED';
+  io.stderr(`audit: ${(failure as Error).message}\n`);
+  return {
+    effect: 'deny',
+    code: 'PDP_ERROR',
+    rule: 'audit',
+    reason: `Denied: the decision could not be written to the audit log (${code}).`,
+  };
+}
+
+/** Longest request line `check --stdin` accepts, in bytes (a CR before the LF not counted). */
+export const STDIN_LINE_MAX = 64 * 1024;
+
+type StdinLine = { readonly line: Buffer } | { readonly tooLong: number };
+
+/**
+ * Request lines from a stream. A line ends at LF; a CR right before the LF belongs to the line
+ * end (CRLF), any other CR is part of the line (JSON whitespace between tokens, invalid inside a
+ * string) — a lone CR never splits a line. A line longer than `max` is never buffered: it is
+ * skipped to its end and reported with its length, so memory stays bounded whatever comes in.
+ */
+export async function* stdinLines(
+  input: AsyncIterable<Buffer | string>,
+  max = STDIN_LINE_MAX,
+): AsyncGenerator<StdinLine> {
+  let parts: Buffer[] = [];
+  let size = 0;
+  let skipped: number | undefined;
+  const finish = (): StdinLine => {
+    if (skipped !== undefined) return { tooLong: skipped };
+    let line = Buffer.concat(parts, size);
+    if (line[line.length - 1] === 0x0d) line = line.subarray(0, -1);
+    return { line };
+  };
+  for await (const chunk of input) {
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+    let start = 0;
+    while (start < buf.length) {
+      const nl = buf.indexOf(0x0a, start);
+      const piece = buf.subarray(start, nl === -1 ? buf.length : nl);
+      if (skipped !== undefined) skipped += piece.length;
+      else if (size + piece.length > max + 1) {
+        // One byte of slack for the CR of a CRLF; the parser enforces `max` exactly.
+        skipped = size + piece.length;
+        parts = [];
+        size = 0;
+      } else {
+        // Copied: a view would keep the whole chunk alive.
+        parts.push(Buffer.from(piece));
+        size += piece.length;
+      }
+      if (nl === -1) break;
+      yield finish();
+      parts = [];
+      size = 0;
+      skipped = undefined;
+      start = nl + 1;
+    }
+  }
+  if (skipped !== undefined || size > 0) yield finish();
 }
 
 async function decideAll(
@@ -366,12 +458,23 @@ async function decideAll(
       );
     let last: Decision | undefined;
     let n = 0;
-    for await (const line of createInterface({ input, crlfDelay: Infinity })) {
+    for await (const item of stdinLines(input as AsyncIterable<Buffer | string>)) {
       n++;
-      if (line.trim() === '') continue;
       let req: PolicyRequest;
+      if ('tooLong' in item) {
+        last = {
+          effect: 'deny',
+          code: 'REQUEST_INVALID',
+          rule: 'request',
+          reason: `Denied: line ${n} is ${item.tooLong} bytes; the limit is ${STDIN_LINE_MAX}.`,
+        };
+        last = await record(io, audit, undefined, last, `invalid request (line ${n}, too long)`);
+        print(io, last, true, unverified);
+        continue;
+      }
+      if (/^[\t\n\r ]*$/.test(item.line.toString('latin1'))) continue;
       try {
-        req = parseStrictJson(line, { maxBytes: 64 * 1024 }) as unknown as PolicyRequest;
+        req = parseStrictJson(item.line, { maxBytes: STDIN_LINE_MAX }) as unknown as PolicyRequest;
       } catch (e) {
         last = {
           effect: 'deny',
@@ -379,10 +482,11 @@ async function decideAll(
           rule: 'request',
           reason: `Denied: line ${n} is not a JSON request (${(e as Error).message}).`,
         };
+        last = await record(io, audit, undefined, last, `invalid request (line ${n})`);
         print(io, last, true, unverified);
         continue;
       }
-      last = await record(io, audit, req, pdp.decide(req));
+      last = await record(io, audit, req, pdp.decide(req), `invalid request (line ${n})`);
       print(io, last, true, unverified, req);
     }
     return last === undefined ? 0 : CHECK_EXIT[last.effect];
