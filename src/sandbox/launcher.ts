@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { parseStrictJson } from '../manifest/json.js';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { constants, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -142,6 +142,7 @@ export async function runSession(
     // Names its owner, so a later start removes it if this process dies without cleaning up.
     claimRunDir(runDir);
     try {
+      mkdirSync(sessionsDir(o.stateDir), { recursive: true, mode: 0o700 });
       writeFileSync(reserve, Buffer.alloc(RESERVE_BYTES), { mode: 0o600 });
     } catch (e) {
       rmSync(reserve, { force: true });

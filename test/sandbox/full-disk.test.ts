@@ -54,23 +54,32 @@ function eventsIn(stateDir: string): Ev[] {
 const runDirsOf = (session: string): string[] =>
   readdirSync(tmpdir()).filter((n) => n.startsWith(`cordon-run-${session}-`));
 
-describe('cordon run on a full disk', () => {
-  it('the agent keeps running with egress denied and told why; once space is back the failure is recorded and egress works; at exit Terminate is recorded and nothing is left', async () => {
+/**
+ * Run an agent under `cordon run` with the state directory on a 4 MiB tmpfs, fill it while the
+ * agent makes requests, and (with `free`) free it again before the agent exits. Returns the
+ * run's stderr and the state directory as it was left, copied out.
+ */
+async function onFullDisk(
+  name: string,
+  free: boolean,
+): Promise<{ stderr: string; copy: string; mine: Ev[]; session: string }> {
+  {
     for (const tool of ['unshare', 'dd', 'cp'])
       expect(spawnSync('which', [tool]).status, `${tool} is needed`).toBe(0);
-    const ctl = join(s.dir, 'ctl');
-    const copy = join(s.dir, 'state-after');
+    const ctl = join(s.dir, `ctl-${name}`);
+    const copy = join(s.dir, `state-after-${name}`);
     mkdirSync(ctl);
     mkdirSync(copy);
     const state = join(s.cordonHome, 'state');
     mkdirSync(state, { recursive: true });
-    const codes = join(s.home, 'Work/out/codes');
+    const codes = join(s.home, `Work/out/${name}-codes`);
+    const stop = join(s.home, `Work/out/${name}-stop`);
     // The agent: one request every 200 ms, each status written where the test can read it.
     const agent = [
       `for ((i = 0; i < 1500; i++)); do`,
       `  c=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:${up.httpPort}/)`,
       `  echo "$c" >> ${codes}`,
-      `  [ -e ${join(s.home, 'Work/out/stop')} ] && exit 0`,
+      `  [ -e ${stop} ] && exit 0`,
       `  sleep 0.2`,
       `done`,
       `exit 3`,
@@ -130,15 +139,21 @@ describe('cordon run on a full disk', () => {
       90_000,
       seen,
     );
-    writeFileSync(join(ctl, 'free'), '');
-    await until(() => existsSync(join(ctl, 'freed')), 'space to come back');
-    const atFree = lines().length;
-    await until(() => lines().slice(atFree).includes('200'), 'egress to work again', 90_000, seen);
-    writeFileSync(join(s.home, 'Work/out/stop'), '');
+    if (free) {
+      writeFileSync(join(ctl, 'free'), '');
+      await until(() => existsSync(join(ctl, 'freed')), 'space to come back');
+      const atFree = lines().length;
+      await until(
+        () => lines().slice(atFree).includes('200'),
+        'egress to work again',
+        90_000,
+        seen,
+      );
+    }
+    writeFileSync(stop, '');
     const code = await closed;
     expect(code, stderr).toBe(0);
     expect(stderr).toMatch(/ENOSPC|no space/i);
-    expect(stderr).toMatch(/egress restored/);
 
     const events = eventsIn(copy);
     const launch = events.filter((e) => e['status_code'] === 'SANDBOX_STARTED').at(-1);
@@ -146,21 +161,38 @@ describe('cordon run on a full disk', () => {
     const mine = events.filter(
       (e) => (e['actor'] as { session?: { uid: string } }).session?.uid === session,
     );
+    return { stderr, copy, mine, session };
+  }
+}
+
+/** Terminate recorded, and nothing left: no pid in the lock, no temporary or reserve file, no run dir. */
+function endedCleanly(r: { copy: string; mine: Ev[]; session: string }): void {
+  expect(r.mine.some((e) => e['class_uid'] === 1007 && e['activity_name'] === 'Terminate')).toBe(
+    true,
+  );
+  // The lock file stays (an flock); a clean close leaves no writer's pid in it.
+  const lock = join(r.copy, 'audit/writer.lock');
+  expect(existsSync(lock) ? readFileSync(lock, 'utf8') : '').toBe('');
+  expect(readdirSync(join(r.copy, 'sessions'))).toEqual([]);
+  expect(readdirSync(join(r.copy, 'audit')).filter((n) => n.endsWith('.tmp'))).toEqual([]);
+  expect(runDirsOf(r.session)).toEqual([]);
+}
+
+describe('cordon run on a full disk', () => {
+  it('the agent keeps running with egress denied and told why; once space is back the failure is recorded and egress works; at exit Terminate is recorded and nothing is left', async () => {
+    const { stderr, copy, mine, session } = await onFullDisk('freed', true);
+    expect(stderr).toMatch(/egress restored/);
     // The failure, recorded once writes worked again.
     const resumed = mine.find((e) => e['class_uid'] === 1008 && e['activity_id'] === 9);
     expect(resumed).toMatchObject({ status_code: 'WRITES_FAILED' });
     expect(JSON.stringify(resumed)).toMatch(/ENOSPC/);
-    // Terminate recorded.
-    expect(mine.some((e) => e['class_uid'] === 1007 && e['activity_name'] === 'Terminate')).toBe(
-      true,
-    );
-    // Nothing left behind: no lock, no temporary or reserve file, no session record, no run dir.
-    // The lock file stays (an flock); a clean close leaves no writer's pid in it.
-    const lock = join(copy, 'audit/writer.lock');
-    expect(existsSync(lock) ? readFileSync(lock, 'utf8') : '').toBe('');
-    expect(readdirSync(join(copy, 'sessions'))).toEqual([]);
-    expect(readdirSync(join(copy, 'audit')).filter((n) => n.endsWith('.tmp'))).toEqual([]);
-    expect(runDirsOf(session)).toEqual([]);
+    endedCleanly({ copy, mine, session });
+  }, 180_000);
+
+  it('still full when the agent exits: Terminate is written into the space the session reserved, and nothing is left', async () => {
+    const r = await onFullDisk('still-full', false);
+    expect(r.stderr).toMatch(/retrying with the space reserved for it/);
+    endedCleanly(r);
   }, 180_000);
 });
 
