@@ -540,3 +540,46 @@ describe('persistence guard: dotfiles kept elsewhere and linked in', () => {
     rmSync(join(h, '.bash_logout'));
   });
 });
+
+describe('persistence guard and quarantine', () => {
+  it('a quarantined session is checked as it ends; the evidence holds the findings', async () => {
+    const dir = join(work, 'quarantined');
+    const hook = marker('quarantined');
+    const m = s.sign({ writePaths: [`${work}/**`], commandsAllowed: [...TOOLS, '/usr/bin/sleep'] });
+    const a = await startAgent(
+      s.env,
+      m,
+      [
+        `mkdir ${dir} && cd ${dir} && git init -q`,
+        `printf '#!/bin/sh\\n${hook.cmd}\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit`,
+        'echo ready',
+        'sleep 300',
+      ].join('\n'),
+    );
+    const ps = await s.cordon(['ps', '--json']);
+    const [session] = (JSON.parse(ps.stdout) as { sessions: { id: string }[] }).sessions;
+    if (session === undefined) throw new Error('no session');
+    const out = join(s.dir, 'evidence-persist');
+    const q = await s.cordon(['quarantine', session.id, '--out', out, '--json']);
+    expect(q.code, q.stderr).toBe(0);
+    await a.closed;
+    expect(a.stderr()).toContain(`persistence guard: ${join(dir, '.git/hooks/pre-commit')}`);
+    hostGit(dir, 'commit', '-q', '--allow-empty', '-m', 'user');
+    expect(existsSync(hook.path)).toBe(false);
+    const [result] = (JSON.parse(q.stdout) as { sessions: { evidence: string }[] }).sessions;
+    const x = join(s.dir, 'x-persist');
+    mkdirSync(x);
+    expect(spawnSync('tar', ['-xzf', result?.evidence ?? '', '-C', x]).status).toBe(0);
+    const records = readFileSync(join(x, 'audit-records.ndjson'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { event: Record<string, unknown> }).event);
+    expect(
+      records.some(
+        (e) =>
+          e['class_uid'] === 2004 &&
+          JSON.stringify(e['unmapped']).includes(join(dir, '.git/hooks/pre-commit')),
+      ),
+    ).toBe(true);
+  });
+});

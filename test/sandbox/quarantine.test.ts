@@ -196,7 +196,9 @@ describe('quarantine evidence', () => {
     );
     expect(readFileSync(inGrant, 'utf8')).toBe(forged);
     const ps = spawnSync(process.execPath, [BIN, 'ps', '--json'], { env: s.env, encoding: 'utf8' });
-    const [session] = JSON.parse(ps.stdout) as { id: string; manifestDigest: string }[];
+    const [session] = (
+      JSON.parse(ps.stdout) as { sessions: { id: string; manifestDigest: string }[] }
+    ).sessions;
     if (session === undefined) throw new Error('no session');
     const out = join(s.dir, 'evidence-forged');
     const q = spawnSync(process.execPath, [BIN, 'quarantine', session.id, '--out', out, '--json'], {
@@ -205,7 +207,7 @@ describe('quarantine evidence', () => {
     });
     expect(q.status, q.stderr).toBe(0);
     await a.closed;
-    const [result] = JSON.parse(q.stdout) as { evidence: string }[];
+    const [result] = (JSON.parse(q.stdout) as { sessions: { evidence: string }[] }).sessions;
     const x = join(s.dir, 'x-forged');
     mkdirSync(x);
     expect(spawnSync('tar', ['-xzf', result?.evidence ?? '', '-C', x]).status).toBe(0);
