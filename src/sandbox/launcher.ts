@@ -192,7 +192,7 @@ export async function runSession(
         ),
         Date.now(),
       );
-      guarded = true;
+      guarded = recorded.watching;
       if (recorded.incomplete)
         o.onDiagnostic(
           'persistence guard: the write grants hold more than it walks; files beyond its bounds are not watched',

@@ -515,7 +515,9 @@ export function recordPersistence(
   stateDir: string,
   scope: GuardScope,
   now: number,
-): { readonly items: number; readonly incomplete: boolean } {
+): { readonly watching: boolean; readonly items: number; readonly incomplete: boolean } {
+  // Without a writable grant the session cannot change anything the guard watches.
+  if (scope.writeRoots.length === 0) return { watching: false, items: 0, incomplete: false };
   const dir = guardDir(stateDir, scope.session);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(join(dir, 'blobs'), { recursive: true, mode: 0o700 });
@@ -535,7 +537,7 @@ export function recordPersistence(
   };
   writeFileSync(join(dir, 'snapshot.tmp'), JSON.stringify(snapshot) + '\n', { mode: 0o600 });
   renameSync(join(dir, 'snapshot.tmp'), join(dir, 'snapshot.json'));
-  return { items: s.items.size, incomplete: s.incomplete };
+  return { watching: true, items: s.items.size, incomplete: s.incomplete };
 }
 
 function readSnapshot(stateDir: string, session: string): Snapshot {
