@@ -2,8 +2,11 @@
 /**
  * The `cordon` command: runs the single-file CLI bundle (`cordon.cjs`, built by
  * `npm run build`) through V8's code cache, so a start-up compiles almost nothing. The cache
- * (`cordon.cjs.cache`) is written after the first run where the package directory is writable,
- * and ignored when V8 rejects it (another Node version or flags): it only ever saves time.
+ * (`cordon.cjs.cache`) is made on the machine that runs it: at `npm install` and after a run
+ * where the package directory is writable. It is not shipped in the package, because V8 keeps
+ * the file name it was made under (stack traces would name the packing machine's files); a
+ * cache made under another path, or rejected by V8 (another Node version or flags), is ignored
+ * and replaced: it only ever saves time.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -21,9 +24,14 @@ const file = join(dir, 'cordon.cjs');
 const cacheFile = `${file}.cache`;
 // The bundle keeps main.ts's hashbang line; as a function body it must be a comment.
 const source = readFileSync(file, 'utf8').replace(/^#!/, '//');
+// The cache starts with the bundle's path it was made for, then a NUL, then V8's data.
+const header = Buffer.from(`${file}\0`);
 let cachedData: Buffer | undefined;
 try {
-  cachedData = readFileSync(cacheFile);
+  const raw = readFileSync(cacheFile);
+  cachedData = raw.subarray(0, header.length).equals(header)
+    ? raw.subarray(header.length)
+    : undefined;
 } catch {
   cachedData = undefined;
 }
@@ -45,7 +53,7 @@ if (cachedData === undefined || script.cachedDataRejected === true) {
   process.once('beforeExit', () => {
     try {
       const tmp = `${cacheFile}.${process.pid}`;
-      writeFileSync(tmp, script.createCachedData());
+      writeFileSync(tmp, Buffer.concat([header, script.createCachedData()]));
       renameSync(tmp, cacheFile);
     } catch {
       // a read-only install: every start compiles from source

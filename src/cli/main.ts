@@ -29,6 +29,8 @@ import type {
   AuditVerifyOptions,
 } from './audit.js';
 import type * as CheckCli from './check.js';
+import type * as CompletionCli from './completion.js';
+import type { CompletionSpec } from './completion.js';
 import type { CheckOptions } from './check.js';
 import type * as InitCli from './init.js';
 import type * as PolicyCli from './policy.js';
@@ -83,6 +85,10 @@ const runCheck = async (
   ...a: Parameters<typeof CheckCli.runCheck>
 ): Promise<Awaited<ReturnType<typeof CheckCli.runCheck>>> =>
   (await import('./check.js')).runCheck(...a);
+const runCompletion = async (
+  ...a: Parameters<typeof CompletionCli.runCompletion>
+): Promise<Awaited<ReturnType<typeof CompletionCli.runCompletion>>> =>
+  (await import('./completion.js')).runCompletion(...a);
 const runInit = async (
   ...a: Parameters<typeof InitCli.runInit>
 ): Promise<Awaited<ReturnType<typeof InitCli.runInit>>> =>
@@ -726,7 +732,28 @@ export function buildProgram(
       act(() => runTemplatesResolve(io, { ...g(), ...o })),
     );
 
+  program
+    .command('completion <shell>')
+    .description('print a shell completion script (bash, zsh or fish) for every verb and option')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  source <(cordon completion bash)      # in ~/.bashrc\n  source <(cordon completion zsh)       # in ~/.zshrc\n  cordon completion fish > ~/.config/fish/completions/cordon.fish',
+    )
+    .action((shell: string) => act(() => runCompletion(io, shell, completionSpec(program))));
+
   return program;
+}
+
+/** What completion needs of a command: its verbs, its options, and which options take a value. */
+function completionSpec(cmd: Command): CompletionSpec {
+  const flags = (o: Option): string[] =>
+    [o.long, o.short].filter((f): f is string => f !== undefined);
+  return {
+    name: cmd.name(),
+    options: [...cmd.options.flatMap(flags), '--help'],
+    valued: cmd.options.filter((o) => o.required || o.optional).flatMap(flags),
+    commands: cmd.commands.map(completionSpec),
+  };
 }
 
 /** The verb words of a command line (`['audit', 'tail']`), past the global options. */
