@@ -23,6 +23,7 @@ import {
   type LogVerifyReport,
 } from '../audit/verify.js';
 import { buildExportProof, PROOF_KEY, proofOfLine, type ExportProof } from '../audit/proofs.js';
+import { lastWitnessed } from '../audit/witness.js';
 import { CordonError } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
 import { keyIdOf, loadPublicKeyPem } from '../manifest/keys.js';
@@ -345,6 +346,7 @@ export function runAuditStatus(io: CliIo, opts: AuditStatusOptions): number {
       ? auditConfigFile(dirs.policyDir)
       : 'defaults',
     sinks: config.sinks.map((s) => sinkStatus(p, s, head)),
+    witness: witnessStatus(config.witness?.path, cp?.size),
   };
   if (opts.json === true) {
     printResult(io, { ok: true, ...status });
@@ -356,6 +358,9 @@ export function runAuditStatus(io: CliIo, opts: AuditStatusOptions): number {
     `last checkpoint: ${status.lastCheckpoint === undefined ? 'none yet' : `records 1..${status.lastCheckpoint.size} signed at ${status.lastCheckpoint.time} (in record ${status.lastCheckpoint.seq})`}`,
     `verifier key: ${status.verifierKey ?? 'unknown (no device.pub in the policy directory)'}`,
     `config: ${status.config}`,
+    status.witness === undefined
+      ? 'witness: none (completeness cannot be proven; see "Checkpoints" in the README)'
+      : `witness: ${status.witness.path}: ${status.witness.latest === undefined ? 'no checkpoint yet' : `latest checkpoint over ${status.witness.latest} records`}${status.witness.behind ? ` — BEHIND the log's latest (over ${cp?.size ?? 0}): the writer could not append to it` : ''}`,
   ];
   if (status.sinks.length === 0)
     lines.push('sinks: none configured (the local log is the only copy)');
@@ -366,6 +371,23 @@ export function runAuditStatus(io: CliIo, opts: AuditStatusOptions): number {
   }
   io.stdout(lines.join('\n') + '\n');
   return EXIT.OK;
+}
+
+/**
+ * The witness as the writer keeps it: its latest checkpoint, and whether it lags behind the log's
+ * (a witness the writer cannot append to fails silently for the log itself).
+ */
+function witnessStatus(
+  path: string | undefined,
+  logLatest: number | undefined,
+): { path: string; latest?: number; behind: boolean } | undefined {
+  if (path === undefined) return undefined;
+  const last = lastWitnessed(path);
+  return {
+    path,
+    ...(last === undefined ? {} : { latest: last.size }),
+    behind: (last?.size ?? 0) < (logLatest ?? 0),
+  };
 }
 
 export interface AuditTailOptions extends GlobalOptions {

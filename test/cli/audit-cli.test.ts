@@ -61,6 +61,9 @@ describe('cordon audit', () => {
     );
     expect(good.stdout).toMatch(/^ok: /m);
     expect(readFileSync(witness, 'utf8').trim().split('\n')).toHaveLength(2);
+    expect((await b.run(['audit', 'status'])).stdout).toMatch(
+      /^witness: .*: latest checkpoint over 103 records$/m,
+    );
     writeFileSync(bseg, before.log);
     writeFileSync(bp.checkpoint, before.state);
     const caught = await b.run(['audit', 'verify']);
@@ -86,6 +89,12 @@ describe('cordon audit', () => {
     config({});
     const named = await b.run(['audit', 'verify', '--witness', witness]);
     expect(named.code).toBe(1);
+    // A witness the writer cannot append to does not stop the log; status says it lags.
+    config({ witness: { path: join(b.home, 'no-such-dir', 'witness.ndjson') } });
+    expect((await b.run(['audit', 'emit-test', '--count', '1'])).code).toBe(0);
+    expect((await b.run(['audit', 'status'])).stdout).toMatch(
+      /^witness: .*no-such-dir.*: no checkpoint yet — BEHIND the log's latest/m,
+    );
   });
 
   it('verify: exit 4 on an intact log without a witness, 1 with the kind of damage, --json for machines', async () => {
