@@ -70,6 +70,34 @@ const FAST_HOST = /^(?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*$/;
 const FAST_URL =
   /^(https?|wss?):\/\/((?:[a-z0-9-]+\.)*[a-z][a-z0-9-]*)(?::(\d{1,5}))?(\/[A-Za-z0-9\-._~!$&'()*+,;=:@/]*)?(?:[?#][^\s]*)?$/;
 const DOT_SEGMENT = /\/\.\.?(?:\/|$)/;
+const ENCODED_SEPARATOR = /%(2f|5c)/i;
+const DOT_SEGMENT_ANY = /^(?:\.|%2e){1,2}(?:;.*)?$/i;
+
+/**
+ * Why a URL path (as the WHATWG parser leaves it) could mean another path to a server that
+ * decodes before it normalises: an encoded `/` or `\`, a backslash, or a dot segment, at any
+ * level of percent-encoding (`%252e` is `%2e` once decoded). Undefined when it cannot.
+ */
+export function ambiguousPath(path: string): string | undefined {
+  let p = path;
+  for (let level = 0; level < 8; level++) {
+    if (p.includes('\\')) return 'a backslash';
+    const sep = ENCODED_SEPARATOR.exec(p);
+    if (sep !== null)
+      return `an encoded ${sep[1]?.toLowerCase() === '2f' ? '/' : '\\'} (${sep[0]})`;
+    if (p.split('/').some((seg) => DOT_SEGMENT_ANY.test(seg))) return 'a dot segment';
+    if (!p.includes('%')) return undefined;
+    let next: string;
+    try {
+      next = decodeURIComponent(p);
+    } catch {
+      return 'a malformed percent-encoding';
+    }
+    if (next === p) return undefined;
+    p = next;
+  }
+  return 'percent-encoding nested too deep';
+}
 
 function d(
   effect: Decision['effect'],
@@ -503,6 +531,27 @@ export function createPdp(options: PdpOptions): Pdp {
       if (e.ask) ask ??= e;
       // Most specific: an exact host beats a wildcard, a longer path prefix beats a shorter one.
       else if (grant === undefined || specificity(e) > specificity(grant)) grant = e;
+    }
+    // Inside a path-restricted scope, a path a server could decode into another one (`/v1/..%2f
+    // admin`) is refused with its own code. A scope of the whole host admits any path anyway.
+    const chosen = grant ?? ask;
+    if (
+      chosen !== undefined &&
+      chosen.scope.pathPrefix !== '/' &&
+      urlPath !== undefined &&
+      !found.some((e) => e.scope.pathPrefix === '/' && scopeAdmits(e.scope, scheme, port, urlPath))
+    ) {
+      const why = ambiguousPath(urlPath);
+      if (why !== undefined)
+        return [
+          d(
+            'deny',
+            'PATH_AMBIGUOUS',
+            chosen.rule,
+            `Denied: ${urlPath} contains ${why}; ${chosen.rule} grants only paths under ${chosen.scope.pathPrefix}, and a server that decodes before it normalises could serve another path.`,
+          ),
+          facts(false),
+        ];
     }
     if (grant === undefined) {
       const where =
