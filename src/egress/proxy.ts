@@ -1091,16 +1091,18 @@ export class EgressProxy {
       return;
     }
     if (hello.status !== 'ok') {
-      const d =
-        hello.status === 'closed'
-          ? undefined
-          : proxyDeny(
-              'NET_NOT_TLS',
-              'tls',
-              `Denied: a tunnel must carry TLS (or plain HTTP), and ${hello.reason}.`,
-            );
-      if (d !== undefined) await refuse(d);
-      else socket.destroy();
+      // The client was told 200 (or SOCKS success) before its first bytes could be checked: a
+      // client that leaves without sending any is recorded too, so no CONNECT answered 200 is
+      // missing from the log.
+      await refuse(
+        proxyDeny(
+          'NET_NOT_TLS',
+          'tls',
+          hello.status === 'closed'
+            ? 'Denied: the client closed the tunnel before sending its first bytes; nothing was forwarded.'
+            : `Denied: a tunnel must carry TLS (or plain HTTP), and ${hello.reason}.`,
+        ),
+      );
       return;
     }
     const tls: TlsInfo = {
@@ -1624,6 +1626,7 @@ function readPreamble<R>(
       clearTimeout(timer);
       socket.off('data', onData);
       socket.off('close', onClose);
+      socket.off('end', onClose);
       socket.pause();
       resolve(r);
     };
@@ -1639,6 +1642,9 @@ function readPreamble<R>(
     const timer = setTimeout(() => finish(o.timedOut), timeoutMs);
     socket.on('data', onData);
     socket.on('close', onClose);
+    // A client that ends its side before its preamble is complete has left (the HTTP server's
+    // sockets allow half-open connections, so 'close' would wait for the timeout).
+    socket.on('end', onClose);
     if (buf.length > 0) check();
     if (!done) socket.resume();
   });

@@ -1,5 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OcsfEvent } from '../../src/audit/events.js';
@@ -83,8 +84,44 @@ describe('egress proxy: nothing answered or relayed without a durable record', (
       expect((await curl(env.proxy.url, [`http://app.test:${up.httpPort}/`])).status).toBe(403);
       await closed;
       expect(env.proxy.stats().tunnels).toBe(0);
-      // Writes work again (the tunnel's Close was recorded): requests are served.
-      expect((await curl(env.proxy.url, [`http://app.test:${up.httpPort}/`])).status).toBe(200);
+      // Writes work again: once a record succeeds (the tunnel's Close, or a denial), requests
+      // are served.
+      let status = 0;
+      for (let i = 0; i < 20 && status !== 200; i++)
+        status = (await curl(env.proxy.url, [`http://app.test:${up.httpPort}/`])).status;
+      expect(status).toBe(200);
+    } finally {
+      await env.close();
+    }
+  });
+
+  it('a CONNECT answered 200 whose client leaves before its first bytes is recorded, not lost', async () => {
+    const env = await startEnv({ up });
+    try {
+      const n0 = (await env.events()).length;
+      await new Promise<void>((resolve, reject) => {
+        const c = net.connect(env.proxy.port, '127.0.0.1');
+        c.on('error', reject);
+        c.write(`CONNECT secure.test:${up.httpsPort} HTTP/1.1\r\nHost: secure.test\r\n\r\n`);
+        c.once('data', (d: Buffer) => {
+          expect(d.toString('latin1')).toMatch(/^HTTP\/1\.1 200/);
+          c.destroy();
+          resolve();
+        });
+      });
+      const end = Date.now() + 5000;
+      let refused: Record<string, unknown> | undefined;
+      while (refused === undefined && Date.now() < end) {
+        refused = (await env.events())
+          .slice(n0)
+          .find((e) => e['class_uid'] === 4001 && e['activity_name'] === 'Refuse');
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      expect(refused).toMatchObject({
+        status_code: 'NET_NOT_TLS',
+        dst_endpoint: { hostname: 'secure.test', port: up.httpsPort },
+      });
+      expect(String(refused?.['status_detail'])).toMatch(/closed the tunnel before/);
     } finally {
       await env.close();
     }
