@@ -32,6 +32,7 @@ import { policyPaths } from '../store/policy-dir.js';
 import {
   EXIT,
   printResult,
+  progress,
   resolveDirs,
   usage,
   type CliIo,
@@ -251,12 +252,15 @@ export async function runAuditVerify(io: CliIo, opts: AuditVerifyOptions): Promi
   // The configured witness, unless witnesses are named on the command line.
   const configured = readAuditConfig(dirs.policyDir).witness?.path;
   const witnesses = opts.witness ?? (configured === undefined ? [] : [configured]);
+  const shown = progress(io, 'verifying records');
+  const total = logHead(auditPaths(dirs.stateDir)).seq;
   const r = await verifyLog(dirs.stateDir, {
     verifiers: vs,
     checkpoints,
     witnesses,
-    onProgress: (n) => io.stderr(`verified ${n} records\n`),
-  });
+    onProgress: (n) => shown.update(n, total),
+    onProgressEvery: 10_000,
+  }).finally(() => shown.end());
   const c = localCompleteness(r);
   if (opts.json === true) printResult(io, reportResult(r, c));
   else printReport(io, r, c, auditPaths(dirs.stateDir).dir, r.warnings, true);
@@ -277,6 +281,7 @@ export async function runAuditEmitTest(io: CliIo, opts: AuditEmitOptions): Promi
   const { log, context } = openDeviceLog(dirs);
   const next = syntheticEvents({ ...context, time: io.now().getTime() }, count);
   const started = process.hrtime.bigint();
+  const shown = progress(io, 'appending events');
   let failed: Error | undefined;
   try {
     // Appenders as at a busy enforcement point: groups of 1,024, up to 8 groups in flight, so
@@ -293,9 +298,11 @@ export async function runAuditEmitTest(io: CliIo, opts: AuditEmitOptions): Promi
       }
       inFlight.push(Promise.all(group));
       if (inFlight.length >= 8) await inFlight.shift();
+      shown.update(i, count);
     }
     await Promise.all(inFlight);
   } finally {
+    shown.end();
     await log.close();
   }
   if (failed !== undefined) throw failed;
@@ -538,7 +545,10 @@ export function runAuditExport(io: CliIo, opts: AuditExportOptions): number {
   let first = 0;
   let last = 0;
   const flush = opts.out === undefined ? (t: string) => io.stdout(t) : (t: string) => out.push(t);
+  const shown = progress(io, 'exporting records');
+  const total = logHead(p).seq;
   readAfter(p, since.seq === undefined ? 0 : since.seq - 1, (line, seq) => {
+    if (seq % 1000 === 0) shown.update(seq, total);
     if (until.seq !== undefined && seq > until.seq) return false;
     const rec = parseRecordLine(line);
     const t = Date.parse(rec.time);
@@ -550,6 +560,7 @@ export function runAuditExport(io: CliIo, opts: AuditExportOptions): number {
     last = seq;
     return true;
   });
+  shown.end();
   let code: number = EXIT.OK;
   if (opts.proofs === true && count > 0) {
     // The proof goes last, as one line of its own: a signed checkpoint and the RFC 9162

@@ -8,6 +8,8 @@ export interface CliIo {
   readonly env: NodeJS.ProcessEnv;
   readonly now: () => Date;
   readonly home: string;
+  /** Whether stderr is a terminal: progress lines are shown only there. */
+  readonly stderrIsTTY?: boolean;
 }
 
 export function processIo(): CliIo {
@@ -17,6 +19,41 @@ export function processIo(): CliIo {
     env: process.env,
     now: () => new Date(),
     home: userHome(),
+    stderrIsTTY: process.stderr.isTTY,
+  };
+}
+
+/** Progress of long work: one line on stderr, rewritten in place. */
+export interface Progress {
+  update(done: number, total?: number): void;
+  /** Clear the line, so that what follows starts on a clean one. */
+  end(): void;
+}
+
+/**
+ * Progress for long work (`audit verify`, `emit-test`, `export`) on a terminal only: logs and
+ * pipes get nothing, so scripts and `--json` readers see the same output as before.
+ */
+export function progress(io: CliIo, label: string): Progress {
+  if (io.stderrIsTTY !== true) return { update: () => undefined, end: () => undefined };
+  let last = 0;
+  let shown = false;
+  return {
+    update(done, total) {
+      const now = Date.now();
+      // A few updates a second are enough to see it move; more would cost the work itself.
+      if (now - last < 200) return;
+      last = now;
+      shown = true;
+      const of =
+        total === undefined || total === 0
+          ? ''
+          : ` of ${total} (${Math.floor((done * 100) / total)}%)`;
+      io.stderr(`\r${label}: ${done}${of}\x1b[K`);
+    },
+    end() {
+      if (shown) io.stderr('\r\x1b[K');
+    },
   };
 }
 

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { copyFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -142,5 +142,32 @@ describe('a closed output pipe ends a verb quietly', () => {
       expect(r.stderr.replace(/^exported \d+ record\(s\)\n$/, ''), args.join(' ')).toBe('');
       expect(r.code, args.join(' ')).toBe(141);
     }
+  });
+});
+
+describe('progress on a terminal', () => {
+  it('audit emit-test, export and verify show progress on a terminal, and nothing in a pipe', async () => {
+    const onTerminal = (args: string[]): string => {
+      // script(1) gives the command a pseudo-terminal, as a person's shell would.
+      const line = [process.execPath, BIN, ...args].map((a) => `'${a}'`).join(' ');
+      const r = spawnSync('script', ['-qec', line, '/dev/null'], { env: s.env, encoding: 'utf8' });
+      // audit verify exits 4 here: intact, but no witness proves the log complete.
+      expect([0, 4], r.stdout).toContain(r.status);
+      return r.stdout;
+    };
+    expect(onTerminal(['audit', 'emit-test', '--count', '30000'])).toMatch(
+      /\rappending events: \d+ of 30000 \(\d+%\)/,
+    );
+    const out = join(s.dir, 'export.ndjson');
+    expect(onTerminal(['audit', 'export', '--format', 'ocsf-ndjson', '--out', out])).toMatch(
+      /\rexporting records: \d+ of \d+/,
+    );
+    expect(onTerminal(['audit', 'verify'])).toMatch(/\rverifying records: \d+ of \d+/);
+    // In a pipe (a script, a CI log): no progress lines.
+    const piped = await s.cordon(['audit', 'emit-test', '--count', '30000']);
+    expect(piped.code).toBe(0);
+    expect(piped.stderr).toBe('');
+    const verify = await s.cordon(['audit', 'verify']);
+    expect(verify.stderr).not.toMatch(/verifying/);
   });
 });
