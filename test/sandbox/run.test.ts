@@ -10,7 +10,9 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OCSF_DIR, OcsfSchema } from '../audit/ocsf-schema.js';
@@ -298,8 +300,19 @@ describe('cordon run: execution', () => {
 describe('cordon run: network', () => {
   it('reaches granted hosts only through the proxy; nothing else leaves', async () => {
     const url = `http://127.0.0.1:${up.httpPort}/`;
+    // A server on one of this machine's own non-loopback addresses, which the host reaches
+    // (the control): a refusal inside is then the sandbox's, even on a machine with no route out.
+    const hostIp = Object.values(networkInterfaces())
+      .flat()
+      .find((a) => a !== undefined && a.family === 'IPv4' && !a.internal)?.address;
+    expect(hostIp, 'a non-loopback IPv4 address on this machine').toBeDefined();
+    const lan = createServer((_q, res) => res.end('lan\n'));
+    await new Promise<void>((resolve) => lan.listen(0, hostIp, resolve));
+    const lanUrl = `http://${hostIp ?? ''}:${(lan.address() as AddressInfo).port}/`;
+    expect(await (await fetch(lanUrl)).text()).toBe('lan\n');
     const r = await run(
       [
+        `curl -s -m 5 --noproxy '*' ${lanUrl} >/dev/null; echo noproxy_lan=$?`,
         `curl -s -o /dev/null -w 'allowed=%{http_code}\\n' ${url}`,
         `curl -s -o /dev/null -w 'denied=%{http_code}\\n' http://not-granted.example/`,
         `curl -s -o /dev/null -w 'metadata=%{http_code}\\n' http://169.254.169.254/latest/meta-data/`,
@@ -318,6 +331,8 @@ describe('cordon run: network', () => {
     expect(st['metadata']).toBe('403');
     expect(st['noproxy_loopback']).toBe('7');
     expect(st['noproxy_public']).toBe('7');
+    lan.close();
+    expect(st['noproxy_lan']).toBe('7');
     expect(st['dns']).toBe('2');
     expect(st['udp']).not.toBe('0');
     expect(st['tcp']).not.toBe('0');
