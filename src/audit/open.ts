@@ -6,6 +6,7 @@ import { ensureDeviceKey, policyPaths } from '../store/policy-dir.js';
 import { readFileIfExists } from '../store/files.js';
 import { VERSION } from '../version.js';
 import type { EventContext } from './events.js';
+import type { CordonError } from '../errors.js';
 import { AuditLog, type AuditLogOptions } from './log.js';
 import { recoverOpenSpans, type SpanRecovery } from './open-spans.js';
 import { parseVerifierKey, verifierKey, type NoteVerifier } from './note.js';
@@ -55,6 +56,14 @@ export function openDeviceLog(
   dirs: { policyDir: string; stateDir: string },
   extra: Partial<AuditLogOptions> = {},
 ): OpenedLog {
+  // Write failures reach the caller through the rejected append; a witness that cannot be
+  // appended to reaches nobody that way (the log itself stays durable), so it is reported here.
+  const onError =
+    extra.onError ??
+    ((e: CordonError): void => {
+      if (e.code === 'AUDIT_WITNESS_FAILED')
+        process.stderr.write(`cordon: ${e.code}: ${e.message}\n`);
+    });
   const config = readAuditConfig(dirs.policyDir);
   const device = ensureDeviceKey(dirs.policyDir);
   const origin = logOrigin(device.keyId);
@@ -70,6 +79,7 @@ export function openDeviceLog(
     segmentMaxAgeMs: config.segment.maxAgeSeconds * 1000,
     ...(config.witness === undefined ? {} : { witness: config.witness.path }),
     ...extra,
+    onError,
   });
   const spans = recoverOpenSpans(log, context);
   return { log, config, context, verifierKey: verifierKey(origin, device.key), spans };

@@ -117,7 +117,25 @@ export function readWitness(file: string): WitnessEntry[] {
 /** The witness's latest checkpoint (undefined when it has none). */
 export function lastWitnessed(file: string): WitnessEntry | undefined {
   if (!existsSync(file)) return undefined;
-  const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    if (!fstatSync(fd).isFile()) {
+      closeSync(fd);
+      throw new Error('not a regular file');
+    }
+  } catch (e) {
+    // The writer cannot check the log against a witness it cannot read: it does not open.
+    throw new CordonError(
+      'AUDIT_WITNESS_INVALID',
+      `cannot read the witness ${file}: ${(e as Error).message}`,
+      {
+        file,
+        hint: 'point `witness.path` in audit.json at a regular file the writer can read and append to',
+        cause: e,
+      },
+    );
+  }
   try {
     const last = lastCompleteLine(fd, fstatSync(fd).size);
     return last === undefined ? undefined : entryOf(last.line, file);

@@ -576,7 +576,7 @@ export function runAuditExport(io: CliIo, opts: AuditExportOptions): number {
       }
     } catch (e) {
       if (!(e instanceof CordonError) || e.code !== 'AUDIT_PROOF_UNAVAILABLE') throw e;
-      io.stderr(`no proof: ${e.message}\n`);
+      io.stderr(`no proof (${e.code}): ${e.message}\n`);
       code = EXIT.UNPROVEN;
     }
   }
