@@ -633,7 +633,7 @@ export function buildProgram(
     )
     .option(
       '--unsafe-no-sandbox',
-      'DEBUGGING ONLY: run without the sandbox (recorded in the audit log as such)',
+      'DEBUGGING ONLY: run without the sandbox (refused unless <policy-dir>/enforcement.json allows it; audited)',
     )
     .argument('<command...>', 'the agent command, after --')
     .addHelpText(

@@ -18,6 +18,7 @@ import { expandHome, parsePathPattern } from '../manifest/paths.js';
 import type { Manifest } from '../manifest/schema.js';
 import { guardrailsFacts } from '../policy/in-force.js';
 import { reapSessions } from '../sandbox/sessions.js';
+import { readEnforcement, UNSAFE_NO_SANDBOX_SETTING } from '../store/policy-dir.js';
 import { buildPdp } from './check.js';
 import { resolveDirs, RUN_EXIT, usage, type CliIo, type GlobalOptions } from './context.js';
 
@@ -230,6 +231,41 @@ export async function runRun(
         onDiagnostic: diag,
       },
     );
+    // Running unconfined widens the signed policy from the command line: only the policy
+    // directory may allow that, never the user's (or a planted alias's) flag alone.
+    if (opts.unsafeNoSandbox === true) {
+      const setting = readEnforcement(dirs.policyDir);
+      if (!setting.allowUnsafeNoSandbox) {
+        const reason = `--unsafe-no-sandbox is not allowed by the policy directory (${UNSAFE_NO_SANDBOX_SETTING} is not true in ${setting.file})`;
+        await opened.log.append(
+          processActivityEvent(
+            { ...context, time: io.now().getTime() },
+            {
+              activity: 'launch',
+              path: argv0,
+              argv: command,
+              control: {
+                decision: {
+                  effect: 'deny',
+                  rule: '--unsafe-no-sandbox',
+                  code: 'UNSAFE_NO_SANDBOX_FORBIDDEN',
+                  reason,
+                },
+                manifest: loaded.ref,
+              },
+            },
+          ),
+        );
+        throw new CordonError(
+          'UNSAFE_NO_SANDBOX_FORBIDDEN',
+          `refusing to run unconfined: ${reason}`,
+          {
+            file: setting.file,
+            hint: `drop --unsafe-no-sandbox; only the policy directory may allow it: {"allowUnsafeNoSandbox": true} in ${setting.file}`,
+          },
+        );
+      }
+    }
     // The command itself is an exec decision: not allowed, not started. A runtime the manifest
     // grants but `--agent-runtime` left out is not allowed either.
     const decided = loaded.pdp.decide({

@@ -478,11 +478,20 @@ const EnforcementSchema = z.strictObject({
     .describe(
       'Whether `cordon run` and `cordon proxy` may enforce a manifest without organisation guardrails (none installed, or --no-guardrails). Default false: they refuse.',
     ),
+  allowUnsafeNoSandbox: z
+    .boolean()
+    .default(false)
+    .describe(
+      "Whether `cordon run --unsafe-no-sandbox` may start an agent unconfined (with the user's full rights; only its proxy-aware traffic governed). Default false: the flag is refused.",
+    ),
 });
 export type EnforcementSettings = z.output<typeof EnforcementSchema>;
 
 /** The setting that lets enforcement run without guardrails, as named in refusals and audit events. */
 export const WITHOUT_GUARDRAILS_SETTING = 'enforcement.json allowWithoutGuardrails';
+
+/** The setting that lets `cordon run --unsafe-no-sandbox` start an agent unconfined. */
+export const UNSAFE_NO_SANDBOX_SETTING = 'enforcement.json allowUnsafeNoSandbox';
 
 /**
  * Enforcement settings of a policy directory (`enforcement.json`); an absent file means the
@@ -496,7 +505,7 @@ export function readEnforcement(policyDir: string): EnforcementSettings & { file
       ? EnforcementSchema.parse({})
       : parseConfigFile(EnforcementSchema, raw, file, {
           code: 'ENFORCEMENT_CONFIG_INVALID',
-          hint: 'enforcement.json holds only {"allowWithoutGuardrails": true|false}',
+          hint: 'enforcement.json holds only {"allowWithoutGuardrails": true|false, "allowUnsafeNoSandbox": true|false}',
           maxBytes: 64 * 1024,
         });
   return { ...parsed, file };

@@ -560,7 +560,44 @@ describe('cordon run: the session', () => {
     expect(existsSync(marker)).toBe(false);
   });
 
-  it('--unsafe-no-sandbox runs unconfined, warns, and is audited as such', async () => {
+  it('--unsafe-no-sandbox is refused (exit 125, audited) unless the policy directory allows it', async () => {
+    const enforcement = join(s.cordonHome, 'policy', 'enforcement.json');
+    expect(JSON.parse(readFileSync(enforcement, 'utf8'))).not.toHaveProperty(
+      'allowUnsafeNoSandbox',
+    );
+    const r = await s.cordon([
+      'run',
+      '--manifest',
+      manifest,
+      '--unsafe-no-sandbox',
+      '--',
+      'bash',
+      '-c',
+      `cat ${outside}/secret.txt`,
+    ]);
+    expect(r.code, r.stderr).toBe(125);
+    expect(r.stdout).not.toContain('outside');
+    expect(r.stderr).toMatch(/UNSAFE_NO_SANDBOX_FORBIDDEN/);
+    expect(r.stderr).toContain('allowUnsafeNoSandbox');
+    expect(r.stderr).toContain(enforcement);
+    const e = s.events().filter((x) => x['status_code'] === 'UNSAFE_NO_SANDBOX_FORBIDDEN');
+    expect(e.length).toBe(1);
+    // A false setting refuses the same way.
+    writeFileSync(
+      enforcement,
+      JSON.stringify({ allowWithoutGuardrails: true, allowUnsafeNoSandbox: false }),
+    );
+    const f = await s.cordon(['run', '--manifest', manifest, '--unsafe-no-sandbox', '--', 'true']);
+    expect(f.code, f.stderr).toBe(125);
+    expect(f.stderr).toMatch(/UNSAFE_NO_SANDBOX_FORBIDDEN/);
+  });
+
+  it('--unsafe-no-sandbox, allowed by the policy directory, runs unconfined, warns, and is audited as such', async () => {
+    const enforcement = join(s.cordonHome, 'policy', 'enforcement.json');
+    writeFileSync(
+      enforcement,
+      JSON.stringify({ allowWithoutGuardrails: true, allowUnsafeNoSandbox: true }),
+    );
     const r = await s.cordon([
       'run',
       '--manifest',
@@ -577,6 +614,7 @@ describe('cordon run: the session', () => {
     expect(r.stdout).toMatch(/proxy=http:\/\/127\.0\.0\.1:\d+/);
     const e = s.events().filter((x) => x['status_code'] === 'UNSAFE_NO_SANDBOX');
     expect(e.length).toBe(1);
+    writeFileSync(enforcement, JSON.stringify({ allowWithoutGuardrails: true }));
   });
 });
 
