@@ -245,7 +245,17 @@ function grantInsideDeny(grant: PathPattern, deny: DenyPath): boolean {
   }
   const segs = deny.pattern?.segments ?? [];
   if (grant.literalDepth < segs.length) return false;
-  return segs.every((s, i) => grant.segments[i] === s);
+  return segs.every((s, i) => segmentMatches(s, grant.segments[i] ?? ''));
+}
+
+/** Whether a literal path segment matches a deny's segment (`python3*` matches `python3.12`). */
+function segmentMatches(deny: string, seg: string): boolean {
+  if (!/[*?]/.test(deny)) return deny === seg;
+  const re = deny
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '[^/]*')
+    .replace(/\?/g, '[^/]');
+  return new RegExp(`^${re}$`, 's').test(seg);
 }
 
 function denyInsideGrant(grant: PathPattern, deny: DenyPath): boolean {

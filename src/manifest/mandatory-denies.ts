@@ -14,6 +14,13 @@ export interface MandatoryDeny {
   readonly overridable: boolean;
 }
 
+/**
+ * Python's user site, for every version: each `*.pth` file there (and `usercustomize.py`,
+ * `sitecustomize.py`, any module shadowing a host package) runs in every python3 the user
+ * starts. A new file cannot be kept out of a writable directory, so the whole directory is denied.
+ */
+export const PYTHON_USER_SITE = '~/.local/lib/python3*/site-packages';
+
 export const MANDATORY_DENIES: readonly MandatoryDeny[] = [
   {
     id: 'ssh',
@@ -141,8 +148,29 @@ export const MANDATORY_DENIES: readonly MandatoryDeny[] = [
       '~/.zshrc',
       '~/.zprofile',
       '~/.zshenv',
+      '~/.zlogin',
+      '~/.zlogout',
+      '~/.bash_logout',
+      '~/.bash_aliases',
+      '~/.bashrc.d',
       '~/.config/fish',
     ],
+    access: 'write',
+    overridable: true,
+  },
+  {
+    id: 'user-programs',
+    description:
+      "the user's own programs and the Python user site (code the user's next command or python3 runs)",
+    paths: ['~/.local/bin', '~/bin', PYTHON_USER_SITE],
+    access: 'write',
+    overridable: true,
+  },
+  {
+    id: 'session-startup',
+    description:
+      'desktop autostart entries, systemd user units and direnv configuration (code the next login or shell runs)',
+    paths: ['~/.config/autostart', '~/.config/systemd/user', '~/.config/direnv'],
     access: 'write',
     overridable: true,
   },
@@ -161,6 +189,7 @@ export const MANDATORY_DENIES: readonly MandatoryDeny[] = [
       '~/.claude/settings.json',
       '~/.claude/settings.local.json',
       '~/.claude/hooks',
+      '~/.claude/plugins',
       '~/.codex/config.toml',
       '~/.codex/hooks.json',
       '~/.codex/rules',

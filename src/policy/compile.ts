@@ -288,12 +288,15 @@ export function compileManifest(m: Manifest, options: CompileOptions): CompiledM
     const written = d.id === 'cordon' ? [...d.paths, ...extra] : d.paths;
     for (const w of written) {
       const target = w.startsWith('~') ? abs(w) : w;
-      paths.add(target, {
+      const entry: PathEntry = {
         kind: d.access === 'all' ? 'deny-all' : 'deny-write',
         rule: `deny:${d.id}`,
         denyId: d.id,
         denyPath: w,
-      });
+      };
+      paths.add(target, entry);
+      // A globbed deny covers what lies beneath a match too, as a literal one does.
+      if (w.includes('*') && !w.startsWith('/**/')) paths.add(`${target}/**`, entry);
     }
   }
 

@@ -2,7 +2,7 @@ import { existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, statSyn
 import { basename, dirname, join, resolve as resolvePath, sep } from 'node:path';
 import { CordonError } from '../../errors.js';
 import type { Manifest } from '../../manifest/schema.js';
-import { MANDATORY_DENIES } from '../../manifest/mandatory-denies.js';
+import { MANDATORY_DENIES, PYTHON_USER_SITE } from '../../manifest/mandatory-denies.js';
 import { parsePathPattern } from '../../manifest/paths.js';
 import { execNeeds } from './elf.js';
 
@@ -147,6 +147,12 @@ const MISSING_DIRS_MASKED = [
   '/.pki',
   '/.config/fish',
   '/.claude/hooks',
+  '/.claude/plugins',
+  '/.bashrc.d',
+  '/.local/bin',
+  '/.config/autostart',
+  '/.config/systemd/user',
+  '/.config/direnv',
   '/.codex/rules',
   '/.gemini/extensions',
 ];
@@ -216,6 +222,45 @@ function globEntries(pattern: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** Existing paths matching `pattern` (absolute; `*` and `?` within a segment, at any segment). */
+function globPaths(pattern: string): string[] {
+  let found = ['/'];
+  for (const seg of pattern.split('/').filter((x) => x !== '')) {
+    if (!/[*?]/.test(seg)) {
+      found = found.map((f) => join(f, seg));
+      continue;
+    }
+    found = found.flatMap((f) => globEntries(join(f, seg)));
+  }
+  return found.filter((f) => existsSync(f) || lstatOrUndefined(f) !== undefined);
+}
+
+function lstatOrUndefined(p: string): ReturnType<typeof lstatSync> | undefined {
+  try {
+    return lstatSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `3.N` of every python3.N in the usual program directories. */
+function hostPythonVersions(): string[] {
+  const out = new Set<string>();
+  for (const dir of ['/usr/bin', '/usr/local/bin', '/bin', '/opt/homebrew/bin']) {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      const v = /^python(3\.\d+)$/.exec(n)?.[1];
+      if (v !== undefined) out.add(v);
+    }
+  }
+  return [...out].sort();
 }
 
 /** The part of a path pattern before its first glob, with `~` expanded. */
@@ -333,8 +378,17 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
         continue;
       }
       const written = raw.startsWith('~') ? join(home, raw.slice(1)) : raw;
-      for (const p of written.includes('*') ? globEntries(written) : [written]) {
-        denies.push({ path: p, access, id: d.id });
+      const found = written.includes('*') ? globPaths(written) : [written];
+      // The user site of each python3 on the host, made now if missing: the agent must not
+      // create the first .pth there either.
+      const dir = raw === PYTHON_USER_SITE || raw === '~/bin';
+      if (raw === PYTHON_USER_SITE)
+        for (const v of hostPythonVersions()) {
+          const site = join(home, '.local/lib', `python${v}`, 'site-packages');
+          if (!found.includes(site)) found.push(site);
+        }
+      for (const p of found) {
+        denies.push({ path: p, access, id: d.id, dir });
         const real = realOrUndefined(p);
         if (real !== undefined && real !== p) denies.push({ path: real, access, id: d.id });
       }
