@@ -1,5 +1,5 @@
 import type { LintOptions } from '../manifest/lint.js';
-import { packageDirs } from '../package-files.js';
+import { packageDirs, packageEntries } from '../package-files.js';
 import { readAdmission } from '../store/policy-dir.js';
 import { resolveDirs, type CliIo, type GlobalOptions } from './context.js';
 
@@ -10,6 +10,7 @@ export function lintOptionsFor(io: CliIo, opts: GlobalOptions): LintOptions {
     home: io.home,
     cordonDirs: [dirs.policyDir, dirs.stateDir],
     packageDirs: packageDirs(),
+    packageEntries: packageEntries(),
     now: io.now(),
     ...readAdmission(dirs.policyDir),
   };

@@ -11,7 +11,7 @@ import { parseResolveEntries, staticResolver, systemResolver } from '../egress/r
 import { CordonError } from '../errors.js';
 import { launchPrerequisites, which } from '../sandbox/linux/doctor.js';
 import { isWithin, packageExposure, type SandboxLimits } from '../sandbox/linux/plan.js';
-import { packageDirs } from '../package-files.js';
+import { packageDirs, packageEntries } from '../package-files.js';
 import { runSession, type SessionControl } from '../sandbox/launcher.js';
 import { recoverPersistence, settlePersistence } from '../sandbox/persistence.js';
 import { expandHome, parsePathPattern } from '../manifest/paths.js';
@@ -307,9 +307,12 @@ export async function runRun(
     const exposed =
       opts.unsafeNoSandbox === true
         ? undefined
-        : packageExposure(loaded.manifest, io.home, packageDirs());
+        : packageExposure(loaded.manifest, io.home, packageDirs(), packageEntries());
     if (exposed !== undefined) {
-      const reason = `the grant ${exposed.pattern} (${exposed.path}) reaches Cordon's own installation ${exposed.packageDir}: an agent could change the code the next cordon run executes`;
+      const reason =
+        exposed.entry === undefined
+          ? `the grant ${exposed.pattern} (${exposed.path}) reaches Cordon's own installation ${exposed.packageDir}: an agent could change the code the next cordon run executes`
+          : `the grant ${exposed.pattern} (${exposed.path}) can replace ${exposed.entry}, on the way to Cordon's own installation ${exposed.packageDir} or the node binary running it: an agent could choose the code the next cordon run executes`;
       await opened.log.append(
         processActivityEvent(
           { ...context, time: io.now().getTime() },
@@ -330,7 +333,7 @@ export async function runRun(
         ),
       );
       throw new CordonError('SANDBOX_PACKAGE_EXPOSED', reason, {
-        hint: 'narrow the grant, or install Cordon outside every grant (npm i -g)',
+        hint: 'narrow the grant, or install Cordon (and node) outside every write grant (npm i -g)',
       });
     }
     if (opts.unsafeNoSandbox === true)

@@ -30,7 +30,7 @@ export const LINT_RULES = {
   ],
   PATH_CORDON_PACKAGE: [
     'error',
-    "a grant reaches Cordon's own installation (its code, the sandbox helper), which the next cordon run executes",
+    "a grant reaches Cordon's own installation (its code, the sandbox helper), or a write grant covers a link that starts it or the node binary running it, which the next cordon run executes",
   ],
   PATH_ROOT_GRANT: ['warning', 'a grant of / or of everything under /'],
   PATH_HOME_GRANT: ['warning', 'a grant of the whole home directory'],
@@ -103,6 +103,11 @@ export interface LintOptions {
    * it, and no grant may lie in it.
    */
   readonly packageDirs?: readonly string[];
+  /**
+   * Links and files outside the package that start it (the `cordon` command's links, the node
+   * binary): a write grant on the directory holding one is an error too.
+   */
+  readonly packageEntries?: readonly string[];
   /** Reference time for validity checks. */
   readonly now?: Date;
   /** Admission guardrail: the longest validity the organisation accepts, in days (default 731). */
@@ -389,6 +394,24 @@ export function lintManifest(m: Manifest, options: LintOptions): LintFinding[] {
             : 'narrow the grant, or install Cordon outside every write grant (npm i -g)',
         );
     }
+    // Links on the way to the installation and the node binary: replacing one needs only a
+    // write grant on the directory that holds it.
+    if (e.list === 'writePaths')
+      for (const entry of options.packageEntries ?? []) {
+        const segs = parsePathPattern(entry).segments;
+        if (
+          e.abs.literalDepth <= segs.length &&
+          e.abs.segments.slice(0, e.abs.literalDepth).every((s, i) => segs[i] === s)
+        ) {
+          add(
+            'PATH_CORDON_PACKAGE',
+            ptr,
+            `"${e.text}" can replace ${entry}, on the way to Cordon's installation or the node binary running it: an agent could choose the code the next cordon run executes`,
+            'narrow the grant, or install Cordon (and node) outside every write grant (npm i -g)',
+          );
+          break;
+        }
+      }
     for (const { deny: d, paths: dps } of denies) {
       if (e.list === 'readPaths' && d.access === 'write') continue;
       for (const { written: dp, abs: denyAbs } of dps) {

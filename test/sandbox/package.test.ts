@@ -1,5 +1,14 @@
-import { cpSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  cpSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validManifest } from '../helpers.js';
 import { ROOT, runCli, sandboxEnv, type SandboxEnv } from './harness.js';
@@ -114,5 +123,117 @@ describe("Cordon's own installation", () => {
     expect(r.stdout).toMatch(/^helper=[1-9]/m);
     expect(r.stdout).toContain('work=0');
     expect(readFileSync(copyBin, 'utf8')).toBe(before);
+  });
+
+  // A user-prefix install (`npm config set prefix ~/apps; npm i -g cordon`): the package lies in
+  // ~/apps/lib/node_modules/cordon and the command is a link ~/apps/bin/cordon outside it.
+  describe('the links that start it and the node binary running it', () => {
+    const link = (): string => join(s.home, 'apps/bin/cordon');
+    const plant = (target: string): string =>
+      `rm -f ${target} && printf '#!/bin/sh\ntouch ${s.dir}/PWNED\n' > ${target} && chmod 755 ${target}`;
+    beforeAll(() => {
+      mkdirSync(join(s.home, 'apps/lib/node_modules'), { recursive: true });
+      mkdirSync(join(s.home, 'apps/bin'), { recursive: true });
+      symlinkSync(pkg, join(s.home, 'apps/lib/node_modules/cordon'));
+      symlinkSync('../lib/node_modules/cordon/dist/cli/main.js', link());
+    });
+    const viaLink = (args: string[], env = s.env): ReturnType<typeof runCli> =>
+      runCli([link(), ...args], { env }, true);
+
+    it('refuses to launch (125) when a write grant covers the cordon command link the user runs', async () => {
+      const m = s.sign({
+        dataClassification: 'internal',
+        writePaths: ['~/apps/bin/**'],
+        commandsAllowed: [...TOOLS, '/usr/bin/rm', '/usr/bin/chmod'],
+      });
+      const r = await viaLink(['run', '--manifest', m, '--', 'bash', '-c', plant(link())]);
+      expect(r.code, r.stderr).toBe(125);
+      expect(r.stderr).toContain('PATH_CORDON_PACKAGE');
+      expect(r.stderr).toContain(link());
+      expect(readlinkSync(link())).toBe('../lib/node_modules/cordon/dist/cli/main.js');
+    });
+
+    it('refuses to launch (125) when a write grant covers a link the command passes through', async () => {
+      const m = s.sign({
+        dataClassification: 'internal',
+        writePaths: ['~/apps/lib/node_modules/**'],
+        commandsAllowed: [...TOOLS, '/usr/bin/rm', '/usr/bin/ln'],
+      });
+      const nm = join(s.home, 'apps/lib/node_modules/cordon');
+      const r = await viaLink(['run', '--manifest', m, '--', 'bash', '-c', `rm ${nm}`]);
+      expect(r.code, r.stderr).toBe(125);
+      expect(r.stderr).toContain('PATH_CORDON_PACKAGE');
+      expect(r.stderr).toContain(nm);
+      expect(realpathSync(nm)).toBe(realpathSync(pkg));
+    });
+
+    it('refuses to launch (125, audited) when the grant reaches the command link through a link of its own', async () => {
+      symlinkSync('apps/bin', join(s.home, 'appbin'));
+      const m = s.sign({
+        dataClassification: 'internal',
+        writePaths: ['~/appbin/**'],
+        commandsAllowed: [...TOOLS, '/usr/bin/rm', '/usr/bin/chmod'],
+      });
+      const r = await viaLink(['run', '--manifest', m, '--', 'bash', '-c', plant(link())]);
+      expect(r.code, r.stderr).toBe(125);
+      expect(r.stderr).toContain('SANDBOX_PACKAGE_EXPOSED');
+      expect(r.stderr).toContain(link());
+      expect(readlinkSync(link())).toBe('../lib/node_modules/cordon/dist/cli/main.js');
+      const denied = s
+        .events()
+        .filter((e) => JSON.stringify(e).includes('SANDBOX_PACKAGE_EXPOSED'));
+      expect(denied.length).toBeGreaterThanOrEqual(1);
+      rmSync(join(s.home, 'appbin'));
+    });
+
+    it('refuses to launch (125) when a write grant covers a cordon on PATH that leads into the installation', async () => {
+      const m = s.sign({
+        dataClassification: 'internal',
+        writePaths: ['~/apps/bin/**'],
+        commandsAllowed: [...TOOLS, '/usr/bin/rm', '/usr/bin/chmod'],
+      });
+      // Started by its real path; the user's shell finds `cordon` on PATH.
+      const env = { ...s.env, PATH: `${join(s.home, 'apps/bin')}:${s.env['PATH'] ?? ''}` };
+      const r = await runCli(
+        [copyBin, 'run', '--manifest', m, '--', 'bash', '-c', plant(link())],
+        { env },
+        true,
+      );
+      expect(r.code, r.stderr).toBe(125);
+      expect(r.stderr).toContain(link());
+      expect(readlinkSync(link())).toBe('../lib/node_modules/cordon/dist/cli/main.js');
+    });
+
+    it('lint reports a write grant over the node binary running Cordon, and a launch reaching it through a link is refused (125)', async () => {
+      const node = realpathSync(process.execPath);
+      const draft = join(s.dir, 'node-draft.json');
+      writeFileSync(
+        draft,
+        JSON.stringify(
+          validManifest({
+            agentName: 'draft',
+            writePaths: [`${dirname(node)}/**`],
+            commandsAllowed: TOOLS,
+          }),
+        ),
+      );
+      const l = await copy(['manifest', 'lint', draft, '--json']);
+      expect(l.code).not.toBe(0);
+      expect(l.stdout).toContain('PATH_CORDON_PACKAGE');
+      expect(l.stdout).toContain(node);
+      symlinkSync(dirname(node), join(s.home, 'nodebin'));
+      const m = s.sign({
+        dataClassification: 'internal',
+        writePaths: ['~/nodebin/**'],
+        commandsAllowed: TOOLS,
+      });
+      const before = readFileSync(node);
+      const r = await copy(['run', '--manifest', m, '--', 'bash', '-c', `cp /usr/bin/cat ${node}`]);
+      expect(r.code, r.stderr).toBe(125);
+      expect(r.stderr).toContain('SANDBOX_PACKAGE_EXPOSED');
+      expect(r.stderr).toContain(node);
+      expect(readFileSync(node).equals(before)).toBe(true);
+      rmSync(join(s.home, 'nodebin'));
+    });
   });
 });

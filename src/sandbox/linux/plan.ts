@@ -284,7 +284,8 @@ export function packageExposure(
   manifest: Manifest,
   home: string,
   packageDirs: readonly string[],
-): { pattern: string; path: string; packageDir: string } | undefined {
+  packageEntries: readonly string[] = [],
+): { pattern: string; path: string; packageDir: string; entry?: string } | undefined {
   for (const [patterns, write] of [
     [manifest.writePaths, true],
     [manifest.readPaths, false],
@@ -295,6 +296,11 @@ export function packageExposure(
       for (const dir of packageDirs)
         if (isWithin(real, dir) || (write && isWithin(dir, real)))
           return { pattern, path: real, packageDir: dir };
+      // A link to the package (or the node binary) in a writable directory can be replaced.
+      if (write)
+        for (const entry of packageEntries)
+          if (isWithin(entry, real) || isWithin(entry, base))
+            return { pattern, path: real, packageDir: packageDirs[0] ?? entry, entry };
     }
   }
   return undefined;
