@@ -103,6 +103,24 @@ afterAll(async () => {
   rmSync(s.dir, { recursive: true, force: true });
 });
 
+describe('cordon run: the first session', () => {
+  it('in a fresh state directory prints nothing on stderr and leaves no reserved space behind', async () => {
+    const f = sandboxEnv('first-run');
+    try {
+      const sessions = join(f.cordonHome, 'state/sessions');
+      expect(existsSync(sessions)).toBe(false);
+      const m = f.sign({ commandsAllowed: ['/usr/bin/true'] });
+      const r = await f.cordon(['run', '--manifest', m, '--', '/usr/bin/true']);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toBe('');
+      expect(r.stdout).toBe('');
+      expect(readdirSync(sessions)).toEqual([]);
+    } finally {
+      rmSync(f.dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('cordon run: files', () => {
   it('shows only the grants; mandatory denies, symlinks and /proc do not reach past them', async () => {
     const h = s.home;
