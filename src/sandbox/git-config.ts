@@ -221,6 +221,66 @@ const REDIRECT_KEYS = new Set([
   'submodule.*.url',
 ]);
 
+// The only settings a configuration the session created or changed may gain: what `git init`,
+// `git clone`, `git remote`, `git branch` and `git config user.*` write. Git reads more settings
+// that run a program than any list of them can keep up with (`gpg.ssh.defaultKeyCommand`,
+// `trailer.*.cmd`, `init.templateDir`, `extensions.worktreeConfig` with a `config.worktree`),
+// so every other key is treated as one that does.
+const ALLOWED_KEYS = new Set([
+  'core.repositoryformatversion',
+  'core.filemode',
+  'core.bare',
+  'core.logallrefupdates',
+  'core.ignorecase',
+  'core.precomposeunicode',
+  'core.symlinks',
+  'core.autocrlf',
+  'core.eol',
+  'core.safecrlf',
+  'core.quotepath',
+  'core.sparsecheckout',
+  'core.sparsecheckoutcone',
+  'remote.*.url',
+  'remote.*.pushurl',
+  'remote.*.fetch',
+  'remote.*.push',
+  'remote.*.tagopt',
+  'remote.*.prune',
+  'remote.*.mirror',
+  'branch.*.remote',
+  'branch.*.pushremote',
+  'branch.*.merge',
+  'branch.*.rebase',
+  'branch.*.description',
+  'submodule.*.url',
+  'submodule.*.active',
+  'submodule.*.branch',
+  'user.name',
+  'user.email',
+  'init.defaultbranch',
+  'pull.rebase',
+  'pull.ff',
+  'fetch.prune',
+  'push.default',
+  'push.autosetupremote',
+  'extensions.objectformat',
+  'extensions.refstorage',
+  'color.ui',
+]);
+const URL_KEYS = new Set(['remote.*.url', 'remote.*.pushurl', 'submodule.*.url']);
+
+/**
+ * Whether a configuration the session created or changed may keep this entry: a key on the
+ * allow list, and for URLs not the `transport::address` form (`ext::sh -c ...` runs a command,
+ * `fd::` and other helpers run `git-remote-*` programs).
+ */
+export function allowedEntry(e: GitConfigEntry): boolean {
+  const k = shape(e);
+  if (!ALLOWED_KEYS.has(k)) return false;
+  if (URL_KEYS.has(k)) return !/^[A-Za-z0-9+.-]*::/.test((e.value ?? '').trim());
+  return true;
+}
+
 /** `section.key`, or `section.*.key` when there is a subsection. */
 function shape(e: GitConfigEntry): string {
   return e.subsection === undefined ? `${e.section}.${e.key}` : `${e.section}.*.${e.key}`;

@@ -23,11 +23,11 @@ import { detectionFindingEvent, type EventContext, type OcsfEvent } from '../aud
 import { CordonError } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
 import {
+  allowedEntry,
   entryText,
   formatGitConfig,
   parseGitConfig,
   redirects,
-  runsProgram,
   type GitConfigEntry,
 } from './git-config.js';
 import { isWithin } from './linux/plan.js';
@@ -83,9 +83,11 @@ export interface PersistenceFinding {
 
 // Bounds of the walk below each writable grant, the same at launch and at exit. A repository or
 // agent configuration deeper than this, or beyond this many directories, is not seen; an exit
-// walk that reaches the directory limit is itself reported (the agent may have filled it).
-export const GUARD_WALK_DEPTH = 8;
+// walk that reaches either limit is itself reported, naming the directories it did not enter
+// (the agent may have filled the tree to hide something in it).
+export const GUARD_WALK_DEPTH = 32;
 export const GUARD_WALK_DIRS = 20_000;
+export const GUARD_WALK_NEW_DIRS = 500_000;
 // Launch-time copies are kept up to this size; a larger file is compared by digest only.
 const MAX_COPY = 4 * 1024 * 1024;
 // Launch-time copies in all, and watched files in all: beyond these, files are compared by
@@ -100,6 +102,7 @@ const HOME_FILES: readonly (readonly [string, PersistenceKind])[] = [
   ['.bash_profile', 'shell-startup'],
   ['.bash_login', 'shell-startup'],
   ['.bash_logout', 'shell-startup'],
+  ['.bash_aliases', 'shell-startup'],
   ['.profile', 'shell-startup'],
   ['.zshrc', 'shell-startup'],
   ['.zshenv', 'shell-startup'],
@@ -117,6 +120,8 @@ const HOME_FILES: readonly (readonly [string, PersistenceKind])[] = [
 ];
 // Directories in the home directory whose every file runs at start-up or login.
 const HOME_DIRS: readonly string[] = [
+  '.bashrc.d',
+  '.zshrc.d',
   '.config/fish/conf.d',
   '.config/fish/functions',
   '.config/autostart',
@@ -150,6 +155,20 @@ interface Scan {
   readonly items: Map<string, Item>;
   readonly gitDirs: Set<string>;
   readonly incomplete: boolean;
+  /** Directories the walk did not enter (a few, for the finding). */
+  readonly unchecked: readonly string[];
+}
+
+/**
+ * A git directory by content, as git's discovery recognises one whatever its name (a bare
+ * repository, a `.git` renamed to hide it): `HEAD` beside `objects/` and `refs/`.
+ */
+function looksLikeGitDir(d: string): boolean {
+  return (
+    lstatOrUndefined(join(d, 'HEAD')) !== undefined &&
+    lstatOrUndefined(join(d, 'objects'))?.isDirectory() === true &&
+    lstatOrUndefined(join(d, 'refs'))?.isDirectory() === true
+  );
 }
 
 interface Snapshot {
@@ -212,17 +231,34 @@ function same(a: Entry, b: Entry): boolean {
  * agents' configuration and the home directory's start-up files. Never follows a symbolic link
  * while walking; a link is itself an entry.
  */
-function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): Scan {
+function scan(
+  scope: GuardScope,
+  keep?: (path: string, data: Buffer) => void,
+  since?: number,
+): Scan {
   const items = new Map<string, Item>();
   const gitDirs = new Set<string>();
   let dirs = 0;
   let incomplete = false;
+  const unchecked: string[] = [];
+  const skip = (dir: string): void => {
+    incomplete = true;
+    if (unchecked.length < 5) unchecked.push(dir);
+  };
   const within = (p: string): boolean =>
     scope.writeRoots.some((r) => isWithin(p, r)) && !scope.exclude.some((x) => isWithin(p, x));
   const budget = (): boolean => {
-    if (++dirs > GUARD_WALK_DIRS) incomplete = true;
-    return !incomplete;
+    if (++dirs <= GUARD_WALK_DIRS) return true;
+    incomplete = true;
+    return false;
   };
+  // At exit, a directory whose ctime is after the launch was made or changed by the session
+  // (a process cannot set ctime back): walked whatever its depth and outside the budget, so
+  // that filling the tree with directories or burying a repository deep does not hide it. The
+  // cost is bounded by what the session itself did, and by GUARD_WALK_NEW_DIRS.
+  let newDirs = 0;
+  const fresh = (dir: string): boolean =>
+    since !== undefined && (lstatOrUndefined(dir)?.ctimeMs ?? 0) >= since;
   const list = (dir: string): Dirent[] => {
     try {
       return readdirSync(dir, { withFileTypes: true });
@@ -281,9 +317,19 @@ function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): S
     for (const e of list(dir)) addTree(join(dir, e.name), kind, depth + 1);
   };
 
+  /** A hook, and the file it is a link to when that lies in a grant (`pre-commit -> ../x`). */
+  const hook = (p: string): void => {
+    add(p, 'git-hook');
+    const real = realOrUndefined(p);
+    if (real !== undefined && real !== p) add(real, 'git-hook');
+  };
   const hookDir = (dir: string): void => {
     if (!within(dir)) return;
-    for (const e of list(dir)) if (!e.name.endsWith('.sample')) add(join(dir, e.name), 'git-hook');
+    for (const e of list(dir)) if (!e.name.endsWith('.sample')) hook(join(dir, e.name));
+    // Husky's `core.hooksPath = .husky/_`: each hook there runs the script of the same name
+    // one directory up (`.husky/pre-commit`), which the user edits and the agent can too.
+    if (basename(dir) === '_')
+      for (const e of list(dirname(dir))) if (!e.isDirectory()) hook(join(dirname(dir), e.name));
   };
   const seenConfigs = new Set<string>();
   const gitConfigRefs = (file: string, worktree: string | undefined): void => {
@@ -297,7 +343,11 @@ function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): S
     }
   };
   const gitDir = (d: string, worktree: string | undefined): void => {
-    if (!scope.git || gitDirs.has(d) || !budget()) return;
+    if (!scope.git || gitDirs.has(d)) return;
+    if (!fresh(d) && !budget()) {
+      skip(d);
+      return;
+    }
     gitDirs.add(d);
     add(join(d, 'config'), 'git-config');
     add(join(d, 'config.worktree'), 'git-config');
@@ -305,8 +355,7 @@ function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): S
     const hooks = join(d, 'hooks');
     const hst = lstatOrUndefined(hooks);
     if (hst?.isDirectory() === true) {
-      for (const e of list(hooks))
-        if (!e.name.endsWith('.sample')) add(join(hooks, e.name), 'git-hook');
+      for (const e of list(hooks)) if (!e.name.endsWith('.sample')) hook(join(hooks, e.name));
     } else if (hst !== undefined) add(hooks, 'git-hook');
     // A hooks directory the repository's own config names (`core.hooksPath = .husky`), and the
     // files it includes, when they lie in a writable grant.
@@ -382,10 +431,13 @@ function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): S
       }
     }
     let level = [root];
-    for (let depth = 0; depth <= GUARD_WALK_DEPTH && level.length > 0 && !incomplete; depth++) {
+    for (let depth = 0; level.length > 0; depth++) {
       const next: string[] = [];
       for (const dir of level) {
-        if (!budget()) break;
+        if (fresh(dir) ? ++newDirs > GUARD_WALK_NEW_DIRS : depth > GUARD_WALK_DEPTH || !budget()) {
+          skip(dir);
+          continue;
+        }
         for (const e of list(dir)) {
           const p = join(dir, e.name);
           if (!within(p)) continue;
@@ -398,16 +450,17 @@ function scan(scope: GuardScope, keep?: (path: string, data: Buffer) => void): S
           } else if (e.name === '.mcp.json') add(p, 'agent-config');
           else if (e.isDirectory()) {
             if (AGENT_DIRS.includes(e.name)) agentDir(p);
+            if (scope.git && looksLikeGitDir(p)) gitDir(p, dir);
             // Package trees are large and hold no repository or settings the user runs from;
             // hooks directories and included files are found through the config that names them.
-            if (e.name !== 'node_modules') next.push(p);
+            else if (e.name !== 'node_modules') next.push(p);
           }
         }
       }
       level = next;
     }
   }
-  return { items, gitDirs, incomplete };
+  return { items, gitDirs, incomplete, unchecked };
 
   /**
    * A start-up file in the home directory, also when an agent made a directory on its path a
@@ -618,11 +671,11 @@ const LABEL: Record<PersistenceKind, string> = {
 export function checkPersistence(stateDir: string, session: string): PersistenceFinding[] {
   const snap = readSnapshot(stateDir, session);
   const scope = snap.scope;
-  const now = scan(scope);
-  const findings: PersistenceFinding[] = [];
   // Files whose inode changed status after this moment were touched by the session (the kernel
   // sets ctime on every write, rename, link and chmod; a process cannot set it back).
   const since = snap.takenAt - 1000;
+  const now = scan(scope, undefined, since);
+  const findings: PersistenceFinding[] = [];
   const report = (
     p: string,
     kind: PersistenceKind,
@@ -662,11 +715,32 @@ export function checkPersistence(stateDir: string, session: string): Persistence
     });
   };
 
+  /**
+   * A file not recorded at launch (beyond a bound then) that the session did not put there: its
+   * ctime and that of every directory between it and its grant are older than the session.
+   * Its own ctime alone proves nothing: renaming a directory leaves the ctime of the files in
+   * it as it was (a `.git` staged elsewhere in an earlier session and moved into place).
+   */
+  const untouched = (p: string): boolean => {
+    const root = scope.writeRoots
+      .filter((r) => isWithin(p, r))
+      .reduce<string | undefined>(
+        (a, r) => (a === undefined || r.length > a.length ? r : a),
+        undefined,
+      );
+    if (root === undefined) return false;
+    for (let at = p; at !== root && isWithin(at, root); at = dirname(at)) {
+      const st = lstatOrUndefined(at);
+      if (st === undefined || st.ctimeMs >= since) return false;
+    }
+    return true;
+  };
+
   for (const [p, item] of now.items) {
     const was = snap.items[p]?.entry;
     const cur = item.entry;
     if (was !== undefined && same(was, cur)) continue;
-    if (was === undefined && cur.ctimeMs < since) continue; // older than the session
+    if (was === undefined && cur.ctimeMs < since && untouched(p)) continue;
     const label = LABEL[item.kind];
     switch (item.kind) {
       case 'git-hook':
@@ -718,14 +792,23 @@ export function checkPersistence(stateDir: string, session: string): Persistence
       path: scope.writeRoots.join(', '),
       change: 'unknown',
       restored: false,
-      detail: `more than ${GUARD_WALK_DIRS} directories under the write grants: the persistence guard did not look at all of them; review the grants by hand`,
+      detail: `the persistence guard reached its bounds (${GUARD_WALK_DIRS} directories, ${GUARD_WALK_DEPTH} levels, ${GUARD_WALK_NEW_DIRS} directories the session changed, ${MAX_ITEMS} files) under the write grants and did not look at all of them${now.unchecked.length === 0 ? '' : `, among them ${now.unchecked.join(', ')}`}; review these by hand`,
     });
   return findings;
 
   function gitConfig(p: string, item: Item, was: Entry | undefined): void {
     const global = !p.includes(`${sep}.git${sep}`) && !now.gitDirs.has(dirname(p));
     if (item.entry.type !== 'file') {
-      report(p, 'git-config', was, 'git configuration replaced by a link or a directory', 'move');
+      const st = lstatOrUndefined(p);
+      report(
+        p,
+        'git-config',
+        was,
+        st?.isFile() === true
+          ? `git configuration Cordon cannot read (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')})`
+          : 'git configuration replaced by a link, a directory or a special file',
+        'move',
+      );
       return;
     }
     let cur: GitConfigEntry[];
@@ -743,10 +826,11 @@ export function checkPersistence(stateDir: string, session: string): Persistence
       );
       return;
     }
-    // A repository the session created may keep its remotes; one that existed (or the user's
-    // global configuration) may not gain a program to run or a new place to send things.
+    // Only keys on the allow list may be added. A repository the session created may keep its
+    // remotes; one that existed (or the user's global configuration) may not gain a new place
+    // to send things.
     const strict = was !== undefined || global;
-    const dangerous = (e: GitConfigEntry): boolean => runsProgram(e) || (strict && redirects(e));
+    const dangerous = (e: GitConfigEntry): boolean => !allowedEntry(e) || (strict && redirects(e));
     let before = new Set<string>();
     const old = blob(stateDir, session, was);
     if (old !== undefined) {
@@ -764,13 +848,19 @@ export function checkPersistence(stateDir: string, session: string): Persistence
         p,
         'git-config',
         was,
-        `git configuration that runs a program or redirects: ${keys}`,
+        `git configuration gained keys that are not on the guard's allow list or redirect: ${keys}`,
         'move',
       );
     else
-      report(p, 'git-config', was, `git configuration that runs a program or redirects: ${keys}`, {
-        sanitized: formatGitConfig(cur.filter((e) => !dangerous(e))),
-      });
+      report(
+        p,
+        'git-config',
+        was,
+        `git configuration with keys that are not on the guard's allow list or redirect: ${keys}`,
+        {
+          sanitized: formatGitConfig(cur.filter((e) => !dangerous(e))),
+        },
+      );
   }
 
   function claudeJson(p: string, cur: Entry, was: Entry | undefined): void {

@@ -280,6 +280,196 @@ describe('persistence guard: git', () => {
   });
 });
 
+const pause = (): Promise<void> => new Promise((r) => setTimeout(r, 1200));
+
+describe('persistence guard: repositories hidden, staged, buried or bare', () => {
+  it('a .git staged under node_modules in one session and moved into place in the next (config.worktree)', async () => {
+    const dir = userRepo('staged');
+    mkdirSync(join(dir, 'node_modules'));
+    const fsm = marker('staged-fsmonitor');
+    const hook = marker('staged-hook');
+    const stage = join(dir, 'node_modules/.stage');
+    await agent([
+      `cp -r ${dir}/.git ${stage}`,
+      `git --git-dir=${stage} config extensions.worktreeConfig true`,
+      `git --git-dir=${stage} config --worktree core.fsmonitor '${fsm.cmd}; false #'`,
+      `printf '#!/bin/sh\\n${hook.cmd}\\n' > ${stage}/hooks/pre-commit && chmod +x ${stage}/hooks/pre-commit`,
+    ]);
+    // The staged files' ctime is now older than the next session.
+    await pause();
+    const r = await agent([
+      `cd ${dir} && mv .git node_modules/.old && mv node_modules/.stage .git`,
+    ]);
+    hostGit(dir, 'status');
+    hostGit(dir, 'commit', '-q', '--allow-empty', '-m', 'user');
+    expect(existsSync(fsm.path)).toBe(false);
+    expect(existsSync(hook.path)).toBe(false);
+    expectFinding(r, dir, join(dir, '.git/config.worktree'));
+    expectFinding(r, dir, join(dir, '.git/hooks/pre-commit'));
+  });
+
+  it('a .git renamed to .x as the session ends and renamed back in the next', async () => {
+    const dir = join(work, 'hidden/tools');
+    mkdirSync(dir, { recursive: true });
+    const fsm = marker('hidden-fsmonitor');
+    const r = await agent([
+      `cd ${dir} && git init -q && git config core.fsmonitor '${fsm.cmd}; false #' && mv .git .x`,
+    ]);
+    await pause();
+    await agent([`cd ${dir} && mv .x .git`]);
+    hostGit(dir, 'status');
+    expect(existsSync(fsm.path)).toBe(false);
+    expectFinding(r, dir, join(dir, '.x/config'));
+  });
+
+  it('a bare repository with a hook the user’s push runs', async () => {
+    const user = userRepo('pusher');
+    const bare = join(work, 'vendor/lib');
+    const hook = marker('bare-hook');
+    const r = await agent([
+      `git init -q --bare ${bare}`,
+      `printf '#!/bin/sh\\n${hook.cmd}\\n' > ${bare}/hooks/pre-receive && chmod +x ${bare}/hooks/pre-receive`,
+    ]);
+    hostGit(user, 'push', '-q', bare, 'HEAD:refs/heads/main');
+    expect(existsSync(hook.path)).toBe(false);
+    expectFinding(r, bare, join(bare, 'hooks/pre-receive'));
+  });
+
+  it('a repository deeper than the walk’s depth limit, and one behind 20,001 new directories', async () => {
+    const deepest = join(work, 'deep/src/main/java/com/acme/app/web/api/v1');
+    mkdirSync(deepest, { recursive: true });
+    await pause();
+    const fsm = marker('deep-fsmonitor');
+    const fsm2 = marker('budget-fsmonitor');
+    const behind = join(work, 'deep/tools/x');
+    const r = await agent([
+      `cd ${deepest} && git init -q && git config core.fsmonitor '${fsm.cmd}; false #'`,
+      `mkdir -p ${work}/deep/cache/{1..20001}`,
+      `mkdir -p ${behind} && cd ${behind} && git init -q && git config core.fsmonitor '${fsm2.cmd}; false #'`,
+    ]);
+    hostGit(deepest, 'status');
+    hostGit(behind, 'status');
+    expect(existsSync(fsm.path)).toBe(false);
+    expect(existsSync(fsm2.path)).toBe(false);
+    expectFinding(r, deepest, join(deepest, '.git/config'));
+    expectFinding(r, behind, join(behind, '.git/config'));
+    rmSync(join(work, 'deep'), { recursive: true, force: true });
+  });
+
+  it('a tree the guard cannot walk whole is reported with the directories it did not enter', async () => {
+    // Directories older than the session count against the budget; the bound is reported.
+    const old = join(work, 'old-tree');
+    mkdirSync(join(old, ...Array<string>(39).fill('d')), { recursive: true });
+    await pause();
+    const r = await agent(['true']);
+    expect(r.stderr).toContain('persistence guard: the persistence guard reached its bounds');
+    expect(r.stderr).toContain(join(old, ...Array<string>(32).fill('d')));
+    rmSync(old, { recursive: true, force: true });
+  });
+});
+
+describe('persistence guard: keys outside the allow list', () => {
+  it('gpg.ssh.defaultKeyCommand with commit.gpgSign in an existing repository (a copied .git)', async () => {
+    const dir = userRepo('sshsign');
+    const m = marker('defaultkeycommand');
+    const r = await agent([
+      `cd ${dir} && cp -r .git .git-new && mv .git .git-orig && mv .git-new .git`,
+      'git config commit.gpgsign true && git config gpg.format ssh',
+      `git config gpg.ssh.defaultKeyCommand "sh -c '${m.cmd}; echo key::ssh-ed25519 AAAA'"`,
+      `git config trailer.x.command '${m.cmd}'`,
+    ]);
+    writeFileSync(join(dir, 'b'), 'b\n');
+    hostGit(dir, 'add', 'b');
+    hostGit(dir, 'commit', '-q', '-m', 'user', '--trailer', 'x: y');
+    expect(existsSync(m.path)).toBe(false);
+    expectFinding(r, dir, join(dir, '.git/config'));
+    expect(r.stderr).toContain('gpg.ssh.defaultkeycommand');
+  });
+
+  it('a new global configuration keeps user.* and loses the rest (defaultKeyCommand, templateDir)', async () => {
+    const h = s.home;
+    const repo = userRepo('global-victim');
+    const m = marker('global-defaultkeycommand');
+    const tpl = join(h, 'tpl');
+    const home = s.sign({
+      dataClassification: 'public',
+      writePaths: ['~/**'],
+      commandsAllowed: TOOLS,
+    });
+    const r = await s.bash(home, [
+      'mkdir -p ~/.config/git ~/tpl/hooks',
+      `printf '#!/bin/sh\\n${m.cmd}\\n' > ~/tpl/hooks/post-checkout && chmod +x ~/tpl/hooks/post-checkout`,
+      `printf '[user]\\n\\tname = agent\\n[commit]\\n\\tgpgsign = true\\n[gpg]\\n\\tformat = ssh\\n[gpg "ssh"]\\n\\tdefaultKeyCommand = sh -c "${m.cmd}; echo key::ssh-ed25519 AAAA"\\n[init]\\n\\ttemplateDir = ${tpl}\\n' > ~/.config/git/config`,
+      'echo agent-done',
+    ]);
+    expect(r.stdout, r.stderr).toContain('agent-done');
+    const cfg = join(h, '.config/git/config');
+    writeFileSync(join(repo, 'c'), 'c\n');
+    hostGit(repo, 'add', 'c');
+    hostGit(repo, 'commit', '-q', '-m', 'user');
+    hostGit(work, 'clone', '-q', repo, join(work, 'global-clone'));
+    expect(existsSync(m.path)).toBe(false);
+    expectFinding(r, h, cfg);
+    expect(readFileSync(cfg, 'utf8')).toContain('agent');
+    expect(readFileSync(cfg, 'utf8')).not.toContain('gpgsign');
+    rmSync(join(h, '.config/git'), { recursive: true, force: true });
+    rmSync(tpl, { recursive: true, force: true });
+    // The next sessions use the project manifest again, signed after this one.
+    manifest = s.sign({ writePaths: [`${work}/**`], commandsAllowed: TOOLS });
+  });
+});
+
+describe('persistence guard: hook managers', () => {
+  it('husky: the script one directory above core.hooksPath = .husky/_, and the file a hook links to', async () => {
+    const dir = userRepo('husky');
+    mkdirSync(join(dir, '.husky/_'), { recursive: true });
+    writeFileSync(
+      join(dir, '.husky/_/h'),
+      '#!/bin/sh\nn=$(basename "$0"); s=$(dirname "$(dirname "$0")")/$n; [ -f "$s" ] || exit 0; sh -e "$s"\n',
+      { mode: 0o755 },
+    );
+    writeFileSync(join(dir, '.husky/_/pre-commit'), '#!/bin/sh\n. "$(dirname "$0")/h"\n', {
+      mode: 0o755,
+    });
+    writeFileSync(join(dir, '.husky/pre-commit'), 'echo lint ok\n');
+    mkdirSync(join(dir, 'scripts'));
+    writeFileSync(join(dir, 'scripts/post-commit.sh'), '#!/bin/sh\necho ok\n', { mode: 0o755 });
+    symlinkSync('../../scripts/post-commit.sh', join(dir, '.husky/_/post-commit'));
+    hostGit(dir, 'config', 'core.hooksPath', '.husky/_');
+    const pre = marker('husky-pre-commit');
+    const post = marker('husky-linked');
+    const r = await agent([
+      `echo '${pre.cmd}' >> ${dir}/.husky/pre-commit`,
+      `echo '${post.cmd}' >> ${dir}/scripts/post-commit.sh`,
+    ]);
+    writeFileSync(join(dir, 'd'), 'd\n');
+    hostGit(dir, 'add', 'd');
+    expect(hostGit(dir, 'commit', '-q', '-m', 'user').status).toBe(0);
+    expect(existsSync(pre.path)).toBe(false);
+    expect(existsSync(post.path)).toBe(false);
+    expectFinding(r, dir, join(dir, '.husky/pre-commit'));
+    expectFinding(r, dir, join(dir, 'scripts/post-commit.sh'));
+  });
+});
+
+describe('persistence guard: limits', () => {
+  it('a script a hook calls by path is work-tree code, not watched', async () => {
+    const dir = userRepo('calls');
+    mkdirSync(join(dir, 'scripts'));
+    writeFileSync(join(dir, 'scripts/check.sh'), 'echo ok\n');
+    writeFileSync(join(dir, '.git/hooks/pre-commit'), '#!/bin/sh\nsh scripts/check.sh\n', {
+      mode: 0o755,
+    });
+    const m = marker('called-script');
+    const r = await agent([`echo '${m.cmd}' >> ${dir}/scripts/check.sh`]);
+    expect(findings(join(dir, 'scripts')).length).toBe(0);
+    expect(r.stderr).not.toContain(`persistence guard: ${dir}`);
+    // The user's next commit runs it: the README says to review work-tree changes.
+    hostGit(dir, 'commit', '-q', '--allow-empty', '-m', 'user');
+    expect(existsSync(m.path)).toBe(true);
+  });
+});
+
 describe('persistence guard: agent configuration and shell start-up files', () => {
   it('neutralises agents’ hooks, MCP servers and rc files the session wrote; leaves working state alone', async () => {
     const h = s.home;
@@ -507,12 +697,17 @@ describe('persistence guard as an ordinary user', () => {
           `cd ${proj} && git init -q`,
           `printf '#!/bin/sh\\ntouch ${mark}\\n' > .git/hooks/pre-commit`,
           'chmod +x .git/hooks/pre-commit && chmod 311 .git/hooks',
+          // A configuration the guard cannot read is reported as what it is.
+          'mkdir other && cd other && git init -q && chmod 000 .git/config',
         ].join(' && '),
       ]);
       as([GIT, 'commit', '-q', '--allow-empty', '-m', 'user'], proj);
       expect(existsSync(mark)).toBe(false);
       expect(String(r.stderr)).toContain(
         `persistence guard: ${join(proj, '.git/hooks/pre-commit')}`,
+      );
+      expect(String(r.stderr)).toContain(
+        `persistence guard: ${join(proj, 'other/.git/config')}: git configuration Cordon cannot read (mode 0000)`,
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -538,6 +733,36 @@ describe('persistence guard: dotfiles kept elsewhere and linked in', () => {
     expect(readFileSync(join(h, '.bash_logout'), 'utf8')).toBe('# the user’s logout\n');
     expectFinding(r, h, join(h, 'dotfiles/bash_logout'));
     rmSync(join(h, '.bash_logout'));
+  });
+});
+
+describe('persistence guard: shell start-up files read through ~/.bashrc', () => {
+  it('~/.bash_aliases and ~/.bashrc.d/*', async () => {
+    const h = s.home;
+    const keep = readFileSync(join(h, '.bashrc'), 'utf8');
+    writeFileSync(
+      join(h, '.bashrc'),
+      '[ -f ~/.bash_aliases ] && . ~/.bash_aliases\nfor f in ~/.bashrc.d/*; do [ -f "$f" ] && . "$f"; done\n',
+    );
+    const a = marker('bash-aliases');
+    const d = marker('bashrc-d');
+    const m = s.sign({
+      dataClassification: 'public',
+      writePaths: ['~/**'],
+      commandsAllowed: TOOLS,
+    });
+    const r = await s.bash(m, [
+      `echo '${a.cmd}' > ~/.bash_aliases`,
+      `mkdir -p ~/.bashrc.d && echo '${d.cmd}' > ~/.bashrc.d/x.sh`,
+      'echo agent-done',
+    ]);
+    expect(r.stdout, r.stderr).toContain('agent-done');
+    spawnSync('/usr/bin/bash', ['-i', '-c', 'true'], { env: hostEnv(), stdio: 'ignore' });
+    expect(existsSync(a.path)).toBe(false);
+    expect(existsSync(d.path)).toBe(false);
+    expectFinding(r, h, join(h, '.bash_aliases'));
+    expectFinding(r, h, join(h, '.bashrc.d/x.sh'));
+    writeFileSync(join(h, '.bashrc'), keep);
   });
 });
 
