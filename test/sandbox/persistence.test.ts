@@ -282,6 +282,16 @@ describe('persistence guard: git', () => {
 
 const pause = (): Promise<void> => new Promise((r) => setTimeout(r, 1200));
 
+/**
+ * A start-up file the mandatory denies may already keep the agent from writing (a file that
+ * exists at launch is read-only): either the write was refused or the guard neutralised it.
+ */
+function refusedOrNeutralised(r: RunResult, dir: string, file: string, content: string): void {
+  const planted = existsSync(file) && readFileSync(file, 'utf8').includes(content);
+  expect(planted, `${file} still holds the agent's line: ${r.stderr}`).toBe(false);
+  if (!r.stderr.includes('Read-only file system')) expectFinding(r, dir, file);
+}
+
 describe('persistence guard: repositories hidden, staged, buried or bare', () => {
   it('a .git staged under node_modules in one session and moved into place in the next (config.worktree)', async () => {
     const dir = userRepo('staged');
@@ -731,7 +741,7 @@ describe('persistence guard: dotfiles kept elsewhere and linked in', () => {
     const r = await s.bash(m, [`echo '${evil.cmd}' >> ~/.bash_logout`, 'echo agent-done']);
     expect(r.stdout, r.stderr).toContain('agent-done');
     expect(readFileSync(join(h, '.bash_logout'), 'utf8')).toBe('# the user’s logout\n');
-    expectFinding(r, h, join(h, 'dotfiles/bash_logout'));
+    refusedOrNeutralised(r, h, join(h, 'dotfiles/bash_logout'), evil.cmd);
     rmSync(join(h, '.bash_logout'));
   });
 });
@@ -739,7 +749,7 @@ describe('persistence guard: dotfiles kept elsewhere and linked in', () => {
 describe('persistence guard: shell start-up files read through ~/.bashrc', () => {
   it('~/.bash_aliases and ~/.bashrc.d/*', async () => {
     const h = s.home;
-    const keep = readFileSync(join(h, '.bashrc'), 'utf8');
+    const keep = existsSync(join(h, '.bashrc')) ? readFileSync(join(h, '.bashrc'), 'utf8') : '';
     writeFileSync(
       join(h, '.bashrc'),
       '[ -f ~/.bash_aliases ] && . ~/.bash_aliases\nfor f in ~/.bashrc.d/*; do [ -f "$f" ] && . "$f"; done\n',
@@ -760,8 +770,8 @@ describe('persistence guard: shell start-up files read through ~/.bashrc', () =>
     spawnSync('/usr/bin/bash', ['-i', '-c', 'true'], { env: hostEnv(), stdio: 'ignore' });
     expect(existsSync(a.path)).toBe(false);
     expect(existsSync(d.path)).toBe(false);
-    expectFinding(r, h, join(h, '.bash_aliases'));
-    expectFinding(r, h, join(h, '.bashrc.d/x.sh'));
+    refusedOrNeutralised(r, h, join(h, '.bash_aliases'), a.cmd);
+    refusedOrNeutralised(r, h, join(h, '.bashrc.d/x.sh'), d.cmd);
     writeFileSync(join(h, '.bashrc'), keep);
   });
 });
