@@ -150,7 +150,6 @@ export const MANDATORY_DENIES: readonly MandatoryDeny[] = [
       '~/.zshenv',
       '~/.zlogin',
       '~/.zlogout',
-      '~/.bash_logout',
       '~/.bash_aliases',
       '~/.bashrc.d',
       '~/.config/fish',

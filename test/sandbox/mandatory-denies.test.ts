@@ -276,3 +276,41 @@ describe("mandatory denies: the user's programs and start-up code", () => {
     ).toEqual([...Array<string>(11).fill('deny'), 'allow', 'allow', 'allow', 'allow']);
   });
 });
+
+describe('mandatory denies: the directories above a mask', () => {
+  it('an agent cannot rename the directory above a masked path away and make a fresh one; the directories stay writable', async () => {
+    const h = s.home;
+    const v = spawnSync(
+      '/usr/bin/python3',
+      ['-c', 'import sys;print("%d.%d"%sys.version_info[:2])'],
+      {
+        encoding: 'utf8',
+      },
+    ).stdout.trim();
+    expect(v).toMatch(/^3\.\d+$/);
+    const site = join(h, `.local/lib/python${v}/site-packages`);
+    mkdirSync(join(h, '.config/systemd/user'), { recursive: true });
+    mkdirSync(join(h, '.local/share'), { recursive: true });
+    const m = s.sign({
+      dataClassification: 'internal',
+      writePaths: ['~/.local/**', '~/.config/**'],
+      commandsAllowed: [...TOOLS, '/usr/bin/mv'],
+    });
+    const r = await s.bash(m, [
+      `mv ${h}/.local/lib/python${v} ${h}/.local/lib/old 2>/dev/null; echo "mv_site=$?"`,
+      `(mkdir -p ${site} && echo x > ${site}/zz.pth) 2>/dev/null; echo "pth=$?"`,
+      `mv ${h}/.config/systemd ${h}/.config/sd 2>/dev/null; echo "mv_systemd=$?"`,
+      `(mkdir -p ${h}/.config/systemd/user && echo x > ${h}/.config/systemd/user/a.service) 2>/dev/null; echo "unit=$?"`,
+      `echo ok > ${h}/.config/systemd/notes; echo "holder_write=$?"`,
+      `echo ok > ${h}/.local/lib/other.txt; echo "lib_write=$?"`,
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    for (const k of ['mv_site', 'pth', 'mv_systemd', 'unit'])
+      expect(r.stdout, k).toMatch(new RegExp(`^${k}=[1-9]`, 'm'));
+    expect(r.stdout).toContain('holder_write=0');
+    expect(r.stdout).toContain('lib_write=0');
+    expect(existsSync(join(site, 'zz.pth'))).toBe(false);
+    expect(existsSync(join(h, '.config/systemd/user/a.service'))).toBe(false);
+    expect(existsSync(join(h, '.local/lib/old'))).toBe(false);
+  });
+});

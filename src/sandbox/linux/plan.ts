@@ -1,4 +1,12 @@
-import { existsSync, lstatSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readlinkSync,
+  realpathSync,
+  statSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve as resolvePath, sep } from 'node:path';
 import { CordonError } from '../../errors.js';
 import type { Manifest } from '../../manifest/schema.js';
@@ -664,10 +672,40 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     }
     masked.push(path);
   };
+  const masksAt = b.length;
   for (const d of denies) {
     if ([...visible, ...etcBound].some((v) => isWithin(d.path, v)))
       mask(d.path, d.access, d.id, d.dir);
   }
+  // A mask holds its path, not the directories above it: an agent that renames
+  // ~/.local/lib/python3.12 away and makes a fresh one has a writable user site again. Each
+  // directory between a writable grant and a mask becomes a mount point of its own (bound onto
+  // itself, still writable), which the kernel does not let anyone rename or remove (EBUSY).
+  // Missing ones are made now (bubblewrap would leave them behind for the mask anyway). They go
+  // before the masks: a bind made later would copy the host's directory over them. Each is
+  // checked like every mount point, so one swapped for a link before the mount stops the launch.
+  const holders = new Map<string, boolean>();
+  for (const p of masked) {
+    const g = fsGrants
+      .filter((x) => x.write && isWithin(p, x.real) && x.real !== p)
+      .sort((x, y) => y.real.length - x.real.length)[0];
+    if (g === undefined) continue;
+    for (let a = dirname(p); a !== g.real && isWithin(a, g.real); a = dirname(a)) {
+      if (masked.some((m) => isWithin(a, m))) continue;
+      const st = lstatOrUndefined(a);
+      if (st !== undefined && !st.isDirectory()) continue;
+      holders.set(a, st === undefined);
+    }
+  }
+  const holderOps: string[] = [];
+  for (const [a, missing] of [...holders.entries()].sort(
+    ([x], [y]) => x.split(sep).length - y.split(sep).length,
+  )) {
+    if (missing) mkdirSync(a, { recursive: true, mode: 0o755 });
+    holderOps.push('--bind', a, a);
+    expect.set(a, fileId(a));
+  }
+  b.splice(masksAt, 0, ...holderOps);
   // `/**/tail` write denies (git hooks and config, agents' project settings) in every writable
   // grant: below it, and where the grant itself lies part-way into a tail (`repo/.git`).
   if (anywhere.length > 0) {
