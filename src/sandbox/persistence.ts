@@ -716,10 +716,12 @@ export function checkPersistence(stateDir: string, session: string): Persistence
   };
 
   /**
-   * A file not recorded at launch (beyond a bound then) that the session did not put there: its
-   * ctime and that of every directory between it and its grant are older than the session.
-   * Its own ctime alone proves nothing: renaming a directory leaves the ctime of the files in
-   * it as it was (a `.git` staged elsewhere in an earlier session and moved into place).
+   * A file not recorded by a launch walk that reached a bound, which the session did not put
+   * there: its ctime and that of every directory between it and its grant are older than the
+   * session. Its own ctime alone proves nothing: renaming a directory leaves the ctime of the
+   * files in it as it was (a `.git` staged elsewhere in an earlier session and moved into
+   * place). A repository beyond the launch bounds that the session merely used (a commit
+   * changes `.git`) is therefore treated as new: the originals are in the quarantine.
    */
   const untouched = (p: string): boolean => {
     const root = scope.writeRoots
@@ -740,7 +742,8 @@ export function checkPersistence(stateDir: string, session: string): Persistence
     const was = snap.items[p]?.entry;
     const cur = item.entry;
     if (was !== undefined && same(was, cur)) continue;
-    if (was === undefined && cur.ctimeMs < since && untouched(p)) continue;
+    // After a launch walk that saw everything, a file it did not record was not there.
+    if (was === undefined && snap.incomplete && cur.ctimeMs < since && untouched(p)) continue;
     const label = LABEL[item.kind];
     switch (item.kind) {
       case 'git-hook':

@@ -366,14 +366,31 @@ describe('persistence guard: repositories hidden, staged, buried or bare', () =>
     rmSync(join(work, 'deep'), { recursive: true, force: true });
   });
 
-  it('a tree the guard cannot walk whole is reported with the directories it did not enter', async () => {
-    // Directories older than the session count against the budget; the bound is reported.
+  it('a tree the guard cannot walk whole is reported with the directories it did not enter; a .git staged and moved in is still caught', async () => {
+    // Directories older than the session count against the budget; the bound is reported, and
+    // a file the launch walk did not record is new unless it and every directory above it are
+    // older than the session.
     const old = join(work, 'old-tree');
     mkdirSync(join(old, ...Array<string>(39).fill('d')), { recursive: true });
+    const dir = userRepo('staged-beyond');
+    mkdirSync(join(dir, 'node_modules'));
+    const stage = join(dir, 'node_modules/.stage');
+    const fsm = marker('staged-beyond-fsmonitor');
+    await agent([
+      `cp -r ${dir}/.git ${stage}`,
+      `git --git-dir=${stage} config extensions.worktreeConfig true`,
+      `git --git-dir=${stage} config --worktree core.fsmonitor '${fsm.cmd}; false #'`,
+    ]);
     await pause();
-    const r = await agent(['true']);
+    const r = await agent([
+      `cd ${dir} && mv .git node_modules/.old && mv node_modules/.stage .git`,
+    ]);
+    expect(r.stderr).toContain('the write grants hold more than it walks');
     expect(r.stderr).toContain('persistence guard: the persistence guard reached its bounds');
     expect(r.stderr).toContain(join(old, ...Array<string>(32).fill('d')));
+    hostGit(dir, 'status');
+    expect(existsSync(fsm.path)).toBe(false);
+    expectFinding(r, dir, join(dir, '.git/config.worktree'));
     rmSync(old, { recursive: true, force: true });
   });
 });
