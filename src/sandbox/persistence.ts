@@ -161,11 +161,14 @@ interface Scan {
 
 /**
  * A git directory by content, as git's discovery recognises one whatever its name (a bare
- * repository, a `.git` renamed to hide it): `HEAD` beside `objects/` and `refs/`.
+ * repository, a `.git` renamed to hide it): `HEAD` beside `objects/` and `refs/`, or beside a
+ * `commondir`.
  */
 function looksLikeGitDir(d: string): boolean {
+  if (lstatOrUndefined(join(d, 'HEAD')) === undefined) return false;
+  // A linked worktree's git directory takes objects/ and refs/ from its `commondir`.
+  if (lstatOrUndefined(join(d, 'commondir')) !== undefined) return true;
   return (
-    lstatOrUndefined(join(d, 'HEAD')) !== undefined &&
     lstatOrUndefined(join(d, 'objects'))?.isDirectory() === true &&
     lstatOrUndefined(join(d, 'refs'))?.isDirectory() === true
   );
