@@ -271,7 +271,11 @@ describe('persistence guard: git', () => {
       `cd ${dir} && echo more >> README && git add README && git commit -q -m agent`,
       `echo 'int main(){}' > main.c`,
       `git init -q ${work}/fresh && git -C ${work}/fresh remote add origin https://git.example.com/a/b.git`,
+      // What clone, checkout -b with an upstream and config user.* write is on the allow list.
+      `git clone -q ${dir} ${work}/cloned && git -C ${work}/cloned checkout -q -b topic --track origin/HEAD`,
+      `git config user.name agent-name && git config pull.rebase true`,
     ]);
+    expect(findings(join(work, 'cloned')).length).toBe(0);
     expect(findings(dir).length).toBe(before);
     expect(findings(join(work, 'fresh')).length).toBe(0);
     expect(r.stderr).not.toContain(`persistence guard: ${dir}`);
