@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync, realpathSync } from 'node:fs';
 import { constants } from 'node:os';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
-import { processActivityEvent } from '../audit/events.js';
+import { processActivityEvent, type ControlOutcome } from '../audit/events.js';
 import { openDeviceLog } from '../audit/open.js';
 import { readProxyConfig } from '../egress/config.js';
 import { EgressProxy } from '../egress/proxy.js';
@@ -218,6 +218,20 @@ export async function runRun(
     actor: { ...opened.context.actor, name: loaded.ref.agent, session },
   };
   const diag = (m: string): void => io.stderr(`cordon run: ${m}\n`);
+  /** A launch refused before anything started is recorded as a blocked Launch. */
+  const refuseLaunch = (decision: ControlOutcome['decision'], unmapped?: Record<string, unknown>) =>
+    opened.log.append(
+      processActivityEvent(
+        { ...context, time: io.now().getTime() },
+        {
+          activity: 'launch',
+          path: argv0,
+          argv: command,
+          control: { decision, manifest: loaded.ref },
+          ...(unmapped === undefined ? {} : { unmapped }),
+        },
+      ),
+    );
   try {
     // Sessions whose `cordon run` died before its persistence guard ran are checked now.
     const recovered = recoverPersistence(dirs.stateDir);
@@ -237,25 +251,12 @@ export async function runRun(
       const setting = readEnforcement(dirs.policyDir);
       if (!setting.allowUnsafeNoSandbox) {
         const reason = `--unsafe-no-sandbox is not allowed by the policy directory (${UNSAFE_NO_SANDBOX_SETTING} is not true in ${setting.file})`;
-        await opened.log.append(
-          processActivityEvent(
-            { ...context, time: io.now().getTime() },
-            {
-              activity: 'launch',
-              path: argv0,
-              argv: command,
-              control: {
-                decision: {
-                  effect: 'deny',
-                  rule: '--unsafe-no-sandbox',
-                  code: 'UNSAFE_NO_SANDBOX_FORBIDDEN',
-                  reason,
-                },
-                manifest: loaded.ref,
-              },
-            },
-          ),
-        );
+        await refuseLaunch({
+          effect: 'deny',
+          rule: '--unsafe-no-sandbox',
+          code: 'UNSAFE_NO_SANDBOX_FORBIDDEN',
+          reason,
+        });
         throw new CordonError(
           'UNSAFE_NO_SANDBOX_FORBIDDEN',
           `refusing to run unconfined: ${reason}`,
@@ -287,18 +288,7 @@ export async function runRun(
           }
         : decided;
     if (decision.effect !== 'allow') {
-      await opened.log.append(
-        processActivityEvent(
-          { ...context, time: io.now().getTime() },
-          {
-            activity: 'launch',
-            path: argv0,
-            argv: command,
-            control: { decision, manifest: loaded.ref },
-            unmapped: { guardrails: guardrailsFacts(loaded.guardrails) },
-          },
-        ),
-      );
+      await refuseLaunch(decision, { guardrails: guardrailsFacts(loaded.guardrails) });
       throw new CordonError('COMMAND_NOT_ALLOWED', `${argv0} may not run: ${decision.reason}`, {
         hint: 'add it to commandsAllowed in the manifest, or its runtime (executable or directory) to agentRuntimes, and sign it again',
       });
@@ -313,25 +303,12 @@ export async function runRun(
         exposed.entry === undefined
           ? `the grant ${exposed.pattern} (${exposed.path}) reaches Cordon's own installation ${exposed.packageDir}: an agent could change the code the next cordon run executes`
           : `the grant ${exposed.pattern} (${exposed.path}) can replace ${exposed.entry}, on the way to Cordon's own installation ${exposed.packageDir} or the node binary running it: an agent could choose the code the next cordon run executes`;
-      await opened.log.append(
-        processActivityEvent(
-          { ...context, time: io.now().getTime() },
-          {
-            activity: 'launch',
-            path: argv0,
-            argv: command,
-            control: {
-              decision: {
-                effect: 'deny',
-                rule: 'sandbox',
-                code: 'SANDBOX_PACKAGE_EXPOSED',
-                reason,
-              },
-              manifest: loaded.ref,
-            },
-          },
-        ),
-      );
+      await refuseLaunch({
+        effect: 'deny',
+        rule: 'sandbox',
+        code: 'SANDBOX_PACKAGE_EXPOSED',
+        reason,
+      });
       throw new CordonError('SANDBOX_PACKAGE_EXPOSED', reason, {
         hint: 'narrow the grant, or install Cordon (and node) outside every write grant (npm i -g)',
       });

@@ -1,5 +1,12 @@
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -193,4 +200,27 @@ export async function startAgent(
     void closed.then(() => reject(new Error(`cordon run exited before "ready": ${err}`)));
   });
   return { child, stdout: () => out, stderr: () => err, closed };
+}
+
+/**
+ * A policy directory for a session run by another user (`ok` runs the CLI as that user and
+ * asserts success): init, permission to run without guardrails (none are installed), and a
+ * trusted manifest key named `k`. `owner` owns the permission file when root writes it.
+ */
+export function initPolicyAs(home: string, ok: (args: string[]) => unknown, owner?: number): void {
+  ok(['init']);
+  const enforcement = join(home, '.cordon/policy/enforcement.json');
+  writeFileSync(enforcement, JSON.stringify({ allowWithoutGuardrails: true }));
+  if (owner !== undefined) chownSync(enforcement, owner, owner);
+  ok(['keys', 'generate', '--name', 'k']);
+  ok([
+    'keys',
+    'trust',
+    '--name',
+    'k',
+    '--pub',
+    join(home, '.cordon/policy/keys/k.pub'),
+    '--purpose',
+    'manifest',
+  ]);
 }

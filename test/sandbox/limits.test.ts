@@ -3,7 +3,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, probeResults, ROOT, sandboxEnv, type SandboxEnv } from './harness.js';
+import { BIN, probeResults, ROOT, sandboxEnv, type SandboxEnv, initPolicyAs } from './harness.js';
 
 // Agents run as ordinary users; under root (CI), the ordinary user is `nobody` via setpriv.
 const NOBODY = 65534;
@@ -111,24 +111,7 @@ describe('--max-processes', () => {
         const r = asNobody(args);
         expect(r.status, String(r.stderr)).toBe(0);
       };
-      ok(['init']);
-      // This policy directory lets enforcement run without guardrails (none are installed).
-      writeFileSync(
-        join(home, '.cordon/policy/enforcement.json'),
-        JSON.stringify({ allowWithoutGuardrails: true }),
-      );
-      chownSync(join(home, '.cordon/policy/enforcement.json'), NOBODY, NOBODY);
-      ok(['keys', 'generate', '--name', 'k']);
-      ok([
-        'keys',
-        'trust',
-        '--name',
-        'k',
-        '--pub',
-        join(home, '.cordon/policy/keys/k.pub'),
-        '--purpose',
-        'manifest',
-      ]);
+      initPolicyAs(home, ok, NOBODY);
       const m = join(home, 'm.json');
       writeFileSync(
         m,

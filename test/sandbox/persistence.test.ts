@@ -15,7 +15,14 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OCSF_DIR, OcsfSchema } from '../audit/ocsf-schema.js';
 import { validManifest } from '../helpers.js';
-import { BIN, sandboxEnv, startAgent, type RunResult, type SandboxEnv } from './harness.js';
+import {
+  BIN,
+  sandboxEnv,
+  startAgent,
+  type RunResult,
+  type SandboxEnv,
+  initPolicyAs,
+} from './harness.js';
 
 const GIT = '/usr/bin/git';
 const TOOLS = ['bash', 'git', 'mkdir', 'mv', 'cat', 'cp', 'chmod', 'ln', 'touch'].map(
@@ -686,23 +693,7 @@ describe('persistence guard as an ordinary user', () => {
         expect(r.status, String(r.stderr)).toBe(0);
         return r;
       };
-      ok(['init']);
-      writeFileSync(
-        join(home, '.cordon/policy/enforcement.json'),
-        JSON.stringify({ allowWithoutGuardrails: true }),
-      );
-      if (asRoot) chownSync(join(home, '.cordon/policy/enforcement.json'), NOBODY, NOBODY);
-      ok(['keys', 'generate', '--name', 'k']);
-      ok([
-        'keys',
-        'trust',
-        '--name',
-        'k',
-        '--pub',
-        join(home, '.cordon/policy/keys/k.pub'),
-        '--purpose',
-        'manifest',
-      ]);
+      initPolicyAs(home, ok, asRoot ? NOBODY : undefined);
       const m = join(home, 'm.json');
       writeFileSync(
         m,

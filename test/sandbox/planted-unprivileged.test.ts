@@ -11,7 +11,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BIN } from './harness.js';
+import { BIN, initPolicyAs } from './harness.js';
 
 // The planted-link attack as agents really run: an ordinary user, two sessions at once.
 const NOBODY = 65534;
@@ -47,22 +47,7 @@ describe('links planted for the next session, as an ordinary user', () => {
       const r = asUser(args, env);
       expect(r.status, String(r.stderr)).toBe(0);
     };
-    ok(['init']);
-    // This policy directory lets enforcement run without guardrails (none are installed).
-    const enforcement = join(home, '.cordon/policy/enforcement.json');
-    writeFileSync(enforcement, JSON.stringify({ allowWithoutGuardrails: true }));
-    if (asRoot) chownSync(enforcement, NOBODY, NOBODY);
-    ok(['keys', 'generate', '--name', 'k']);
-    ok([
-      'keys',
-      'trust',
-      '--name',
-      'k',
-      '--pub',
-      join(home, '.cordon/policy/keys/k.pub'),
-      '--purpose',
-      'manifest',
-    ]);
+    initPolicyAs(home, ok, asRoot ? NOBODY : undefined);
     const m = join(home, 'm.json');
     writeFileSync(
       m,

@@ -3,7 +3,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { BIN } from './harness.js';
+import { BIN, initPolicyAs } from './harness.js';
 
 // Agents run as ordinary users; under root (CI), the whole flow runs as `nobody` via setpriv.
 const NOBODY = 65534;
@@ -46,24 +46,7 @@ describe('cordon run as an ordinary user', () => {
       const r = asUser(args, env);
       expect(r.status, String(r.stderr)).toBe(0);
     };
-    ok(['init']);
-    // This policy directory lets enforcement run without guardrails (none are installed).
-    writeFileSync(
-      join(home, '.cordon/policy/enforcement.json'),
-      JSON.stringify({ allowWithoutGuardrails: true }),
-    );
-    if (asRoot) chownSync(join(home, '.cordon/policy/enforcement.json'), NOBODY, NOBODY);
-    ok(['keys', 'generate', '--name', 'k']);
-    ok([
-      'keys',
-      'trust',
-      '--name',
-      'k',
-      '--pub',
-      join(home, '.cordon/policy/keys/k.pub'),
-      '--purpose',
-      'manifest',
-    ]);
+    initPolicyAs(home, ok, asRoot ? NOBODY : undefined);
     const m = join(home, 'm.json');
     writeFileSync(
       m,
