@@ -1,17 +1,21 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
+  closeSync,
   copyFileSync,
   cpSync,
   existsSync,
+  fchmodSync,
   lstatSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   readlinkSync,
   realpathSync,
   renameSync,
   rmSync,
+  statSync,
   symlinkSync,
   unlinkSync,
   writeFileSync,
@@ -21,6 +25,7 @@ import {
 import { basename, dirname, join, resolve as resolvePath, sep } from 'node:path';
 import { detectionFindingEvent, type EventContext, type OcsfEvent } from '../audit/events.js';
 import { CordonError } from '../errors.js';
+import { writeAll } from '../store/files.js';
 import { parseStrictJson } from '../manifest/json.js';
 import {
   allowedEntry,
@@ -271,6 +276,15 @@ function scan(
       const code = (e as NodeJS.ErrnoException).code;
       const st = lstatOrUndefined(dir);
       if ((code !== 'EACCES' && code !== 'EPERM') || st?.isDirectory() !== true) return [];
+      // chmod follows links: only a directory still reached without one, and still the same
+      // inode, gets the read right (a link swapped in would carry the mode to its target).
+      try {
+        if (realpathSync(dir) !== dir) return [];
+        const now = statSync(dir);
+        if (now.ino !== st.ino || now.dev !== st.dev) return [];
+      } catch {
+        return [];
+      }
       try {
         chmodSync(dir, (st.mode & 0o7777) | 0o500);
         return readdirSync(dir, { withFileTypes: true });
@@ -638,16 +652,51 @@ function moveAside(stateDir: string, session: string, p: string): string {
   return dest;
 }
 
+/**
+ * Fail unless every directory on the way to `p` is a real directory (no link an agent could
+ * have swapped in since the scan): the guard writes only where it looked.
+ */
+function assertRealParent(p: string): void {
+  const parent = dirname(p);
+  if (realpathSync(parent) !== parent)
+    throw new Error(`${parent} now leads elsewhere through a symbolic link; nothing was written`);
+}
+
+/**
+ * Create `p` with these bytes and mode without following a link at `p` or on its way: written
+ * to a new file beside it (O_EXCL, mode set on the descriptor), then renamed over whatever `p`
+ * is by then — a link planted there by a concurrent session is replaced, never written through.
+ */
+export function writeNoFollow(p: string, data: Buffer | string, mode: number): void {
+  assertRealParent(p);
+  const tmp = join(dirname(p), `.cordon-guard-${randomBytes(6).toString('hex')}.tmp`);
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    fchmodSync(fd, mode & 0o7777);
+    writeAll(fd, typeof data === 'string' ? Buffer.from(data) : data);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    renameSync(tmp, p);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
 /** Put the launch-time version back; false when there was none or no copy was kept. */
 function restore(stateDir: string, session: string, p: string, was: Entry | undefined): boolean {
   if (was === undefined) return false;
   if (was.type === 'link' && was.target !== undefined) {
-    symlinkSync(was.target, p);
+    assertRealParent(p);
+    const tmp = join(dirname(p), `.cordon-guard-${randomBytes(6).toString('hex')}.tmp`);
+    symlinkSync(was.target, tmp);
+    renameSync(tmp, p);
     return true;
   }
   if (was.type !== 'file' || was.copied !== true || was.sha256 === undefined) return false;
-  copyFileSync(join(guardDir(stateDir, session), 'blobs', was.sha256), p);
-  chmodSync(p, was.mode);
+  writeNoFollow(p, readFileSync(join(guardDir(stateDir, session), 'blobs', was.sha256)), was.mode);
   return true;
 }
 
@@ -701,7 +750,7 @@ export function checkPersistence(stateDir: string, session: string): Persistence
         restored = true;
       } else {
         movedTo = moveAside(stateDir, session, p);
-        writeFileSync(p, act.sanitized, { mode: 0o644, flag: 'wx' });
+        writeNoFollow(p, act.sanitized, 0o644);
         what += '; the rest of it was written back';
       }
     } catch (e) {
@@ -919,15 +968,9 @@ export function checkPersistence(stateDir: string, session: string): Persistence
       `keys that define hooks or MCP servers changed: ${changed.join(', ')}; their launch-time values were restored, the rest of the file kept`,
       'keys',
     );
-    const tmp = `${p}.cordon-${process.pid}.tmp`;
     try {
-      writeFileSync(tmp, JSON.stringify(fixed, null, 2) + '\n', {
-        mode: cur.mode & 0o777,
-        flag: 'wx',
-      });
-      renameSync(tmp, p);
+      writeNoFollow(p, JSON.stringify(fixed, null, 2) + '\n', cur.mode & 0o777);
     } catch (e) {
-      rmSync(tmp, { force: true });
       const last = findings[findings.length - 1];
       if (last !== undefined)
         findings[findings.length - 1] = {
