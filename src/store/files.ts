@@ -3,6 +3,7 @@ import {
   constants,
   fstatSync,
   fsyncSync,
+  ftruncateSync,
   mkdirSync,
   openSync,
   readSync,
@@ -12,6 +13,7 @@ import {
 } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { CordonError } from '../errors.js';
+import { lockExclusive } from '../native.js';
 
 export type FileErrorCode =
   | 'FILE_NOT_FOUND'
@@ -179,49 +181,40 @@ export function ensureDir(dir: string, mode = 0o755): void {
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
- * Run `fn` holding an exclusive lock file (`file.lock`, created with O_EXCL). A lock left by a
- * process that no longer exists is taken over; waiting longer than `timeoutMs` is an error,
- * never a silent proceed.
+ * Run `fn` holding an exclusive flock(2) on `file.lock`. The kernel releases it when its holder
+ * ends, however it ends, so there is no stale lock to take over; waiting longer than
+ * `timeoutMs` is an error, never a silent proceed.
  */
 export function withFileLock<T>(file: string, fn: () => T, timeoutMs = 10_000): T {
   const lock = `${file}.lock`;
   ensureDir(dirname(lock));
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      const fd = openSync(lock, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-      writeAll(fd, Buffer.from(String(process.pid)));
-      closeSync(fd);
-      break;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(e, lock, true);
-      const holder = Number(readFileIfExists(lock, 64)?.toString() ?? '');
-      if (Number.isInteger(holder) && holder > 0 && !pidAlive(holder)) {
-        rmSync(lock, { force: true });
-        continue;
-      }
+  let fd: number;
+  try {
+    fd = openSync(lock, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  } catch (e) {
+    throw ioError(e, lock, true);
+  }
+  try {
+    // An flock(2) the kernel drops with its holder, however it ends: a crashed holder never
+    // leaves a lock to take over, and the file is never deleted (two processes that both saw
+    // a dead pid could otherwise both take over, as with a pid file).
+    const deadline = Date.now() + timeoutMs;
+    while (!lockExclusive(fd)) {
       if (Date.now() > deadline) {
-        throw new CordonError('FILE_LOCKED', `${lock} is held by process ${holder || '?'}`, {
+        const holder = readFileIfExists(lock, 64)?.toString().trim() || '?';
+        throw new CordonError('FILE_LOCKED', `${lock} is held by process ${holder}`, {
           file: lock,
-          hint: 'wait for the other cordon process, or remove the lock file if no cordon process is running',
+          hint: 'wait for the other cordon process to finish',
         });
       }
       Atomics.wait(sleeper, 0, 0, 5 + Math.floor(Math.random() * 10));
     }
-  }
-  try {
+    // The holder's pid, for the message above only.
+    ftruncateSync(fd, 0);
+    writeAll(fd, Buffer.from(String(process.pid)));
     return fn();
   } finally {
-    rmSync(lock, { force: true });
+    closeSync(fd);
   }
 }

@@ -33,14 +33,73 @@ describe('file helpers', () => {
     expect(readFileCapped(f, 1000).length).toBe(1000);
   });
 
-  it('a lock held by a live process times out with FILE_LOCKED; a dead holder is taken over', () => {
+  it('a lock held by another process times out with FILE_LOCKED; a holder killed with SIGKILL leaves nothing to take over', async () => {
     const d = tempDir();
     const f = join(d, 'state.json');
-    writeFileSync(`${f}.lock`, String(process.pid));
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    // Another process holds the lock (the real addon, from the built package) until killed.
+    const holder = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { withFileLock } = await import(${JSON.stringify(join(root, 'dist/store/files.js'))});
+         withFileLock(${JSON.stringify(f)}, () => { process.stdout.write('held\\n'); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 60000); });`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    await new Promise<void>((res) => holder.stdout.once('data', () => res()));
     expect(code(() => withFileLock(f, () => 1, 100))).toBe('FILE_LOCKED');
-    writeFileSync(`${f}.lock`, '2147483646');
-    expect(withFileLock(f, () => 42, 100)).toBe(42);
-    expect(existsSync(`${f}.lock`)).toBe(false);
+    // A pid file naming a dead process was taken over by read-then-delete before: the lock
+    // file's content means nothing now, and the file stays.
+    holder.kill('SIGKILL');
+    await new Promise((res) => holder.once('exit', res));
+    expect(existsSync(`${f}.lock`)).toBe(true);
+    expect(withFileLock(f, () => 42, 1000)).toBe(42);
+    // Nested use from the same process is a second open file description: refused, not granted.
+    expect(withFileLock(f, () => code(() => withFileLock(f, () => 0, 50)), 1000)).toBe(
+      'FILE_LOCKED',
+    );
+  });
+});
+
+describe('file lock under contention', () => {
+  it('processes racing over a lock file left by a dead process never run the critical section at once', async () => {
+    const root = fileURLToPath(new URL('../..', import.meta.url));
+    const d = tempDir();
+    const f = join(d, 'state.json');
+    const counter = join(d, 'counter');
+    // Each worker loads, then waits for a common start time, so all meet the stale lock at once.
+    const worker = (
+      startAt: number,
+    ): string => `const { withFileLock } = await import(${JSON.stringify(join(root, 'dist/store/files.js'))});
+      const fs = await import('node:fs');
+      while (Date.now() < ${startAt});
+      withFileLock(${JSON.stringify(f)}, () => {
+        const n = Number(fs.readFileSync(${JSON.stringify(counter)}, 'utf8'));
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+        fs.writeFileSync(${JSON.stringify(counter)}, String(n + 1));
+      }, 20000);`;
+    for (let round = 0; round < 8; round++) {
+      // What a crashed holder of the old pid-file lock left: a lock naming a dead process.
+      writeFileSync(`${f}.lock`, '2147483646');
+      writeFileSync(counter, '0');
+      const startAt = Date.now() + 1500;
+      const codes = await Promise.all(
+        Array.from(
+          { length: 6 },
+          () =>
+            new Promise<number>((res) =>
+              spawn(process.execPath, ['--input-type=module', '-e', worker(startAt)], {
+                stdio: 'ignore',
+              }).on('exit', (c) => res(c ?? -1)),
+            ),
+        ),
+      );
+      expect(codes).toEqual([0, 0, 0, 0, 0, 0]);
+      // Every increment survived: no two holders at once.
+      expect(readFileSync(counter, 'utf8')).toBe('6');
+    }
   });
 });
 
