@@ -162,21 +162,52 @@ export async function runSession(
       },
       { path: socket },
     );
-    const plan = planSandbox({
-      manifest: o.manifest,
-      home: o.home,
-      cwd: o.cwd,
-      command: o.command,
-      agentRuntimes: o.agentRuntimes,
-      hidden: o.hidden,
-      helperPath: o.helper,
-      egressSocket: socket,
-      parentEnv: o.env,
-      session: o.id,
-      limits: o.limits,
-      allows: (path, write) =>
-        o.pdp.decide({ kind: write ? 'file.write' : 'file.read', path }).effect === 'allow',
-    });
+    // Planning reads the grants as they are now; another session may be changing them. Any
+    // failure is a refused launch, audited, never an internal error with nothing recorded.
+    let plan: SandboxPlan;
+    try {
+      plan = planSandbox({
+        manifest: o.manifest,
+        home: o.home,
+        cwd: o.cwd,
+        command: o.command,
+        agentRuntimes: o.agentRuntimes,
+        hidden: o.hidden,
+        helperPath: o.helper,
+        egressSocket: socket,
+        parentEnv: o.env,
+        session: o.id,
+        limits: o.limits,
+        allows: (path, write) =>
+          o.pdp.decide({ kind: write ? 'file.write' : 'file.read', path }).effect === 'allow',
+      });
+    } catch (e) {
+      const known = e instanceof CordonError ? e : undefined;
+      const reason = `the sandbox could not be planned: ${(e as Error).message}; the agent did not run`;
+      await o.audit.append(
+        processActivityEvent(ctx(), {
+          activity: 'launch',
+          path: o.command[0] ?? '',
+          argv: o.command,
+          control: {
+            decision: {
+              effect: 'deny',
+              rule: 'sandbox',
+              code: known?.code ?? 'SANDBOX_SETUP_FAILED',
+              reason,
+            },
+            manifest: o.ref,
+          },
+        }),
+      );
+      throw (
+        known ??
+        new CordonError('SANDBOX_SETUP_FAILED', reason, {
+          hint: 'a path under the grants changed while the launch was planned (is another session changing it?); run again',
+          cause: e,
+        })
+      );
+    }
     for (const w of plan.warnings) o.onDiagnostic(w);
     const argv0 = o.command[0] ?? '';
     // What the user's own tools would run after the session (git hooks and config, agents'

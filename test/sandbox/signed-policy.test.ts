@@ -135,6 +135,10 @@ describe('agentRuntimes: the agent’s runtime comes from the signed manifest', 
     expect(r.code).toBe(125);
     expect(r.stdout).not.toMatch(/reached/);
     expect(r.stderr).toMatch(/RUNTIME_WRITABLE/);
+    // A launch refused while the sandbox is planned is audited like every other refusal.
+    const refused = s.events().filter((e) => e['status_code'] === 'RUNTIME_WRITABLE');
+    expect(refused).toHaveLength(1);
+    expect(refused[0]?.['status_detail']).toMatch(/could not be planned/);
   });
 });
 
