@@ -1,6 +1,7 @@
 // npm install hook: build native/cordon-sandbox.c (the sandbox helper) and native/cordon-native.c
-// (the Node-API addon: the audit log's writer lock) with node-gyp (the copy npm ships). Node's
-// own headers are used when they are on the machine, so nothing is downloaded.
+// (the Node-API addon: the audit log's writer lock, a socket's peer credentials) with node-gyp
+// (the copy npm ships). Node's own headers are used when they are on the machine, so nothing is
+// downloaded.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';

@@ -4,8 +4,19 @@ import { packageFile } from './package-files.js';
 
 export type NativeErrorCode = 'NATIVE_UNAVAILABLE';
 
+/** The kernel's record of who is at the other end of a connected Unix-domain socket. */
+export interface PeerCredentials {
+  /** The peer's process id, as seen from this process's pid namespace (never 0). */
+  pid: number;
+  /** The peer's effective uid when it connected. */
+  uid: number;
+  /** The peer's effective gid when it connected. */
+  gid: number;
+}
+
 interface NativeAddon {
   lockExclusive(fd: number): boolean;
+  peerCredentials(fd: number): PeerCredentials;
 }
 
 let addon: NativeAddon | undefined;
@@ -43,4 +54,26 @@ function native(): NativeAddon {
  */
 export function lockExclusive(fd: number): boolean {
   return native().lockExclusive(fd);
+}
+
+/**
+ * The credentials of the process at the other end of a connected Unix-domain stream socket,
+ * from getsockopt(SO_PEERCRED): the kernel records them when the peer calls connect(2), so
+ * nothing the peer sends can change them. They are the peer's at connect time: a peer that
+ * later changes uid or hands the descriptor to another process keeps the identity it connected
+ * with, and its pid may have been reused once it has exited (the uid is the identity; the pid
+ * is for the record).
+ *
+ * Throws (an Error whose `code` is the errno name, all-or-nothing) for a descriptor that is not
+ * a socket (ENOTSOCK), not AF_UNIX (EAFNOSUPPORT: the kernel would answer with the overflow
+ * uid, an ordinary user's number), a datagram socket (EPROTOTYPE), a listening or unconnected
+ * socket (ENOTCONN) or a peer whose pid this process cannot see (ESRCH).
+ *
+ * @example
+ * server.on('connection', (s) => {
+ *   const { uid } = peerCredentials((s as unknown as { _handle: { fd: number } })._handle.fd);
+ * });
+ */
+export function peerCredentials(fd: number): PeerCredentials {
+  return native().peerCredentials(fd);
 }
