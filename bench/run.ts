@@ -13,6 +13,7 @@ import { ManifestVerifier, MemoryAcceptanceStore } from '../src/manifest/verify.
 import { benchAudit } from './audit.js';
 import { benchEgress } from './egress.js';
 import { benchPdp } from './pdp.js';
+import { benchRevokeLatency } from './revoke-latency.js';
 import { benchSandbox } from './sandbox.js';
 
 const ROUNDS = 7;
@@ -244,6 +245,12 @@ const egress = await benchEgress(Number(process.env['CORDON_BENCH_PROXY_SOAK_SEC
 console.log('');
 for (const line of egress.lines) console.log(line);
 report(egress.checks);
+
+// --- policy watcher: time to revoke ---
+const revoke = await benchRevokeLatency(Number(process.env['CORDON_BENCH_REVOKE_TRIALS'] ?? '50'));
+console.log('');
+for (const line of revoke.lines) console.log(line);
+report(revoke.checks);
 
 // --- cordon run / quarantine (measured near the start, above) ---
 console.log('');
