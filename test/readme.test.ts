@@ -70,7 +70,7 @@ describe('README', () => {
       'NET_NOT_TLS',
       'NET_RESOLVE_FAILED',
       'PROXY_DENY_ALL',
-      'AUDIT_UNAVAILABLE',
+      'DECISION_UNRECORDED',
     ])
       expect(readme, code).toContain(`\`${code}\``);
   });

@@ -1,32 +1,13 @@
 import { parseStrictJson } from '../manifest/json.js';
-import { manifestDigest } from '../manifest/sign.js';
-import { createPdp, type Pdp } from '../policy/pdp.js';
-import type { GuardrailsInForce } from '../policy/in-force.js';
+import type { Pdp } from '../policy/pdp.js';
 import type { Decision, PolicyRequest } from '../policy/types.js';
-import type { Manifest } from '../manifest/schema.js';
-import { createHash } from 'node:crypto';
-import { resolve as resolvePath } from 'node:path';
-import { loadGuardrails } from '../policy/guardrails.js';
-import { readGuardrailFiles } from '../store/guardrails-dir.js';
-import { createFsPathResolver } from '../store/path-resolver.js';
-import { policyPaths, readEnforcement } from '../store/policy-dir.js';
-import { realpathOrUndefined } from '../store/resolve.js';
-import { CordonError } from '../errors.js';
-import { verifyBytes } from './manifest-verify.js';
 import {
-  apiActivityEvent,
-  decisionEvent,
-  type EventContext,
-  type ManifestRef,
-  type OcsfEvent,
-} from '../audit/events.js';
-import type { AuditLog } from '../audit/log.js';
-import { openDeviceLog } from '../audit/open.js';
+  openDecisionLog,
+  recordDecision,
+  type OpenedDecisionLog,
+} from '../endpoint/decision-log.js';
+import { loadEnforcedPolicy, readManifestFile } from '../endpoint/policy.js';
 import { printResult, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
-import { manifestSourceFromBytes } from './read-manifest.js';
-import { ENVELOPE_MAX_BYTES } from '../manifest/dsse.js';
-import { ManifestInvalidError, validateManifest } from '../manifest/parse.js';
-import { readFileCapped } from '../store/files.js';
 
 export interface CheckOptions extends GlobalOptions {
   manifest: string;
@@ -41,143 +22,10 @@ export interface CheckOptions extends GlobalOptions {
   to?: string;
   address?: string;
   audit?: boolean;
-  /** With verify: remember the version as accepted (rollback protection), as enforcement does. */
-  recordAcceptance?: boolean;
-  /**
-   * An enforcement verb (`run`, `proxy`): the organisation's guardrails (the policy directory's)
-   * must be in force unless the policy directory's enforcement.json allows running without them.
-   */
-  enforce?: boolean;
-}
-
-/**
- * Load the guardrails the options name. For enforcement, anything but the policy directory's own
- * guardrails (none installed, `--no-guardrails`, another `--guardrails DIR`) needs the policy
- * directory's explicit permission; without it the verb refuses to start.
- */
-function loadGuardrailsFor(
-  opts: CheckOptions,
-  policyDir: string,
-): { guardrails: ReturnType<typeof loadGuardrails> | undefined; inForce: GuardrailsInForce } {
-  const orgDir = policyPaths(policyDir).guardrails;
-  const dir = opts.guardrails === false ? undefined : resolvePath(opts.guardrails ?? orgDir);
-  const files = dir === undefined ? [] : readGuardrailFiles(dir);
-  const guardrails = files.length === 0 ? undefined : loadGuardrails(files);
-  const own = dir !== undefined && dir === resolvePath(orgDir);
-  let allowedBy: string | undefined;
-  if (!own || guardrails === undefined) {
-    const why =
-      dir === undefined
-        ? '--no-guardrails'
-        : !own
-          ? `--guardrails ${dir} instead of the organisation's ${orgDir}`
-          : `no guardrails (*.cedar) in ${dir}`;
-    if (opts.enforce === true) {
-      const setting = readEnforcement(policyDir);
-      if (!setting.allowWithoutGuardrails)
-        throw new CordonError(
-          'GUARDRAILS_REQUIRED',
-          `refusing to enforce without the organisation's guardrails: ${why}`,
-          {
-            file: setting.file,
-            hint: own
-              ? `install the organisation's guardrails (*.cedar) in ${orgDir}, or let this policy directory run without them: {"allowWithoutGuardrails": true} in ${setting.file}`
-              : `drop ${dir === undefined ? '--no-guardrails' : '--guardrails'}: only the policy directory may allow running without its guardrails ("allowWithoutGuardrails": true in ${setting.file})`,
-          },
-        );
-      allowedBy = `${setting.file} allowWithoutGuardrails`;
-    } else allowedBy = 'cordon check (not an enforcement point)';
-    if (guardrails === undefined)
-      return { guardrails, inForce: { inForce: false, why, allowedBy } };
-  }
-  const h = createHash('sha256');
-  for (const f of files) h.update(`${f.name.slice(f.name.lastIndexOf('/') + 1)}\0${f.text}\0`);
-  return {
-    guardrails,
-    inForce: {
-      inForce: true,
-      dir: dir ?? orgDir,
-      digest: `sha256:${h.digest('hex')}`,
-      policies: guardrails.policies.map((p) => p.id),
-      ...(allowedBy === undefined ? {} : { allowedBy }),
-    },
-  };
 }
 
 /** Exit codes of `cordon check`: the effect of the (last) decision. */
 export const CHECK_EXIT = { allow: 0, deny: 1, ask: 10 } as const;
-
-export function buildPdp(
-  io: CliIo,
-  opts: CheckOptions,
-): {
-  pdp: Pdp;
-  signed: boolean;
-  verified: boolean;
-  ref: ManifestRef;
-  manifest: Manifest;
-  guardrails: GuardrailsInForce;
-  /** The file's bytes as read once, verified (with `verify`) and enforced. */
-  bytes: Buffer;
-} {
-  // One read: what is verified is what is enforced. Reading the file again after verifying it
-  // would enforce whatever replaced it in between, unverified.
-  const bytes = readFileCapped(opts.manifest, ENVELOPE_MAX_BYTES);
-  let manifest: Manifest;
-  let digest: string;
-  let signed: boolean;
-  let verified = false;
-  // A signed manifest is verified unless --no-verify says otherwise: a decision must never be
-  // ALLOW under a manifest an endpoint would refuse (expired, revoked, untrusted, rolled back).
-  const source = opts.verify === true ? undefined : manifestSourceFromBytes(opts.manifest, bytes);
-  if (opts.verify === true || (opts.verify === undefined && source?.signed === true)) {
-    // Decide only under a manifest that passes every verification step.
-    const report = verifyBytes(io, bytes, { ...opts, record: opts.recordAcceptance === true });
-    if (!report.ok || report.manifest === undefined || report.digest === undefined) {
-      throw new CordonError(
-        report.code ?? 'VERIFY_ERROR',
-        `${opts.manifest}: verification failed: ${report.message}`,
-        {
-          file: opts.manifest,
-          hint: report.hint ?? 'run `cordon manifest verify` for the step-by-step report',
-        },
-      );
-    }
-    manifest = report.manifest;
-    digest = report.digest;
-    signed = true;
-    verified = true;
-  } else {
-    const src = source ?? manifestSourceFromBytes(opts.manifest, bytes);
-    const r = validateManifest(src.value);
-    if (!r.ok) throw new ManifestInvalidError(r.issues, opts.manifest);
-    manifest = r.manifest;
-    digest = manifestDigest(src.text);
-    signed = src.signed;
-  }
-  const dirs = resolveDirs(io, opts);
-  const { guardrails, inForce } = loadGuardrailsFor(opts, dirs.policyDir);
-  const resolver = opts.lexical === true ? undefined : createFsPathResolver();
-  const pdp = createPdp({
-    manifest,
-    manifestDigest: digest,
-    home: opts.home ?? io.home,
-    cordonDirs: [dirs.policyDir, dirs.stateDir],
-    ...(resolver === undefined
-      ? {}
-      : { resolvePath: resolver, resolveCommand: realpathOrUndefined }),
-    ...(guardrails === undefined ? {} : { guardrails }),
-  });
-  return {
-    pdp,
-    signed,
-    verified,
-    ref: { agent: manifest.agentName, version: manifest.version, digest },
-    manifest,
-    guardrails: inForce,
-    bytes,
-  };
-}
 
 /** Turn `cordon check KIND ARGS...` into a request. */
 export function requestFromArgs(
@@ -292,13 +140,34 @@ export async function runCheck(
   opts: CheckOptions,
   input: NodeJS.ReadableStream = process.stdin,
 ): Promise<number> {
-  const { pdp, signed, verified, ref } = buildPdp(io, opts);
+  const dirs = resolveDirs(io, opts);
+  const { pdp, signed, verified, ref } = loadEnforcedPolicy({
+    dirs,
+    home: io.home,
+    now: io.now,
+    source: opts.manifest,
+    // One read: what is verified is what is enforced.
+    bytes: readManifestFile(opts.manifest),
+    ...(opts.verify === undefined ? {} : { verify: opts.verify }),
+    ...(opts.guardrails === undefined ? {} : { guardrails: opts.guardrails }),
+    ...(opts.lexical === undefined ? {} : { lexical: opts.lexical }),
+    ...(opts.home === undefined ? {} : { decisionHome: opts.home }),
+  });
   const unverified = verified
     ? undefined
     : signed
       ? 'signed manifest NOT verified (--no-verify)'
       : 'unsigned draft, not verifiable';
-  const audit = opts.audit === true ? openAudit(io, opts, ref) : undefined;
+  const audit =
+    opts.audit === true
+      ? openDecisionLog(dirs, {
+          ref,
+          service: 'cordon.check',
+          now: io.now,
+          onRecorded: (seq) => io.stderr(`audit: record ${seq}\n`),
+          onUnrecorded: (e) => io.stderr(`audit: ${(e as Error).message}\n`),
+        })
+      : undefined;
   try {
     return await decideAll(io, kind, args, opts, input, pdp, audit, unverified);
   } finally {
@@ -306,86 +175,14 @@ export async function runCheck(
   }
 }
 
-interface CheckAudit {
-  log: AuditLog;
-  context: EventContext;
-  ref: ManifestRef;
-}
-
-function openAudit(io: CliIo, opts: CheckOptions, ref: ManifestRef): CheckAudit {
-  const opened = openDeviceLog(resolveDirs(io, opts));
-  return {
-    log: opened.log,
-    context: { ...opened.context, actor: { ...opened.context.actor, name: ref.agent } },
-    ref,
-  };
-}
-
-/**
- * Record a decision. When the record cannot be made durable the caller must deny: an action
- * that cannot be audited does not happen.
- */
-const REQUEST_KINDS = new Set([
-  'file.read',
-  'file.write',
-  'exec',
-  'net.connect',
-  'http.request',
-  'api.call',
-  'secret.get',
-]);
-
-/**
- * Record a decision. A request too malformed for its own event class (not JSON, an unknown
- * kind, fields of the wrong type) is recorded as an API Activity of the checker, so every
- * denial is in the log. When no record can be made durable the caller must deny: an action
- * that cannot be audited does not happen.
- */
-async function record(
-  io: CliIo,
-  audit: CheckAudit | undefined,
+/** Record a decision when auditing: one that cannot be recorded becomes a deny. */
+function record(
+  audit: OpenedDecisionLog | undefined,
   req: unknown,
   d: Decision,
-  what = 'invalid request',
+  what?: string,
 ): Promise<Decision> {
-  if (audit === undefined) return d;
-  const ctx = { ...audit.context, time: io.now().getTime() };
-  const outcome = { decision: d, manifest: audit.ref };
-  const builds: (() => OcsfEvent)[] = [];
-  const kind = (req as { kind?: unknown } | null)?.kind;
-  if (
-    typeof req === 'object' &&
-    req !== null &&
-    typeof kind === 'string' &&
-    REQUEST_KINDS.has(kind)
-  )
-    builds.push(() => decisionEvent(ctx, req as PolicyRequest, outcome));
-  builds.push(() =>
-    apiActivityEvent(ctx, {
-      activity: 'other',
-      operation: what,
-      service: 'cordon.check',
-      control: outcome,
-    }),
-  );
-  let failure: unknown;
-  for (const build of builds) {
-    try {
-      const { seq } = await audit.log.append(build());
-      io.stderr(`audit: record ${seq}\n`);
-      return d;
-    } catch (e) {
-      failure = e;
-    }
-  }
-  const code = failure instanceof CordonError ? failure.code : 'AUDIT_WRITE_FAILED';
-  io.stderr(`audit: ${(failure as Error).message}\n`);
-  return {
-    effect: 'deny',
-    code: 'PDP_ERROR',
-    rule: 'audit',
-    reason: `Denied: the decision could not be written to the audit log (${code}).`,
-  };
+  return audit === undefined ? Promise.resolve(d) : recordDecision(audit, req, d, what);
 }
 
 /** Longest request line `check --stdin` accepts, in bytes (a CR before the LF not counted). */
@@ -447,7 +244,7 @@ async function decideAll(
   opts: CheckOptions,
   input: NodeJS.ReadableStream,
   pdp: Pdp,
-  audit: CheckAudit | undefined,
+  audit: OpenedDecisionLog | undefined,
   unverified: Unverified,
 ): Promise<number> {
   if (opts.stdin === true) {
@@ -468,7 +265,7 @@ async function decideAll(
           rule: 'request',
           reason: `Denied: line ${n} is ${item.tooLong} bytes; the limit is ${STDIN_LINE_MAX}.`,
         };
-        last = await record(io, audit, undefined, last, `invalid request (line ${n}, too long)`);
+        last = await record(audit, undefined, last, `invalid request (line ${n}, too long)`);
         print(io, last, true, unverified);
         continue;
       }
@@ -482,11 +279,11 @@ async function decideAll(
           rule: 'request',
           reason: `Denied: line ${n} is not a JSON request (${(e as Error).message}).`,
         };
-        last = await record(io, audit, undefined, last, `invalid request (line ${n})`);
+        last = await record(audit, undefined, last, `invalid request (line ${n})`);
         print(io, last, true, unverified);
         continue;
       }
-      last = await record(io, audit, req, pdp.decide(req), `invalid request (line ${n})`);
+      last = await record(audit, req, pdp.decide(req), `invalid request (line ${n})`);
       print(io, last, true, unverified, req);
     }
     return last === undefined ? 0 : CHECK_EXIT[last.effect];
@@ -494,7 +291,7 @@ async function decideAll(
   if (kind === undefined)
     throw usage('say what to check', 'e.g. cordon check --manifest M read ~/Work/q3.xlsx');
   const req = requestFromArgs(kind, args, opts);
-  const d = await record(io, audit, req, pdp.decide(req));
+  const d = await record(audit, req, pdp.decide(req));
   if (opts.json === true)
     printResult(io, {
       // `ok` follows the exit code: only an allow is ok; the decision says why not.

@@ -1,5 +1,6 @@
 import { CordonError } from '../errors.js';
 import { defaultDirs, userHome, type CordonDirs } from '../env.js';
+import type { EndpointContext } from '../endpoint/verify.js';
 
 /** Where a verb writes and what it knows about its environment; tests pass their own. */
 export interface CliIo {
@@ -65,6 +66,11 @@ export interface GlobalOptions {
 export function resolveDirs(io: CliIo, opts: GlobalOptions): CordonDirs {
   const d = defaultDirs(io.env, io.home);
   return { policyDir: opts.policyDir ?? d.policyDir, stateDir: opts.stateDir ?? d.stateDir };
+}
+
+/** The directories, home and clock the endpoint modules take, from the verb's options. */
+export function endpointContext(io: CliIo, opts: GlobalOptions): EndpointContext {
+  return { dirs: resolveDirs(io, opts), home: io.home, now: io.now };
 }
 
 /** Exit codes, documented in the README. */

@@ -1,8 +1,8 @@
 import { explainManifest, renderExplanation } from '../manifest/explain.js';
 import { resolveForUser } from '../store/resolve.js';
-import { lintOptionsFor } from './lint-options.js';
-import { printResult, type CliIo, type GlobalOptions } from './context.js';
-import { readManifest } from './read-manifest.js';
+import { lintOptionsFor } from '../endpoint/verify.js';
+import { endpointContext, printResult, type CliIo, type GlobalOptions } from './context.js';
+import { readManifest } from '../endpoint/read-manifest.js';
 
 export function runManifestExplain(
   io: CliIo,
@@ -10,7 +10,11 @@ export function runManifestExplain(
   opts: GlobalOptions & { json?: boolean },
 ): number {
   const { source, manifest } = readManifest(file);
-  const e = explainManifest(manifest, lintOptionsFor(io, opts), resolveForUser(manifest, io.home));
+  const e = explainManifest(
+    manifest,
+    lintOptionsFor(endpointContext(io, opts)),
+    resolveForUser(manifest, io.home),
+  );
   if (opts.json === true) printResult(io, { ok: true, file, signed: source.signed, ...e });
   else {
     if (source.signed)

@@ -2,9 +2,16 @@ import { CordonError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { LINT_RULES, lintManifest, type LintFinding, type LintSeverity } from '../manifest/lint.js';
 import { validateManifest } from '../manifest/parse.js';
-import { readManifestSource } from './read-manifest.js';
-import { lintOptionsFor } from './lint-options.js';
-import { printJson, printResult, usage, type CliIo, type GlobalOptions } from './context.js';
+import { readManifestSource } from '../endpoint/read-manifest.js';
+import { lintOptionsFor } from '../endpoint/verify.js';
+import {
+  endpointContext,
+  printJson,
+  printResult,
+  usage,
+  type CliIo,
+  type GlobalOptions,
+} from './context.js';
 
 export interface LintCliOptions extends GlobalOptions {
   format?: string;
@@ -40,7 +47,7 @@ export function lintFile(io: CliIo, file: string, opts: GlobalOptions): Finding[
       ...at(i.pointer),
     }));
   }
-  return lintManifest(r.manifest, lintOptionsFor(io, opts)).map((f) => ({
+  return lintManifest(r.manifest, lintOptionsFor(endpointContext(io, opts))).map((f) => ({
     ...f,
     ...at(f.pointer),
   }));

@@ -5,8 +5,8 @@ import { MANIFEST_PAYLOAD_TYPE } from '../manifest/schema.js';
 import { cosignManifest, signManifest } from '../manifest/sign.js';
 import { readFileCapped, writeFileAtomic, writeFileNew } from '../store/files.js';
 import { readPassphrase, readPrivateKey } from '../store/policy-dir.js';
-import { lintOptionsFor } from './lint-options.js';
-import { printResult, type CliIo, type GlobalOptions } from './context.js';
+import { lintOptionsFor } from '../endpoint/verify.js';
+import { endpointContext, printResult, type CliIo, type GlobalOptions } from './context.js';
 
 export interface SignOptions extends GlobalOptions {
   key: string;
@@ -58,7 +58,7 @@ export function runManifestSign(io: CliIo, file: string, opts: SignOptions): num
         );
       result = cosignManifest(env, key);
     } else {
-      result = signManifest(value, key, lintOptionsFor(io, opts));
+      result = signManifest(value, key, lintOptionsFor(endpointContext(io, opts)));
     }
   } catch (e) {
     throw e instanceof CordonError ? e.withFile(file) : e;

@@ -1,9 +1,6 @@
-import { ENVELOPE_MAX_BYTES } from '../manifest/dsse.js';
-import { ManifestVerifier, type VerifyReport } from '../manifest/verify.js';
-import { FileAcceptanceStore } from '../store/acceptance.js';
-import { readFileCapped } from '../store/files.js';
-import { readRevocationBytes, readTrustStore } from '../store/policy-dir.js';
-import { lintOptionsFor } from './lint-options.js';
+import type { VerifyReport } from '../manifest/verify.js';
+import { readManifestFile } from '../endpoint/policy.js';
+import { lintOptionsFor, verifyManifestBytes } from '../endpoint/verify.js';
 import { printResult, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface VerifyCliOptions extends GlobalOptions {
@@ -14,29 +11,18 @@ export interface VerifyCliOptions extends GlobalOptions {
 
 /** Verify a signed manifest against this machine's trust store, revocation list and rollback state. Needs no private key. */
 export function verifyFile(io: CliIo, file: string, opts: VerifyCliOptions): VerifyReport {
-  return verifyBytes(io, readFileCapped(file, ENVELOPE_MAX_BYTES), opts);
-}
-
-/**
- * Verify bytes already read. Callers that go on to enforce the manifest use these same bytes
- * (the report's manifest and digest), never a second read of the file.
- */
-export function verifyBytes(io: CliIo, bytes: Uint8Array, opts: VerifyCliOptions): VerifyReport {
   const dirs = resolveDirs(io, opts);
   const threshold = opts.threshold === undefined ? undefined : Number(opts.threshold);
   if (threshold !== undefined && (!Number.isInteger(threshold) || threshold < 1))
     throw usage('--threshold needs a whole number >= 1', 'e.g. --threshold 2');
-  const trust = readTrustStore(dirs.policyDir);
-  const verifier = new ManifestVerifier({
-    trust,
-    revocationList: readRevocationBytes(dirs.policyDir),
-    store: new FileAcceptanceStore(dirs.stateDir),
-    lint: lintOptionsFor(io, opts),
+  const bytes = readManifestFile(file);
+  return verifyManifestBytes(bytes, {
+    dirs,
     now: io.now,
+    lint: lintOptionsFor({ dirs, home: io.home, now: io.now }),
     record: opts.record !== false,
-    ...(threshold === undefined ? {} : { threshold: Math.max(threshold, trust.manifestThreshold) }),
+    ...(threshold === undefined ? {} : { threshold }),
   });
-  return verifier.verify(bytes);
 }
 
 export function runManifestVerify(io: CliIo, file: string, opts: VerifyCliOptions): number {

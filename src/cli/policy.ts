@@ -11,7 +11,7 @@ import { readFileCapped } from '../store/files.js';
 import { loadGuardrailDir, readGuardrailFiles } from '../store/guardrails-dir.js';
 import { policyPaths } from '../store/policy-dir.js';
 import { printResult, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
-import { readManifest } from './read-manifest.js';
+import { readManifest } from '../endpoint/read-manifest.js';
 
 export function runPolicyValidate(
   io: CliIo,

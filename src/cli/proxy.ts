@@ -1,14 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { CordonError } from '../errors.js';
-import { manifestLifecycleEvent, type ManifestActivity } from '../audit/events.js';
 import { openDeviceLog } from '../audit/open.js';
 import { readProxyConfig } from '../egress/config.js';
 import { EgressProxy, type ListenTarget } from '../egress/proxy.js';
-import { parseResolveEntries, staticResolver, systemResolver } from '../egress/resolver.js';
+import { loadEnforcedPolicy, readManifestFile, type EnforcedPolicy } from '../endpoint/policy.js';
+import { manifestLifecycle, ProxyPolicyControl } from '../endpoint/proxy-control.js';
+import { resolverFor } from '../endpoint/resolver.js';
 import { isLoopbackHost } from '../manifest/ip.js';
-import { describeGuardrails, guardrailsFacts } from '../policy/in-force.js';
+import { describeGuardrails } from '../policy/in-force.js';
 import { reapSessions } from '../sandbox/sessions.js';
-import { buildPdp } from './check.js';
 import { EXIT, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface ProxyOptions extends GlobalOptions {
@@ -60,22 +59,22 @@ export async function runProxy(
   const socks = opts.socks === undefined ? undefined : parseListen(opts.socks, '--socks');
   const dirs = resolveDirs(io, opts);
   const config = readProxyConfig(dirs.policyDir, opts.config);
-  const table = parseResolveEntries(opts.resolve ?? []);
-  const resolver =
-    Object.keys(table).length === 0 ? systemResolver() : staticResolver(table, systemResolver());
-  const load = (): ReturnType<typeof buildPdp> =>
-    buildPdp(io, {
-      manifest: opts.manifest,
+  const resolver = resolverFor(opts.resolve);
+  const load = (): EnforcedPolicy =>
+    loadEnforcedPolicy({
+      dirs,
+      home: io.home,
+      now: io.now,
+      source: opts.manifest,
+      bytes: readManifestFile(opts.manifest),
       verify: true,
       // The manifest put in force is accepted: a later reload to an older version is refused.
       recordAcceptance: true,
       enforce: true,
-      ...(opts.policyDir === undefined ? {} : { policyDir: opts.policyDir }),
-      ...(opts.stateDir === undefined ? {} : { stateDir: opts.stateDir }),
       ...(opts.guardrails === undefined ? {} : { guardrails: opts.guardrails }),
     });
   // Fails closed: an unverifiable manifest means no proxy at all.
-  let loaded = load();
+  const loaded = load();
   const opened = openDeviceLog(dirs);
   reapSessions(dirs.stateDir);
   const session = randomUUID();
@@ -83,39 +82,16 @@ export async function runProxy(
     ...opened.context,
     actor: { ...opened.context.actor, name: loaded.ref.agent, session },
   };
-  /** The manifest put in force, replaced or withdrawn, as an Application Lifecycle event. */
-  const lifecycle = (
-    activity: ManifestActivity,
-    ok: boolean,
-    code: string,
-    reason: string,
-  ): Promise<unknown> =>
-    opened.log.append(
-      manifestLifecycleEvent(
-        { ...context, time: io.now().getTime() },
-        {
-          activity,
-          manifest: loaded.ref,
-          ok,
-          code,
-          reason: ok ? `${reason}; guardrails: ${describeGuardrails(loaded.guardrails)}` : reason,
-          ...(ok ? { unmapped: { guardrails: guardrailsFacts(loaded.guardrails) } } : {}),
-        },
-      ),
-    );
-  // A reload's event that cannot be written is reported; the proxy then denies on its own.
-  const lifecycleLater = (...a: Parameters<typeof lifecycle>): void => {
-    lifecycle(...a).catch((e: unknown) =>
-      io.stderr(`cordon proxy: audit: ${(e as Error).message}\n`),
-    );
-  };
+  const diag = (m: string): void => io.stderr(`cordon proxy: ${m}\n`);
   let proxy: EgressProxy;
   try {
-    await lifecycle(
-      'enable',
-      true,
-      'VERIFIED',
-      'the egress proxy verified the manifest and put it in force',
+    await opened.log.append(
+      manifestLifecycle(context, io.now, loaded, {
+        activity: 'enable',
+        ok: true,
+        code: 'VERIFIED',
+        reason: 'the egress proxy verified the manifest and put it in force',
+      }),
     );
     proxy = await EgressProxy.start(
       {
@@ -125,7 +101,7 @@ export async function runProxy(
         context,
         resolver,
         limits: config.limits,
-        onDiagnostic: (m) => io.stderr(`cordon proxy: ${m}\n`),
+        onDiagnostic: diag,
         onOpenFrom: (seq) => opened.spans.hint.update(seq),
       },
       target,
@@ -140,46 +116,16 @@ export async function runProxy(
   io.stdout(
     `cordon proxy: listening on ${proxy.url} (agent ${loaded.ref.agent} ${loaded.ref.version}, manifest ${loaded.ref.digest}, session ${session}; guardrails: ${describeGuardrails(loaded.guardrails)})\n`,
   );
-  let reloadFailed = false;
-  let quarantined = false;
-  control.subscribe?.((what) => {
-    if (what === 'deny-all') {
-      quarantined = true;
-      proxy.denyAll('the agent is quarantined: all network access is suspended');
-      io.stderr('cordon proxy: deny-all: every tunnel closed, every request denied\n');
-      return;
-    }
-    try {
-      loaded = load();
-      const closed = proxy.reload(loaded.pdp, loaded.ref);
-      // A good manifest lifts the deny-all of a failed reload, never a quarantine.
-      if (reloadFailed && !quarantined) proxy.resume();
-      reloadFailed = false;
-      io.stderr(
-        `cordon proxy: reloaded manifest ${loaded.ref.version} (${loaded.ref.digest}); ${closed} tunnel(s) it no longer allows closed\n`,
-      );
-      lifecycleLater(
-        'update',
-        true,
-        'VERIFIED',
-        'the egress proxy verified the manifest again and put it in force (reload)',
-      );
-    } catch (e) {
-      const msg = e instanceof CordonError ? `${e.code}: ${e.message}` : (e as Error).message;
-      reloadFailed = true;
-      lifecycleLater(
-        'disable',
-        false,
-        e instanceof CordonError ? e.code : 'VERIFY_ERROR',
-        `manifest reload failed, egress denied until a verified manifest is loaded: ${msg}`,
-      );
-      if (!quarantined)
-        proxy.denyAll(
-          `the manifest reload failed (${msg}); nothing is allowed until a verified manifest is loaded`,
-        );
-      io.stderr(`cordon proxy: reload failed, denying everything: ${msg}\n`);
-    }
+  const policyControl = new ProxyPolicyControl({
+    proxy,
+    policy: loaded,
+    load,
+    append: (e) => opened.log.append(e),
+    context,
+    now: io.now,
+    onDiagnostic: diag,
   });
+  control.subscribe?.((what) => policyControl.handle(what));
   await new Promise<void>((resolve) => {
     if (control.stop.aborted) resolve();
     else control.stop.addEventListener('abort', () => resolve(), { once: true });

@@ -1,25 +1,31 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFileSync, realpathSync } from 'node:fs';
 import { constants } from 'node:os';
-import { isAbsolute, resolve as resolvePath } from 'node:path';
-import { processActivityEvent, type ControlOutcome } from '../audit/events.js';
+import { resolve as resolvePath } from 'node:path';
+import { processActivityEvent } from '../audit/events.js';
 import { openDeviceLog } from '../audit/open.js';
 import { readProxyConfig } from '../egress/config.js';
 import { EgressProxy } from '../egress/proxy.js';
-import { parseResolveEntries, staticResolver, systemResolver } from '../egress/resolver.js';
-import { CordonError } from '../errors.js';
-import { launchPrerequisites, which } from '../sandbox/linux/doctor.js';
-import { isWithin, packageExposure, type SandboxLimits } from '../sandbox/linux/plan.js';
-import { packageDirs, packageEntries } from '../package-files.js';
+import type { Resolver } from '../egress/resolver.js';
+import {
+  agentRuntimes,
+  checkLaunchAllowed,
+  checkPackageExposure,
+  checkUnsafeNoSandbox,
+  launchDecision,
+  LaunchRefusedError,
+  narrowedRuntimes,
+  recordLaunchRefusal,
+  resolveCommand,
+  sandboxLimits,
+  sandboxPrerequisites,
+} from '../endpoint/launch.js';
+import { loadEnforcedPolicy, readManifestFile, type EnforcedPolicy } from '../endpoint/policy.js';
+import { resolverFor } from '../endpoint/resolver.js';
 import { runSession, type SessionControl } from '../sandbox/launcher.js';
 import { recoverPersistence, settlePersistence } from '../sandbox/persistence.js';
-import { expandHome, parsePathPattern } from '../manifest/paths.js';
-import type { Manifest } from '../manifest/schema.js';
 import { guardrailsFacts } from '../policy/in-force.js';
 import { reapSessions } from '../sandbox/sessions.js';
-import { readEnforcement, UNSAFE_NO_SANDBOX_SETTING } from '../store/policy-dir.js';
-import { buildPdp } from './check.js';
 import { resolveDirs, RUN_EXIT, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface RunOptions extends GlobalOptions {
@@ -42,101 +48,6 @@ export interface RunControl {
   readonly onStart: (handle: (sig: NodeJS.Signals | 'quarantine') => void) => void;
 }
 
-const SIZE = /^(\d+)([KMGT]?)i?B?$/i;
-
-/** `512M`, `2G`, `1048576` → bytes. */
-export function parseSize(text: string, flag: string): number {
-  const m = SIZE.exec(text.trim());
-  if (m === null)
-    throw usage(
-      `${flag} "${text}" is not a size`,
-      `e.g. ${flag} 2G (K, M, G, T are powers of 1024)`,
-    );
-  const mult = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[
-    (m[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'
-  ];
-  return Number(m[1]) * mult;
-}
-
-function parseCount(text: string, flag: string): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1)
-    throw usage(`${flag} "${text}" is not a positive whole number`, `e.g. ${flag} 512`);
-  return n;
-}
-
-/** A scratch tmpfs size: at least 1 MiB (bubblewrap takes 0 as "half the RAM"). */
-function parseTmpSize(text: string): number {
-  const n = parseSize(text, '--max-tmp-size');
-  if (n < 1024 ** 2)
-    throw usage(`--max-tmp-size "${text}" is below 1M`, 'e.g. --max-tmp-size 512M');
-  return n;
-}
-
-/**
- * Whether this process is root of the initial user namespace, the one user RLIMIT_NPROC does not
- * bind (root mapped from another user in a container is bound like anyone else).
- */
-function isInitialRoot(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  try {
-    const map = readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
-    return map[0] === '0' && map[1] === '0';
-  } catch {
-    return true;
-  }
-}
-
-/** argv[0] as an absolute real path: a path is taken as given, a bare name is looked up on PATH. */
-function resolveCommand(name: string, cwd: string, path: string): string {
-  const found = name.includes('/') ? resolvePath(cwd, name) : which(name, path);
-  if (found === undefined)
-    throw new CordonError('COMMAND_NOT_FOUND', `${name}: not found on PATH`, {
-      hint: 'give the command by its absolute path, or fix PATH',
-    });
-  try {
-    return realpathSync(found);
-  } catch {
-    throw new CordonError('COMMAND_NOT_FOUND', `${found}: no such file`, {
-      hint: 'give the path of an installed program',
-    });
-  }
-}
-
-/**
- * The runtimes this session mounts: the manifest's agentRuntimes, or, with `--agent-runtime`,
- * only the given paths, each of which must lie within one of them (flags narrow, never widen).
- */
-function agentRuntimes(
-  m: Manifest,
-  home: string,
-  narrowed: readonly { given: string; real: string }[],
-): { path: string; rule: string }[] {
-  const granted = m.agentRuntimes.map((r, i) => {
-    const path = expandHome(parsePathPattern(r), home);
-    let real = path;
-    try {
-      real = realpathSync(path);
-    } catch {
-      // Not installed here: the sandbox plan warns and mounts nothing for it.
-    }
-    return { path, real, rule: `/agentRuntimes/${i}` };
-  });
-  if (narrowed.length === 0) return granted.map(({ path, rule }) => ({ path, rule }));
-  return narrowed.map((n) => {
-    const within = granted.find((g) => isWithin(n.real, g.real));
-    if (within === undefined)
-      throw new CordonError(
-        'RUNTIME_NOT_IN_MANIFEST',
-        `--agent-runtime ${n.given}${n.real === n.given ? '' : ` (${n.real})`} is not within the manifest's agentRuntimes${granted.length === 0 ? ' (the manifest lists none)' : `: ${granted.map((g) => g.path).join(', ')}`}`,
-        {
-          hint: `add "${n.given}" to agentRuntimes in the manifest and sign it again; --agent-runtime can only narrow what the signed manifest allows`,
-        },
-      );
-    return { path: n.real, rule: `${within.rule} (narrowed by --agent-runtime ${n.given})` };
-  });
-}
-
 /**
  * `cordon run --manifest M -- CMD ARGS...`: verify the manifest, start the egress proxy, run
  * CMD in the sandbox, and return its exit code. Fails closed: no sandbox, no run (unless
@@ -150,62 +61,25 @@ export async function runRun(
 ): Promise<number> {
   if (command.length === 0 || command[0] === undefined || command[0] === '')
     throw usage('no command to run', 'e.g. cordon run --manifest agent.signed.json -- bash');
-  const limits: SandboxLimits = {
-    ...(opts.maxProcesses === undefined
-      ? {}
-      : { processes: parseCount(opts.maxProcesses, '--max-processes') }),
-    ...(opts.maxMemory === undefined
-      ? {}
-      : { memoryBytes: parseSize(opts.maxMemory, '--max-memory') }),
-    ...(opts.maxCpuSeconds === undefined
-      ? {}
-      : { cpuSeconds: parseCount(opts.maxCpuSeconds, '--max-cpu-seconds') }),
-    ...(opts.maxFileSize === undefined
-      ? {}
-      : { fileSizeBytes: parseSize(opts.maxFileSize, '--max-file-size') }),
-    ...(opts.maxTmpSize === undefined ? {} : { tmpBytes: parseTmpSize(opts.maxTmpSize) }),
-  };
-  if (limits.processes !== undefined && opts.unsafeNoSandbox !== true && isInitialRoot())
-    throw new CordonError(
-      'SANDBOX_LIMIT_UNENFORCEABLE',
-      '--max-processes cannot be enforced for root: the kernel does not apply RLIMIT_NPROC to the root user',
-      {
-        hint: 'run cordon as an ordinary user (the limit holds there), or leave out --max-processes',
-      },
-    );
+  const limits = sandboxLimits(opts, opts.unsafeNoSandbox === true);
   const dirs = resolveDirs(io, opts);
   const config = readProxyConfig(dirs.policyDir, opts.config);
-  const table = parseResolveEntries(opts.resolve ?? []);
-  const resolver =
-    Object.keys(table).length === 0 ? systemResolver() : staticResolver(table, systemResolver());
+  const resolver = resolverFor(opts.resolve);
   const cwd = process.cwd();
   const argv0 = resolveCommand(command[0], cwd, io.env['PATH'] ?? '');
-  const narrowed = (opts.agentRuntime ?? []).map((r) => {
-    if (!isAbsolute(r))
-      throw usage(`--agent-runtime ${r} is not absolute`, 'give its absolute path');
-    try {
-      return { given: r, real: realpathSync(r) };
-    } catch {
-      throw usage(`--agent-runtime ${r}: no such file or directory`, 'give an installed runtime');
-    }
-  });
+  const narrowed = narrowedRuntimes(opts.agentRuntime ?? []);
 
   // Before anything runs: the sandbox must be installed, the manifest verified.
-  const prereq = opts.unsafeNoSandbox === true ? undefined : launchPrerequisites();
-  if (Array.isArray(prereq)) {
-    throw new CordonError(
-      'SANDBOX_UNAVAILABLE',
-      `the sandbox is incomplete: ${prereq.map((c) => `${c.id}: ${c.detail}`).join('; ')}`,
-      { hint: prereq.map((c) => c.fix).join('; ') },
-    );
-  }
-  const loaded = buildPdp(io, {
-    manifest: opts.manifest,
+  const prereq = opts.unsafeNoSandbox === true ? undefined : sandboxPrerequisites();
+  const loaded = loadEnforcedPolicy({
+    dirs,
+    home: io.home,
+    now: io.now,
+    source: opts.manifest,
+    bytes: readManifestFile(opts.manifest),
     verify: true,
     recordAcceptance: true,
     enforce: true,
-    ...(opts.policyDir === undefined ? {} : { policyDir: opts.policyDir }),
-    ...(opts.stateDir === undefined ? {} : { stateDir: opts.stateDir }),
     ...(opts.guardrails === undefined ? {} : { guardrails: opts.guardrails }),
   });
   const runtimes = agentRuntimes(loaded.manifest, io.home, narrowed);
@@ -218,20 +92,6 @@ export async function runRun(
     actor: { ...opened.context.actor, name: loaded.ref.agent, session },
   };
   const diag = (m: string): void => io.stderr(`cordon run: ${m}\n`);
-  /** A launch refused before anything started is recorded as a blocked Launch. */
-  const refuseLaunch = (decision: ControlOutcome['decision'], unmapped?: Record<string, unknown>) =>
-    opened.log.append(
-      processActivityEvent(
-        { ...context, time: io.now().getTime() },
-        {
-          activity: 'launch',
-          path: argv0,
-          argv: command,
-          control: { decision, manifest: loaded.ref },
-          ...(unmapped === undefined ? {} : { unmapped }),
-        },
-      ),
-    );
   try {
     // Sessions whose `cordon run` died before its persistence guard ran are checked now.
     const recovered = recoverPersistence(dirs.stateDir);
@@ -245,73 +105,23 @@ export async function runRun(
         onDiagnostic: diag,
       },
     );
-    // Running unconfined widens the signed policy from the command line: only the policy
-    // directory may allow that, never the user's (or a planted alias's) flag alone.
-    if (opts.unsafeNoSandbox === true) {
-      const setting = readEnforcement(dirs.policyDir);
-      if (!setting.allowUnsafeNoSandbox) {
-        const reason = `--unsafe-no-sandbox is not allowed by the policy directory (${UNSAFE_NO_SANDBOX_SETTING} is not true in ${setting.file})`;
-        await refuseLaunch({
-          effect: 'deny',
-          rule: '--unsafe-no-sandbox',
-          code: 'UNSAFE_NO_SANDBOX_FORBIDDEN',
-          reason,
-        });
-        throw new CordonError(
-          'UNSAFE_NO_SANDBOX_FORBIDDEN',
-          `refusing to run unconfined: ${reason}`,
-          {
-            file: setting.file,
-            hint: `drop --unsafe-no-sandbox; only the policy directory may allow it: {"allowUnsafeNoSandbox": true} in ${setting.file}`,
-          },
+    try {
+      if (opts.unsafeNoSandbox === true) checkUnsafeNoSandbox(dirs.policyDir);
+      checkLaunchAllowed(
+        loaded,
+        argv0,
+        launchDecision(loaded, [argv0, ...command.slice(1)], narrowed, runtimes),
+      );
+      if (opts.unsafeNoSandbox !== true) checkPackageExposure(loaded.manifest, io.home);
+    } catch (e) {
+      // A launch refused before anything started is recorded as a blocked Launch.
+      if (e instanceof LaunchRefusedError)
+        await recordLaunchRefusal(
+          (ev) => opened.log.append(ev),
+          { context, now: io.now, path: argv0, argv: command, manifest: loaded.ref },
+          e,
         );
-      }
-    }
-    // The command itself is an exec decision: not allowed, not started. A runtime the manifest
-    // grants but `--agent-runtime` left out is not allowed either.
-    const decided = loaded.pdp.decide({
-      kind: 'exec',
-      path: argv0,
-      argv: [argv0, ...command.slice(1)],
-    });
-    const decision =
-      decided.effect === 'allow' &&
-      decided.rule.startsWith('/agentRuntimes/') &&
-      narrowed.length > 0 &&
-      !runtimes.some((r) => isWithin(argv0, r.path))
-        ? {
-            ...decided,
-            effect: 'deny' as const,
-            code: 'NOT_GRANTED',
-            rule: '--agent-runtime',
-            reason: `Denied: ${argv0} is in the manifest's agentRuntimes, but not in the narrower --agent-runtime list of this session.`,
-          }
-        : decided;
-    if (decision.effect !== 'allow') {
-      await refuseLaunch(decision, { guardrails: guardrailsFacts(loaded.guardrails) });
-      throw new CordonError('COMMAND_NOT_ALLOWED', `${argv0} may not run: ${decision.reason}`, {
-        hint: 'add it to commandsAllowed in the manifest, or its runtime (executable or directory) to agentRuntimes, and sign it again',
-      });
-    }
-    // Cordon's own code runs on the host at the next `cordon run`: no grant may reach it.
-    const exposed =
-      opts.unsafeNoSandbox === true
-        ? undefined
-        : packageExposure(loaded.manifest, io.home, packageDirs(), packageEntries());
-    if (exposed !== undefined) {
-      const reason =
-        exposed.entry === undefined
-          ? `the grant ${exposed.pattern} (${exposed.path}) reaches Cordon's own installation ${exposed.packageDir}: an agent could change the code the next cordon run executes`
-          : `the grant ${exposed.pattern} (${exposed.path}) can replace ${exposed.entry}, on the way to Cordon's own installation ${exposed.packageDir} or the node binary running it: an agent could choose the code the next cordon run executes`;
-      await refuseLaunch({
-        effect: 'deny',
-        rule: 'sandbox',
-        code: 'SANDBOX_PACKAGE_EXPOSED',
-        reason,
-      });
-      throw new CordonError('SANDBOX_PACKAGE_EXPOSED', reason, {
-        hint: 'narrow the grant, or install Cordon (and node) outside every write grant (npm i -g)',
-      });
+      throw e;
     }
     if (opts.unsafeNoSandbox === true)
       return await runUnsandboxed(io, argv0, command, control, {
@@ -372,11 +182,11 @@ async function runUnsandboxed(
   command: readonly string[],
   control: RunControl,
   s: {
-    loaded: ReturnType<typeof buildPdp>;
+    loaded: EnforcedPolicy;
     opened: ReturnType<typeof openDeviceLog>;
     context: ReturnType<typeof openDeviceLog>['context'];
     config: ReturnType<typeof readProxyConfig>['limits'];
-    resolver: ReturnType<typeof systemResolver>;
+    resolver: Resolver;
   },
 ): Promise<number> {
   io.stderr(

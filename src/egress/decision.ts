@@ -13,8 +13,7 @@ export type ProxyDecisionCode =
   | 'NET_UPSTREAM_FAILED'
   | 'REQUEST_MALFORMED'
   | 'PROXY_DENY_ALL'
-  | 'PROXY_OVERLOADED'
-  | 'AUDIT_UNAVAILABLE';
+  | 'PROXY_OVERLOADED';
 
 export interface ProxyDecision extends Omit<Decision, 'code'> {
   readonly code: ProxyDecisionCode;
@@ -42,7 +41,7 @@ export function denialBody(d: ProxyDecision, what: string): string {
       ? 'This destination needs a person to approve it first; ask the user to approve it and retry.'
       : d.code === 'PROXY_DENY_ALL'
         ? 'All network access for this agent is suspended; do not retry.'
-        : d.code === 'AUDIT_UNAVAILABLE'
+        : d.code === 'DECISION_UNRECORDED'
           ? 'The audit log cannot record this request; retry later.'
           : 'Do not retry this request; use a destination the manifest grants or ask its owner to widen it.';
   return `Cordon denied ${what}.\n${d.reason}\nrule: ${d.rule}\ncode: ${d.code}\n${next}\n`;

@@ -650,13 +650,13 @@ export class EgressProxy {
       return proxyDeny('PROXY_DENY_ALL', 'deny-all', `Denied: ${this.denyAllReason}`);
     if (this.auditBroken !== undefined)
       return proxyDeny(
-        'AUDIT_UNAVAILABLE',
+        'DECISION_UNRECORDED',
         'audit',
         `Denied: the audit log cannot record requests (${this.auditBroken}).`,
       );
     if (this.unavailable !== undefined)
       return proxyDeny(
-        'AUDIT_UNAVAILABLE',
+        'DECISION_UNRECORDED',
         'state',
         `Denied: the session cannot record its state (${this.unavailable}).`,
       );
@@ -850,7 +850,7 @@ export class EgressProxy {
       if (openSeq === undefined) {
         stats.denied++;
         const d = proxyDeny(
-          'AUDIT_UNAVAILABLE',
+          'DECISION_UNRECORDED',
           'audit',
           'Denied: the audit log cannot record requests (the decision could not be written).',
         );

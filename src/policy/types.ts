@@ -80,7 +80,9 @@ export type DecisionCode =
   | 'PATH_AMBIGUOUS'
   | 'REQUEST_INVALID'
   | 'MANIFEST_DIGEST_MISMATCH'
-  | 'PDP_ERROR';
+  | 'PDP_ERROR'
+  /** An enforcement point could not make the decision durable: a decision not recorded is a deny. */
+  | 'DECISION_UNRECORDED';
 
 /**
  * Verifies an approval token for one exact request. Tokens arrive in a later layer; this is

@@ -3,8 +3,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildPdp } from '../../src/cli/check.js';
-import type { CliIo } from '../../src/cli/context.js';
+import { loadEnforcedPolicy, readManifestFile } from '../../src/endpoint/policy.js';
+import { defaultDirs } from '../../src/env.js';
 import { validManifest } from '../helpers.js';
 import type * as Files from '../../src/store/files.js';
 import { cli } from './harness.js';
@@ -117,15 +117,12 @@ describe('what is verified is what is enforced (one read of the manifest)', () =
     swap.target = signed;
     swap.widened = widened;
     swap.reads = 0;
-    const io: CliIo = {
-      stdout: () => undefined,
-      stderr: () => undefined,
-      env: { CORDON_HOME: cordonHome },
-      now: () => new Date(),
+    const loaded = loadEnforcedPolicy({
+      dirs: defaultDirs({ CORDON_HOME: cordonHome }, home),
       home,
-    };
-    const loaded = buildPdp(io, {
-      manifest: signed,
+      now: () => new Date(),
+      source: signed,
+      bytes: readManifestFile(signed),
       verify: true,
       guardrails: false,
       lexical: true,

@@ -57,7 +57,7 @@ describe('egress proxy: nothing answered or relayed without a durable record', (
       disk.fail(1);
       const r = await curl(env.proxy.url, [`http://app.test:${up.httpPort}/bytes?n=77`]);
       expect(r.status).toBe(403);
-      expect(r.headers).toMatch(/code=AUDIT_UNAVAILABLE/);
+      expect(r.headers).toMatch(/code=DECISION_UNRECORDED/);
       // Nothing in the log says this request was allowed, and the client got no 200 for it.
       const allowed = (await env.events()).filter(
         (e) =>

@@ -135,7 +135,7 @@ describe('egress proxy: reload, deny-all, shutdown', () => {
       expect(up.rawSockets.length).toBe(before);
       const r = await curl(env.proxy.url, [`http://app.test:${up.httpPort}/`]);
       expect(r.status).toBe(403);
-      expect(r.headers).toMatch(/rule=audit; code=AUDIT_UNAVAILABLE/);
+      expect(r.headers).toMatch(/rule=audit; code=DECISION_UNRECORDED/);
       expect(env.diagnostics.join('\n')).toMatch(/audit/);
     });
   });

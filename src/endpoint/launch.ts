@@ -1,0 +1,328 @@
+import { readFileSync, realpathSync } from 'node:fs';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
+import {
+  processActivityEvent,
+  type ControlOutcome,
+  type EventContext,
+  type ManifestRef,
+  type OcsfEvent,
+} from '../audit/events.js';
+import { CordonError } from '../errors.js';
+import { expandHome, parsePathPattern } from '../manifest/paths.js';
+import type { Manifest } from '../manifest/schema.js';
+import { packageDirs, packageEntries } from '../package-files.js';
+import { guardrailsFacts } from '../policy/in-force.js';
+import type { Decision } from '../policy/types.js';
+import { launchPrerequisites, which } from '../sandbox/linux/doctor.js';
+import { isWithin, packageExposure, type SandboxLimits } from '../sandbox/linux/plan.js';
+import { readEnforcement, UNSAFE_NO_SANDBOX_SETTING } from '../store/policy-dir.js';
+import type { EnforcedPolicy } from './policy.js';
+
+// The checks a session passes before anything of the agent runs. Each returns a value or throws
+// a CordonError; a check that refuses the launch under the policy throws LaunchRefusedError,
+// whose decision the caller records (recordLaunchRefusal) before it reports the error.
+
+function usage(message: string, hint: string): CordonError {
+  return new CordonError('USAGE', message, { hint });
+}
+
+const SIZE = /^(\d+)([KMGT]?)i?B?$/i;
+
+/** `512M`, `2G`, `1048576` → bytes; `flag` names the option in the error. */
+export function parseSize(text: string, flag: string): number {
+  const m = SIZE.exec(text.trim());
+  if (m === null)
+    throw usage(
+      `${flag} "${text}" is not a size`,
+      `e.g. ${flag} 2G (K, M, G, T are powers of 1024)`,
+    );
+  const mult = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 }[
+    (m[2] ?? '').toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'
+  ];
+  return Number(m[1]) * mult;
+}
+
+/** A positive whole number; `flag` names the option in the error. */
+export function parseCount(text: string, flag: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < 1)
+    throw usage(`${flag} "${text}" is not a positive whole number`, `e.g. ${flag} 512`);
+  return n;
+}
+
+/** A scratch tmpfs size: at least 1 MiB (bubblewrap takes 0 as "half the RAM"). */
+function parseTmpSize(text: string): number {
+  const n = parseSize(text, '--max-tmp-size');
+  if (n < 1024 ** 2)
+    throw usage(`--max-tmp-size "${text}" is below 1M`, 'e.g. --max-tmp-size 512M');
+  return n;
+}
+
+/** The resource limits as given on the command line (`--max-*`). */
+export interface LimitFlags {
+  readonly maxProcesses?: string;
+  readonly maxMemory?: string;
+  readonly maxCpuSeconds?: string;
+  readonly maxFileSize?: string;
+  readonly maxTmpSize?: string;
+}
+
+/**
+ * The session's resource limits. `--max-processes` is refused for root of the initial user
+ * namespace (SANDBOX_LIMIT_UNENFORCEABLE): the kernel would not apply it there.
+ */
+export function sandboxLimits(flags: LimitFlags, unsafeNoSandbox = false): SandboxLimits {
+  const limits: SandboxLimits = {
+    ...(flags.maxProcesses === undefined
+      ? {}
+      : { processes: parseCount(flags.maxProcesses, '--max-processes') }),
+    ...(flags.maxMemory === undefined
+      ? {}
+      : { memoryBytes: parseSize(flags.maxMemory, '--max-memory') }),
+    ...(flags.maxCpuSeconds === undefined
+      ? {}
+      : { cpuSeconds: parseCount(flags.maxCpuSeconds, '--max-cpu-seconds') }),
+    ...(flags.maxFileSize === undefined
+      ? {}
+      : { fileSizeBytes: parseSize(flags.maxFileSize, '--max-file-size') }),
+    ...(flags.maxTmpSize === undefined ? {} : { tmpBytes: parseTmpSize(flags.maxTmpSize) }),
+  };
+  if (limits.processes !== undefined && !unsafeNoSandbox && isInitialRoot())
+    throw new CordonError(
+      'SANDBOX_LIMIT_UNENFORCEABLE',
+      '--max-processes cannot be enforced for root: the kernel does not apply RLIMIT_NPROC to the root user',
+      {
+        hint: 'run cordon as an ordinary user (the limit holds there), or leave out --max-processes',
+      },
+    );
+  return limits;
+}
+
+/**
+ * Whether this process is root of the initial user namespace, the one user RLIMIT_NPROC does not
+ * bind (root mapped from another user in a container is bound like anyone else).
+ */
+function isInitialRoot(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    const map = readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
+    return map[0] === '0' && map[1] === '0';
+  } catch {
+    return true;
+  }
+}
+
+/** argv[0] as an absolute real path: a path is taken as given, a bare name is looked up on PATH. */
+export function resolveCommand(name: string, cwd: string, path: string): string {
+  const found = name.includes('/') ? resolvePath(cwd, name) : which(name, path);
+  if (found === undefined)
+    throw new CordonError('COMMAND_NOT_FOUND', `${name}: not found on PATH`, {
+      hint: 'give the command by its absolute path, or fix PATH',
+    });
+  try {
+    return realpathSync(found);
+  } catch {
+    throw new CordonError('COMMAND_NOT_FOUND', `${found}: no such file`, {
+      hint: 'give the path of an installed program',
+    });
+  }
+}
+
+/** A runtime named by `--agent-runtime`, as given and as its real path. */
+export interface NarrowedRuntime {
+  readonly given: string;
+  readonly real: string;
+}
+
+/** The `--agent-runtime` paths, each absolute and installed. */
+export function narrowedRuntimes(given: readonly string[]): NarrowedRuntime[] {
+  return given.map((r) => {
+    if (!isAbsolute(r))
+      throw usage(`--agent-runtime ${r} is not absolute`, 'give its absolute path');
+    try {
+      return { given: r, real: realpathSync(r) };
+    } catch {
+      throw usage(`--agent-runtime ${r}: no such file or directory`, 'give an installed runtime');
+    }
+  });
+}
+
+/** A runtime the session mounts, and the manifest rule that grants it. */
+export interface MountedRuntime {
+  readonly path: string;
+  readonly rule: string;
+}
+
+/**
+ * The runtimes this session mounts: the manifest's agentRuntimes, or, with `--agent-runtime`,
+ * only the given paths, each of which must lie within one of them (flags narrow, never widen;
+ * RUNTIME_NOT_IN_MANIFEST otherwise).
+ */
+export function agentRuntimes(
+  m: Manifest,
+  home: string,
+  narrowed: readonly NarrowedRuntime[],
+): MountedRuntime[] {
+  const granted = m.agentRuntimes.map((r, i) => {
+    const path = expandHome(parsePathPattern(r), home);
+    let real = path;
+    try {
+      real = realpathSync(path);
+    } catch {
+      // Not installed here: the sandbox plan warns and mounts nothing for it.
+    }
+    return { path, real, rule: `/agentRuntimes/${i}` };
+  });
+  if (narrowed.length === 0) return granted.map(({ path, rule }) => ({ path, rule }));
+  return narrowed.map((n) => {
+    const within = granted.find((g) => isWithin(n.real, g.real));
+    if (within === undefined)
+      throw new CordonError(
+        'RUNTIME_NOT_IN_MANIFEST',
+        `--agent-runtime ${n.given}${n.real === n.given ? '' : ` (${n.real})`} is not within the manifest's agentRuntimes${granted.length === 0 ? ' (the manifest lists none)' : `: ${granted.map((g) => g.path).join(', ')}`}`,
+        {
+          hint: `add "${n.given}" to agentRuntimes in the manifest and sign it again; --agent-runtime can only narrow what the signed manifest allows`,
+        },
+      );
+    return { path: n.real, rule: `${within.rule} (narrowed by --agent-runtime ${n.given})` };
+  });
+}
+
+/** The sandbox's programs, or SANDBOX_UNAVAILABLE naming what is missing and how to fix it. */
+export function sandboxPrerequisites(): { bwrap: string; helper: string } {
+  const prereq = launchPrerequisites();
+  if (Array.isArray(prereq))
+    throw new CordonError(
+      'SANDBOX_UNAVAILABLE',
+      `the sandbox is incomplete: ${prereq.map((c) => `${c.id}: ${c.detail}`).join('; ')}`,
+      { hint: prereq.map((c) => c.fix).join('; ') },
+    );
+  return prereq;
+}
+
+/** A launch refused under the policy: the error, and the decision its audit event records. */
+export class LaunchRefusedError extends CordonError {
+  constructor(
+    code: string,
+    message: string,
+    options: { file?: string; hint: string },
+    /** The denial recorded on the refused Launch event. */
+    readonly decision: ControlOutcome['decision'],
+    /** Extra facts for the event's `unmapped`. */
+    readonly unmapped?: Readonly<Record<string, unknown>>,
+  ) {
+    super(code, message, options);
+  }
+}
+
+/**
+ * Running unconfined widens the signed policy from the command line: only the policy directory
+ * may allow that (UNSAFE_NO_SANDBOX_FORBIDDEN otherwise), never the user's (or a planted
+ * alias's) flag alone.
+ */
+export function checkUnsafeNoSandbox(policyDir: string): void {
+  const setting = readEnforcement(policyDir);
+  if (setting.allowUnsafeNoSandbox) return;
+  const reason = `--unsafe-no-sandbox is not allowed by the policy directory (${UNSAFE_NO_SANDBOX_SETTING} is not true in ${setting.file})`;
+  throw new LaunchRefusedError(
+    'UNSAFE_NO_SANDBOX_FORBIDDEN',
+    `refusing to run unconfined: ${reason}`,
+    {
+      file: setting.file,
+      hint: `drop --unsafe-no-sandbox; only the policy directory may allow it: {"allowUnsafeNoSandbox": true} in ${setting.file}`,
+    },
+    { effect: 'deny', rule: '--unsafe-no-sandbox', code: 'UNSAFE_NO_SANDBOX_FORBIDDEN', reason },
+  );
+}
+
+/**
+ * The command itself is an exec decision: not allowed, not started. A runtime the manifest grants
+ * but `--agent-runtime` left out is not allowed either.
+ */
+export function launchDecision(
+  policy: Pick<EnforcedPolicy, 'pdp'>,
+  argv: readonly [string, ...string[]],
+  narrowed: readonly NarrowedRuntime[],
+  runtimes: readonly MountedRuntime[],
+): Decision {
+  const [argv0] = argv;
+  const decided = policy.pdp.decide({ kind: 'exec', path: argv0, argv });
+  return decided.effect === 'allow' &&
+    decided.rule.startsWith('/agentRuntimes/') &&
+    narrowed.length > 0 &&
+    !runtimes.some((r) => isWithin(argv0, r.path))
+    ? {
+        ...decided,
+        effect: 'deny' as const,
+        code: 'NOT_GRANTED',
+        rule: '--agent-runtime',
+        reason: `Denied: ${argv0} is in the manifest's agentRuntimes, but not in the narrower --agent-runtime list of this session.`,
+      }
+    : decided;
+}
+
+/** Throws COMMAND_NOT_ALLOWED (a LaunchRefusedError) unless the launch decision allows. */
+export function checkLaunchAllowed(
+  policy: Pick<EnforcedPolicy, 'guardrails'>,
+  argv0: string,
+  decision: Decision,
+): void {
+  if (decision.effect === 'allow') return;
+  throw new LaunchRefusedError(
+    'COMMAND_NOT_ALLOWED',
+    `${argv0} may not run: ${decision.reason}`,
+    {
+      hint: 'add it to commandsAllowed in the manifest, or its runtime (executable or directory) to agentRuntimes, and sign it again',
+    },
+    decision,
+    { guardrails: guardrailsFacts(policy.guardrails) },
+  );
+}
+
+/**
+ * Cordon's own code runs on the host at the next `cordon run`: no grant may reach it
+ * (SANDBOX_PACKAGE_EXPOSED, a LaunchRefusedError).
+ */
+export function checkPackageExposure(manifest: Manifest, home: string): void {
+  const exposed = packageExposure(manifest, home, packageDirs(), packageEntries());
+  if (exposed === undefined) return;
+  const reason =
+    exposed.entry === undefined
+      ? `the grant ${exposed.pattern} (${exposed.path}) reaches Cordon's own installation ${exposed.packageDir}: an agent could change the code the next cordon run executes`
+      : `the grant ${exposed.pattern} (${exposed.path}) can replace ${exposed.entry}, on the way to Cordon's own installation ${exposed.packageDir} or the node binary running it: an agent could choose the code the next cordon run executes`;
+  throw new LaunchRefusedError(
+    'SANDBOX_PACKAGE_EXPOSED',
+    reason,
+    { hint: 'narrow the grant, or install Cordon (and node) outside every write grant (npm i -g)' },
+    { effect: 'deny', rule: 'sandbox', code: 'SANDBOX_PACKAGE_EXPOSED', reason },
+  );
+}
+
+/** What a refused Launch event says about the launch. */
+export interface LaunchFacts {
+  readonly context: EventContext;
+  readonly now: () => Date;
+  readonly path: string;
+  readonly argv: readonly string[];
+  readonly manifest: ManifestRef;
+}
+
+/** Record a refused launch as a blocked Launch; resolves once the record is durable. */
+export async function recordLaunchRefusal(
+  append: (e: OcsfEvent) => Promise<unknown>,
+  launch: LaunchFacts,
+  refusal: Pick<LaunchRefusedError, 'decision' | 'unmapped'>,
+): Promise<void> {
+  await append(
+    processActivityEvent(
+      { ...launch.context, time: launch.now().getTime() },
+      {
+        activity: 'launch',
+        path: launch.path,
+        argv: launch.argv,
+        control: { decision: refusal.decision, manifest: launch.manifest },
+        ...(refusal.unmapped === undefined ? {} : { unmapped: refusal.unmapped }),
+      },
+    ),
+  );
+}
