@@ -195,27 +195,30 @@ export interface ShipperOptions {
   /** How often to look for new records when caught up. */
   readonly pollMs?: number;
   readonly onEvent?: (sink: string, what: 'delivered' | 'failed', detail: string) => void;
+  /** Told the cursor of a sink when it is loaded and after every change is on disk. */
+  readonly onCursor?: (sink: string, cursor: SinkCursor) => void;
 }
 
 /**
- * Wait `ms`, or less if `signal` aborts. The abort listener is removed when the timer fires: the
- * shipper sleeps twice a second for as long as it runs, on one signal.
+ * Wait `ms`, or less if `signal` aborts (or, with `wakers`, someone calls the waker it adds
+ * there). The abort listener is removed when the timer fires: the shipper sleeps twice a second
+ * for as long as it runs, on one signal.
  */
-const sleep = (ms: number, signal: AbortSignal) =>
+const sleep = (ms: number, signal: AbortSignal, wakers?: Set<() => void>) =>
   new Promise<void>((resolve) => {
     if (signal.aborted) {
       resolve();
       return;
     }
-    const onAbort = (): void => {
+    const done = (): void => {
       clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      wakers?.delete(done);
       resolve();
     };
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
+    const t = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+    wakers?.add(done);
   });
 
 /**
@@ -226,9 +229,16 @@ export class Shipper {
   readonly #o: ShipperOptions;
   readonly #abort = new AbortController();
   readonly #loops: Promise<void>[] = [];
+  /** Loops waiting for new records (never ones backing off after a failure). */
+  readonly #idle = new Set<() => void>();
 
   constructor(o: ShipperOptions) {
     this.#o = o;
+  }
+
+  /** New records were appended: loops that are caught up look now instead of at their next poll. */
+  kick(): void {
+    for (const wake of [...this.#idle]) wake();
   }
 
   start(opts: { untilCaughtUp?: boolean; maxAttempts?: number } = {}): Promise<void> {
@@ -249,7 +259,12 @@ export class Shipper {
     const send = senderFor(sink);
     const signal = this.#abort.signal;
     const { initialMs, maxMs } = this.#o.config.retry;
+    const save = (c: SinkCursor): void => {
+      writeCursor(p, sink.name, c);
+      this.#o.onCursor?.(sink.name, c);
+    };
     let cursor = readCursor(p, sink.name);
+    this.#o.onCursor?.(sink.name, cursor);
     while (!signal.aborted) {
       const limit = this.#o.durableSeq?.() ?? Number.MAX_SAFE_INTEGER;
       const batch: AuditRecord[] = [];
@@ -264,7 +279,7 @@ export class Shipper {
       });
       if (batch.length === 0 || end === undefined) {
         if (opts.untilCaughtUp === true) return;
-        await sleep(this.#o.pollMs ?? 500, signal);
+        await sleep(this.#o.pollMs ?? 500, signal, this.#idle);
         continue;
       }
       try {
@@ -292,7 +307,7 @@ export class Shipper {
           lastError: message.slice(0, 500),
           lastErrorAt: new Date().toISOString(),
         };
-        writeCursor(p, sink.name, cursor);
+        save(cursor);
         this.#o.onEvent?.(sink.name, 'failed', message);
         if (opts.maxAttempts !== undefined && cursor.consecutiveFailures >= opts.maxAttempts)
           return;
@@ -320,7 +335,7 @@ export class Shipper {
         consecutiveFailures: 0,
         lastDeliveredAt: new Date().toISOString(),
       };
-      writeCursor(p, sink.name, cursor);
+      save(cursor);
       this.#o.onEvent?.(sink.name, 'delivered', `${batch.length} records up to ${end.seq}`);
     }
   }
