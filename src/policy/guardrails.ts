@@ -1,29 +1,11 @@
-import { setFlagsFromString } from 'node:v8';
-import { createRequire } from 'node:module';
 import type * as CedarWasm from '@cedar-policy/cedar-wasm/nodejs';
+import { cedarEngine } from '../cedar.js';
 import { CordonError } from '../errors.js';
 import { isInterpreter } from '../manifest/lint.js';
 import type { Manifest } from '../manifest/schema.js';
 import { CEDAR_SCHEMA } from './cedar-schema.js';
 import type { GuardrailEvaluator, RequestFacts } from './pdp.js';
 import type { Decision, PolicyRequest } from './types.js';
-
-let cedarModule: typeof CedarWasm | undefined;
-/**
- * Cedar's wasm engine, compiled on first use: a process whose policy directory has no
- * guardrails (and every `cordon run` start-up until it needs one) does not pay for it.
- */
-function cedarEngine(): typeof CedarWasm {
-  cedarModule ??= createRequire(import.meta.url)(
-    '@cedar-policy/cedar-wasm/nodejs',
-  ) as typeof CedarWasm;
-  return cedarModule;
-}
-
-// Node 20's V8 can crash inside JS-to-wasm call inlining; every process that evaluates Cedar
-// must run with inlining off. The cordon bin passes the flag on its command line; this covers
-// library users (it takes effect for code not yet optimised).
-setFlagsFromString('--no-turbo-inline-js-wasm-calls');
 
 /** A guardrail source file. */
 export interface GuardrailFile {
