@@ -394,6 +394,8 @@ export class PolicyWatcher {
     if (this.#coalesce !== undefined) return;
     this.#coalesce = setTimeout(() => {
       this.#coalesce = undefined;
+      // A directory renamed away or replaced is watched afresh before the files are read.
+      this.#ensureWatchers();
       const reasons = [...this.#pending];
       this.#pending.clear();
       this.check(reasons.join('; '));
@@ -408,9 +410,18 @@ export class PolicyWatcher {
    */
   #ensureWatchers(): void {
     if (this.#o.fsWatch === false || this.#closed) return;
-    const relevantTop = new Set<string>([...TOP_FILES, basename(this.#paths.guardrails)]);
+    // A watched directory's own name is an event about the directory itself (renamed away,
+    // typically to be replaced by a new copy).
+    const relevantTop = new Set<string>([
+      ...TOP_FILES,
+      basename(this.#paths.guardrails),
+      basename(this.#paths.dir),
+    ]);
     this.#watch(this.#paths.dir, (name) => name === null || relevantTop.has(name));
-    this.#watch(this.#paths.guardrails, (name) => name === null || isGuardrailFile(name));
+    this.#watch(
+      this.#paths.guardrails,
+      (name) => name === null || isGuardrailFile(name) || name === basename(this.#paths.guardrails),
+    );
   }
 
   #watch(dir: string, relevant: (name: string | null) => boolean): void {

@@ -1,4 +1,5 @@
 import {
+  cpSync,
   readFileSync,
   renameSync,
   statSync,
@@ -330,6 +331,50 @@ describe('PolicyWatcher', () => {
     await until(() => reported.length >= 1, 5000, 'the late session expiring');
     expect(reported[0]).toMatchObject({ id: 'late', code: 'MANIFEST_EXPIRED' });
   });
+
+  for (const [mode, over] of Object.entries(MODES))
+    it(`a policy directory replaced whole (a new copy renamed over it) is seen, and the new one is watched — ${mode}`, async () => {
+      const a = signed('agent-a', orgKeyFile());
+      const b = signed('agent-b', orgKeyFile());
+      const { reported } = startWatcher(
+        [
+          { id: 'a1', bytes: a.bytes },
+          { id: 'b1', bytes: b.bytes },
+        ],
+        over,
+      );
+      // The way configuration management swaps a directory: build a copy, then rename it in.
+      const copy = `${policyDir}.new`;
+      cpSync(policyDir, copy, { recursive: true });
+      writeFileSync(
+        join(copy, 'revocations.json'),
+        nextList((l) => ({
+          ...l,
+          manifests: [
+            ...l.manifests,
+            { digest: a.digest, reason: 'swapped in', revokedAt: new Date().toISOString() },
+          ],
+        })),
+      );
+      renameSync(policyDir, `${policyDir}.old`);
+      renameSync(copy, policyDir);
+      await until(() => reported.length >= 1, 5000, 'the session revoked by the new directory');
+      expect(reported[0]).toMatchObject({ id: 'a1', code: 'MANIFEST_REVOKED' });
+      // A later change inside the new directory is seen too.
+      await sleep(150);
+      writeByRename(
+        join(policyDir, 'revocations.json'),
+        nextList((l) => ({
+          ...l,
+          manifests: [
+            ...l.manifests,
+            { digest: b.digest, reason: 'later', revokedAt: new Date().toISOString() },
+          ],
+        })),
+      );
+      await until(() => reported.length >= 2, 5000, 'the second session');
+      expect(reported[1]).toMatchObject({ id: 'b1', code: 'MANIFEST_REVOKED' });
+    });
 
   it('changes to unrelated files trigger no re-check; a change to a watched file does', async () => {
     const a = signed('agent-a', orgKeyFile());
