@@ -44,6 +44,8 @@ import type * as ManifestVerifyCli from './manifest-verify.js';
 import type * as ProxyCli from './proxy.js';
 import type { ProxyOptions } from './proxy.js';
 import type * as RevokeCli from './revoke.js';
+import type * as DaemonInstallCli from './daemon-install.js';
+import type { DaemonInstallOptions } from './daemon-install.js';
 import type * as DoctorCli from './doctor.js';
 import type * as PsCli from './ps.js';
 import type * as QuarantineCli from './quarantine.js';
@@ -149,6 +151,14 @@ const runRevoke = async (
   ...a: Parameters<typeof RevokeCli.runRevoke>
 ): Promise<Awaited<ReturnType<typeof RevokeCli.runRevoke>>> =>
   (await import('./revoke.js')).runRevoke(...a);
+const runDaemonInstall = async (
+  ...a: Parameters<typeof DaemonInstallCli.runDaemonInstall>
+): Promise<Awaited<ReturnType<typeof DaemonInstallCli.runDaemonInstall>>> =>
+  (await import('./daemon-install.js')).runDaemonInstall(...a);
+const runDaemonUninstall = async (
+  ...a: Parameters<typeof DaemonInstallCli.runDaemonUninstall>
+): Promise<Awaited<ReturnType<typeof DaemonInstallCli.runDaemonUninstall>>> =>
+  (await import('./daemon-install.js')).runDaemonUninstall(...a);
 const runDoctor = async (
   ...a: Parameters<typeof DoctorCli.runDoctor>
 ): Promise<Awaited<ReturnType<typeof DoctorCli.runDoctor>>> =>
@@ -732,6 +742,37 @@ export function buildProgram(
       act(() => runTemplatesResolve(io, { ...g(), ...o })),
     );
 
+  const daemon = program
+    .command('daemon')
+    .description('the endpoint service cordond: one daemon owns the audit log and the decisions');
+  daemon
+    .command('install')
+    .description(
+      'install the service: --system (as root: service user, /etc/cordon, /var/lib/cordon, hardened unit) or --user (a systemd user unit)',
+    )
+    .option('--system', "the machine's service, run as the dedicated user cordon (needs root)")
+    .option('--user', 'a service of your own, run as you')
+    .option('--root <prefix>', '--system: install under this directory (tests, staging trees)')
+    .option('--dry-run', 'print what it would do and change nothing')
+    .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  sudo cordon daemon install --system && sudo systemctl daemon-reload && sudo systemctl enable --now cordond\n  cordon daemon install --user && systemctl --user daemon-reload && systemctl --user enable --now cordond',
+    )
+    .action((o: DaemonInstallOptions) => act(() => runDaemonInstall(io, { ...g(), ...o })));
+  daemon
+    .command('uninstall')
+    .description(
+      'remove the service; --system keeps /var/lib/cordon (the audit log) unless --purge, and keeps a non-empty /etc/cordon',
+    )
+    .option('--system', "the machine's service (needs root)")
+    .option('--user', 'your own service')
+    .option('--root <prefix>', '--system: uninstall from under this directory')
+    .option('--purge', '--system: also remove /var/lib/cordon (the audit log) and cordon-admin')
+    .option('--dry-run', 'print what it would do and change nothing')
+    .option('--json', 'machine-readable output')
+    .action((o: DaemonInstallOptions) => act(() => runDaemonUninstall(io, { ...g(), ...o })));
+
   program
     .command('completion <shell>')
     .description('print a shell completion script (bash, zsh or fish) for every verb and option')
@@ -772,7 +813,11 @@ function verbOf(argv: readonly string[]): string[] {
     }
     words.push(a);
     // Only the groups take a second word.
-    if (!['manifest', 'policy', 'keys', 'revoke', 'audit', 'templates'].includes(words[0] ?? ''))
+    if (
+      !['manifest', 'policy', 'keys', 'revoke', 'audit', 'templates', 'daemon'].includes(
+        words[0] ?? '',
+      )
+    )
       break;
   }
   return words;

@@ -271,6 +271,16 @@ const CASES: Record<string, { ok: Args; fail?: Args; failCode?: string }> = {
     failCode: 'SESSION_NOT_FOUND',
   },
   doctor: { ok: () => ['doctor', '--json'] },
+  'daemon install': {
+    ok: () => ['daemon', 'install', '--user', '--dry-run', '--json'],
+    fail: () => ['daemon', 'install', '--system', '--user', '--json'],
+    failCode: 'USAGE',
+  },
+  'daemon uninstall': {
+    ok: () => ['daemon', 'uninstall', '--user', '--dry-run', '--json'],
+    fail: () => ['daemon', 'uninstall', '--user', '--purge', '--json'],
+    failCode: 'USAGE',
+  },
   'templates list': { ok: () => ['templates', 'list', '--json'] },
 };
 
