@@ -498,6 +498,13 @@ describe('as an ordinary user', () => {
     expect(unrefused.status).toBe(1);
     expect(String(unrefused.stderr)).toMatch(/DAEMON_INSTALL_NOT_ROOT/);
     expect(existsSync(join(root, 'etc'))).toBe(false);
+    // A dry run changes nothing, so anyone may review it.
+    const dry = cliAs(NOBODY, ['daemon', 'install', '--system', '--root', root, '--dry-run'], {
+      HOME: home,
+    });
+    expect(dry.status, String(dry.stderr)).toBe(0);
+    expect(String(dry.stdout)).toMatch(/would create system user cordon/);
+    expect(existsSync(join(root, 'etc'))).toBe(false);
 
     const ok = cliAs(NOBODY, ['daemon', 'install', '--user'], { HOME: home });
     expect(ok.status, String(ok.stderr)).toBe(0);
