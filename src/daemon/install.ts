@@ -205,8 +205,9 @@ RestrictSUIDSGID=yes
 RemoveIPC=yes
 SystemCallArchitectures=native
 SystemCallFilter=@system-service
-# A call outside the filter fails with EPERM rather than killing the daemon (libuv probes
-# optional calls and falls back).
+# A call outside the filter fails with EPERM rather than killing the daemon: V8 calls pkey_alloc
+# (not in @system-service as of systemd 252) and does without memory protection keys when it
+# fails; with the default action node would be killed at start.
 SystemCallErrorNumber=EPERM
 CapabilityBoundingSet=
 AmbientCapabilities=

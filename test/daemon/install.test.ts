@@ -100,6 +100,45 @@ int main(int argc, char **argv) {
 }
 `;
 
+// The unit's SystemCallFilter=@system-service with SystemCallErrorNumber=EPERM and
+// RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6, as a seccomp filter of its own (systemd's,
+// without systemd), with NoNewPrivileges; then it runs the program.
+const SYSTEM_SERVICE_FILTER_C = `#include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define ALLOW(name) \\
+  BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_##name, 0, 1), BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+int main(int argc, char **argv) {
+  struct sock_filter f[] = {
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 6),
+    BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_UNIX, 2, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET, 1, 0),
+    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_INET6, 0, 1),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAFNOSUPPORT),
+@ALLOW@
+    BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+  };
+  struct sock_fprog prog = {sizeof f / sizeof f[0], f};
+  if (argc < 2 || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+      prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+    perror("filter");
+    return 125;
+  }
+  execv(argv[1], argv + 1);
+  perror("execv");
+  return 127;
+}
+`;
+
 function rootPrecondition(): void {
   expect(process.getuid?.(), 'installing the system service needs root; CI runs as root').toBe(0);
 }
@@ -612,6 +651,92 @@ describe('the choices the unit rests on', () => {
     const code = await new Promise<number | null>((r) => child.on('close', r));
     // 125 would mean the filter did not hold (the wrapper checks it before running node).
     expect([code, out.trim(), err]).toEqual([0, 'hi', '']);
+  });
+
+  it("node runs Cordon under the unit's system-call filter (@system-service, other calls EPERM) and address families, as an unprivileged user", () => {
+    rootPrecondition();
+    expect(existsSync(MAIN), 'the CLI is built (npm run build)').toBe(true);
+    expect(existsSync('/usr/bin/systemd-analyze'), 'systemd-analyze lists @system-service').toBe(
+      true,
+    );
+    // The allow list as this machine's systemd defines it, groups expanded.
+    const names = new Set<string>();
+    const seen = new Set<string>();
+    const expand = (group: string): void => {
+      if (seen.has(group)) return;
+      seen.add(group);
+      const out = spawnSync('systemd-analyze', ['syscall-filter', group], { encoding: 'utf8' });
+      expect(out.status, out.stderr).toBe(0);
+      for (const w of out.stdout
+        .split('\n')
+        .filter((l) => !/^\s*#/.test(l))
+        .join(' ')
+        .split(/\s+/)) {
+        if (w === '' || w === group) continue;
+        if (w.startsWith('@')) expand(w);
+        else names.add(w);
+      }
+    };
+    expand('@system-service');
+    expect(names.size).toBeGreaterThan(200);
+    expect(names.has('read') && names.has('getsockopt') && !names.has('reboot')).toBe(true);
+
+    const dir = tempDir();
+    chmodSync(dir, 0o755);
+    const allow = [...names]
+      .filter((n) => /^[a-z0-9_]+$/.test(n) && n !== 'socket')
+      .map((n) => `#ifdef __NR_${n}\n  ALLOW(${n})\n#endif`)
+      .join('\n');
+    writeFileSync(join(dir, 'filter.c'), SYSTEM_SERVICE_FILTER_C.replace('@ALLOW@', allow));
+    const cc = spawnSync('cc', ['-O2', '-Wall', '-o', join(dir, 'filter'), join(dir, 'filter.c')], {
+      encoding: 'utf8',
+    });
+    expect(cc.status, cc.stderr).toBe(0);
+
+    const uid = 60200;
+    const home = join(dir, 'home');
+    mkdirSync(home);
+    const env = { PATH: '/usr/bin:/bin', HOME: home, CORDON_HOME: join(home, 'cordon') };
+    const asService = (args: string[]): ReturnType<typeof spawnSync> =>
+      spawnSync(
+        'setpriv',
+        [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--', join(dir, 'filter'), ...args],
+        { env, encoding: 'utf8', timeout: 120_000 },
+      );
+    chownSync(home, uid, uid);
+    // What the daemon does: files, the audit log with its native lock, signing, verifying.
+    for (const args of [['init'], ['audit', 'emit-test', '--count', '300']]) {
+      const r = asService([process.execPath, MAIN, ...args]);
+      expect(r.status, `${args.join(' ')}: ${String(r.stderr)}`).toBe(0);
+    }
+    const verified = asService([process.execPath, MAIN, 'audit', 'verify']);
+    // 4: intact, completeness unproven (this policy directory names no witness).
+    expect([verified.status, String(verified.stderr)]).toEqual([4, '']);
+    expect(String(verified.stdout)).toMatch(/INTACT/);
+    // A Unix socket server reading its callers' credentials, fs.watch, a TCP connection by name;
+    // and the filter really is in force.
+    const script = `
+      const fs = require('node:fs'), net = require('node:net'), path = require('node:path');
+      const status = fs.readFileSync('/proc/self/status', 'utf8');
+      if (!/^Seccomp:\\s+2$/m.test(status) || !/^NoNewPrivs:\\s+1$/m.test(status)) throw new Error(status);
+      const { peerCredentials } = require(${JSON.stringify(join(REPO, 'build/Release/cordon_native.node'))});
+      const dir = process.argv[1];
+      const w = fs.watch(dir, () => {});
+      const srv = net.createServer((c) => c.end(JSON.stringify(peerCredentials(c._handle.fd))));
+      srv.listen(path.join(dir, 'd.sock'), () => {
+        let b = '';
+        net.connect(path.join(dir, 'd.sock')).on('data', (d) => (b += d)).on('end', () => {
+          if (JSON.parse(b).uid !== process.getuid()) throw new Error(b);
+          const t = net.createServer((x) => x.end('tcp')).listen(0, '127.0.0.1', () => {
+            net.connect(t.address().port, 'localhost').on('data', (d) => {
+              console.log('ok ' + d);
+              w.close(); srv.close(); t.close();
+            });
+          });
+        });
+      });`;
+    const r = asService([process.execPath, '-e', script, home]);
+    expect([r.status, String(r.stdout).trim(), String(r.stderr)]).toEqual([0, 'ok tcp', '']);
   });
 
   it('processesOf finds the processes of a uid (uninstall refuses while the service runs)', async () => {
