@@ -53,7 +53,12 @@ export interface OpenedLog {
  * created on first use, and end what a crashed writer left open (see open-spans.ts).
  */
 export function openDeviceLog(
-  dirs: { policyDir: string; stateDir: string },
+  dirs: {
+    policyDir: string;
+    stateDir: string;
+    /** Where the device key lives (default the policy directory; the system service's state). */
+    deviceKeyDir?: string;
+  },
   extra: Partial<AuditLogOptions> = {},
 ): OpenedLog {
   // Write failures reach the caller through the rejected append; a witness that cannot be
@@ -65,7 +70,7 @@ export function openDeviceLog(
         process.stderr.write(`cordon: ${e.code}: ${e.message}\n`);
     });
   const config = readAuditConfig(dirs.policyDir);
-  const device = ensureDeviceKey(dirs.policyDir);
+  const device = ensureDeviceKey(dirs.deviceKeyDir ?? dirs.policyDir);
   const origin = logOrigin(device.keyId);
   const context = processContext(device.keyId);
   const log = AuditLog.open({

@@ -44,6 +44,14 @@ export interface EgressProxyOptions {
    * still open is found in the log (its decision or Open record): crash recovery starts there.
    */
   readonly onOpenFrom?: (seq: number) => void;
+  /**
+   * Who may connect: called for each new client connection; a string refuses it (the reason, for
+   * the diagnostics) and the connection is closed before a byte is read. The endpoint service
+   * lets only the session owner's processes in (peer credentials).
+   */
+  readonly acceptClient?: (socket: net.Socket) => string | undefined;
+  /** Mode of a Unix socket listener (default 0600: only this user connects). */
+  readonly socketMode?: number;
 }
 
 export type ListenTarget =
@@ -172,6 +180,8 @@ export class EgressProxy {
   private readonly onOpenFrom: ((seq: number) => void) | undefined;
   private closing: Promise<void> | undefined;
   private listenPath: string | undefined;
+  private readonly acceptClient: ((socket: net.Socket) => string | undefined) | undefined;
+  private readonly socketMode: number;
 
   private socks: net.Server | undefined;
 
@@ -185,6 +195,8 @@ export class EgressProxy {
     this.methods = new Set(this.limits.methods);
     this.diag = opts.onDiagnostic ?? (() => undefined);
     this.onOpenFrom = opts.onOpenFrom;
+    this.acceptClient = opts.acceptClient;
+    this.socketMode = opts.socketMode ?? 0o600;
     const l = this.limits;
     this.server = http.createServer({
       maxHeaderSize: l.maxHeaderBytes,
@@ -357,7 +369,7 @@ export class EgressProxy {
       if ('path' in target) this.server.listen(target.path, done);
       else this.server.listen(target.port, target.host, done);
     });
-    if (this.listenPath !== undefined) chmodSync(this.listenPath, 0o600);
+    if (this.listenPath !== undefined) chmodSync(this.listenPath, this.socketMode);
   }
 
   /** The proxy URL to put in HTTP(S)_PROXY (TCP listeners only). */
@@ -526,6 +538,17 @@ export class EgressProxy {
   private onConnection(socket: net.Socket): void {
     // A plain-HTTP CONNECT tunnel is handed back to the HTTP server: it keeps its uid.
     if (this.clients.has(socket)) return;
+    let refused: string | undefined;
+    try {
+      refused = this.acceptClient?.(socket);
+    } catch (e) {
+      refused = `its identity could not be established (${(e as Error).message})`;
+    }
+    if (refused !== undefined) {
+      this.diag(`refused a connection: ${refused}`);
+      socket.destroy();
+      return;
+    }
     this.clients.set(socket, randomUUID());
     socket.on('close', () => this.clients.delete(socket));
   }

@@ -1,0 +1,308 @@
+import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import type http from 'node:http';
+import { dirname, join } from 'node:path';
+import { apiActivityEvent, decisionEvent, type OcsfEvent } from '../audit/events.js';
+import { openDeviceLog, type OpenedLog } from '../audit/open.js';
+import { CordonError } from '../errors.js';
+import { loadEnforcedPolicy } from '../endpoint/policy.js';
+import { lockExclusive } from '../native.js';
+import type { Decision, PolicyRequest } from '../policy/types.js';
+import type { StatusResponse } from '../protocol/daemon.js';
+import { VERSION } from '../version.js';
+import { ADMIN_GROUP, ensurePrivateDir, type DaemonPaths } from './paths.js';
+import { peerOf, type Peer } from './peer.js';
+import { createApiServer, listenSocket } from './server.js';
+import { EndpointService } from './service.js';
+
+export interface DaemonOptions {
+  readonly paths: DaemonPaths;
+  readonly home: string;
+  readonly now?: () => Date;
+  /** Exit after this long with no session and no request (on-demand user daemons). */
+  readonly idleExitMs?: number;
+  readonly onDiagnostic?: (m: string) => void;
+}
+
+export interface DaemonHandle {
+  readonly service: EndpointService;
+  readonly server: http.Server;
+  /** Resolves when the daemon has stopped (a `stop` request, a signal, idle exit). */
+  readonly stopped: Promise<void>;
+  stop(reason: string): Promise<void>;
+}
+
+const REQUEST_KINDS = new Set([
+  'file.read',
+  'file.write',
+  'exec',
+  'net.connect',
+  'http.request',
+  'api.call',
+  'secret.get',
+]);
+
+/** Members of a group, from /etc/group. */
+function groupMembers(name: string): { gid: number; members: Set<string> } | undefined {
+  try {
+    for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f[0] === name && f[2] !== undefined)
+        return { gid: Number(f[2]), members: new Set((f[3] ?? '').split(',').filter(Boolean)) };
+    }
+  } catch {
+    // no group database: nobody is in the group
+  }
+  return undefined;
+}
+
+/** The supplementary groups of a process, from /proc (the kernel's view, not the caller's word). */
+function groupsOf(pid: number): number[] {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = /^Groups:\s*(.*)$/m.exec(status);
+    return (m?.[1] ?? '').split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+function passwdHome(uid: number): string | undefined {
+  try {
+    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f[2] === String(uid) && f[5] !== undefined && f[5].startsWith('/')) return f[5];
+    }
+  } catch {
+    // no passwd
+  }
+  return undefined;
+}
+
+/**
+ * Take the daemon lock of a state directory: a second daemon on it is refused. The kernel drops
+ * the lock however the holder ends, so a crashed daemon never blocks its successor.
+ */
+function takeLock(stateDir: string): number {
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  const file = join(stateDir, 'daemon.lock');
+  const fd = openSync(file, 'a', 0o600);
+  if (!fstatSync(fd).isFile() || !lockExclusive(fd)) {
+    closeSync(fd);
+    throw new CordonError(
+      'DAEMON_RUNNING',
+      `another cordon daemon is serving ${stateDir}`,
+      { file, hint: 'use it (`cordon daemon status`), or stop it first (`cordon daemon stop`)' },
+    );
+  }
+  return fd;
+}
+
+/**
+ * Run the endpoint service until stopped: the only writer of the audit log, the sessions'
+ * proxies, and the local API on the Unix socket.
+ */
+export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
+  const now = o.now ?? (() => new Date());
+  const diag = o.onDiagnostic ?? ((m: string) => process.stderr.write(`cordond: ${m}\n`));
+  const { paths } = o;
+  const lockFd = takeLock(paths.dirs.stateDir);
+  let opened: OpenedLog | undefined;
+  try {
+    if (paths.mode === 'user') {
+      ensurePrivateDir(paths.runtimeDir);
+      ensurePrivateDir(dirname(paths.socket));
+    } else {
+      // Governed users pass through to their sessions' egress sockets; nothing else is theirs.
+      mkdirSync(paths.runtimeDir, { recursive: true, mode: 0o755 });
+    }
+    mkdirSync(join(paths.runtimeDir, 'sessions'), { recursive: true, mode: 0o755 });
+    // In system mode the device key is the service's, beside the log it signs, out of reach of
+    // the governed users (the policy directory is root's and readable by all).
+    opened = openDeviceLog({
+      ...paths.dirs,
+      ...(paths.mode === 'system' ? { deviceKeyDir: paths.dirs.stateDir } : {}),
+    });
+    const log = opened;
+    const ownUid = process.getuid?.() ?? 0;
+    const admins = paths.mode === 'system' ? groupMembers(ADMIN_GROUP) : undefined;
+    const isAdmin = (p: Peer): boolean =>
+      p.uid === 0 ||
+      (paths.mode === 'user' && p.uid === ownUid) ||
+      (admins !== undefined && (p.gid === admins.gid || groupsOf(p.pid).includes(admins.gid)));
+    const service = new EndpointService({
+      paths,
+      opened: log,
+      home: o.home,
+      homeOf: passwdHome,
+      isAdmin,
+      now,
+      onDiagnostic: diag,
+    });
+    service.peerOf = peerOf;
+    await service.restore();
+
+    let lastActivity = Date.now();
+    let stopping: Promise<void> | undefined;
+    let resolveStopped: () => void = () => undefined;
+    const stopped = new Promise<void>((r) => (resolveStopped = r));
+
+    const status = (peer: Peer): StatusResponse => {
+      const sessions = [...service.sessions.values()];
+      return {
+        ok: true,
+        mode: paths.mode,
+        pid: process.pid,
+        version: VERSION,
+        uptimeSeconds: Math.floor((Date.now() - service.started) / 1000),
+        socket: paths.socket,
+        policyDir: paths.dirs.policyDir,
+        stateDir: paths.dirs.stateDir,
+        log: {
+          seq: log.log.head.seq,
+          hash: log.log.head.hash,
+          durableSeq: log.log.durableHead.seq,
+        },
+        sinks: [],
+        sessions: {
+          running: sessions.filter((s) => s.quarantinedAt === undefined).length,
+          quarantined: sessions.filter((s) => s.quarantinedAt !== undefined).length,
+          yours: sessions.filter((s) => s.uid === peer.uid).length,
+        },
+        manifests: service.manifestsInForce(),
+        caller: { uid: peer.uid, pid: peer.pid, admin: isAdmin(peer) },
+      };
+    };
+
+    const check = async (
+      peer: Peer,
+      body: {
+        manifest: string;
+        manifestPath: string;
+        requests: unknown[];
+        verify?: boolean | undefined;
+        guardrails?: string | false | undefined;
+        lexical?: boolean | undefined;
+        invalid?: (string | undefined)[] | undefined;
+      },
+    ): Promise<Record<string, unknown>> => {
+      const policy = loadEnforcedPolicy({
+        dirs: paths.dirs,
+        home: service.homeFor(peer),
+        now,
+        source: body.manifestPath,
+        bytes: Buffer.from(body.manifest, 'base64'),
+        ...(body.verify === undefined ? {} : { verify: body.verify }),
+        ...(body.guardrails === undefined ? {} : { guardrails: body.guardrails }),
+        ...(body.lexical === undefined ? {} : { lexical: body.lexical }),
+      });
+      const decisions: Decision[] = [];
+      const records: number[] = [];
+      for (const [i, req] of body.requests.entries()) {
+        const invalid = body.invalid?.[i];
+        let d: Decision =
+          invalid !== undefined
+            ? {
+                effect: 'deny',
+                code: 'REQUEST_INVALID',
+                rule: 'request',
+                reason: `Denied: ${invalid}.`,
+              }
+            : policy.pdp.decide(req as PolicyRequest);
+        const ctx = service.context(policy.ref.agent, undefined, peer);
+        const outcome = { decision: d, manifest: policy.ref };
+        const builds: (() => OcsfEvent)[] = [];
+        const kind = (req as { kind?: unknown } | null)?.kind;
+        if (
+          invalid === undefined &&
+          typeof req === 'object' &&
+          req !== null &&
+          typeof kind === 'string' &&
+          REQUEST_KINDS.has(kind)
+        )
+          builds.push(() => decisionEvent(ctx, req as PolicyRequest, outcome));
+        builds.push(() =>
+          apiActivityEvent(ctx, {
+            activity: 'other',
+            operation: invalid ?? 'invalid request',
+            service: 'cordon.check',
+            control: outcome,
+          }),
+        );
+        let seq: number | undefined;
+        let failure: unknown;
+        for (const build of builds) {
+          try {
+            seq = (await log.log.append(build())).seq;
+            break;
+          } catch (e) {
+            failure = e;
+          }
+        }
+        if (seq === undefined) {
+          const code = failure instanceof CordonError ? failure.code : 'AUDIT_WRITE_FAILED';
+          d = {
+            effect: 'deny',
+            code: 'DECISION_UNRECORDED',
+            rule: 'audit',
+            reason: `Denied: the decision could not be written to the audit log (${code}).`,
+          };
+        }
+        decisions.push(d);
+        records.push(seq ?? 0);
+      }
+      return {
+        ok: true,
+        decisions,
+        signed: policy.signed,
+        verified: policy.verified,
+        ref: policy.ref,
+        records,
+      };
+    };
+
+    let server: http.Server | undefined;
+    const stop = (reason: string): Promise<void> => {
+      stopping ??= (async () => {
+        diag(`stopping: ${reason}`);
+        clearInterval(timer);
+        server?.close();
+        server?.closeAllConnections();
+        await service.closeAll();
+        await log.log.close();
+        rmSync(paths.socket, { force: true });
+        closeSync(lockFd);
+        resolveStopped();
+      })();
+      return stopping;
+    };
+
+    server = createApiServer(service, {
+      peerOf,
+      status,
+      check,
+      reload: () => Promise.resolve('reloaded'),
+      stop: (peer) => void stop(`stop requested by uid ${peer.uid} (pid ${peer.pid})`),
+      onActivity: () => (lastActivity = Date.now()),
+      onDiagnostic: diag,
+    });
+    await listenSocket(server, paths.socket, paths.mode === 'system' ? 0o666 : 0o600);
+
+    // Sessions whose client died are ended; an idle on-demand daemon goes away.
+    const timer = setInterval(() => {
+      service.reap().catch((e: unknown) => diag(`reap: ${(e as Error).message}`));
+      if (
+        o.idleExitMs !== undefined &&
+        service.sessions.size === 0 &&
+        Date.now() - lastActivity > o.idleExitMs
+      )
+        void stop('idle');
+    }, 500);
+    timer.unref();
+
+    return { service, server, stopped, stop };
+  } catch (e) {
+    await opened?.log.close();
+    closeSync(lockFd);
+    throw e;
+  }
+}

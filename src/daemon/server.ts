@@ -1,0 +1,334 @@
+import http from 'node:http';
+import type net from 'node:net';
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { CordonError, isCordonError } from '../errors.js';
+import { parseStrictJson } from '../manifest/json.js';
+import {
+  CheckRequestSchema,
+  CloseRequestSchema,
+  DecideRequestSchema,
+  describeIssues,
+  EventsRequestSchema,
+  MAX_BODY_BYTES,
+  MAX_EVENT_BYTES,
+  OpenSessionRequestSchema,
+  QuarantineRequestSchema,
+  SessionStateRequestSchema,
+  type StatusResponse,
+  type WatchMessage,
+} from '../protocol/daemon.js';
+import type { Peer } from './peer.js';
+import type { EndpointService } from './service.js';
+
+/** What the HTTP layer needs besides the service. */
+export interface ServerHooks {
+  readonly peerOf: (socket: net.Socket) => Peer;
+  readonly status: (peer: Peer) => StatusResponse;
+  readonly check: (peer: Peer, body: unknown) => Promise<Record<string, unknown>>;
+  readonly reload: (peer: Peer) => Promise<string>;
+  readonly stop: (peer: Peer) => void;
+  /** Every request, for the idle timer. */
+  readonly onActivity: () => void;
+  readonly onDiagnostic: (m: string) => void;
+}
+
+type Schema<T> = {
+  safeParse(v: unknown):
+    | { success: true; data: T }
+    | { success: false; error: Parameters<typeof describeIssues>[0] };
+};
+
+/** HTTP status for an error code: the caller's fault (4xx) or the service's (5xx). */
+function statusFor(code: string): number {
+  if (code === 'SESSION_UNAUTHORIZED') return 401;
+  if (code === 'DAEMON_FORBIDDEN') return 403;
+  if (code === 'SESSION_NOT_FOUND' || code === 'NOT_FOUND') return 404;
+  if (code === 'METHOD_NOT_ALLOWED') return 405;
+  if (code === 'BODY_TOO_LARGE') return 413;
+  if (code === 'INTERNAL') return 500;
+  if (code.startsWith('AUDIT_')) return 503;
+  return 400;
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown): void {
+  if (res.headersSent || res.destroyed) return;
+  const text = JSON.stringify(body) + '\n';
+  res.writeHead(status, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(text);
+}
+
+function sendError(res: http.ServerResponse, e: unknown): void {
+  const err = isCordonError(e)
+    ? e
+    : new CordonError('INTERNAL', `internal error: ${(e as Error).message}`, {
+        hint: 'see the service log',
+      });
+  send(res, statusFor(err.code), {
+    ok: false,
+    code: err.code,
+    message: err.message,
+    ...(err.hint === undefined ? {} : { hint: err.hint }),
+  });
+}
+
+/** Read a JSON body of at most MAX_BODY_BYTES; a larger one is refused before it is read. */
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (declared > MAX_BODY_BYTES)
+    throw new CordonError('BODY_TOO_LARGE', `the body is ${declared} bytes; at most ${MAX_BODY_BYTES}`, {
+      hint: 'send fewer requests or events per call',
+    });
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES)
+      throw new CordonError('BODY_TOO_LARGE', `the body exceeds ${MAX_BODY_BYTES} bytes`, {
+        hint: 'send fewer requests or events per call',
+      });
+    parts.push(chunk as Buffer);
+  }
+  if (size === 0) return {};
+  try {
+    return parseStrictJson(Buffer.concat(parts, size), { maxBytes: MAX_BODY_BYTES, maxDepth: 64 });
+  } catch (e) {
+    throw new CordonError('REQUEST_INVALID', `the body is not JSON: ${(e as Error).message}`, {
+      hint: 'send one JSON object (Content-Type: application/json)',
+    });
+  }
+}
+
+function parse<T>(schema: Schema<T>, body: unknown): T {
+  const r = schema.safeParse(body);
+  if (!r.success)
+    throw new CordonError('REQUEST_INVALID', describeIssues(r.error), {
+      hint: 'see the API schemas in src/protocol/daemon.ts',
+    });
+  return r.data;
+}
+
+function bearer(req: http.IncomingMessage): string | undefined {
+  const h = req.headers.authorization;
+  if (h === undefined) return undefined;
+  const m = /^Bearer ([A-Za-z0-9_-]{16,128})$/.exec(h);
+  return m?.[1];
+}
+
+const ROUTE = /^\/v1\/sessions\/([0-9a-f-]{36})\/(decide|events|watch|close|quarantine|state)$/;
+
+/**
+ * The local API server: HTTP/1.1 over a Unix socket. Every connection's peer is established from
+ * the kernel before a byte is read; one that cannot be is closed. Bodies are bounded, slow
+ * clients time out, and any failure is an error answer, never a crash of the service.
+ */
+export function createApiServer(service: EndpointService, hooks: ServerHooks): http.Server {
+  const peers = new WeakMap<net.Socket, Peer>();
+  const server = http.createServer({
+    maxHeaderSize: 16 * 1024,
+    headersTimeout: 5_000,
+    requestTimeout: 30_000,
+    keepAliveTimeout: 30_000,
+    connectionsCheckingInterval: 1_000,
+    insecureHTTPParser: false,
+    joinDuplicateHeaders: false,
+  });
+  server.maxConnections = 4096;
+  server.on('connection', (socket: net.Socket) => {
+    try {
+      peers.set(socket, hooks.peerOf(socket));
+    } catch (e) {
+      hooks.onDiagnostic(`refused a connection: ${(e as Error).message}`);
+      socket.destroy();
+    }
+  });
+  server.on('clientError', (err: Error & { code?: string }, socket: net.Socket) => {
+    if (socket.writable && err.code !== 'ECONNRESET') {
+      const body = JSON.stringify({
+        ok: false,
+        code: 'REQUEST_INVALID',
+        message: `malformed request (${err.code ?? err.message})`,
+      });
+      socket.end(
+        `HTTP/1.1 ${err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400} Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    } else socket.destroy();
+  });
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    hooks.onActivity();
+    const peer = peers.get(req.socket);
+    if (peer === undefined) {
+      req.socket.destroy();
+      return;
+    }
+    route(req, res, peer).catch((e: unknown) => {
+      if (!isCordonError(e)) hooks.onDiagnostic(`request ${req.method} ${req.url}: ${String(e)}`);
+      sendError(res, e);
+    });
+  });
+
+  async function route(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    peer: Peer,
+  ): Promise<void> {
+    const url = (req.url ?? '').split('?')[0] ?? '';
+    const method = req.method ?? '';
+    const want = (m: string): void => {
+      if (method !== m)
+        throw new CordonError('METHOD_NOT_ALLOWED', `${url} takes ${m}, not ${method}`, {
+          hint: `use ${m}`,
+        });
+    };
+    if (url === '/v1/status') {
+      want('GET');
+      send(res, 200, hooks.status(peer));
+      return;
+    }
+    if (url === '/v1/sessions') {
+      if (method === 'GET') {
+        send(res, 200, { ok: true, sessions: service.list(peer) });
+        return;
+      }
+      want('POST');
+      const body = parse(OpenSessionRequestSchema, await readJson(req));
+      send(res, 200, await service.open(peer, body));
+      return;
+    }
+    if (url === '/v1/check') {
+      want('POST');
+      send(res, 200, await hooks.check(peer, parse(CheckRequestSchema, await readJson(req))));
+      return;
+    }
+    if (url === '/v1/reload') {
+      want('POST');
+      adminOnly(peer, 'reload the service');
+      send(res, 200, { ok: true, message: await hooks.reload(peer) });
+      return;
+    }
+    if (url === '/v1/stop') {
+      want('POST');
+      adminOnly(peer, 'stop the service');
+      send(res, 200, { ok: true, message: 'stopping' });
+      res.on('finish', () => hooks.stop(peer));
+      return;
+    }
+    const m = ROUTE.exec(url);
+    if (m === null)
+      throw new CordonError('NOT_FOUND', `no such endpoint: ${method} ${url}`, {
+        hint: 'see the API in the README (endpoints under /v1/)',
+      });
+    const id = m[1] ?? '';
+    const action = m[2] ?? '';
+    if (action === 'quarantine') {
+      want('POST');
+      const body = parse(QuarantineRequestSchema, await readJson(req));
+      const s = service.visible(peer, id);
+      await service.quarantine(
+        s,
+        body.reason ?? `quarantined by uid ${peer.uid} (pid ${peer.pid}) through the service`,
+      );
+      send(res, 200, { ok: true, session: service.info(s) });
+      return;
+    }
+    // Everything else is the session's own client: it holds the capability.
+    const s = service.authorize(id, bearer(req));
+    if (s.uid !== peer.uid)
+      throw new CordonError(
+        'SESSION_UNAUTHORIZED',
+        `session ${id} belongs to uid ${s.uid}, not the caller (uid ${peer.uid})`,
+        { hint: "only the session's own client may do this" },
+      );
+    switch (action) {
+      case 'decide': {
+        want('POST');
+        const body = parse(DecideRequestSchema, await readJson(req));
+        send(res, 200, { ok: true, decisions: service.decide(s, body.requests) });
+        return;
+      }
+      case 'events': {
+        want('POST');
+        const body = parse(EventsRequestSchema, await readJson(req));
+        for (const e of body.events)
+          if (JSON.stringify(e.event).length > MAX_EVENT_BYTES)
+            throw new CordonError('EVENT_INVALID', `event ${e.seq} is over ${MAX_EVENT_BYTES} bytes`, {
+              hint: 'send smaller events',
+            });
+        send(res, 200, { ok: true, ...(await service.appendEvents(s, peer, body.events)) });
+        return;
+      }
+      case 'state': {
+        want('POST');
+        service.setState(s, parse(SessionStateRequestSchema, await readJson(req)));
+        send(res, 200, { ok: true, session: service.info(s) });
+        return;
+      }
+      case 'close': {
+        want('POST');
+        parse(CloseRequestSchema, await readJson(req));
+        await service.close(s);
+        send(res, 200, { ok: true });
+        return;
+      }
+      case 'watch': {
+        want('GET');
+        res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+        const write = (msg: WatchMessage): void => {
+          if (!res.destroyed) res.write(JSON.stringify(msg) + '\n');
+        };
+        const stop = service.watch(s, write);
+        // The stream is long-lived: no request deadline, a ping keeps dead peers detectable.
+        req.socket.setTimeout(0);
+        const ping = setInterval(() => write({ type: 'ping' }), 10_000);
+        ping.unref();
+        res.on('close', () => {
+          clearInterval(ping);
+          stop();
+        });
+        return;
+      }
+      default:
+        throw new CordonError('NOT_FOUND', `no such endpoint: ${url}`, { hint: 'see the README' });
+    }
+  }
+
+  function adminOnly(peer: Peer, what: string): void {
+    if (!service.isAdmin(peer))
+      throw new CordonError(
+        'DAEMON_FORBIDDEN',
+        `uid ${peer.uid} may not ${what}: it needs root or membership of the service's admin group`,
+        { hint: 'run it as root, or as a member of the cordon-admin group' },
+      );
+  }
+
+  return server;
+}
+
+/** Listen on the API socket: a stale socket (no daemon behind it) is replaced, anything else refused. */
+export async function listenSocket(server: http.Server, path: string, mode: number): Promise<void> {
+  if (existsSync(path)) {
+    const st = lstatSync(path);
+    if (!st.isSocket())
+      throw new CordonError('DAEMON_SOCKET_INVALID', `${path} exists and is not a socket`, {
+        file: path,
+        hint: 'remove it and start the service again',
+      });
+    unlinkSync(path);
+  }
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (e) =>
+      reject(
+        new CordonError('DAEMON_LISTEN_FAILED', `cannot listen on ${path}: ${e.message}`, {
+          file: path,
+          hint: 'check the runtime directory',
+          cause: e,
+        }),
+      ),
+    );
+    server.listen(path, () => resolve());
+  });
+  chmodSync(path, mode);
+}

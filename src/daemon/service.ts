@@ -1,0 +1,684 @@
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import type net from 'node:net';
+import { join } from 'node:path';
+import {
+  logActivityEvent,
+  processActivityEvent,
+  type EventContext,
+  type ManifestRef,
+  type OcsfEvent,
+} from '../audit/events.js';
+import type { OpenedLog } from '../audit/open.js';
+import { parseRecordLine, readAfter } from '../audit/reader.js';
+import { auditPaths } from '../audit/store.js';
+import { readProxyConfig } from '../egress/config.js';
+import { EgressProxy } from '../egress/proxy.js';
+import { parseResolveEntries, staticResolver, systemResolver } from '../egress/resolver.js';
+import { CordonError } from '../errors.js';
+import { parseStrictJson } from '../manifest/json.js';
+import type { Decision, PolicyRequest } from '../policy/types.js';
+import { describeGuardrails, guardrailsFacts } from '../policy/in-force.js';
+import type {
+  OpenSessionRequest,
+  OpenSessionResponse,
+  SessionInfo,
+  WatchMessage,
+} from '../protocol/daemon.js';
+import { isAlive, startTime } from '../sandbox/linux/procfs.js';
+import { loadEnforcedPolicy, type EnforcedPolicy } from '../endpoint/policy.js';
+import { checkLaunch } from '../endpoint/launch.js';
+import { EGRESS_SOCKET_NAME, sessionEgressDir, type DaemonPaths } from './paths.js';
+import type { Peer } from './peer.js';
+
+/** One session the daemon serves: its verified policy, its proxy, its client. */
+export interface DaemonSession {
+  readonly id: string;
+  readonly kind: 'run' | 'proxy';
+  readonly uid: number;
+  readonly clientPid: number;
+  readonly clientStart: string | undefined;
+  readonly capabilityHash: Buffer;
+  /** The envelope's bytes as verified: what is enforced, and what revocations are checked on. */
+  readonly bytes: Buffer;
+  readonly request: Omit<OpenSessionRequest, 'manifest'>;
+  readonly home: string;
+  readonly startedAt: string;
+  readonly auditSeqAtStart: number;
+  policy: EnforcedPolicy;
+  proxy: EgressProxy | undefined;
+  readonly egressDir: string;
+  sandboxPid?: number;
+  sandboxStart?: string;
+  quarantinedAt?: string;
+  quarantineReason?: string;
+  /** Highest client sequence number whose event is durable. */
+  acked: number;
+  /** Appends in flight, chained so a session's events keep the client's order. */
+  tail: Promise<unknown>;
+  readonly watchers: Set<(m: WatchMessage) => void>;
+}
+
+/** What persists of a session across daemon restarts. */
+interface SessionFile {
+  id: string;
+  kind: 'run' | 'proxy';
+  uid: number;
+  clientPid: number;
+  clientStart?: string;
+  capabilityHash: string;
+  manifest: string;
+  request: Omit<OpenSessionRequest, 'manifest'>;
+  home: string;
+  startedAt: string;
+  auditSeqAtStart: number;
+  sandboxPid?: number;
+  sandboxStart?: string;
+  quarantinedAt?: string;
+  quarantineReason?: string;
+}
+
+/** Event classes a client may append: what `cordon run` sees and what its guard finds. */
+const CLIENT_CLASSES = new Set([1001, 1007, 1008, 2004, 6003]);
+
+export interface ServiceOptions {
+  readonly paths: DaemonPaths;
+  readonly opened: OpenedLog;
+  /** The home of the user-mode daemon's user; system mode looks the caller's up. */
+  readonly home: string;
+  readonly homeOf: (uid: number) => string | undefined;
+  readonly isAdmin: (peer: Peer) => boolean;
+  readonly now: () => Date;
+  readonly onDiagnostic: (m: string) => void;
+}
+
+/**
+ * The endpoint service's state and operations, independent of the transport: the HTTP layer
+ * (server.ts) parses, authenticates and calls these.
+ */
+export class EndpointService {
+  readonly sessions = new Map<string, DaemonSession>();
+  readonly #o: ServiceOptions;
+  readonly #dir: string;
+  readonly started = Date.now();
+
+  constructor(o: ServiceOptions) {
+    this.#o = o;
+    this.#dir = join(o.paths.dirs.stateDir, 'daemon', 'sessions');
+    mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+  }
+
+  get log(): OpenedLog['log'] {
+    return this.#o.opened.log;
+  }
+
+  get paths(): DaemonPaths {
+    return this.#o.paths;
+  }
+
+  isAdmin(peer: Peer): boolean {
+    return this.#o.isAdmin(peer);
+  }
+
+  /** The audit context for events about a session, with the caller's identity from the kernel. */
+  context(agent: string, session: string | undefined, peer: Peer | undefined): EventContext {
+    const base = this.#o.opened.context;
+    return {
+      ...base,
+      time: this.#o.now().getTime(),
+      actor: {
+        name: agent,
+        ...(session === undefined ? {} : { session }),
+        ...(peer === undefined
+          ? { pid: process.pid, processName: 'cordond' }
+          : { pid: peer.pid, processName: 'cordon' }),
+        user:
+          peer === undefined
+            ? (base.actor.user ?? { name: 'cordon' })
+            : { name: this.#userName(peer.uid), uid: String(peer.uid) },
+      },
+    };
+  }
+
+  #userName(uid: number): string {
+    try {
+      for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+        const f = line.split(':');
+        if (f[2] === String(uid) && f[0] !== undefined) return f[0];
+      }
+    } catch {
+      // no passwd: the uid alone names the user
+    }
+    return `uid:${uid}`;
+  }
+
+  homeFor(peer: Peer): string {
+    if (this.#o.paths.mode === 'user') return this.#o.home;
+    const home = this.#o.homeOf(peer.uid);
+    if (home === undefined)
+      throw new CordonError(
+        'DAEMON_USER_UNKNOWN',
+        `uid ${peer.uid} has no home directory in the user database`,
+        { hint: 'add the user to /etc/passwd (or your directory service) before running agents' },
+      );
+    return home;
+  }
+
+  // ---------------------------------------------------------------- sessions
+
+  async open(
+    peer: Peer,
+    req: OpenSessionRequest,
+  ): Promise<OpenSessionResponse & { capability: string }> {
+    const bytes = Buffer.from(req.manifest, 'base64');
+    const home = this.homeFor(peer);
+    if (this.#o.paths.mode === 'system' && req.config !== undefined)
+      throw new CordonError(
+        'DAEMON_OPTION_FORBIDDEN',
+        '--config is not taken by the system service: the proxy settings come from its policy directory',
+        { hint: `drop --config; an administrator sets them in ${this.#o.paths.dirs.policyDir}` },
+      );
+    const kind = req.kind ?? 'run';
+    const id = randomUUID();
+    const ctx = (agent: string): EventContext => this.context(agent, id, peer);
+    const policy = this.#load(bytes, req.manifestPath, home, true, req.guardrails);
+    const append = (e: OcsfEvent): Promise<unknown> => this.log.append(e);
+    const checked =
+      kind === 'run'
+        ? await checkLaunch({
+            policy,
+            dirs: this.#o.paths.dirs,
+            home,
+            command: req.command,
+            narrowed: req.agentRuntimes ?? [],
+            unsafeNoSandbox: req.unsafeNoSandbox === true,
+            append,
+            context: () => ctx(policy.ref.agent),
+          })
+        : { agentRuntimes: [] };
+    const egressDir = sessionEgressDir(this.#o.paths.runtimeDir, id);
+    const capability = randomBytes(32).toString('base64url');
+    const s: DaemonSession = {
+      id,
+      kind,
+      uid: peer.uid,
+      clientPid: peer.pid,
+      clientStart: startTime(peer.pid),
+      capabilityHash: createHash('sha256').update(capability).digest(),
+      bytes,
+      request: withoutManifest(req),
+      home,
+      startedAt: this.#o.now().toISOString(),
+      auditSeqAtStart: this.log.head.seq + 1,
+      policy,
+      proxy: undefined,
+      egressDir,
+      acked: 0,
+      tail: Promise.resolve(),
+      watchers: new Set(),
+    };
+    await this.#startProxy(s);
+    this.sessions.set(id, s);
+    this.#save(s);
+    return {
+      ok: true,
+      session: id,
+      capability,
+      manifest: policy.manifest as unknown as Record<string, unknown>,
+      ref: policy.ref,
+      guardrails: guardrailsFacts(policy.guardrails),
+      guardrailsText: describeGuardrails(policy.guardrails),
+      agentRuntimes: checked.agentRuntimes,
+      egressDir,
+      egressSocket: join(egressDir, EGRESS_SOCKET_NAME),
+      hidden: [
+        this.#o.paths.dirs.policyDir,
+        this.#o.paths.dirs.stateDir,
+        this.#o.paths.runtimeDir,
+      ],
+      home,
+      auditSeqAtStart: s.auditSeqAtStart,
+      ...(s.proxy !== undefined && req.unsafeNoSandbox === true && kind === 'run'
+        ? { proxyUrl: s.proxy.url }
+        : {}),
+    };
+  }
+
+  #load(
+    bytes: Buffer,
+    source: string,
+    home: string,
+    record: boolean,
+    guardrails: string | false | undefined,
+  ): EnforcedPolicy {
+    return loadEnforcedPolicy({
+      dirs: this.#o.paths.dirs,
+      home,
+      now: this.#o.now,
+      source,
+      bytes,
+      verify: true,
+      recordAcceptance: record,
+      enforce: true,
+      ...(guardrails === undefined ? {} : { guardrails }),
+    });
+  }
+
+  async #startProxy(s: DaemonSession): Promise<void> {
+    const r = s.request;
+    const table = parseResolveEntries(r.resolve ?? []);
+    const resolver =
+      Object.keys(table).length === 0 ? systemResolver() : staticResolver(table, systemResolver());
+    const config = readProxyConfig(this.#o.paths.dirs.policyDir, r.config);
+    // The directory, not the socket, is bound into the sandbox: a restarted daemon's new socket
+    // appears in it. Everyone may pass through; only the session's user may connect.
+    mkdirSync(s.egressDir, { recursive: true, mode: 0o755 });
+    const unsafe = r.unsafeNoSandbox === true || s.kind === 'proxy';
+    s.proxy = await EgressProxy.start(
+      {
+        pdp: s.policy.pdp,
+        manifest: s.policy.ref,
+        audit: this.log,
+        context: this.context(s.policy.ref.agent, s.id, undefined),
+        resolver,
+        limits: config.limits,
+        onDiagnostic: (m) => this.#o.onDiagnostic(`session ${s.id}: ${m}`),
+        onOpenFrom: (seq) => this.#o.opened.spans.hint.update(seq),
+        socketMode: 0o666,
+        acceptClient: (sock: net.Socket) => this.#acceptEgress(s, sock),
+      },
+      unsafe ? { host: '127.0.0.1', port: 0 } : { path: join(s.egressDir, EGRESS_SOCKET_NAME) },
+    );
+    if (s.quarantinedAt !== undefined)
+      s.proxy.denyAll(s.quarantineReason ?? 'the session is quarantined');
+  }
+
+  /** Only the session's own user reaches its egress socket (peer credentials). */
+  #acceptEgress(s: DaemonSession, sock: net.Socket): string | undefined {
+    if (sock.remoteAddress !== undefined) return undefined; // TCP (unsafe mode): loopback only
+    const peer = this.peerOf(sock);
+    if (peer.uid !== s.uid) return `uid ${peer.uid} is not the session's user (${s.uid})`;
+    return undefined;
+  }
+
+  /** Set by the server: the peer credentials of a socket. */
+  peerOf: (sock: net.Socket) => Peer = () => {
+    throw new CordonError('PEER_UNKNOWN', 'peer credentials are not available');
+  };
+
+  /** The session, if the caller holds its capability. */
+  authorize(id: string, capability: string | undefined): DaemonSession {
+    const s = this.sessions.get(id);
+    const h = createHash('sha256')
+      .update(capability ?? '')
+      .digest();
+    if (s === undefined || capability === undefined || !timingSafeEqual(h, s.capabilityHash))
+      throw new CordonError(
+        'SESSION_UNAUTHORIZED',
+        `no session ${id} for this capability`,
+        { hint: "only the session's own client (the cordon run that opened it) may do this" },
+      );
+    return s;
+  }
+
+  /** A session the caller may see: its own, or any for an administrator. */
+  visible(peer: Peer, id: string): DaemonSession {
+    const s = this.sessions.get(id);
+    if (s === undefined || (s.uid !== peer.uid && !this.isAdmin(peer)))
+      throw new CordonError('SESSION_NOT_FOUND', `no running session ${id}`, {
+        hint: 'see `cordon ps` for the sessions you may see',
+      });
+    return s;
+  }
+
+  list(peer: Peer): SessionInfo[] {
+    return [...this.sessions.values()]
+      .filter((s) => s.uid === peer.uid || this.isAdmin(peer))
+      .map((s) => this.info(s));
+  }
+
+  info(s: DaemonSession): SessionInfo {
+    let bytesOut = 0;
+    let bytesIn = 0;
+    for (const d of s.proxy?.stats().destinations.values() ?? []) {
+      bytesOut += d.bytesOut;
+      bytesIn += d.bytesIn;
+    }
+    return {
+      id: s.id,
+      kind: s.kind,
+      agent: s.policy.ref.agent,
+      manifestVersion: s.policy.ref.version,
+      manifestDigest: s.policy.ref.digest,
+      manifestPath: s.request.manifestPath,
+      uid: s.uid,
+      clientPid: s.clientPid,
+      ...(s.sandboxPid === undefined ? {} : { sandboxPid: s.sandboxPid }),
+      command: [...s.request.command],
+      startedAt: s.startedAt,
+      auditSeqAtStart: s.auditSeqAtStart,
+      bytesOut,
+      bytesIn,
+      state: s.quarantinedAt === undefined ? 'running' : 'quarantined',
+      attached: s.watchers.size > 0,
+      ...(s.quarantinedAt === undefined ? {} : { quarantinedAt: s.quarantinedAt }),
+      ...(s.quarantineReason === undefined ? {} : { quarantineReason: s.quarantineReason }),
+      ...(s.request.unsafeNoSandbox === true ? { unsafeNoSandbox: true } : {}),
+    };
+  }
+
+  decide(s: DaemonSession, requests: readonly unknown[]): Decision[] {
+    return requests.map((r) => s.policy.pdp.decide(r as PolicyRequest));
+  }
+
+  setState(s: DaemonSession, state: { sandboxPid?: number; sandboxStart?: string }): void {
+    if (state.sandboxPid !== undefined) s.sandboxPid = state.sandboxPid;
+    if (state.sandboxStart !== undefined) s.sandboxStart = state.sandboxStart;
+    this.#save(s);
+  }
+
+  /**
+   * Append a session client's events, in its order, each once: a resend after a lost answer
+   * (the daemon restarted) is recognised by its sequence number and not written again. The
+   * caller's identity from the kernel, the session and this device replace whatever the event
+   * said about them.
+   */
+  appendEvents(
+    s: DaemonSession,
+    peer: Peer,
+    events: readonly { seq: number; event: Record<string, unknown> }[],
+  ): Promise<{ acked: number; logSeq: number }> {
+    const run = async (): Promise<{ acked: number; logSeq: number }> => {
+      let logSeq = 0;
+      for (const { seq, event } of events) {
+        if (seq <= s.acked) continue;
+        if (seq !== s.acked + 1)
+          throw new CordonError(
+            'EVENT_SEQUENCE_GAP',
+            `event ${seq} follows ${s.acked}: events must come in order, without gaps`,
+            { hint: 'resend from the first event not acknowledged' },
+          );
+        const stamped = this.#stamp(s, peer, event, seq);
+        const r = await this.log.append(stamped);
+        logSeq = r.seq;
+        s.acked = seq;
+      }
+      return { acked: s.acked, logSeq };
+    };
+    const p = s.tail.then(run, run);
+    s.tail = p.catch(() => undefined);
+    return p;
+  }
+
+  #stamp(
+    s: DaemonSession,
+    peer: Peer,
+    event: Record<string, unknown>,
+    seq: number,
+  ): OcsfEvent {
+    const cls = event['class_uid'];
+    if (typeof cls !== 'number' || !CLIENT_CLASSES.has(cls))
+      throw new CordonError(
+        'EVENT_INVALID',
+        `class_uid ${String(cls)} is not one a session's client may append`,
+        { hint: `send one of ${[...CLIENT_CLASSES].join(', ')}` },
+      );
+    const ctx = this.context(s.policy.ref.agent, s.id, peer);
+    const actor = (event['actor'] ?? {}) as Record<string, unknown>;
+    const metadata = (event['metadata'] ?? {}) as Record<string, unknown>;
+    if (typeof actor !== 'object' || typeof metadata !== 'object' || actor === null)
+      throw new CordonError('EVENT_INVALID', 'actor and metadata must be objects', {
+        hint: 'send events built by the audit event builders',
+      });
+    const user = ctx.actor.user;
+    return {
+      ...event,
+      actor: {
+        ...actor,
+        app_name: s.policy.ref.agent,
+        process: { name: 'cordon', pid: peer.pid },
+        session: { uid: s.id },
+        ...(user === undefined
+          ? {}
+          : { user: { name: user.name, ...(user.uid === undefined ? {} : { uid: user.uid }) } }),
+      },
+      device: deviceOf(ctx),
+      metadata: { ...metadata, sequence: seq },
+    } as OcsfEvent;
+  }
+
+  watch(s: DaemonSession, send: (m: WatchMessage) => void): () => void {
+    s.watchers.add(send);
+    send({ type: 'attached', session: s.id });
+    if (s.quarantinedAt !== undefined)
+      send({
+        type: 'quarantine',
+        code: 'SESSION_QUARANTINED',
+        reason: s.quarantineReason ?? 'quarantined',
+      });
+    return () => s.watchers.delete(send);
+  }
+
+  /**
+   * Quarantine: egress denied at once, the session marked, its client told to kill the sandbox
+   * (it runs as the session's user; the daemon may not be able to signal it), and the event.
+   */
+  async quarantine(s: DaemonSession, reason: string, code = 'SESSION_QUARANTINED'): Promise<void> {
+    s.proxy?.denyAll(reason);
+    if (s.quarantinedAt !== undefined) return;
+    s.quarantinedAt = this.#o.now().toISOString();
+    s.quarantineReason = reason;
+    for (const w of s.watchers) w({ type: 'quarantine', code, reason });
+    // Where the daemon may signal the sandbox (same user, or root), it does not wait for the client.
+    if (s.sandboxPid !== undefined && isAlive(s.sandboxPid, s.sandboxStart)) {
+      try {
+        process.kill(s.sandboxPid, 'SIGKILL');
+      } catch {
+        // another user's sandbox: its client kills it
+      }
+    }
+    this.#save(s);
+    await this.log.append(
+      processActivityEvent(this.context(s.policy.ref.agent, s.id, undefined), {
+        activity: 'terminate',
+        path: s.request.command[0] ?? '',
+        argv: s.request.command,
+        ...(s.sandboxPid === undefined ? {} : { pid: s.sandboxPid }),
+        control: {
+          decision: { effect: 'deny', rule: 'quarantine', code, reason },
+          manifest: s.policy.ref,
+        },
+      }),
+    );
+  }
+
+  async close(s: DaemonSession): Promise<void> {
+    this.sessions.delete(s.id);
+    await s.tail;
+    await s.proxy?.close();
+    rmSync(s.egressDir, { recursive: true, force: true });
+    rmSync(join(this.#dir, `${s.id}.json`), { force: true });
+  }
+
+  #save(s: DaemonSession): void {
+    const f: SessionFile = {
+      id: s.id,
+      kind: s.kind,
+      uid: s.uid,
+      clientPid: s.clientPid,
+      ...(s.clientStart === undefined ? {} : { clientStart: s.clientStart }),
+      capabilityHash: s.capabilityHash.toString('hex'),
+      manifest: s.bytes.toString('base64'),
+      request: s.request,
+      home: s.home,
+      startedAt: s.startedAt,
+      auditSeqAtStart: s.auditSeqAtStart,
+      ...(s.sandboxPid === undefined ? {} : { sandboxPid: s.sandboxPid }),
+      ...(s.sandboxStart === undefined ? {} : { sandboxStart: s.sandboxStart }),
+      ...(s.quarantinedAt === undefined ? {} : { quarantinedAt: s.quarantinedAt }),
+      ...(s.quarantineReason === undefined ? {} : { quarantineReason: s.quarantineReason }),
+    };
+    const tmp = join(this.#dir, `.${s.id}.tmp`);
+    writeFileSync(tmp, JSON.stringify(f) + '\n', { mode: 0o600 });
+    renameSync(tmp, join(this.#dir, `${s.id}.json`));
+  }
+
+  /**
+   * Take back the sessions a previous daemon served: each one's manifest is verified again (one
+   * revoked meanwhile comes back quarantined), its proxy listens again at the same path, and the
+   * client sequence numbers already in the log are found so resent events are not written twice.
+   * A session whose client is gone is ended and recorded.
+   */
+  async restore(): Promise<void> {
+    if (!existsSync(this.#dir)) return;
+    const files = readdirSync(this.#dir).filter((n) => n.endsWith('.json'));
+    const restored: DaemonSession[] = [];
+    for (const name of files) {
+      let f: SessionFile;
+      try {
+        f = parseStrictJson(readFileSync(join(this.#dir, name))) as unknown as SessionFile;
+      } catch (e) {
+        this.#o.onDiagnostic(`session record ${name} unreadable: ${(e as Error).message}`);
+        continue;
+      }
+      const bytes = Buffer.from(f.manifest, 'base64');
+      let policy: EnforcedPolicy;
+      let invalid: string | undefined;
+      try {
+        policy = this.#load(bytes, f.request.manifestPath, f.home, false, f.request.guardrails);
+      } catch (e) {
+        invalid = (e as Error).message;
+        // Verification no longer holds: serve it quarantined (deny-all) until its client ends.
+        try {
+          policy = loadEnforcedPolicy({
+            dirs: this.#o.paths.dirs,
+            home: f.home,
+            now: this.#o.now,
+            source: f.request.manifestPath,
+            bytes,
+            verify: false,
+            lexical: true,
+          });
+        } catch {
+          rmSync(join(this.#dir, name), { force: true });
+          continue;
+        }
+      }
+      const s: DaemonSession = {
+        id: f.id,
+        kind: f.kind,
+        uid: f.uid,
+        clientPid: f.clientPid,
+        clientStart: f.clientStart,
+        capabilityHash: Buffer.from(f.capabilityHash, 'hex'),
+        bytes,
+        request: f.request,
+        home: f.home,
+        startedAt: f.startedAt,
+        auditSeqAtStart: f.auditSeqAtStart,
+        policy,
+        proxy: undefined,
+        egressDir: sessionEgressDir(this.#o.paths.runtimeDir, f.id),
+        ...(f.sandboxPid === undefined ? {} : { sandboxPid: f.sandboxPid }),
+        ...(f.sandboxStart === undefined ? {} : { sandboxStart: f.sandboxStart }),
+        ...(f.quarantinedAt === undefined ? {} : { quarantinedAt: f.quarantinedAt }),
+        ...(f.quarantineReason === undefined ? {} : { quarantineReason: f.quarantineReason }),
+        acked: 0,
+        tail: Promise.resolve(),
+        watchers: new Set(),
+      };
+      restored.push(s);
+      this.sessions.set(s.id, s);
+      if (!isAlive(s.clientPid, s.clientStart)) {
+        await this.log.append(
+          logActivityEvent(this.context(s.policy.ref.agent, s.id, undefined), {
+            activity: 'resume',
+            detail: `session ${s.id}: its client (pid ${s.clientPid}) ended while the service was down; the session is closed`,
+          }),
+        );
+        await this.close(s);
+        continue;
+      }
+      await this.#startProxy(s);
+      if (invalid !== undefined) await this.quarantine(s, invalid, 'MANIFEST_NO_LONGER_VALID');
+    }
+    this.#recoverAcked(restored.filter((s) => this.sessions.has(s.id)));
+  }
+
+  /** The highest client sequence number of each session already in the log. */
+  #recoverAcked(sessions: readonly DaemonSession[]): void {
+    if (sessions.length === 0) return;
+    const byId = new Map(sessions.map((s) => [s.id, s]));
+    const from = Math.min(...sessions.map((s) => s.auditSeqAtStart)) - 1;
+    readAfter(auditPaths(this.#o.paths.dirs.stateDir), from, (line) => {
+      const e = parseRecordLine(line).event as {
+        actor?: { session?: { uid?: unknown } };
+        metadata?: { sequence?: unknown };
+      };
+      const id = e.actor?.session?.uid;
+      const seq = e.metadata?.sequence;
+      const s = typeof id === 'string' ? byId.get(id) : undefined;
+      if (s !== undefined && typeof seq === 'number' && seq > s.acked) s.acked = seq;
+      return true;
+    });
+  }
+
+  /** Sessions whose client went away without closing: ended, recorded. */
+  async reap(): Promise<void> {
+    for (const s of [...this.sessions.values()]) {
+      if (isAlive(s.clientPid, s.clientStart)) continue;
+      await this.log
+        .append(
+          logActivityEvent(this.context(s.policy.ref.agent, s.id, undefined), {
+            activity: 'resume',
+            detail: `session ${s.id}: its client (pid ${s.clientPid}) exited without closing it; the session is closed`,
+          }),
+        )
+        .catch((e: unknown) => this.#o.onDiagnostic(`audit: ${(e as Error).message}`));
+      await this.close(s);
+    }
+  }
+
+  manifestsInForce(): { agent: string; version: string; digest: string; sessions: number }[] {
+    const by = new Map<string, { ref: ManifestRef; n: number }>();
+    for (const s of this.sessions.values()) {
+      const k = s.policy.ref.digest;
+      const e = by.get(k) ?? { ref: s.policy.ref, n: 0 };
+      e.n++;
+      by.set(k, e);
+    }
+    return [...by.values()].map(({ ref, n }) => ({ ...ref, sessions: n }));
+  }
+
+  async closeAll(): Promise<void> {
+    // The sessions stay on disk: a restarted daemon takes them back.
+    for (const s of this.sessions.values()) {
+      await s.tail;
+      await s.proxy?.close();
+    }
+  }
+}
+
+function withoutManifest(req: OpenSessionRequest): Omit<OpenSessionRequest, 'manifest'> {
+  const { manifest: _ignored, ...rest } = req;
+  void _ignored;
+  return rest;
+}
+
+function deviceOf(ctx: EventContext): Record<string, unknown> {
+  const d = ctx.device;
+  return {
+    hostname: d.hostname,
+    ...(d.osName === undefined ? {} : { os: { name: d.osName, type_id: 200 } }),
+    type_id: 0,
+    ...(d.uid === undefined ? {} : { uid: d.uid }),
+  };
+}

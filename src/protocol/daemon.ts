@@ -1,0 +1,257 @@
+/**
+ * The endpoint service's local API: every request and response body, as zod schemas. This module
+ * is the single source of the types the daemon and its clients use; both parse what they receive
+ * with it. It uses `zod/mini` so that thin clients (`cordon run`, hooks) load little.
+ *
+ * Transport: HTTP/1.1 with JSON bodies over the daemon's Unix socket, paths under `/v1/`. The
+ * caller's identity is never read from a body: the daemon takes it from the socket's peer
+ * credentials. A session's own client proves itself with the capability `open` returned, sent as
+ * `Authorization: Bearer <capability>`.
+ *
+ * @example
+ * curl --unix-socket "$XDG_RUNTIME_DIR/cordon/daemon.sock" http://cordon/v1/status
+ */
+import * as z from 'zod/mini';
+
+export const API_PREFIX = '/v1';
+
+/** Largest request body the daemon reads; a bigger one is refused with 413 before it is read. */
+export const MAX_BODY_BYTES = 2 * 1024 * 1024;
+/** Requests per batch (`decide`, `check`) and events per `events` call. */
+export const MAX_BATCH = 1024;
+/** Largest single event a client may append, as JSON. */
+export const MAX_EVENT_BYTES = 256 * 1024;
+
+const Str = (max: number) => z.string().check(z.maxLength(max));
+const Id = z.string().check(z.regex(/^[0-9a-f-]{36}$/));
+const Count = z.int().check(z.minimum(0));
+
+/** Every failure: a stable code, a sentence, and what to do. */
+export const ErrorBodySchema = z.object({
+  ok: z.literal(false),
+  code: Str(64),
+  message: Str(4096),
+  hint: z.optional(Str(4096)),
+});
+export type ErrorBody = z.infer<typeof ErrorBodySchema>;
+
+export const ManifestRefSchema = z.object({
+  agent: Str(256),
+  version: Str(64),
+  digest: Str(128),
+});
+
+export const DecisionSchema = z.object({
+  effect: z.enum(['allow', 'deny', 'ask']),
+  reason: Str(8192),
+  rule: Str(1024),
+  code: Str(64),
+  overrides: z.optional(z.array(Str(1024))),
+});
+export type WireDecision = z.infer<typeof DecisionSchema>;
+
+// ---- status -------------------------------------------------------------------------------
+
+export const SinkLagSchema = z.object({
+  name: Str(256),
+  lagRecords: Count,
+  lagSeconds: z.optional(z.number()),
+  lastError: z.optional(Str(4096)),
+  lastShippedAt: z.optional(Str(64)),
+});
+
+export const StatusResponseSchema = z.object({
+  ok: z.literal(true),
+  mode: z.enum(['user', 'system']),
+  pid: z.int(),
+  version: Str(64),
+  uptimeSeconds: z.number(),
+  socket: Str(4096),
+  policyDir: Str(4096),
+  stateDir: Str(4096),
+  log: z.object({ seq: Count, hash: Str(128), durableSeq: Count }),
+  sinks: z.array(SinkLagSchema),
+  sessions: z.object({ running: Count, quarantined: Count, yours: Count }),
+  manifests: z.array(
+    z.object({ agent: Str(256), version: Str(64), digest: Str(128), sessions: Count }),
+  ),
+  /** The caller as the daemon sees it (from the socket's peer credentials). */
+  caller: z.object({ uid: z.int(), pid: z.int(), admin: z.boolean() }),
+});
+export type StatusResponse = z.infer<typeof StatusResponseSchema>;
+
+// ---- sessions -----------------------------------------------------------------------------
+
+export const OpenSessionRequestSchema = z.strictObject({
+  /** The signed manifest envelope's bytes, base64: what the client read, once. */
+  manifest: Str(MAX_BODY_BYTES),
+  /** Where the client read it (for messages and `ps`; the daemon never reads it). */
+  manifestPath: Str(4096),
+  /** The command, argv[0] as the absolute real path the client resolved. */
+  command: z.array(Str(65536)).check(z.minLength(1), z.maxLength(4096)),
+  cwd: Str(4096),
+  /** `--agent-runtime` narrowing: each path as given and as resolved. */
+  agentRuntimes: z.optional(
+    z.array(z.strictObject({ given: Str(4096), real: Str(4096) })).check(z.maxLength(256)),
+  ),
+  guardrails: z.optional(z.union([Str(4096), z.literal(false)])),
+  resolve: z.optional(z.array(Str(1024)).check(z.maxLength(1024))),
+  config: z.optional(Str(4096)),
+  unsafeNoSandbox: z.optional(z.boolean()),
+  /** `proxy`: a standalone proxy (`cordon proxy`) rather than a sandboxed command. */
+  kind: z.optional(z.enum(['run', 'proxy'])),
+});
+export type OpenSessionRequest = z.infer<typeof OpenSessionRequestSchema>;
+
+export const OpenSessionResponseSchema = z.object({
+  ok: z.literal(true),
+  session: Id,
+  /** Present it as `Authorization: Bearer …` on every call about this session. */
+  capability: Str(128),
+  /** The verified manifest, as enforced. */
+  manifest: z.record(z.string(), z.unknown()),
+  ref: ManifestRefSchema,
+  guardrails: z.record(z.string(), z.unknown()),
+  guardrailsText: Str(8192),
+  agentRuntimes: z.array(z.object({ path: Str(4096), rule: Str(4096) })),
+  /** Directory holding the session's egress socket; bind it (read-only) into the sandbox. */
+  egressDir: Str(4096),
+  egressSocket: Str(4096),
+  /** Directories the sandbox must never show (policy, state, the daemon's runtime). */
+  hidden: z.array(Str(4096)),
+  home: Str(4096),
+  auditSeqAtStart: Count,
+  /** With `unsafeNoSandbox`: the loopback proxy URL the unconfined command is given. */
+  proxyUrl: z.optional(Str(1024)),
+});
+export type OpenSessionResponse = z.infer<typeof OpenSessionResponseSchema>;
+
+export const DecideRequestSchema = z.strictObject({
+  requests: z.array(z.unknown()).check(z.minLength(1), z.maxLength(MAX_BATCH)),
+  /** Record each decision in the audit log (the caller denies what could not be recorded). */
+  audit: z.optional(z.boolean()),
+});
+export const DecideResponseSchema = z.object({
+  ok: z.literal(true),
+  decisions: z.array(DecisionSchema),
+});
+
+export const EventsRequestSchema = z.strictObject({
+  events: z
+    .array(
+      z.strictObject({
+        /** The client's own sequence number, from 1, without gaps: resends are deduplicated. */
+        seq: z.int().check(z.minimum(1)),
+        event: z.record(z.string(), z.unknown()),
+      }),
+    )
+    .check(z.minLength(1), z.maxLength(MAX_BATCH)),
+});
+export type EventsRequest = z.infer<typeof EventsRequestSchema>;
+export const EventsResponseSchema = z.object({
+  ok: z.literal(true),
+  /** Every client sequence number up to this one is durable in the log. */
+  acked: Count,
+  logSeq: Count,
+});
+
+export const SessionStateRequestSchema = z.strictObject({
+  sandboxPid: z.optional(z.int().check(z.minimum(1))),
+  sandboxStart: z.optional(Str(64)),
+});
+
+export const CloseRequestSchema = z.strictObject({
+  exitCode: z.optional(z.int()),
+});
+
+export const QuarantineRequestSchema = z.strictObject({
+  reason: z.optional(Str(1024)),
+});
+
+export const SessionInfoSchema = z.object({
+  id: Id,
+  kind: z.enum(['run', 'proxy']),
+  agent: Str(256),
+  manifestVersion: Str(64),
+  manifestDigest: Str(128),
+  manifestPath: Str(4096),
+  uid: z.int(),
+  clientPid: z.int(),
+  sandboxPid: z.optional(z.int()),
+  command: z.array(z.string()),
+  startedAt: Str(64),
+  auditSeqAtStart: Count,
+  bytesOut: Count,
+  bytesIn: Count,
+  state: z.enum(['running', 'quarantined']),
+  /** Whether the session's client is connected to this daemon now. */
+  attached: z.boolean(),
+  quarantinedAt: z.optional(Str(64)),
+  quarantineReason: z.optional(Str(4096)),
+  unsafeNoSandbox: z.optional(z.boolean()),
+});
+export type SessionInfo = z.infer<typeof SessionInfoSchema>;
+
+export const SessionListResponseSchema = z.object({
+  ok: z.literal(true),
+  sessions: z.array(SessionInfoSchema),
+});
+export const SessionResponseSchema = z.object({
+  ok: z.literal(true),
+  session: SessionInfoSchema,
+});
+
+/** What the daemon tells a session's client on its watch stream (one JSON object per line). */
+export const WatchMessageSchema = z.union([
+  z.object({ type: z.literal('attached'), session: Id }),
+  z.object({ type: z.literal('quarantine'), code: Str(64), reason: Str(4096) }),
+  z.object({ type: z.literal('ping') }),
+]);
+export type WatchMessage = z.infer<typeof WatchMessageSchema>;
+
+// ---- decisions without a session (`cordon check --audit`) ---------------------------------
+
+export const CheckRequestSchema = z.strictObject({
+  manifest: Str(MAX_BODY_BYTES),
+  manifestPath: Str(4096),
+  requests: z.array(z.unknown()).check(z.minLength(1), z.maxLength(MAX_BATCH)),
+  verify: z.optional(z.boolean()),
+  guardrails: z.optional(z.union([Str(4096), z.literal(false)])),
+  lexical: z.optional(z.boolean()),
+  /** Recorded as the request that was too malformed to be one (see `cordon check --stdin`). */
+  invalid: z.optional(z.array(z.optional(Str(1024)))),
+});
+export const CheckResponseSchema = z.object({
+  ok: z.literal(true),
+  decisions: z.array(DecisionSchema),
+  signed: z.boolean(),
+  verified: z.boolean(),
+  ref: ManifestRefSchema,
+  /** Log sequence numbers of the records, one per decision. */
+  records: z.array(Count),
+});
+
+export const OkResponseSchema = z.object({ ok: z.literal(true), message: z.optional(Str(4096)) });
+
+/** Turn a failed parse into one line naming the field: `events/0/seq: expected int`. */
+export function describeIssues(error: { issues: readonly z.core.$ZodIssue[] }): string {
+  return error.issues
+    .slice(0, 5)
+    .map((i) => {
+      const at = i.path.length === 0 ? '(body)' : i.path.map(String).join('/');
+      const what =
+        i.code === 'invalid_type'
+          ? `expected ${i.expected}`
+          : i.code === 'too_big'
+            ? `too big (at most ${String(i.maximum)})`
+            : i.code === 'too_small'
+              ? `too small (at least ${String(i.minimum)})`
+              : i.code === 'unrecognized_keys'
+                ? `unknown field(s) ${i.keys.join(', ')}`
+                : i.code === 'invalid_value'
+                  ? `must be one of ${i.values.map(String).join(', ')}`
+                  : i.code;
+      return `${at}: ${what}`;
+    })
+    .join('; ');
+}
