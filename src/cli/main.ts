@@ -47,6 +47,8 @@ import type * as RevokeCli from './revoke.js';
 import type * as DaemonInstallCli from './daemon-install.js';
 import type { DaemonInstallOptions } from './daemon-install.js';
 import type * as DoctorCli from './doctor.js';
+import type * as DaemonCli from './daemon.js';
+import type { DaemonRunOptions } from './daemon.js';
 import type * as PsCli from './ps.js';
 import type * as QuarantineCli from './quarantine.js';
 import type { QuarantineOptions } from './quarantine.js';
@@ -163,6 +165,15 @@ const runDoctor = async (
   ...a: Parameters<typeof DoctorCli.runDoctor>
 ): Promise<Awaited<ReturnType<typeof DoctorCli.runDoctor>>> =>
   (await import('./doctor.js')).runDoctor(...a);
+const runDaemon = async (
+  ...a: Parameters<typeof DaemonCli.runDaemon>
+): Promise<number> => (await import('./daemon.js')).runDaemon(...a);
+const runDaemonStatus = async (
+  ...a: Parameters<typeof DaemonCli.runDaemonStatus>
+): Promise<number> => (await import('./daemon.js')).runDaemonStatus(...a);
+const runDaemonStop = async (
+  ...a: Parameters<typeof DaemonCli.runDaemonStop>
+): Promise<number> => (await import('./daemon.js')).runDaemonStop(...a);
 const runPs = async (
   ...a: Parameters<typeof PsCli.runPs>
 ): Promise<Awaited<ReturnType<typeof PsCli.runPs>>> => (await import('./ps.js')).runPs(...a);
@@ -715,6 +726,37 @@ export function buildProgram(
     .action(async (id: string | undefined, o: QuarantineOptions) =>
       setExit(await runQuarantine(io, id, { ...g(), ...o })),
     );
+
+  const daemon = program
+    .command('daemon')
+    .description(
+      'the endpoint service: the only audit writer, the sessions\' proxies and decisions (foreground)',
+    )
+    .option('--system', 'system mode: /etc/cordon, /var/lib/cordon, /run/cordon (as the cordon user)')
+    .option('--socket <path>', 'API socket (default: by mode and directories)')
+    .option('--runtime-dir <dir>', 'where session egress sockets live (default: beside the socket)')
+    .option('--on-demand', 'started by a client: exit when idle ($CORDON_DAEMON_IDLE_SECONDS, 600)')
+    .option('--idle-exit <seconds>', 'exit after this many idle seconds')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  cordon daemon                 (user mode, foreground)\n  cordon daemon --system        (as the cordon user, under systemd)\n  curl --unix-socket "$XDG_RUNTIME_DIR/cordon/daemon.sock" http://cordon/v1/status',
+    )
+    .action((o: DaemonRunOptions) => act(() => runDaemon(io, { ...g(), ...o })));
+  const daemonOpts = (o: Record<string, unknown>): DaemonRunOptions & { json?: boolean } => ({
+    ...g(),
+    ...daemon.opts<DaemonRunOptions>(),
+    ...o,
+  });
+  daemon
+    .command('status')
+    .description('log head, sinks and their lag, sessions and manifests in force')
+    .option('--json', 'machine-readable output')
+    .action((o: Record<string, unknown>) => act(() => runDaemonStatus(io, daemonOpts(o))));
+  daemon
+    .command('stop')
+    .description('stop the service (root, the service admin group, or the user-mode owner)')
+    .option('--json', 'machine-readable output')
+    .action((o: Record<string, unknown>) => act(() => runDaemonStop(io, daemonOpts(o))));
 
   program
     .command('doctor')

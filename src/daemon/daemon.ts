@@ -7,7 +7,7 @@ import { CordonError } from '../errors.js';
 import { loadEnforcedPolicy } from '../endpoint/policy.js';
 import { lockExclusive } from '../native.js';
 import type { Decision, PolicyRequest } from '../policy/types.js';
-import type { StatusResponse } from '../protocol/daemon.js';
+import type { CheckRequest, StatusResponse } from '../protocol/daemon.js';
 import { VERSION } from '../version.js';
 import { ADMIN_GROUP, ensurePrivateDir, type DaemonPaths } from './paths.js';
 import { peerOf, type Peer } from './peer.js';
@@ -175,15 +175,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
 
     const check = async (
       peer: Peer,
-      body: {
-        manifest: string;
-        manifestPath: string;
-        requests: unknown[];
-        verify?: boolean | undefined;
-        guardrails?: string | false | undefined;
-        lexical?: boolean | undefined;
-        invalid?: (string | undefined)[] | undefined;
-      },
+      body: CheckRequest,
     ): Promise<Record<string, unknown>> => {
       const policy = loadEnforcedPolicy({
         dirs: paths.dirs,

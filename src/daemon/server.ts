@@ -14,6 +14,7 @@ import {
   OpenSessionRequestSchema,
   QuarantineRequestSchema,
   SessionStateRequestSchema,
+  type CheckRequest,
   type StatusResponse,
   type WatchMessage,
 } from '../protocol/daemon.js';
@@ -24,7 +25,7 @@ import type { EndpointService } from './service.js';
 export interface ServerHooks {
   readonly peerOf: (socket: net.Socket) => Peer;
   readonly status: (peer: Peer) => StatusResponse;
-  readonly check: (peer: Peer, body: unknown) => Promise<Record<string, unknown>>;
+  readonly check: (peer: Peer, body: CheckRequest) => Promise<Record<string, unknown>>;
   readonly reload: (peer: Peer) => Promise<string>;
   readonly stop: (peer: Peer) => void;
   /** Every request, for the idle timer. */

@@ -35,7 +35,7 @@ import type {
 } from '../protocol/daemon.js';
 import { isAlive, startTime } from '../sandbox/linux/procfs.js';
 import { loadEnforcedPolicy, type EnforcedPolicy } from '../endpoint/policy.js';
-import { checkLaunch } from '../endpoint/launch.js';
+import { checkLaunch } from './launch-check.js';
 import { EGRESS_SOCKET_NAME, sessionEgressDir, type DaemonPaths } from './paths.js';
 import type { Peer } from './peer.js';
 
@@ -179,7 +179,10 @@ export class EndpointService {
     req: OpenSessionRequest,
   ): Promise<OpenSessionResponse & { capability: string }> {
     const bytes = Buffer.from(req.manifest, 'base64');
-    const home = this.homeFor(peer);
+    // A user-mode daemon serves one user, who may run it under another HOME; the system
+    // service takes the home from the user database, never from the caller.
+    const home =
+      this.#o.paths.mode === 'user' && req.home !== undefined ? req.home : this.homeFor(peer);
     if (this.#o.paths.mode === 'system' && req.config !== undefined)
       throw new CordonError(
         'DAEMON_OPTION_FORBIDDEN',
@@ -197,11 +200,12 @@ export class EndpointService {
             policy,
             dirs: this.#o.paths.dirs,
             home,
-            command: req.command,
+            command: req.command as [string, ...string[]],
             narrowed: req.agentRuntimes ?? [],
             unsafeNoSandbox: req.unsafeNoSandbox === true,
             append,
-            context: () => ctx(policy.ref.agent),
+            context: ctx(policy.ref.agent),
+            now: this.#o.now,
           })
         : { agentRuntimes: [] };
     const egressDir = sessionEgressDir(this.#o.paths.runtimeDir, id);
@@ -379,7 +383,10 @@ export class EndpointService {
     return requests.map((r) => s.policy.pdp.decide(r as PolicyRequest));
   }
 
-  setState(s: DaemonSession, state: { sandboxPid?: number; sandboxStart?: string }): void {
+  setState(
+    s: DaemonSession,
+    state: { sandboxPid?: number | undefined; sandboxStart?: string | undefined },
+  ): void {
     if (state.sandboxPid !== undefined) s.sandboxPid = state.sandboxPid;
     if (state.sandboxStart !== undefined) s.sandboxStart = state.sandboxStart;
     this.#save(s);
@@ -452,7 +459,7 @@ export class EndpointService {
       },
       device: deviceOf(ctx),
       metadata: { ...metadata, sequence: seq },
-    } as OcsfEvent;
+    } as unknown as OcsfEvent;
   }
 
   watch(s: DaemonSession, send: (m: WatchMessage) => void): () => void {

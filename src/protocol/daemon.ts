@@ -90,6 +90,8 @@ export const OpenSessionRequestSchema = z.strictObject({
   /** The command, argv[0] as the absolute real path the client resolved. */
   command: z.array(Str(65536)).check(z.minLength(1), z.maxLength(4096)),
   cwd: Str(4096),
+  /** The caller's home, for `~` in the manifest (user mode; the system service looks it up). */
+  home: z.optional(Str(4096)),
   /** `--agent-runtime` narrowing: each path as given and as resolved. */
   agentRuntimes: z.optional(
     z.array(z.strictObject({ given: Str(4096), real: Str(4096) })).check(z.maxLength(256)),
@@ -221,6 +223,7 @@ export const CheckRequestSchema = z.strictObject({
   /** Recorded as the request that was too malformed to be one (see `cordon check --stdin`). */
   invalid: z.optional(z.array(z.optional(Str(1024)))),
 });
+export type CheckRequest = z.infer<typeof CheckRequestSchema>;
 export const CheckResponseSchema = z.object({
   ok: z.literal(true),
   decisions: z.array(DecisionSchema),

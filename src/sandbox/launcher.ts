@@ -1,25 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { parseStrictJson } from '../manifest/json.js';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { constants, tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import { basename } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import {
-  logActivityEvent,
   processActivityEvent,
   type EventContext,
   type ManifestRef,
   type OcsfEvent,
 } from '../audit/events.js';
-import type { AuditLog } from '../audit/log.js';
-import { logHead } from '../audit/reader.js';
-import { auditPaths } from '../audit/store.js';
-import type { ProxyLimits } from '../egress/config.js';
-import { EgressProxy } from '../egress/proxy.js';
-import type { Resolver } from '../egress/resolver.js';
-import { describeGuardrails, guardrailsFacts, type GuardrailsInForce } from '../policy/in-force.js';
 import { CordonError } from '../errors.js';
-import type { Pdp } from '../policy/pdp.js';
+import type { Decision, PolicyRequest } from '../policy/types.js';
 import {
   planSandbox,
   SANDBOX_HELPER,
@@ -33,14 +25,21 @@ import {
   recordPersistence,
   settlePersistence,
 } from './persistence.js';
-import {
-  claimRunDir,
-  removeSession,
-  sessionsDir,
-  writeSession,
-  writeSessionManifest,
-  type SessionRecord,
-} from './sessions.js';
+
+/**
+ * The session as the endpoint service holds it: the launcher records through it (acknowledged
+ * once durable), asks it for decisions, and is told by it to quarantine.
+ */
+export interface SessionLink {
+  readonly id: string;
+  append(event: OcsfEvent): Promise<unknown>;
+  decide(requests: readonly PolicyRequest[]): Promise<Decision[]>;
+  setSandbox(pid: number, start: string | undefined): Promise<void>;
+  /** Ask the service to quarantine the session (it denies egress and records it). */
+  quarantine(reason: string): Promise<void>;
+  /** Follow the service's orders; `onQuarantine` kills the sandbox. */
+  watch(onQuarantine: (code: string, reason: string) => void): void;
+}
 
 export type SandboxErrorCode =
   | 'SANDBOX_UNAVAILABLE'
@@ -56,28 +55,23 @@ export interface SessionOptions extends Pick<
   'manifest' | 'home' | 'cwd' | 'command' | 'agentRuntimes' | 'hidden' | 'limits'
 > {
   readonly id: string;
-  readonly manifestPath: string;
-  /** The manifest's bytes as verified; kept for quarantine evidence (else read from the path). */
-  readonly manifestBytes?: Uint8Array;
+  readonly link: SessionLink;
   readonly ref: ManifestRef;
-  readonly pdp: Pdp;
-  readonly audit: AuditLog;
   /** Audit context; the actor's session is set to the session id. */
   readonly context: EventContext;
+  /** Where the persistence guard keeps its launch-time records (the user's own state). */
   readonly stateDir: string;
-  /** The guardrails the decision point decides under, named in the launch event. */
-  readonly guardrails: GuardrailsInForce;
+  /** The guardrails in force: their facts and one line, named in the launch event. */
+  readonly guardrails: { readonly facts: Record<string, unknown>; readonly text: string };
+  /** The directory holding the service's egress socket for this session. */
+  readonly egressDir: string;
   readonly env: NodeJS.ProcessEnv;
   readonly bwrap: string;
   readonly helper: string;
-  readonly proxyLimits?: ProxyLimits;
-  readonly resolver?: Resolver;
   readonly now: () => Date;
   readonly onDiagnostic: (message: string) => void;
-  /** How often the process tree is sampled for the audit log and `cordon ps` (after 3 s of 100 ms). */
+  /** How often the process tree is sampled for the audit log (after 3 s of 100 ms). */
   readonly sampleIntervalMs?: number;
-  /** Passed to the egress proxy: where crash recovery must start (see audit/open-spans.ts). */
-  readonly onOpenFrom?: (seq: number) => void;
 }
 
 export interface SessionResult {
@@ -109,64 +103,67 @@ function inForeground(): boolean {
   }
 }
 
-/**
- * Space kept on the state filesystem for the session's last records: freed at exit when the
- * disk is full, so the Terminate record (and the log's final checkpoint) can still be written.
- */
-const RESERVE_BYTES = 256 * 1024;
-
 const FAST_SAMPLES = 30;
 const FAST_SAMPLE_MS = 100;
 // Processes sampled into the log per session; beyond this, one event says sampling stopped.
 const MAX_PROCESS_EVENTS = 1000;
+// Rounds of decisions the plan may ask for (each round answers what the previous one asked).
+const PLAN_ROUNDS = 4;
 
 /**
- * Run one agent session: the egress proxy on a private Unix socket, the sandbox from the
- * manifest, the session's audit events, and complete cleanup when the agent exits.
+ * Plan the sandbox with the service's decisions: the plan asks whether a path reached through a
+ * link is allowed; unknown answers count as "no" for one round, are asked of the service in one
+ * batch, and the plan is made again with them, until it asks nothing new.
+ */
+async function planWithDecisions(
+  o: SessionOptions,
+  input: Omit<SandboxPlanInput, 'allows'>,
+): Promise<SandboxPlan> {
+  const known = new Map<string, boolean>();
+  for (let round = 0; ; round++) {
+    const asked = new Map<string, PolicyRequest>();
+    const plan = planSandbox({
+      ...input,
+      allows: (path, write) => {
+        const k = `${write ? 'w' : 'r'}\0${path}`;
+        const v = known.get(k);
+        if (v !== undefined) return v;
+        asked.set(k, { kind: write ? 'file.write' : 'file.read', path });
+        return false;
+      },
+    });
+    if (asked.size === 0) return plan;
+    if (round >= PLAN_ROUNDS)
+      throw new CordonError(
+        'SANDBOX_SETUP_FAILED',
+        'the sandbox plan kept changing while it was made (paths under the grants are changing)',
+        { hint: 'run again; check whether another session is changing the granted paths' },
+      );
+    const keys = [...asked.keys()];
+    const decisions = await o.link.decide([...asked.values()]);
+    keys.forEach((k, i) => known.set(k, decisions[i]?.effect === 'allow'));
+  }
+}
+
+/**
+ * Run one agent session: the sandbox from the manifest with egress only through the service's
+ * proxy for this session, the session's audit events, and complete cleanup when the agent exits.
  */
 export async function runSession(
   o: SessionOptions,
   attach: (control: SessionControl) => void,
 ): Promise<SessionResult> {
-  // Named after the session, so a responder (and a test) can tell whose it is.
-  const runDir = mkdtempSync(join(tmpdir(), `cordon-run-${o.id}-`));
-  const socket = join(runDir, 'egress.sock');
   const ctx = (): EventContext => ({ ...o.context, time: o.now().getTime() });
-  let proxy: EgressProxy | undefined;
+  const append = (e: OcsfEvent): Promise<unknown> => o.link.append(e);
   let child: ChildProcess | undefined;
   let sampler: NodeJS.Timeout | undefined;
-  let record: SessionRecord | undefined;
   let guarded = false;
-  const reserve = join(sessionsDir(o.stateDir), `.${o.id}.${process.pid}.reserve`);
   try {
-    chmodSync(runDir, 0o700);
-    // Names its owner, so a later start removes it if this process dies without cleaning up.
-    claimRunDir(runDir);
-    try {
-      mkdirSync(sessionsDir(o.stateDir), { recursive: true, mode: 0o700 });
-      writeFileSync(reserve, Buffer.alloc(RESERVE_BYTES), { mode: 0o600 });
-    } catch (e) {
-      rmSync(reserve, { force: true });
-      o.onDiagnostic(`no space reserved for the last records: ${(e as Error).message}`);
-    }
-    proxy = await EgressProxy.start(
-      {
-        pdp: o.pdp,
-        manifest: o.ref,
-        audit: o.audit,
-        context: o.context,
-        ...(o.resolver === undefined ? {} : { resolver: o.resolver }),
-        ...(o.proxyLimits === undefined ? {} : { limits: o.proxyLimits }),
-        onDiagnostic: o.onDiagnostic,
-        ...(o.onOpenFrom === undefined ? {} : { onOpenFrom: o.onOpenFrom }),
-      },
-      { path: socket },
-    );
     // Planning reads the grants as they are now; another session may be changing them. Any
     // failure is a refused launch, audited, never an internal error with nothing recorded.
     let plan: SandboxPlan;
     try {
-      plan = planSandbox({
+      plan = await planWithDecisions(o, {
         manifest: o.manifest,
         home: o.home,
         cwd: o.cwd,
@@ -174,17 +171,15 @@ export async function runSession(
         agentRuntimes: o.agentRuntimes,
         hidden: o.hidden,
         helperPath: o.helper,
-        egressSocket: socket,
+        egressDir: o.egressDir,
         parentEnv: o.env,
         session: o.id,
         limits: o.limits,
-        allows: (path, write) =>
-          o.pdp.decide({ kind: write ? 'file.write' : 'file.read', path }).effect === 'allow',
       });
     } catch (e) {
       const known = e instanceof CordonError ? e : undefined;
       const reason = `the sandbox could not be planned: ${(e as Error).message}; the agent did not run`;
-      await o.audit.append(
+      await append(
         processActivityEvent(ctx(), {
           activity: 'launch',
           path: o.command[0] ?? '',
@@ -231,7 +226,7 @@ export async function runSession(
         );
     } catch (e) {
       const reason = `the persistence guard could not record the write grants: ${(e as Error).message}; the agent did not run`;
-      await o.audit.append(
+      await append(
         processActivityEvent(ctx(), {
           activity: 'launch',
           path: argv0,
@@ -246,17 +241,9 @@ export async function runSession(
         hint: 'check that the state directory is writable and has space',
       });
     }
-    writeSessionManifest(
-      o.stateDir,
-      o.id,
-      o.manifestBytes ?? o.manifestPath,
-      o.ref.digest,
-      o.onDiagnostic,
-    );
-    const auditSeqAtStart = logHead(auditPaths(o.stateDir)).seq + 1;
     // The launch is recorded before the agent runs: no audit record, no agent. The record is
     // written while bubblewrap builds the sandbox; the helper waits for the go byte.
-    const launchRecorded = o.audit.append(
+    const launchRecorded = append(
       processActivityEvent(ctx(), {
         activity: 'launch',
         path: argv0,
@@ -266,12 +253,12 @@ export async function runSession(
             effect: 'allow',
             rule: 'sandbox',
             code: 'SANDBOX_STARTED',
-            reason: `session ${o.id} launching in the sandbox: ${plan.grants.length} grants mounted, ${plan.masked.length} paths masked, egress only through the proxy; guardrails: ${describeGuardrails(o.guardrails)}`,
+            reason: `session ${o.id} launching in the sandbox: ${plan.grants.length} grants mounted, ${plan.masked.length} paths masked, egress only through the proxy; guardrails: ${o.guardrails.text}`,
           },
           manifest: o.ref,
         },
         unmapped: {
-          guardrails: guardrailsFacts(o.guardrails),
+          guardrails: o.guardrails.facts,
           sandbox: {
             agent_runtimes: o.agentRuntimes.map((r) => `${r.path} (${r.rule})`),
             cwd: plan.cwd,
@@ -285,7 +272,6 @@ export async function runSession(
       }),
     );
 
-    const started = o.now();
     // Node passes on every descriptor its caller left open without close-on-exec; the helper's
     // launch step closes all but these six before it execs bubblewrap. With a terminal on 0-2,
     // it runs bubblewrap on a pseudo-terminal of the session's own and relays it, and says so on
@@ -328,21 +314,19 @@ export async function runSession(
         ? `the egress bridge ${how} after ${String(e['restarts'])} restarts; the session was ended (no network is not a state the agent is left in)`
         : `the egress bridge ${how}; restarted (${String(e['restarts'])} of ${String(e['maxRestarts'])})`;
       o.onDiagnostic(reason);
-      return o.audit
-        .append(
-          processActivityEvent(ctx(), {
-            activity: failed ? 'terminate' : 'launch',
-            path: SANDBOX_HELPER,
-            ...(typeof e['pid'] === 'number' ? { pid: e['pid'] } : {}),
-            control: {
-              decision: failed
-                ? { effect: 'deny', rule: 'sandbox', code: 'SANDBOX_BRIDGE_FAILED', reason }
-                : { effect: 'allow', rule: 'sandbox', code: 'SANDBOX_BRIDGE_RESTARTED', reason },
-              manifest: o.ref,
-            },
-          }),
-        )
-        .catch((err: unknown) => o.onDiagnostic(`audit: ${(err as Error).message}`));
+      return append(
+        processActivityEvent(ctx(), {
+          activity: failed ? 'terminate' : 'launch',
+          path: SANDBOX_HELPER,
+          ...(typeof e['pid'] === 'number' ? { pid: e['pid'] } : {}),
+          control: {
+            decision: failed
+              ? { effect: 'deny', rule: 'sandbox', code: 'SANDBOX_BRIDGE_FAILED', reason }
+              : { effect: 'allow', rule: 'sandbox', code: 'SANDBOX_BRIDGE_RESTARTED', reason },
+            manifest: o.ref,
+          },
+        }),
+      ).catch((err: unknown) => o.onDiagnostic(`audit: ${(err as Error).message}`));
     };
     const helperOut = spawned.stdio[4] as Readable;
     helperOut.setEncoding('utf8');
@@ -399,107 +383,35 @@ export async function runSession(
     }
     go.end('g');
     const sandboxPid = await sandboxPidKnown;
-
-    // Start times pin the pids: `cordon ps` and `cordon quarantine` never act on a reused one.
-    const cordonStart = startTime(process.pid);
+    // The start time pins the pid: the service never acts on a reused one.
     const sandboxStart = sandboxPid === undefined ? undefined : startTime(sandboxPid);
-    record = {
-      id: o.id,
-      agent: o.ref.agent,
-      manifestVersion: o.ref.version,
-      manifestDigest: o.ref.digest,
-      manifestPath: o.manifestPath,
-      command: o.command,
-      cordonPid: process.pid,
-      ...(cordonStart === undefined ? {} : { cordonStart }),
-      ...(sandboxPid === undefined ? {} : { sandboxPid }),
-      ...(sandboxStart === undefined ? {} : { sandboxStart }),
-      startedAt: started.toISOString(),
-      runDir,
-      auditSeqAtStart,
-      bytesOut: 0,
-      bytesIn: 0,
-    };
-
-    // A write that fails on a running session (a full disk) never ends it: egress is denied,
-    // the operator is told on stderr, and once writes work again one record says what failed
-    // and since when, and egress is restored.
-    let failure: { since: Date; what: Set<string>; error: string } | undefined;
-    let stateDirty = false;
-    let resuming = false;
-    const failed = (what: 'session state' | 'audit log', e: unknown): void => {
-      const error = (e as Error).message;
-      if (failure === undefined) {
-        failure = { since: o.now(), what: new Set([what]), error };
-        o.onDiagnostic(
-          `cannot write the ${what} (${error}): egress is denied until it can be written; the agent keeps running`,
-        );
-        proxy?.setUnavailable(`${what}: ${error}`);
-      } else if (!failure.what.has(what)) {
-        failure.what.add(what);
-        o.onDiagnostic(`cannot write the ${what} either (${error})`);
-      }
-    };
-    const saveRecord = (): void => {
-      if (record === undefined) return;
-      try {
-        writeSession(o.stateDir, record);
-        stateDirty = false;
-      } catch (e) {
-        stateDirty = true;
-        failed('session state', e);
-      }
-    };
-    /** Writes failed earlier: try to record that; success means the log works again. */
-    const tryResume = (): void => {
-      const f = failure;
-      if (f === undefined || stateDirty || resuming) return;
-      resuming = true;
-      o.audit
-        .append(
-          logActivityEvent(ctx(), {
-            activity: 'resume',
-            detail: `session ${o.id}: writing the ${[...f.what].join(' and ')} failed from ${f.since.toISOString()} (${f.error}); egress was denied meanwhile and works again`,
-            failure: { since: f.since.toISOString(), what: [...f.what], error: f.error },
-          }),
-        )
-        .then(
-          () => {
-            if (failure !== f) return;
-            failure = undefined;
-            proxy?.setUnavailable(undefined);
-            o.onDiagnostic(
-              `the ${[...f.what].join(' and ')} can be written again: egress restored`,
-            );
-          },
-          () => undefined,
-        )
-        .finally(() => {
-          resuming = false;
-        });
-    };
-    saveRecord();
+    if (sandboxPid !== undefined)
+      o.link
+        .setSandbox(sandboxPid, sandboxStart)
+        .catch((e: unknown) => o.onDiagnostic(`cannot tell the service the sandbox's pid: ${(e as Error).message}`));
 
     let quarantined = false;
+    const killSandbox = (): void => {
+      if (sandboxPid === undefined) return;
+      try {
+        process.kill(sandboxPid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    };
+    // The service quarantines (a responder, a revoked manifest): egress is already denied there;
+    // the sandbox runs as this user, so this process ends it.
+    o.link.watch((code, reason) => {
+      quarantined = true;
+      o.onDiagnostic(`session quarantined by the service (${code}): ${reason}`);
+      killSandbox();
+    });
     const seen = new Set<number>();
     let sampled = 0;
     const helperId = fileId(o.helper);
     const ownHelpers = new Set<number>();
     const sample = (): void => {
-      if (sandboxPid === undefined || proxy === undefined || record === undefined) return;
-      let bytesOut = 0;
-      let bytesIn = 0;
-      for (const d of proxy.stats().destinations.values()) {
-        bytesOut += d.bytesOut;
-        bytesIn += d.bytesIn;
-      }
-      if (bytesOut !== record.bytesOut || bytesIn !== record.bytesIn || stateDirty) {
-        record = { ...record, bytesOut, bytesIn };
-        saveRecord();
-      }
-      const auditError = o.audit.lastError;
-      if (auditError !== undefined) failed('audit log', auditError);
-      tryResume();
+      if (sandboxPid === undefined) return;
       if (sampled > MAX_PROCESS_EVENTS) return;
       // The sandbox's init and the egress bridge it forks are Cordon's own (the launch event
       // covers them). The helper is a file mounted on its own, which the host cannot name by
@@ -518,17 +430,15 @@ export async function runSession(
           o.onDiagnostic(`more than ${MAX_PROCESS_EVENTS} processes: sampling stopped`);
           return;
         }
-        o.audit
-          .append(
-            processActivityEvent(ctx(), {
-              activity: 'launch',
-              path: isHelper ? SANDBOX_HELPER : processPath(p),
-              argv: p.argv,
-              pid: p.pid,
-              parentPid: p.ppid,
-            }),
-          )
-          .catch((e: unknown) => o.onDiagnostic(`audit: ${(e as Error).message}`));
+        append(
+          processActivityEvent(ctx(), {
+            activity: 'launch',
+            path: isHelper ? SANDBOX_HELPER : processPath(p),
+            argv: p.argv,
+            pid: p.pid,
+            parentPid: p.ppid,
+          }),
+        ).catch((e: unknown) => o.onDiagnostic(`audit: ${(e as Error).message}`));
       }
     };
     if (sandboxPid !== undefined) {
@@ -577,31 +487,8 @@ export async function runSession(
       quarantine: async (reason) => {
         if (quarantined) return;
         quarantined = true;
-        proxy?.denyAll(reason);
-        if (sandboxPid !== undefined) {
-          try {
-            process.kill(sandboxPid, 'SIGKILL');
-          } catch {
-            // already gone
-          }
-        }
-        const at = o.now();
-        if (record !== undefined) {
-          record = { ...record, quarantinedAt: at.toISOString() };
-          saveRecord();
-        }
-        await o.audit.append(
-          processActivityEvent(ctx(), {
-            activity: 'terminate',
-            path: argv0,
-            argv: o.command,
-            ...(sandboxPid === undefined ? {} : { pid: sandboxPid }),
-            control: {
-              decision: { effect: 'deny', rule: 'quarantine', code: 'SESSION_QUARANTINED', reason },
-              manifest: o.ref,
-            },
-          }),
-        );
+        killSandbox();
+        await o.link.quarantine(reason);
       },
     });
 
@@ -613,7 +500,7 @@ export async function runSession(
       (e) => e['event'] === 'started' || e['event'] === 'exec-failed',
     );
     const setupFailed = async (message: string, hint: string): Promise<never> => {
-      await lastRecord(
+      await append(
         processActivityEvent(ctx(), {
           activity: 'terminate',
           path: argv0,
@@ -654,7 +541,7 @@ export async function runSession(
     const exitCode = code ?? 128 + (signal === null ? 0 : constants.signals[signal]);
     const sig = typeof exitEvent?.['signal'] === 'number' ? exitEvent['signal'] : 0;
     const execFailed = helperEvents.find((e) => e['event'] === 'exec-failed');
-    await lastRecord(
+    await append(
       processActivityEvent(ctx(), {
         activity: 'terminate',
         path: argv0,
@@ -685,36 +572,18 @@ export async function runSession(
       // The persistence guard below must not look while the sandbox is still going.
       if (guarded) await Promise.race([dead, new Promise((r) => setTimeout(r, 5000))]);
     }
-    await proxy?.close();
     // The sandbox is gone: compare what it left with the launch-time record and neutralise
     // what it planted. A failure leaves the record for the next `cordon run` or `cordon ps`.
     if (guarded) {
       try {
         await settlePersistence(o.stateDir, checkPersistence(o.stateDir, o.id), [o.id], {
-          append: (e) => o.audit.append(e),
+          append,
           context: ctx,
           onDiagnostic: o.onDiagnostic,
         });
       } catch (e) {
         o.onDiagnostic(`persistence guard: ${(e as Error).message}`);
       }
-    }
-    rmSync(runDir, { recursive: true, force: true });
-    if (record !== undefined) removeSession(o.stateDir, o.id);
-    rmSync(reserve, { force: true });
-  }
-
-  /**
-   * The session's last record (Terminate): on a full disk, the reserved space is given up and
-   * the write tried once more, so the end of the session is recorded whenever at all possible.
-   */
-  async function lastRecord(event: OcsfEvent): Promise<void> {
-    try {
-      await o.audit.append(event);
-    } catch (e) {
-      rmSync(reserve, { force: true });
-      o.onDiagnostic(`audit: ${(e as Error).message}; retrying with the space reserved for it`);
-      await o.audit.append(event);
     }
   }
 }

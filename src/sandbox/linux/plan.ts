@@ -17,7 +17,12 @@ import { execNeeds } from './elf.js';
 /** Where Cordon's own pieces appear inside the sandbox. */
 export const SANDBOX_RUN_DIR = '/run/cordon';
 export const SANDBOX_HELPER = `${SANDBOX_RUN_DIR}/sandbox`;
-export const SANDBOX_EGRESS_SOCKET = `${SANDBOX_RUN_DIR}/egress.sock`;
+/**
+ * The endpoint service's egress socket directory for the session, bound read-only: the
+ * directory, not the socket, so that a restarted service's new socket is reachable at once.
+ */
+export const SANDBOX_EGRESS_DIR = `${SANDBOX_RUN_DIR}/egress`;
+export const SANDBOX_EGRESS_SOCKET = `${SANDBOX_EGRESS_DIR}/egress.sock`;
 /** The egress bridge's port on the sandbox's own loopback interface. */
 export const SANDBOX_PROXY_PORT = 3128;
 
@@ -56,7 +61,8 @@ export interface SandboxPlanInput {
   readonly hidden: readonly string[];
   readonly helperPath: string;
   /** Host path of the egress proxy's Unix socket. */
-  readonly egressSocket: string;
+  /** Host directory holding the session's egress socket (`egress.sock`). */
+  readonly egressDir: string;
   readonly parentEnv: NodeJS.ProcessEnv;
   readonly session: string;
   readonly limits: SandboxLimits;
@@ -735,7 +741,7 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
 
   b.push('--dir', SANDBOX_RUN_DIR);
   b.push('--ro-bind', input.helperPath, SANDBOX_HELPER);
-  b.push('--bind', input.egressSocket, SANDBOX_EGRESS_SOCKET);
+  b.push('--ro-bind', input.egressDir, SANDBOX_EGRESS_DIR);
   helper.push('--bridge', `${SANDBOX_PROXY_PORT}:${SANDBOX_EGRESS_SOCKET}`);
 
   sealMountHolders(b, holdersAt, home);

@@ -1,0 +1,204 @@
+import { hostname, type as osType, userInfo } from 'node:os';
+import type { EventContext, OcsfEvent } from '../audit/events.js';
+import { VERSION } from '../version.js';
+import type { Decision, PolicyRequest } from '../policy/types.js';
+import {
+  DecideResponseSchema,
+  EventsResponseSchema,
+  OkResponseSchema,
+  SessionResponseSchema,
+  type OpenSessionResponse,
+} from '../protocol/daemon.js';
+import { DaemonError, type DaemonClient } from './client.js';
+
+/** Events per `events` call. */
+const BATCH = 256;
+
+interface Pending {
+  readonly seq: number;
+  readonly event: OcsfEvent;
+  readonly resolve: (v: { seq: number }) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A session as its client (`cordon run`) holds it: events go to the daemon in order, each with
+ * the client's sequence number, and are acknowledged only once durable. While the daemon is
+ * unreachable (it died; systemd or the next client restarts it) events wait in order and are
+ * sent again; the daemon recognises resent ones by their numbers. The watch stream carries the
+ * daemon's orders (quarantine) and is re-established after a restart.
+ */
+export class ClientSession {
+  readonly id: string;
+  readonly opened: OpenSessionResponse;
+  readonly #client: DaemonClient;
+  readonly #capability: string;
+  #seq = 0;
+  #queue: Pending[] = [];
+  #flushing = false;
+  #closed = false;
+  #stopWatch: (() => void) | undefined;
+  #onQuarantine: ((code: string, reason: string) => void) | undefined;
+  #onDiagnostic: (m: string) => void;
+  #unreachableSince: number | undefined;
+
+  constructor(client: DaemonClient, opened: OpenSessionResponse, onDiagnostic: (m: string) => void) {
+    this.#client = client;
+    this.opened = opened;
+    this.id = opened.session;
+    this.#capability = opened.capability;
+    this.#onDiagnostic = onDiagnostic;
+  }
+
+  /** Follow the daemon's orders for this session; reconnects when the daemon restarts. */
+  watch(onQuarantine: (code: string, reason: string) => void): void {
+    this.#onQuarantine = onQuarantine;
+    this.#watch(0);
+  }
+
+  #watch(attempt: number): void {
+    if (this.#closed) return;
+    this.#stopWatch = this.#client.watch(
+      this.id,
+      this.#capability,
+      (m) => {
+        if (m.type === 'attached') {
+          if (attempt > 0) this.#onDiagnostic('the cordon daemon is back: session re-attached');
+          attempt = 0;
+        } else if (m.type === 'quarantine') this.#onQuarantine?.(m.code, m.reason);
+      },
+      (why) => {
+        if (this.#closed) return;
+        if (attempt === 0)
+          this.#onDiagnostic(
+            `lost the cordon daemon (${why}): egress is cut until it is back; events are kept in order`,
+          );
+        const wait = Math.min(1000, 50 * 2 ** Math.min(attempt, 5));
+        setTimeout(() => this.#watch(attempt + 1), wait).unref();
+      },
+    );
+  }
+
+  /** Append one event; resolves once the daemon has made it durable. */
+  append(event: OcsfEvent): Promise<{ seq: number }> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ seq: ++this.#seq, event, resolve, reject });
+      void this.#flush();
+    });
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#flushing) return;
+    this.#flushing = true;
+    try {
+      let attempt = 0;
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.slice(0, BATCH);
+        try {
+          const r = await this.#client.request(
+            'POST',
+            `/v1/sessions/${this.id}/events`,
+            { events: batch.map((p) => ({ seq: p.seq, event: p.event })) },
+            EventsResponseSchema,
+            { capability: this.#capability },
+          );
+          if (this.#unreachableSince !== undefined) {
+            this.#onDiagnostic(
+              `events sent again after ${((Date.now() - this.#unreachableSince) / 1000).toFixed(1)} s without the daemon`,
+            );
+            this.#unreachableSince = undefined;
+          }
+          attempt = 0;
+          const done = this.#queue.filter((p) => p.seq <= r.acked);
+          this.#queue = this.#queue.filter((p) => p.seq > r.acked);
+          for (const p of done) p.resolve({ seq: r.logSeq });
+          if (done.length === 0)
+            throw new DaemonError(200, 'DAEMON_PROTOCOL', 'the daemon acknowledged nothing');
+        } catch (e) {
+          const code = e instanceof DaemonError ? e.code : '';
+          // Unreachable, or the log cannot write now (full disk): wait and send again, in order.
+          if (code === 'DAEMON_UNREACHABLE' || code.startsWith('AUDIT_')) {
+            this.#unreachableSince ??= Date.now();
+            if (this.#closed && attempt > 50) {
+              for (const p of this.#queue.splice(0)) p.reject(e);
+              return;
+            }
+            await sleep(Math.min(1000, 20 * 2 ** Math.min(attempt++, 6)));
+            continue;
+          }
+          // Anything else will not get better by retrying: the events fail (the caller denies).
+          for (const p of this.#queue.splice(0, batch.length)) p.reject(e);
+        }
+      }
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  decide(requests: readonly PolicyRequest[]): Promise<Decision[]> {
+    return this.#client
+      .request(
+        'POST',
+        `/v1/sessions/${this.id}/decide`,
+        { requests },
+        DecideResponseSchema,
+        { capability: this.#capability },
+      )
+      .then((r) => r.decisions as Decision[]);
+  }
+
+  async setSandbox(pid: number, start: string | undefined): Promise<void> {
+    await this.#client.request(
+      'POST',
+      `/v1/sessions/${this.id}/state`,
+      { sandboxPid: pid, ...(start === undefined ? {} : { sandboxStart: start }) },
+      SessionResponseSchema,
+      { capability: this.#capability },
+    );
+  }
+
+  /** Ask the daemon to quarantine this session (SIGUSR1 on `cordon run`). */
+  async quarantine(reason: string): Promise<void> {
+    await this.#client.request(
+      'POST',
+      `/v1/sessions/${this.id}/quarantine`,
+      { reason },
+      SessionResponseSchema,
+    );
+  }
+
+  /** Wait for every event, then close the session at the daemon. */
+  async close(exitCode?: number): Promise<void> {
+    this.#closed = true;
+    this.#stopWatch?.();
+    while (this.#queue.length > 0 || this.#flushing) await sleep(5);
+    await this.#client.request(
+      'POST',
+      `/v1/sessions/${this.id}/close`,
+      exitCode === undefined ? {} : { exitCode },
+      OkResponseSchema,
+      { capability: this.#capability },
+    );
+  }
+}
+
+/**
+ * What events a client builds say about where they come from. The service replaces the actor's
+ * identity (from the socket's peer credentials), the session and the device with its own.
+ */
+export function clientContext(): EventContext {
+  let user: { name: string; uid: string } | undefined;
+  try {
+    const u = userInfo();
+    user = { name: u.username, uid: String(u.uid) };
+  } catch {
+    user = undefined;
+  }
+  return {
+    productVersion: VERSION,
+    device: { hostname: hostname(), osName: osType() },
+    actor: { name: 'cordon', pid: process.pid, processName: 'cordon', ...(user === undefined ? {} : { user }) },
+  };
+}
