@@ -11,6 +11,9 @@ import {
 } from '../protocol/daemon.js';
 import { DaemonError, type DaemonClient } from './client.js';
 
+/** The log cannot write now (a full disk, a failing witness): worth sending again. */
+const RETRY_CODES = new Set(['AUDIT_WRITE_FAILED', 'AUDIT_DISK_FULL', 'AUDIT_LOG_CLOSED']);
+
 /** Events per `events` call. */
 const BATCH = 256;
 
@@ -119,7 +122,7 @@ export class ClientSession {
         } catch (e) {
           const code = e instanceof DaemonError ? e.code : '';
           // Unreachable, or the log cannot write now (full disk): wait and send again, in order.
-          if (code === 'DAEMON_UNREACHABLE' || code.startsWith('AUDIT_')) {
+          if (code === 'DAEMON_UNREACHABLE' || RETRY_CODES.has(code)) {
             this.#unreachableSince ??= Date.now();
             if (this.#closed && attempt > 50) {
               for (const p of this.#queue.splice(0)) p.reject(e);

@@ -11,6 +11,7 @@ import {
 import type net from 'node:net';
 import { join } from 'node:path';
 import {
+  apiActivityEvent,
   logActivityEvent,
   processActivityEvent,
   type EventContext,
@@ -413,8 +414,27 @@ export class EndpointService {
             `event ${seq} follows ${s.acked}: events must come in order, without gaps`,
             { hint: 'resend from the first event not acknowledged' },
           );
-        const stamped = this.#stamp(s, peer, event, seq);
-        const r = await this.log.append(stamped);
+        let r: { seq: number };
+        try {
+          r = await this.log.append(this.#stamp(s, peer, event, seq));
+        } catch (e) {
+          const code = e instanceof CordonError ? e.code : '';
+          if (code !== 'EVENT_INVALID' && code !== 'AUDIT_EVENT_INVALID') throw e;
+          // An event that cannot be stored as sent is recorded as refused, so the sequence goes
+          // on and the log shows that the client sent something it should not have.
+          r = await this.log.append({
+            ...apiActivityEvent(this.context(s.policy.ref.agent, s.id, peer), {
+              activity: 'other',
+              operation: `event ${seq} refused: ${(e as Error).message}`,
+              service: 'cordond.events',
+              control: {
+                decision: { effect: 'deny', rule: 'events', code: 'EVENT_INVALID', reason: (e as Error).message },
+                manifest: s.policy.ref,
+              },
+            }),
+            unmapped: { client_seq: seq },
+          });
+        }
         logSeq = r.seq;
         s.acked = seq;
       }
@@ -441,7 +461,15 @@ export class EndpointService {
     const ctx = this.context(s.policy.ref.agent, s.id, peer);
     const actor = (event['actor'] ?? {}) as Record<string, unknown>;
     const metadata = (event['metadata'] ?? {}) as Record<string, unknown>;
-    if (typeof actor !== 'object' || typeof metadata !== 'object' || actor === null)
+    const unmapped = (event['unmapped'] ?? {}) as Record<string, unknown>;
+    if (
+      typeof actor !== 'object' ||
+      actor === null ||
+      typeof metadata !== 'object' ||
+      metadata === null ||
+      typeof unmapped !== 'object' ||
+      unmapped === null
+    )
       throw new CordonError('EVENT_INVALID', 'actor and metadata must be objects', {
         hint: 'send events built by the audit event builders',
       });
@@ -458,7 +486,8 @@ export class EndpointService {
           : { user: { name: user.name, ...(user.uid === undefined ? {} : { uid: user.uid }) } }),
       },
       device: deviceOf(ctx),
-      metadata: { ...metadata, sequence: seq },
+      metadata,
+      unmapped: { ...unmapped, client_seq: seq },
     } as unknown as OcsfEvent;
   }
 
@@ -628,10 +657,10 @@ export class EndpointService {
     readAfter(auditPaths(this.#o.paths.dirs.stateDir), from, (line) => {
       const e = parseRecordLine(line).event as {
         actor?: { session?: { uid?: unknown } };
-        metadata?: { sequence?: unknown };
+        unmapped?: { client_seq?: unknown };
       };
       const id = e.actor?.session?.uid;
-      const seq = e.metadata?.sequence;
+      const seq = e.unmapped?.client_seq;
       const s = typeof id === 'string' ? byId.get(id) : undefined;
       if (s !== undefined && typeof seq === 'number' && seq > s.acked) s.acked = seq;
       return true;
