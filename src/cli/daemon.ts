@@ -69,7 +69,8 @@ export async function runDaemon(io: CliIo, opts: DaemonRunOptions): Promise<numb
 }
 
 function clientFor(io: CliIo, opts: DaemonRunOptions): DaemonClient {
-  if (opts.socket !== undefined) return new DaemonClient({ socket: opts.socket, via: 'CORDON_SOCKET' });
+  if (opts.socket !== undefined)
+    return new DaemonClient({ socket: opts.socket, via: 'CORDON_SOCKET' });
   if (opts.system === true) return new DaemonClient({ socket: SYSTEM_PATHS.socket, via: 'system' });
   return new DaemonClient(daemonTarget(io.env, io.home, resolveDirs(io, opts)));
 }
@@ -93,7 +94,9 @@ export async function runDaemonStatus(
       `  state      ${s.stateDir}`,
       `  audit log  head ${s.log.seq} (durable ${s.log.durableSeq})`,
       `  sessions   ${s.sessions.running} running, ${s.sessions.quarantined} quarantined (${s.sessions.yours} yours)`,
-      ...s.manifests.map((m) => `  manifest   ${m.agent}@${m.version} ${m.digest} (${m.sessions} sessions)`),
+      ...s.manifests.map(
+        (m) => `  manifest   ${m.agent}@${m.version} ${m.digest} (${m.sessions} sessions)`,
+      ),
       ...(s.sinks.length === 0
         ? ['  sinks      none configured']
         : s.sinks.map(

@@ -165,15 +165,13 @@ const runDoctor = async (
   ...a: Parameters<typeof DoctorCli.runDoctor>
 ): Promise<Awaited<ReturnType<typeof DoctorCli.runDoctor>>> =>
   (await import('./doctor.js')).runDoctor(...a);
-const runDaemon = async (
-  ...a: Parameters<typeof DaemonCli.runDaemon>
-): Promise<number> => (await import('./daemon.js')).runDaemon(...a);
+const runDaemon = async (...a: Parameters<typeof DaemonCli.runDaemon>): Promise<number> =>
+  (await import('./daemon.js')).runDaemon(...a);
 const runDaemonStatus = async (
   ...a: Parameters<typeof DaemonCli.runDaemonStatus>
 ): Promise<number> => (await import('./daemon.js')).runDaemonStatus(...a);
-const runDaemonStop = async (
-  ...a: Parameters<typeof DaemonCli.runDaemonStop>
-): Promise<number> => (await import('./daemon.js')).runDaemonStop(...a);
+const runDaemonStop = async (...a: Parameters<typeof DaemonCli.runDaemonStop>): Promise<number> =>
+  (await import('./daemon.js')).runDaemonStop(...a);
 const runPs = async (
   ...a: Parameters<typeof PsCli.runPs>
 ): Promise<Awaited<ReturnType<typeof PsCli.runPs>>> => (await import('./ps.js')).runPs(...a);
@@ -730,9 +728,12 @@ export function buildProgram(
   const daemon = program
     .command('daemon')
     .description(
-      'the endpoint service: the only audit writer, the sessions\' proxies and decisions (foreground)',
+      "the endpoint service: the only audit writer, the sessions' proxies and decisions (foreground)",
     )
-    .option('--system', 'system mode: /etc/cordon, /var/lib/cordon, /run/cordon (as the cordon user)')
+    .option(
+      '--system',
+      'system mode: /etc/cordon, /var/lib/cordon, /run/cordon (as the cordon user)',
+    )
     .option('--socket <path>', 'API socket (default: by mode and directories)')
     .option('--runtime-dir <dir>', 'where session egress sockets live (default: beside the socket)')
     .option('--on-demand', 'started by a client: exit when idle ($CORDON_DAEMON_IDLE_SECONDS, 600)')
@@ -784,9 +785,6 @@ export function buildProgram(
       act(() => runTemplatesResolve(io, { ...g(), ...o })),
     );
 
-  const daemon = program
-    .command('daemon')
-    .description('the endpoint service cordond: one daemon owns the audit log and the decisions');
   daemon
     .command('install')
     .description(

@@ -140,7 +140,9 @@ export async function runRun(
     exitCode = result.exitCode;
     return result.exitCode;
   } finally {
-    await session.close(exitCode).catch((e: unknown) => diag(`closing the session: ${(e as Error).message}`));
+    await session
+      .close(exitCode)
+      .catch((e: unknown) => diag(`closing the session: ${(e as Error).message}`));
   }
 }
 
@@ -158,9 +160,13 @@ async function runUnsandboxed(
   );
   const url = session.opened.proxyUrl;
   if (url === undefined)
-    throw new CordonError('DAEMON_PROTOCOL', 'the service gave no proxy for the unconfined session', {
-      hint: 'use a client and daemon of the same version',
-    });
+    throw new CordonError(
+      'DAEMON_PROTOCOL',
+      'the service gave no proxy for the unconfined session',
+      {
+        hint: 'use a client and daemon of the same version',
+      },
+    );
   await session.append(
     processActivityEvent(
       { ...context, time: io.now().getTime() },

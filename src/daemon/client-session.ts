@@ -47,7 +47,11 @@ export class ClientSession {
   #onDiagnostic: (m: string) => void;
   #unreachableSince: number | undefined;
 
-  constructor(client: DaemonClient, opened: OpenSessionResponse, onDiagnostic: (m: string) => void) {
+  constructor(
+    client: DaemonClient,
+    opened: OpenSessionResponse,
+    onDiagnostic: (m: string) => void,
+  ) {
     this.#client = client;
     this.opened = opened;
     this.id = opened.session;
@@ -142,13 +146,9 @@ export class ClientSession {
 
   decide(requests: readonly PolicyRequest[]): Promise<Decision[]> {
     return this.#client
-      .request(
-        'POST',
-        `/v1/sessions/${this.id}/decide`,
-        { requests },
-        DecideResponseSchema,
-        { capability: this.#capability },
-      )
+      .request('POST', `/v1/sessions/${this.id}/decide`, { requests }, DecideResponseSchema, {
+        capability: this.#capability,
+      })
       .then((r) => r.decisions as Decision[]);
   }
 
@@ -202,6 +202,11 @@ export function clientContext(): EventContext {
   return {
     productVersion: VERSION,
     device: { hostname: hostname(), osName: osType() },
-    actor: { name: 'cordon', pid: process.pid, processName: 'cordon', ...(user === undefined ? {} : { user }) },
+    actor: {
+      name: 'cordon',
+      pid: process.pid,
+      processName: 'cordon',
+      ...(user === undefined ? {} : { user }),
+    },
   };
 }

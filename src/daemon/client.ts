@@ -16,9 +16,9 @@ import type { WatchMessage } from '../protocol/daemon.js';
 import { ensurePrivateDir, SYSTEM_PATHS, userRuntimeDir, userSocket } from './paths.js';
 
 type Schema<T> = {
-  safeParse(v: unknown):
-    | { success: true; data: T }
-    | { success: false; error: Parameters<typeof describeIssues>[0] };
+  safeParse(
+    v: unknown,
+  ): { success: true; data: T } | { success: false; error: Parameters<typeof describeIssues>[0] };
 };
 
 export type DaemonClientErrorCode = 'DAEMON_UNREACHABLE' | 'DAEMON_PROTOCOL';

@@ -1,7 +1,7 @@
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
 import type http from 'node:http';
 import { dirname, join } from 'node:path';
-import { apiActivityEvent, decisionEvent, type OcsfEvent } from '../audit/events.js';
+import { recordDecision, type DecisionLog } from '../endpoint/decision-log.js';
 import { openDeviceLog, type OpenedLog } from '../audit/open.js';
 import { CordonError } from '../errors.js';
 import { loadEnforcedPolicy } from '../endpoint/policy.js';
@@ -12,6 +12,9 @@ import { VERSION } from '../version.js';
 import { ADMIN_GROUP, ensurePrivateDir, type DaemonPaths } from './paths.js';
 import { peerOf, type Peer } from './peer.js';
 import { createApiServer, listenSocket } from './server.js';
+import { ContinuousShipper } from './shipper.js';
+import { PolicyWatcher } from './watch.js';
+import { auditPaths } from '../audit/store.js';
 import { EndpointService } from './service.js';
 
 export interface DaemonOptions {
@@ -30,16 +33,6 @@ export interface DaemonHandle {
   readonly stopped: Promise<void>;
   stop(reason: string): Promise<void>;
 }
-
-const REQUEST_KINDS = new Set([
-  'file.read',
-  'file.write',
-  'exec',
-  'net.connect',
-  'http.request',
-  'api.call',
-  'secret.get',
-]);
 
 /** Members of a group, from /etc/group. */
 function groupMembers(name: string): { gid: number; members: Set<string> } | undefined {
@@ -88,11 +81,10 @@ function takeLock(stateDir: string): number {
   const fd = openSync(file, 'a', 0o600);
   if (!fstatSync(fd).isFile() || !lockExclusive(fd)) {
     closeSync(fd);
-    throw new CordonError(
-      'DAEMON_RUNNING',
-      `another cordon daemon is serving ${stateDir}`,
-      { file, hint: 'use it (`cordon daemon status`), or stop it first (`cordon daemon stop`)' },
-    );
+    throw new CordonError('DAEMON_RUNNING', `another cordon daemon is serving ${stateDir}`, {
+      file,
+      hint: 'use it (`cordon daemon status`), or stop it first (`cordon daemon stop`)',
+    });
   }
   return fd;
 }
@@ -141,6 +133,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
     service.peerOf = peerOf;
     await service.restore();
 
+    let sinks: () => StatusResponse['sinks'] = () => [];
     let lastActivity = Date.now();
     let stopping: Promise<void> | undefined;
     let resolveStopped: () => void = () => undefined;
@@ -162,7 +155,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
           hash: log.log.head.hash,
           durableSeq: log.log.durableHead.seq,
         },
-        sinks: [],
+        sinks: sinks(),
         sessions: {
           running: sessions.filter((s) => s.quarantinedAt === undefined).length,
           quarantined: sessions.filter((s) => s.quarantinedAt !== undefined).length,
@@ -173,10 +166,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
       };
     };
 
-    const check = async (
-      peer: Peer,
-      body: CheckRequest,
-    ): Promise<Record<string, unknown>> => {
+    const check = async (peer: Peer, body: CheckRequest): Promise<Record<string, unknown>> => {
       const policy = loadEnforcedPolicy({
         dirs: paths.dirs,
         home: service.homeFor(peer),
@@ -189,58 +179,31 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
       });
       const decisions: Decision[] = [];
       const records: number[] = [];
+      const dlog: DecisionLog = {
+        log: log.log,
+        context: service.context(policy.ref.agent, undefined, peer),
+        ref: policy.ref,
+        service: 'cordon.check',
+        now,
+      };
       for (const [i, req] of body.requests.entries()) {
         const invalid = body.invalid?.[i];
-        let d: Decision =
-          invalid !== undefined
-            ? {
+        let seq = 0;
+        const d = await recordDecision(
+          { ...dlog, onRecorded: (n) => (seq = n) },
+          invalid === undefined ? req : undefined,
+          invalid === undefined
+            ? policy.pdp.decide(req as PolicyRequest)
+            : {
                 effect: 'deny',
                 code: 'REQUEST_INVALID',
                 rule: 'request',
                 reason: `Denied: ${invalid}.`,
-              }
-            : policy.pdp.decide(req as PolicyRequest);
-        const ctx = service.context(policy.ref.agent, undefined, peer);
-        const outcome = { decision: d, manifest: policy.ref };
-        const builds: (() => OcsfEvent)[] = [];
-        const kind = (req as { kind?: unknown } | null)?.kind;
-        if (
-          invalid === undefined &&
-          typeof req === 'object' &&
-          req !== null &&
-          typeof kind === 'string' &&
-          REQUEST_KINDS.has(kind)
-        )
-          builds.push(() => decisionEvent(ctx, req as PolicyRequest, outcome));
-        builds.push(() =>
-          apiActivityEvent(ctx, {
-            activity: 'other',
-            operation: invalid ?? 'invalid request',
-            service: 'cordon.check',
-            control: outcome,
-          }),
+              },
+          invalid ?? 'invalid request',
         );
-        let seq: number | undefined;
-        let failure: unknown;
-        for (const build of builds) {
-          try {
-            seq = (await log.log.append(build())).seq;
-            break;
-          } catch (e) {
-            failure = e;
-          }
-        }
-        if (seq === undefined) {
-          const code = failure instanceof CordonError ? failure.code : 'AUDIT_WRITE_FAILED';
-          d = {
-            effect: 'deny',
-            code: 'DECISION_UNRECORDED',
-            rule: 'audit',
-            reason: `Denied: the decision could not be written to the audit log (${code}).`,
-          };
-        }
         decisions.push(d);
-        records.push(seq ?? 0);
+        records.push(seq);
       }
       return {
         ok: true,
@@ -252,32 +215,70 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
       };
     };
 
-    let server: http.Server | undefined;
-    const stop = (reason: string): Promise<void> => {
-      stopping ??= (async () => {
-        diag(`stopping: ${reason}`);
-        clearInterval(timer);
-        server?.close();
-        server?.closeAllConnections();
-        await service.closeAll();
-        await log.log.close();
-        rmSync(paths.socket, { force: true });
-        closeSync(lockFd);
-        resolveStopped();
-      })();
-      return stopping;
-    };
+    const shipper = new ContinuousShipper({
+      paths: auditPaths(paths.dirs.stateDir),
+      config: log.config,
+      durableSeq: () => log.log.durableHead.seq,
+      onEvent: (sink, what, detail) => {
+        if (what !== 'delivered') diag(`sink ${sink} ${what}: ${detail}`);
+      },
+    });
+    sinks = () =>
+      shipper.status().map((k) => ({
+        name: k.name,
+        lagRecords: k.pending,
+        ...(k.oldestPendingSeconds === undefined ? {} : { lagSeconds: k.oldestPendingSeconds }),
+        ...(k.lastError === undefined ? {} : { lastError: k.lastError }),
+        ...(k.lastDeliveredAt === undefined ? {} : { lastShippedAt: k.lastDeliveredAt }),
+      }));
+    const watcher = new PolicyWatcher({
+      policyDir: paths.dirs.policyDir,
+      sessions: () =>
+        [...service.sessions.values()]
+          .filter((s) => s.quarantinedAt === undefined)
+          .map((s) => ({
+            id: s.id,
+            bytes: s.bytes,
+            notAfter: new Date(s.policy.manifest.notAfter),
+          })),
+      reverify: (w) => {
+        const s = service.sessions.get(w.id);
+        if (s === undefined) return { ok: true };
+        return service.recheck(s);
+      },
+      onInvalid: (w, code, reason, trigger) => {
+        const s = service.sessions.get(w.id);
+        if (s === undefined) return;
+        service
+          .quarantine(
+            s,
+            `the manifest in force no longer holds (${code}: ${reason}); noticed on ${trigger}`,
+            'MANIFEST_NO_LONGER_VALID',
+          )
+          .catch((e: unknown) => diag(`quarantine of ${s.id}: ${(e as Error).message}`));
+      },
+      now,
+      onDiagnostic: diag,
+    });
 
-    server = createApiServer(service, {
+    const server = createApiServer(service, {
       peerOf,
       status,
       check,
-      reload: () => Promise.resolve('reloaded'),
+      reload: () => {
+        watcher.check('reload');
+        return Promise.resolve('every session re-checked against the policy directory');
+      },
       stop: (peer) => void stop(`stop requested by uid ${peer.uid} (pid ${peer.pid})`),
-      onActivity: () => (lastActivity = Date.now()),
+      onActivity: () => {
+        lastActivity = Date.now();
+        shipper.kick();
+      },
       onDiagnostic: diag,
     });
     await listenSocket(server, paths.socket, paths.mode === 'system' ? 0o666 : 0o600);
+    shipper.start();
+    watcher.start();
 
     // Sessions whose client died are ended; an idle on-demand daemon goes away.
     const timer = setInterval(() => {
@@ -290,6 +291,23 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
         void stop('idle');
     }, 500);
     timer.unref();
+
+    function stop(reason: string): Promise<void> {
+      stopping ??= (async () => {
+        diag(`stopping: ${reason}`);
+        clearInterval(timer);
+        watcher.close();
+        server.close();
+        server.closeAllConnections();
+        await service.closeAll();
+        await shipper.stop();
+        await log.log.close();
+        rmSync(paths.socket, { force: true });
+        closeSync(lockFd);
+        resolveStopped();
+      })();
+      return stopping;
+    }
 
     return { service, server, stopped, stop };
   } catch (e) {

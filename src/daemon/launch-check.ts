@@ -32,17 +32,29 @@ export interface LaunchCheckInput {
  * (within `--agent-runtime` when narrowed), no grant reaching Cordon's own installation. Each
  * refusal is recorded as a blocked Launch, then thrown.
  */
-export async function checkLaunch(i: LaunchCheckInput): Promise<{ agentRuntimes: MountedRuntime[] }> {
+export async function checkLaunch(
+  i: LaunchCheckInput,
+): Promise<{ agentRuntimes: MountedRuntime[] }> {
   const runtimes = agentRuntimes(i.policy.manifest, i.home, i.narrowed);
   try {
     if (i.unsafeNoSandbox) checkUnsafeNoSandbox(i.dirs.policyDir);
-    checkLaunchAllowed(i.policy, i.command[0], launchDecision(i.policy, i.command, i.narrowed, runtimes));
+    checkLaunchAllowed(
+      i.policy,
+      i.command[0],
+      launchDecision(i.policy, i.command, i.narrowed, runtimes),
+    );
     if (!i.unsafeNoSandbox) checkPackageExposure(i.policy.manifest, i.home);
   } catch (e) {
     if (e instanceof LaunchRefusedError)
       await recordLaunchRefusal(
         i.append,
-        { context: i.context, now: i.now, path: i.command[0], argv: i.command, manifest: i.policy.ref },
+        {
+          context: i.context,
+          now: i.now,
+          path: i.command[0],
+          argv: i.command,
+          manifest: i.policy.ref,
+        },
         e,
       );
     throw e;

@@ -34,9 +34,9 @@ export interface ServerHooks {
 }
 
 type Schema<T> = {
-  safeParse(v: unknown):
-    | { success: true; data: T }
-    | { success: false; error: Parameters<typeof describeIssues>[0] };
+  safeParse(
+    v: unknown,
+  ): { success: true; data: T } | { success: false; error: Parameters<typeof describeIssues>[0] };
 };
 
 /** HTTP status for an error code: the caller's fault (4xx) or the service's (5xx). */
@@ -80,9 +80,13 @@ function sendError(res: http.ServerResponse, e: unknown): void {
 async function readJson(req: http.IncomingMessage): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > MAX_BODY_BYTES)
-    throw new CordonError('BODY_TOO_LARGE', `the body is ${declared} bytes; at most ${MAX_BODY_BYTES}`, {
-      hint: 'send fewer requests or events per call',
-    });
+    throw new CordonError(
+      'BODY_TOO_LARGE',
+      `the body is ${declared} bytes; at most ${MAX_BODY_BYTES}`,
+      {
+        hint: 'send fewer requests or events per call',
+      },
+    );
   const parts: Buffer[] = [];
   let size = 0;
   for await (const chunk of req) {
@@ -255,9 +259,13 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
         const body = parse(EventsRequestSchema, await readJson(req));
         for (const e of body.events)
           if (JSON.stringify(e.event).length > MAX_EVENT_BYTES)
-            throw new CordonError('EVENT_INVALID', `event ${e.seq} is over ${MAX_EVENT_BYTES} bytes`, {
-              hint: 'send smaller events',
-            });
+            throw new CordonError(
+              'EVENT_INVALID',
+              `event ${e.seq} is over ${MAX_EVENT_BYTES} bytes`,
+              {
+                hint: 'send smaller events',
+              },
+            );
         send(res, 200, { ok: true, ...(await service.appendEvents(s, peer, body.events)) });
         return;
       }

@@ -36,6 +36,10 @@ import type {
 } from '../protocol/daemon.js';
 import { isAlive, startTime } from '../sandbox/linux/procfs.js';
 import { loadEnforcedPolicy, type EnforcedPolicy } from '../endpoint/policy.js';
+import { lintOptionsFor } from '../endpoint/verify.js';
+import { ManifestVerifier } from '../manifest/verify.js';
+import { FileAcceptanceStore } from '../store/acceptance.js';
+import { readRevocationBytes, readTrustStore } from '../store/policy-dir.js';
 import { checkLaunch } from './launch-check.js';
 import { EGRESS_SOCKET_NAME, sessionEgressDir, type DaemonPaths } from './paths.js';
 import type { Peer } from './peer.js';
@@ -244,11 +248,7 @@ export class EndpointService {
       agentRuntimes: checked.agentRuntimes,
       egressDir,
       egressSocket: join(egressDir, EGRESS_SOCKET_NAME),
-      hidden: [
-        this.#o.paths.dirs.policyDir,
-        this.#o.paths.dirs.stateDir,
-        this.#o.paths.runtimeDir,
-      ],
+      hidden: [this.#o.paths.dirs.policyDir, this.#o.paths.dirs.stateDir, this.#o.paths.runtimeDir],
       home,
       auditSeqAtStart: s.auditSeqAtStart,
       ...(s.proxy !== undefined && req.unsafeNoSandbox === true && kind === 'run'
@@ -326,11 +326,9 @@ export class EndpointService {
       .update(capability ?? '')
       .digest();
     if (s === undefined || capability === undefined || !timingSafeEqual(h, s.capabilityHash))
-      throw new CordonError(
-        'SESSION_UNAUTHORIZED',
-        `no session ${id} for this capability`,
-        { hint: "only the session's own client (the cordon run that opened it) may do this" },
-      );
+      throw new CordonError('SESSION_UNAUTHORIZED', `no session ${id} for this capability`, {
+        hint: "only the session's own client (the cordon run that opened it) may do this",
+      });
     return s;
   }
 
@@ -378,6 +376,50 @@ export class EndpointService {
       ...(s.quarantineReason === undefined ? {} : { quarantineReason: s.quarantineReason }),
       ...(s.request.unsafeNoSandbox === true ? { unsafeNoSandbox: true } : {}),
     };
+  }
+
+  /**
+   * Verify a running session's manifest again against the policy directory as it is now:
+   * signature, trust, key and manifest revocation, expiry, schema, lint. Not rollback: a newer
+   * version accepted since (another session) does not end sessions of the older one. When it
+   * holds and the guardrails changed, the session decides under the new ones from now on.
+   */
+  recheck(s: DaemonSession): { ok: true } | { ok: false; code: string; reason: string } {
+    const dirs = this.#o.paths.dirs;
+    const disk = new FileAcceptanceStore(dirs.stateDir);
+    const report = new ManifestVerifier({
+      trust: readTrustStore(dirs.policyDir),
+      revocationList: readRevocationBytes(dirs.policyDir),
+      // Rollback was checked when the session opened; an older revocation list still is not.
+      store: {
+        lastAccepted: () => undefined,
+        accept: () => undefined,
+        revocationSerial: () => disk.revocationSerial(),
+        acceptRevocationSerial: () => undefined,
+      },
+      lint: lintOptionsFor({ dirs, home: s.home, now: this.#o.now }),
+      now: this.#o.now,
+      record: false,
+    }).verify(s.bytes);
+    if (!report.ok)
+      return { ok: false, code: report.code ?? 'VERIFY_ERROR', reason: report.message };
+    const fresh = loadEnforcedPolicy({
+      dirs,
+      home: s.home,
+      now: this.#o.now,
+      source: s.request.manifestPath,
+      bytes: s.bytes,
+      verify: false,
+      enforce: true,
+      ...(s.request.guardrails === undefined ? {} : { guardrails: s.request.guardrails }),
+    });
+    const digestOf = (p: EnforcedPolicy): string | undefined =>
+      p.guardrails.inForce ? p.guardrails.digest : undefined;
+    if (digestOf(fresh) !== digestOf(s.policy)) {
+      s.policy = fresh;
+      s.proxy?.reload(fresh.pdp, fresh.ref);
+    }
+    return { ok: true };
   }
 
   decide(s: DaemonSession, requests: readonly unknown[]): Decision[] {
@@ -428,7 +470,12 @@ export class EndpointService {
               operation: `event ${seq} refused: ${(e as Error).message}`,
               service: 'cordond.events',
               control: {
-                decision: { effect: 'deny', rule: 'events', code: 'EVENT_INVALID', reason: (e as Error).message },
+                decision: {
+                  effect: 'deny',
+                  rule: 'events',
+                  code: 'EVENT_INVALID',
+                  reason: (e as Error).message,
+                },
                 manifest: s.policy.ref,
               },
             }),
@@ -445,12 +492,7 @@ export class EndpointService {
     return p;
   }
 
-  #stamp(
-    s: DaemonSession,
-    peer: Peer,
-    event: Record<string, unknown>,
-    seq: number,
-  ): OcsfEvent {
+  #stamp(s: DaemonSession, peer: Peer, event: Record<string, unknown>, seq: number): OcsfEvent {
     const cls = event['class_uid'];
     if (typeof cls !== 'number' || !CLIENT_CLASSES.has(cls))
       throw new CordonError(
@@ -704,9 +746,9 @@ export class EndpointService {
 }
 
 function withoutManifest(req: OpenSessionRequest): Omit<OpenSessionRequest, 'manifest'> {
-  const { manifest: _ignored, ...rest } = req;
-  void _ignored;
-  return rest;
+  const rest: Partial<OpenSessionRequest> = { ...req };
+  delete rest.manifest;
+  return rest as Omit<OpenSessionRequest, 'manifest'>;
 }
 
 function deviceOf(ctx: EventContext): Record<string, unknown> {

@@ -388,7 +388,9 @@ export async function runSession(
     if (sandboxPid !== undefined)
       o.link
         .setSandbox(sandboxPid, sandboxStart)
-        .catch((e: unknown) => o.onDiagnostic(`cannot tell the service the sandbox's pid: ${(e as Error).message}`));
+        .catch((e: unknown) =>
+          o.onDiagnostic(`cannot tell the service the sandbox's pid: ${(e as Error).message}`),
+        );
 
     let quarantined = false;
     const killSandbox = (): void => {

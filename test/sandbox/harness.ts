@@ -55,6 +55,9 @@ export function sandboxEnv(name: string): SandboxEnv {
     LANG: 'C.UTF-8',
     SECRET_TOKEN: 'parent-secret-do-not-pass',
     AWS_SECRET_ACCESS_KEY: 'parent-aws-secret',
+    // Each environment's own daemon (started on demand by its first client), gone when idle.
+    XDG_RUNTIME_DIR: join(dir, 'run'),
+    CORDON_DAEMON_IDLE_SECONDS: '5',
   };
   const probe = join(dir, 'bin', 'probe');
   mkdirSync(join(dir, 'bin'));

@@ -58,7 +58,7 @@ async function launch(
     agentRuntimes: [],
     hidden: [],
     helperPath: join(ROOT, 'build/Release/cordon-sandbox'),
-    egressSocket: socket(),
+    egressDir: dir,
     parentEnv: { PATH: '/usr/bin' },
     session: 'mount-check',
     limits: {},

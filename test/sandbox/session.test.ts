@@ -14,10 +14,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDeviceLog } from '../../src/audit/open.js';
 import { CordonError } from '../../src/errors.js';
-import { runSession } from '../../src/sandbox/launcher.js';
+import { runSession, type SessionLink } from '../../src/sandbox/launcher.js';
+import type { AuditLog } from '../../src/audit/log.js';
 import { helperPath } from '../../src/sandbox/linux/doctor.js';
 import { planSandbox } from '../../src/sandbox/linux/plan.js';
-import { createPdp } from '../../src/policy/pdp.js';
+import { createPdp, type Pdp } from '../../src/policy/pdp.js';
 import { validManifest } from '../helpers.js';
 import { ROOT, runCli, sandboxEnv, type SandboxEnv } from './harness.js';
 
@@ -40,6 +41,18 @@ describe('sandbox helper', () => {
     }
   });
 });
+
+/** A session link to an in-process log and decision point (what the service does for a client). */
+function localLink(id: string, log: AuditLog, pdp: Pdp): SessionLink {
+  return {
+    id,
+    append: (e) => log.append(e),
+    decide: (reqs) => Promise.resolve(reqs.map((r) => pdp.decide(r))),
+    setSandbox: () => Promise.resolve(),
+    quarantine: () => Promise.resolve(),
+    watch: () => undefined,
+  };
+}
 
 describe('runSession', () => {
   /**
@@ -67,15 +80,15 @@ describe('runSession', () => {
         {
           id,
           manifest: m,
-          manifestPath: 'm.json',
           ref: { agent: m.agentName, version: m.version, digest: 'sha256:00' },
-          pdp: createPdp({ manifest: m, home: s.home }),
-          audit: opened.log,
+          // The launcher's side of the service, in process: the same log and decision point.
+          link: localLink(id, opened.log, createPdp({ manifest: m, home: s.home })),
           context: opened.context,
+          egressDir: s.dir,
           stateDir: join(s.cordonHome, 'state'),
           command: ['/usr/bin/bash', '-c', `echo > ${marker}`],
           agentRuntimes: [],
-          guardrails: { inForce: false, why: 'test', allowedBy: 'this test' },
+          guardrails: { facts: { in_force: false }, text: 'none (this test)' },
           hidden: [],
           limits: {},
           home: s.home,
@@ -137,7 +150,7 @@ describe('planSandbox', () => {
     agentRuntimes: [],
     hidden: [],
     helperPath: '/x/helper',
-    egressSocket: '/x/egress.sock',
+    egressDir: '/x',
     session: 'sid',
     limits: {},
   };
