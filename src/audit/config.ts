@@ -9,7 +9,7 @@ import { parseConfigFile } from '../store/config-file.js';
  * ship the log off the machine. Absent file: defaults and no sinks. Invalid file: an error naming
  * the field, never a fallback.
  */
-export type ConfigErrorCode = 'AUDIT_CONFIG_INVALID';
+export type ConfigErrorCode = 'CONFIG_INVALID';
 
 const Name = z
   .string()
@@ -171,7 +171,7 @@ export function auditConfigFile(policyDir: string): string {
 /** Parse and check audit settings; `file` names the source in errors. */
 export function parseAuditConfig(raw: string | Uint8Array, file: string): AuditConfig {
   return parseConfigFile(AuditConfigSchema, raw, file, {
-    code: 'AUDIT_CONFIG_INVALID',
+    code: 'CONFIG_INVALID',
     hint: 'see "Audit sinks" in the README for the fields of audit.json',
     maxBytes: 1024 * 1024,
   });

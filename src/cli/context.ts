@@ -1,4 +1,5 @@
-import { CordonError } from '../errors.js';
+import { CordonError, type CordonCode } from '../errors.js';
+import type { LintCode } from '../manifest/lint.js';
 import { defaultDirs, userHome, type CordonDirs } from '../env.js';
 import type { EndpointContext } from '../endpoint/verify.js';
 
@@ -90,21 +91,168 @@ export const EXIT = {
 /** Exit codes of `cordon run` itself; any other code is the agent's own. */
 export const RUN_EXIT = { SETUP: 125, NOT_RUNNABLE: 126, NOT_FOUND: 127 } as const;
 
-const USAGE_CODES = new Set([
-  'USAGE',
-  'TEMPLATE_UNKNOWN',
-  'TEMPLATE_PARAMS',
-  'KEY_NAME_INVALID',
-  'GROUP_UNKNOWN',
-  'RESOLVE_ENTRY_INVALID',
-]);
-const ENVIRONMENT_CODES =
-  /^(FILE_|STATE_CORRUPT$|DIR_|PROXY_LISTEN_FAILED$|DAEMON_INSTALL_FAILED$|AUDIT_(LOG_MISSING|LOG_LOCKED|WRITE_FAILED|NO_VERIFIER|NO_SINKS)$)/;
+/**
+ * What kind of failure a code is, for the exit code: the command line was wrong (`usage`, exit
+ * 2), the machine's files or processes are not as needed (`environment`, exit 3), or the input
+ * was refused (`invalid`, exit 1).
+ */
+export type ExitClass = 'usage' | 'environment' | 'invalid';
 
-export function exitCodeFor(code: string): number {
-  if (USAGE_CODES.has(code)) return EXIT.USAGE;
-  if (ENVIRONMENT_CODES.test(code)) return EXIT.ENVIRONMENT;
-  return EXIT.INVALID;
+const EXIT_OF_CLASS: Record<ExitClass, number> = {
+  usage: EXIT.USAGE,
+  environment: EXIT.ENVIRONMENT,
+  invalid: EXIT.INVALID,
+};
+
+/**
+ * The exit class of every code but the lint rules' (each of which refuses a manifest: invalid
+ * input). A total map: a code added to a domain's union in src/errors.ts does not compile until
+ * it is given its class here. (The lint rules are not listed so that every verb does not load
+ * the linter to exit.)
+ */
+const EXIT_CLASS: Record<Exclude<CordonCode, LintCode>, ExitClass> = {
+  // manifest
+  JSON_TOO_LARGE: 'invalid',
+  JSON_ENCODING: 'invalid',
+  JSON_SYNTAX: 'invalid',
+  JSON_DUPLICATE_KEY: 'invalid',
+  JSON_TOO_DEEP: 'invalid',
+  CANONICAL_UNREPRESENTABLE: 'invalid',
+  MANIFEST_INVALID: 'invalid',
+  MANIFEST_UNKNOWN_FIELD: 'invalid',
+  MANIFEST_MISSING_FIELD: 'invalid',
+  MANIFEST_TYPE: 'invalid',
+  MANIFEST_VERSION: 'invalid',
+  MANIFEST_VALIDITY_INVERTED: 'invalid',
+  MANIFEST_LINT: 'invalid',
+  COMMAND_NOT_ABSOLUTE: 'invalid',
+  RUNTIME_NOT_ONE_PATH: 'invalid',
+  API_SCOPE_SYNTAX: 'invalid',
+  PATH_EMPTY: 'invalid',
+  PATH_RELATIVE: 'invalid',
+  PATH_NUL: 'invalid',
+  PATH_CONTROL_CHAR: 'invalid',
+  PATH_DOTDOT: 'invalid',
+  PATH_EMPTY_SEGMENT: 'invalid',
+  PATH_TILDE_USER: 'invalid',
+  PATH_GLOB_SYNTAX: 'invalid',
+  PATH_TOO_LONG: 'invalid',
+  NET_SCOPE_SYNTAX: 'invalid',
+  NET_SCHEME: 'invalid',
+  NET_USERINFO: 'invalid',
+  NET_WILDCARD_ALL: 'invalid',
+  NET_WILDCARD_SYNTAX: 'invalid',
+  NET_WILDCARD_PUBLIC_SUFFIX: 'invalid',
+  NET_HOST_INVALID: 'invalid',
+  NET_IP_NONCANONICAL: 'invalid',
+  NET_CIDR_INVALID: 'invalid',
+  NET_PORT: 'invalid',
+  NET_PATH: 'invalid',
+  TEMPLATE_UNKNOWN: 'usage',
+  TEMPLATE_PARAMS: 'usage',
+  ENVELOPE_INVALID: 'invalid',
+  PAYLOAD_TYPE_MISMATCH: 'invalid',
+  KEY_CORRUPT: 'invalid',
+  KEY_NOT_ED25519: 'invalid',
+  KEY_PASSPHRASE_REQUIRED: 'invalid',
+  KEY_PASSPHRASE_WRONG: 'invalid',
+  KEY_PURPOSE: 'invalid',
+  KEY_REVOKED: 'invalid',
+  KEY_EXPIRED: 'invalid',
+  KEY_NOT_YET_VALID: 'invalid',
+  SIGNATURE_MISSING: 'invalid',
+  SIGNATURE_INVALID: 'invalid',
+  SIGNATURE_UNTRUSTED: 'invalid',
+  SIGNATURE_DUPLICATE: 'invalid',
+  THRESHOLD_NOT_MET: 'invalid',
+  MANIFEST_UNSIGNED: 'invalid',
+  MANIFEST_NOT_CANONICAL: 'invalid',
+  MANIFEST_NOT_YET_VALID: 'invalid',
+  MANIFEST_EXPIRED: 'invalid',
+  MANIFEST_REVOKED: 'invalid',
+  MANIFEST_ROLLBACK: 'invalid',
+  MANIFEST_VERSION_REUSED: 'invalid',
+  TRUST_STORE_INVALID: 'invalid',
+  REVOCATION_LIST_MISSING: 'invalid',
+  REVOCATION_LIST_INVALID: 'invalid',
+  REVOCATION_LIST_UNTRUSTED: 'invalid',
+  REVOCATION_LIST_ROLLBACK: 'invalid',
+  VERIFY_ERROR: 'invalid',
+  // policy
+  GUARDRAIL_SYNTAX: 'invalid',
+  GUARDRAIL_INVALID: 'invalid',
+  GUARDRAIL_PERMIT: 'invalid',
+  CEDAR_UNTRANSLATABLE: 'invalid',
+  POLICY_COMPILE: 'invalid',
+  POLICY_TEST_INVALID: 'invalid',
+  // audit
+  AUDIT_EVENT_INVALID: 'invalid',
+  AUDIT_RECORD_MALFORMED: 'invalid',
+  AUDIT_LOG_LOCKED: 'environment',
+  AUDIT_LOG_CLOSED: 'invalid',
+  AUDIT_LOG_CORRUPT: 'invalid',
+  AUDIT_LOG_MISSING: 'environment',
+  AUDIT_WRITE_FAILED: 'environment',
+  AUDIT_STATE_CORRUPT: 'invalid',
+  AUDIT_CHECKPOINT_INVALID: 'invalid',
+  AUDIT_NO_VERIFIER: 'environment',
+  AUDIT_NO_SINKS: 'environment',
+  AUDIT_PROOF_INVALID: 'invalid',
+  AUDIT_PROOF_UNAVAILABLE: 'invalid',
+  AUDIT_WITNESS_FAILED: 'invalid',
+  AUDIT_WITNESS_INVALID: 'invalid',
+  NOTE_MALFORMED: 'invalid',
+  NOTE_UNSIGNED: 'invalid',
+  NOTE_SIGNATURE_INVALID: 'invalid',
+  // store
+  FILE_NOT_FOUND: 'environment',
+  FILE_UNREADABLE: 'environment',
+  FILE_UNWRITABLE: 'environment',
+  FILE_NOT_REGULAR: 'environment',
+  FILE_TOO_LARGE: 'environment',
+  FILE_EXISTS: 'environment',
+  FILE_LOCKED: 'environment',
+  STATE_CORRUPT: 'environment',
+  KEY_NAME_INVALID: 'usage',
+  PASSPHRASE_WEAK: 'invalid',
+  TRUST_KEY_EXISTS: 'invalid',
+  CONFIG_INVALID: 'invalid',
+  NATIVE_UNAVAILABLE: 'invalid',
+  // sandbox
+  SANDBOX_UNAVAILABLE: 'invalid',
+  SANDBOX_SETUP_FAILED: 'invalid',
+  SANDBOX_LIMIT_UNENFORCEABLE: 'invalid',
+  SANDBOX_PACKAGE_EXPOSED: 'invalid',
+  PERSISTENCE_GUARD_FAILED: 'invalid',
+  SESSION_NOT_FOUND: 'invalid',
+  // egress
+  PROXY_LISTEN_FAILED: 'environment',
+  RESOLVE_ENTRY_INVALID: 'usage',
+  // endpoint
+  GUARDRAILS_REQUIRED: 'invalid',
+  COMMAND_NOT_FOUND: 'invalid',
+  COMMAND_NOT_ALLOWED: 'invalid',
+  RUNTIME_NOT_IN_MANIFEST: 'invalid',
+  UNSAFE_NO_SANDBOX_FORBIDDEN: 'invalid',
+  // daemon
+  PEER_UNKNOWN: 'invalid',
+  POLICY_RECHECK_FAILED: 'invalid',
+  DAEMON_INSTALL_FAILED: 'environment',
+  DAEMON_INSTALL_UNSAFE: 'invalid',
+  DAEMON_INSTALL_NOT_ROOT: 'invalid',
+  DAEMON_INSTALL_CONFLICT: 'invalid',
+  // cli
+  USAGE: 'usage',
+  GROUP_UNKNOWN: 'usage',
+  GROUP_MAPPING_INVALID: 'invalid',
+  KEY_UNKNOWN: 'invalid',
+  ALREADY_REVOKED: 'invalid',
+};
+
+/** The exit code of a failure with this code (documented in the README). */
+export function exitCodeFor(code: CordonCode): number {
+  const known: Partial<Record<CordonCode, ExitClass>> = EXIT_CLASS;
+  return EXIT_OF_CLASS[known[code] ?? 'invalid'];
 }
 
 export function usage(message: string, hint: string): CordonError {

@@ -7,7 +7,7 @@ import { parseConfigFile } from '../store/config-file.js';
  * Egress proxy limits in `<policyDir>/proxy.json` (or `cordon proxy --config FILE`). Absent file:
  * the safe defaults below. Invalid file: an error naming the field, never a fallback.
  */
-export type ProxyConfigErrorCode = 'PROXY_CONFIG_INVALID';
+export type ProxyConfigErrorCode = 'CONFIG_INVALID';
 
 const ms = (min: number, max: number, def: number, what: string): z.ZodDefault<z.ZodNumber> =>
   z.number().int().min(min).max(max).default(def).describe(what);
@@ -95,7 +95,7 @@ export function proxyConfigFile(policyDir: string): string {
 
 export function parseProxyConfig(raw: string | Uint8Array, file: string): ProxyConfig {
   return parseConfigFile(ProxyConfigSchema, raw, file, {
-    code: 'PROXY_CONFIG_INVALID',
+    code: 'CONFIG_INVALID',
     hint: 'see "Egress proxy" in the README for the fields of proxy.json',
     maxBytes: 256 * 1024,
   });

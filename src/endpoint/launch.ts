@@ -7,7 +7,7 @@ import {
   type ManifestRef,
   type OcsfEvent,
 } from '../audit/events.js';
-import { CordonError } from '../errors.js';
+import { CordonError, type CordonCode } from '../errors.js';
 import { expandHome, parsePathPattern } from '../manifest/paths.js';
 import type { Manifest } from '../manifest/schema.js';
 import { packageDirs, packageEntries } from '../package-files.js';
@@ -203,7 +203,7 @@ export function sandboxPrerequisites(): { bwrap: string; helper: string } {
 /** A launch refused under the policy: the error, and the decision its audit event records. */
 export class LaunchRefusedError extends CordonError {
   constructor(
-    code: string,
+    code: CordonCode,
     message: string,
     options: { file?: string; hint: string },
     /** The denial recorded on the refused Launch event. */

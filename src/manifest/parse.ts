@@ -1,11 +1,11 @@
 import type { z } from 'zod';
-import { CordonError, toPointer } from '../errors.js';
+import { CordonError, toPointer, type CordonCode } from '../errors.js';
 import { parseStrictJson } from './json.js';
 import { MANIFEST_MAX_BYTES, ManifestSchema, type Manifest } from './schema.js';
 
 /** One problem found in a manifest, with where it is and how to fix it. */
 export interface ManifestIssue {
-  readonly code: string;
+  readonly code: CordonCode;
   /** JSON pointer (RFC 6901) into the manifest; '' for the whole document. */
   readonly pointer: string;
   readonly message: string;
@@ -71,7 +71,8 @@ function issueFromZod(issue: z.core.$ZodIssue, root: unknown): ManifestIssue[] {
       ];
     }
     case 'custom': {
-      const params = (issue.params ?? {}) as { code?: string; hint?: string };
+      // The schema's refinements put a CordonError's code (or one of their own) in params.
+      const params = (issue.params ?? {}) as { code?: CordonCode; hint?: string };
       return [
         {
           code: params.code ?? 'MANIFEST_INVALID',

@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
-import { CordonError } from '../errors.js';
+import { CordonError, type ManifestCode } from '../errors.js';
 import { canonicalBytes } from './canonical.js';
 import {
   parseEnvelope,
@@ -91,7 +91,7 @@ export function verifyRevocationList(
   trust: TrustStore,
   options: { now: Date; minSerial?: number },
 ): Revocations {
-  const fail = (code: string, message: string, hint: string, cause?: unknown): never => {
+  const fail = (code: ManifestCode, message: string, hint: string, cause?: unknown): never => {
     throw new CordonError(code, message, { hint, ...(cause === undefined ? {} : { cause }) });
   };
   let env: Envelope;

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import semverCompare from 'semver/functions/compare.js';
 import semverValid from 'semver/functions/valid.js';
-import { CordonError } from '../errors.js';
+import { CordonError, type CordonCode } from '../errors.js';
 import { canonicalize } from './canonical.js';
 import {
   ENVELOPE_MAX_BYTES,
@@ -35,14 +35,14 @@ export type VerifyStepName = (typeof VERIFY_STEPS)[number];
 export interface VerifyStep {
   readonly name: VerifyStepName;
   readonly status: 'pass' | 'fail' | 'skipped';
-  readonly code?: string;
+  readonly code?: CordonCode;
   readonly message: string;
 }
 
 export interface VerifyReport {
   readonly ok: boolean;
   /** The failing step's code when `ok` is false. */
-  readonly code: string | undefined;
+  readonly code: CordonCode | undefined;
   readonly message: string;
   /** What to do about the failure, when there is something specific to do. */
   readonly hint?: string;
@@ -106,7 +106,7 @@ const ANALYSIS_CACHE_SIZE = 256;
 
 class StepFailure extends Error {
   constructor(
-    readonly code: string,
+    readonly code: CordonCode,
     message: string,
     readonly hint?: string,
   ) {
@@ -114,7 +114,7 @@ class StepFailure extends Error {
   }
 }
 
-function fail(code: string, message: string, hint?: string): never {
+function fail(code: CordonCode, message: string, hint?: string): never {
   throw new StepFailure(code, message, hint);
 }
 

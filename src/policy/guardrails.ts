@@ -1,6 +1,6 @@
 import type * as CedarWasm from '@cedar-policy/cedar-wasm/nodejs';
 import { cedarEngine } from '../cedar.js';
-import { CordonError } from '../errors.js';
+import { CordonError, type PolicyCode } from '../errors.js';
 import { isInterpreter } from '../manifest/lint.js';
 import type { Manifest } from '../manifest/schema.js';
 import { CEDAR_SCHEMA } from './cedar-schema.js';
@@ -37,7 +37,7 @@ function lineOf(text: string, offset: number): number {
 }
 
 function guardrailError(
-  code: string,
+  code: PolicyCode,
   file: string,
   line: number,
   policyId: string | undefined,

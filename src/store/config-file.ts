@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { CordonError, toPointer } from '../errors.js';
+import { CordonError, toPointer, type CordonCode } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
 
 /**
@@ -10,7 +10,7 @@ export function parseConfigFile<S extends z.ZodType>(
   schema: S,
   raw: string | Uint8Array,
   file: string,
-  opts: { code: string; hint: string; maxBytes: number },
+  opts: { code: CordonCode; hint: string; maxBytes: number },
 ): z.infer<S> {
   let value: unknown;
   try {

@@ -463,7 +463,7 @@ export function readAdmission(policyDir: string): { maxValidityDays?: number } {
         : ((cause as { issues?: { message: string; path: PropertyKey[] }[] }).issues
             ?.map((i) => `/${i.path.map(String).join('/')}: ${i.message}`)
             .join('; ') ?? String(cause));
-    throw new CordonError('ADMISSION_INVALID', `${file}: ${msg}`, {
+    throw new CordonError('CONFIG_INVALID', `${file}: ${msg}`, {
       file,
       hint: 'admission.json holds only {"maxValidityDays": N}',
       cause,
@@ -504,7 +504,7 @@ export function readEnforcement(policyDir: string): EnforcementSettings & { file
     raw === undefined
       ? EnforcementSchema.parse({})
       : parseConfigFile(EnforcementSchema, raw, file, {
-          code: 'ENFORCEMENT_CONFIG_INVALID',
+          code: 'CONFIG_INVALID',
           hint: 'enforcement.json holds only {"allowWithoutGuardrails": true|false, "allowUnsafeNoSandbox": true|false}',
           maxBytes: 64 * 1024,
         });

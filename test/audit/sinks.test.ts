@@ -323,7 +323,7 @@ describe('SIEM sinks', () => {
     expect(
       bad([{ name: 's', type: 'splunk-hec', url: 'http://siem.example.com:8088', token: 't' }]),
     ).toMatchObject({
-      code: 'AUDIT_CONFIG_INVALID',
+      code: 'CONFIG_INVALID',
       pointer: '/sinks/0/url',
       file: f,
     });
@@ -344,12 +344,12 @@ describe('SIEM sinks', () => {
         { name: 'a', type: 'otlp-http', url: 'https://d/v1/logs' },
       ]).pointer,
     ).toBe('/sinks/1/name');
-    expect(bad([{ name: 'a', type: 'kafka' }]).code).toBe('AUDIT_CONFIG_INVALID');
+    expect(bad([{ name: 'a', type: 'kafka' }]).code).toBe('CONFIG_INVALID');
     expect(bad([{ name: 'a', type: 'syslog-tls', host: 'h', port: 70000 }]).pointer).toBe(
       '/sinks/0/port',
     );
     expect(bad([], { checkpoint: { everyRecords: 0 } }).pointer).toBe('/checkpoint/everyRecords');
-    expect(bad([], { colour: 'red' }).code).toBe('AUDIT_CONFIG_INVALID');
+    expect(bad([], { colour: 'red' }).code).toBe('CONFIG_INVALID');
     expect(
       errorCode(() =>
         parseAuditConfig('{"apiVersion":"cordon.dev/v1","kind":"AuditConfig","kind":"x"}', f),

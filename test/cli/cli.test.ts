@@ -622,6 +622,6 @@ describe('admission settings', () => {
       JSON.stringify({ maxValidityDays: 60, extra: 1 }),
     );
     const bad = await run('manifest', 'lint', file);
-    expect(bad.stderr).toContain('ADMISSION_INVALID');
+    expect(bad.stderr).toContain('CONFIG_INVALID');
   });
 });

@@ -208,6 +208,6 @@ describe('cordon proxy, as a user runs it', () => {
     );
     const cfg = cordon(['proxy', '--manifest', v, '--listen', '127.0.0.1:0', '--config', bad]);
     expect(cfg.status).toBe(1);
-    expect(cfg.stderr).toMatch(/PROXY_CONFIG_INVALID[\s\S]*field: \/limits\/headersTimeoutMs/);
+    expect(cfg.stderr).toMatch(/CONFIG_INVALID[\s\S]*field: \/limits\/headersTimeoutMs/);
   });
 });

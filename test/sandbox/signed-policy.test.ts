@@ -239,7 +239,7 @@ describe('guardrails: enforcement runs under the organisation’s guardrails', (
       writeFileSync(join(policy, 'enforcement.json'), '{"allowWithoutGuardrails": "yes"}');
       const bad = await s.bash(manifest, 'echo reached=1');
       expect(bad.code).toBe(125);
-      expect(bad.stderr).toMatch(/ENFORCEMENT_CONFIG_INVALID/);
+      expect(bad.stderr).toMatch(/CONFIG_INVALID/);
       expect(bad.stderr).toMatch(/field: \/allowWithoutGuardrails/);
     } finally {
       allowWithout(true);
