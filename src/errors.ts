@@ -158,7 +158,25 @@ export type DaemonCode =
   | 'DAEMON_INSTALL_FAILED'
   | 'DAEMON_INSTALL_UNSAFE'
   | 'DAEMON_INSTALL_NOT_ROOT'
-  | 'DAEMON_INSTALL_CONFLICT';
+  | 'DAEMON_INSTALL_CONFLICT'
+  | 'DAEMON_UNREACHABLE'
+  | 'DAEMON_PROTOCOL'
+  | 'DAEMON_RUNNING'
+  | 'DAEMON_DIR_UNSAFE'
+  | 'DAEMON_FORBIDDEN'
+  | 'DAEMON_LISTEN_FAILED'
+  | 'DAEMON_OPTION_FORBIDDEN'
+  | 'DAEMON_SOCKET_INVALID'
+  | 'DAEMON_USER_UNKNOWN'
+  | 'SESSION_UNAUTHORIZED'
+  | 'EVENT_INVALID'
+  | 'EVENT_SEQUENCE_GAP'
+  // The local API's own answers to a malformed request
+  | 'REQUEST_INVALID'
+  | 'BODY_TOO_LARGE'
+  | 'METHOD_NOT_ALLOWED'
+  | 'NOT_FOUND'
+  | 'INTERNAL';
 
 /** The command line itself: arguments and names a person typed. */
 export type CliCode =

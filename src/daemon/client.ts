@@ -8,7 +8,7 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import http from 'node:http';
 import { dirname, join } from 'node:path';
 import type { CordonDirs } from '../env.js';
-import { CordonError } from '../errors.js';
+import { CordonError, type CordonCode } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
 import { packageFile } from '../package-files.js';
 import { ErrorBodySchema, describeIssues, WatchMessageSchema } from '../protocol/daemon.js';
@@ -52,7 +52,7 @@ export function daemonTarget(
 export class DaemonError extends CordonError {
   /** The HTTP status the daemon answered with (0 when it did not answer). */
   readonly status: number;
-  constructor(status: number, code: string, message: string, hint?: string) {
+  constructor(status: number, code: CordonCode, message: string, hint?: string) {
     super(code, message, hint === undefined ? {} : { hint });
     this.status = status;
   }
@@ -142,7 +142,8 @@ export class DaemonClient {
                 err.success
                   ? new DaemonError(
                       res.statusCode ?? 0,
-                      err.data.code,
+                      // The daemon answers with the codes of its CordonErrors (one build).
+                      err.data.code as CordonCode,
                       err.data.message,
                       err.data.hint,
                     )
