@@ -1,12 +1,9 @@
 import { parseStrictJson } from '../manifest/json.js';
-import type { Pdp } from '../policy/pdp.js';
 import type { Decision, PolicyRequest } from '../policy/types.js';
-import {
-  openDecisionLog,
-  recordDecision,
-  type OpenedDecisionLog,
-} from '../endpoint/decision-log.js';
+import { connectDaemon } from '../daemon/client.js';
 import { loadEnforcedPolicy, readManifestFile } from '../endpoint/policy.js';
+import { CheckResponseSchema } from '../protocol/daemon.js';
+import { resolve as resolvePath } from 'node:path';
 import { printResult, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface CheckOptions extends GlobalOptions {
@@ -141,16 +138,51 @@ export async function runCheck(
   input: NodeJS.ReadableStream = process.stdin,
 ): Promise<number> {
   const dirs = resolveDirs(io, opts);
-  const { pdp, signed, verified, ref } = loadEnforcedPolicy({
+  // One read: what is verified is what is decided on.
+  const bytes = readManifestFile(opts.manifest);
+  const options = {
+    ...(opts.verify === undefined ? {} : { verify: opts.verify }),
+    ...(opts.guardrails === undefined ? {} : { guardrails: opts.guardrails }),
+    ...(opts.lexical === undefined ? {} : { lexical: opts.lexical }),
+  };
+  if (opts.audit === true) {
+    // Audited decisions are the endpoint service's: it verifies, decides and records each one
+    // (a decision that cannot be recorded is a deny), as the only writer of the log.
+    const client = await connectDaemon(io.env, io.home, dirs);
+    let unverified: Unverified;
+    const decide: Decide = async (req, invalid, what) => {
+      const r = await client.request(
+        'POST',
+        '/v1/check',
+        {
+          manifest: bytes.toString('base64'),
+          manifestPath: resolvePath(opts.manifest),
+          requests: [req ?? null],
+          ...(invalid === undefined
+            ? {}
+            : { invalid: [{ operation: what, reason: invalid.reason }] }),
+          ...options,
+          home: opts.home ?? io.home,
+        },
+        CheckResponseSchema,
+      );
+      io.stderr(`audit: record ${r.records[0] ?? 0}\n`);
+      unverified = r.verified
+        ? undefined
+        : r.signed
+          ? 'signed manifest NOT verified (--no-verify)'
+          : 'unsigned draft, not verifiable';
+      return (r.decisions[0] as Decision | undefined) ?? invalid ?? denyAll;
+    };
+    return await decideAll(io, kind, args, opts, input, decide, () => unverified);
+  }
+  const { pdp, signed, verified } = loadEnforcedPolicy({
     dirs,
     home: io.home,
     now: io.now,
     source: opts.manifest,
-    // One read: what is verified is what is enforced.
-    bytes: readManifestFile(opts.manifest),
-    ...(opts.verify === undefined ? {} : { verify: opts.verify }),
-    ...(opts.guardrails === undefined ? {} : { guardrails: opts.guardrails }),
-    ...(opts.lexical === undefined ? {} : { lexical: opts.lexical }),
+    bytes,
+    ...options,
     ...(opts.home === undefined ? {} : { decisionHome: opts.home }),
   });
   const unverified = verified
@@ -158,32 +190,24 @@ export async function runCheck(
     : signed
       ? 'signed manifest NOT verified (--no-verify)'
       : 'unsigned draft, not verifiable';
-  const audit =
-    opts.audit === true
-      ? openDecisionLog(dirs, {
-          ref,
-          service: 'cordon.check',
-          now: io.now,
-          onRecorded: (seq) => io.stderr(`audit: record ${seq}\n`),
-          onUnrecorded: (e) => io.stderr(`audit: ${(e as Error).message}\n`),
-        })
-      : undefined;
-  try {
-    return await decideAll(io, kind, args, opts, input, pdp, audit, unverified);
-  } finally {
-    await audit?.log.close();
-  }
+  const decide: Decide = (req, invalid) =>
+    Promise.resolve(invalid ?? pdp.decide(req as PolicyRequest));
+  return await decideAll(io, kind, args, opts, input, decide, () => unverified);
 }
 
-/** Record a decision when auditing: one that cannot be recorded becomes a deny. */
-function record(
-  audit: OpenedDecisionLog | undefined,
-  req: unknown,
-  d: Decision,
-  what?: string,
-): Promise<Decision> {
-  return audit === undefined ? Promise.resolve(d) : recordDecision(audit, req, d, what);
-}
+/** A denial for an answer without a decision (never expected from the service). */
+const denyAll: Decision = {
+  effect: 'deny',
+  code: 'PDP_ERROR',
+  rule: 'request',
+  reason: 'Denied: the service gave no decision.',
+};
+
+/**
+ * Decide one request: `invalid` is the denial of a line too malformed to be a request, recorded
+ * under `what` when auditing.
+ */
+type Decide = (req: unknown, invalid: Decision | undefined, what: string) => Promise<Decision>;
 
 /** Longest request line `check --stdin` accepts, in bytes (a CR before the LF not counted). */
 export const STDIN_LINE_MAX = 64 * 1024;
@@ -243,9 +267,8 @@ async function decideAll(
   args: readonly string[],
   opts: CheckOptions,
   input: NodeJS.ReadableStream,
-  pdp: Pdp,
-  audit: OpenedDecisionLog | undefined,
-  unverified: Unverified,
+  decide: Decide,
+  unverifiedNow: () => Unverified,
 ): Promise<number> {
   if (opts.stdin === true) {
     if (kind !== undefined)
@@ -265,8 +288,8 @@ async function decideAll(
           rule: 'request',
           reason: `Denied: line ${n} is ${item.tooLong} bytes; the limit is ${STDIN_LINE_MAX}.`,
         };
-        last = await record(audit, undefined, last, `invalid request (line ${n}, too long)`);
-        print(io, last, true, unverified);
+        last = await decide(undefined, last, `invalid request (line ${n}, too long)`);
+        print(io, last, true, unverifiedNow());
         continue;
       }
       if (/^[\t\n\r ]*$/.test(item.line.toString('latin1'))) continue;
@@ -279,19 +302,20 @@ async function decideAll(
           rule: 'request',
           reason: `Denied: line ${n} is not a JSON request (${(e as Error).message}).`,
         };
-        last = await record(audit, undefined, last, `invalid request (line ${n})`);
-        print(io, last, true, unverified);
+        last = await decide(undefined, last, `invalid request (line ${n})`);
+        print(io, last, true, unverifiedNow());
         continue;
       }
-      last = await record(audit, req, pdp.decide(req), `invalid request (line ${n})`);
-      print(io, last, true, unverified, req);
+      last = await decide(req, undefined, `invalid request (line ${n})`);
+      print(io, last, true, unverifiedNow(), req);
     }
     return last === undefined ? 0 : CHECK_EXIT[last.effect];
   }
   if (kind === undefined)
     throw usage('say what to check', 'e.g. cordon check --manifest M read ~/Work/q3.xlsx');
   const req = requestFromArgs(kind, args, opts);
-  const d = await record(audit, req, pdp.decide(req));
+  const d = await decide(req, undefined, 'invalid request');
+  const unverified = unverifiedNow();
   if (opts.json === true)
     printResult(io, {
       // `ok` follows the exit code: only an allow is ok; the decision says why not.

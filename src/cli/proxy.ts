@@ -1,13 +1,9 @@
-import { randomUUID } from 'node:crypto';
-import { openDeviceLog } from '../audit/open.js';
-import { readProxyConfig } from '../egress/config.js';
-import { EgressProxy, type ListenTarget } from '../egress/proxy.js';
-import { loadEnforcedPolicy, readManifestFile, type EnforcedPolicy } from '../endpoint/policy.js';
-import { manifestLifecycle, ProxyPolicyControl } from '../endpoint/proxy-control.js';
-import { resolverFor } from '../endpoint/resolver.js';
+import { resolve as resolvePath } from 'node:path';
+import { connectDaemon } from '../daemon/client.js';
+import { ClientSession } from '../daemon/client-session.js';
+import { readManifestFile } from '../endpoint/policy.js';
 import { isLoopbackHost } from '../manifest/ip.js';
-import { describeGuardrails } from '../policy/in-force.js';
-import { reapSessions } from '../sandbox/sessions.js';
+import { OpenSessionResponseSchema } from '../protocol/daemon.js';
 import { EXIT, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface ProxyOptions extends GlobalOptions {
@@ -54,89 +50,67 @@ export async function runProxy(
 ): Promise<number> {
   if (opts.listen !== undefined && opts.unix !== undefined)
     throw usage('give --listen or --unix, not both', 'drop one of them');
-  const target: ListenTarget =
-    opts.unix !== undefined ? { path: opts.unix } : parseListen(opts.listen ?? '127.0.0.1:3128');
+  const listen = opts.unix !== undefined ? undefined : parseListen(opts.listen ?? '127.0.0.1:3128');
   const socks = opts.socks === undefined ? undefined : parseListen(opts.socks, '--socks');
   const dirs = resolveDirs(io, opts);
-  const config = readProxyConfig(dirs.policyDir, opts.config);
-  const resolver = resolverFor(opts.resolve);
-  const load = (): EnforcedPolicy =>
-    loadEnforcedPolicy({
-      dirs,
-      home: io.home,
-      now: io.now,
-      source: opts.manifest,
-      bytes: readManifestFile(opts.manifest),
-      verify: true,
-      // The manifest put in force is accepted: a later reload to an older version is refused.
-      recordAcceptance: true,
-      enforce: true,
-      ...(opts.guardrails === undefined ? {} : { guardrails: opts.guardrails }),
-    });
-  // Fails closed: an unverifiable manifest means no proxy at all.
-  const loaded = load();
-  const opened = openDeviceLog(dirs);
-  reapSessions(dirs.stateDir);
-  const session = randomUUID();
-  const context = {
-    ...opened.context,
-    actor: { ...opened.context.actor, name: loaded.ref.agent, session },
-  };
   const diag = (m: string): void => io.stderr(`cordon proxy: ${m}\n`);
-  let proxy: EgressProxy;
-  try {
-    await opened.log.append(
-      manifestLifecycle(context, io.now, loaded, {
-        activity: 'enable',
-        ok: true,
-        code: 'VERIFIED',
-        reason: 'the egress proxy verified the manifest and put it in force',
-      }),
-    );
-    proxy = await EgressProxy.start(
-      {
-        pdp: loaded.pdp,
-        manifest: loaded.ref,
-        audit: opened.log,
-        context,
-        resolver,
-        limits: config.limits,
-        onDiagnostic: diag,
-        onOpenFrom: (seq) => opened.spans.hint.update(seq),
-      },
-      target,
-      socks === undefined ? {} : { socks },
-    );
-  } catch (e) {
-    await opened.log.close();
-    throw e;
-  }
-  if (socks !== undefined)
-    io.stdout(`cordon proxy: SOCKS5 on socks5h://${socks.host}:${proxy.socksPort}\n`);
-  io.stdout(
-    `cordon proxy: listening on ${proxy.url} (agent ${loaded.ref.agent} ${loaded.ref.version}, manifest ${loaded.ref.digest}, session ${session}; guardrails: ${describeGuardrails(loaded.guardrails)})\n`,
+  // The endpoint service verifies the manifest (fails closed: no verified manifest, no proxy),
+  // runs the proxy and records every decision; this process holds the session open.
+  const client = await connectDaemon(io.env, io.home, dirs);
+  const opened = await client.request(
+    'POST',
+    '/v1/sessions',
+    {
+      kind: 'proxy',
+      manifest: readManifestFile(opts.manifest).toString('base64'),
+      manifestPath: resolvePath(opts.manifest),
+      command: ['cordon', 'proxy'],
+      cwd: process.cwd(),
+      home: io.home,
+      ...(listen === undefined ? {} : { listen }),
+      ...(opts.unix === undefined ? {} : { unix: resolvePath(opts.unix) }),
+      ...(socks === undefined ? {} : { socks }),
+      ...(opts.guardrails === undefined ? {} : { guardrails: opts.guardrails }),
+      ...(opts.resolve === undefined ? {} : { resolve: opts.resolve }),
+      ...(opts.config === undefined ? {} : { config: resolvePath(opts.config) }),
+    },
+    OpenSessionResponseSchema,
   );
-  const policyControl = new ProxyPolicyControl({
-    proxy,
-    policy: loaded,
-    load,
-    append: (e) => opened.log.append(e),
-    context,
-    now: io.now,
-    onDiagnostic: diag,
+  const session = new ClientSession(client, opened, diag);
+  session.watch((code, reason) => diag(`the service denies everything now (${code}): ${reason}`));
+  if (socks !== undefined)
+    io.stdout(
+      `cordon proxy: SOCKS5 on socks5h://${socks.host}:${opened.socksPort ?? socks.port}\n`,
+    );
+  io.stdout(
+    `cordon proxy: listening on ${opened.proxyUrl ?? '?'} (agent ${opened.ref.agent} ${opened.ref.version}, manifest ${opened.ref.digest}, session ${session.id}; guardrails: ${opened.guardrailsText})\n`,
+  );
+  control.subscribe?.((what) => {
+    const done =
+      what === 'reload'
+        ? session
+            .reload(readManifestFile(opts.manifest))
+            .then((r) =>
+              diag(
+                r.inForce
+                  ? `reloaded: ${r.message}`
+                  : `reload failed, denying everything: ${r.message}`,
+              ),
+            )
+        : session
+            .quarantine('the agent is quarantined: all network access is suspended')
+            .then(() => diag('deny-all: every tunnel closed, every request denied'));
+    done.catch((e: unknown) => diag(`${what}: ${(e as Error).message}`));
   });
-  control.subscribe?.((what) => policyControl.handle(what));
   await new Promise<void>((resolve) => {
     if (control.stop.aborted) resolve();
     else control.stop.addEventListener('abort', () => resolve(), { once: true });
   });
   io.stderr('cordon proxy: draining\n');
-  await proxy.close();
-  await opened.log.close();
-  const s = proxy.stats();
-  for (const [dest, d] of s.destinations)
+  const destinations = await session.close();
+  for (const d of destinations)
     io.stderr(
-      `cordon proxy: ${dest}: ${d.requests} request(s), ${d.connections} tunnel(s), ${d.denied} denied, ${d.bytesOut} B out, ${d.bytesIn} B in\n`,
+      `cordon proxy: ${d.destination}: ${d.requests} request(s), ${d.connections} tunnel(s), ${d.denied} denied, ${d.bytesOut} B out, ${d.bytesIn} B in\n`,
     );
   return EXIT.OK;
 }

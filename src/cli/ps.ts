@@ -1,5 +1,6 @@
 import { describeFinding, recoverPersistence } from '../sandbox/persistence.js';
-import { liveSessions, type SessionRecord } from '../sandbox/sessions.js';
+import { connectDaemon } from '../daemon/client.js';
+import { SessionListResponseSchema, type SessionInfo } from '../protocol/daemon.js';
 import { EXIT, printResult, resolveDirs, type CliIo, type GlobalOptions } from './context.js';
 
 function duration(ms: number): string {
@@ -17,19 +18,29 @@ function bytes(n: number): string {
 }
 
 /** What the STATE column shows; `--json` carries the same word. */
-function stateOf(s: SessionRecord): 'running' | 'quarantined' {
+function stateOf(s: SessionInfo): 'running' | 'quarantined' {
   return s.quarantinedAt === undefined ? 'running' : 'quarantined';
 }
 
-/** `cordon ps`: the sessions `cordon run` is running on this machine. */
-export function runPs(io: CliIo, opts: GlobalOptions & { json?: boolean }): number {
-  const { stateDir } = resolveDirs(io, opts);
-  const sessions = liveSessions(stateDir);
+/**
+ * `cordon ps`: the sessions the endpoint service runs that the caller may see (its own; every
+ * one for root and the service admins).
+ */
+export async function runPs(io: CliIo, opts: GlobalOptions & { json?: boolean }): Promise<number> {
+  const dirs = resolveDirs(io, opts);
+  const { stateDir } = dirs;
+  const client = await connectDaemon(io.env, io.home, dirs);
+  const { sessions } = await client.request(
+    'GET',
+    '/v1/sessions',
+    undefined,
+    SessionListResponseSchema,
+  );
   // A session that died before its persistence guard ran is checked here; the next
   // `cordon run` records the findings in the audit log.
   recoverPersistence(stateDir, (f) => io.stderr(`cordon ps: ${describeFinding(f)}\n`));
   const now = io.now().getTime();
-  const uptimeMs = (s: SessionRecord): number => Math.max(0, now - Date.parse(s.startedAt));
+  const uptimeMs = (s: SessionInfo): number => Math.max(0, now - Date.parse(s.startedAt));
   if (opts.json === true) {
     // Everything the table shows, as values: the record plus its state and uptime.
     printResult(io, {

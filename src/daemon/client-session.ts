@@ -5,8 +5,10 @@ import type { Decision, PolicyRequest } from '../policy/types.js';
 import {
   DecideResponseSchema,
   EventsResponseSchema,
-  OkResponseSchema,
+  CloseResponseSchema,
+  ReloadResponseSchema,
   SessionResponseSchema,
+  type CloseResponse,
   type OpenSessionResponse,
 } from '../protocol/daemon.js';
 import { DaemonError, type DaemonClient } from './client.js';
@@ -172,18 +174,41 @@ export class ClientSession {
     );
   }
 
-  /** Wait for every event, then close the session at the daemon. */
-  async close(exitCode?: number): Promise<void> {
+  /** A standalone proxy's manifest, read again (SIGHUP). */
+  reload(manifest: Buffer): Promise<{ inForce: boolean; message: string }> {
+    return this.#client.request(
+      'POST',
+      `/v1/sessions/${this.id}/reload`,
+      { manifest: manifest.toString('base64') },
+      ReloadResponseSchema,
+      { capability: this.#capability },
+    );
+  }
+
+  /**
+   * Wait for every event, then close the session at the daemon (retried while it restarts).
+   * Resolves with the traffic its proxy carried.
+   */
+  async close(exitCode?: number): Promise<CloseResponse['destinations']> {
     this.#closed = true;
     this.#stopWatch?.();
     while (this.#queue.length > 0 || this.#flushing) await sleep(5);
-    await this.#client.request(
-      'POST',
-      `/v1/sessions/${this.id}/close`,
-      exitCode === undefined ? {} : { exitCode },
-      OkResponseSchema,
-      { capability: this.#capability },
-    );
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const r = await this.#client.request(
+          'POST',
+          `/v1/sessions/${this.id}/close`,
+          exitCode === undefined ? {} : { exitCode },
+          CloseResponseSchema,
+          { capability: this.#capability },
+        );
+        return r.destinations;
+      } catch (e) {
+        if (!(e instanceof DaemonError) || e.code !== 'DAEMON_UNREACHABLE' || attempt >= 50)
+          throw e;
+        await sleep(Math.min(1000, 20 * 2 ** Math.min(attempt, 6)));
+      }
+    }
   }
 }
 

@@ -176,6 +176,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
         ...(body.verify === undefined ? {} : { verify: body.verify }),
         ...(body.guardrails === undefined ? {} : { guardrails: body.guardrails }),
         ...(body.lexical === undefined ? {} : { lexical: body.lexical }),
+        ...(body.home === undefined || paths.mode === 'system' ? {} : { decisionHome: body.home }),
       });
       const decisions: Decision[] = [];
       const records: number[] = [];
@@ -187,20 +188,15 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
         now,
       };
       for (const [i, req] of body.requests.entries()) {
-        const invalid = body.invalid?.[i];
+        const invalid = body.invalid?.[i] ?? undefined;
         let seq = 0;
         const d = await recordDecision(
           { ...dlog, onRecorded: (n) => (seq = n) },
           invalid === undefined ? req : undefined,
           invalid === undefined
             ? policy.pdp.decide(req as PolicyRequest)
-            : {
-                effect: 'deny',
-                code: 'REQUEST_INVALID',
-                rule: 'request',
-                reason: `Denied: ${invalid}.`,
-              },
-          invalid ?? 'invalid request',
+            : { effect: 'deny', code: 'REQUEST_INVALID', rule: 'request', reason: invalid.reason },
+          invalid?.operation ?? 'invalid request',
         );
         decisions.push(d);
         records.push(seq);

@@ -13,6 +13,7 @@ import {
   MAX_EVENT_BYTES,
   OpenSessionRequestSchema,
   QuarantineRequestSchema,
+  ReloadRequestSchema,
   SessionStateRequestSchema,
   type CheckRequest,
   type StatusResponse,
@@ -123,7 +124,8 @@ function bearer(req: http.IncomingMessage): string | undefined {
   return m?.[1];
 }
 
-const ROUTE = /^\/v1\/sessions\/([0-9a-f-]{36})\/(decide|events|watch|close|quarantine|state)$/;
+const ROUTE =
+  /^\/v1\/sessions\/([0-9a-f-]{36})\/(decide|events|watch|close|quarantine|state|reload)$/;
 
 /**
  * The local API server: HTTP/1.1 over a Unix socket. Every connection's peer is established from
@@ -231,11 +233,15 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
     if (action === 'quarantine') {
       want('POST');
       const body = parse(QuarantineRequestSchema, await readJson(req));
+      const t0 = performance.now();
       const s = service.visible(peer, id);
-      await service.quarantine(
-        s,
-        body.reason ?? `quarantined by uid ${peer.uid} (pid ${peer.pid}) through the service`,
-      );
+      const reason =
+        body.reason ?? `quarantined by uid ${peer.uid} (pid ${peer.pid}) through the service`;
+      if (body.evidence === true) {
+        send(res, 200, await service.quarantineWithEvidence(s, reason, t0, body.out));
+        return;
+      }
+      await service.quarantine(s, reason);
       send(res, 200, { ok: true, session: service.info(s) });
       return;
     }
@@ -278,8 +284,15 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
       case 'close': {
         want('POST');
         parse(CloseRequestSchema, await readJson(req));
+        const destinations = service.destinations(s);
         await service.close(s);
-        send(res, 200, { ok: true });
+        send(res, 200, { ok: true, destinations });
+        return;
+      }
+      case 'reload': {
+        want('POST');
+        const body = parse(ReloadRequestSchema, await readJson(req));
+        send(res, 200, { ok: true, ...service.reload(s, Buffer.from(body.manifest, 'base64')) });
         return;
       }
       case 'watch': {

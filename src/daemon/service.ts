@@ -28,9 +28,13 @@ import { CordonError } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
 import type { Decision, PolicyRequest } from '../policy/types.js';
 import { describeGuardrails, guardrailsFacts } from '../policy/in-force.js';
+import { quarantineSession } from '../endpoint/quarantine.js';
+import { manifestLifecycle, ProxyPolicyControl } from '../endpoint/proxy-control.js';
+import type { SessionRecord } from '../sandbox/sessions.js';
 import type {
   OpenSessionRequest,
   OpenSessionResponse,
+  QuarantineResponse,
   SessionInfo,
   WatchMessage,
 } from '../protocol/daemon.js';
@@ -65,6 +69,10 @@ export interface DaemonSession {
   sandboxStart?: string;
   quarantinedAt?: string;
   quarantineReason?: string;
+  /** A standalone proxy's reload and deny-all machine. */
+  control?: ProxyPolicyControl;
+  /** The bytes a reload puts in force (sent by the client, verified by `control`). */
+  pending?: Buffer;
   /** Highest client sequence number whose event is durable. */
   acked: number;
   /** Appends in flight, chained so a session's events keep the client's order. */
@@ -237,6 +245,16 @@ export class EndpointService {
     await this.#startProxy(s);
     this.sessions.set(id, s);
     this.#save(s);
+    if (kind === 'proxy') {
+      await this.log.append(
+        manifestLifecycle(ctx(policy.ref.agent), this.#o.now, policy, {
+          activity: 'enable',
+          ok: true,
+          code: 'VERIFIED',
+          reason: 'the egress proxy verified the manifest and put it in force',
+        }),
+      );
+    }
     return {
       ok: true,
       session: id,
@@ -251,9 +269,10 @@ export class EndpointService {
       hidden: [this.#o.paths.dirs.policyDir, this.#o.paths.dirs.stateDir, this.#o.paths.runtimeDir],
       home,
       auditSeqAtStart: s.auditSeqAtStart,
-      ...(s.proxy !== undefined && req.unsafeNoSandbox === true && kind === 'run'
+      ...(s.proxy !== undefined && (req.unsafeNoSandbox === true || kind === 'proxy')
         ? { proxyUrl: s.proxy.url }
         : {}),
+      ...(s.proxy !== undefined && req.socks !== undefined ? { socksPort: s.proxy.socksPort } : {}),
     };
   }
 
@@ -286,8 +305,21 @@ export class EndpointService {
     // The directory, not the socket, is bound into the sandbox: a restarted daemon's new socket
     // appears in it. Everyone may pass through; only the session's user may connect.
     mkdirSync(s.egressDir, { recursive: true, mode: 0o755 });
-    const unsafe = r.unsafeNoSandbox === true || s.kind === 'proxy';
-    s.proxy = await EgressProxy.start(
+    if (s.kind === 'proxy' && r.unix !== undefined && this.#o.paths.mode === 'system')
+      throw new CordonError(
+        'DAEMON_OPTION_FORBIDDEN',
+        '--unix is not taken by the system service: it listens on loopback addresses only',
+        { hint: 'use --listen 127.0.0.1:PORT' },
+      );
+    const target =
+      s.kind === 'proxy'
+        ? r.unix !== undefined
+          ? { path: r.unix }
+          : (r.listen ?? { host: '127.0.0.1', port: 3128 })
+        : r.unsafeNoSandbox === true
+          ? { host: '127.0.0.1', port: 0 }
+          : { path: join(s.egressDir, EGRESS_SOCKET_NAME) };
+    const proxy = await EgressProxy.start(
       {
         pdp: s.policy.pdp,
         manifest: s.policy.ref,
@@ -300,10 +332,46 @@ export class EndpointService {
         socketMode: 0o666,
         acceptClient: (sock: net.Socket) => this.#acceptEgress(s, sock),
       },
-      unsafe ? { host: '127.0.0.1', port: 0 } : { path: join(s.egressDir, EGRESS_SOCKET_NAME) },
+      target,
+      r.socks === undefined ? {} : { socks: r.socks },
     );
+    s.proxy = proxy;
+    if (s.kind === 'proxy') {
+      // A restarted service listens where the first one did (a port 0 became a real one).
+      const url = proxy.url;
+      const m = /:(\d+)$/.exec(url);
+      if (r.listen !== undefined && r.listen.port === 0 && m !== null)
+        (s as { request: Omit<OpenSessionRequest, 'manifest'> }).request = {
+          ...r,
+          listen: { host: r.listen.host, port: Number(m[1]) },
+          ...(r.socks !== undefined && r.socks.port === 0
+            ? { socks: { host: r.socks.host, port: proxy.socksPort } }
+            : {}),
+        };
+      s.control = new ProxyPolicyControl({
+        proxy,
+        policy: s.policy,
+        load: () => {
+          const bytes = s.pending ?? s.bytes;
+          const policy = this.#load(
+            bytes,
+            s.request.manifestPath,
+            s.home,
+            true,
+            s.request.guardrails,
+          );
+          (s as { bytes: Buffer }).bytes = bytes;
+          s.policy = policy;
+          return policy;
+        },
+        append: (e) => this.log.append(e),
+        context: this.context(s.policy.ref.agent, s.id, undefined),
+        now: this.#o.now,
+        onDiagnostic: (m) => this.#o.onDiagnostic(`session ${s.id}: ${m}`),
+      });
+    }
     if (s.quarantinedAt !== undefined)
-      s.proxy.denyAll(s.quarantineReason ?? 'the session is quarantined');
+      proxy.denyAll(s.quarantineReason ?? 'the session is quarantined');
   }
 
   /** Only the session's own user reaches its egress socket (peer credentials). */
@@ -420,6 +488,41 @@ export class EndpointService {
       s.proxy?.reload(fresh.pdp, fresh.ref);
     }
     return { ok: true };
+  }
+
+  /** A standalone proxy's SIGHUP: the client's manifest bytes, verified and put in force. */
+  reload(s: DaemonSession, bytes: Buffer): { inForce: boolean; message: string } {
+    if (s.control === undefined)
+      throw new CordonError('DAEMON_FORBIDDEN', `session ${s.id} is not a standalone proxy`, {
+        hint: 'only `cordon proxy` sessions reload a manifest; start a new `cordon run` instead',
+      });
+    s.pending = bytes;
+    const inForce = s.control.reload();
+    if (inForce) this.#save(s);
+    return {
+      inForce,
+      message: inForce
+        ? `manifest ${s.policy.ref.version} (${s.policy.ref.digest}) in force`
+        : 'the manifest did not verify: everything is denied until one does',
+    };
+  }
+
+  destinations(s: DaemonSession): {
+    destination: string;
+    requests: number;
+    connections: number;
+    denied: number;
+    bytesOut: number;
+    bytesIn: number;
+  }[] {
+    return [...(s.proxy?.stats().destinations ?? new Map()).entries()].map(([destination, d]) => ({
+      destination,
+      requests: d.requests,
+      connections: d.connections,
+      denied: d.denied,
+      bytesOut: d.bytesOut,
+      bytesIn: d.bytesIn,
+    }));
   }
 
   decide(s: DaemonSession, requests: readonly unknown[]): Decision[] {
@@ -550,7 +653,8 @@ export class EndpointService {
    * (it runs as the session's user; the daemon may not be able to signal it), and the event.
    */
   async quarantine(s: DaemonSession, reason: string, code = 'SESSION_QUARANTINED'): Promise<void> {
-    s.proxy?.denyAll(reason);
+    if (s.control !== undefined) s.control.quarantine(reason);
+    else s.proxy?.denyAll(reason);
     if (s.quarantinedAt !== undefined) return;
     s.quarantinedAt = this.#o.now().toISOString();
     s.quarantineReason = reason;
@@ -576,6 +680,79 @@ export class EndpointService {
         },
       }),
     );
+  }
+
+  /**
+   * `cordon quarantine`: deny, kill where this process may (its client kills the rest), wait for
+   * containment and the session's last records, and write the evidence bundle.
+   */
+  async quarantineWithEvidence(
+    s: DaemonSession,
+    reason: string,
+    startedAt: number,
+    out: string | undefined,
+  ): Promise<QuarantineResponse> {
+    if (out !== undefined && this.#o.paths.mode === 'system')
+      throw new CordonError(
+        'DAEMON_OPTION_FORBIDDEN',
+        '--out is not taken by the system service: evidence stays in its state directory',
+        {
+          hint: `drop --out; the bundle is written to ${join(this.#o.paths.dirs.stateDir, 'evidence')}`,
+        },
+      );
+    const q = await quarantineSession(
+      {
+        record: this.record(s),
+        manifest: s.bytes,
+        deny: () => this.quarantine(s, reason),
+        isOpen: () => this.sessions.has(s.id),
+      },
+      {
+        stateDir: this.#o.paths.dirs.stateDir,
+        now: this.#o.now,
+        startedAt,
+        ...(out === undefined ? {} : { outDir: out }),
+      },
+    );
+    return {
+      ok: true,
+      session: this.info(s),
+      contained: q.contained,
+      sandboxGone: q.sandboxGone,
+      denied: q.denied,
+      containmentMs: Number(q.containmentMs.toFixed(1)),
+      processesKilled: q.processesKilled,
+      evidence: {
+        path: q.bundle.path,
+        sha256: q.bundle.sha256,
+        records: q.bundle.records,
+        warnings: [...q.bundle.warnings],
+      },
+    };
+  }
+
+  /** The session as the evidence bundle describes it. */
+  record(s: DaemonSession): SessionRecord {
+    const i = this.info(s);
+    return {
+      id: s.id,
+      agent: i.agent,
+      manifestVersion: i.manifestVersion,
+      manifestDigest: i.manifestDigest,
+      manifestPath: i.manifestPath,
+      command: i.command,
+      cordonPid: s.clientPid,
+      ...(s.clientStart === undefined ? {} : { cordonStart: s.clientStart }),
+      ...(s.sandboxPid === undefined ? {} : { sandboxPid: s.sandboxPid }),
+      ...(s.sandboxStart === undefined ? {} : { sandboxStart: s.sandboxStart }),
+      startedAt: s.startedAt,
+      runDir: s.egressDir,
+      auditSeqAtStart: s.auditSeqAtStart,
+      bytesOut: i.bytesOut,
+      bytesIn: i.bytesIn,
+      ...(s.quarantinedAt === undefined ? {} : { quarantinedAt: s.quarantinedAt }),
+      ...(s.request.unsafeNoSandbox === true ? { unsafeNoSandbox: true } : {}),
+    };
   }
 
   async close(s: DaemonSession): Promise<void> {

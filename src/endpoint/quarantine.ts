@@ -1,13 +1,7 @@
 import { join } from 'node:path';
-import { CordonError } from '../errors.js';
 import { writeEvidenceBundle, type EvidenceBundle } from '../sandbox/evidence.js';
 import { isAlive, processTree, tcpConnections } from '../sandbox/linux/procfs.js';
-import {
-  liveSessions,
-  readSession,
-  readSessionManifest,
-  type SessionRecord,
-} from '../sandbox/sessions.js';
+import type { SessionRecord } from '../sandbox/sessions.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -20,26 +14,26 @@ async function until(cond: () => boolean, ms: number): Promise<boolean> {
   return true;
 }
 
-/**
- * The running sessions to quarantine: the one named (SESSION_NOT_FOUND when it is not running),
- * or every live one when `id` is undefined.
- */
-export function quarantineTargets(stateDir: string, id: string | undefined): SessionRecord[] {
-  if (id === undefined) return liveSessions(stateDir);
-  const s = readSession(stateDir, id);
-  if (s === undefined || !isAlive(s.cordonPid, s.cordonStart))
-    throw new CordonError('SESSION_NOT_FOUND', `no running session ${id}`, {
-      hint: 'see `cordon ps` for running sessions',
-    });
-  return [s];
+/** A session to quarantine, as the service holds it. */
+export interface QuarantineTarget {
+  /** What the evidence bundle says about the session. */
+  readonly record: SessionRecord;
+  /** The manifest's bytes as verified at launch. */
+  readonly manifest: Buffer;
+  /**
+   * Deny all egress at once, mark the session quarantined, record why, and tell its client to end
+   * the sandbox; resolves once egress is denied and the record is durable.
+   */
+  deny(): Promise<void>;
+  /** Whether the session's client still holds it open (it closes it once its sandbox is gone). */
+  isOpen(): boolean;
 }
 
 /** How one session's quarantine went. */
 export interface QuarantineOutcome {
-  readonly session: SessionRecord;
   /** No process left in the sandbox. */
   readonly sandboxGone: boolean;
-  /** The session confirmed deny-all (or its `cordon run` is gone). */
+  /** Egress denied and the quarantine recorded. */
   readonly denied: boolean;
   readonly contained: boolean;
   /** From `startedAt` to containment. */
@@ -58,65 +52,54 @@ export interface QuarantineOptions {
 }
 
 /**
- * Quarantine one session: kill its whole process tree, have its own process switch its egress
- * proxy to deny-all and record the quarantine, and write an evidence bundle of what was running
- * and connected at that moment.
- *
- * @example
- * for (const s of quarantineTargets(stateDir, id)) await quarantineSession(s, { stateDir, now, startedAt: performance.now() });
+ * Quarantine one session: note what was running and connected, kill the sandbox's whole process
+ * tree where this process may, deny its egress and record the quarantine, wait for the sandbox
+ * to be gone and the session's last records, and write an evidence bundle.
  */
 export async function quarantineSession(
-  s: SessionRecord,
+  t: QuarantineTarget,
   o: QuarantineOptions,
 ): Promise<QuarantineOutcome> {
-  const { stateDir } = o;
-  // The manifest as verified at launch; `cordon run` removes it when it exits.
-  const manifest = readSessionManifest(stateDir, s.id);
+  const s = t.record;
   // What was running and connected at this moment, before anything is touched.
   const sandbox =
     s.sandboxPid !== undefined && isAlive(s.sandboxPid, s.sandboxStart) ? s.sandboxPid : undefined;
   const processes = sandbox === undefined ? [] : processTree(sandbox);
   const connections = sandbox === undefined ? [] : tcpConnections(sandbox);
-  // The sandbox's init is pid 1 of its namespace: killing it kills every process inside.
+  // The sandbox's init is pid 1 of its namespace: killing it kills every process inside. Another
+  // user's sandbox (system mode) is killed by its own client, told by `deny`.
   if (sandbox !== undefined) {
     try {
       process.kill(sandbox, 'SIGKILL');
     } catch {
-      // already gone
+      // already gone, or not ours to signal
     }
   }
-  // The session's own process switches its proxy to deny-all and records the quarantine.
+  let denied = true;
   try {
-    process.kill(s.cordonPid, 'SIGUSR1');
+    await t.deny();
   } catch {
-    // it exited meanwhile
+    denied = false;
   }
   const sandboxGone = await until(
     () => sandbox === undefined || !isAlive(sandbox, s.sandboxStart),
     5000,
   );
-  const denied = await until(
-    () =>
-      readSession(stateDir, s.id)?.quarantinedAt !== undefined ||
-      !isAlive(s.cordonPid, s.cordonStart),
-    5000,
-  );
   const containmentMs = performance.now() - o.startedAt;
-  const quarantinedAt = readSession(stateDir, s.id)?.quarantinedAt ?? o.now().toISOString();
-  // The evidence waits for `cordon run` to write its last records and exit.
-  await until(() => !isAlive(s.cordonPid, s.cordonStart), 10_000);
+  const quarantinedAt = o.now().toISOString();
+  // The evidence waits for the session's client to write its last records and close it.
+  await until(() => !t.isOpen(), 10_000);
   const bundle = writeEvidenceBundle({
-    session: s,
-    stateDir,
+    session: { ...s, quarantinedAt },
+    stateDir: o.stateDir,
     processes,
     connections,
     quarantinedAt,
     containmentMs,
-    outDir: o.outDir ?? join(stateDir, 'evidence'),
-    ...(manifest === undefined ? {} : { manifest }),
+    outDir: o.outDir ?? join(o.stateDir, 'evidence'),
+    manifest: t.manifest,
   });
   return {
-    session: s,
     sandboxGone,
     denied,
     contained: sandboxGone && denied,

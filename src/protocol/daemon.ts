@@ -102,6 +102,14 @@ export const OpenSessionRequestSchema = z.strictObject({
   unsafeNoSandbox: z.optional(z.boolean()),
   /** `proxy`: a standalone proxy (`cordon proxy`) rather than a sandboxed command. */
   kind: z.optional(z.enum(['run', 'proxy'])),
+  /** Where a standalone proxy listens: a loopback address, or a Unix socket (user mode). */
+  listen: z.optional(
+    z.strictObject({ host: Str(256), port: z.int().check(z.minimum(0), z.maximum(65535)) }),
+  ),
+  unix: z.optional(Str(4096)),
+  socks: z.optional(
+    z.strictObject({ host: Str(256), port: z.int().check(z.minimum(0), z.maximum(65535)) }),
+  ),
 });
 export type OpenSessionRequest = z.infer<typeof OpenSessionRequestSchema>;
 
@@ -123,8 +131,9 @@ export const OpenSessionResponseSchema = z.object({
   hidden: z.array(Str(4096)),
   home: Str(4096),
   auditSeqAtStart: Count,
-  /** With `unsafeNoSandbox`: the loopback proxy URL the unconfined command is given. */
+  /** With `unsafeNoSandbox` or a standalone proxy: the proxy's URL. */
   proxyUrl: z.optional(Str(1024)),
+  socksPort: z.optional(z.int()),
 });
 export type OpenSessionResponse = z.infer<typeof OpenSessionResponseSchema>;
 
@@ -166,8 +175,37 @@ export const CloseRequestSchema = z.strictObject({
   exitCode: z.optional(z.int()),
 });
 
+/** Traffic per destination (`host:port`) of a session's proxy. */
+export const DestinationSchema = z.object({
+  destination: Str(1024),
+  requests: Count,
+  connections: Count,
+  denied: Count,
+  bytesOut: Count,
+  bytesIn: Count,
+});
+export const CloseResponseSchema = z.object({
+  ok: z.literal(true),
+  destinations: z.array(DestinationSchema),
+});
+
+export type CloseResponse = z.infer<typeof CloseResponseSchema>;
+
+/** A standalone proxy's manifest, read again by its client (SIGHUP). */
+export const ReloadRequestSchema = z.strictObject({ manifest: Str(MAX_BODY_BYTES) });
+export const ReloadResponseSchema = z.object({
+  ok: z.literal(true),
+  /** Whether the new manifest is in force; false: egress is denied until one verifies. */
+  inForce: z.boolean(),
+  message: Str(8192),
+});
+
 export const QuarantineRequestSchema = z.strictObject({
   reason: z.optional(Str(1024)),
+  /** Wait for containment and write an evidence bundle (`cordon quarantine`). */
+  evidence: z.optional(z.boolean()),
+  /** Where the bundle goes (user mode only; the system service keeps it in its state). */
+  out: z.optional(Str(4096)),
 });
 
 export const SessionInfoSchema = z.object({
@@ -203,6 +241,25 @@ export const SessionResponseSchema = z.object({
   session: SessionInfoSchema,
 });
 
+export const QuarantineResponseSchema = z.object({
+  ok: z.literal(true),
+  session: SessionInfoSchema,
+  contained: z.optional(z.boolean()),
+  sandboxGone: z.optional(z.boolean()),
+  denied: z.optional(z.boolean()),
+  containmentMs: z.optional(z.number()),
+  processesKilled: z.optional(Count),
+  evidence: z.optional(
+    z.object({
+      path: Str(4096),
+      sha256: Str(128),
+      records: Count,
+      warnings: z.array(Str(4096)),
+    }),
+  ),
+});
+export type QuarantineResponse = z.infer<typeof QuarantineResponseSchema>;
+
 /** What the daemon tells a session's client on its watch stream (one JSON object per line). */
 export const WatchMessageSchema = z.union([
   z.object({ type: z.literal('attached'), session: Id }),
@@ -220,8 +277,15 @@ export const CheckRequestSchema = z.strictObject({
   verify: z.optional(z.boolean()),
   guardrails: z.optional(z.union([Str(4096), z.literal(false)])),
   lexical: z.optional(z.boolean()),
-  /** Recorded as the request that was too malformed to be one (see `cordon check --stdin`). */
-  invalid: z.optional(z.array(z.optional(Str(1024)))),
+  /** The home `~` expands to in these decisions (user mode; `cordon check --home`). */
+  home: z.optional(Str(4096)),
+  /**
+   * Per request, set when the client could not even parse it (`cordon check --stdin`): it is
+   * denied and recorded with this operation and reason.
+   */
+  invalid: z.optional(
+    z.array(z.nullable(z.strictObject({ operation: Str(1024), reason: Str(4096) }))),
+  ),
 });
 export type CheckRequest = z.infer<typeof CheckRequestSchema>;
 export const CheckResponseSchema = z.object({
