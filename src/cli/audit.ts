@@ -2,7 +2,14 @@ import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { auditConfigFile, readAuditConfig } from '../audit/config.js';
 import type { ChainReport, Damage } from '../audit/chain.js';
-import { deviceVerifier, logOrigin, openDeviceLog } from '../audit/open.js';
+import { deviceVerifier, logOrigin } from '../audit/open.js';
+import { connectDaemon } from '../daemon/client.js';
+import {
+  EmitTestResponseSchema,
+  StatusResponseSchema,
+  type StatusResponse,
+} from '../protocol/daemon.js';
+import type { CordonDirs } from '../env.js';
 import { parseVerifierKey, verifierKey, type NoteVerifier } from '../audit/note.js';
 import { logHead, parseRecordLine, readAfter, type ReadPosition } from '../audit/reader.js';
 import { toExported } from '../audit/record.js';
@@ -15,7 +22,6 @@ import {
   type AuditPaths,
   type SegmentIndex,
 } from '../audit/store.js';
-import { syntheticEvents } from '../audit/synthetic.js';
 import {
   verifyExported,
   verifyLog,
@@ -277,44 +283,25 @@ export async function runAuditEmitTest(io: CliIo, opts: AuditEmitOptions): Promi
   if (!Number.isSafeInteger(count) || count < 1 || count > 100_000_000) {
     throw usage(`--count ${opts.count} is not a number of events`, 'use --count 1..100000000');
   }
-  const dirs = resolveDirs(io, opts);
-  const { log, context } = openDeviceLog(dirs);
-  const next = syntheticEvents({ ...context, time: io.now().getTime() }, count);
-  const started = process.hrtime.bigint();
-  const shown = progress(io, 'appending events');
-  let failed: Error | undefined;
+  // The service is the log's only writer: it writes the events.
+  const client = await connectDaemon(io.env, io.home, resolveDirs(io, opts));
+  const shown = progress(io, 'appending events (through the service)');
+  let r;
   try {
-    // Appenders as at a busy enforcement point: groups of 1,024, up to 8 groups in flight, so
-    // new records are built while earlier groups are synced; memory stays bounded.
-    const inFlight: Promise<unknown>[] = [];
-    for (let i = 0; i < count && failed === undefined;) {
-      const group: Promise<unknown>[] = [];
-      for (const end = Math.min(count, i + 1024); i < end; i++) {
-        group.push(
-          log.append(next()).catch((e: unknown) => {
-            failed ??= e instanceof Error ? e : new Error(String(e));
-          }),
-        );
-      }
-      inFlight.push(Promise.all(group));
-      if (inFlight.length >= 8) await inFlight.shift();
-      shown.update(i, count);
-    }
-    await Promise.all(inFlight);
+    r = await client.request('POST', '/v1/audit/emit-test', { count }, EmitTestResponseSchema, {
+      timeoutMs: 3_600_000,
+    });
   } finally {
     shown.end();
-    await log.close();
   }
-  if (failed !== undefined) throw failed;
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  const head = log.head;
   const result = {
-    appended: count,
-    lastSeq: head.seq,
-    seconds: Math.round(seconds * 1000) / 1000,
-    eventsPerSecond: Math.round(count / seconds),
-    writes: log.stats.writes,
+    appended: r.appended,
+    lastSeq: r.lastSeq,
+    seconds: r.seconds,
+    eventsPerSecond: r.eventsPerSecond,
+    writes: r.writes,
   };
+  const head = { seq: r.lastSeq };
   if (opts.json === true) printResult(io, { ok: true, ...result });
   else
     io.stdout(
@@ -327,7 +314,19 @@ export interface AuditStatusOptions extends GlobalOptions {
   json?: boolean;
 }
 
-export function runAuditStatus(io: CliIo, opts: AuditStatusOptions): number {
+/** The endpoint service's view (its shippers run continuously), when one answers. */
+async function serviceStatus(io: CliIo, dirs: CordonDirs): Promise<StatusResponse | undefined> {
+  try {
+    const client = await connectDaemon(io.env, io.home, dirs, { autostart: false });
+    return await client.request('GET', '/v1/status', undefined, StatusResponseSchema, {
+      timeoutMs: 5000,
+    });
+  } catch {
+    return undefined;
+  }
+}
+
+export async function runAuditStatus(io: CliIo, opts: AuditStatusOptions): Promise<number> {
   const dirs = resolveDirs(io, opts);
   const p = auditPaths(dirs.stateDir);
   const index = requireLog(p);
@@ -354,12 +353,21 @@ export function runAuditStatus(io: CliIo, opts: AuditStatusOptions): number {
       : 'defaults',
     sinks: config.sinks.map((s) => sinkStatus(p, s, head)),
     witness: witnessStatus(config.witness?.path, cp?.size),
+    service: await serviceStatus(io, dirs),
   };
   if (opts.json === true) {
     printResult(io, { ok: true, ...status });
     return EXIT.OK;
   }
+  const svc = status.service;
   const lines = [
+    svc === undefined
+      ? 'service: not running (sinks ship only while the endpoint service runs: `cordon daemon`)'
+      : `service: cordond pid ${svc.pid} (${svc.mode} mode), log head ${svc.log.seq}, ${svc.sessions.running} session(s) running`,
+    ...(svc?.sinks ?? []).map(
+      (k) =>
+        `shipping ${k.name}: ${k.lagRecords} record(s) behind${k.lagSeconds === undefined ? '' : ` (${k.lagSeconds} s)`}${k.lastError === undefined ? '' : `; last error: ${k.lastError}`}`,
+    ),
     `log: ${status.dir} (${status.segments} segment(s), ${bytes} bytes)`,
     `records: ${head}${headTime === undefined ? '' : ` (last at ${headTime})`}`,
     `last checkpoint: ${status.lastCheckpoint === undefined ? 'none yet' : `records 1..${status.lastCheckpoint.size} signed at ${status.lastCheckpoint.time} (in record ${status.lastCheckpoint.seq})`}`,

@@ -799,7 +799,9 @@ export function buildProgram(
       'after',
       '\nExamples:\n  sudo cordon daemon install --system && sudo systemctl daemon-reload && sudo systemctl enable --now cordond\n  cordon daemon install --user && systemctl --user daemon-reload && systemctl --user enable --now cordond',
     )
-    .action((o: DaemonInstallOptions) => act(() => runDaemonInstall(io, { ...g(), ...o })));
+    .action((o: DaemonInstallOptions) =>
+      act(() => runDaemonInstall(io, { ...g(), ...daemon.opts<DaemonInstallOptions>(), ...o })),
+    );
   daemon
     .command('uninstall')
     .description(
@@ -811,7 +813,9 @@ export function buildProgram(
     .option('--purge', '--system: also remove /var/lib/cordon (the audit log) and cordon-admin')
     .option('--dry-run', 'print what it would do and change nothing')
     .option('--json', 'machine-readable output')
-    .action((o: DaemonInstallOptions) => act(() => runDaemonUninstall(io, { ...g(), ...o })));
+    .action((o: DaemonInstallOptions) =>
+      act(() => runDaemonUninstall(io, { ...g(), ...daemon.opts<DaemonInstallOptions>(), ...o })),
+    );
 
   program
     .command('completion <shell>')

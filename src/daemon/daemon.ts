@@ -15,6 +15,7 @@ import { createApiServer, listenSocket } from './server.js';
 import { ContinuousShipper } from './shipper.js';
 import { PolicyWatcher } from './watch.js';
 import { auditPaths } from '../audit/store.js';
+import { syntheticEvents } from '../audit/synthetic.js';
 import { EndpointService } from './service.js';
 
 export interface DaemonOptions {
@@ -264,6 +265,32 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
       reload: () => {
         watcher.check('reload');
         return Promise.resolve('every session re-checked against the policy directory');
+      },
+      emitTest: async (count) => {
+        const next = syntheticEvents({ ...log.context, time: now().getTime() }, count);
+        const started = process.hrtime.bigint();
+        const writes = log.log.stats.writes;
+        let failed: unknown;
+        // Appenders as at a busy enforcement point: groups of 1,024, up to 8 groups in flight.
+        const inFlight: Promise<unknown>[] = [];
+        for (let i = 0; i < count && failed === undefined;) {
+          const group: Promise<unknown>[] = [];
+          for (const end = Math.min(count, i + 1024); i < end; i++)
+            group.push(log.log.append(next()).catch((e: unknown) => (failed ??= e)));
+          inFlight.push(Promise.all(group));
+          if (inFlight.length >= 8) await inFlight.shift();
+        }
+        await Promise.all(inFlight);
+        if (failed !== undefined) throw failed;
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        return {
+          ok: true,
+          appended: count,
+          lastSeq: log.log.head.seq,
+          seconds: Math.round(seconds * 1000) / 1000,
+          eventsPerSecond: Math.round(count / seconds),
+          writes: log.log.stats.writes - writes,
+        };
       },
       stop: (peer) => void stop(`stop requested by uid ${peer.uid} (pid ${peer.pid})`),
       onActivity: () => {

@@ -8,6 +8,7 @@ import {
   CloseRequestSchema,
   DecideRequestSchema,
   describeIssues,
+  EmitTestRequestSchema,
   EventsRequestSchema,
   MAX_BODY_BYTES,
   MAX_EVENT_BYTES,
@@ -28,6 +29,7 @@ export interface ServerHooks {
   readonly status: (peer: Peer) => StatusResponse;
   readonly check: (peer: Peer, body: CheckRequest) => Promise<Record<string, unknown>>;
   readonly reload: (peer: Peer) => Promise<string>;
+  readonly emitTest: (count: number) => Promise<Record<string, unknown>>;
   readonly stop: (peer: Peer) => void;
   /** Every request, for the idle timer. */
   readonly onActivity: () => void;
@@ -208,6 +210,13 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
     if (url === '/v1/check') {
       want('POST');
       send(res, 200, await hooks.check(peer, parse(CheckRequestSchema, await readJson(req))));
+      return;
+    }
+    if (url === '/v1/audit/emit-test') {
+      want('POST');
+      adminOnly(peer, 'write synthetic events');
+      const body = parse(EmitTestRequestSchema, await readJson(req));
+      send(res, 200, await hooks.emitTest(body.count));
       return;
     }
     if (url === '/v1/reload') {

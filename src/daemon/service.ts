@@ -22,7 +22,7 @@ import type { OpenedLog } from '../audit/open.js';
 import { parseRecordLine, readAfter } from '../audit/reader.js';
 import { auditPaths } from '../audit/store.js';
 import { readProxyConfig } from '../egress/config.js';
-import { EgressProxy } from '../egress/proxy.js';
+import { EgressProxy, type DestinationStats } from '../egress/proxy.js';
 import { parseResolveEntries, staticResolver, systemResolver } from '../egress/resolver.js';
 import { CordonError } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
@@ -515,7 +515,9 @@ export class EndpointService {
     bytesOut: number;
     bytesIn: number;
   }[] {
-    return [...(s.proxy?.stats().destinations ?? new Map()).entries()].map(([destination, d]) => ({
+    const all: ReadonlyMap<string, Readonly<DestinationStats>> = s.proxy?.stats().destinations ??
+    new Map<string, DestinationStats>();
+    return [...all.entries()].map(([destination, d]) => ({
       destination,
       requests: d.requests,
       connections: d.connections,

@@ -298,6 +298,19 @@ export const CheckResponseSchema = z.object({
   records: z.array(Count),
 });
 
+/** Synthetic events of every kind, written by the service (`cordon audit emit-test`). */
+export const EmitTestRequestSchema = z.strictObject({
+  count: z.int().check(z.minimum(1), z.maximum(100_000_000)),
+});
+export const EmitTestResponseSchema = z.object({
+  ok: z.literal(true),
+  appended: Count,
+  lastSeq: Count,
+  seconds: z.number(),
+  eventsPerSecond: z.number(),
+  writes: Count,
+});
+
 export const OkResponseSchema = z.object({ ok: z.literal(true), message: z.optional(Str(4096)) });
 
 /** Turn a failed parse into one line naming the field: `events/0/seq: expected int`. */
