@@ -270,13 +270,19 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
         const next = syntheticEvents({ ...log.context, time: now().getTime() }, count);
         const started = process.hrtime.bigint();
         const writes = log.log.stats.writes;
-        let failed: unknown;
+        let failed: Error | undefined;
         // Appenders as at a busy enforcement point: groups of 1,024, up to 8 groups in flight.
         const inFlight: Promise<unknown>[] = [];
         for (let i = 0; i < count && failed === undefined;) {
           const group: Promise<unknown>[] = [];
           for (const end = Math.min(count, i + 1024); i < end; i++)
-            group.push(log.log.append(next()).catch((e: unknown) => (failed ??= e)));
+            group.push(
+              log.log
+                .append(next())
+                .catch(
+                  (e: unknown) => (failed ??= e instanceof Error ? e : new Error('append failed')),
+                ),
+            );
           inFlight.push(Promise.all(group));
           if (inFlight.length >= 8) await inFlight.shift();
         }
