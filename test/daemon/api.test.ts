@@ -1,0 +1,401 @@
+import { readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MAX_BODY_BYTES } from '../../src/protocol/daemon.js';
+import { BIN, sandboxEnv, type SandboxEnv } from '../sandbox/harness.js';
+import {
+  exec,
+  request,
+  startDaemonProcess,
+  stopDaemonProcess,
+  until,
+  type ApiAnswer,
+  type DaemonProcess,
+} from './harness.js';
+
+// Hostile callers on the local API. The daemon runs as its own process (as systemd or a client
+// would start it); every attack is followed by a status request that must still be answered.
+let s: SandboxEnv;
+let d: DaemonProcess | undefined;
+let socket: string;
+let manifest: string;
+
+beforeAll(async () => {
+  s = sandboxEnv('api');
+  manifest = s.sign({ commandsAllowed: ['/usr/bin/true'] });
+  socket = join(s.dir, 'api.sock');
+  d = await startDaemonProcess(
+    socket,
+    ['--policy-dir', join(s.cordonHome, 'policy'), '--state-dir', join(s.cordonHome, 'state')],
+    { env: s.env },
+  );
+});
+afterAll(async () => {
+  await stopDaemonProcess(d);
+  rmSync(s.dir, { recursive: true, force: true });
+});
+
+/** Write raw bytes on a fresh connection; resolve with everything the daemon sent back. */
+function raw(
+  chunks: readonly (string | Buffer)[],
+  opts: { delayMs?: number; end?: boolean } = {},
+): Promise<{ data: string; closedBy: 'server' | 'client' }> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(socket);
+    let data = '';
+    let done = false;
+    c.on('data', (b: Buffer) => (data += b.toString('latin1')));
+    c.on('error', (e: Error & { code?: string }) => {
+      // The daemon may close while bytes are still on the way: what it answered counts.
+      if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') reject(e);
+    });
+    c.on('close', () => {
+      done = true;
+      resolve({ data, closedBy: 'server' });
+    });
+    c.on('connect', () => {
+      void (async () => {
+        for (const chunk of chunks) {
+          if (done) return;
+          c.write(chunk);
+          if (opts.delayMs !== undefined) await new Promise((r) => setTimeout(r, opts.delayMs));
+        }
+        if (opts.end === true && !done) c.end();
+      })();
+    });
+  });
+}
+
+/** The status line and JSON body of a raw HTTP answer. */
+function parseRaw(text: string): { status: number; body: Record<string, unknown> } {
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+  const start = text.indexOf('\r\n\r\n');
+  let body: Record<string, unknown> = {};
+  try {
+    body = JSON.parse(text.slice(start + 4)) as Record<string, unknown>;
+  } catch {
+    // no body
+  }
+  return { status, body };
+}
+
+/** POST a body as given (not re-encoded) on a fresh connection. */
+async function postText(
+  path: string,
+  body: string,
+): Promise<{ status: number; body: Record<string, unknown> }> {
+  const r = await raw([
+    `POST ${path} HTTP/1.1\r\nHost: cordon\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  ]);
+  return parseRaw(r.data);
+}
+
+/** The daemon still answers, and is the same process. */
+async function stillServing(): Promise<void> {
+  const r = await request(socket, 'GET', '/v1/status');
+  expect(r.status).toBe(200);
+  expect(r.body['pid']).toBe(d?.child.pid);
+}
+
+function errorOf(r: ApiAnswer | { status: number; body: Record<string, unknown> }): {
+  status: number;
+  code: unknown;
+  hasMessage: boolean;
+} {
+  return {
+    status: r.status,
+    code: r.body['code'],
+    hasMessage: typeof r.body['message'] === 'string' && (r.body['message'] as string).length > 0,
+  };
+}
+
+function openBody(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    manifest: readFileSync(manifest).toString('base64'),
+    manifestPath: manifest,
+    command: ['/usr/bin/true'],
+    cwd: '/',
+    ...extra,
+  };
+}
+
+describe('the local API against malformed and hostile requests', () => {
+  it('refuses malformed JSON and unknown fields with a code and a message naming the field', async () => {
+    const bad = await postText('/v1/sessions', '{"manifest": "x", ');
+    expect(errorOf(bad)).toEqual({ status: 400, code: 'REQUEST_INVALID', hasMessage: true });
+    expect(bad.body['message']).toMatch(/not JSON/);
+    // Duplicate keys are refused too: no last-one-wins between what is checked and what is used.
+    const dup = await postText(
+      '/v1/sessions',
+      JSON.stringify(openBody()).replace(/^\{/, '{"command":["/usr/bin/true"],'),
+    );
+    expect(errorOf(dup)).toEqual({ status: 400, code: 'REQUEST_INVALID', hasMessage: true });
+    expect(dup.body['message']).toMatch(/duplicate/i);
+
+    // A body that names the caller: strict schemas refuse what they do not know.
+    const claims = await request(socket, 'POST', '/v1/sessions', openBody({ uid: 0, pid: 1 }));
+    expect(errorOf(claims)).toEqual({ status: 400, code: 'REQUEST_INVALID', hasMessage: true });
+    expect(claims.body['message']).toMatch(/unknown field\(s\) uid, pid/);
+    const wrongType = await request(socket, 'POST', '/v1/sessions', openBody({ command: 'true' }));
+    expect(errorOf(wrongType).code).toBe('REQUEST_INVALID');
+    expect(wrongType.body['message']).toMatch(/^command: expected array/);
+    const notObject = await request(socket, 'POST', '/v1/sessions', [1, 2, 3]);
+    expect(errorOf(notObject).code).toBe('REQUEST_INVALID');
+    await stillServing();
+  });
+
+  it('refuses an oversized body, declared or chunked, before reading it all', async () => {
+    const big = Buffer.alloc(MAX_BODY_BYTES + 1, 0x20);
+    // Declared: refused on the header alone.
+    const declared = await raw([
+      `POST /v1/sessions HTTP/1.1\r\nHost: cordon\r\nContent-Type: application/json\r\nContent-Length: ${big.length}\r\n\r\n`,
+    ]);
+    expect(errorOf(parseRaw(declared.data))).toEqual({
+      status: 413,
+      code: 'BODY_TOO_LARGE',
+      hasMessage: true,
+    });
+    // Without a length (chunked): refused once the limit is passed, the rest not waited for.
+    const chunk = Buffer.alloc(256 * 1024, 0x20);
+    const pieces: (string | Buffer)[] = [
+      'POST /v1/sessions HTTP/1.1\r\nHost: cordon\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n',
+    ];
+    for (let n = 0; n <= MAX_BODY_BYTES / chunk.length + 4; n++)
+      pieces.push(`${chunk.length.toString(16)}\r\n`, chunk, '\r\n');
+    const chunked = await raw(pieces);
+    expect(errorOf(parseRaw(chunked.data))).toEqual({
+      status: 413,
+      code: 'BODY_TOO_LARGE',
+      hasMessage: true,
+    });
+    // A chunked body that never ends after the limit is not waited for either.
+    const endless = await raw(pieces.slice(0, -3));
+    expect(parseRaw(endless.data).status).toBe(413);
+    await stillServing();
+  });
+
+  it('times out a slow-loris client without holding up anyone else', async () => {
+    const line = 'GET /v1/status HTTP/1.1\r\nHost: cordon\r\nX-Slow: ' + 'a'.repeat(400);
+    let answeredMeanwhile = 0;
+    let lorisOpen = true;
+    const loris = raw(line.split(''), { delayMs: 25 }).then((r) => {
+      lorisOpen = false;
+      return r;
+    });
+    // While the slow client dribbles its headers, others are served.
+    for (let i = 0; i < 5; i++) {
+      const r = await request(socket, 'GET', '/v1/status');
+      if (r.status === 200 && lorisOpen) answeredMeanwhile++;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(answeredMeanwhile).toBe(5);
+    const r = await loris;
+    expect(errorOf(parseRaw(r.data))).toEqual({
+      status: 408,
+      code: 'REQUEST_INVALID',
+      hasMessage: true,
+    });
+    // A connection that never says anything is closed too.
+    const silent = await raw([]);
+    expect(silent.closedBy).toBe('server');
+    await stillServing();
+  });
+
+  it('refuses oversized headers, a non-HTTP byte stream and a TLS handshake with an error', async () => {
+    const overflow = await raw([
+      `GET /v1/status HTTP/1.1\r\nHost: cordon\r\nX-Big: ${'a'.repeat(32 * 1024)}\r\n\r\n`,
+    ]);
+    expect(errorOf(parseRaw(overflow.data))).toEqual({
+      status: 431,
+      code: 'REQUEST_INVALID',
+      hasMessage: true,
+    });
+    const garbage = await raw([Buffer.from([0, 1, 2, 3, 0xff, 0xfe, 13, 10, 13, 10])]);
+    expect(errorOf(parseRaw(garbage.data))).toEqual({
+      status: 400,
+      code: 'REQUEST_INVALID',
+      hasMessage: true,
+    });
+    // The start of a TLS ClientHello.
+    const tls = await raw([Buffer.from('16030100a5010000a10303', 'hex'), Buffer.alloc(200, 7)]);
+    expect(parseRaw(tls.data).status).toBe(400);
+    // Request smuggling: both a length and chunked encoding.
+    const smuggle = await raw([
+      'POST /v1/reload HTTP/1.1\r\nHost: cordon\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    ]);
+    expect(parseRaw(smuggle.data).status).toBe(400);
+    await stillServing();
+  });
+
+  it('answers an unknown path 404 and a wrong method 405, each with its code', async () => {
+    expect(errorOf(await request(socket, 'GET', '/v1/nope'))).toEqual({
+      status: 404,
+      code: 'NOT_FOUND',
+      hasMessage: true,
+    });
+    expect(errorOf(await request(socket, 'GET', '/v2/status')).code).toBe('NOT_FOUND');
+    expect(errorOf(await request(socket, 'GET', '/v1/status/../reload')).status).toBe(404);
+    expect(errorOf(await request(socket, 'GET', '/v1/reload'))).toEqual({
+      status: 405,
+      code: 'METHOD_NOT_ALLOWED',
+      hasMessage: true,
+    });
+    expect(errorOf(await request(socket, 'DELETE', '/v1/sessions')).code).toBe(
+      'METHOD_NOT_ALLOWED',
+    );
+    expect(errorOf(await request(socket, 'POST', '/v1/status', {})).code).toBe(
+      'METHOD_NOT_ALLOWED',
+    );
+    await stillServing();
+  });
+
+  it('refuses a session’s calls with a forged, another session’s or a malformed capability', async () => {
+    const one = await request(socket, 'POST', '/v1/sessions', openBody());
+    const two = await request(socket, 'POST', '/v1/sessions', openBody());
+    expect(one.status, one.raw).toBe(200);
+    expect(two.status, two.raw).toBe(200);
+    const id = one.body['session'] as string;
+    const capOne = one.body['capability'] as string;
+    const capTwo = two.body['capability'] as string;
+    const events = { events: [{ seq: 1, event: { class_uid: 1007 } }] };
+    const forged = [
+      undefined,
+      `Bearer ${capTwo}`,
+      `Bearer ${'A'.repeat(capOne.length)}`,
+      `Bearer ${capOne.slice(0, -1)}`,
+      `Bearer ${capOne}x`,
+      `bearer ${capOne}`,
+      `Basic ${Buffer.from(`x:${capOne}`).toString('base64')}`,
+      `Bearer ${capOne} ${capOne}`,
+      'Bearer',
+    ];
+    for (const auth of forged) {
+      const r = await request(
+        socket,
+        'POST',
+        `/v1/sessions/${id}/events`,
+        events,
+        auth === undefined ? {} : { authorization: auth },
+      );
+      expect(errorOf(r), String(auth)).toEqual({
+        status: 401,
+        code: 'SESSION_UNAUTHORIZED',
+        hasMessage: true,
+      });
+    }
+    // Session two's capability does not close session one, nor one's close two.
+    const close = await request(
+      socket,
+      'POST',
+      `/v1/sessions/${id}/close`,
+      {},
+      { authorization: `Bearer ${capTwo}` },
+    );
+    expect(close.status).toBe(401);
+    // Not a session id at all: no route, not a lookup.
+    const notId = await request(socket, 'POST', `/v1/sessions/../../v1/stop/events`, events, {
+      authorization: `Bearer ${capOne}`,
+    });
+    expect(notId.status).toBe(404);
+    // The real capability works, and the events of the refused calls were never recorded.
+    const ok = await request(
+      socket,
+      'POST',
+      `/v1/sessions/${id}/close`,
+      {},
+      { authorization: `Bearer ${capOne}` },
+    );
+    expect(ok.status, ok.raw).toBe(200);
+    const ok2 = await request(
+      socket,
+      'POST',
+      `/v1/sessions/${two.body['session'] as string}/close`,
+      {},
+      { authorization: `Bearer ${capTwo}` },
+    );
+    expect(ok2.status).toBe(200);
+    expect(
+      s.events().filter((e) => (e['actor'] as { session?: { uid?: string } }).session?.uid === id),
+    ).toEqual([]);
+    await stillServing();
+  });
+
+  it('serves 1000 concurrent connections', async () => {
+    const sockets: net.Socket[] = [];
+    // Hold 1000 connections open at once, then ask on each of them.
+    await Promise.all(
+      Array.from(
+        { length: 1000 },
+        () =>
+          new Promise<void>((resolve, reject) => {
+            const c = net.connect(socket, () => resolve());
+            c.on('error', reject);
+            sockets.push(c);
+          }),
+      ),
+    );
+    const answers = await Promise.all(
+      sockets.map(
+        (c) =>
+          new Promise<number>((resolve) => {
+            let t = '';
+            c.on('data', (b: Buffer) => {
+              t += b.toString();
+              if (t.includes('\r\n\r\n') && t.endsWith('\n')) {
+                resolve(parseRaw(t).status);
+                c.destroy();
+              }
+            });
+            c.on('close', () => resolve(parseRaw(t).status));
+            c.write('GET /v1/status HTTP/1.1\r\nHost: cordon\r\n\r\n');
+          }),
+      ),
+    );
+    expect(answers.filter((x) => x === 200).length).toBe(1000);
+    await stillServing();
+  });
+
+  it('refuses a second daemon on the same state directory, and does not take over a live socket', async () => {
+    const args = (sock: string): string[] => [
+      BIN,
+      'daemon',
+      '--socket',
+      sock,
+      '--policy-dir',
+      join(s.cordonHome, 'policy'),
+      '--state-dir',
+      join(s.cordonHome, 'state'),
+    ];
+    const second = await exec([process.execPath, ...args(join(s.dir, 'second.sock'))], {
+      env: s.env,
+    });
+    expect(second.code).not.toBe(0);
+    expect(second.code).not.toBe(null);
+    expect(second.stderr).toMatch(/DAEMON_RUNNING|another cordon daemon is serving/);
+    expect(second.stderr).toContain(join(s.cordonHome, 'state'));
+    // Another state directory, but the live daemon's socket: refused, the socket left alone.
+    const other = join(s.dir, 'other-state');
+    const hijack = await exec(
+      [
+        process.execPath,
+        BIN,
+        'daemon',
+        '--socket',
+        socket,
+        '--policy-dir',
+        join(s.cordonHome, 'policy'),
+        '--state-dir',
+        other,
+      ],
+      { env: s.env },
+    );
+    expect(hijack.code).not.toBe(0);
+    expect(hijack.stderr).toMatch(/DAEMON_RUNNING|answers on/);
+    await stillServing();
+    await until(
+      async () => ((await request(socket, 'GET', '/v1/status')).status === 200 ? true : undefined),
+      'status',
+    );
+  });
+});
