@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type net from 'node:net';
+import net from 'node:net';
 import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { CordonError, isCordonError } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
@@ -54,13 +54,15 @@ function statusFor(code: string): number {
   return 400;
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown): void {
+function send(res: http.ServerResponse, status: number, body: unknown, close = false): void {
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body) + '\n';
   res.writeHead(status, {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',
+    // The rest of a refused body is not read: the connection ends with the answer.
+    ...(close ? { connection: 'close' } : {}),
   });
   res.end(text);
 }
@@ -71,35 +73,46 @@ function sendError(res: http.ServerResponse, e: unknown): void {
     : new CordonError('INTERNAL', `internal error: ${(e as Error).message}`, {
         hint: 'see the service log',
       });
-  send(res, statusFor(err.code), {
-    ok: false,
-    code: err.code,
-    message: err.message,
-    ...(err.hint === undefined ? {} : { hint: err.hint }),
-  });
+  send(
+    res,
+    statusFor(err.code),
+    {
+      ok: false,
+      code: err.code,
+      message: err.message,
+      ...(err.hint === undefined ? {} : { hint: err.hint }),
+    },
+    err.code === 'BODY_TOO_LARGE',
+  );
 }
 
 /** Read a JSON body of at most MAX_BODY_BYTES; a larger one is refused before it is read. */
 async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const tooLarge = (what: string): CordonError =>
+    new CordonError('BODY_TOO_LARGE', `${what}; at most ${MAX_BODY_BYTES}`, {
+      hint: 'send fewer requests or events per call',
+    });
   const declared = Number(req.headers['content-length'] ?? NaN);
-  if (declared > MAX_BODY_BYTES)
-    throw new CordonError(
-      'BODY_TOO_LARGE',
-      `the body is ${declared} bytes; at most ${MAX_BODY_BYTES}`,
-      {
-        hint: 'send fewer requests or events per call',
-      },
-    );
+  if (declared > MAX_BODY_BYTES) throw tooLarge(`the body is ${declared} bytes`);
+  // Stop reading at the limit without destroying the request: the 413 must still reach the
+  // caller, and its connection is then closed (see sendError) rather than drained.
   const parts: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES)
-      throw new CordonError('BODY_TOO_LARGE', `the body exceeds ${MAX_BODY_BYTES} bytes`, {
-        hint: 'send fewer requests or events per call',
-      });
-    parts.push(chunk as Buffer);
-  }
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        req.off('data', onData);
+        req.pause();
+        reject(tooLarge(`the body exceeds ${MAX_BODY_BYTES} bytes`));
+        return;
+      }
+      parts.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', resolve);
+    req.once('error', reject);
+  });
   if (size === 0) return {};
   try {
     return parseStrictJson(Buffer.concat(parts, size), { maxBytes: MAX_BODY_BYTES, maxDepth: 64 });
@@ -338,7 +351,22 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
   return server;
 }
 
-/** Listen on the API socket: a stale socket (no daemon behind it) is replaced, anything else refused. */
+/** Whether a process accepts connections on a Unix socket now. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = net.connect(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Listen on the API socket: a stale socket (no daemon behind it) is replaced; one a daemon still
+ * answers on (another state directory's, started with the same --socket) is left to it.
+ */
 export async function listenSocket(server: http.Server, path: string, mode: number): Promise<void> {
   if (existsSync(path)) {
     const st = lstatSync(path);
@@ -346,6 +374,11 @@ export async function listenSocket(server: http.Server, path: string, mode: numb
       throw new CordonError('DAEMON_SOCKET_INVALID', `${path} exists and is not a socket`, {
         file: path,
         hint: 'remove it and start the service again',
+      });
+    if (await answers(path))
+      throw new CordonError('DAEMON_RUNNING', `another daemon answers on ${path}`, {
+        file: path,
+        hint: 'stop it first (`cordon daemon stop`), or give this one another --socket',
       });
     unlinkSync(path);
   }
@@ -359,7 +392,9 @@ export async function listenSocket(server: http.Server, path: string, mode: numb
         }),
       ),
     );
-    server.listen(path, () => resolve());
+    // Node's default backlog (511) refuses a burst of clients with EAGAIN; the kernel caps this
+    // at net.core.somaxconn.
+    server.listen({ path, backlog: 4096 }, () => resolve());
   });
   chmodSync(path, mode);
 }

@@ -12,7 +12,10 @@ export interface Exited {
 }
 
 /** Run a program to its end without blocking this process (the test's servers keep serving). */
-export function exec(argv: readonly string[], opts: SpawnOptions = {}): Promise<Exited> {
+export function exec(
+  argv: readonly string[],
+  opts: SpawnOptions & { killAfterMs?: number } = {},
+): Promise<Exited> {
   return new Promise((resolve, reject) => {
     const child = spawn(argv[0] ?? '', argv.slice(1), {
       ...opts,
@@ -22,8 +25,17 @@ export function exec(argv: readonly string[], opts: SpawnOptions = {}): Promise<
     let stderr = '';
     child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    // A process that should have ended (a daemon that should have been refused) is not left
+    // behind when it did not.
+    const timer =
+      opts.killAfterMs === undefined
+        ? undefined
+        : setTimeout(() => child.kill('SIGKILL'), opts.killAfterMs);
     child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr });
+    });
   });
 }
 
