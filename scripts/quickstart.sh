@@ -16,6 +16,23 @@ step() {
 step init
 step keys generate --name security-team
 step keys trust --name security-team --pub "$CORDON_HOME/policy/keys/security-team.pub" --purpose manifest
+# Two SIEM sinks for the endpoint service to ship to: a local receiver, and one that is down
+# (its records queue, and the service reports how far behind it is).
+siem_port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+node -e 'let n=0;require("http").createServer((q,r)=>{q.on("data",()=>{});q.on("end",()=>{n++;r.end("{}")})}).listen(+process.argv[1],"127.0.0.1")' "$siem_port" &
+siem=$!
+cat > "$CORDON_HOME/policy/audit.json" <<JSON
+{
+  "apiVersion": "cordon.dev/v1",
+  "kind": "AuditConfig",
+  "sinks": [
+    { "name": "siem", "type": "otlp-http", "url": "http://127.0.0.1:$siem_port/v1/logs" },
+    { "name": "siem-dr", "type": "otlp-http", "url": "http://127.0.0.1:9/v1/logs", "timeoutMs": 500 }
+  ]
+}
+JSON
+printf '\n\033[1m$ cat $CORDON_HOME/policy/audit.json\033[0m\n'
+cat "$CORDON_HOME/policy/audit.json"
 step manifest new --template finance-analyst --agent cowork-lite --param 'workDir=~/Work/Finance' --out "$demo/cowork-lite.json"
 step manifest lint "$demo/cowork-lite.json"
 step manifest sign "$demo/cowork-lite.json" --key "$CORDON_HOME/policy/keys/security-team.key"
@@ -81,7 +98,7 @@ fi
 port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 node -e 'require("http").createServer((q,r)=>r.end("Q3 revenue: 4.2M\n")).listen(+process.argv[1],"127.0.0.1")' "$port" &
 server=$!
-trap 'kill "$server" 2>/dev/null || true; [ -n "${proxy:-}" ] && kill "$proxy" 2>/dev/null || true' EXIT
+trap 'kill "$server" "$siem" 2>/dev/null || true; [ -n "${proxy:-}" ] && kill "$proxy" 2>/dev/null || true; [ -n "${watcher:-}" ] && kill "$watcher" 2>/dev/null || true; node dist/cli/bin.js daemon stop >/dev/null 2>&1 || true' EXIT
 until_after=$(node -e 'console.log(new Date(Date.now()+30*86400e3).toISOString().replace(/\.\d+Z$/,"Z"))')
 cat > "$demo/web-reports.json" <<JSON
 {
@@ -147,7 +164,7 @@ cat > "$demo/report-writer.json" <<JSON
   "readPaths": ["~/Work/Reports/**"],
   "writePaths": ["~/Work/Reports/outgoing/**"],
   "networkScopes": ["http://127.0.0.1:$port"],
-  "commandsAllowed": ["/usr/bin/bash", "/usr/bin/cat", "/usr/bin/curl"]
+  "commandsAllowed": ["/usr/bin/bash", "/usr/bin/cat", "/usr/bin/curl", "/usr/bin/sleep"]
 }
 JSON
 step manifest sign "$demo/report-writer.json" --key "$CORDON_HOME/policy/keys/security-team.key"
@@ -170,6 +187,35 @@ printf '\n  on the host: %s\n' "$(cat "$user/Work/Reports/outgoing/summary.txt")
 # The session's launch decision (the processes sampled inside the session are Process Activity
 # events too, without a rule, and would push it out of the last lines).
 step audit tail -n 4 --where class_uid=1007 --where policy.name=sandbox
+
+# The endpoint service: one daemon (started on demand by the first client above) is the only
+# writer of the log and runs every session's proxy, so sessions run side by side. A watcher
+# agent polls the granted server every 0.2 s; a second session runs while it does.
+cat > "$user/Work/Reports/agent/watch.sh" <<SH
+while :; do curl -sS -m 2 -o /dev/null -w 'watcher: %{http_code}\\n' http://127.0.0.1:$port/q3 || echo 'watcher: no answer'; sleep 0.2; done
+SH
+printf '\n\033[1m$ cordon run --manifest report-writer.signed.json -- bash watch.sh &   (session 1)\033[0m\n'
+HOME="$user" node dist/cli/bin.js run --manifest "$demo/report-writer.signed.json" -- bash "$user/Work/Reports/agent/watch.sh" >"$demo/watcher.out" 2>"$demo/watcher.err" &
+watcher=$!
+for _ in $(seq 1 100); do grep -q 'watcher: 200' "$demo/watcher.out" 2>/dev/null && break; sleep 0.1; done
+printf '\n\033[1m$ cordon run --manifest report-writer.signed.json -- bash -c "curl …/q3; sleep 2" &   (session 2, while session 1 runs)\033[0m\n'
+HOME="$user" node dist/cli/bin.js run --manifest "$demo/report-writer.signed.json" -- bash -c 'curl -sS http://127.0.0.1:'"$port"'/q3; sleep 2' &
+second=$!
+sleep 1
+step ps
+wait "$second"
+step daemon status
+# Revoke the manifest the watcher runs under: the service sees the new revocation list, denies
+# the session's egress at once and quarantines it; its cordon run ends.
+step revoke manifest "$demo/report-writer.signed.json" --reason 'demo: cut off a running agent' --key "$CORDON_HOME/policy/keys/org.key"
+for _ in $(seq 1 50); do kill -0 "$watcher" 2>/dev/null || break; sleep 0.1; done
+wait "$watcher" || true
+watcher=
+printf '\n\033[1m$ tail -n 3 watcher.out; tail -n 2 watcher.err   (session 1, before and after the revocation)\033[0m\n'
+tail -n 3 "$demo/watcher.out"
+tail -n 2 "$demo/watcher.err"
+step audit tail -n 2 --where status_code=MANIFEST_NO_LONGER_VALID
+step audit status
 verify_log
 
-printf '\nQuick start done: the tampered manifest and the edited audit log were both caught, the proxy let through only what the manifest grants, and the sandboxed agent reached only its grants. Demo files are in %s\n' "$demo"
+printf '\nQuick start done: the tampered manifest and the edited audit log were both caught, the proxy let through only what the manifest grants, the sandboxed agent reached only its grants, two sessions ran at once through one endpoint service, and a revocation cut a running session off. Demo files are in %s\n' "$demo"
