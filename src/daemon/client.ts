@@ -4,7 +4,7 @@
  * it imports little: no policy, no proxy, no zod classic.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { dirname, join } from 'node:path';
 import type { CordonDirs } from '../env.js';
@@ -267,12 +267,18 @@ export async function connectDaemon(
   if (target.via !== 'user' || opts.autostart === false || env['CORDON_NO_AUTOSTART'] === '1')
     return client;
   if (existsSync(target.socket) && (await answers(client))) return client;
-  startUserDaemon(env, target);
+  const started = startUserDaemon(env, target);
   // The daemon takes its lock, opens the log, then listens: a few hundred ms on a cold start.
   const deadline = Date.now() + 15_000;
   for (let wait = 10; Date.now() < deadline; wait = Math.min(wait * 2, 100)) {
     await sleep(wait);
     if (existsSync(target.socket) && (await answers(client))) return client;
+    // A daemon that could not start says why in its log; another one that won the race to
+    // start is fine (it answers at the next look).
+    if (started.exitCode !== null && started.exitCode !== 0) {
+      const why = startFailure(target, started.logOffset);
+      if (why !== undefined && why.code !== 'DAEMON_RUNNING') throw why;
+    }
   }
   throw client.unreachable(
     new Error(`started a daemon, but it did not answer within 15 s (see ${logFile(target)})`),
@@ -283,10 +289,37 @@ function logFile(target: DaemonTarget): string {
   return join(dirname(target.socket), 'daemon.log');
 }
 
-function startUserDaemon(env: NodeJS.ProcessEnv, target: DaemonTarget): void {
+/** The error a daemon that failed to start wrote to its log (`error[CODE]: message`). */
+function startFailure(target: DaemonTarget, offset: number): CordonError | undefined {
+  let text: string;
+  try {
+    text = readFileSync(logFile(target)).subarray(offset).toString('utf8');
+  } catch {
+    return undefined;
+  }
+  const m =
+    /error\[([A-Z_]+)\]: (.*)(?:\n {2}file: (.*))?(?:\n {2}field: .*)?(?:\n {2}fix: (.*))?/.exec(
+      text,
+    );
+  if (m === null) return undefined;
+  return new CordonError(
+    m[1] as CordonError['code'],
+    `the cordon daemon could not start: ${m[2] ?? ''}`,
+    {
+      ...(m[3] === undefined ? {} : { file: m[3] }),
+      hint: m[4] ?? `see ${logFile(target)}`,
+    },
+  );
+}
+
+function startUserDaemon(
+  env: NodeJS.ProcessEnv,
+  target: DaemonTarget,
+): { readonly exitCode: number | null; readonly logOffset: number } {
   ensurePrivateDir(userRuntimeDir(env));
   ensurePrivateDir(dirname(target.socket));
   const out = openSync(logFile(target), 'a', 0o600);
+  const state = { exitCode: null as number | null, logOffset: fstatSync(out).size };
   try {
     const child = spawn(
       process.execPath,
@@ -303,8 +336,10 @@ function startUserDaemon(env: NodeJS.ProcessEnv, target: DaemonTarget): void {
       ],
       { detached: true, stdio: ['ignore', out, out], env, cwd: '/' },
     );
+    child.on('exit', (code) => (state.exitCode = code ?? 1));
     child.unref();
   } finally {
     closeSync(out);
   }
+  return state;
 }

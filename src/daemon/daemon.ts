@@ -202,6 +202,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
         decisions.push(d);
         records.push(seq);
       }
+      await log.log.checkpoint();
       return {
         ok: true,
         decisions,
@@ -288,6 +289,8 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
         }
         await Promise.all(inFlight);
         if (failed !== undefined) throw failed;
+        // As a writer closing the log would: everything written is under a signed checkpoint.
+        await log.log.checkpoint();
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         return {
           ok: true,

@@ -45,8 +45,13 @@ export function userRuntimeDir(env: NodeJS.ProcessEnv): string {
  */
 export function userSocket(env: NodeJS.ProcessEnv, home: string, dirs: CordonDirs): string {
   const runtime = userRuntimeDir(env);
-  const d = defaultDirs(env, home);
-  if (d.stateDir === dirs.stateDir && d.policyDir === dirs.policyDir)
+  // The plain XDG directories (no CORDON_HOME, CORDON_POLICY_DIR, CORDON_STATE_DIR) share one
+  // name; any other pair of directories has a daemon of its own.
+  const xdg = defaultDirs(
+    { XDG_CONFIG_HOME: env['XDG_CONFIG_HOME'], XDG_STATE_HOME: env['XDG_STATE_HOME'] },
+    home,
+  );
+  if (xdg.stateDir === dirs.stateDir && xdg.policyDir === dirs.policyDir)
     return join(runtime, 'daemon.sock');
   const h = createHash('sha256').update(`${dirs.policyDir}\0${dirs.stateDir}`).digest('hex');
   return join(runtime, `d.${h.slice(0, 16)}`, 'daemon.sock');

@@ -761,6 +761,10 @@ export class EndpointService {
     this.sessions.delete(s.id);
     await s.tail;
     await s.proxy?.close();
+    // A session's records end under a signed checkpoint, as when its writer closed the log.
+    await this.log
+      .checkpoint()
+      .catch((e: unknown) => this.#o.onDiagnostic(`checkpoint: ${(e as Error).message}`));
     rmSync(s.egressDir, { recursive: true, force: true });
     rmSync(join(this.#dir, `${s.id}.json`), { force: true });
   }

@@ -43,12 +43,16 @@ describe('cordon audit', () => {
     // With a witness configured, the writer appends each checkpoint to it; the same cut is found.
     const b = await setup(1);
     const witness = join(b.home, 'witness.ndjson');
-    const config = (extra: object) =>
+    // audit.json is read when the endpoint service starts: each change stops it (the next
+    // client starts it again).
+    const config = async (extra: object): Promise<void> => {
       writeFileSync(
         join(b.cordonHome, 'policy', 'audit.json'),
         JSON.stringify({ apiVersion: 'cordon.dev/v1', kind: 'AuditConfig', ...extra }),
       );
-    config({ witness: { path: witness } });
+      await b.run(['daemon', 'stop']);
+    };
+    await config({ witness: { path: witness } });
     expect((await b.run(['audit', 'emit-test', '--count', '50'])).code).toBe(0);
     const bp = auditPaths(b.stateDir);
     const bseg = segmentOf(b.stateDir);
@@ -64,6 +68,8 @@ describe('cordon audit', () => {
     expect((await b.run(['audit', 'status'])).stdout).toMatch(
       /^witness: .*: latest checkpoint over 103 records$/m,
     );
+    // The cut is made with the service stopped (it holds the log open while it runs).
+    await b.run(['daemon', 'stop']);
     writeFileSync(bseg, before.log);
     writeFileSync(bp.checkpoint, before.state);
     const caught = await b.run(['audit', 'verify']);
@@ -77,20 +83,20 @@ describe('cordon audit', () => {
     expect(writer.stderr).toMatch(/AUDIT_LOG_CORRUPT[\s\S]*the witness .* holds checkpoint 103/);
     // Going on without the witness, then putting it back: a re-signed fork of the log is found
     // too, because the witness's checkpoint is not in it.
-    config({});
+    await config({});
     expect((await b.run(['audit', 'emit-test', '--count', '80'])).code).toBe(0);
-    config({ witness: { path: witness } });
+    await config({ witness: { path: witness } });
     const forked = await b.run(['audit', 'verify']);
     expect(forked.code, forked.stdout).toBe(1);
     expect(forked.stdout).toMatch(
       /DAMAGE \(modified\): the witness holds a checkpoint signed over records 1\.\.103 that is not in the log/,
     );
     // --witness names the witness on the command line (e.g. a copy fetched from elsewhere).
-    config({});
+    await config({});
     const named = await b.run(['audit', 'verify', '--witness', witness]);
     expect(named.code).toBe(1);
     // A witness the writer cannot append to does not stop the log; status says it lags.
-    config({ witness: { path: join(b.home, 'no-such-dir', 'witness.ndjson') } });
+    await config({ witness: { path: join(b.home, 'no-such-dir', 'witness.ndjson') } });
     expect((await b.run(['audit', 'emit-test', '--count', '1'])).code).toBe(0);
     expect((await b.run(['audit', 'status'])).stdout).toMatch(
       /^witness: .*no-such-dir.*: no checkpoint yet — BEHIND the log's latest/m,

@@ -22,7 +22,8 @@ export async function cli(
     stderr: (t) => {
       stderr += t;
     },
-    env: { CORDON_HOME: opts.cordonHome },
+    // Each CORDON_HOME has a daemon of its own, started on demand; it goes away when idle.
+    env: { CORDON_HOME: opts.cordonHome, CORDON_DAEMON_IDLE_SECONDS: '5' },
     now: () => opts.now ?? new Date(),
     home: opts.home,
   };
