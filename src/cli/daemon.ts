@@ -1,7 +1,7 @@
 import { dirname } from 'node:path';
 import { connectDaemon, daemonTarget, DaemonClient } from '../daemon/client.js';
 import { startDaemon } from '../daemon/daemon.js';
-import { SYSTEM_PATHS, userSocket, type DaemonPaths } from '../daemon/paths.js';
+import { SYSTEM_PATHS, userRuntimeDir, userSocket, type DaemonPaths } from '../daemon/paths.js';
 import { OkResponseSchema, StatusResponseSchema } from '../protocol/daemon.js';
 import { EXIT, printResult, resolveDirs, type CliIo, type GlobalOptions } from './context.js';
 
@@ -29,7 +29,15 @@ export function daemonPaths(io: CliIo, opts: DaemonRunOptions): DaemonPaths {
   }
   const dirs = resolveDirs(io, opts);
   const socket = opts.socket ?? userSocket(io.env, io.home, dirs);
-  return { mode: 'user', dirs, runtimeDir: opts.runtimeDir ?? dirname(socket), socket };
+  // Sessions' egress sockets go under the user's runtime directory itself (short paths), shared
+  // by the user's daemons: session names are random.
+  return {
+    mode: 'user',
+    dirs,
+    runtimeDir:
+      opts.runtimeDir ?? (opts.socket === undefined ? userRuntimeDir(io.env) : dirname(socket)),
+    socket,
+  };
 }
 
 /**

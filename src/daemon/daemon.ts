@@ -108,7 +108,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
       // Governed users pass through to their sessions' egress sockets; nothing else is theirs.
       mkdirSync(paths.runtimeDir, { recursive: true, mode: 0o755 });
     }
-    mkdirSync(join(paths.runtimeDir, 'sessions'), { recursive: true, mode: 0o755 });
+    mkdirSync(join(paths.runtimeDir, 's'), { recursive: true, mode: 0o755 });
     // In system mode the device key is the service's, beside the log it signs, out of reach of
     // the governed users (the policy directory is root's and readable by all).
     opened = openDeviceLog({

@@ -74,9 +74,29 @@ export function ensurePrivateDir(dir: string, mode = 0o700): void {
     );
 }
 
-/** Directory of one session's egress socket, bound read-only into its sandbox. */
+/**
+ * Directory of one session's egress socket, bound read-only into its sandbox. Named by the first
+ * 64 bits of the session's random id: a Unix socket path has at most 107 bytes, and runtime
+ * directories can be long.
+ */
 export function sessionEgressDir(runtimeDir: string, session: string): string {
-  return join(runtimeDir, 'sessions', session);
+  return join(runtimeDir, 's', session.replaceAll('-', '').slice(0, 16));
 }
 
 export const EGRESS_SOCKET_NAME = 'egress.sock';
+
+/** The longest path a Unix socket can be bound at (sun_path holds 108 bytes with its NUL). */
+export const SOCKET_PATH_MAX = 107;
+
+/** Refuse a socket path the kernel would silently cut short. */
+export function checkSocketPath(path: string): void {
+  if (Buffer.byteLength(path) > SOCKET_PATH_MAX)
+    throw new CordonError(
+      'DAEMON_SOCKET_PATH_TOO_LONG',
+      `${path} is ${Buffer.byteLength(path)} bytes; a Unix socket path has at most ${SOCKET_PATH_MAX}`,
+      {
+        file: path,
+        hint: 'use a shorter runtime directory (XDG_RUNTIME_DIR, --runtime-dir or --socket)',
+      },
+    );
+}

@@ -20,6 +20,7 @@ import {
   type StatusResponse,
   type WatchMessage,
 } from '../protocol/daemon.js';
+import { checkSocketPath } from './paths.js';
 import type { Peer } from './peer.js';
 import type { EndpointService } from './service.js';
 
@@ -368,6 +369,7 @@ function answers(path: string): Promise<boolean> {
  * answers on (another state directory's, started with the same --socket) is left to it.
  */
 export async function listenSocket(server: http.Server, path: string, mode: number): Promise<void> {
+  checkSocketPath(path);
   if (existsSync(path)) {
     const st = lstatSync(path);
     if (!st.isSocket())

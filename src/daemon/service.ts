@@ -45,7 +45,12 @@ import { ManifestVerifier } from '../manifest/verify.js';
 import { FileAcceptanceStore } from '../store/acceptance.js';
 import { readRevocationBytes, readTrustStore } from '../store/policy-dir.js';
 import { checkLaunch } from './launch-check.js';
-import { EGRESS_SOCKET_NAME, sessionEgressDir, type DaemonPaths } from './paths.js';
+import {
+  checkSocketPath,
+  EGRESS_SOCKET_NAME,
+  sessionEgressDir,
+  type DaemonPaths,
+} from './paths.js';
 import type { Peer } from './peer.js';
 
 /** One session the daemon serves: its verified policy, its proxy, its client. */
@@ -319,6 +324,7 @@ export class EndpointService {
         : r.unsafeNoSandbox === true
           ? { host: '127.0.0.1', port: 0 }
           : { path: join(s.egressDir, EGRESS_SOCKET_NAME) };
+    if ('path' in target) checkSocketPath(target.path);
     const proxy = await EgressProxy.start(
       {
         pdp: s.policy.pdp,
