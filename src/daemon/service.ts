@@ -537,12 +537,28 @@ export class EndpointService {
     return requests.map((r) => s.policy.pdp.decide(r as PolicyRequest));
   }
 
+  /**
+   * Record the sandbox's pid, which quarantine signals. The client's word is not enough: the
+   * pid must be a live process of the session's user descending from the session's client
+   * (pinned by its start time), or an ordinary user could have the service kill itself or
+   * anything else it may signal.
+   */
   setState(
     s: DaemonSession,
     state: { sandboxPid?: number | undefined; sandboxStart?: string | undefined },
   ): void {
-    if (state.sandboxPid !== undefined) s.sandboxPid = state.sandboxPid;
-    if (state.sandboxStart !== undefined) s.sandboxStart = state.sandboxStart;
+    if (state.sandboxPid !== undefined) {
+      const pid = state.sandboxPid;
+      const start = state.sandboxStart ?? startTime(pid);
+      if (!startedBy(pid, start, s.uid, s.clientPid))
+        throw new CordonError(
+          'REQUEST_INVALID',
+          `sandboxPid ${pid} is not a running process of uid ${s.uid} started by the session's client (pid ${s.clientPid})`,
+          { hint: 'send the pid of the sandbox this client launched, with its start time' },
+        );
+      s.sandboxPid = pid;
+      if (start !== undefined) s.sandboxStart = start;
+    } else if (state.sandboxStart !== undefined) s.sandboxStart = state.sandboxStart;
     this.#save(s);
   }
 
@@ -932,6 +948,31 @@ export class EndpointService {
       await s.proxy?.close();
     }
   }
+}
+
+/**
+ * Whether `pid` is alive, is the process that started at `start`, runs as `uid` (real uid, from
+ * the kernel) and descends from `ancestor`.
+ */
+function startedBy(pid: number, start: string | undefined, uid: number, ancestor: number): boolean {
+  if (pid <= 1 || pid === process.pid || start === undefined || !isAlive(pid, start)) return false;
+  const field = (p: number, re: RegExp): number | undefined => {
+    try {
+      const m = re.exec(readFileSync(`/proc/${p}/status`, 'latin1'));
+      return m?.[1] === undefined ? undefined : Number(m[1]);
+    } catch {
+      return undefined;
+    }
+  };
+  if (field(pid, /^Uid:\s+(\d+)/m) !== uid) return false;
+  let p = pid;
+  for (let depth = 0; depth < 64; depth++) {
+    const parent = field(p, /^PPid:\s+(\d+)/m);
+    if (parent === undefined || parent <= 1) return false;
+    if (parent === ancestor) return true;
+    p = parent;
+  }
+  return false;
 }
 
 function withoutManifest(req: OpenSessionRequest): Omit<OpenSessionRequest, 'manifest'> {

@@ -323,7 +323,9 @@ function openBody(home?: string): Record<string, unknown> {
   };
 }
 
-type Listed = { sessions: { id: string; uid: number; state: string; attached: boolean }[] };
+type Listed = {
+  sessions: { id: string; uid: number; state: string; attached: boolean; sandboxPid?: number }[];
+};
 
 /** Every record in the service's log (read as root). */
 function records(): Record<string, unknown>[] {
@@ -355,6 +357,8 @@ describe('the system service, run as its own user, with two ordinary users as cl
     expect(ofA.map((s) => s.uid)).toEqual([a.uid]);
     expect(ofB.map((s) => s.uid)).toEqual([b.uid]);
     expect(ofA[0]?.attached).toBe(true);
+    // The real sandbox's pid is accepted (it descends from the client that opened the session).
+    expect(typeof ofA[0]?.sandboxPid).toBe('number');
     const all = await mine([]);
     expect(all.map((s) => s.uid).sort()).toEqual([a.uid, b.uid].sort());
     expect((await mine(as(ADM))).map((s) => s.id).sort()).toEqual(all.map((s) => s.id).sort());
@@ -672,6 +676,35 @@ describe('the system service, run as its own user, with two ordinary users as cl
     expect(daemon?.log()).toMatch(
       new RegExp(`uid ${b.uid} is not the session's user \\(${a.uid}\\)`),
     );
+  });
+
+  it('never signals a process the session’s client did not start, whatever pid the client names', async () => {
+    // A names the service's own process as its "sandbox", then quarantines its own session: the
+    // service must not kill itself (nor anything else of its user's) on an ordinary user's word.
+    const pid = daemon?.child.pid ?? 0;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const start = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
+    const out = await runAs<Record<string, { status: number; code?: string }>>(
+      A,
+      `const open = await req('POST', '/v1/sessions', args.open);
+       const auth = { authorization: 'Bearer ' + open.body.capability };
+       const pick = (x) => ({ status: x.status, code: x.body.code });
+       const id = open.body.session;
+       const r = {};
+       r.init = pick(await req('POST', '/v1/sessions/' + id + '/state', { sandboxPid: 1 }, auth));
+       r.daemon = pick(await req('POST', '/v1/sessions/' + id + '/state', { sandboxPid: args.pid, sandboxStart: args.start }, auth));
+       r.quarantine = pick(await req('POST', '/v1/sessions/' + id + '/quarantine', {}));
+       r.status = pick(await req('GET', '/v1/status'));
+       await req('POST', '/v1/sessions/' + id + '/close', {}, auth);
+       return r;`,
+      { open: openBody(), pid, start },
+    );
+    expect(out['daemon'], JSON.stringify(out)).toEqual({ status: 400, code: 'REQUEST_INVALID' });
+    expect(out['init']).toEqual({ status: 400, code: 'REQUEST_INVALID' });
+    expect(out['quarantine']?.status).toBe(200);
+    expect(out['status']?.status).toBe(200);
+    expect(daemon?.child.exitCode).toBe(null);
+    expect(daemon?.child.signalCode).toBe(null);
   });
 
   it('stops for root', async () => {
