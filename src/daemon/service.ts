@@ -41,6 +41,7 @@ import type {
 import { isAlive, startTime } from '../sandbox/linux/procfs.js';
 import { loadEnforcedPolicy, type EnforcedPolicy } from '../endpoint/policy.js';
 import { lintOptionsFor } from '../endpoint/verify.js';
+import { isLoopbackHost } from '../manifest/ip.js';
 import { ManifestVerifier } from '../manifest/verify.js';
 import { FileAcceptanceStore } from '../store/acceptance.js';
 import { readRevocationBytes, readTrustStore } from '../store/policy-dir.js';
@@ -51,7 +52,7 @@ import {
   sessionEgressDir,
   type DaemonPaths,
 } from './paths.js';
-import type { Peer } from './peer.js';
+import { tcpPeerUid, type Peer } from './peer.js';
 
 /** One session the daemon serves: its verified policy, its proxy, its client. */
 export interface DaemonSession {
@@ -309,6 +310,18 @@ export class EndpointService {
     const config = readProxyConfig(this.#o.paths.dirs.policyDir, r.config);
     // The directory, not the socket, is bound into the sandbox: a restarted daemon's new socket
     // appears in it. Everyone may pass through; only the session's user may connect.
+    // The client checks this too; the service does not take its word for it.
+    for (const [flag, at] of [
+      ['--listen', r.listen],
+      ['--socks', r.socks],
+    ] as const)
+      if (
+        at !== undefined &&
+        (!isLoopbackHost(at.host) || at.host === 'localhost' || at.host.endsWith('.localhost'))
+      )
+        throw new CordonError('REQUEST_INVALID', `${flag} ${at.host} is not a loopback address`, {
+          hint: 'listen on 127.0.0.1 or ::1 (anyone who can connect to the proxy gets the agent’s egress)',
+        });
     mkdirSync(s.egressDir, { recursive: true, mode: 0o755 });
     if (s.kind === 'proxy' && r.unix !== undefined && this.#o.paths.mode === 'system')
       throw new CordonError(
@@ -382,7 +395,14 @@ export class EndpointService {
 
   /** Only the session's own user reaches its egress socket (peer credentials). */
   #acceptEgress(s: DaemonSession, sock: net.Socket): string | undefined {
-    if (sock.remoteAddress !== undefined) return undefined; // TCP (unsafe mode): loopback only
+    if (sock.remoteAddress !== undefined) {
+      // Loopback TCP (an unconfined session, a standalone proxy): every local user can connect
+      // to it; the kernel's socket table says whose connection this is.
+      const uid = tcpPeerUid(sock);
+      if (uid === undefined)
+        return `the user of a connection from ${sock.remoteAddress}:${sock.remotePort} could not be established`;
+      return uid === s.uid ? undefined : `uid ${uid} is not the session's user (${s.uid})`;
+    }
     const peer = this.peerOf(sock);
     if (peer.uid !== s.uid) return `uid ${peer.uid} is not the session's user (${s.uid})`;
     return undefined;

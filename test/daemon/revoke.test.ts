@@ -2,6 +2,7 @@ import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EGRESS_SOCKET_NAME, sessionEgressDir } from '../../src/daemon/paths.js';
 import { startUpstreams, type Upstreams } from '../egress/harness.js';
 import { validManifest } from '../helpers.js';
 import { sandboxEnv, startAgent, type SandboxEnv } from '../sandbox/harness.js';
@@ -100,7 +101,7 @@ async function running(manifest: string): Promise<Running> {
     (x) => x.state === 'running',
   );
   const id = mine?.id ?? '';
-  const egress = join(s.dir, 'rt', 'sessions', id, 'egress.sock');
+  const egress = join(sessionEgressDir(join(s.dir, 'rt'), id), EGRESS_SOCKET_NAME);
   let stopped = false;
   const firstDenied = (async () => {
     for (;;) {

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { processActivityEvent } from '../../src/audit/events.js';
+import { EGRESS_SOCKET_NAME, sessionEgressDir } from '../../src/daemon/paths.js';
 import { parseRecordLine, readAfter } from '../../src/audit/reader.js';
 import { auditPaths } from '../../src/audit/store.js';
 import { startUpstreams, type Upstreams } from '../egress/harness.js';
@@ -651,7 +652,7 @@ describe('the system service, run as its own user, with two ordinary users as cl
     expect(ra.out()).toContain('egress=200');
     const listed = await curl(as(A), socket, 'GET', '/v1/sessions');
     const id = (listed.body as unknown as Listed).sessions[0]?.id ?? '';
-    const egress = join(runtime, 'sessions', id, 'egress.sock');
+    const egress = join(sessionEgressDir(runtime, id), EGRESS_SOCKET_NAME);
     expect(existsSync(egress)).toBe(true);
     const probe = `return await new Promise((resolve) => {
         const s = net.connect(args.path);
@@ -673,6 +674,67 @@ describe('the system service, run as its own user, with two ordinary users as cl
     writeFileSync(join(a.home, 'Work/go'), '');
     expect(await ra.closed, ra.err()).toBe(0);
     rmSync(join(a.home, 'Work/go'));
+    expect(daemon?.log()).toMatch(
+      new RegExp(`uid ${b.uid} is not the session's user \\(${a.uid}\\)`),
+    );
+  });
+
+  it('lets only the session’s user through a standalone proxy on loopback TCP, and listens nowhere else', async () => {
+    const url = `http://127.0.0.1:${up.httpPort}/`;
+    // The service does not take the client's word that the address is loopback.
+    const wide = await runAs<{ status: number; code: string }>(
+      A,
+      `const r = await req('POST', '/v1/sessions', { ...args.open, kind: 'proxy', command: ['cordon', 'proxy'], listen: { host: '0.0.0.0', port: 0 } });
+       return { status: r.status, code: r.body.code };`,
+      { open: openBody() },
+    );
+    expect(wide).toEqual({ status: 400, code: 'REQUEST_INVALID' });
+    const proxy = spawn(
+      'setpriv',
+      [
+        ...as(A).slice(1),
+        process.execPath,
+        BIN,
+        'proxy',
+        '--manifest',
+        manifest,
+        '--listen',
+        '127.0.0.1:0',
+      ],
+      { env: envOf(a), cwd: a.home, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    children.push(proxy);
+    let err = '';
+    proxy.stdout.on('data', (d: Buffer) => (err += d.toString()));
+    proxy.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const proxyUrl = await until(
+      () => /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(err)?.[1],
+      'the proxy',
+    ).catch((e: unknown) => {
+      throw new Error(`${String(e)}: ${err}`);
+    });
+    const through = async (user: string): Promise<string> => {
+      const r = await exec([
+        ...as(user),
+        'curl',
+        '-s',
+        '-m',
+        '10',
+        '-o',
+        '/dev/null',
+        '-w',
+        '%{http_code}',
+        '-x',
+        proxyUrl,
+        url,
+      ]);
+      return r.stdout;
+    };
+    expect(await through(A)).toBe('200');
+    expect(await through(B)).toBe('000');
+    expect(await through(ADM)).toBe('000');
+    proxy.kill('SIGTERM');
+    await new Promise((r) => proxy.on('close', r));
     expect(daemon?.log()).toMatch(
       new RegExp(`uid ${b.uid} is not the session's user \\(${a.uid}\\)`),
     );
