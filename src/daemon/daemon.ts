@@ -162,12 +162,21 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
           quarantined: sessions.filter((s) => s.quarantinedAt !== undefined).length,
           yours: sessions.filter((s) => s.uid === peer.uid).length,
         },
-        manifests: service.manifestsInForce(),
+        // Which agents other users run is theirs: only an administrator sees every session's.
+        manifests: service.manifestsInForce(peer),
         caller: { uid: peer.uid, pid: peer.pid, admin: isAdmin(peer) },
       };
     };
 
     const check = async (peer: Peer, body: CheckRequest): Promise<Record<string, unknown>> => {
+      // The system service's log holds decisions under verified manifests only: an ordinary user
+      // must not fill it with allows under a manifest nobody signed.
+      if (paths.mode === 'system' && body.verify === false)
+        throw new CordonError(
+          'DAEMON_OPTION_FORBIDDEN',
+          '--no-verify is not taken by the system service: audited decisions are made under verified manifests',
+          { hint: 'drop --no-verify, or drop --audit to try an unsigned manifest' },
+        );
       const policy = loadEnforcedPolicy({
         dirs: paths.dirs,
         home: service.homeFor(peer),

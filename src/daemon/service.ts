@@ -950,9 +950,13 @@ export class EndpointService {
     }
   }
 
-  manifestsInForce(): { agent: string; version: string; digest: string; sessions: number }[] {
+  /** The manifests of the sessions `peer` may see (all of them without a peer, or for an admin). */
+  manifestsInForce(
+    peer?: Peer,
+  ): { agent: string; version: string; digest: string; sessions: number }[] {
     const by = new Map<string, { ref: ManifestRef; n: number }>();
     for (const s of this.sessions.values()) {
+      if (peer !== undefined && s.uid !== peer.uid && !this.isAdmin(peer)) continue;
       const k = s.policy.ref.digest;
       const e = by.get(k) ?? { ref: s.policy.ref, n: 0 };
       e.n++;

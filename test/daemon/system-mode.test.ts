@@ -101,6 +101,7 @@ let state: string;
 let runtime: string;
 let socket: string;
 let manifest: string;
+let otherManifest: string;
 let up: Upstreams;
 let daemon: DaemonProcess | undefined;
 let svc: Account;
@@ -193,6 +194,12 @@ beforeAll(async () => {
   cli(['manifest', 'sign', m, '--key', join(org, 'keys/org.key')], adminEnv);
   manifest = join(dir, 'agent.signed.json');
   chmodSync(manifest, 0o644);
+  // Another agent, which only B runs.
+  const other = JSON.parse(readFileSync(m, 'utf8')) as Record<string, unknown>;
+  writeFileSync(join(dir, 'other.json'), JSON.stringify({ ...other, agentName: 'other-agent' }));
+  cli(['manifest', 'sign', join(dir, 'other.json'), '--key', join(org, 'keys/org.key')], adminEnv);
+  otherManifest = join(dir, 'other.signed.json');
+  chmodSync(otherManifest, 0o644);
 
   state = join(dir, 'state');
   runtime = join(dir, 'run');
@@ -314,10 +321,10 @@ async function runAs<T = Record<string, unknown>>(
   return JSON.parse(out) as T;
 }
 
-function openBody(home?: string): Record<string, unknown> {
+function openBody(home?: string, file = manifest): Record<string, unknown> {
   return {
-    manifest: readFileSync(manifest).toString('base64'),
-    manifestPath: manifest,
+    manifest: readFileSync(file).toString('base64'),
+    manifestPath: file,
     command: ['/usr/bin/bash'],
     cwd: '/',
     ...(home === undefined ? {} : { home }),
@@ -422,7 +429,7 @@ describe('the system service, run as its own user, with two ordinary users as cl
        process.stdout.write(JSON.stringify(r) + '\\n');
        await new Promise((res) => process.stdin.on('end', res).resume());
        return null;`,
-      { open: openBody() },
+      { open: openBody(undefined, otherManifest) },
     );
     let line = '';
     holder.stdout?.on('data', (d: Buffer) => (line += d.toString()));
@@ -438,6 +445,24 @@ describe('the system service, run as its own user, with two ordinary users as cl
     );
     expect(opened.status).toBe(200);
     const { session: idB, capability: capB } = opened.body;
+    // Which agent B runs is not A's to know; root and the admin group see it.
+    const agents = async (who: string[]): Promise<string[]> =>
+      ((await curl(who, socket, 'GET', '/v1/status')).body['manifests'] as { agent: string }[]).map(
+        (x) => x.agent,
+      );
+    expect(await agents(as(A))).not.toContain('other-agent');
+    expect(await agents(as(B))).toContain('other-agent');
+    expect(await agents(as(ADM))).toContain('other-agent');
+    expect(await agents([])).toContain('other-agent');
+    // Nor may A record decisions under a manifest nobody signed.
+    const unverified = await curl(as(A), socket, 'POST', '/v1/check', {
+      manifest: Buffer.from(readFileSync(join(dir, 'other.json'))).toString('base64'),
+      manifestPath: join(dir, 'other.json'),
+      requests: [{ kind: 'file.read', path: '/etc/shadow' }],
+      verify: false,
+    });
+    expect(unverified.status, unverified.raw).toBe(400);
+    expect(unverified.body['code']).toBe('DAEMON_OPTION_FORBIDDEN');
 
     const out = await runAs<Record<string, { status: number; code: string }>>(
       A,
