@@ -4,6 +4,7 @@ import { auditConfigFile, readAuditConfig } from '../audit/config.js';
 import type { ChainReport, Damage } from '../audit/chain.js';
 import { deviceVerifier, logOrigin } from '../audit/open.js';
 import { connectDaemon } from '../daemon/client.js';
+import type * as z from 'zod/mini';
 import {
   EmitTestResponseSchema,
   StatusResponseSchema,
@@ -283,17 +284,39 @@ export async function runAuditEmitTest(io: CliIo, opts: AuditEmitOptions): Promi
   if (!Number.isSafeInteger(count) || count < 1 || count > 100_000_000) {
     throw usage(`--count ${opts.count} is not a number of events`, 'use --count 1..100000000');
   }
-  // The service is the log's only writer: it writes the events.
+  // The service is the log's only writer: it writes the events, in parts so progress shows.
   const client = await connectDaemon(io.env, io.home, resolveDirs(io, opts));
-  const shown = progress(io, 'appending events (through the service)');
-  let r;
+  const shown = progress(io, 'appending events');
+  const started = process.hrtime.bigint();
+  let r: z.infer<typeof EmitTestResponseSchema> | undefined;
+  let writes = 0;
   try {
-    r = await client.request('POST', '/v1/audit/emit-test', { count }, EmitTestResponseSchema, {
-      timeoutMs: 3_600_000,
-    });
+    for (let done = 0; done < count;) {
+      const part = Math.min(count - done, 16_384);
+      r = await client.request(
+        'POST',
+        '/v1/audit/emit-test',
+        { count: part },
+        EmitTestResponseSchema,
+        { timeoutMs: 600_000 },
+      );
+      writes += r.writes;
+      for (const w of r.warnings ?? []) io.stderr(`cordon: ${w}\n`);
+      done += part;
+      shown.update(done, count);
+    }
   } finally {
     shown.end();
   }
+  if (r === undefined) throw usage('nothing to append', 'use --count 1..100000000');
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  r = {
+    ...r,
+    appended: count,
+    seconds: Math.round(seconds * 1000) / 1000,
+    eventsPerSecond: Math.round(count / seconds),
+    writes,
+  };
   const result = {
     appended: r.appended,
     lastSeq: r.lastSeq,

@@ -17,6 +17,7 @@ import {
 import { runSession, type SessionControl } from '../sandbox/launcher.js';
 import { recoverPersistence, settlePersistence } from '../sandbox/persistence.js';
 import { readFileCapped } from '../store/files.js';
+import { packageEntries } from '../package-files.js';
 import { resolveDirs, RUN_EXIT, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface RunOptions extends GlobalOptions {
@@ -77,6 +78,7 @@ export async function runRun(
       ...(opts.resolve === undefined ? {} : { resolve: opts.resolve }),
       ...(opts.config === undefined ? {} : { config: resolvePath(opts.config) }),
       ...(opts.unsafeNoSandbox === true ? { unsafeNoSandbox: true } : {}),
+      installationEntries: packageEntries(),
     },
     OpenSessionResponseSchema,
   );

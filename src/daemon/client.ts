@@ -4,7 +4,7 @@
  * it imports little: no policy, no proxy, no zod classic.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, realpathSync } from 'node:fs';
 import http from 'node:http';
 import { dirname, join } from 'node:path';
 import type { CordonDirs } from '../env.js';
@@ -52,8 +52,18 @@ export function daemonTarget(
 export class DaemonError extends CordonError {
   /** The HTTP status the daemon answered with (0 when it did not answer). */
   readonly status: number;
-  constructor(status: number, code: CordonCode, message: string, hint?: string) {
-    super(code, message, hint === undefined ? {} : { hint });
+  constructor(
+    status: number,
+    code: CordonCode,
+    message: string,
+    hint?: string,
+    where: { file?: string | undefined; pointer?: string | undefined } = {},
+  ) {
+    super(code, message, {
+      ...(hint === undefined ? {} : { hint }),
+      ...(where.file === undefined ? {} : { file: where.file }),
+      ...(where.pointer === undefined ? {} : { pointer: where.pointer }),
+    });
     this.status = status;
   }
 }
@@ -146,6 +156,7 @@ export class DaemonClient {
                       err.data.code as CordonCode,
                       err.data.message,
                       err.data.hint,
+                      { file: err.data.file, pointer: err.data.pointer },
                     )
                   : new DaemonError(
                       res.statusCode ?? 0,
@@ -289,6 +300,24 @@ function logFile(target: DaemonTarget): string {
   return join(dirname(target.socket), 'daemon.log');
 }
 
+/**
+ * The script this `cordon` was started from, when it is Cordon's CLI (so a daemon it starts runs
+ * the same code), else the package's own `cordon` bin.
+ */
+function cliEntry(): string {
+  const script = process.argv[1];
+  if (script !== undefined && /\/cli\/(main|bin)\.js$/.test(realOr(script))) return script;
+  return packageFile('dist', 'cli', 'bin.js');
+}
+
+function realOr(p: string): string {
+  try {
+    return realpathSync(p);
+  } catch {
+    return p;
+  }
+}
+
 /** The error a daemon that failed to start wrote to its log (`error[CODE]: message`). */
 function startFailure(target: DaemonTarget, offset: number): CordonError | undefined {
   let text: string;
@@ -324,7 +353,7 @@ function startUserDaemon(
     const child = spawn(
       process.execPath,
       [
-        packageFile('dist', 'cli', 'bin.js'),
+        cliEntry(),
         'daemon',
         '--on-demand',
         '--policy-dir',

@@ -99,6 +99,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
   const diag = o.onDiagnostic ?? ((m: string) => process.stderr.write(`cordond: ${m}\n`));
   const { paths } = o;
   const lockFd = takeLock(paths.dirs.stateDir);
+  const witnessFailures: string[] = [];
   let opened: OpenedLog | undefined;
   try {
     if (paths.mode === 'user') {
@@ -111,10 +112,21 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
     mkdirSync(join(paths.runtimeDir, 's'), { recursive: true, mode: 0o755 });
     // In system mode the device key is the service's, beside the log it signs, out of reach of
     // the governed users (the policy directory is root's and readable by all).
-    opened = openDeviceLog({
-      ...paths.dirs,
-      ...(paths.mode === 'system' ? { deviceKeyDir: paths.dirs.stateDir } : {}),
-    });
+    opened = openDeviceLog(
+      {
+        ...paths.dirs,
+        ...(paths.mode === 'system' ? { deviceKeyDir: paths.dirs.stateDir } : {}),
+      },
+      {
+        // The log stays durable when its witness cannot be appended to; the operator is told,
+        // here and in the answers of the calls that wrote checkpoints meanwhile.
+        onError: (e) => {
+          if (e.code !== 'AUDIT_WITNESS_FAILED') return;
+          witnessFailures.push(`${e.code}: ${e.message}`);
+          diag(`${e.code}: ${e.message}`);
+        },
+      },
+    );
     const log = opened;
     const ownUid = process.getuid?.() ?? 0;
     const admins = paths.mode === 'system' ? groupMembers(ADMIN_GROUP) : undefined;
@@ -299,6 +311,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
         await Promise.all(inFlight);
         if (failed !== undefined) throw failed;
         // As a writer closing the log would: everything written is under a signed checkpoint.
+        const seen = witnessFailures.length;
         await log.log.checkpoint();
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         return {
@@ -308,6 +321,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
           seconds: Math.round(seconds * 1000) / 1000,
           eventsPerSecond: Math.round(count / seconds),
           writes: log.log.stats.writes - writes,
+          warnings: witnessFailures.slice(seen),
         };
       },
       stop: (peer) => void stop(`stop requested by uid ${peer.uid} (pid ${peer.pid})`),

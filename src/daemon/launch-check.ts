@@ -21,6 +21,8 @@ export interface LaunchCheckInput {
   readonly command: readonly [string, ...string[]];
   readonly narrowed: readonly NarrowedRuntime[];
   readonly unsafeNoSandbox: boolean;
+  /** The client's ways into Cordon's installation (its argv[1] links, its `cordon` on PATH). */
+  readonly clientEntries: readonly string[];
   readonly append: (e: OcsfEvent) => Promise<unknown>;
   readonly context: EventContext;
   readonly now: () => Date;
@@ -43,7 +45,7 @@ export async function checkLaunch(
       i.command[0],
       launchDecision(i.policy, i.command, i.narrowed, runtimes),
     );
-    if (!i.unsafeNoSandbox) checkPackageExposure(i.policy.manifest, i.home);
+    if (!i.unsafeNoSandbox) checkPackageExposure(i.policy.manifest, i.home, i.clientEntries);
   } catch (e) {
     if (e instanceof LaunchRefusedError)
       await recordLaunchRefusal(

@@ -82,13 +82,42 @@ function sendError(res: http.ServerResponse, e: unknown): void {
       code: err.code,
       message: err.message,
       ...(err.hint === undefined ? {} : { hint: err.hint }),
+      ...(err.file === undefined ? {} : { file: err.file }),
+      ...(err.pointer === undefined ? {} : { pointer: err.pointer }),
     },
     err.code === 'BODY_TOO_LARGE',
   );
 }
 
+/** Body bytes being read across all connections: many slow large bodies cannot exhaust memory. */
+let inFlight = 0;
+const MAX_IN_FLIGHT = 64 * 1024 * 1024;
+
 /** Read a JSON body of at most MAX_BODY_BYTES; a larger one is refused before it is read. */
 async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  let held = 0;
+  try {
+    return await readJsonCounted(req, (n) => {
+      held += n;
+      inFlight += n;
+      if (inFlight > MAX_IN_FLIGHT)
+        throw new CordonError(
+          'BODY_TOO_LARGE',
+          'the service is reading too many large bodies now',
+          {
+            hint: 'try again shortly, with fewer requests or events per call',
+          },
+        );
+    });
+  } finally {
+    inFlight -= held;
+  }
+}
+
+async function readJsonCounted(
+  req: http.IncomingMessage,
+  count: (n: number) => void,
+): Promise<unknown> {
   const tooLarge = (what: string): CordonError =>
     new CordonError('BODY_TOO_LARGE', `${what}; at most ${MAX_BODY_BYTES}`, {
       hint: 'send fewer requests or events per call',
@@ -102,6 +131,14 @@ async function readJson(req: http.IncomingMessage): Promise<unknown> {
   await new Promise<void>((resolve, reject) => {
     const onData = (chunk: Buffer): void => {
       size += chunk.length;
+      try {
+        count(chunk.length);
+      } catch (e) {
+        req.off('data', onData);
+        req.pause();
+        reject(e instanceof Error ? e : new Error('body refused'));
+        return;
+      }
       if (size > MAX_BODY_BYTES) {
         req.off('data', onData);
         req.pause();

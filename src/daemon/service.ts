@@ -211,7 +211,14 @@ export class EndpointService {
     const kind = req.kind ?? 'run';
     const id = randomUUID();
     const ctx = (agent: string): EventContext => this.context(agent, id, peer);
-    const policy = this.#load(bytes, req.manifestPath, home, true, req.guardrails);
+    const policy = this.#load(
+      bytes,
+      req.manifestPath,
+      home,
+      true,
+      req.guardrails,
+      req.installationEntries ?? [],
+    );
     const append = (e: OcsfEvent): Promise<unknown> => this.log.append(e);
     const checked =
       kind === 'run'
@@ -222,6 +229,8 @@ export class EndpointService {
             command: req.command as [string, ...string[]],
             narrowed: req.agentRuntimes ?? [],
             unsafeNoSandbox: req.unsafeNoSandbox === true,
+            // Only ever more paths to refuse on: a client cannot narrow the check with them.
+            clientEntries: req.installationEntries ?? [],
             append,
             context: ctx(policy.ref.agent),
             now: this.#o.now,
@@ -288,10 +297,12 @@ export class EndpointService {
     home: string,
     record: boolean,
     guardrails: string | false | undefined,
+    clientPackageEntries: readonly string[] = [],
   ): EnforcedPolicy {
     return loadEnforcedPolicy({
       dirs: this.#o.paths.dirs,
       home,
+      clientPackageEntries,
       now: this.#o.now,
       source,
       bytes,
@@ -491,7 +502,12 @@ export class EndpointService {
         revocationSerial: () => disk.revocationSerial(),
         acceptRevocationSerial: () => undefined,
       },
-      lint: lintOptionsFor({ dirs, home: s.home, now: this.#o.now }),
+      lint: lintOptionsFor({
+        dirs,
+        home: s.home,
+        now: this.#o.now,
+        clientPackageEntries: s.request.installationEntries ?? [],
+      }),
       now: this.#o.now,
       record: false,
     }).verify(s.bytes);

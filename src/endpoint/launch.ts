@@ -283,8 +283,15 @@ export function checkLaunchAllowed(
  * Cordon's own code runs on the host at the next `cordon run`: no grant may reach it
  * (SANDBOX_PACKAGE_EXPOSED, a LaunchRefusedError).
  */
-export function checkPackageExposure(manifest: Manifest, home: string): void {
-  const exposed = packageExposure(manifest, home, packageDirs(), packageEntries());
+export function checkPackageExposure(
+  manifest: Manifest,
+  home: string,
+  /** The client's own ways in (the links it was started through, its `cordon` on PATH). */
+  clientEntries: readonly string[] = [],
+): void {
+  const exposed = packageExposure(manifest, home, packageDirs(), [
+    ...new Set([...packageEntries(), ...clientEntries]),
+  ]);
   if (exposed === undefined) return;
   const reason =
     exposed.entry === undefined

@@ -11,6 +11,11 @@ export interface EndpointContext {
   /** The governed user's home directory (`~` in manifests). */
   readonly home: string;
   readonly now: () => Date;
+  /**
+   * A client's own ways into Cordon's installation, beside this process's (the service checks a
+   * manifest for the `cordon run` that asked): paths no grant may reach.
+   */
+  readonly clientPackageEntries?: readonly string[];
 }
 
 /**
@@ -22,7 +27,7 @@ export function lintOptionsFor(ctx: EndpointContext): LintOptions {
     home: ctx.home,
     cordonDirs: [ctx.dirs.policyDir, ctx.dirs.stateDir],
     packageDirs: packageDirs(),
-    packageEntries: packageEntries(),
+    packageEntries: [...new Set([...packageEntries(), ...(ctx.clientPackageEntries ?? [])])],
     now: ctx.now(),
     ...readAdmission(ctx.dirs.policyDir),
   };

@@ -16,11 +16,11 @@ import * as z from 'zod/mini';
 export const API_PREFIX = '/v1';
 
 /** Largest request body the daemon reads; a bigger one is refused with 413 before it is read. */
-export const MAX_BODY_BYTES = 2 * 1024 * 1024;
+export const MAX_BODY_BYTES = 16 * 1024 * 1024;
 /** Requests per batch (`decide`, `check`) and events per `events` call. */
 export const MAX_BATCH = 1024;
 /** Largest single event a client may append, as JSON. */
-export const MAX_EVENT_BYTES = 256 * 1024;
+export const MAX_EVENT_BYTES = 8 * 1024 * 1024;
 
 const Str = (max: number) => z.string().check(z.maxLength(max));
 const Id = z.string().check(z.regex(/^[0-9a-f-]{36}$/));
@@ -30,8 +30,10 @@ const Count = z.int().check(z.minimum(0));
 export const ErrorBodySchema = z.object({
   ok: z.literal(false),
   code: Str(64),
-  message: Str(4096),
+  message: Str(16384),
   hint: z.optional(Str(4096)),
+  file: z.optional(Str(4096)),
+  pointer: z.optional(Str(4096)),
 });
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
 
@@ -100,6 +102,11 @@ export const OpenSessionRequestSchema = z.strictObject({
   resolve: z.optional(z.array(Str(1024)).check(z.maxLength(1024))),
   config: z.optional(Str(4096)),
   unsafeNoSandbox: z.optional(z.boolean()),
+  /**
+   * The client's ways into Cordon's installation (the links it was started through, `cordon` on
+   * its PATH): no write grant may reach them either. Only adds paths to refuse on.
+   */
+  installationEntries: z.optional(z.array(Str(4096)).check(z.maxLength(256))),
   /** `proxy`: a standalone proxy (`cordon proxy`) rather than a sandboxed command. */
   kind: z.optional(z.enum(['run', 'proxy'])),
   /** Where a standalone proxy listens: a loopback address, or a Unix socket (user mode). */
@@ -309,6 +316,8 @@ export const EmitTestResponseSchema = z.object({
   seconds: z.number(),
   eventsPerSecond: z.number(),
   writes: Count,
+  /** What went wrong beside the log meanwhile (a witness it could not append to). */
+  warnings: z.optional(z.array(Str(8192))),
 });
 
 export const OkResponseSchema = z.object({ ok: z.literal(true), message: z.optional(Str(4096)) });
