@@ -88,15 +88,7 @@ export async function runProxy(
   control.subscribe?.((what) => {
     const done =
       what === 'reload'
-        ? session
-            .reload(readManifestFile(opts.manifest))
-            .then((r) =>
-              diag(
-                r.inForce
-                  ? `reloaded: ${r.message}`
-                  : `reload failed, denying everything: ${r.message}`,
-              ),
-            )
+        ? session.reload(readManifestFile(opts.manifest)).then((r) => diag(r.message))
         : session
             .quarantine('the agent is quarantined: all network access is suspended')
             .then(() => diag('deny-all: every tunnel closed, every request denied'));

@@ -79,6 +79,8 @@ export interface DaemonSession {
   control?: ProxyPolicyControl;
   /** The bytes a reload puts in force (sent by the client, verified by `control`). */
   pending?: Buffer;
+  /** What the reload machine last said (returned to the client that asked). */
+  lastDiagnostic?: string | undefined;
   /** Highest client sequence number whose event is durable. */
   acked: number;
   /** Appends in flight, chained so a session's events keep the client's order. */
@@ -397,7 +399,10 @@ export class EndpointService {
         append: (e) => this.log.append(e),
         context: this.context(s.policy.ref.agent, s.id, undefined),
         now: this.#o.now,
-        onDiagnostic: (m) => this.#o.onDiagnostic(`session ${s.id}: ${m}`),
+        onDiagnostic: (m) => {
+          s.lastDiagnostic = m;
+          this.#o.onDiagnostic(`session ${s.id}: ${m}`);
+        },
       });
     }
     if (s.quarantinedAt !== undefined)
@@ -539,13 +544,16 @@ export class EndpointService {
         hint: 'only `cordon proxy` sessions reload a manifest; start a new `cordon run` instead',
       });
     s.pending = bytes;
+    s.lastDiagnostic = undefined;
     const inForce = s.control.reload();
     if (inForce) this.#save(s);
     return {
       inForce,
-      message: inForce
-        ? `manifest ${s.policy.ref.version} (${s.policy.ref.digest}) in force`
-        : 'the manifest did not verify: everything is denied until one does',
+      message:
+        s.lastDiagnostic ??
+        (inForce
+          ? `reloaded manifest ${s.policy.ref.version} (${s.policy.ref.digest})`
+          : 'reload failed: everything is denied until a verified manifest is loaded'),
     };
   }
 
