@@ -244,6 +244,7 @@ const EXIT_CLASS: Record<Exclude<CordonCode, LintCode>, ExitClass> = {
   DAEMON_UNREACHABLE: 'environment',
   DAEMON_PROTOCOL: 'invalid',
   DAEMON_RUNNING: 'environment',
+  DAEMON_BUSY: 'environment',
   DAEMON_SOCKET_PATH_TOO_LONG: 'environment',
   DAEMON_DIR_UNSAFE: 'invalid',
   DAEMON_FORBIDDEN: 'invalid',

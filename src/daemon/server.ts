@@ -43,6 +43,9 @@ type Schema<T> = {
   ): { success: true; data: T } | { success: false; error: Parameters<typeof describeIssues>[0] };
 };
 
+/** Open connections one ordinary user may hold (root and administrators are not limited). */
+export const MAX_CONNECTIONS_PER_USER = 512;
+
 /** HTTP status for an error code: the caller's fault (4xx) or the service's (5xx). */
 function statusFor(code: string): number {
   if (code === 'SESSION_UNAUTHORIZED') return 401;
@@ -197,13 +200,41 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
     joinDuplicateHeaders: false,
   });
   server.maxConnections = 4096;
+  // Connections per ordinary user: one user holding every slot (idle or slow connections up to
+  // maxConnections) would lock every other user, and their sessions' clients, out.
+  const open = new Map<number, number>();
   server.on('connection', (socket: net.Socket) => {
+    let peer: Peer;
     try {
-      peers.set(socket, hooks.peerOf(socket));
+      peer = hooks.peerOf(socket);
     } catch (e) {
       hooks.onDiagnostic(`refused a connection: ${(e as Error).message}`);
       socket.destroy();
+      return;
     }
+    if (!service.isAdmin(peer)) {
+      const n = open.get(peer.uid) ?? 0;
+      if (n >= MAX_CONNECTIONS_PER_USER) {
+        const body = JSON.stringify({
+          ok: false,
+          code: 'DAEMON_BUSY',
+          message: `uid ${peer.uid} already has ${n} connections open to the service`,
+          hint: 'close some connections, or wait for requests in flight to finish',
+        });
+        socket.on('error', () => undefined);
+        socket.end(
+          `HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        );
+        return;
+      }
+      open.set(peer.uid, n + 1);
+      socket.once('close', () => {
+        const left = (open.get(peer.uid) ?? 1) - 1;
+        if (left > 0) open.set(peer.uid, left);
+        else open.delete(peer.uid);
+      });
+    }
+    peers.set(socket, peer);
   });
   server.on('clientError', (err: Error & { code?: string }, socket: net.Socket) => {
     if (socket.writable && err.code !== 'ECONNRESET') {

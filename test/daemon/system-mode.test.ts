@@ -765,6 +765,47 @@ describe('the system service, run as its own user, with two ordinary users as cl
     );
   });
 
+  it('keeps serving other users while one user holds every connection it can', async () => {
+    const flood = nodeAs(
+      A,
+      `const socks = [];
+       let busy = 0, closed = 0, failed = 0;
+       await Promise.all(Array.from({ length: args.n }, () => new Promise((res) => {
+         const c = net.connect(socket);
+         socks.push(c);
+         let d = '';
+         c.on('data', (x) => { d += x; if (d.startsWith('HTTP/1.1 429') && d.includes('DAEMON_BUSY')) busy++; });
+         c.on('error', () => { failed++; res(); });
+         c.on('close', () => { closed++; res(); });
+         c.on('connect', () => setTimeout(res, 200));
+       })));
+       await new Promise((r) => setTimeout(r, 1000));
+       process.stdout.write(JSON.stringify({ busy, open: socks.length - busy - failed, closed, failed }) + '\\n');
+       await new Promise((res) => process.stdin.on('end', res).resume());
+       for (const c of socks) c.destroy();
+       return null;`,
+      { n: 4200 },
+    );
+    let line = '';
+    flood.stdout?.on('data', (d: Buffer) => (line += d.toString()));
+    const held = await until(
+      () =>
+        line.includes('\n')
+          ? (JSON.parse(line.split('\n')[0] ?? '') as { busy: number; open: number })
+          : undefined,
+      "A's connections",
+    );
+    // A holds its share; the rest of its connections were told why they were refused.
+    expect(held.open, JSON.stringify(held)).toBeLessThanOrEqual(512);
+    expect(held.busy).toBeGreaterThan(0);
+    // Meanwhile B and root are served.
+    const r = await curl(as(B), socket, 'GET', '/v1/status');
+    expect(r.status, r.raw).toBe(200);
+    expect((await curl([], socket, 'GET', '/v1/status')).status).toBe(200);
+    flood.stdin?.end();
+    await new Promise((res) => flood.on('close', res));
+  });
+
   it('never signals a process the session’s client did not start, whatever pid the client names', async () => {
     // A names the service's own process as its "sandbox", then quarantines its own session: the
     // service must not kill itself (nor anything else of its user's) on an ordinary user's word.
