@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import {
   chownSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -226,4 +227,73 @@ export function initPolicyAs(home: string, ok: (args: string[]) => unknown, owne
     '--purpose',
     'manifest',
   ]);
+}
+
+/** A session as `cordon ps --json` lists it (the endpoint service's registry). */
+export interface ListedSession {
+  readonly id: string;
+  readonly agent: string;
+  readonly clientPid: number;
+  readonly sandboxPid?: number;
+  readonly state: string;
+  readonly bytesOut: number;
+  readonly command: string[];
+}
+
+/** The sessions the environment's endpoint service lists (`cordon ps --json`). */
+export function listSessions(env: Record<string, string>): ListedSession[] {
+  const r = spawnSync(process.execPath, [BIN, 'ps', '--json'], { env, encoding: 'utf8' });
+  expect(r.status, r.stderr).toBe(0);
+  return (JSON.parse(r.stdout) as { sessions: ListedSession[] }).sessions;
+}
+
+/** Wait until the service lists exactly one session whose sandbox pid is known, and return it. */
+export async function runningSession(env: Record<string, string>): Promise<ListedSession> {
+  const end = Date.now() + 10_000;
+  for (;;) {
+    const all = listSessions(env);
+    const [one] = all;
+    if (all.length === 1 && one?.sandboxPid !== undefined) return one;
+    if (Date.now() > end)
+      throw new Error(`no single session with a sandbox: ${JSON.stringify(all)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * The session egress directories under the environment's runtime directory: `<runtime>/s/*`,
+ * where `<runtime>` is `$XDG_RUNTIME_DIR/cordon` or, for a daemon of a non-default state
+ * directory started on demand, the directory of its socket (`$XDG_RUNTIME_DIR/cordon/d.*`).
+ */
+export function egressDirs(env: Record<string, string>): string[] {
+  const top = join(env['XDG_RUNTIME_DIR'] ?? '', 'cordon');
+  if (!existsSync(top)) return [];
+  const runtimes = [
+    top,
+    ...readdirSync(top)
+      .filter((n) => n.startsWith('d.'))
+      .map((n) => join(top, n)),
+  ];
+  return runtimes.flatMap((r) => {
+    const s = join(r, 's');
+    return existsSync(s) ? readdirSync(s).map((n) => join(s, n)) : [];
+  });
+}
+
+/** The egress directory of one session (named by the first 64 bits of its id), if present. */
+export function egressDirOf(env: Record<string, string>, id: string): string | undefined {
+  const name = id.replaceAll('-', '').slice(0, 16);
+  return egressDirs(env).find((d) => d.endsWith(`/s/${name}`));
+}
+
+/**
+ * What a session can leave on disk: its record in the service's registry
+ * (`<state>/daemon/sessions`) and its egress socket directory.
+ */
+export function sessionLeftovers(env: Record<string, string>, cordonHome: string): string[] {
+  const registry = join(cordonHome, 'state/daemon/sessions');
+  return [
+    ...(existsSync(registry) ? readdirSync(registry).map((f) => join(registry, f)) : []),
+    ...egressDirs(env),
+  ];
 }

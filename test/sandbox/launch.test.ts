@@ -3,7 +3,7 @@ import { mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSy
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, ROOT, sandboxEnv, startAgent, type SandboxEnv } from './harness.js';
+import { BIN, ROOT, runningSession, sandboxEnv, startAgent, type SandboxEnv } from './harness.js';
 
 // Descriptors held by whoever starts `cordon run` (a shell's `exec 7<file`, a connected
 // socket) must reach neither bubblewrap nor the agent: an open file passes Landlock and a
@@ -88,15 +88,10 @@ describe('cordon run: inherited descriptors', () => {
     const cordonPid = child.pid ?? 0;
     expect(readlinkSync(`/proc/${cordonPid}/fd/20`)).toBe(secret);
     expect(readlinkSync(`/proc/${cordonPid}/fd/40`)).toMatch(/^socket:/);
-    // The session record names the sandbox's pid 1; its parent is bubblewrap.
-    // Each session's record (`.json`) beside the manifest it verified.
-    const sessions = readdirSync(join(s.cordonHome, 'state/sessions')).filter((f) =>
-      f.endsWith('.json'),
-    );
-    expect(sessions.length).toBe(1);
-    const record = JSON.parse(
-      readFileSync(join(s.cordonHome, 'state/sessions', sessions[0] ?? ''), 'utf8'),
-    ) as { sandboxPid: number };
+    // The endpoint service's session names the sandbox's pid 1; its parent is bubblewrap.
+    const session = await runningSession(s.env);
+    expect(session.clientPid).toBe(cordonPid);
+    const record = { sandboxPid: session.sandboxPid ?? 0 };
     const bwrap = parentOf(record.sandboxPid);
     expect(readFileSync(`/proc/${bwrap}/comm`, 'utf8').trim()).toBe('bwrap');
     // Neither bubblewrap (outside) nor the sandbox's init holds what the caller leaked.
@@ -149,14 +144,9 @@ describe('cordon run: inherited descriptors', () => {
 describe('cordon run: bubblewrap killed from outside', () => {
   it('returns 128 + the signal (137 for SIGKILL) and records it in the Terminate event', async () => {
     const a = await startAgent(s.env, manifest, 'echo ready; sleep 60');
-    // Each session's record (`.json`) beside the manifest it verified.
-    const sessions = readdirSync(join(s.cordonHome, 'state/sessions')).filter((f) =>
-      f.endsWith('.json'),
-    );
-    expect(sessions.length).toBe(1);
-    const record = JSON.parse(
-      readFileSync(join(s.cordonHome, 'state/sessions', sessions[0] ?? ''), 'utf8'),
-    ) as { id: string; sandboxPid: number };
+    // The endpoint service's session names the sandbox's pid 1; its parent is bubblewrap.
+    const listed = await runningSession(s.env);
+    const record = { id: listed.id, sandboxPid: listed.sandboxPid ?? 0 };
     const bwrap = parentOf(record.sandboxPid);
     expect(readFileSync(`/proc/${bwrap}/comm`, 'utf8').trim()).toBe('bwrap');
     process.kill(bwrap, 'SIGKILL');

@@ -19,9 +19,13 @@ import { OCSF_DIR, OcsfSchema } from '../audit/ocsf-schema.js';
 import { startUpstreams, type Upstreams } from '../egress/harness.js';
 import {
   BIN,
+  egressDirOf,
   probeResults,
+  listSessions,
   ROOT,
+  runningSession,
   sandboxEnv,
+  sessionLeftovers,
   startAgent,
   type RunResult,
   type SandboxEnv,
@@ -104,17 +108,22 @@ afterAll(async () => {
 });
 
 describe('cordon run: the first session', () => {
-  it('in a fresh state directory prints nothing on stderr and leaves no reserved space behind', async () => {
+  it('in a fresh state directory prints nothing on stderr and leaves nothing behind', async () => {
     const f = sandboxEnv('first-run');
     try {
-      const sessions = join(f.cordonHome, 'state/sessions');
-      expect(existsSync(sessions)).toBe(false);
+      // Fresh: no endpoint service has run for this state directory yet.
+      expect(existsSync(join(f.cordonHome, 'state/daemon'))).toBe(false);
       const m = f.sign({ commandsAllowed: ['/usr/bin/true'] });
+      // The service is started on demand by this first client, silently.
       const r = await f.cordon(['run', '--manifest', m, '--', '/usr/bin/true']);
       expect(r.code, r.stderr).toBe(0);
       expect(r.stderr).toBe('');
       expect(r.stdout).toBe('');
-      expect(readdirSync(sessions)).toEqual([]);
+      // The service served the session (its registry exists) and dropped it when it ended: no
+      // record, no egress socket directory.
+      expect(existsSync(join(f.cordonHome, 'state/daemon/sessions'))).toBe(true);
+      expect(sessionLeftovers(f.env, f.cordonHome)).toEqual([]);
+      expect(f.events().some((e) => e['status_code'] === 'SANDBOX_STARTED')).toBe(true);
     } finally {
       rmSync(f.dir, { recursive: true, force: true });
     }
@@ -390,7 +399,9 @@ describe('cordon run: the session', () => {
   it('returns the exit code, records launch, processes and exit, and leaves nothing behind', async () => {
     const r = await run('sleep 313 & sleep 1.5; exit 42');
     expect(r.code, r.stderr).toBe(42);
-    expect(readdirSync(join(s.cordonHome, 'state/sessions'))).toEqual([]);
+    // The service closed the session when cordon run ended: no record, no egress directory.
+    expect(sessionLeftovers(s.env, s.cordonHome)).toEqual([]);
+    expect(listSessions(s.env)).toEqual([]);
     const left = spawnSync('pgrep', ['-f', 'sleep 313'], { encoding: 'utf8' });
     expect(left.stdout.trim()).toBe('');
     const events = s.events();
@@ -409,8 +420,8 @@ describe('cordon run: the session', () => {
     const unmapped = launch['unmapped'] as { sandbox: { grants: string[]; masked: string[] } };
     expect(unmapped.sandbox.grants).toContain(`write ${s.home}/Work/out`);
     expect(unmapped.sandbox.masked).toContain(`${s.home}/.ssh`);
-    // The session's private directory (egress socket) is gone.
-    expect(readdirSync(tmpdir()).filter((f) => f.startsWith(`cordon-run-${session}-`))).toEqual([]);
+    // Nothing of the session in /tmp either (egress sockets live in the runtime directory).
+    expect(readdirSync(tmpdir()).filter((f) => f.includes(session))).toEqual([]);
     const schema = new OcsfSchema(OCSF_DIR);
     for (const e of mine) expect(schema.validate(e)).toEqual([]);
   });
@@ -445,27 +456,37 @@ describe('cordon run: the session', () => {
     expect(bad.stderr).toMatch(/--max-memory "lots" is not a size/);
   });
 
-  it('leaves nothing running when cordon itself is killed outright; ps clears the stale record', async () => {
+  it('leaves nothing running when cordon itself is killed outright; the service drops and records the session', async () => {
     const a = await startAgent(s.env, manifest, 'sleep 331 & echo ready; wait');
     expect(spawnSync('pgrep', ['-f', 'sleep 331']).status).toBe(0);
+    // The session is the service's while cordon run lives: its record and egress directory.
+    const live = await runningSession(s.env);
+    expect(live.clientPid).toBe(a.child.pid);
+    const record = join(s.cordonHome, 'state/daemon/sessions', `${live.id}.json`);
+    expect(existsSync(record)).toBe(true);
+    const egress = egressDirOf(s.env, live.id) ?? 'no egress directory';
+    expect(existsSync(join(egress, 'egress.sock'))).toBe(true);
     a.child.kill('SIGKILL');
     await a.closed;
     const gone = Date.now() + 5000;
     while (spawnSync('pgrep', ['-f', 'sleep 331']).status === 0 && Date.now() < gone)
       await new Promise((r) => setTimeout(r, 20));
     expect(spawnSync('pgrep', ['-f', 'sleep 331']).status).toBe(1);
-    const stale = readdirSync(join(s.cordonHome, 'state/sessions')).filter((f) =>
-      f.endsWith('.json'),
-    );
-    expect(stale.length).toBe(1);
-    const record = JSON.parse(
-      readFileSync(join(s.cordonHome, 'state/sessions', stale[0] ?? ''), 'utf8'),
-    ) as { runDir: string };
-    expect(existsSync(record.runDir)).toBe(true);
-    const ps = await s.cordon(['ps', '--json']);
-    expect(JSON.parse(ps.stdout)).toEqual({ ok: true, sessions: [] });
-    expect(readdirSync(join(s.cordonHome, 'state/sessions'))).toEqual([]);
-    expect(existsSync(record.runDir)).toBe(false);
+    // The service notices its client is gone, closes the session, and says so in the log.
+    await until(() => !existsSync(record));
+    expect(listSessions(s.env)).toEqual([]);
+    expect(existsSync(egress)).toBe(false);
+    expect(sessionLeftovers(s.env, s.cordonHome)).toEqual([]);
+    const ended = s
+      .events()
+      .filter(
+        (e) =>
+          (e['actor'] as { session?: { uid: string } }).session?.uid === live.id &&
+          String(e['status_detail']).includes(
+            `its client (pid ${live.clientPid}) exited without closing it`,
+          ),
+      );
+    expect(ended.length).toBe(1);
   });
 
   it('keeps a terminal a terminal (and denies TIOCSTI on it)', () => {

@@ -1,8 +1,8 @@
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, ROOT, sandboxEnv, type SandboxEnv } from './harness.js';
+import { BIN, listSessions, ROOT, runningSession, sandboxEnv, type SandboxEnv } from './harness.js';
 
 // The agent never holds a descriptor of the user's terminal: the session runs on a
 // pseudo-terminal of its own that Cordon relays. These tests drive real pseudo-terminals
@@ -76,11 +76,9 @@ function shell(): {
 
 /** Kill every session's `cordon run` left by a test (its relay and sandbox follow it). */
 function killSessions(): void {
-  const dir = join(s.cordonHome, 'state/sessions');
-  for (const f of existsSync(dir) ? readdirSync(dir) : []) {
+  for (const r of listSessions(s.env)) {
     try {
-      const r = JSON.parse(readFileSync(join(dir, f), 'utf8')) as { cordonPid: number };
-      process.kill(r.cordonPid, 'SIGKILL');
+      process.kill(r.clientPid, 'SIGKILL');
     } catch {
       // already gone
     }
@@ -210,12 +208,9 @@ describe('cordon run: the session has its own terminal', () => {
     const closed = new Promise((r) => child.on('close', r));
     try {
       expect(await until(() => text.includes('ready'))).toBe(true);
-      const dir = join(s.cordonHome, 'state/sessions');
-      const record = readdirSync(dir).find((f) => f.endsWith('.json')) ?? '';
-      const { cordonPid } = JSON.parse(readFileSync(join(dir, record), 'utf8')) as {
-        cordonPid: number;
-      };
-      process.kill(cordonPid, 'SIGKILL');
+      // The session's client, as the endpoint service knows it.
+      const { clientPid } = await runningSession(s.env);
+      process.kill(clientPid, 'SIGKILL');
       await closed;
       expect(text).toContain('after');
       // The relay, told of Cordon's death, restored the modes it had made raw.
