@@ -107,6 +107,9 @@ interface SessionFile {
   quarantineReason?: string;
 }
 
+/** A session id as the service makes them (`randomUUID`). */
+const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 /** Event classes a client may append: what `cordon run` sees and what its guard finds. */
 const CLIENT_CLASSES = new Set([1001, 1007, 1008, 2004, 6003]);
 
@@ -728,7 +731,11 @@ export class EndpointService {
     s.quarantineReason = reason;
     for (const w of s.watchers) w({ type: 'quarantine', code, reason });
     // Where the daemon may signal the sandbox (same user, or root), it does not wait for the client.
-    if (s.sandboxPid !== undefined && isAlive(s.sandboxPid, s.sandboxStart)) {
+    if (
+      s.sandboxPid !== undefined &&
+      s.sandboxStart !== undefined &&
+      isAlive(s.sandboxPid, s.sandboxStart)
+    ) {
       try {
         process.kill(s.sandboxPid, 'SIGKILL');
       } catch {
@@ -876,6 +883,13 @@ export class EndpointService {
         this.#o.onDiagnostic(`session record ${name} unreadable: ${(e as Error).message}`);
         continue;
       }
+      // The id names the session's files (its record, its egress directory, which closing it
+      // removes): one that is not the file's own random id is not a record this service wrote.
+      if (f.id !== name.slice(0, -'.json'.length) || !SESSION_ID.test(f.id)) {
+        this.#o.onDiagnostic(`session record ${name} names another id; removed, not taken back`);
+        rmSync(join(this.#dir, name), { force: true });
+        continue;
+      }
       const bytes = Buffer.from(f.manifest, 'base64');
       let policy: EnforcedPolicy;
       let invalid: string | undefined;
@@ -899,6 +913,10 @@ export class EndpointService {
           continue;
         }
       }
+      // Quarantine signals the sandbox: only while it is still the process the session's client
+      // started (a pid reused meanwhile, or one the record merely names, is dropped).
+      const sandbox =
+        f.sandboxPid !== undefined && startedBy(f.sandboxPid, f.sandboxStart, f.uid, f.clientPid);
       const s: DaemonSession = {
         id: f.id,
         kind: f.kind,
@@ -914,8 +932,7 @@ export class EndpointService {
         policy,
         proxy: undefined,
         egressDir: sessionEgressDir(this.#o.paths.runtimeDir, f.id),
-        ...(f.sandboxPid === undefined ? {} : { sandboxPid: f.sandboxPid }),
-        ...(f.sandboxStart === undefined ? {} : { sandboxStart: f.sandboxStart }),
+        ...(sandbox ? { sandboxPid: f.sandboxPid, sandboxStart: f.sandboxStart } : {}),
         ...(f.quarantinedAt === undefined ? {} : { quarantinedAt: f.quarantinedAt }),
         ...(f.quarantineReason === undefined ? {} : { quarantineReason: f.quarantineReason }),
         acked: 0,

@@ -1,11 +1,20 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeEvidenceBundle } from '../../src/sandbox/evidence.js';
+import { isAlive, startTime } from '../../src/sandbox/linux/procfs.js';
 import { startUpstreams, type Upstreams } from '../egress/harness.js';
-import { BIN, sandboxEnv, startAgent, type SandboxEnv } from './harness.js';
+import { BIN, listSessions, runCli, sandboxEnv, startAgent, type SandboxEnv } from './harness.js';
 
 let s: SandboxEnv;
 let up: Upstreams;
@@ -17,6 +26,30 @@ afterAll(async () => {
   await up.close();
   rmSync(s.dir, { recursive: true, force: true });
 });
+
+async function until(cond: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Stop this environment's endpoint service, if one runs, and wait until it has exited. */
+async function stopDaemon(): Promise<void> {
+  const st = spawnSync(process.execPath, [BIN, 'daemon', 'status', '--json'], {
+    env: s.env,
+    encoding: 'utf8',
+  });
+  if (st.status !== 0) return;
+  const { pid } = JSON.parse(st.stdout) as { pid: number };
+  const stop = spawnSync(process.execPath, [BIN, 'daemon', 'stop'], {
+    env: s.env,
+    encoding: 'utf8',
+  });
+  expect(stop.status, stop.stderr).toBe(0);
+  await until(() => !isAlive(pid));
+}
 
 describe('cordon ps and cordon quarantine', () => {
   it('lists the session, then kills its tree, denies its egress and writes verifiable evidence', async () => {
@@ -132,43 +165,159 @@ describe('cordon ps and cordon quarantine', () => {
     expect(all.stdout).toContain('no sessions running');
   });
 
-  it('never acts on a reused pid or a directory the record merely names', () => {
-    // A record whose pids now belong to someone else (pid reuse), naming a directory that is
-    // not the session's own.
+  it('never acts on a reused pid, a pid the record merely names, or a directory its id names', async () => {
+    // Session records are the endpoint service's (<state>/daemon/sessions); a restarted service
+    // takes them back. Records whose pids now belong to someone else (pid reuse), that name a
+    // process the session never started, or whose id names a directory outside the service's
+    // own must not make it kill or remove anything.
     const bystander = spawn('sleep', ['337'], { stdio: 'ignore' });
-    const pid = bystander.pid ?? 0;
-    const precious = join(s.dir, 'cordon-run-precious');
+    const victim = bystander.pid ?? 0;
+    const victimStart = startTime(victim);
+    expect(victimStart).toBeDefined();
+    // Live processes standing in for sessions' clients (a cordon run still running).
+    const holders = [0, 1, 2].map(() => spawn('sleep', ['338'], { stdio: 'ignore' }));
+    const precious = join(s.dir, 'prec');
     mkdirSync(precious);
-    const dir = join(s.cordonHome, 'state/sessions');
-    mkdirSync(dir, { recursive: true });
-    const record = {
-      id: 'forged',
-      agent: 'x',
-      manifestVersion: '1.0.0',
-      manifestDigest: 'sha256:00',
-      manifestPath: '/nonexistent',
-      command: ['sleep'],
-      cordonPid: pid,
-      cordonStart: '1',
-      sandboxPid: pid,
-      sandboxStart: '1',
-      startedAt: new Date().toISOString(),
-      runDir: precious,
-      bytesOut: 0,
-      bytesIn: 0,
-    };
-    writeFileSync(join(dir, 'forged.json'), JSON.stringify(record));
-    const q = spawnSync(process.execPath, [BIN, 'quarantine', 'forged'], {
+    writeFileSync(join(precious, 'keep'), 'keep\n');
+    try {
+      await stopDaemon();
+      const good = readFileSync(s.sign({ commandsAllowed: ['/usr/bin/sleep'] }));
+      const envelope = JSON.parse(good.toString('utf8')) as {
+        signatures: { sig: string }[];
+      };
+      const sig = envelope.signatures[0];
+      if (sig === undefined) throw new Error('unsigned');
+      sig.sig = Buffer.alloc(64, 7).toString('base64');
+      const broken = Buffer.from(JSON.stringify(envelope));
+      const dir = join(s.cordonHome, 'state/daemon/sessions');
+      mkdirSync(dir, { recursive: true });
+      const forge = (
+        name: string,
+        fields: { id: string; clientPid: number; clientStart?: string; manifest?: Buffer } & Record<
+          string,
+          unknown
+        >,
+      ): string => {
+        const { manifest, ...rest } = fields;
+        const record = {
+          kind: 'run',
+          uid: process.getuid?.() ?? 0,
+          capabilityHash: '00'.repeat(32),
+          manifest: (manifest ?? good).toString('base64'),
+          request: { manifestPath: '/nonexistent', command: ['/usr/bin/sleep'], cwd: s.dir },
+          home: s.home,
+          startedAt: new Date().toISOString(),
+          auditSeqAtStart: 1,
+          ...rest,
+        };
+        writeFileSync(join(dir, `${name}.json`), JSON.stringify(record));
+        return join(dir, `${name}.json`);
+      };
+      // Its client's pid reused by the bystander (another start time).
+      const reused = randomUUID();
+      forge(reused, {
+        id: reused,
+        clientPid: victim,
+        clientStart: '1',
+        sandboxPid: victim,
+        sandboxStart: '1',
+      });
+      // An id that, as a path, leads out of the runtime directory to `precious`; its client gone.
+      const escaping = forge('escaping', {
+        id: '../../../../prec',
+        clientPid: victim,
+        clientStart: '1',
+      });
+      // A live client, and the bystander named as its sandbox: without a start time; with the
+      // bystander's true start time (but not started by the client); and under a manifest
+      // that no longer verifies, which a restarted service quarantines at once.
+      const [a, b, c] = [randomUUID(), randomUUID(), randomUUID()];
+      const live = (i: number): { clientPid: number; clientStart: string } => {
+        const pid = holders[i]?.pid ?? 0;
+        return { clientPid: pid, clientStart: startTime(pid) ?? '' };
+      };
+      forge(a, { id: a, ...live(0), sandboxPid: victim });
+      forge(b, { id: b, ...live(1), sandboxPid: victim, sandboxStart: victimStart });
+      forge(c, { id: c, ...live(2), sandboxPid: victim, manifest: broken });
+
+      // The service starts (on demand) and takes the records back.
+      const listed = new Map(listSessions(s.env).map((x) => [x.id, x]));
+      expect([...listed.keys()].sort()).toEqual([a, b, c].sort());
+      for (const x of listed.values()) expect(x.sandboxPid).toBeUndefined();
+      expect(listed.get(c)?.state).toBe('quarantined');
+      expect(existsSync(escaping)).toBe(false);
+      expect(existsSync(join(dir, `${reused}.json`))).toBe(false);
+      expect(readFileSync(join(precious, 'keep'), 'utf8')).toBe('keep\n');
+      expect(isAlive(victim, victimStart)).toBe(true);
+
+      // The session whose client is gone is not there to quarantine.
+      const q = spawnSync(process.execPath, [BIN, 'quarantine', reused], {
+        env: s.env,
+        encoding: 'utf8',
+      });
+      expect(q.stderr).toContain('SESSION_NOT_FOUND');
+      // Quarantining the others denies their egress and kills no process they merely name. A
+      // quarantine waits for the session's client to end it: each holder is ended once its
+      // session shows quarantined.
+      holders[2]?.kill('SIGKILL');
+      for (const [i, id] of [a, b].entries()) {
+        const pending = runCli([BIN, 'quarantine', id, '--json'], { env: s.env }, true);
+        await until(() => listSessions(s.env).find((x) => x.id === id)?.state === 'quarantined');
+        holders[i]?.kill('SIGKILL');
+        const done = await pending;
+        expect(done.code, done.stderr).toBe(0);
+        const [r] = (JSON.parse(done.stdout) as { sessions: { processesKilled: number }[] })
+          .sessions;
+        expect(r?.processesKilled).toBe(0);
+        expect(isAlive(victim, victimStart)).toBe(true);
+      }
+      await until(() => listSessions(s.env).length === 0);
+      await until(() => readdirSync(dir).length === 0);
+      expect(isAlive(victim, victimStart)).toBe(true);
+      expect(bystander.exitCode).toBeNull();
+      expect(readFileSync(join(precious, 'keep'), 'utf8')).toBe('keep\n');
+      // The reused record was closed, and said so.
+      const resumed = s
+        .events()
+        .filter((e) => (e['actor'] as { session?: { uid: string } }).session?.uid === reused);
+      expect(String(resumed[0]?.['status_detail'])).toMatch(/ended while the service was down/);
+    } finally {
+      for (const h of holders) h.kill('SIGKILL');
+      bystander.kill('SIGKILL');
+    }
+  }, 60_000);
+});
+
+describe('a restarted endpoint service', () => {
+  it('takes back the sandbox its client started and still quarantines it', async () => {
+    const manifest = s.sign({ commandsAllowed: ['/usr/bin/bash', '/usr/bin/sleep'] });
+    const a = await startAgent(s.env, manifest, 'sleep 341 & echo ready; wait');
+    await until(() => listSessions(s.env)[0]?.sandboxPid !== undefined);
+    const [before] = listSessions(s.env);
+    const st = spawnSync(process.execPath, [BIN, 'daemon', 'status', '--json'], {
       env: s.env,
       encoding: 'utf8',
     });
-    expect(q.stderr).toContain('SESSION_NOT_FOUND');
-    const ps = spawnSync(process.execPath, [BIN, 'ps', '--json'], { env: s.env, encoding: 'utf8' });
-    expect(JSON.parse(ps.stdout)).toEqual({ ok: true, sessions: [] });
-    expect(existsSync(join(dir, 'forged.json'))).toBe(false);
-    expect(existsSync(precious)).toBe(true);
-    expect(bystander.exitCode).toBeNull();
-    bystander.kill();
+    expect(st.status, st.stderr).toBe(0);
+    const { pid } = JSON.parse(st.stdout) as { pid: number };
+    process.kill(pid, 'SIGKILL');
+    await until(() => !isAlive(pid));
+    // The next client starts the service again; it takes the session back with its sandbox.
+    const [after] = listSessions(s.env);
+    expect(after?.id).toBe(before?.id);
+    expect(after?.sandboxPid).toBe(before?.sandboxPid);
+    const q = spawnSync(process.execPath, [BIN, 'quarantine', after?.id ?? '', '--json'], {
+      env: s.env,
+      encoding: 'utf8',
+    });
+    expect(q.status, q.stderr + q.stdout).toBe(0);
+    const [r] = (
+      JSON.parse(q.stdout) as { sessions: { contained: boolean; processesKilled: number }[] }
+    ).sessions;
+    expect(r?.contained).toBe(true);
+    expect(r?.processesKilled).toBeGreaterThanOrEqual(3); // init, bash, sleep
+    expect(await a.closed).not.toBe(0);
+    expect(spawnSync('pgrep', ['-f', 'sleep 341']).status).toBe(1);
   });
 });
 
