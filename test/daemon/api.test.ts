@@ -1,4 +1,5 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -321,6 +322,31 @@ describe('the local API against malformed and hostile requests', () => {
     await stillServing();
   });
 
+  it('refuses events out of order, and answers an unknown session like a forged capability', async () => {
+    const one = await request(socket, 'POST', '/v1/sessions', openBody());
+    expect(one.status, one.raw).toBe(200);
+    const id = one.body['session'] as string;
+    const auth = { authorization: `Bearer ${one.body['capability'] as string}` };
+    const gap = await request(
+      socket,
+      'POST',
+      `/v1/sessions/${id}/events`,
+      { events: [{ seq: 2, event: { class_uid: 1007 } }] },
+      auth,
+    );
+    expect(errorOf(gap)).toEqual({ status: 400, code: 'EVENT_SEQUENCE_GAP', hasMessage: true });
+    const unknown = await request(
+      socket,
+      'POST',
+      `/v1/sessions/00000000-0000-0000-0000-000000000000/close`,
+      {},
+      auth,
+    );
+    expect(errorOf(unknown).code).toBe('SESSION_UNAUTHORIZED');
+    expect((await request(socket, 'POST', `/v1/sessions/${id}/close`, {}, auth)).status).toBe(200);
+    await stillServing();
+  });
+
   it('serves 1000 concurrent connections', async () => {
     const sockets: net.Socket[] = [];
     // Hold 1000 connections open at once, then ask on each of them.
@@ -354,6 +380,80 @@ describe('the local API against malformed and hostile requests', () => {
     );
     expect(answers.filter((x) => x === 200).length).toBe(1000);
     await stillServing();
+  });
+
+  it('refuses to start on a socket path that is not a socket, too long, or in a directory others may write', async () => {
+    const start = (sock: string, state: string): ReturnType<typeof exec> =>
+      exec(
+        [
+          process.execPath,
+          BIN,
+          'daemon',
+          '--socket',
+          sock,
+          '--policy-dir',
+          join(s.cordonHome, 'policy'),
+          '--state-dir',
+          join(s.dir, state),
+        ],
+        { env: s.env, killAfterMs: 15_000 },
+      );
+    mkdirSync(join(s.dir, 'plain'), { mode: 0o700 });
+    writeFileSync(join(s.dir, 'plain', 'd.sock'), 'not a socket');
+    const file = await start(join(s.dir, 'plain', 'd.sock'), 'st1');
+    expect(file.code).not.toBe(0);
+    expect(file.stderr).toMatch(/DAEMON_SOCKET_INVALID/);
+    expect(readFileSync(join(s.dir, 'plain', 'd.sock'), 'utf8')).toBe('not a socket');
+    const long = await start(join(s.dir, 'l'.repeat(120), 'd.sock'), 'st2');
+    expect(long.code).not.toBe(0);
+    expect(long.stderr).toMatch(/DAEMON_SOCKET_PATH_TOO_LONG/);
+    // A runtime directory another user could have planted, or anyone may write to.
+    mkdirSync(join(s.dir, 'open'), { mode: 0o777 });
+    chmodSync(join(s.dir, 'open'), 0o777);
+    const open = await start(join(s.dir, 'open', 'd.sock'), 'st3');
+    expect(open.code).not.toBe(0);
+    expect(open.stderr).toMatch(/DAEMON_DIR_UNSAFE/);
+    // A socket the kernel will not create (procfs takes no new files, not even root's).
+    const proc = await exec(
+      [
+        process.execPath,
+        BIN,
+        'daemon',
+        '--system',
+        '--socket',
+        '/proc/cordon-test.sock',
+        '--runtime-dir',
+        join(s.dir, 'rt4'),
+        '--policy-dir',
+        join(s.cordonHome, 'policy'),
+        '--state-dir',
+        join(s.dir, 'st4'),
+      ],
+      { env: s.env, killAfterMs: 15_000 },
+    );
+    expect(proc.code).not.toBe(0);
+    expect(proc.stderr).toMatch(/DAEMON_LISTEN_FAILED/);
+    await stillServing();
+  });
+
+  it('a client talking to something that is not the daemon says so', async () => {
+    const other = join(s.dir, 'other', 'd.sock');
+    mkdirSync(join(s.dir, 'other'), { mode: 0o700 });
+    const impostor = http.createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('hello, I am not cordon\n');
+    });
+    await new Promise<void>((r) => impostor.listen(other, r));
+    try {
+      const r = await exec([process.execPath, BIN, 'daemon', 'status'], {
+        env: { ...s.env, CORDON_SOCKET: other },
+        killAfterMs: 15_000,
+      });
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(/DAEMON_PROTOCOL/);
+    } finally {
+      await new Promise((r) => impostor.close(r));
+    }
   });
 
   it('refuses a second daemon on the same state directory, and does not take over a live socket', async () => {

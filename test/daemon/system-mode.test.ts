@@ -806,6 +806,14 @@ describe('the system service, run as its own user, with two ordinary users as cl
     await new Promise((res) => flood.on('close', res));
   });
 
+  it('refuses a session to a uid the user database does not know (no home to take)', async () => {
+    const ghost = ['setpriv', '--reuid=54321', '--regid=54321', '--clear-groups', '--'];
+    expect(getent('passwd', '54321')).toBeUndefined();
+    const r = await curl(ghost, socket, 'POST', '/v1/sessions', openBody('/tmp'));
+    expect(r.status, r.raw).toBe(400);
+    expect(r.body['code']).toBe('DAEMON_USER_UNKNOWN');
+  });
+
   it('never signals a process the session’s client did not start, whatever pid the client names', async () => {
     // A names the service's own process as its "sandbox", then quarantines its own session: the
     // service must not kill itself (nor anything else of its user's) on an ordinary user's word.
