@@ -3,11 +3,10 @@ import { realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
-import { config as zodConfig } from 'zod';
+import { config as zodConfig } from 'zod/mini';
 import { CordonError } from '../errors.js';
 import { VERSION } from '../version.js';
-import { manifestJsonSchema } from '../manifest/schema.js';
-import { TEMPLATES } from '../manifest/templates.js';
+import { TEMPLATE_HOST_PARAMS } from '../manifest/template-hosts.js';
 import {
   EXIT,
   RUN_EXIT,
@@ -57,7 +56,7 @@ import type { RunOptions } from './run.js';
 import type * as TemplatesCli from './templates.js';
 
 // The CLI parses each schema a few times per process: zod's generated fast paths cost more to
-// compile than they save here.
+// compile than they save here. (zod/mini shares zod's configuration, and loads less.)
 zodConfig({ jitless: true });
 
 // Each verb's module is loaded when the verb runs, so `cordon run` does not pay for the rest.
@@ -252,7 +251,7 @@ export function buildProgram(
     .option('--owner <owner>', 'accountable person or team')
     .option(
       '--param <key=value>',
-      `template parameter (repeatable): workDir, validityDays, owner, version, and the template's host: ${TEMPLATES.map((t) => `${t.hostParam.name} (${t.name})`).join(', ')}`,
+      `template parameter (repeatable): workDir, validityDays, owner, version, and the template's host: ${TEMPLATE_HOST_PARAMS.map((t) => `${t.hostParam} (${t.name})`).join(', ')}`,
       collect,
     )
     .option('--out <file>', 'write to a new file instead of stdout')
@@ -319,8 +318,8 @@ export function buildProgram(
     .command('schema')
     .description('print the manifest JSON Schema (2020-12), generated from the zod schema')
     .action(() =>
-      act(() => {
-        printJson(io, manifestJsonSchema());
+      act(async () => {
+        printJson(io, (await import('../manifest/schema.js')).manifestJsonSchema());
         return 0;
       }),
     );

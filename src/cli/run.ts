@@ -5,7 +5,7 @@ import { processActivityEvent, type EventContext } from '../audit/events.js';
 import { connectDaemon } from '../daemon/client.js';
 import { ClientSession, clientContext } from '../daemon/client-session.js';
 import { CordonError } from '../errors.js';
-import { ENVELOPE_MAX_BYTES } from '../manifest/dsse.js';
+import { ENVELOPE_MAX_BYTES } from '../manifest/limits.js';
 import type { Manifest } from '../manifest/schema.js';
 import { OpenSessionResponseSchema } from '../protocol/daemon.js';
 import {
@@ -13,7 +13,7 @@ import {
   resolveCommand,
   sandboxLimits,
   sandboxPrerequisites,
-} from '../endpoint/launch.js';
+} from '../endpoint/launch-flags.js';
 import { runSession, type SessionControl } from '../sandbox/launcher.js';
 import { recoverPersistence, settlePersistence } from '../sandbox/persistence.js';
 import { readFileCapped } from '../store/files.js';

@@ -9,8 +9,8 @@ import {
   LaunchRefusedError,
   recordLaunchRefusal,
   type MountedRuntime,
-  type NarrowedRuntime,
 } from '../endpoint/launch.js';
+import type { NarrowedRuntime } from '../endpoint/launch-flags.js';
 import type { EnforcedPolicy } from '../endpoint/policy.js';
 
 export interface LaunchCheckInput {

@@ -5,7 +5,8 @@ import { parseStrictJson } from './json.js';
 import { keyIdOf } from './keys.js';
 
 /** Largest envelope accepted, in bytes (the payload is base64, so ~4/3 of the manifest cap plus signatures). */
-export const ENVELOPE_MAX_BYTES = 1024 * 1024;
+import { ENVELOPE_MAX_BYTES } from './limits.js';
+export { ENVELOPE_MAX_BYTES };
 
 /** A DSSE envelope (https://github.com/secure-systems-lab/dsse), signatures Ed25519. */
 export interface Envelope {

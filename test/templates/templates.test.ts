@@ -85,3 +85,13 @@ describe('role templates', () => {
     ).toThrow(expect.objectContaining({ code: 'TEMPLATE_PARAMS' }));
   });
 });
+
+describe('the CLI help names every template host parameter', () => {
+  it('TEMPLATE_HOST_PARAMS matches the templates', async () => {
+    const { TEMPLATES } = await import('../../src/manifest/templates.js');
+    const { TEMPLATE_HOST_PARAMS } = await import('../../src/manifest/template-hosts.js');
+    expect(TEMPLATE_HOST_PARAMS).toEqual(
+      TEMPLATES.map((t) => ({ name: t.name, hostParam: t.hostParam.name })),
+    );
+  });
+});

@@ -1,0 +1,61 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ROOT } from '../sandbox/harness.js';
+
+/**
+ * The modules a CLI verb loads, from a resolve hook that names every module of Cordon and every
+ * package file: what a thin client (`cordon run`, `cordon ps`) pays for at each start.
+ */
+function loaded(args: string[]): string[] {
+  const dir = mkdtempSync(join(tmpdir(), 'cordon-client-path-'));
+  const hook = join(dir, 'hook.mjs');
+  writeFileSync(
+    hook,
+    `import { register } from 'node:module';
+register('data:text/javascript,' + encodeURIComponent(\`
+export async function resolve(s, c, n) { const r = await n(s, c); process.stderr.write('LOAD ' + r.url + '\\\\n'); return r; }
+\`));`,
+  );
+  const r = spawnSync(
+    process.execPath,
+    ['--import', hook, join(ROOT, 'dist/cli/main.js'), ...args],
+    {
+      encoding: 'utf8',
+      env: {
+        PATH: '/usr/bin:/bin',
+        HOME: dir,
+        CORDON_HOME: join(dir, 'home'),
+        XDG_RUNTIME_DIR: join(dir, 'run'),
+        // No daemon: the verb stops where it would ask one, after loading all it needs.
+        CORDON_NO_AUTOSTART: '1',
+      },
+    },
+  );
+  return r.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('LOAD '))
+    .map((l) => l.slice(5));
+}
+
+describe('thin clients load only what they need', () => {
+  it('cordon run and cordon ps load no policy engine, no Cedar, no proxy and no zod classic', () => {
+    expect(existsSync(join(ROOT, 'dist/cli/main.js')), 'npm run build first').toBe(true);
+    const manifest = join(mkdtempSync(join(tmpdir(), 'cordon-client-m-')), 'm.json');
+    writeFileSync(manifest, '{}');
+    for (const args of [['run', '--manifest', manifest, '--', '/usr/bin/true'], ['ps']]) {
+      const mods = loaded(args);
+      // The precondition: the hook saw the CLI and the daemon client.
+      expect(mods.some((m) => m.endsWith('/dist/cli/main.js'))).toBe(true);
+      expect(mods.some((m) => m.endsWith('/dist/daemon/client.js'))).toBe(true);
+      const heavy = mods.filter((m) =>
+        /\/dist\/(policy\/(pdp|compile|guardrails)|egress\/|manifest\/(schema|verify|templates)|audit\/log|cedar)|cedar-wasm|\/zod\/v4\/classic\//.test(
+          m,
+        ),
+      );
+      expect(heavy, `${args[0]} loads ${heavy.join(', ')}`).toEqual([]);
+    }
+  });
+});
