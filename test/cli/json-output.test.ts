@@ -1,5 +1,5 @@
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -7,6 +7,14 @@ import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProgram } from '../../src/cli/main.js';
 import { processIo } from '../../src/cli/context.js';
+import { userSocket } from '../../src/daemon/paths.js';
+import { defaultDirs } from '../../src/env.js';
+import {
+  request,
+  startDaemonProcess,
+  stopDaemonProcess,
+  type DaemonProcess,
+} from '../daemon/harness.js';
 import { tempDir } from '../helpers.js';
 import { cli, type CliResult } from './harness.js';
 
@@ -26,6 +34,9 @@ let cordonHome: string;
 let unsigned: string;
 let signed: string;
 let linty: string;
+/** The endpoint service of `cordonHome`, and a second one that `daemon stop` stops. */
+let daemon: DaemonProcess | undefined;
+let doomed: DaemonProcess | undefined;
 const home = '/home/alice';
 const run = (args: string[]): Promise<CliResult> => cli(args, { home, cordonHome });
 const emptyState = (): string => join(tempDir(), 'state');
@@ -35,6 +46,11 @@ beforeAll(async () => {
   root = mkdtempSync(join(tmpdir(), 'cordon-json-'));
   cordonHome = join(root, 'cordon');
   expect((await run(['init'])).code).toBe(0);
+  // Sessions here need no guardrails (none are installed): the policy directory says so.
+  writeFileSync(
+    join(cordonHome, 'policy', 'enforcement.json'),
+    JSON.stringify({ allowWithoutGuardrails: true }),
+  );
   // A witness, so that `audit verify` can prove the log complete.
   writeFileSync(
     join(cordonHome, 'policy', 'audit.json'),
@@ -69,10 +85,27 @@ beforeAll(async () => {
   linty = join(root, 'linty.json');
   const m = JSON.parse(readFileSync(unsigned, 'utf8')) as Record<string, unknown>;
   writeFileSync(linty, JSON.stringify({ ...m, readPaths: ['/'] }));
+  // The service the clients use (where they would start one on demand), running throughout.
+  const env = { CORDON_HOME: cordonHome };
+  daemon = await startDaemonProcess(userSocket(env, home, defaultDirs(env, home)), [], {
+    env: { PATH: '/usr/bin:/bin', HOME: home, LANG: 'C.UTF-8', CORDON_HOME: cordonHome },
+  });
+  // Another service (a state directory of its own) for `daemon stop` to stop.
+  doomed = await startDaemonProcess(join(root, 'doomed', 'daemon.sock'), [], {
+    env: {
+      PATH: '/usr/bin:/bin',
+      HOME: home,
+      LANG: 'C.UTF-8',
+      CORDON_HOME: cordonHome,
+      CORDON_STATE_DIR: join(root, 'doomed-state'),
+    },
+  });
   expect((await run(['audit', 'emit-test', '--count', '20'])).code).toBe(0);
 });
 
-afterAll(() => {
+afterAll(async () => {
+  await stopDaemonProcess(doomed);
+  await stopDaemonProcess(daemon);
   rmSync(root, { recursive: true, force: true });
 });
 
@@ -270,6 +303,16 @@ const CASES: Record<string, { ok: Args; fail?: Args; failCode?: string }> = {
     fail: () => ['quarantine', 'no-such-session', '--json'],
     failCode: 'SESSION_NOT_FOUND',
   },
+  'daemon status': {
+    ok: () => ['daemon', 'status', '--json'],
+    fail: () => ['daemon', 'status', '--socket', join(root, 'nobody.sock'), '--json'],
+    failCode: 'DAEMON_UNREACHABLE',
+  },
+  'daemon stop': {
+    ok: () => ['daemon', 'stop', '--socket', join(root, 'doomed', 'daemon.sock'), '--json'],
+    fail: () => ['daemon', 'stop', '--socket', join(root, 'nobody.sock'), '--json'],
+    failCode: 'DAEMON_UNREACHABLE',
+  },
   doctor: { ok: () => ['doctor', '--json'] },
   'daemon install': {
     ok: () => ['daemon', 'install', '--user', '--dry-run', '--json'],
@@ -333,76 +376,103 @@ describe('--json: one object with ok, for every verb', () => {
     expect(o['hint']).toBe('see cordon --help');
   });
 
+  it('daemon status --json describes the service; daemon stop --json stopped the one it named', async () => {
+    const o = expectResult(await run(['daemon', 'status', '--json']), true);
+    expect(o).toMatchObject({ mode: 'user', pid: daemon?.child.pid });
+    expect(o['stateDir']).toBe(join(cordonHome, 'state'));
+    // The success case above stopped the other service, which exits on its own.
+    expect((await doomed?.exited)?.code).toBe(0);
+  });
+
   it('ps --json carries the state and uptime the table shows', async () => {
-    const state = join(root, 'ps-state');
-    mkdirSync(join(state, 'sessions'), { recursive: true });
-    // A session record owned by this (live) process, started a minute ago.
-    const started = new Date(Date.now() - 61_000).toISOString();
-    const record = {
-      id: 'abc123',
-      agent: 'fin',
-      manifestVersion: '1.0.0',
-      manifestDigest: 'sha256:00',
-      manifestPath: signed,
-      command: ['bash'],
-      cordonPid: process.pid,
-      startedAt: started,
-      runDir: tempDir(),
-      bytesOut: 10,
-      bytesIn: 20,
-    };
-    writeFileSync(join(state, 'sessions/abc123.json'), JSON.stringify(record));
-    const table = await run(['--state-dir', state, 'ps']);
-    expect(table.stdout).toMatch(/abc123\s+fin@1\.0\.0\s+-\s+1m0\ds\s+10 B\s+running/);
-    const j = expectResult(await run(['--state-dir', state, 'ps', '--json']), true);
-    const [s] = j['sessions'] as Record<string, unknown>[];
-    expect(s).toMatchObject({ id: 'abc123', state: 'running', bytesOut: 10 });
-    expect(s?.['uptimeSeconds']).toBeGreaterThanOrEqual(61);
-    writeFileSync(
-      join(state, 'sessions/abc123.json'),
-      JSON.stringify({ ...record, quarantinedAt: new Date().toISOString() }),
+    const s = await openSession();
+    try {
+      // A minute later, by the CLI's clock.
+      const later = new Date(Date.now() + 61_000);
+      const at = (args: string[]): Promise<CliResult> =>
+        cli(args, { home, cordonHome, now: later });
+      const table = await at(['ps']);
+      expect(table.stdout).toMatch(
+        new RegExp(`${s.id}\\s+fin@1\\.0\\.0\\s+-\\s+1m0\\ds\\s+0 B\\s+running`),
+      );
+      const j = expectResult(await at(['ps', '--json']), true);
+      const [listed] = j['sessions'] as Record<string, unknown>[];
+      expect(listed).toMatchObject({
+        id: s.id,
+        state: 'running',
+        bytesOut: 0,
+        clientPid: process.pid,
+      });
+      expect(listed?.['uptimeSeconds']).toBeGreaterThanOrEqual(61);
+      const q = await request(socketOf(), 'POST', `/v1/sessions/${s.id}/quarantine`, {
+        reason: 'test',
+      });
+      expect(q.status, q.raw).toBe(200);
+      expect((await at(['ps'])).stdout).toMatch(new RegExp(`${s.id}.*QUARANTINED`));
+      const after = expectResult(await at(['ps', '--json']), true);
+      expect((after['sessions'] as Record<string, unknown>[])[0]?.['state']).toBe('quarantined');
+    } finally {
+      await s.close();
+    }
+    expect((expectResult(await run(['ps', '--json']), true)['sessions'] as unknown[]).length).toBe(
+      0,
     );
-    expect((await run(['--state-dir', state, 'ps'])).stdout).toMatch(/QUARANTINED/);
-    const q = expectResult(await run(['--state-dir', state, 'ps', '--json']), true);
-    expect((q['sessions'] as Record<string, unknown>[])[0]?.['state']).toBe('quarantined');
   });
 
   it('quarantine --json: a session it could not contain is ok false, QUARANTINE_INCOMPLETE', async () => {
-    // A "session" whose cordon process ignores the quarantine signal and never confirms deny-all.
-    const stubborn = spawn('bash', ['-c', 'trap "" USR1; echo ready; sleep 6'], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    // The signal must not arrive before the trap is set.
-    await new Promise((resolve) => stubborn.stdout.once('data', resolve));
-    const state = join(root, 'q-state');
-    mkdirSync(join(state, 'sessions'), { recursive: true });
-    writeFileSync(
-      join(state, 'sessions/stuck.json'),
-      JSON.stringify({
-        id: 'stuck',
-        agent: 'fin',
-        manifestVersion: '1.0.0',
-        manifestDigest: 'sha256:00',
-        manifestPath: signed,
-        command: ['bash'],
-        cordonPid: stubborn.pid,
-        startedAt: new Date().toISOString(),
-        runDir: tempDir(),
-        bytesOut: 0,
-        bytesIn: 0,
-      }),
-    );
-    const r = await run([
-      '--state-dir',
-      state,
-      'quarantine',
-      'stuck',
-      '--out',
-      tempDir(),
-      '--json',
-    ]);
-    const o = expectResult(r, false);
-    expect(o['code'], r.stdout + r.stderr).toBe('QUARANTINE_INCOMPLETE');
-    expect((o['sessions'] as { contained: boolean }[])[0]?.contained).toBe(false);
+    // A quarantine the service cannot record (its session registry refuses writes: immutable)
+    // is not confirmed, and says so.
+    const s = await openSession();
+    const registry = join(cordonHome, 'state/daemon/sessions');
+    const chattr = (flag: string): void => {
+      const r = spawnSync('chattr', [flag, registry], { encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+    };
+    chattr('+i');
+    try {
+      const r = await run(['quarantine', s.id, '--out', tempDir(), '--json']);
+      const o = expectResult(r, false);
+      expect(o['code'], r.stdout + r.stderr).toBe('QUARANTINE_INCOMPLETE');
+      expect((o['sessions'] as { contained: boolean }[])[0]?.contained).toBe(false);
+    } finally {
+      chattr('-i');
+      await s.close();
+    }
   }, 30_000);
 });
+
+const socketOf = (): string => daemon?.socket ?? '';
+
+/**
+ * A session of the service opened by this process through its API (a standalone proxy on a
+ * loopback port: no sandbox needed); this process is its client, so it runs until closed.
+ */
+async function openSession(): Promise<{ id: string; close: () => Promise<void> }> {
+  const r = await request(socketOf(), 'POST', '/v1/sessions', {
+    manifest: readFileSync(signed).toString('base64'),
+    manifestPath: signed,
+    command: ['cordon', 'proxy'],
+    cwd: root,
+    home,
+    kind: 'proxy',
+    listen: { host: '127.0.0.1', port: 0 },
+  });
+  expect(r.status, r.raw).toBe(200);
+  const id = r.body['session'] as string;
+  const capability = r.body['capability'] as string;
+  return {
+    id,
+    close: async () => {
+      const c = await request(
+        socketOf(),
+        'POST',
+        `/v1/sessions/${id}/close`,
+        {},
+        {
+          authorization: `Bearer ${capability}`,
+        },
+      );
+      expect(c.status, c.raw).toBe(200);
+    },
+  };
+}
