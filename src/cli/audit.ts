@@ -3,10 +3,11 @@ import { join } from 'node:path';
 import { auditConfigFile, readAuditConfig } from '../audit/config.js';
 import type { ChainReport, Damage } from '../audit/chain.js';
 import { deviceVerifier, logOrigin } from '../audit/open.js';
-import { connectDaemon } from '../daemon/client.js';
+import { connectDaemon, daemonTarget } from '../daemon/client.js';
 import type * as z from 'zod/mini';
 import {
   EmitTestResponseSchema,
+  RecordsResponseSchema,
   StatusResponseSchema,
   type StatusResponse,
 } from '../protocol/daemon.js';
@@ -502,23 +503,55 @@ export async function runAuditTail(
       'use -f --ndjson: one event per line',
     );
   const filters = parseWhere(opts.where ?? []);
-  requireLog(p);
+  // The system service's log is not the caller's to read: its records come through the service
+  // (every one for an administrator, the caller's own otherwise).
+  const remote =
+    daemonTarget(io.env, io.home, dirs).via === 'user'
+      ? undefined
+      : await connectDaemon(io.env, io.home, dirs);
+  if (remote === undefined) requireLog(p);
+  let localPos: ReadPosition | undefined;
+  const readFrom = async (
+    after: number,
+    each: (raw: Buffer, seq: number) => void,
+  ): Promise<number> => {
+    if (remote === undefined) {
+      // Locally, where the last read stopped (a position, not a scan by seq, while following).
+      localPos =
+        readAfter(p, localPos ?? after, (raw, seq) => {
+          each(raw, seq);
+          return true;
+        }) ?? localPos;
+      return localPos?.seq ?? after;
+    }
+    for (;;) {
+      const r = await remote.request(
+        'GET',
+        `/v1/audit/records?after=${after}&limit=5000`,
+        undefined,
+        RecordsResponseSchema,
+      );
+      for (const line of r.records) {
+        const raw = Buffer.from(line);
+        each(raw, parseRecordLine(raw).seq);
+      }
+      if (r.next === after || r.next >= r.head) return r.next;
+      after = r.next;
+    }
+  };
   const line = (rec: ReturnType<typeof parseRecordLine>, exported: unknown): string =>
     opts.ndjson === true
       ? JSON.stringify(exported)
       : `${rec.seq} ${rec.time} ${summary(rec.event)}`;
   // The last n matching records: the exported event (for --json) and its line.
   const ring: { exported: unknown; text: string }[] = [];
-  let pos: ReadPosition | number = 0;
-  pos =
-    readAfter(p, 0, (raw) => {
-      const rec = parseRecordLine(raw);
-      const exported = toExported(rec);
-      if (!filters.every((f) => f(exported))) return true;
-      ring.push({ exported, text: opts.json === true ? '' : line(rec, exported) });
-      if (ring.length > n) ring.shift();
-      return true;
-    }) ?? 0;
+  let pos = await readFrom(0, (raw) => {
+    const rec = parseRecordLine(raw);
+    const exported = toExported(rec);
+    if (!filters.every((f) => f(exported))) return;
+    ring.push({ exported, text: opts.json === true ? '' : line(rec, exported) });
+    if (ring.length > n) ring.shift();
+  });
   if (opts.json === true) {
     printResult(io, { ok: true, events: ring.map((r) => r.exported) });
     return EXIT.OK;
@@ -527,13 +560,11 @@ export async function runAuditTail(
   if (opts.follow !== true) return EXIT.OK;
   while (signal?.aborted !== true) {
     await new Promise((r) => setTimeout(r, 250));
-    pos =
-      readAfter(p, pos, (raw) => {
-        const rec = parseRecordLine(raw);
-        const exported = toExported(rec);
-        if (filters.every((f) => f(exported))) io.stdout(line(rec, exported) + '\n');
-        return true;
-      }) ?? pos;
+    pos = await readFrom(pos, (raw) => {
+      const rec = parseRecordLine(raw);
+      const exported = toExported(rec);
+      if (filters.every((f) => f(exported))) io.stdout(line(rec, exported) + '\n');
+    });
   }
   return EXIT.OK;
 }

@@ -16,6 +16,7 @@ import { ContinuousShipper } from './shipper.js';
 import { PolicyWatcher } from './watch.js';
 import { auditPaths } from '../audit/store.js';
 import { syntheticEvents } from '../audit/synthetic.js';
+import { parseRecordLine, readAfter } from '../audit/reader.js';
 import { EndpointService } from './service.js';
 
 export interface DaemonOptions {
@@ -287,6 +288,24 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
       reload: () => {
         watcher.check('reload');
         return Promise.resolve('every session re-checked against the policy directory');
+      },
+      records: (peer, after, limit) => {
+        const admin = isAdmin(peer);
+        const records: string[] = [];
+        let next = after;
+        // Read only what is durable: a record is shown once it has been acknowledged.
+        const durable = log.log.durableHead.seq;
+        readAfter(auditPaths(paths.dirs.stateDir), after, (line, seq) => {
+          if (seq > durable) return false;
+          next = seq;
+          if (!admin) {
+            const e = parseRecordLine(line).event as { actor?: { user?: { uid?: unknown } } };
+            if (e.actor?.user?.uid !== String(peer.uid)) return true;
+          }
+          records.push(line.toString('utf8'));
+          return records.length < limit;
+        });
+        return { ok: true, records, next, head: durable };
       },
       emitTest: async (count) => {
         const next = syntheticEvents({ ...log.context, time: now().getTime() }, count);

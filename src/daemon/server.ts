@@ -31,6 +31,7 @@ export interface ServerHooks {
   readonly check: (peer: Peer, body: CheckRequest) => Promise<Record<string, unknown>>;
   readonly reload: (peer: Peer) => Promise<string>;
   readonly emitTest: (count: number) => Promise<Record<string, unknown>>;
+  readonly records: (peer: Peer, after: number, limit: number) => Record<string, unknown>;
   readonly stop: (peer: Peer) => void;
   /** Every request, for the idle timer. */
   readonly onActivity: () => void;
@@ -292,6 +293,18 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
     if (url === '/v1/check') {
       want('POST');
       send(res, 200, await hooks.check(peer, parse(CheckRequestSchema, await readJson(req))));
+      return;
+    }
+    if (url === '/v1/audit/records') {
+      want('GET');
+      const q = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+      const after = Number(q.get('after') ?? '0');
+      const limit = Number(q.get('limit') ?? '1000');
+      if (!Number.isSafeInteger(after) || after < 0 || !Number.isSafeInteger(limit) || limit < 1)
+        throw new CordonError('REQUEST_INVALID', 'after and limit must be whole numbers', {
+          hint: 'e.g. /v1/audit/records?after=0&limit=1000',
+        });
+      send(res, 200, hooks.records(peer, after, Math.min(limit, 10_000)));
       return;
     }
     if (url === '/v1/audit/emit-test') {

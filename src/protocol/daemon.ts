@@ -320,6 +320,19 @@ export const EmitTestResponseSchema = z.object({
   warnings: z.optional(z.array(Str(8192))),
 });
 
+/**
+ * Records of the log after a sequence number (`cordon audit tail` against the system service):
+ * each the record's line as written. Administrators get every record; another caller only those
+ * whose actor is its own uid.
+ */
+export const RecordsResponseSchema = z.object({
+  ok: z.literal(true),
+  records: z.array(z.string()),
+  /** The sequence number to ask after next (the last record looked at, shown or not). */
+  next: Count,
+  head: Count,
+});
+
 export const OkResponseSchema = z.object({ ok: z.literal(true), message: z.optional(Str(4096)) });
 
 /** Turn a failed parse into one line naming the field: `events/0/seq: expected int`. */
