@@ -14,7 +14,7 @@ import {
 import { DaemonError, type DaemonClient } from './client.js';
 
 /** The log cannot write now (a full disk, a failing witness): worth sending again. */
-const RETRY_CODES = new Set(['AUDIT_WRITE_FAILED', 'AUDIT_DISK_FULL', 'AUDIT_LOG_CLOSED']);
+const RETRY_CODES = new Set(['AUDIT_WRITE_FAILED', 'AUDIT_LOG_CLOSED']);
 
 /** Events per `events` call. */
 const BATCH = 256;
