@@ -73,6 +73,21 @@ function startProxy(manifest: string): Promise<{ child: ChildProcess; url: strin
 const exited = (c: ChildProcess): Promise<unknown> =>
   new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(0) : c.on('exit', r)));
 
+/** The pid of the endpoint service, if one answers. */
+function daemonPid(): number | undefined {
+  const r = cordon(['daemon', 'status', '--json']);
+  return r.status === 0 ? (JSON.parse(r.stdout) as { pid: number }).pid : undefined;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function until(cond: () => boolean, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
@@ -93,6 +108,9 @@ beforeAll(async () => {
     PATH: process.env['PATH'] ?? '/usr/bin:/bin',
     HOME: demo,
     CORDON_HOME: join(demo, 'home'),
+    // The endpoint service (started on demand by the first client) hosts the proxy.
+    XDG_RUNTIME_DIR: join(demo, 'run'),
+    CORDON_DAEMON_IDLE_SECONDS: '5',
   };
   for (const args of [
     ['init'],
@@ -127,14 +145,19 @@ beforeAll(async () => {
   );
 });
 afterAll(async () => {
+  const pid = daemonPid();
+  if (pid !== undefined) {
+    cordon(['daemon', 'stop']);
+    await until(() => !alive(pid), 10_000);
+  }
   sink.closeAllConnections();
   await new Promise<void>((r) => sink.close(() => r()));
   await up.close();
   rmSync(demo, { recursive: true, force: true });
 });
 
-describe('cordon proxy killed with SIGKILL mid-transfer', () => {
-  it('a 6 MB plain-HTTP upload and a tunnel that moved 10 MB: the next start records the decision and a crash end with the bytes last reported; the log verifies', async () => {
+describe('the endpoint service hosting a cordon proxy killed with SIGKILL mid-transfer', () => {
+  it('a 6 MB plain-HTTP upload and a tunnel that moved 10 MB: the decision was recorded, the restarted service records a crash end with the bytes last reported; the log verifies', async () => {
     const file = join(demo, 'm.json');
     writeFileSync(
       file,
@@ -208,9 +231,14 @@ describe('cordon proxy killed with SIGKILL mid-transfer', () => {
       const r = reported();
       return r.x !== undefined && r.t !== undefined;
     });
-    p.child.kill('SIGKILL');
-    await exited(p.child);
+    // The proxy runs in the endpoint service: that is what crashes.
+    const service = daemonPid();
+    if (service === undefined) throw new Error('no endpoint service answers');
+    expect(service).not.toBe(p.child.pid);
+    process.kill(service, 'SIGKILL');
+    await until(() => !alive(service), 10_000);
     for (const c of curls) c.kill();
+    await Promise.all(curls.map(exited));
     const before = events();
     const { x: xReport, t: tReport } = reported();
     const requestUid = get(xReport!, 'unmapped.http_request_uid');
@@ -231,10 +259,13 @@ describe('cordon proxy killed with SIGKILL mid-transfer', () => {
       ),
     ).toBe(true);
 
-    // The next writer (a restarted proxy) ends both as ENDED_BY_CRASH with the last report.
-    const again = await startProxy(manifest);
-    again.child.kill('SIGTERM');
-    await exited(again.child);
+    // The next writer (the restarted service, started by the next client) ends both as
+    // ENDED_BY_CRASH with the last report.
+    const ps = cordon(['ps', '--json']);
+    expect(ps.status, ps.stderr).toBe(0);
+    const restarted = daemonPid();
+    expect(restarted).toBeDefined();
+    expect(restarted).not.toBe(service);
     const after = events().slice(before.length);
     const xEnd = after.find(
       (e) => e['class_uid'] === 4002 && get(e, 'http_request.uid') === requestUid,
@@ -263,8 +294,18 @@ describe('cordon proxy killed with SIGKILL mid-transfer', () => {
       tls: { sni: 'secure.test' },
     });
     expect(get(tEnd!, 'cumulative_traffic.bytes_in')).toBeGreaterThanOrEqual(10 * MIB);
-    // Ended once: a third writer finds nothing left open.
+    // Ended once: the proxy's own end, and a third service, find nothing left open.
     const n = events().length;
+    p.child.kill('SIGTERM');
+    await exited(p.child);
+    const open = (): number =>
+      (JSON.parse(cordon(['ps', '--json']).stdout) as { sessions: unknown[] }).sessions.length;
+    await until(() => open() === 0);
+    const second = daemonPid();
+    if (second !== undefined) {
+      process.kill(second, 'SIGKILL');
+      await until(() => !alive(second), 10_000);
+    }
     const third = await startProxy(manifest);
     third.child.kill('SIGTERM');
     await exited(third.child);
