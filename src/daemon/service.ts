@@ -172,7 +172,19 @@ export class EndpointService {
     };
   }
 
+  /** User names by uid, looked up at most once a minute (every event names its user). */
+  readonly #names = new Map<number, { name: string; at: number }>();
+
   #userName(uid: number): string {
+    const cached = this.#names.get(uid);
+    const now = Date.now();
+    if (cached !== undefined && now - cached.at < 60_000) return cached.name;
+    const name = this.#lookupUserName(uid);
+    this.#names.set(uid, { name, at: now });
+    return name;
+  }
+
+  #lookupUserName(uid: number): string {
     try {
       for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
         const f = line.split(':');
@@ -621,24 +633,40 @@ export class EndpointService {
     events: readonly { seq: number; event: Record<string, unknown> }[],
   ): Promise<{ acked: number; logSeq: number }> {
     const run = async (): Promise<{ acked: number; logSeq: number }> => {
-      let logSeq = 0;
+      // The whole batch is queued at once, in order, so it shares the log's group writes; it is
+      // acknowledged afterwards only as far as every event is durable.
+      const queued: { seq: number; done: Promise<{ seq: number }> }[] = [];
+      let last = s.acked;
+      let stop: Error | undefined;
+      // Who sent the batch and where: the same for every event in it.
+      const ctx = this.context(s.policy.ref.agent, s.id, peer);
+      const device = deviceOf(ctx);
       for (const { seq, event } of events) {
-        if (seq <= s.acked) continue;
-        if (seq !== s.acked + 1)
-          throw new CordonError(
+        if (seq <= last) continue;
+        if (seq !== last + 1) {
+          stop = new CordonError(
             'EVENT_SEQUENCE_GAP',
-            `event ${seq} follows ${s.acked}: events must come in order, without gaps`,
+            `event ${seq} follows ${last}: events must come in order, without gaps`,
             { hint: 'resend from the first event not acknowledged' },
           );
-        let r: { seq: number };
+          break;
+        }
+        let done: Promise<{ seq: number }>;
         try {
-          r = await this.log.append(this.#stamp(s, peer, event, seq));
+          const head = this.log.head.seq;
+          done = this.log.append(this.#stamp(s, peer, ctx, device, event, seq));
+          // The log sequences a record as append() is called; an event it refused outright
+          // (not storable as sent, or the log closed) did not take a place in the order.
+          if (this.log.head.seq === head) await done;
         } catch (e) {
           const code = e instanceof CordonError ? e.code : '';
-          if (code !== 'EVENT_INVALID' && code !== 'AUDIT_EVENT_INVALID') throw e;
+          if (code !== 'EVENT_INVALID' && code !== 'AUDIT_EVENT_INVALID') {
+            stop = e instanceof Error ? e : new Error(String(e));
+            break;
+          }
           // An event that cannot be stored as sent is recorded as refused, so the sequence goes
           // on and the log shows that the client sent something it should not have.
-          r = await this.log.append({
+          done = this.log.append({
             ...apiActivityEvent(this.context(s.policy.ref.agent, s.id, peer), {
               activity: 'other',
               operation: `event ${seq} refused: ${(e as Error).message}`,
@@ -656,9 +684,20 @@ export class EndpointService {
             unmapped: { client_seq: seq },
           });
         }
-        logSeq = r.seq;
-        s.acked = seq;
+        queued.push({ seq, done });
+        last = seq;
       }
+      let logSeq = 0;
+      const results = await Promise.allSettled(queued.map((q) => q.done));
+      for (const [i, r] of results.entries()) {
+        if (r.status === 'rejected') {
+          stop = r.reason instanceof Error ? r.reason : new Error(String(r.reason));
+          break;
+        }
+        logSeq = r.value.seq;
+        s.acked = queued[i]?.seq ?? s.acked;
+      }
+      if (stop !== undefined) throw stop;
       return { acked: s.acked, logSeq };
     };
     const p = s.tail.then(run, run);
@@ -666,7 +705,14 @@ export class EndpointService {
     return p;
   }
 
-  #stamp(s: DaemonSession, peer: Peer, event: Record<string, unknown>, seq: number): OcsfEvent {
+  #stamp(
+    s: DaemonSession,
+    peer: Peer,
+    ctx: EventContext,
+    device: Record<string, unknown>,
+    event: Record<string, unknown>,
+    seq: number,
+  ): OcsfEvent {
     const cls = event['class_uid'];
     if (typeof cls !== 'number' || !CLIENT_CLASSES.has(cls))
       throw new CordonError(
@@ -674,7 +720,6 @@ export class EndpointService {
         `class_uid ${String(cls)} is not one a session's client may append`,
         { hint: `send one of ${[...CLIENT_CLASSES].join(', ')}` },
       );
-    const ctx = this.context(s.policy.ref.agent, s.id, peer);
     const actor = (event['actor'] ?? {}) as Record<string, unknown>;
     const metadata = (event['metadata'] ?? {}) as Record<string, unknown>;
     const unmapped = (event['unmapped'] ?? {}) as Record<string, unknown>;
@@ -701,7 +746,7 @@ export class EndpointService {
           ? {}
           : { user: { name: user.name, ...(user.uid === undefined ? {} : { uid: user.uid }) } }),
       },
-      device: deviceOf(ctx),
+      device,
       metadata,
       unmapped: { ...unmapped, client_seq: seq },
     } as unknown as OcsfEvent;

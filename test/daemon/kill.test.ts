@@ -262,5 +262,5 @@ describe('the endpoint service under SIGKILL', () => {
     console.log(
       `kill test: ${ROUNDS} crashes, ${issued.reduce((a, b) => a + b, 0)} events from ${WRITERS} clients (${acknowledged} acknowledged before the last crash), ${log.records} records, verified after crashes ${verified.join(', ')} and at the end`,
     );
-  }, 300_000);
+  }, 600_000);
 });
