@@ -11,6 +11,7 @@ import { instantiateTemplate } from '../src/manifest/templates.js';
 import { loadTrustStore } from '../src/manifest/trust.js';
 import { ManifestVerifier, MemoryAcceptanceStore } from '../src/manifest/verify.js';
 import { benchAudit } from './audit.js';
+import { benchDaemon } from './daemon.js';
 import { benchEgress } from './egress.js';
 import { benchPdp } from './pdp.js';
 import { benchRevokeLatency } from './revoke-latency.js';
@@ -251,6 +252,14 @@ const revoke = await benchRevokeLatency(Number(process.env['CORDON_BENCH_REVOKE_
 console.log('');
 for (const line of revoke.lines) console.log(line);
 report(revoke.checks);
+
+// --- the endpoint service: decisions through its socket, fresh clients, appends ---
+const daemon = await benchDaemon({
+  appendsPerClient: Number(process.env['CORDON_BENCH_DAEMON_APPENDS'] ?? '25000'),
+});
+console.log('');
+for (const line of daemon.lines) console.log(line);
+report(daemon.checks);
 
 // --- cordon run / quarantine (measured near the start, above) ---
 console.log('');
