@@ -3,6 +3,7 @@ import {
   closeSync,
   openSync,
   readdirSync,
+  readFileSync,
   readSync,
   rmSync,
   statSync,
@@ -10,6 +11,10 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { fileActivityEvent } from '../../src/audit/events.js';
+import { clientContext } from '../../src/daemon/client-session.js';
+import { DaemonClient, DaemonError } from '../../src/daemon/client.js';
+import { EventsResponseSchema, OpenSessionResponseSchema } from '../../src/protocol/daemon.js';
 import { BIN, ROOT, sandboxEnv } from '../sandbox/harness.js';
 
 // The durability promise of the endpoint service, tested the hard way: a real daemon, eight
@@ -263,4 +268,78 @@ describe('the endpoint service under SIGKILL', () => {
       `kill test: ${ROUNDS} crashes, ${issued.reduce((a, b) => a + b, 0)} events from ${WRITERS} clients (${acknowledged} acknowledged before the last crash), ${log.records} records, verified after crashes ${verified.join(', ')} and at the end`,
     );
   }, 600_000);
+
+  it('acknowledges a batch in order: resends are skipped, an event it cannot store is recorded as refused in its place, a gap is refused after what precedes it', async () => {
+    const manifest = env.sign({ commandsAllowed: ['/usr/bin/true'] });
+    const daemon = await startDaemon();
+    const client = new DaemonClient({ socket, via: 'CORDON_SOCKET' });
+    const opened = await client.request(
+      'POST',
+      '/v1/sessions',
+      {
+        manifest: readFileSync(manifest).toString('base64'),
+        manifestPath: manifest,
+        command: ['/usr/bin/true'],
+        cwd: '/',
+        home: env.home,
+      },
+      OpenSessionResponseSchema,
+    );
+    const ev = (n: number): Record<string, unknown> =>
+      fileActivityEvent(
+        { ...clientContext(), time: Date.now() },
+        { activity: 'read', path: `/w/${n}` },
+      );
+    const send = (events: { seq: number; event: Record<string, unknown> }[]) =>
+      client.request(
+        'POST',
+        `/v1/sessions/${opened.session}/events`,
+        { events },
+        EventsResponseSchema,
+        {
+          capability: opened.capability,
+        },
+      );
+    // 2: a class a client may not append (refused by the service); 3: an event the log refuses
+    // (it claims a log sequence number of its own).
+    const r1 = await send([
+      { seq: 1, event: ev(1) },
+      { seq: 2, event: { ...ev(2), class_uid: 4001 } },
+      { seq: 3, event: { ...ev(3), metadata: { sequence: 7, version: '1.4.0' } } },
+      { seq: 4, event: ev(4) },
+    ]);
+    expect(r1.acked).toBe(4);
+    // A resend of what was acknowledged, then new events: only the new ones are written.
+    expect((await send([2, 3, 4, 5].map((seq) => ({ seq, event: ev(seq) })))).acked).toBe(5);
+    // A gap: refused, but the events before it are durable and acknowledged.
+    const gap = await send([
+      { seq: 6, event: ev(6) },
+      { seq: 8, event: ev(8) },
+    ]).catch((e: unknown) => e);
+    expect(gap).toBeInstanceOf(DaemonError);
+    expect((gap as DaemonError).code).toBe('EVENT_SEQUENCE_GAP');
+    expect((await send([6, 7].map((seq) => ({ seq, event: ev(seq) })))).acked).toBe(7);
+    daemon.child.kill('SIGTERM');
+    await daemon.exited;
+
+    const mine = env
+      .events()
+      .filter(
+        (e) =>
+          (e['actor'] as { session?: { uid?: string } } | undefined)?.session?.uid ===
+          opened.session,
+      )
+      .filter(
+        (e) => (e['unmapped'] as { client_seq?: number } | undefined)?.client_seq !== undefined,
+      );
+    const seqs = mine.map((e) => (e['unmapped'] as { client_seq: number }).client_seq);
+    expect(seqs).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    const refused = (i: number) =>
+      (mine[i] as { api?: { operation?: string }; class_uid?: number }) ?? {};
+    expect(refused(1).class_uid).toBe(6003);
+    expect(refused(1).api?.operation).toMatch(/^event 2 refused: class_uid 4001/);
+    expect(refused(2).class_uid).toBe(6003);
+    expect(refused(2).api?.operation).toMatch(/^event 3 refused: .*metadata\.sequence/);
+    expect(mine[3]?.['class_uid']).toBe(1001);
+  });
 });
