@@ -54,6 +54,7 @@ function statusFor(code: string): number {
   if (code === 'SESSION_NOT_FOUND' || code === 'NOT_FOUND') return 404;
   if (code === 'METHOD_NOT_ALLOWED') return 405;
   if (code === 'BODY_TOO_LARGE') return 413;
+  if (code === 'DAEMON_BUSY') return 429;
   if (code === 'INTERNAL') return 500;
   if (code.startsWith('AUDIT_')) return 503;
   return 400;

@@ -110,6 +110,9 @@ interface SessionFile {
 /** A session id as the service makes them (`randomUUID`). */
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
+/** Sessions one ordinary user may have open at once (root and administrators are not limited). */
+export const MAX_SESSIONS_PER_USER = 256;
+
 /** Event classes a client may append: what `cordon run` sees and what its guard finds. */
 const CLIENT_CLASSES = new Set([1001, 1007, 1008, 2004, 6003]);
 
@@ -214,6 +217,18 @@ export class EndpointService {
     peer: Peer,
     req: OpenSessionRequest,
   ): Promise<OpenSessionResponse & { capability: string }> {
+    // Each session holds a proxy, its listener and a record: one user's many must not exhaust
+    // the service for the others.
+    if (!this.isAdmin(peer)) {
+      let mine = 0;
+      for (const x of this.sessions.values()) if (x.uid === peer.uid) mine++;
+      if (mine >= MAX_SESSIONS_PER_USER)
+        throw new CordonError(
+          'DAEMON_BUSY',
+          `uid ${peer.uid} already has ${mine} sessions open at the service`,
+          { hint: 'end some sessions (`cordon ps`), then start this one again' },
+        );
+    }
     const bytes = Buffer.from(req.manifest, 'base64');
     // A user-mode daemon serves one user, who may run it under another HOME; the system
     // service takes the home from the user database, never from the caller.

@@ -814,6 +814,47 @@ describe('the system service, run as its own user, with two ordinary users as cl
     expect(r.body['code']).toBe('DAEMON_USER_UNKNOWN');
   });
 
+  it('caps one user’s open sessions; other users still open theirs', async () => {
+    const holder = nodeAs(
+      A,
+      `const codes = {};
+       const opened = [];
+       for (let i = 0; i < 257; i += 8) {
+         const batch = await Promise.all(Array.from({ length: Math.min(8, 257 - i) }, () => req('POST', '/v1/sessions', args.open)));
+         for (const r of batch) {
+           const k = r.status + ' ' + (r.body.code || '');
+           codes[k] = (codes[k] || 0) + 1;
+           if (r.status === 200) opened.push(r.body);
+         }
+       }
+       process.stdout.write(JSON.stringify(codes) + '\\n');
+       await new Promise((res) => process.stdin.on('end', res).resume());
+       for (const o of opened) await req('POST', '/v1/sessions/' + o.session + '/close', {}, { authorization: 'Bearer ' + o.capability });
+       return null;`,
+      { open: openBody() },
+    );
+    let line = '';
+    let err = '';
+    holder.stdout?.on('data', (d: Buffer) => (line += d.toString()));
+    holder.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+    const codes = await until(
+      () =>
+        line.includes('\n')
+          ? (JSON.parse(line.split('\n')[0] ?? '') as Record<string, number>)
+          : undefined,
+      "A's sessions",
+      100_000,
+    ).catch((e: unknown) => {
+      throw new Error(`${String(e)}: ${err}`);
+    });
+    expect(codes).toEqual({ '200 ': 256, '429 DAEMON_BUSY': 1 });
+    // B is not held back by A's sessions.
+    const b1 = await curl(as(B), socket, 'POST', '/v1/sessions', openBody());
+    expect(b1.status, b1.raw).toBe(200);
+    holder.stdin?.end();
+    expect(await new Promise((res) => holder.on('close', res))).toBe(0);
+  }, 150_000);
+
   it('never signals a process the session’s client did not start, whatever pid the client names', async () => {
     // A names the service's own process as its "sandbox", then quarantines its own session: the
     // service must not kill itself (nor anything else of its user's) on an ordinary user's word.
