@@ -15,7 +15,7 @@ export interface EvidenceInput {
   readonly quarantinedAt: string;
   readonly containmentMs: number;
   readonly outDir: string;
-  /** The manifest bytes the session kept at launch (see `readSessionManifest`). */
+  /** The manifest bytes the session was verified and enforced with. */
   readonly manifest?: Buffer;
 }
 

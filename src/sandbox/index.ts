@@ -13,5 +13,4 @@ export { checkSandboxSupport, helperPath, MIN_LANDLOCK_ABI } from './linux/docto
 export type { LayerCheck, SandboxSupport } from './linux/doctor.js';
 export { planSandbox, SANDBOX_PROXY_PORT } from './linux/plan.js';
 export type { MountedGrant, SandboxLimits, SandboxPlan, SandboxPlanInput } from './linux/plan.js';
-export { liveSessions, readSession } from './sessions.js';
 export type { SessionRecord } from './sessions.js';

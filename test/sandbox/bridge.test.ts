@@ -1,11 +1,10 @@
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OCSF_DIR, OcsfSchema } from '../audit/ocsf-schema.js';
 import { startUpstreams, type Upstreams } from '../egress/harness.js';
 import { processTree } from '../../src/sandbox/linux/procfs.js';
 import { SANDBOX_HELPER } from '../../src/sandbox/linux/plan.js';
-import { liveSessions } from '../../src/sandbox/sessions.js';
 import { sandboxEnv, startAgent, type RunningAgent, type SandboxEnv } from './harness.js';
 
 let s: SandboxEnv;
@@ -39,7 +38,13 @@ async function until<T>(get: () => T | undefined, what: string, ms = 20_000): Pr
 
 /** The egress bridge: the sandbox init's child that runs Cordon's helper, seen from the host. */
 function bridgePid(): number | undefined {
-  const session = liveSessions(join(s.cordonHome, 'state'))[0];
+  // The sandbox's pid as its `cordon run` told the endpoint service (its session registry).
+  const dir = join(s.cordonHome, 'state', 'daemon', 'sessions');
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.json')) : [];
+  const session =
+    files[0] === undefined
+      ? undefined
+      : (JSON.parse(readFileSync(join(dir, files[0]), 'utf8')) as { sandboxPid?: number });
   if (session?.sandboxPid === undefined) return undefined;
   return processTree(session.sandboxPid).find(
     (p) => p.ppid === session.sandboxPid && p.argv[0] === SANDBOX_HELPER,
