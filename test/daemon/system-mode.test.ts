@@ -661,6 +661,20 @@ describe('the system service, run as its own user, with two ordinary users as cl
         killDaemon: 'EPERM',
       });
     }
+    // Through the API, A reads only the records that are its own; root reads them all.
+    const uids = async (who: string[]): Promise<string[]> => {
+      const r = await curl(who, socket, 'GET', '/v1/audit/records?after=0&limit=10000');
+      expect(r.status, r.raw).toBe(200);
+      return (r.body['records'] as string[]).map(
+        (l) =>
+          (JSON.parse(l) as { event: { actor?: { user?: { uid?: string } } } }).event.actor?.user
+            ?.uid ?? '',
+      );
+    };
+    const seenByA = await uids(as(A));
+    expect(seenByA.length).toBeGreaterThan(0);
+    expect(new Set(seenByA)).toEqual(new Set([String(a.uid)]));
+    expect((await uids([])).length).toBeGreaterThan(seenByA.length);
     expect(readFileSync(join(segs, seg)).subarray(0, before.length)).toEqual(before);
     expect(readFileSync(join(state, 'device.key'))).toEqual(keyBefore);
     expect(existsSync(join(sessions, record))).toBe(true);
