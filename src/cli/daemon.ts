@@ -1,6 +1,5 @@
 import { dirname } from 'node:path';
 import { connectDaemon, daemonTarget, DaemonClient } from '../daemon/client.js';
-import { startDaemon } from '../daemon/daemon.js';
 import { SYSTEM_PATHS, userRuntimeDir, userSocket, type DaemonPaths } from '../daemon/paths.js';
 import { OkResponseSchema, StatusResponseSchema } from '../protocol/daemon.js';
 import { EXIT, printResult, resolveDirs, type CliIo, type GlobalOptions } from './context.js';
@@ -52,6 +51,9 @@ export async function runDaemon(io: CliIo, opts: DaemonRunOptions): Promise<numb
       : opts.onDemand === true
         ? Number(io.env['CORDON_DAEMON_IDLE_SECONDS'] ?? 600)
         : undefined;
+  // The service itself (policy, proxy, log) is loaded only to run it: `daemon status` and
+  // `daemon stop` are thin clients.
+  const { startDaemon } = await import('../daemon/daemon.js');
   const d = await startDaemon({
     paths,
     home: io.home,

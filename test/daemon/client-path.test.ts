@@ -41,11 +41,15 @@ export async function resolve(s, c, n) { const r = await n(s, c); process.stderr
 }
 
 describe('thin clients load only what they need', () => {
-  it('cordon run and cordon ps load no policy engine, no Cedar, no proxy and no zod classic', () => {
+  it('cordon run, cordon ps and cordon daemon status load no policy engine, no Cedar, no proxy and no zod classic', () => {
     expect(existsSync(join(ROOT, 'dist/cli/main.js')), 'npm run build first').toBe(true);
     const manifest = join(mkdtempSync(join(tmpdir(), 'cordon-client-m-')), 'm.json');
     writeFileSync(manifest, '{}');
-    for (const args of [['run', '--manifest', manifest, '--', '/usr/bin/true'], ['ps']]) {
+    for (const args of [
+      ['run', '--manifest', manifest, '--', '/usr/bin/true'],
+      ['ps'],
+      ['daemon', 'status'],
+    ]) {
       const mods = loaded(args);
       // The precondition: the hook saw the CLI and the daemon client.
       expect(mods.some((m) => m.endsWith('/dist/cli/main.js'))).toBe(true);
