@@ -46,7 +46,13 @@ export function daemonTarget(
   if (explicit !== undefined && explicit !== '')
     return { socket: explicit, via: 'CORDON_SOCKET', dirs };
   if (existsSync(systemSocket)) return { socket: systemSocket, via: 'system', dirs };
-  return { socket: userSocket(env, home, dirs), via: 'user', dirs };
+  const socket = userSocket(env, home, dirs);
+  // The user daemon's directories must be this user's own before anything is said to what
+  // listens there: another user may have created /tmp/cordon-<uid> first and serve a daemon of
+  // theirs in it. Absent ones are made private when a daemon is started.
+  for (const dir of new Set([userRuntimeDir(env), dirname(socket)]))
+    if (existsSync(dir)) ensurePrivateDir(dir);
+  return { socket, via: 'user', dirs };
 }
 
 export class DaemonError extends CordonError {

@@ -869,6 +869,56 @@ describe('the system service, run as its own user, with two ordinary users as cl
     expect(await new Promise((res) => holder.on('close', res))).toBe(0);
   }, 150_000);
 
+  it('a user-mode client does not talk to a daemon another user planted in its runtime directory', async () => {
+    // Without XDG_RUNTIME_DIR (su, cron, ssh without a login session) A's user daemon lives in
+    // /tmp/cordon-<uid>: B creates that first and serves a fake daemon there.
+    const planted = `/tmp/cordon-${a.uid}`;
+    rmSync(planted, { recursive: true, force: true });
+    const fake = nodeAs(
+      B,
+      `fs.mkdirSync(args.dir, { mode: 0o755 });
+       fs.chmodSync(args.dir, 0o755);
+       const srv = http.createServer((q, r) => {
+         r.writeHead(200, { 'content-type': 'application/json' });
+         r.end(JSON.stringify({ ok: true, mode: 'user', pid: 1, version: 'fake', uptimeSeconds: 0, socket: 'fake', policyDir: 'fake', stateDir: 'fake', log: { seq: 0, hash: 'x', durableSeq: 0 }, sinks: [], sessions: { running: 0, quarantined: 0, yours: 0 }, manifests: [], caller: { uid: 0, pid: 0, admin: true } }));
+       });
+       await new Promise((res) => srv.listen(args.dir + '/daemon.sock', res));
+       fs.chmodSync(args.dir + '/daemon.sock', 0o777);
+       process.stdout.write('listening\\n');
+       await new Promise((res) => process.stdin.on('end', res).resume());
+       srv.close();
+       return null;`,
+      { dir: planted },
+    );
+    let line = '';
+    fake.stdout?.on('data', (d: Buffer) => (line += d.toString()));
+    await until(() => (line.includes('listening') ? true : undefined), 'the planted daemon');
+    try {
+      const env = {
+        PATH: '/usr/bin:/bin',
+        HOME: a.home,
+        LANG: 'C.UTF-8',
+        CORDON_NO_AUTOSTART: '1',
+      };
+      const st = await exec([...as(A), process.execPath, BIN, 'daemon', 'status', '--json'], {
+        env,
+      });
+      expect(st.stdout).not.toContain('fake');
+      expect(st.code).not.toBe(0);
+      expect(st.stderr).toMatch(/DAEMON_DIR_UNSAFE/);
+      const run = await exec(
+        [...as(A), process.execPath, BIN, 'run', '--manifest', manifest, '--', 'true'],
+        { env: { ...env, CORDON_NO_AUTOSTART: '' }, cwd: a.home },
+      );
+      expect(run.code).not.toBe(0);
+      expect(run.stderr).toMatch(/DAEMON_DIR_UNSAFE/);
+    } finally {
+      fake.stdin?.end();
+      await new Promise((res) => fake.on('close', res));
+      rmSync(planted, { recursive: true, force: true });
+    }
+  });
+
   it('never signals a process the session’s client did not start, whatever pid the client names', async () => {
     // A names the service's own process as its "sandbox", then quarantines its own session: the
     // service must not kill itself (nor anything else of its user's) on an ordinary user's word.
