@@ -621,7 +621,9 @@ export class EndpointService {
     s: DaemonSession,
     state: { sandboxPid?: number | undefined; sandboxStart?: string | undefined },
   ): void {
-    if (state.sandboxPid !== undefined) {
+    if (state.sandboxPid !== undefined && !isAlive(state.sandboxPid, state.sandboxStart)) {
+      // The sandbox already ended (a command that ran for a moment): nothing left to signal.
+    } else if (state.sandboxPid !== undefined) {
       const pid = state.sandboxPid;
       const start = state.sandboxStart ?? startTime(pid);
       if (!startedBy(pid, start, s.uid, s.clientPid))

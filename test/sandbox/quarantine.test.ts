@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeEvidenceBundle } from '../../src/sandbox/evidence.js';
 import { isAlive, startTime } from '../../src/sandbox/linux/procfs.js';
+import { request } from '../daemon/harness.js';
 import { startUpstreams, type Upstreams } from '../egress/harness.js';
 import { BIN, listSessions, runCli, sandboxEnv, startAgent, type SandboxEnv } from './harness.js';
 
@@ -318,6 +319,58 @@ describe('a restarted endpoint service', () => {
     expect(r?.processesKilled).toBeGreaterThanOrEqual(3); // init, bash, sleep
     expect(await a.closed).not.toBe(0);
     expect(spawnSync('pgrep', ['-f', 'sleep 341']).status).toBe(1);
+  });
+});
+
+describe('the sandbox pid a client reports', () => {
+  it('is recorded only for a live process its client started; one that already ended is not an error', async () => {
+    const manifest = s.sign({ commandsAllowed: ['/usr/bin/sleep'] });
+    // The service (started by this client) and a session this process holds open.
+    listSessions(s.env);
+    const st = spawnSync(process.execPath, [BIN, 'daemon', 'status', '--json'], {
+      env: s.env,
+      encoding: 'utf8',
+    });
+    expect(st.status, st.stderr).toBe(0);
+    const { socket } = JSON.parse(st.stdout) as { socket: string };
+    const opened = await request(socket, 'POST', '/v1/sessions', {
+      manifest: readFileSync(manifest).toString('base64'),
+      manifestPath: manifest,
+      command: ['cordon', 'proxy'],
+      cwd: s.dir,
+      home: s.home,
+      kind: 'proxy',
+      listen: { host: '127.0.0.1', port: 0 },
+    });
+    expect(opened.status, opened.raw).toBe(200);
+    const id = opened.body['session'] as string;
+    const auth = { authorization: `Bearer ${String(opened.body['capability'])}` };
+    const state = (body: Record<string, unknown>): ReturnType<typeof request> =>
+      request(socket, 'POST', `/v1/sessions/${id}/state`, body, auth);
+    try {
+      // A command that ran for a moment: its pid is reported after it ended.
+      const brief = spawn('true');
+      await new Promise((r) => brief.on('exit', r));
+      const ended = await state({ sandboxPid: brief.pid });
+      expect(ended.status, ended.raw).toBe(200);
+      expect(listSessions(s.env).find((x) => x.id === id)?.sandboxPid).toBeUndefined();
+      // A live process this client did not start is refused, and not recorded.
+      const init = await state({ sandboxPid: 1 });
+      expect(init.status).toBe(400);
+      expect(init.body['code']).toBe('REQUEST_INVALID');
+      // One it did start is recorded.
+      const child = spawn('sleep', ['343'], { stdio: 'ignore' });
+      try {
+        const ok = await state({ sandboxPid: child.pid, sandboxStart: startTime(child.pid ?? 0) });
+        expect(ok.status, ok.raw).toBe(200);
+        expect(listSessions(s.env).find((x) => x.id === id)?.sandboxPid).toBe(child.pid);
+      } finally {
+        child.kill('SIGKILL');
+      }
+    } finally {
+      const c = await request(socket, 'POST', `/v1/sessions/${id}/close`, {}, auth);
+      expect(c.status, c.raw).toBe(200);
+    }
   });
 });
 
