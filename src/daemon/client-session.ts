@@ -77,6 +77,7 @@ export class ClientSession {
           if (attempt > 0) this.#onDiagnostic('the cordon daemon is back: session re-attached');
           attempt = 0;
         } else if (m.type === 'quarantine') this.#onQuarantine?.(m.code, m.reason);
+        else if (m.type === 'notice') this.#onDiagnostic(m.text);
       },
       (why) => {
         if (this.#closed) return;

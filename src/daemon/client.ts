@@ -368,6 +368,9 @@ function startUserDaemon(
         target.dirs.stateDir,
         '--socket',
         target.socket,
+        // Session egress sockets under the user's runtime directory itself: short paths.
+        '--runtime-dir',
+        userRuntimeDir(env),
       ],
       { detached: true, stdio: ['ignore', out, out], env, cwd: '/' },
     );

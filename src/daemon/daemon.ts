@@ -356,6 +356,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
 
     // Sessions whose client died are ended; an idle on-demand daemon goes away.
     const timer = setInterval(() => {
+      service.watchWrites();
       service.reap().catch((e: unknown) => diag(`reap: ${(e as Error).message}`));
       if (
         o.idleExitMs !== undefined &&
@@ -373,9 +374,18 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
         watcher.close();
         server.close();
         server.closeAllConnections();
-        await service.closeAll();
-        await shipper.stop();
-        await log.log.close();
+        // Each step runs whatever the one before did: a log that cannot write its last
+        // checkpoint (a full disk) must not keep the service, its socket or its lock alive.
+        const step = async (what: string, fn: () => unknown): Promise<void> => {
+          try {
+            await fn();
+          } catch (e) {
+            diag(`stopping: ${what}: ${(e as Error).message}`);
+          }
+        };
+        await step('sessions', () => service.closeAll());
+        await step('sinks', () => shipper.stop());
+        await step('audit log', () => log.log.close());
         rmSync(paths.socket, { force: true });
         closeSync(lockFd);
         resolveStopped();

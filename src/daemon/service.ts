@@ -113,6 +113,14 @@ const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 /** Sessions one ordinary user may have open at once (root and administrators are not limited). */
 export const MAX_SESSIONS_PER_USER = 256;
 
+/**
+ * Space kept on the state filesystem for each session's last records: given up when the disk is
+ * full, so its Terminate record (and the log's checkpoint) can still be written.
+ */
+const RESERVE_BYTES = 256 * 1024;
+/** Process Activity's Terminate (OCSF activity_id 2): a session's last record. */
+const TERMINATE_ACTIVITY = 2;
+
 /** Event classes a client may append: what `cordon run` sees and what its guard finds. */
 const CLIENT_CLASSES = new Set([1001, 1007, 1008, 2004, 6003]);
 
@@ -133,6 +141,9 @@ export interface ServiceOptions {
  */
 export class EndpointService {
   readonly sessions = new Map<string, DaemonSession>();
+  /** Since when the log cannot be written, and why (a full disk): egress is denied meanwhile. */
+  #failure: { since: Date; error: string } | undefined;
+  #resuming = false;
   readonly #o: ServiceOptions;
   readonly #dir: string;
   readonly started = Date.now();
@@ -292,6 +303,8 @@ export class EndpointService {
     await this.#startProxy(s);
     this.sessions.set(id, s);
     this.#save(s);
+    this.#reserve(s);
+    if (this.#failure !== undefined) s.proxy?.setUnavailable(`audit log: ${this.#failure.error}`);
     if (kind === 'proxy') {
       await this.log.append(
         manifestLifecycle(ctx(policy.ref.agent), this.#o.now, policy, {
@@ -717,7 +730,30 @@ export class EndpointService {
       if (stop !== undefined) throw stop;
       return { acked: s.acked, logSeq };
     };
-    const p = s.tail.then(run, run);
+    // On a full disk the session's reserved space is given up for its last records (its
+    // Terminate) and they are tried once more, so they are written whenever at all possible.
+    // Other events wait for space like any other write.
+    const last = events.some(
+      (e) => e.event['class_uid'] === 1007 && e.event['activity_id'] === TERMINATE_ACTIVITY,
+    );
+    const withReserve = async (): Promise<{ acked: number; logSeq: number }> => {
+      try {
+        return await run();
+      } catch (e) {
+        const file = this.#reserveFile(s);
+        if (
+          !last ||
+          !(e instanceof CordonError) ||
+          e.code !== 'AUDIT_WRITE_FAILED' ||
+          !existsSync(file)
+        )
+          throw e;
+        rmSync(file, { force: true });
+        this.#notice(s, `audit: ${e.message}; retrying with the space reserved for it`);
+        return await run();
+      }
+    };
+    const p = s.tail.then(withReserve, withReserve);
     s.tail = p.catch(() => undefined);
     return p;
   }
@@ -892,7 +928,72 @@ export class EndpointService {
     };
   }
 
+  /** Space kept for the session's last records, given up when the disk is full at its end. */
+  #reserve(s: DaemonSession): void {
+    try {
+      writeFileSync(this.#reserveFile(s), Buffer.alloc(RESERVE_BYTES), { mode: 0o600 });
+    } catch (e) {
+      rmSync(this.#reserveFile(s), { force: true });
+      this.#o.onDiagnostic(`session ${s.id}: no space reserved: ${(e as Error).message}`);
+    }
+  }
+
+  #reserveFile(s: DaemonSession): string {
+    return join(this.#dir, `.${s.id}.reserve`);
+  }
+
+  #notice(s: DaemonSession, text: string): void {
+    for (const w of s.watchers) w({ type: 'notice', text });
+  }
+
+  /**
+   * Called periodically: a log that cannot be written (a full disk) denies every session's egress
+   * and tells each session's user why; once a write works again, each session records what
+   * failed and since when, and egress is restored. Agents keep running throughout.
+   */
+  watchWrites(): void {
+    const err = this.log.lastError;
+    if (err !== undefined && this.#failure === undefined) {
+      this.#failure = { since: this.#o.now(), error: err.message };
+      for (const s of this.sessions.values()) {
+        s.proxy?.setUnavailable(`audit log: ${err.message}`);
+        this.#notice(
+          s,
+          `cannot write the audit log (${err.message}): egress is denied until it can be written; the agent keeps running`,
+        );
+      }
+      return;
+    }
+    const f = this.#failure;
+    if (f === undefined || this.#resuming) return;
+    this.#resuming = true;
+    const all = [...this.sessions.values()];
+    const record = (s: DaemonSession | undefined): Promise<unknown> =>
+      this.log.append(
+        logActivityEvent(this.context(s?.policy.ref.agent ?? 'cordond', s?.id, undefined), {
+          activity: 'resume',
+          detail: `${s === undefined ? 'the endpoint service' : `session ${s.id}`}: writing the audit log failed from ${f.since.toISOString()} (${f.error}); egress was denied meanwhile and works again`,
+          failure: { since: f.since.toISOString(), what: ['audit log'], error: f.error },
+        }),
+      );
+    (all.length === 0 ? record(undefined) : Promise.all(all.map(record)))
+      .then(
+        () => {
+          this.#failure = undefined;
+          for (const s of all) {
+            if (s.quarantinedAt === undefined) s.proxy?.setUnavailable(undefined);
+            this.#notice(s, 'the audit log can be written again: egress restored');
+          }
+        },
+        () => undefined,
+      )
+      .finally(() => {
+        this.#resuming = false;
+      });
+  }
+
   async close(s: DaemonSession): Promise<void> {
+    rmSync(this.#reserveFile(s), { force: true });
     this.sessions.delete(s.id);
     await s.tail;
     await s.proxy?.close();

@@ -272,6 +272,8 @@ export const WatchMessageSchema = z.union([
   z.object({ type: z.literal('attached'), session: Id }),
   z.object({ type: z.literal('quarantine'), code: Str(64), reason: Str(4096) }),
   z.object({ type: z.literal('ping') }),
+  /** Something the session's user should know (the log cannot be written, egress denied). */
+  z.object({ type: z.literal('notice'), text: Str(8192) }),
 ]);
 export type WatchMessage = z.infer<typeof WatchMessageSchema>;
 

@@ -1,9 +1,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isAlive, startTime } from '../../src/sandbox/linux/procfs.js';
+import { isAlive } from '../../src/sandbox/linux/procfs.js';
+import { userSocket } from '../../src/daemon/paths.js';
+import { defaultDirs } from '../../src/env.js';
 import { startUpstreams, type Upstreams } from '../egress/harness.js';
 import { BIN, sandboxEnv, startAgent, type SandboxEnv } from './harness.js';
 
@@ -51,8 +52,16 @@ function eventsIn(stateDir: string): Ev[] {
   return out;
 }
 
-const runDirsOf = (session: string): string[] =>
-  readdirSync(tmpdir()).filter((n) => n.startsWith(`cordon-run-${session}-`));
+/** The endpoint service's socket for this environment (removed once it has stopped). */
+function daemonSocket(): string {
+  return userSocket(s.env, s.home, defaultDirs(s.env, s.home));
+}
+
+/** Egress socket directories the service has for sessions (none once they ended). */
+const egressDirs = (): string[] => {
+  const dir = join(s.env['XDG_RUNTIME_DIR'] ?? '', 'cordon', 's');
+  return existsSync(dir) ? readdirSync(dir) : [];
+};
 
 /**
  * Run an agent under `cordon run` with the state directory on a 4 MiB tmpfs, fill it while the
@@ -97,6 +106,9 @@ async function onFullDisk(
       `filler=$!`,
       `"$NODE" "$BIN" run --manifest "$MANIFEST" -- bash -c "$AGENT"`,
       `rc=$?`,
+      // The endpoint service (started in this namespace by cordon run) closes the log first.
+      `"$NODE" "$BIN" daemon stop >/dev/null`,
+      `while [ -e "$RUNTIME" ]; do sleep 0.05; done`,
       `kill $filler 2>/dev/null`,
       `rm -f "$STATE/ballast"`,
       `cp -a "$STATE/." "$COPY/"`,
@@ -112,6 +124,7 @@ async function onFullDisk(
         BIN,
         MANIFEST: manifest,
         AGENT: agent,
+        RUNTIME: daemonSocket(),
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -165,7 +178,10 @@ async function onFullDisk(
   }
 }
 
-/** Terminate recorded, and nothing left: no pid in the lock, no temporary or reserve file, no run dir. */
+/**
+ * Terminate recorded, and nothing left: no pid in the lock, no session record, reserve or
+ * temporary file of the service, no egress directory.
+ */
 function endedCleanly(r: { copy: string; mine: Ev[]; session: string }): void {
   expect(r.mine.some((e) => e['class_uid'] === 1007 && e['activity_name'] === 'Terminate')).toBe(
     true,
@@ -173,9 +189,9 @@ function endedCleanly(r: { copy: string; mine: Ev[]; session: string }): void {
   // The lock file stays (an flock); a clean close leaves no writer's pid in it.
   const lock = join(r.copy, 'audit/writer.lock');
   expect(existsSync(lock) ? readFileSync(lock, 'utf8') : '').toBe('');
-  expect(readdirSync(join(r.copy, 'sessions'))).toEqual([]);
+  expect(readdirSync(join(r.copy, 'daemon', 'sessions'))).toEqual([]);
   expect(readdirSync(join(r.copy, 'audit')).filter((n) => n.endsWith('.tmp'))).toEqual([]);
-  expect(runDirsOf(r.session)).toEqual([]);
+  expect(egressDirs()).toEqual([]);
 }
 
 describe('cordon run on a full disk', () => {
@@ -197,51 +213,42 @@ describe('cordon run on a full disk', () => {
 });
 
 describe('sessions killed outright', () => {
-  it('the next cordon run removes the record and run directory of a SIGKILLed session, and nothing of a live one', async () => {
-    const a = await startAgent(s.env, manifest, 'echo ready; sleep 600');
-    const sessions = join(s.cordonHome, 'state/sessions');
-    await until(() => readdirSync(sessions).some((n) => n.endsWith('.json')), 'the record');
-    const recFile = readdirSync(sessions).find((n) => n.endsWith('.json')) ?? '';
-    const rec = JSON.parse(readFileSync(join(sessions, recFile), 'utf8')) as {
-      id: string;
-      runDir: string;
-      sandboxPid: number;
-      sandboxStart: string;
-    };
-    a.child.kill('SIGKILL');
-    await a.closed;
-    await until(() => !isAlive(rec.sandboxPid, rec.sandboxStart), 'the sandbox to die with it');
-    expect(existsSync(rec.runDir)).toBe(true);
-    expect(existsSync(join(sessions, recFile))).toBe(true);
-
-    // A session whose process is alive (this test process stands in for its cordon run).
-    const liveId = '00000000-0000-4000-8000-000000000001';
-    const liveDir = join(tmpdir(), `cordon-run-${liveId}-abcdef`);
-    mkdirSync(liveDir, { recursive: true });
-    writeFileSync(join(liveDir, 'owner'), `${process.pid} ${startTime(process.pid) ?? ''}\n`);
-    writeFileSync(
-      join(sessions, `${liveId}.json`),
-      JSON.stringify({
-        ...rec,
-        id: liveId,
-        runDir: liveDir,
-        cordonPid: process.pid,
-        cordonStart: startTime(process.pid),
-        sandboxPid: undefined,
-        sandboxStart: undefined,
-      }),
-    );
-    try {
-      const r = await s.bash(manifest, 'exit 0');
-      expect(r.code, r.stderr).toBe(0);
-      expect(existsSync(rec.runDir)).toBe(false);
-      expect(existsSync(join(sessions, recFile))).toBe(false);
-      // Its reserve and any temporary file went too; the live session keeps its record.
-      expect(readdirSync(sessions)).toEqual([`${liveId}.json`]);
-      expect(existsSync(liveDir)).toBe(true);
-    } finally {
-      rmSync(liveDir, { recursive: true, force: true });
-      rmSync(join(sessions, `${liveId}.json`), { force: true });
-    }
+  it('the service ends the session of a SIGKILLed cordon run (its record, reserve and egress directory go, and it says so), and nothing of a live one', async () => {
+    const live = await startAgent(s.env, manifest, 'echo ready; sleep 600');
+    const killed = await startAgent(s.env, manifest, 'echo ready; sleep 600');
+    const registry = join(s.cordonHome, 'state', 'daemon', 'sessions');
+    const records = (): string[] => readdirSync(registry).filter((n) => n.endsWith('.json'));
+    await until(() => records().length === 2, 'both records');
+    const read = (
+      n: string,
+    ): { id: string; clientPid: number; sandboxPid?: number; sandboxStart?: string } =>
+      JSON.parse(readFileSync(join(registry, n), 'utf8')) as { id: string; clientPid: number };
+    const gone = records()
+      .map(read)
+      .find((r) => r.clientPid === killed.child.pid);
+    expect(gone, 'the killed session is in the registry').toBeDefined();
+    await until(() => read(`${gone!.id}.json`).sandboxPid !== undefined, 'its sandbox pid');
+    const sandbox = read(`${gone!.id}.json`);
+    killed.child.kill('SIGKILL');
+    await killed.closed;
+    // The sandbox dies with its cordon run; the service notices the client is gone.
+    await until(() => !isAlive(sandbox.sandboxPid!, sandbox.sandboxStart), 'the sandbox to die');
+    await until(() => !existsSync(join(registry, `${gone!.id}.json`)), 'the record to go');
+    expect(existsSync(join(registry, `.${gone!.id}.reserve`))).toBe(false);
+    expect(egressDirs()).toHaveLength(1);
+    const ended = s
+      .events()
+      .filter(
+        (e) =>
+          e['class_uid'] === 1008 &&
+          (e['actor'] as { session?: { uid?: string } }).session?.uid === gone!.id,
+      );
+    expect(JSON.stringify(ended)).toMatch(/exited without closing it/);
+    // The live session is untouched: its record stays and it still runs.
+    expect(records()).toHaveLength(1);
+    expect(live.child.exitCode).toBe(null);
+    live.child.kill('SIGTERM');
+    expect(await live.closed).not.toBe(null);
+    await until(() => records().length === 0, 'the live session to end too');
   }, 120_000);
 });
