@@ -224,8 +224,11 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
           hint: 'close some connections, or wait for requests in flight to finish',
         });
         socket.on('error', () => undefined);
+        // Closed as soon as the answer is out, not when the client gets round to closing: a
+        // refused connection must not hold a descriptor of the service.
         socket.end(
           `HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+          () => socket.destroy(),
         );
         return;
       }

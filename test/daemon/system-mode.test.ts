@@ -7,6 +7,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -780,44 +781,58 @@ describe('the system service, run as its own user, with two ordinary users as cl
   });
 
   it('keeps serving other users while one user holds every connection it can', async () => {
+    // Connections the service holds open, counted from its descriptors (the kernel's view).
+    const pid = daemon?.child.pid ?? 0;
+    const sockets = (): number =>
+      readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+        try {
+          return readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:');
+        } catch {
+          return false;
+        }
+      }).length;
+    const baseline = sockets();
     const flood = nodeAs(
       A,
       `const socks = [];
-       let busy = 0, closed = 0, failed = 0;
+       let busy = 0, failed = 0;
        await Promise.all(Array.from({ length: args.n }, () => new Promise((res) => {
          const c = net.connect(socket);
          socks.push(c);
          let d = '';
          c.on('data', (x) => { d += x; if (d.startsWith('HTTP/1.1 429') && d.includes('DAEMON_BUSY')) busy++; });
          c.on('error', () => { failed++; res(); });
-         c.on('close', () => { closed++; res(); });
+         c.on('close', () => res());
          c.on('connect', () => setTimeout(res, 200));
        })));
        await new Promise((r) => setTimeout(r, 1000));
-       process.stdout.write(JSON.stringify({ busy, open: socks.length - busy - failed, closed, failed }) + '\\n');
+       process.stdout.write(JSON.stringify({ busy, failed }) + '\\n');
        await new Promise((res) => process.stdin.on('end', res).resume());
        for (const c of socks) c.destroy();
        return null;`,
       { n: 4200 },
     );
-    let line = '';
-    flood.stdout?.on('data', (d: Buffer) => (line += d.toString()));
-    const held = await until(
-      () =>
-        line.includes('\n')
-          ? (JSON.parse(line.split('\n')[0] ?? '') as { busy: number; open: number })
-          : undefined,
-      "A's connections",
-    );
-    // A holds its share; the rest of its connections were told why they were refused.
-    expect(held.open, JSON.stringify(held)).toBeLessThanOrEqual(512);
-    expect(held.busy).toBeGreaterThan(0);
-    // Meanwhile B and root are served.
-    const r = await curl(as(B), socket, 'GET', '/v1/status');
-    expect(r.status, r.raw).toBe(200);
-    expect((await curl([], socket, 'GET', '/v1/status')).status).toBe(200);
-    flood.stdin?.end();
-    await new Promise((res) => flood.on('close', res));
+    try {
+      let line = '';
+      flood.stdout?.on('data', (d: Buffer) => (line += d.toString()));
+      let most = 0;
+      const held = await until(() => {
+        most = Math.max(most, sockets() - baseline);
+        return line.includes('\n')
+          ? (JSON.parse(line.split('\n')[0] ?? '') as { busy: number })
+          : undefined;
+      }, "A's connections");
+      // A holds its share; the rest of its connections were told why they were refused.
+      expect(most).toBeLessThanOrEqual(512 + 8);
+      expect(held.busy).toBeGreaterThan(0);
+      // Meanwhile B and root are served.
+      const r = await curl(as(B), socket, 'GET', '/v1/status');
+      expect(r.status, r.raw).toBe(200);
+      expect((await curl([], socket, 'GET', '/v1/status')).status).toBe(200);
+    } finally {
+      flood.stdin?.end();
+      await new Promise((res) => flood.on('close', res));
+    }
   });
 
   it('refuses a session to a uid the user database does not know (no home to take)', async () => {
