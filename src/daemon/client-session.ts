@@ -5,6 +5,7 @@ import type { Decision, PolicyRequest } from '../policy/types.js';
 import {
   DecideResponseSchema,
   EventsResponseSchema,
+  MAX_BODY_BYTES,
   CloseResponseSchema,
   ReloadResponseSchema,
   SessionResponseSchema,
@@ -16,10 +17,13 @@ import { DaemonError, type DaemonClient } from './client.js';
 /** The log cannot write now (a full disk, a failing witness): worth sending again. */
 const RETRY_CODES = new Set(['AUDIT_WRITE_FAILED', 'AUDIT_LOG_CLOSED']);
 
-/** Events per `events` call. */
+/** Events per `events` call, and their JSON bytes (well under the service's body limit). */
 const BATCH = 256;
+const BATCH_BYTES = MAX_BODY_BYTES / 2;
 
 interface Pending {
+  /** Its JSON size, once measured. */
+  size?: number;
   readonly seq: number;
   readonly event: OcsfEvent;
   readonly resolve: (v: { seq: number }) => void;
@@ -45,6 +49,7 @@ export class ClientSession {
   #flushing = false;
   #closed = false;
   #stopWatch: (() => void) | undefined;
+  #retry: NodeJS.Timeout | undefined;
   #onQuarantine: ((code: string, reason: string) => void) | undefined;
   #onDiagnostic: (m: string) => void;
   #unreachableSince: number | undefined;
@@ -86,7 +91,9 @@ export class ClientSession {
             `lost the cordon daemon (${why}): egress is cut until it is back; events are kept in order`,
           );
         const wait = Math.min(1000, 50 * 2 ** Math.min(attempt, 5));
-        setTimeout(() => this.#watch(attempt + 1), wait).unref();
+        // Not unref'd: a client with nothing else to do (`cordon proxy`) waits for the service
+        // to come back rather than exiting; close() clears it.
+        this.#retry = setTimeout(() => this.#watch(attempt + 1), wait);
       },
     );
   }
@@ -99,13 +106,29 @@ export class ClientSession {
     });
   }
 
+  /**
+   * The next events to send: at most BATCH of them and BATCH_BYTES of JSON, so that a batch never
+   * exceeds the service's body limit (one event alone may be up to its own limit).
+   */
+  #nextBatch(): Pending[] {
+    const out: Pending[] = [];
+    let bytes = 0;
+    for (const p of this.#queue) {
+      const size = (p.size ??= Buffer.byteLength(JSON.stringify(p.event)));
+      if (out.length > 0 && (out.length >= BATCH || bytes + size > BATCH_BYTES)) break;
+      out.push(p);
+      bytes += size;
+    }
+    return out;
+  }
+
   async #flush(): Promise<void> {
     if (this.#flushing) return;
     this.#flushing = true;
     try {
       let attempt = 0;
       while (this.#queue.length > 0) {
-        const batch = this.#queue.slice(0, BATCH);
+        const batch = this.#nextBatch();
         try {
           const r = await this.#client.request(
             'POST',
@@ -193,6 +216,7 @@ export class ClientSession {
   async close(exitCode?: number): Promise<CloseResponse['destinations']> {
     this.#closed = true;
     this.#stopWatch?.();
+    if (this.#retry !== undefined) clearTimeout(this.#retry);
     while (this.#queue.length > 0 || this.#flushing) await sleep(5);
     for (let attempt = 0; ; attempt++) {
       try {

@@ -22,7 +22,7 @@ import {
 } from '../protocol/daemon.js';
 import { checkSocketPath } from './paths.js';
 import type { Peer } from './peer.js';
-import type { EndpointService } from './service.js';
+import { OVERSIZE, type EndpointService } from './service.js';
 
 /** What the HTTP layer needs besides the service. */
 export interface ServerHooks {
@@ -371,16 +371,17 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
       case 'events': {
         want('POST');
         const body = parse(EventsRequestSchema, await readJson(req));
-        for (const e of body.events)
-          if (JSON.stringify(e.event).length > MAX_EVENT_BYTES)
-            throw new CordonError(
-              'EVENT_INVALID',
-              `event ${e.seq} is over ${MAX_EVENT_BYTES} bytes`,
-              {
-                hint: 'send smaller events',
-              },
-            );
-        send(res, 200, { ok: true, ...(await service.appendEvents(s, peer, body.events)) });
+        // Only a body larger than one event may hold one too large: each is then measured, and
+        // one over the limit is recorded as refused (the client's sequence goes on).
+        const large =
+          Number(req.headers['content-length'] ?? MAX_EVENT_BYTES + 1) > MAX_EVENT_BYTES;
+        const events = large
+          ? body.events.map((e) => {
+              const size = Buffer.byteLength(JSON.stringify(e.event));
+              return size > MAX_EVENT_BYTES ? { seq: e.seq, event: { [OVERSIZE]: size } } : e;
+            })
+          : body.events;
+        send(res, 200, { ok: true, ...(await service.appendEvents(s, peer, events)) });
         return;
       }
       case 'state': {

@@ -31,6 +31,7 @@ import { describeGuardrails, guardrailsFacts } from '../policy/in-force.js';
 import { quarantineSession } from '../endpoint/quarantine.js';
 import { manifestLifecycle, ProxyPolicyControl } from '../endpoint/proxy-control.js';
 import type { SessionRecord } from '../sandbox/sessions.js';
+import { MAX_EVENT_BYTES } from '../protocol/daemon.js';
 import type {
   OpenSessionRequest,
   OpenSessionResponse,
@@ -120,6 +121,9 @@ export const MAX_SESSIONS_PER_USER = 256;
 const RESERVE_BYTES = 256 * 1024;
 /** Process Activity's Terminate (OCSF activity_id 2): a session's last record. */
 const TERMINATE_ACTIVITY = 2;
+
+/** Marks an event the server found over MAX_EVENT_BYTES (its size), refused when stamped. */
+export const OVERSIZE = '__cordon_oversize';
 
 /** Event classes a client may append: what `cordon run` sees and what its guard finds. */
 const CLIENT_CLASSES = new Set([1001, 1007, 1008, 2004, 6003]);
@@ -766,6 +770,13 @@ export class EndpointService {
     event: Record<string, unknown>,
     seq: number,
   ): OcsfEvent {
+    const oversize = event[OVERSIZE];
+    if (typeof oversize === 'number')
+      throw new CordonError(
+        'EVENT_INVALID',
+        `event ${seq} is ${oversize} bytes; at most ${MAX_EVENT_BYTES}`,
+        { hint: 'send smaller events' },
+      );
     const cls = event['class_uid'];
     if (typeof cls !== 'number' || !CLIENT_CLASSES.has(cls))
       throw new CordonError(

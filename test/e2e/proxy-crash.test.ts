@@ -266,6 +266,12 @@ describe('the endpoint service hosting a cordon proxy killed with SIGKILL mid-tr
     const restarted = daemonPid();
     expect(restarted).toBeDefined();
     expect(restarted).not.toBe(service);
+    // The standalone proxy's client waited for the service: the restarted service took its
+    // session back (its client is alive), so it is listed again.
+    expect(alive(p.child.pid!)).toBe(true);
+    expect(
+      (JSON.parse(ps.stdout) as { sessions: { kind: string; clientPid: number }[] }).sessions,
+    ).toMatchObject([{ kind: 'proxy', clientPid: p.child.pid }]);
     const after = events().slice(before.length);
     const xEnd = after.find(
       (e) => e['class_uid'] === 4002 && get(e, 'http_request.uid') === requestUid,
