@@ -16,6 +16,7 @@ import { benchEgress } from './egress.js';
 import { benchPdp } from './pdp.js';
 import { benchRevokeLatency } from './revoke-latency.js';
 import { benchSandbox } from './sandbox.js';
+import { benchSoak, soakOptions } from './soak.js';
 
 const ROUNDS = 7;
 const ROUND_MS = 400;
@@ -73,6 +74,9 @@ const p = benchPdp();
 // Process start-up is measured while this process is still small: spawning from a process
 // with a large heap is itself slower, which would inflate the baselines.
 const sandbox = await benchSandbox(Number(process.env['CORDON_BENCH_RUN_ROUNDS'] ?? '15'));
+// The endpoint service under 20 concurrent sessions for 60 s (CORDON_BENCH_SOAK_SESSIONS,
+// CORDON_BENCH_SOAK_SECONDS), also spawned from a small process.
+const soak = await benchSoak(soakOptions());
 
 // --- fixture: a realistic signed manifest, a trust store and a signed revocation list ---
 const now = new Date();
@@ -260,6 +264,11 @@ const daemon = await benchDaemon({
 console.log('');
 for (const line of daemon.lines) console.log(line);
 report(daemon.checks);
+
+// --- endpoint service soak (measured near the start, above) ---
+console.log('');
+for (const line of soak.lines) console.log(line);
+report(soak.checks);
 
 // --- cordon run / quarantine (measured near the start, above) ---
 console.log('');
