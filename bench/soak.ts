@@ -372,6 +372,7 @@ export async function benchSoak(
     const liveGrowth = (endGc?.live ?? NaN) - (warmGc?.live ?? NaN);
     const warm = samples.find((x) => x.t >= o.warmupSeconds) ?? samples[0];
     const last = samples[samples.length - 1];
+    const half = samples.find((x) => x.t >= (last?.t ?? 0) / 2);
     const steady = samples.filter((x) => x.t >= (warm?.t ?? 0));
     const peak = Math.max(...steady.map((x) => x.rss));
     const growth = (last?.rss ?? NaN) - (warm?.rss ?? NaN);
@@ -400,6 +401,7 @@ export async function benchSoak(
       `  cordon ps: ${samples.length} samples, ${samples.length - notListed.length} listing all ${o.sessions} sessions running${missed === '' ? '' : `: ${missed}`}; after the run ${leftOver} listed`,
       `  audit log: ${fmt(v.records)} records in ${v.segments} segment(s), verify exit ${verify.code} (${verify.code === 4 ? 'intact; completeness unproven without a witness' : v.intact ? 'intact' : 'DAMAGED'}); HTTP Activity events ${fmt(classes.get(4002) ?? 0)}, Process Activity ${fmt(classes.get(1007) ?? 0)}`,
       `  daemon RSS: idle ${mib(idleRss)} (baseline), warm-up (${warm?.t.toFixed(0) ?? '?'} s) ${mib(warm?.rss ?? NaN)}, end (${last?.t.toFixed(0) ?? '?'} s) ${mib(last?.rss ?? NaN)}, growth ${mib(growth)} (${((growth / (warm?.rss ?? NaN)) * 100).toFixed(1)}%), peak ${mib(peak)}, after the sessions closed ${mib(afterRss)}`,
+      `  daemon RSS over the second half of the soak (${half?.t.toFixed(0) ?? '?'} s to ${last?.t.toFixed(0) ?? '?'} s): ${mib(half?.rss ?? NaN)} to ${mib(last?.rss ?? NaN)}, growth ${mib((last?.rss ?? NaN) - (half?.rss ?? NaN))}`,
       `  daemon RSS 5 s after the sessions closed: ${mib(settledRss)}`,
       `  daemon live heap after each major GC (s since the sessions were up: MiB live / committed): ${gcs.map((g) => `${g.t.toFixed(0)}: ${g.live.toFixed(1)} / ${g.committed.toFixed(1)}`).join(', ')}`,
       `  RSS samples (s: MiB): ${samples.map((x) => `${x.t.toFixed(0)}:${(x.rss / MIB).toFixed(0)}`).join(' ')}`,
