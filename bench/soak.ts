@@ -365,9 +365,9 @@ export async function benchSoak(
 
     const soakStart = (t0 - daemonStart) / 1000;
     const gcs = majorGcs().map((g) => ({ ...g, t: g.t - soakStart }));
-    // During the soak: the first major GC after the sessions began to open.
-    const launchAt = (started - t0) / 1000;
-    const warmGc = gcs.find((g) => g.t >= launchAt && g.t < closedAt - soakStart);
+    // During the soak: the first major GC once every session was up (else the last before).
+    const during = gcs.filter((g) => g.t < closedAt - soakStart);
+    const warmGc = during.find((g) => g.t >= 0) ?? during[during.length - 1];
     const endGc = gcs.find((g) => g.t >= closedAt - soakStart);
     const liveGrowth = (endGc?.live ?? NaN) - (warmGc?.live ?? NaN);
     const warm = samples.find((x) => x.t >= o.warmupSeconds) ?? samples[0];
