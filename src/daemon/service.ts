@@ -255,6 +255,14 @@ export class EndpointService {
         '--config is not taken by the system service: the proxy settings come from its policy directory',
         { hint: `drop --config; an administrator sets them in ${this.#o.paths.dirs.policyDir}` },
       );
+    // Answering a granted name with another address would send the agent's traffic for an
+    // allowed host to any server the user picks: the system service resolves names itself.
+    if (this.#o.paths.mode === 'system' && (req.resolve ?? []).length > 0)
+      throw new CordonError(
+        'DAEMON_OPTION_FORBIDDEN',
+        '--resolve is not taken by the system service: it resolves names itself (a name answered with another address would widen what the manifest grants)',
+        { hint: 'drop --resolve' },
+      );
     const kind = req.kind ?? 'run';
     const id = randomUUID();
     const ctx = (agent: string): EventContext => this.context(agent, id, peer);

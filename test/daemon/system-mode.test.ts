@@ -464,6 +464,19 @@ describe('the system service, run as its own user, with two ordinary users as cl
     });
     expect(unverified.status, unverified.raw).toBe(400);
     expect(unverified.body['code']).toBe('DAEMON_OPTION_FORBIDDEN');
+    // Nor answer a granted name with an address of A's choosing (--resolve), or bring its own
+    // proxy settings (--config): both would widen what the signed manifest grants.
+    for (const extra of [
+      { resolve: ['127.0.0.1.nip.io=203.0.113.9'] },
+      { config: '/tmp/x.json' },
+    ]) {
+      const widened = await curl(as(A), socket, 'POST', '/v1/sessions', {
+        ...openBody(),
+        ...extra,
+      });
+      expect(widened.status, widened.raw).toBe(400);
+      expect(widened.body['code']).toBe('DAEMON_OPTION_FORBIDDEN');
+    }
 
     const out = await runAs<Record<string, { status: number; code: string }>>(
       A,
