@@ -662,6 +662,14 @@ export async function runAuditShip(
   const dirs = resolveDirs(io, opts);
   const config = readAuditConfig(dirs.policyDir);
   const p = auditPaths(dirs.stateDir);
+  // The endpoint service ships continuously; a second shipper on the same cursors would race it.
+  const service = await serviceStatus(io, dirs);
+  if (service !== undefined)
+    throw new CordonError(
+      'DAEMON_RUNNING',
+      `the endpoint service (pid ${service.pid}) ships this log to its sinks already`,
+      { hint: "see `cordon audit status` for each sink's lag; stop the service to ship by hand" },
+    );
   if (config.sinks.length === 0) {
     throw new CordonError('AUDIT_NO_SINKS', `no sinks in ${auditConfigFile(dirs.policyDir)}`, {
       file: auditConfigFile(dirs.policyDir),

@@ -74,6 +74,19 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
   }
 }
 
+/**
+ * Stop the endpoint service `emit-test` started (it ships to the configured sinks itself): the
+ * shippers these tests drive are then the only ones on the cursors.
+ */
+async function stopService(home: string, cordonHome: string): Promise<void> {
+  await cli(['daemon', 'stop'], { home, cordonHome });
+  for (let i = 0; i < 200; i++) {
+    if ((await cli(['daemon', 'status'], { home, cordonHome: cordonHome })).code !== 0) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('the endpoint service did not stop');
+}
+
 describe('SIEM sinks', () => {
   it('HEC, OTLP/HTTP and syslog over TLS each receive every record, across a receiver killed and restarted mid-stream', async () => {
     const home = tempDir();
@@ -121,6 +134,12 @@ describe('SIEM sinks', () => {
     expect((await cli(['audit', 'emit-test', '--count', '3000'], { home, cordonHome })).code).toBe(
       0,
     );
+    // The endpoint service wrote them and would ship them itself: this test's shipper is the
+    // only one (cordon audit ship refuses while the service runs).
+    const ship = await cli(['audit', 'ship', '--once'], { home, cordonHome });
+    expect(ship.code).toBe(3);
+    expect(ship.stderr).toMatch(/DAEMON_RUNNING/);
+    await stopService(home, cordonHome);
     const stateDir = join(cordonHome, 'state');
     const p = auditPaths(stateDir);
     const config = readAuditConfig(policyDir);
@@ -180,6 +199,7 @@ describe('SIEM sinks', () => {
       { name: 'splunk', type: 'splunk-hec', url: `http://127.0.0.1:${port}`, token: 'hec-token' },
     ]);
     await cli(['audit', 'emit-test', '--count', '5'], { home, cordonHome });
+    await stopService(home, cordonHome);
     // In-process: 200 polls of a caught-up log (the shipper asks for the durable head once a poll).
     const warnings: Error[] = [];
     const onWarning = (w: Error): void => void warnings.push(w);
@@ -232,6 +252,7 @@ describe('SIEM sinks', () => {
       { name: 'splunk', type: 'splunk-hec', url: `http://127.0.0.1:${port}`, token: 'wrong' },
     ]);
     await cli(['audit', 'emit-test', '--count', '20'], { home, cordonHome });
+    await stopService(home, cordonHome);
     const r = await cli(['audit', 'ship', '--once', '--max-attempts', '3'], { home, cordonHome });
     expect(r.stderr).toMatch(/HEC answered 401/);
     expect(r.code).toBe(3);
@@ -259,6 +280,7 @@ describe('SIEM sinks', () => {
       },
     ]);
     await cli(['audit', 'emit-test', '--count', '40'], { home, cordonHome });
+    await stopService(home, cordonHome);
     const r = await cli(['audit', 'ship', '--once'], { home, cordonHome });
     expect(r.stderr).toMatch(/rejected part of the batch/);
     expect(r.code).toBe(0);
@@ -295,6 +317,7 @@ describe('SIEM sinks', () => {
       },
     ]);
     await cli(['audit', 'emit-test', '--count', '30'], { home, cordonHome });
+    await stopService(home, cordonHome);
     const first = await cli(['audit', 'ship', '--once', '--max-attempts', '2'], {
       home,
       cordonHome,
