@@ -65,6 +65,7 @@ const AUDIT_IO = [
   'store',
   'open',
   'open-spans',
+  'process-context',
   'reader',
   'proofs',
   'verify',

@@ -1,11 +1,11 @@
 import type { KeyObject } from 'node:crypto';
-import { hostname, type as osType, userInfo } from 'node:os';
+import { hostname } from 'node:os';
 import { keyIdOf } from '../manifest/keys.js';
 import { loadPublicKeyPem } from '../manifest/keys.js';
 import { ensureDeviceKey, policyPaths } from '../store/policy-dir.js';
 import { readFileIfExists } from '../store/files.js';
-import { VERSION } from '../version.js';
 import type { EventContext } from './events.js';
+import { processContext } from './process-context.js';
 import type { CordonError } from '../errors.js';
 import { AuditLog, type AuditLogOptions } from './log.js';
 import { recoverOpenSpans, type SpanRecovery } from './open-spans.js';
@@ -18,26 +18,7 @@ export function logOrigin(deviceKeyId: string): string {
   return `cordon.audit/${host}/${deviceKeyId.slice(0, 16)}`;
 }
 
-/** What every event written by this process says about the host and the acting program. */
-export function processContext(deviceKeyId: string, agent?: string): EventContext {
-  let user: { name: string; uid: string } | undefined;
-  try {
-    const u = userInfo();
-    user = { name: u.username, uid: String(u.uid) };
-  } catch {
-    user = undefined;
-  }
-  return {
-    productVersion: VERSION,
-    device: { hostname: hostname(), uid: deviceKeyId.slice(0, 16), osName: osType() },
-    actor: {
-      name: agent ?? 'cordon',
-      pid: process.pid,
-      processName: 'cordon',
-      ...(user === undefined ? {} : { user }),
-    },
-  };
-}
+export { processContext };
 
 export interface OpenedLog {
   readonly log: AuditLog;

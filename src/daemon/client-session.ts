@@ -1,6 +1,5 @@
-import { hostname, type as osType, userInfo } from 'node:os';
 import type { EventContext, OcsfEvent } from '../audit/events.js';
-import { VERSION } from '../version.js';
+import { processContext } from '../audit/process-context.js';
 import type { Decision, PolicyRequest } from '../policy/types.js';
 import {
   DecideResponseSchema,
@@ -242,21 +241,5 @@ export class ClientSession {
  * identity (from the socket's peer credentials), the session and the device with its own.
  */
 export function clientContext(): EventContext {
-  let user: { name: string; uid: string } | undefined;
-  try {
-    const u = userInfo();
-    user = { name: u.username, uid: String(u.uid) };
-  } catch {
-    user = undefined;
-  }
-  return {
-    productVersion: VERSION,
-    device: { hostname: hostname(), osName: osType() },
-    actor: {
-      name: 'cordon',
-      pid: process.pid,
-      processName: 'cordon',
-      ...(user === undefined ? {} : { user }),
-    },
-  };
+  return processContext(undefined);
 }
