@@ -662,7 +662,12 @@ export async function runAuditShip(
   const dirs = resolveDirs(io, opts);
   const config = readAuditConfig(dirs.policyDir);
   const p = auditPaths(dirs.stateDir);
-  // The endpoint service ships continuously; a second shipper on the same cursors would race it.
+  if (config.sinks.length === 0) {
+    throw new CordonError('AUDIT_NO_SINKS', `no sinks in ${auditConfigFile(dirs.policyDir)}`, {
+      file: auditConfigFile(dirs.policyDir),
+      hint: 'add a "sinks" list (see "Audit sinks" in the README)',
+    });
+  } // The endpoint service ships continuously; a second shipper on the same cursors would race it.
   const service = await serviceStatus(io, dirs);
   if (service !== undefined)
     throw new CordonError(
@@ -670,12 +675,7 @@ export async function runAuditShip(
       `the endpoint service (pid ${service.pid}) ships this log to its sinks already`,
       { hint: "see `cordon audit status` for each sink's lag; stop the service to ship by hand" },
     );
-  if (config.sinks.length === 0) {
-    throw new CordonError('AUDIT_NO_SINKS', `no sinks in ${auditConfigFile(dirs.policyDir)}`, {
-      file: auditConfigFile(dirs.policyDir),
-      hint: 'add a "sinks" list (see "Audit sinks" in the README)',
-    });
-  }
+
   const maxAttempts = opts.maxAttempts === undefined ? 5 : Number(opts.maxAttempts);
   const shipper = new Shipper({
     paths: p,

@@ -12,9 +12,9 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
   ADMIN_GROUP,
   installSystem,
@@ -27,6 +27,7 @@ import {
   uninstallUser,
   userUnit,
   type InstallReport,
+  type ServiceProgram,
 } from '../../src/daemon/install.js';
 import { CordonError } from '../../src/errors.js';
 import { tempDir } from '../helpers.js';
@@ -165,6 +166,26 @@ function codeOf(fn: () => unknown): string {
   }
 }
 
+/**
+ * The program the installs below run: this node and a package in a place the service can see
+ * and only root can change (a checkout may lie under /tmp or /home, which the unit hides; the
+ * refusal of those is tested on its own below).
+ */
+let shippedProgram: ServiceProgram | undefined;
+function prog(): ServiceProgram {
+  if (shippedProgram !== undefined) return shippedProgram;
+  const pkg = mkdtempSync('/run/cordon-install-pkg-');
+  chmodSync(pkg, 0o755);
+  mkdirSync(join(pkg, 'dist/cli'), { recursive: true });
+  writeFileSync(join(pkg, 'dist/cli/bin.js'), '');
+  shippedProgram = { ...serviceProgram(), bin: join(pkg, 'dist/cli/bin.js') };
+  return shippedProgram;
+}
+afterAll(() => {
+  if (shippedProgram !== undefined)
+    rmSync(dirname(dirname(dirname(shippedProgram.bin))), { recursive: true, force: true });
+});
+
 const hostPasswd = readFileSync('/etc/passwd', 'utf8');
 const hostGroup = readFileSync('/etc/group', 'utf8');
 
@@ -172,7 +193,7 @@ describe('cordon daemon install --system (under --root)', () => {
   it('creates the accounts, the directories with their owners and modes, and the unit; the host is untouched', () => {
     rootPrecondition();
     const root = tempDir();
-    const r = installSystem({ root });
+    const r = installSystem({ root, program: prog() });
     expect(r.dryRun).toBe(false);
 
     const user = passwdEntry(root, 'passwd', 'cordon');
@@ -209,9 +230,9 @@ describe('cordon daemon install --system (under --root)', () => {
   it('writes a unit with every hardening directive, running this node and this package', () => {
     rootPrecondition();
     const root = tempDir();
-    installSystem({ root });
+    installSystem({ root, program: prog() });
     const unit = parseUnit(readFileSync(join(root, 'etc/systemd/system/cordond.service'), 'utf8'));
-    const program = serviceProgram();
+    const program = prog();
     expect(directive(unit, 'Service', 'ExecStart')).toBe(
       `${program.node} ${program.bin} daemon --system`,
     );
@@ -294,12 +315,12 @@ describe('cordon daemon install --system (under --root)', () => {
   it('a second install changes nothing', () => {
     rootPrecondition();
     const root = tempDir();
-    installSystem({ root });
+    installSystem({ root, program: prog() });
     const before = ['etc/passwd', 'etc/group', 'etc/systemd/system/cordond.service'].map((f) =>
       readFileSync(join(root, f), 'utf8'),
     );
     const unitIno = lstatSync(join(root, 'etc/systemd/system/cordond.service')).ino;
-    const again = installSystem({ root });
+    const again = installSystem({ root, program: prog() });
     expect(changes(again)).toEqual([]);
     expect(again.steps.length).toBeGreaterThanOrEqual(5);
     expect(
@@ -313,7 +334,7 @@ describe('cordon daemon install --system (under --root)', () => {
   it('a dry run reports the steps and changes nothing', () => {
     rootPrecondition();
     const root = tempDir();
-    const r = installSystem({ root, dryRun: true });
+    const r = installSystem({ root, dryRun: true, program: prog() });
     expect(r.dryRun).toBe(true);
     expect(changes(r).join('\n')).toMatch(/create system user cordon[\s\S]*cordond\.service/);
     expect(existsSync(join(root, 'etc'))).toBe(false);
@@ -326,7 +347,7 @@ describe('cordon daemon install --system (under --root)', () => {
     mkdirSync(join(root, 'etc/cordon'), { recursive: true });
     chmodSync(join(root, 'etc/cordon'), 0o777);
     chownSync(join(root, 'etc/cordon'), NOBODY, NOBODY);
-    const r = installSystem({ root });
+    const r = installSystem({ root, program: prog() });
     expect(changes(r).join('\n')).toMatch(
       /make \/etc\/cordon root:root 755 \(was 65534:65534 777\)/,
     );
@@ -339,7 +360,7 @@ describe('cordon daemon uninstall --system (under --root)', () => {
   it('reverses the install but keeps the audit log, closed to root; --purge removes it', () => {
     rootPrecondition();
     const root = tempDir();
-    installSystem({ root });
+    installSystem({ root, program: prog() });
     const state = join(root, 'var/lib/cordon');
     const uid = Number(passwdEntry(root, 'passwd', 'cordon')![2]);
     writeFileSync(join(state, 'log'), 'records\n');
@@ -349,7 +370,7 @@ describe('cordon daemon uninstall --system (under --root)', () => {
     mkdirSync(wants);
     symlinkSync('/etc/systemd/system/cordond.service', join(wants, 'cordond.service'));
 
-    const r = uninstallSystem({ root });
+    const r = uninstallSystem({ root, program: prog() });
     expect(existsSync(join(root, 'etc/systemd/system/cordond.service'))).toBe(false);
     expect(existsSync(join(wants, 'cordond.service'))).toBe(false);
     expect(passwdEntry(root, 'passwd', 'cordon')).toBeUndefined();
@@ -365,10 +386,10 @@ describe('cordon daemon uninstall --system (under --root)', () => {
     expect(r.steps.map((s) => s.text).join('\n')).toMatch(/keep \/var\/lib\/cordon/);
 
     // Idempotent.
-    expect(changes(uninstallSystem({ root }))).toEqual([]);
+    expect(changes(uninstallSystem({ root, program: prog() }))).toEqual([]);
 
     // A new install leaves the kept directory closed for systemd to hand over at start.
-    const again = installSystem({ root });
+    const again = installSystem({ root, program: prog() });
     expect(changes(again).join('\n')).toMatch(/keep \/var\/lib\/cordon closed/);
     expect(lstatSync(state).uid).toBe(0);
 
@@ -389,13 +410,13 @@ describe('cordon daemon uninstall --system (under --root)', () => {
       join(root, 'etc/group'),
       `root:x:0:\ncordon:x:990:\nalice:x:1000:\n${ADMIN_GROUP}:x:989:alice\n`,
     );
-    const r = installSystem({ root });
+    const r = installSystem({ root, program: prog() });
     expect(r.steps.map((s) => s.text).join('\n')).toMatch(
       /user cordon exists \(uid 990\), made elsewhere/,
     );
     expect(lstatSync(join(root, 'var/lib/cordon')).uid).toBe(990);
 
-    const u = uninstallSystem({ root });
+    const u = uninstallSystem({ root, program: prog() });
     const text = u.steps.map((s) => s.text).join('\n');
     expect(passwdEntry(root, 'passwd', 'cordon')).toBeDefined();
     expect(text).toMatch(/keep user cordon/);
@@ -419,7 +440,7 @@ describe('cordon daemon install --system refuses', () => {
       'cordon:x:1001:1001:Cordon Smith:/home/cordon:/bin/bash\n',
     );
     writeFileSync(join(root, 'etc/group'), 'cordon:x:1001:\n');
-    expect(codeOf(() => installSystem({ root }))).toBe('DAEMON_INSTALL_CONFLICT');
+    expect(codeOf(() => installSystem({ root, program: prog() }))).toBe('DAEMON_INSTALL_CONFLICT');
     expect(existsSync(join(root, 'etc/systemd'))).toBe(false);
     expect(existsSync(join(root, 'var'))).toBe(false);
   });
@@ -430,7 +451,7 @@ describe('cordon daemon install --system refuses', () => {
     mkdirSync(join(root, 'etc'));
     writeFileSync(join(root, 'etc/passwd'), 'bob:x:1002:1002::/home/bob:/bin/bash\n');
     writeFileSync(join(root, 'etc/group'), 'cordon:x:995:bob\n');
-    expect(codeOf(() => installSystem({ root }))).toBe('DAEMON_INSTALL_CONFLICT');
+    expect(codeOf(() => installSystem({ root, program: prog() }))).toBe('DAEMON_INSTALL_CONFLICT');
     expect(passwdEntry(root, 'passwd', 'cordon')).toBeUndefined();
   });
 
@@ -541,8 +562,15 @@ describe('as an ordinary user', () => {
     const dry = cliAs(NOBODY, ['daemon', 'install', '--system', '--root', root, '--dry-run'], {
       HOME: home,
     });
-    expect(dry.status, String(dry.stderr)).toBe(0);
-    expect(String(dry.stdout)).toMatch(/would create system user cordon/);
+    // This checkout is the program a real install would run: one under /tmp or a home is refused
+    // by the dry run as by the install (the service could not see it).
+    if (/^\/(tmp|var\/tmp|home|root|run\/user)\//.test(realpathSync(REPO))) {
+      expect(dry.status, String(dry.stdout)).toBe(1);
+      expect(String(dry.stderr)).toMatch(/DAEMON_INSTALL_UNSAFE/);
+    } else {
+      expect(dry.status, String(dry.stderr)).toBe(0);
+      expect(String(dry.stdout)).toMatch(/would create system user cordon/);
+    }
     expect(existsSync(join(root, 'etc'))).toBe(false);
 
     const ok = cliAs(NOBODY, ['daemon', 'install', '--user'], { HOME: home });
