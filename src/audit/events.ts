@@ -151,7 +151,8 @@ function actor(a: AgentActor, approver?: Person): Record<string, unknown> {
   };
 }
 
-function device(d: DeviceInfo): Record<string, unknown> {
+/** The OCSF device object of an event (the endpoint service stamps it on its clients' events). */
+export function deviceObject(d: DeviceInfo): Record<string, unknown> {
   return {
     hostname: d.hostname,
     ...(d.osName === undefined ? {} : { os: { name: d.osName, type_id: 200 } }),
@@ -173,7 +174,7 @@ function base(
     severity_id: SEVERITY[severity],
     metadata: metadata(ctx),
     actor: actor(ctx.actor, approver),
-    device: device(ctx.device),
+    device: deviceObject(ctx.device),
   };
 }
 

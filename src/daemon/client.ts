@@ -43,9 +43,19 @@ export function daemonTarget(
   systemSocket: string = SYSTEM_PATHS.socket,
 ): DaemonTarget {
   const explicit = env['CORDON_SOCKET'];
+  const system = existsSync(systemSocket);
+  // On a machine with a system service, an environment variable must not route the user's
+  // agents to a daemon of the user's own (with a trust store of the user's own): that would
+  // widen what the organisation's signed policy allows.
+  if (system && explicit !== undefined && explicit !== '' && explicit !== systemSocket)
+    throw new CordonError(
+      'DAEMON_OPTION_FORBIDDEN',
+      `CORDON_SOCKET=${explicit}: this machine has a system service (${systemSocket}), which every client uses`,
+      { hint: 'unset CORDON_SOCKET' },
+    );
   if (explicit !== undefined && explicit !== '')
     return { socket: explicit, via: 'CORDON_SOCKET', dirs };
-  if (existsSync(systemSocket)) return { socket: systemSocket, via: 'system', dirs };
+  if (system) return { socket: systemSocket, via: 'system', dirs };
   const socket = userSocket(env, home, dirs);
   // The user daemon's directories must be this user's own before anything is said to what
   // listens there: another user may have created /tmp/cordon-<uid> first and serve a daemon of

@@ -9,7 +9,7 @@ import { lockExclusive } from '../native.js';
 import type { Decision, PolicyRequest } from '../policy/types.js';
 import type { CheckRequest, StatusResponse } from '../protocol/daemon.js';
 import { VERSION } from '../version.js';
-import { ADMIN_GROUP, ensurePrivateDir, type DaemonPaths } from './paths.js';
+import { ADMIN_GROUP, passwdEntry, ensurePrivateDir, type DaemonPaths } from './paths.js';
 import { peerOf, type Peer } from './peer.js';
 import { createApiServer, listenSocket } from './server.js';
 import { ContinuousShipper } from './shipper.js';
@@ -62,15 +62,8 @@ function groupsOf(pid: number): number[] {
 }
 
 function passwdHome(uid: number): string | undefined {
-  try {
-    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
-      const f = line.split(':');
-      if (f[2] === String(uid) && f[5] !== undefined && f[5].startsWith('/')) return f[5];
-    }
-  } catch {
-    // no passwd
-  }
-  return undefined;
+  const home = passwdEntry(uid)?.home;
+  return home !== undefined && home.startsWith('/') ? home : undefined;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdirSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultDirs, type CordonDirs } from '../env.js';
 import { CordonError } from '../errors.js';
@@ -99,4 +99,17 @@ export function checkSocketPath(path: string): void {
         hint: 'use a shorter runtime directory (XDG_RUNTIME_DIR, --runtime-dir or --socket)',
       },
     );
+}
+
+/** A user's name and home from the local user database (/etc/passwd), by uid. */
+export function passwdEntry(uid: number): { name: string; home: string } | undefined {
+  try {
+    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const f = line.split(':');
+      if (f[2] === String(uid) && f[0] !== undefined) return { name: f[0], home: f[5] ?? '' };
+    }
+  } catch {
+    // no user database: the caller names the user by uid
+  }
+  return undefined;
 }

@@ -12,6 +12,7 @@ import type net from 'node:net';
 import { join } from 'node:path';
 import {
   apiActivityEvent,
+  deviceObject,
   logActivityEvent,
   processActivityEvent,
   type EventContext,
@@ -50,6 +51,7 @@ import { checkLaunch } from './launch-check.js';
 import {
   checkSocketPath,
   EGRESS_SOCKET_NAME,
+  passwdEntry,
   sessionEgressDir,
   type DaemonPaths,
 } from './paths.js';
@@ -203,15 +205,7 @@ export class EndpointService {
   }
 
   #lookupUserName(uid: number): string {
-    try {
-      for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
-        const f = line.split(':');
-        if (f[2] === String(uid) && f[0] !== undefined) return f[0];
-      }
-    } catch {
-      // no passwd: the uid alone names the user
-    }
-    return `uid:${uid}`;
+    return passwdEntry(uid)?.name ?? `uid:${uid}`;
   }
 
   homeFor(peer: Peer): string {
@@ -682,7 +676,7 @@ export class EndpointService {
       let stop: Error | undefined;
       // Who sent the batch and where: the same for every event in it.
       const ctx = this.context(s.policy.ref.agent, s.id, peer);
-      const device = deviceOf(ctx);
+      const device = deviceObject(ctx.device);
       for (const { seq, event } of events) {
         if (seq <= last) continue;
         if (seq !== last + 1) {
@@ -1133,8 +1127,10 @@ export class EndpointService {
         await this.close(s);
         continue;
       }
-      await this.#startProxy(s);
+      // A manifest that no longer verifies is quarantined before its proxy listens again, so the
+      // proxy starts denying everything (never a moment of egress under a revoked manifest).
       if (invalid !== undefined) await this.quarantine(s, invalid, 'MANIFEST_NO_LONGER_VALID');
+      await this.#startProxy(s);
     }
     this.#recoverAcked(restored.filter((s) => this.sessions.has(s.id)));
   }
@@ -1226,14 +1222,4 @@ function withoutManifest(req: OpenSessionRequest): Omit<OpenSessionRequest, 'man
   const rest: Partial<OpenSessionRequest> = { ...req };
   delete rest.manifest;
   return rest as Omit<OpenSessionRequest, 'manifest'>;
-}
-
-function deviceOf(ctx: EventContext): Record<string, unknown> {
-  const d = ctx.device;
-  return {
-    hostname: d.hostname,
-    ...(d.osName === undefined ? {} : { os: { name: d.osName, type_id: 200 } }),
-    type_id: 0,
-    ...(d.uid === undefined ? {} : { uid: d.uid }),
-  };
 }

@@ -63,3 +63,30 @@ describe('thin clients load only what they need', () => {
     }
   });
 });
+
+describe('which service a client uses', () => {
+  it('on a machine with a system service, CORDON_SOCKET cannot send clients to another daemon', async () => {
+    const { daemonTarget } = await import('../../src/daemon/client.js');
+    const dir = mkdtempSync(join(tmpdir(), 'cordon-target-'));
+    const system = join(dir, 'system.sock');
+    const dirs = { policyDir: join(dir, 'p'), stateDir: join(dir, 's') };
+    // No system service: CORDON_SOCKET names the daemon (tests, a second service).
+    expect(
+      daemonTarget({ CORDON_SOCKET: join(dir, 'mine.sock') }, dir, dirs, system),
+    ).toMatchObject({ via: 'CORDON_SOCKET', socket: join(dir, 'mine.sock') });
+    // With one, every client uses it: a daemon of the user's own (its own trust store) is refused.
+    writeFileSync(system, '');
+    let code: string | undefined;
+    try {
+      daemonTarget({ CORDON_SOCKET: join(dir, 'mine.sock') }, dir, dirs, system);
+    } catch (e) {
+      code = (e as { code?: string }).code;
+    }
+    expect(code).toBe('DAEMON_OPTION_FORBIDDEN');
+    expect(daemonTarget({ CORDON_SOCKET: system }, dir, dirs, system)).toMatchObject({
+      via: 'CORDON_SOCKET',
+      socket: system,
+    });
+    expect(daemonTarget({}, dir, dirs, system)).toMatchObject({ via: 'system', socket: system });
+  });
+});
