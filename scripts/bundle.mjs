@@ -6,9 +6,7 @@
 import { sep } from 'node:path';
 import { build } from 'esbuild';
 
-await build({
-  entryPoints: ['dist/cli/main.js'],
-  outfile: 'dist/cli/cordon.cjs',
+const common = {
   bundle: true,
   platform: 'node',
   format: 'cjs',
@@ -36,6 +34,14 @@ await build({
       },
     },
   ],
+};
+await build({ ...common, entryPoints: ['dist/cli/main.js'], outfile: 'dist/cli/cordon.cjs' });
+// `cordon run` alone: the bin runs an ordinary `cordon run` command line from this much smaller
+// bundle (no commander, no policy engine, no proxy), and everything else from the whole CLI.
+await build({
+  ...common,
+  entryPoints: ['dist/cli/run-entry.js'],
+  outfile: 'dist/cli/cordon-run.cjs',
 });
 
 // Fill the code cache now, so the first real start is already fast.

@@ -1,12 +1,15 @@
 #!/usr/bin/env -S node --no-turbo-inline-js-wasm-calls
 /**
  * The `cordon` command: runs the single-file CLI bundle (`cordon.cjs`, built by
- * `npm run build`) through V8's code cache, so a start-up compiles almost nothing. The cache
- * (`cordon.cjs.cache`) is made on the machine that runs it: at `npm install` and after a run
- * where the package directory is writable. It is not shipped in the package, because V8 keeps
- * the file name it was made under (stack traces would name the packing machine's files); a
- * cache made under another path, or rejected by V8 (another Node version or flags), is ignored
- * and replaced: it only ever saves time.
+ * `npm run build`) through V8's code cache, so a start-up compiles almost nothing. An ordinary
+ * `cordon run` command line first goes to the smaller bundle of that verb alone
+ * (`cordon-run.cjs`), which hands anything it does not recognise back to the whole CLI.
+ *
+ * Each cache (`<bundle>.cache`) is made on the machine that runs it: at `npm install` and after
+ * a run where the package directory is writable. It is not shipped in the package, because V8
+ * keeps the file name it was made under (stack traces would name the packing machine's files);
+ * a cache made under another path, or rejected by V8 (another Node version or flags), is
+ * ignored and replaced: it only ever saves time.
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -20,43 +23,81 @@ import { Script } from 'node:vm';
 setFlagsFromString('--no-turbo-inline-js-wasm-calls');
 
 const dir = dirname(fileURLToPath(import.meta.url));
-const file = join(dir, 'cordon.cjs');
-const cacheFile = `${file}.cache`;
-// The bundle keeps main.ts's hashbang line; as a function body it must be a comment.
-const source = readFileSync(file, 'utf8').replace(/^#!/, '//');
-// The cache starts with the bundle's path it was made for, then a NUL, then V8's data.
-const header = Buffer.from(`${file}\0`);
-let cachedData: Buffer | undefined;
-try {
-  const raw = readFileSync(cacheFile);
-  cachedData = raw.subarray(0, header.length).equals(header)
-    ? raw.subarray(header.length)
-    : undefined;
-} catch {
-  cachedData = undefined;
-}
-const wrapped = `(function (exports, require, module, __filename, __dirname) {${source}\n})`;
-const script = new Script(wrapped, {
-  filename: file,
-  ...(cachedData === undefined ? {} : { cachedData }),
-});
-const module = { exports: {} };
-(script.runInThisContext() as (...a: unknown[]) => void)(
-  module.exports,
-  createRequire(file),
-  module,
-  file,
-  dir,
-);
-if (cachedData === undefined || script.cachedDataRejected === true) {
-  // After the run, the cache also holds the functions this run compiled.
+// The kinds of cache (below): made by a run that used all of its bundle, or part of it.
+const F = 0x46;
+const P = 0x50;
+
+/**
+ * Run one bundle (CommonJS) from its code cache; returns its exports. The cache is made again
+ * when it is missing or rejected, and when it was made by a run that used only part of the
+ * bundle (`complete` says whether this run used all of it: a `cordon run` that failed early
+ * compiled little of the session's code).
+ */
+function load(name: string, complete: () => boolean = () => true): Record<string, unknown> {
+  const file = join(dir, name);
+  const cacheFile = `${file}.cache`;
+  // The bundle keeps its entry's hashbang line; as a function body it must be a comment.
+  const source = readFileSync(file, 'utf8').replace(/^#!/, '//');
+  // The cache starts with the bundle's path it was made for, then a NUL, then F (made by a run
+  // that used all of the bundle) or P (part of it), then V8's data.
+  const header = Buffer.from(`${file}\0`);
+  let cachedData: Buffer | undefined;
+  let partial = false;
+  try {
+    const raw = readFileSync(cacheFile);
+    const kind = raw[header.length];
+    if (raw.subarray(0, header.length).equals(header) && (kind === F || kind === P)) {
+      cachedData = raw.subarray(header.length + 1);
+      partial = kind === P;
+    }
+  } catch {
+    cachedData = undefined;
+  }
+  const wrapped = `(function (exports, require, module, __filename, __dirname) {${source}\n})`;
+  const script = new Script(wrapped, {
+    filename: file,
+    ...(cachedData === undefined ? {} : { cachedData }),
+  });
+  const module = { exports: {} as Record<string, unknown> };
+  (script.runInThisContext() as (...a: unknown[]) => void)(
+    module.exports,
+    createRequire(file),
+    module,
+    file,
+    dir,
+  );
   process.once('beforeExit', () => {
+    const full = complete();
+    if (cachedData !== undefined && script.cachedDataRejected !== true && !(partial && full))
+      return;
+    // After the run, the cache also holds the functions this run compiled.
     try {
       const tmp = `${cacheFile}.${process.pid}`;
-      writeFileSync(tmp, Buffer.concat([header, script.createCachedData()]));
+      writeFileSync(
+        tmp,
+        Buffer.concat([header, Buffer.of(full ? F : P), script.createCachedData()]),
+      );
       renameSync(tmp, cacheFile);
     } catch {
       // a read-only install: every start compiles from source
     }
   });
+  return module.exports;
 }
+
+/** Whether the verb is `run` (past the program's own options, each with its value). */
+function isRun(argv: readonly string[]): boolean {
+  let i = 0;
+  while (argv[i] === '--policy-dir' || argv[i] === '--state-dir') i += 2;
+  return argv[i] === 'run';
+}
+
+const argv = process.argv.slice(2);
+let fast: number | undefined;
+if (isRun(argv)) {
+  const run = load('cordon-run.cjs', () => (run['sessionRan'] as () => boolean)());
+  fast = await (run['runEntry'] as (a: string[]) => Promise<number | undefined>)(argv);
+}
+// The whole CLI runs itself when loaded as the `cordon` bin's bundle.
+if (fast === undefined) load('cordon.cjs');
+else process.exitCode = fast;

@@ -84,9 +84,11 @@ export async function runRun(
   );
   const session = new ClientSession(client, opened, diag);
   const manifest = opened.manifest as unknown as Manifest;
+  // One look-up of the user (the passwd database) for every event of the session.
+  const base = clientContext();
   const context = {
-    ...clientContext(),
-    actor: { ...clientContext().actor, name: opened.ref.agent, session: session.id },
+    ...base,
+    actor: { ...base.actor, name: opened.ref.agent, session: session.id },
   };
   let exitCode: number | undefined;
   try {
