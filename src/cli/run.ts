@@ -1,8 +1,11 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
-import { resolve as resolvePath } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { processActivityEvent, type EventContext } from '../audit/events.js';
 import { connectDaemon } from '../daemon/client.js';
+import { SYSTEM_PATHS, userRuntimeDir } from '../daemon/paths.js';
+import type { CordonDirs } from '../env.js';
+import { parseStrictJson } from '../manifest/json.js';
 import { ClientSession, clientContext } from '../daemon/client-session.js';
 import { CordonError } from '../errors.js';
 import { ENVELOPE_MAX_BYTES } from '../manifest/limits.js';
@@ -14,7 +17,13 @@ import {
   sandboxLimits,
   sandboxPrerequisites,
 } from '../endpoint/launch-flags.js';
-import { runSession, type SessionControl } from '../sandbox/launcher.js';
+import {
+  draftPlan,
+  runSession,
+  type PlanDraft,
+  type PlanDraftInput,
+  type SessionControl,
+} from '../sandbox/launcher.js';
 import { recoverPersistence, settlePersistence } from '../sandbox/persistence.js';
 import { readFileCapped } from '../store/files.js';
 import { packageEntries } from '../package-files.js';
@@ -64,13 +73,14 @@ export async function runRun(
   const bytes = readFileCapped(opts.manifest, ENVELOPE_MAX_BYTES);
   const client = await connectDaemon(io.env, io.home, dirs);
   const diag = (m: string): void => io.stderr(`cordon run: ${m}\n`);
-  const opened = await client.request(
+  const command_ = [argv0, ...command.slice(1)];
+  const opening = client.request(
     'POST',
     '/v1/sessions',
     {
       manifest: bytes.toString('base64'),
       manifestPath: resolvePath(opts.manifest),
-      command: [argv0, ...command.slice(1)],
+      command: command_,
       cwd,
       home: io.home,
       ...(narrowed.length === 0 ? {} : { agentRuntimes: narrowed }),
@@ -82,6 +92,33 @@ export async function runRun(
     },
     OpenSessionResponseSchema,
   );
+  // While the service verifies the manifest and opens the session, the sandbox is planned from
+  // the manifest as read here; the plan is used only if the session turns out to have been
+  // opened with exactly what it was made from.
+  opening.catch(() => undefined);
+  let draft: PlanDraft | undefined;
+  if (prereq !== undefined && narrowed.length === 0) {
+    // Once the request is on its way.
+    await new Promise((r) => setImmediate(r));
+    draft = draftFromBytes(bytes, {
+      home: io.home,
+      cwd,
+      command: command_,
+      hidden: [
+        ...new Set([
+          dirs.policyDir,
+          dirs.stateDir,
+          ...expectedServiceDirs(client.socket, io.env, dirs),
+        ]),
+      ],
+      helperPath: prereq.helper,
+      parentEnv: io.env,
+      limits,
+    });
+  }
+  // Sessions whose `cordon run` died before its persistence guard ran are checked once it is open.
+  const recovered = recoverPersistence(dirs.stateDir);
+  const opened = await opening;
   const session = new ClientSession(client, opened, diag);
   const manifest = opened.manifest as unknown as Manifest;
   // One look-up of the user (the passwd database) for every event of the session.
@@ -92,8 +129,6 @@ export async function runRun(
   };
   let exitCode: number | undefined;
   try {
-    // Sessions whose `cordon run` died before its persistence guard ran are checked now.
-    const recovered = recoverPersistence(dirs.stateDir);
     await settlePersistence(
       dirs.stateDir,
       recovered,
@@ -116,8 +151,9 @@ export async function runRun(
         ref: opened.ref,
         context,
         stateDir: dirs.stateDir,
-        command: [argv0, ...command.slice(1)],
+        command: command_,
         agentRuntimes: opened.agentRuntimes,
+        ...(draft === undefined ? {} : { draft }),
         guardrails: { facts: opened.guardrails, text: opened.guardrailsText },
         egressDir: opened.egressDir,
         hidden: [...new Set([dirs.policyDir, dirs.stateDir, ...opened.hidden])],
@@ -211,4 +247,48 @@ async function runUnsandboxed(
     ),
   );
   return code;
+}
+
+/**
+ * A plan drafted from the manifest file as read here (not yet verified: the draft is used only
+ * if the verified manifest has the same fields), with the runtimes the service will give a
+ * session that does not narrow them.
+ */
+function draftFromBytes(
+  bytes: Buffer,
+  input: Omit<PlanDraftInput, 'manifest' | 'agentRuntimes'>,
+): PlanDraft | undefined {
+  let manifest: Record<string, unknown>;
+  try {
+    const envelope = parseStrictJson(bytes) as { payload?: unknown };
+    if (typeof envelope.payload !== 'string') return undefined;
+    manifest = parseStrictJson(Buffer.from(envelope.payload, 'base64')) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  const list = (k: string): unknown[] => {
+    const v = manifest[k];
+    return Array.isArray(v) ? v : [];
+  };
+  const agentRuntimes = list('agentRuntimes').map((r, i) => ({
+    path: typeof r === 'string' && r.startsWith('~/') ? join(input.home, r.slice(2)) : String(r),
+    rule: `/agentRuntimes/${i}`,
+  }));
+  return draftPlan({
+    ...input,
+    manifest: Object.fromEntries(
+      ['readPaths', 'writePaths', 'overrides', 'requiresApproval', 'commandsAllowed', 'env'].map(
+        (k) => [k, list(k)],
+      ),
+    ) as unknown as Manifest,
+    agentRuntimes,
+  });
+}
+
+/** The directories the service hides from its sessions, as this client expects them. */
+function expectedServiceDirs(socket: string, env: NodeJS.ProcessEnv, dirs: CordonDirs): string[] {
+  const runtime = userRuntimeDir(env);
+  return socket.startsWith(runtime + '/')
+    ? [dirs.policyDir, dirs.stateDir, runtime]
+    : [SYSTEM_PATHS.policyDir, SYSTEM_PATHS.stateDir, SYSTEM_PATHS.runtimeDir];
 }

@@ -12,6 +12,7 @@ import {
 } from '../audit/events.js';
 import { CordonError } from '../errors.js';
 import type { Decision, PolicyRequest } from '../policy/types.js';
+import { canonicalize } from '../manifest/canonical.js';
 import {
   planSandbox,
   SANDBOX_HELPER,
@@ -72,6 +73,8 @@ export interface SessionOptions extends Pick<
   readonly onDiagnostic: (message: string) => void;
   /** How often the process tree is sampled for the audit log (after 3 s of 100 ms). */
   readonly sampleIntervalMs?: number;
+  /** A plan made while the service was opening the session (used only if made from the same). */
+  readonly draft?: PlanDraft;
 }
 
 export interface SessionResult {
@@ -110,6 +113,96 @@ const MAX_PROCESS_EVENTS = 1000;
 // Rounds of decisions the plan may ask for (each round answers what the previous one asked).
 const PLAN_ROUNDS = 4;
 
+/** The manifest's fields a plan is made from (planSandbox reads no others). */
+const PLAN_FIELDS = [
+  'readPaths',
+  'writePaths',
+  'overrides',
+  'requiresApproval',
+  'commandsAllowed',
+  'env',
+] as const;
+
+/** What a plan is made of, but the session it is for. */
+export type PlanDraftInput = Omit<
+  SandboxPlanInput,
+  'egressDir' | 'session' | 'allows' | 'createMissing'
+>;
+
+/**
+ * A sandbox plan made ahead of the session, while the service verifies the manifest and opens
+ * it, from the manifest as read here: `key` names everything it was made from.
+ */
+export interface PlanDraft {
+  readonly key: string;
+  readonly plan: SandboxPlan;
+}
+
+// Stand-ins for the session's egress directory and id, known once it is open. A NUL is in no
+// path or environment value, so they cannot be mistaken for anything else.
+const EGRESS_STAND_IN = '\0egress';
+const SESSION_STAND_IN = '\0session';
+
+/** Everything a plan depends on but the session, in one canonical string. */
+function planKey(input: PlanDraftInput): string {
+  const m = input.manifest as unknown as Record<string, unknown>;
+  return canonicalize({
+    manifest: Object.fromEntries(PLAN_FIELDS.map((f) => [f, m[f] ?? null])),
+    home: input.home,
+    cwd: input.cwd,
+    command: input.command,
+    agentRuntimes: input.agentRuntimes,
+    hidden: input.hidden,
+    helperPath: input.helperPath,
+    // (process.env is no plain object)
+    parentEnv: { ...input.parentEnv },
+    limits: input.limits,
+  });
+}
+
+/**
+ * Plan the sandbox ahead of the session, from a manifest not yet verified: it only reads the
+ * file system (a plan that would make a directory stops), and it is used only if the session
+ * the service opens has exactly these inputs (the verified manifest's fields, the runtimes, the
+ * hidden directories); anything else (an error, a question for the decision point) gives no
+ * draft, and the plan is made after the session is open, as without one.
+ */
+export function draftPlan(input: PlanDraftInput): PlanDraft | undefined {
+  let asked = false;
+  try {
+    const plan = planSandbox({
+      ...input,
+      egressDir: EGRESS_STAND_IN,
+      session: SESSION_STAND_IN,
+      createMissing: false,
+      allows: () => {
+        asked = true;
+        return false;
+      },
+    });
+    return asked ? undefined : { key: planKey(input), plan };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The draft as the plan of this session, if it was made from exactly these inputs. */
+export function planFromDraft(
+  draft: PlanDraft | undefined,
+  input: Omit<SandboxPlanInput, 'allows'>,
+): SandboxPlan | undefined {
+  if (draft === undefined || draft.key !== planKey(input)) return undefined;
+  const bwrapArgs = draft.plan.bwrapArgs.map((a) => (a === EGRESS_STAND_IN ? input.egressDir : a));
+  const env = { ...draft.plan.env, CORDON_SESSION: input.session };
+  // Each stand-in was replaced where the plan put it, and nowhere else was one.
+  if (
+    bwrapArgs.filter((a) => a === input.egressDir).length !== 1 ||
+    [...bwrapArgs, ...Object.values(env)].some((a) => a.includes('\0'))
+  )
+    return undefined;
+  return { ...draft.plan, bwrapArgs, env };
+}
+
 /**
  * Plan the sandbox with the service's decisions: the plan asks whether a path reached through a
  * link is allowed; unknown answers count as "no" for one round, are asked of the service in one
@@ -119,6 +212,8 @@ async function planWithDecisions(
   o: SessionOptions,
   input: Omit<SandboxPlanInput, 'allows'>,
 ): Promise<SandboxPlan> {
+  const drafted = planFromDraft(o.draft, input);
+  if (drafted !== undefined) return drafted;
   const known = new Map<string, boolean>();
   for (let round = 0; ; round++) {
     const asked = new Map<string, PolicyRequest>();

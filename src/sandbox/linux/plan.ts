@@ -72,7 +72,16 @@ export interface SandboxPlanInput {
    * grants are not mounted.
    */
   readonly allows?: (path: string, write: boolean) => boolean;
+  /**
+   * Whether the plan may make the missing directories that hold masks (default yes). A plan
+   * made ahead of the service's verdict changes nothing on disk: it stops instead
+   * (PlanNeedsWrites) and the plan is made again once the session is open.
+   */
+  readonly createMissing?: boolean;
 }
+
+/** A plan made with `createMissing: false` would have had to make a directory. */
+export class PlanNeedsWrites extends Error {}
 
 /** A grant as mounted: where the manifest said, where it really is, and how it was mounted. */
 export interface MountedGrant {
@@ -707,6 +716,7 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   for (const [a, missing] of [...holders.entries()].sort(
     ([x], [y]) => x.split(sep).length - y.split(sep).length,
   )) {
+    if (missing && input.createMissing === false) throw new PlanNeedsWrites(a);
     if (missing) mkdirSync(a, { recursive: true, mode: 0o755 });
     holderOps.push('--bind', a, a);
     expect.set(a, fileId(a));
