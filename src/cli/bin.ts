@@ -11,18 +11,27 @@
  * a cache made under another path, or rejected by V8 (another Node version or flags), is
  * ignored and replaced: it only ever saves time.
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { setFlagsFromString } from 'node:v8';
-import { Script } from 'node:vm';
+import type * as Fs from 'node:fs';
+import type * as Path from 'node:path';
+import type * as Url from 'node:url';
+import type * as V8 from 'node:v8';
+import type * as Vm from 'node:vm';
+
+// Built-in modules through require: importing one as an ES module builds a facade of all its
+// exports, and node:fs's include getters that load the stream modules (time every start pays).
+const builtin = createRequire(import.meta.url);
+const fs = builtin('node:fs') as typeof Fs;
+const path = builtin('node:path') as typeof Path;
+const { fileURLToPath } = builtin('node:url') as typeof Url;
+const { setFlagsFromString } = builtin('node:v8') as typeof V8;
+const { Script } = builtin('node:vm') as typeof Vm;
 
 // The same V8 flags however the bin is started (a cache made under other flags is rejected);
 // this one also keeps Cedar's wasm calls out of an inlining path that crashed.
 setFlagsFromString('--no-turbo-inline-js-wasm-calls');
 
-const dir = dirname(fileURLToPath(import.meta.url));
+const dir = path.dirname(fileURLToPath(import.meta.url));
 // The kinds of cache (below): made by a run that used all of its bundle, or part of it.
 const F = 0x46;
 const P = 0x50;
@@ -37,17 +46,17 @@ function load(
   name: string,
   complete: () => boolean = () => true,
 ): { exports: Record<string, unknown>; saveCache: () => void } {
-  const file = join(dir, name);
+  const file = path.join(dir, name);
   const cacheFile = `${file}.cache`;
   // The bundle keeps its entry's hashbang line; as a function body it must be a comment.
-  const source = readFileSync(file, 'utf8').replace(/^#!/, '//');
+  const source = fs.readFileSync(file, 'utf8').replace(/^#!/, '//');
   // The cache starts with the bundle's path it was made for, then a NUL, then F (made by a run
   // that used all of the bundle) or P (part of it), then V8's data.
   const header = Buffer.from(`${file}\0`);
   let cachedData: Buffer | undefined;
   let partial = false;
   try {
-    const raw = readFileSync(cacheFile);
+    const raw = fs.readFileSync(cacheFile);
     const kind = raw[header.length];
     if (raw.subarray(0, header.length).equals(header) && (kind === F || kind === P)) {
       cachedData = raw.subarray(header.length + 1);
@@ -76,11 +85,11 @@ function load(
     // After the run, the cache also holds the functions this run compiled.
     try {
       const tmp = `${cacheFile}.${process.pid}`;
-      writeFileSync(
+      fs.writeFileSync(
         tmp,
         Buffer.concat([header, Buffer.of(full ? F : P), script.createCachedData()]),
       );
-      renameSync(tmp, cacheFile);
+      fs.renameSync(tmp, cacheFile);
     } catch {
       // a read-only install: every start compiles from source
     }

@@ -271,14 +271,20 @@ function lstatOrUndefined(p: string): ReturnType<typeof lstatSync> | undefined {
 /** `3.N` of every python3.N in the usual program directories. */
 function hostPythonVersions(): string[] {
   const out = new Set<string>();
+  // /bin is /usr/bin on most systems now: a directory of a thousand names is read once.
+  const read = new Set<string>();
   for (const dir of ['/usr/bin', '/usr/local/bin', '/bin', '/opt/homebrew/bin']) {
     let names: string[];
     try {
-      names = readdirSync(dir);
+      const real = realpathSync(dir);
+      if (read.has(real)) continue;
+      read.add(real);
+      names = readdirSync(real);
     } catch {
       continue;
     }
     for (const n of names) {
+      if (!n.startsWith('python3.')) continue;
       const v = /^python(3\.\d+)$/.exec(n)?.[1];
       if (v !== undefined) out.add(v);
     }
