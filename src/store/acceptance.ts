@@ -48,11 +48,18 @@ export class FileAcceptanceStore implements AcceptanceStore {
     }
   }
 
-  /** Re-read under the lock, apply `change`, write atomically: concurrent verifiers never lose each other's records. */
+  /**
+   * Re-read under the lock, apply `change`, write atomically: concurrent verifiers never lose
+   * each other's records. A change that returns the state it was given has nothing to record:
+   * the file is left as it is (every verification of an unchanged manifest would otherwise pay
+   * for a durable write).
+   */
   private update(change: (s: State) => State): void {
     withFileLock(this.file, () => {
-      this.state = change(this.load());
-      writeFileAtomic(this.file, JSON.stringify(this.state, null, 2) + '\n', 0o600);
+      const read = this.load();
+      this.state = change(read);
+      if (this.state !== read)
+        writeFileAtomic(this.file, JSON.stringify(this.state, null, 2) + '\n', 0o600);
     });
   }
 

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -115,6 +115,29 @@ describe('FileAcceptanceStore', () => {
     const c = new FileAcceptanceStore(d);
     expect(c.lastAccepted('x')?.version).toBe('2.0.0');
     expect(c.revocationSerial()).toBe(5);
+  });
+
+  it('writes only what is newer: verifying an accepted version again leaves the file alone', () => {
+    const d = tempDir();
+    const a = new FileAcceptanceStore(d);
+    const file = join(d, 'accepted.json');
+    a.accept('x', '2.0.0', 'sha256:a', new Date());
+    a.acceptRevocationSerial(5, new Date());
+    // A write replaces the file (a fresh modification time); nothing newer, nothing written.
+    const untouched = (): boolean => statSync(file).mtimeMs === 0;
+    utimesSync(file, 0, 0);
+    a.accept('x', '2.0.0', 'sha256:a', new Date());
+    a.accept('x', '1.0.0', 'sha256:b', new Date());
+    a.acceptRevocationSerial(5, new Date());
+    a.acceptRevocationSerial(4, new Date());
+    expect(untouched()).toBe(true);
+    a.accept('x', '2.0.1', 'sha256:c', new Date());
+    expect(untouched()).toBe(false);
+    expect(new FileAcceptanceStore(d).lastAccepted('x')).toMatchObject({ version: '2.0.1' });
+    utimesSync(file, 0, 0);
+    a.acceptRevocationSerial(6, new Date());
+    expect(untouched()).toBe(false);
+    expect(new FileAcceptanceStore(d).revocationSerial()).toBe(6);
   });
 
   it('concurrent cordon processes verifying different agents all get recorded', async () => {
