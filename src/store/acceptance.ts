@@ -49,12 +49,19 @@ export class FileAcceptanceStore implements AcceptanceStore {
   }
 
   /**
-   * Re-read under the lock, apply `change`, write atomically: concurrent verifiers never lose
-   * each other's records. A change that returns the state it was given has nothing to record:
-   * the file is left as it is (every verification of an unchanged manifest would otherwise pay
-   * for a durable write).
+   * Apply `change` to the state as it is on disk, and record the result. A change that returns
+   * the state it was given has nothing to record, and the file is left as it is: verifying an
+   * accepted manifest again (every session's open) pays for no lock and no durable write. That
+   * look needs no lock: the file is only ever replaced whole, and only by a newer version or
+   * serial, so what is already covered stays covered. Anything newer is written under the
+   * lock, re-read there, so concurrent verifiers never lose each other's records.
    */
   private update(change: (s: State) => State): void {
+    const seen = this.load();
+    if (change(seen) === seen) {
+      this.state = seen;
+      return;
+    }
     withFileLock(this.file, () => {
       const read = this.load();
       this.state = change(read);

@@ -124,8 +124,11 @@ describe('FileAcceptanceStore', () => {
     a.accept('x', '2.0.0', 'sha256:a', new Date());
     a.acceptRevocationSerial(5, new Date());
     // A write replaces the file (a fresh modification time); nothing newer, nothing written.
-    const untouched = (): boolean => statSync(file).mtimeMs === 0;
+    // Nor is the lock taken (its file holds the holder's pid, written as it is taken).
+    const lock = `${file}.lock`;
+    const untouched = (): boolean => statSync(file).mtimeMs === 0 && statSync(lock).mtimeMs === 0;
     utimesSync(file, 0, 0);
+    utimesSync(lock, 0, 0);
     a.accept('x', '2.0.0', 'sha256:a', new Date());
     a.accept('x', '1.0.0', 'sha256:b', new Date());
     a.acceptRevocationSerial(5, new Date());
@@ -135,6 +138,7 @@ describe('FileAcceptanceStore', () => {
     expect(untouched()).toBe(false);
     expect(new FileAcceptanceStore(d).lastAccepted('x')).toMatchObject({ version: '2.0.1' });
     utimesSync(file, 0, 0);
+    utimesSync(lock, 0, 0);
     a.acceptRevocationSerial(6, new Date());
     expect(untouched()).toBe(false);
     expect(new FileAcceptanceStore(d).revocationSerial()).toBe(6);
