@@ -191,7 +191,9 @@ export function isWithin(child: string, parent: string): boolean {
 
 function realOrUndefined(p: string): string | undefined {
   try {
-    return realpathSync(p);
+    // One realpath(3) call, where Node's own resolution lstats each component in script: a
+    // launch resolves a few hundred paths.
+    return realpathSync.native(p);
   } catch {
     return undefined;
   }
@@ -276,7 +278,7 @@ function hostPythonVersions(): string[] {
   for (const dir of ['/usr/bin', '/usr/local/bin', '/bin', '/opt/homebrew/bin']) {
     let names: string[];
     try {
-      const real = realpathSync(dir);
+      const real = realpathSync.native(dir);
       if (read.has(real)) continue;
       read.add(real);
       names = readdirSync(real);
