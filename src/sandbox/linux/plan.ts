@@ -696,9 +696,9 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     masked.push(path);
   };
   const masksAt = b.length;
+  const shown = [...visible, ...etcBound];
   for (const d of denies) {
-    if ([...visible, ...etcBound].some((v) => isWithin(d.path, v)))
-      mask(d.path, d.access, d.id, d.dir);
+    if (shown.some((v) => isWithin(d.path, v))) mask(d.path, d.access, d.id, d.dir);
   }
   // A mask holds its path, not the directories above it: an agent that renames
   // ~/.local/lib/python3.12 away and makes a fresh one has a writable user site again. Each
