@@ -1,18 +1,18 @@
 /**
- * The thin client of the endpoint service: HTTP over its Unix socket, answers checked with the
+ * The thin client of the endpoint service: the framed transport over its Unix socket, answers checked with the
  * protocol's schemas, and the on-demand start of a user daemon. Loaded by every client verb, so
  * it imports little: no policy, no proxy, no zod classic.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, realpathSync } from 'node:fs';
-import http from 'node:http';
+import net from 'node:net';
 import { dirname, join } from 'node:path';
 import type { CordonDirs } from '../env.js';
 import { CordonError, type CordonCode } from '../errors.js';
-import { parseStrictJson } from '../manifest/json.js';
 import { packageFile } from '../package-files.js';
 import { ErrorBodySchema, describeIssues, WatchMessageSchema } from '../protocol/daemon.js';
 import type { WatchMessage } from '../protocol/daemon.js';
+import { FrameReader, MAX_RESPONSE_FRAME, readResponse, WIRE_MAGIC } from '../protocol/wire.js';
 import { ensurePrivateDir, SYSTEM_PATHS, userRuntimeDir, userSocket } from './paths.js';
 
 type Schema<T> = {
@@ -66,7 +66,7 @@ export function daemonTarget(
 }
 
 export class DaemonError extends CordonError {
-  /** The HTTP status the daemon answered with (0 when it did not answer). */
+  /** The status the daemon answered with, as HTTP's (0 when it did not answer). */
   readonly status: number;
   constructor(
     status: number,
@@ -84,12 +84,155 @@ export class DaemonError extends CordonError {
   }
 }
 
-const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+/** An answer as it came: its status and body. */
+interface Answer {
+  readonly status: number;
+  readonly body: unknown;
+}
 
-/** One connection-reusing client of one daemon socket. */
+interface Waiter {
+  readonly resolve: (a: Answer) => void;
+  readonly reject: (e: Error) => void;
+  /** A stream (the watch) gets every frame with its id until the connection ends. */
+  readonly stream?: (a: Answer) => void;
+}
+
+/**
+ * One framed connection to the daemon (src/protocol/wire.ts): requests are sent as they come and
+ * answered by id. While nothing is in flight the connection does not keep the process alive.
+ */
+class WireConnection {
+  readonly #socket: net.Socket;
+  readonly #reader = new FrameReader(MAX_RESPONSE_FRAME);
+  readonly #waiters = new Map<number, Waiter>();
+  #nextId = 1;
+  #ended: Error | undefined;
+
+  constructor(path: string, onEnd: () => void) {
+    this.#socket = net.createConnection({ path });
+    this.#socket.write(WIRE_MAGIC);
+    this.#socket.unref();
+    let first = true;
+    this.#socket.on('data', (chunk: Buffer) => {
+      if (first && chunk.subarray(0, 5).toString('latin1') === 'HTTP/') {
+        this.#end(
+          new DaemonError(
+            0,
+            'DAEMON_PROTOCOL',
+            `the daemon on ${path} answers only HTTP: it is an older version of Cordon`,
+            'stop it (`systemctl restart cordond`, or end its `cordon daemon` process) and run the command again',
+          ),
+        );
+        return;
+      }
+      first = false;
+      let frames: { value: unknown }[];
+      const notDaemon = (why: string): DaemonError =>
+        new DaemonError(
+          0,
+          'DAEMON_PROTOCOL',
+          `what answers on ${path} is not a cordon daemon of this version: ${why}`,
+          'is another program listening on the socket?',
+        );
+      try {
+        frames = this.#reader.push(chunk);
+      } catch (e) {
+        this.#end(notDaemon((e as Error).message));
+        return;
+      }
+      for (const { value } of frames) {
+        const a = readResponse(value);
+        if (a === undefined) {
+          this.#end(notDaemon('an answer without an id and a status'));
+          return;
+        }
+        // Id 0: about the connection itself (refused, or a frame it could not read).
+        if (a.id === 0) {
+          for (const w of this.#waiters.values()) w.resolve(a);
+          this.#waiters.clear();
+          this.#socket.destroy();
+          continue;
+        }
+        const w = this.#waiters.get(a.id);
+        if (w === undefined) continue;
+        if (w.stream !== undefined) {
+          w.stream(a);
+          continue;
+        }
+        this.#waiters.delete(a.id);
+        if (this.#waiters.size === 0) this.#socket.unref();
+        w.resolve(a);
+      }
+    });
+    this.#socket.on('error', (e) => this.#end(e));
+    this.#socket.on('close', () => {
+      this.#end(new Error('the connection closed'));
+      onEnd();
+    });
+  }
+
+  get ended(): boolean {
+    return this.#ended !== undefined;
+  }
+
+  /** Resolves once connected; rejects when nothing listens. */
+  ready(): Promise<void> {
+    if (this.#ended !== undefined) return Promise.reject(this.#ended);
+    if (!this.#socket.connecting) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.#socket.once('connect', () => resolve());
+      this.#socket.once('close', () => reject(this.#ended ?? new Error('the connection closed')));
+    });
+  }
+
+  /** Send one request (its body already JSON, or a value to serialise). */
+  send(
+    req: { method: string; path: string; capability?: string },
+    body: string | undefined,
+    waiter: Omit<Waiter, 'resolve' | 'reject'> = {},
+  ): { answer: Promise<Answer>; cancel: () => void } {
+    const id = this.#nextId++;
+    const answer = new Promise<Answer>((resolve, reject) => {
+      if (this.#ended !== undefined) {
+        reject(this.#ended);
+        return;
+      }
+      this.#waiters.set(id, { resolve, reject, ...waiter });
+      const head = JSON.stringify({ id, ...req });
+      const json = body === undefined ? head : `${head.slice(0, -1)},"body":${body}}`;
+      const bytes = Buffer.from(json, 'utf8');
+      const len = Buffer.allocUnsafe(4);
+      len.writeUInt32BE(bytes.length, 0);
+      this.#socket.ref();
+      this.#socket.write(len);
+      this.#socket.write(bytes);
+    });
+    return {
+      answer,
+      cancel: () => {
+        this.#waiters.delete(id);
+        if (this.#waiters.size === 0) this.#socket.unref();
+      },
+    };
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  #end(e: Error): void {
+    this.#ended ??= e;
+    for (const w of this.#waiters.values()) w.reject(e);
+    this.#waiters.clear();
+    this.#socket.destroy();
+  }
+}
+
+/** One client of one daemon socket, over one framed connection (opened again when it ends). */
 export class DaemonClient {
   readonly socket: string;
   readonly #via: DaemonTarget['via'];
+  #conn: WireConnection | undefined;
 
   constructor(target: Pick<DaemonTarget, 'socket' | 'via'>) {
     this.socket = target.socket;
@@ -113,6 +256,26 @@ export class DaemonClient {
     return e;
   }
 
+  #connection(): WireConnection {
+    if (this.#conn === undefined || this.#conn.ended) {
+      const conn = new WireConnection(this.socket, () => {
+        if (this.#conn === conn) this.#conn = undefined;
+      });
+      this.#conn = conn;
+    }
+    return this.#conn;
+  }
+
+  /** Whether something accepts connections on the socket (the connection is kept for use). */
+  async connects(): Promise<boolean> {
+    try {
+      await this.#connection().ready();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /**
    * One request. Resolves with the parsed answer; rejects with the daemon's own error (its code
    * and hint), or DAEMON_UNREACHABLE when nothing answered.
@@ -124,87 +287,54 @@ export class DaemonClient {
     schema: Schema<T>,
     opts: { capability?: string; timeoutMs?: number } = {},
   ): Promise<T> {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return this.requestJson(
+      method,
+      path,
+      body === undefined ? undefined : JSON.stringify(body),
+      schema,
+      opts,
+    );
+  }
+
+  /** As request(), with the body already serialised as JSON. */
+  requestJson<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    bodyJson: string | undefined,
+    schema: Schema<T>,
+    opts: { capability?: string; timeoutMs?: number } = {},
+  ): Promise<T> {
+    const sent = this.#connection().send(
+      { method, path, ...(opts.capability === undefined ? {} : { capability: opts.capability }) },
+      bodyJson,
+    );
     return new Promise<T>((resolve, reject) => {
-      const req = http.request(
-        {
-          socketPath: this.socket,
-          agent,
-          method,
-          path,
-          headers: {
-            host: 'cordon',
-            ...(payload === undefined
-              ? {}
-              : { 'content-type': 'application/json', 'content-length': payload.length }),
-            ...(opts.capability === undefined
-              ? {}
-              : { authorization: `Bearer ${opts.capability}` }),
-          },
-          timeout: opts.timeoutMs ?? 60_000,
+      const timer = setTimeout(() => {
+        sent.cancel();
+        reject(this.unreachable(new Error('timed out')));
+      }, opts.timeoutMs ?? 60_000);
+      timer.unref();
+      sent.answer.then(
+        (a) => {
+          clearTimeout(timer);
+          try {
+            resolve(answerOf(a, schema));
+          } catch (e) {
+            reject(e instanceof Error ? e : new Error(String(e)));
+          }
         },
-        (res) => {
-          const parts: Buffer[] = [];
-          res.on('data', (c: Buffer) => parts.push(c));
-          res.on('error', (e) => reject(this.unreachable(e)));
-          res.on('end', () => {
-            let value: unknown;
-            try {
-              value = parseStrictJson(Buffer.concat(parts), { maxBytes: 64 * 1024 * 1024 });
-            } catch (e) {
-              reject(
-                new DaemonError(
-                  res.statusCode ?? 0,
-                  'DAEMON_PROTOCOL',
-                  `the daemon's answer is not JSON: ${(e as Error).message}`,
-                  'is another program listening on the socket?',
-                ),
-              );
-              return;
-            }
-            if (res.statusCode !== 200) {
-              const err = ErrorBodySchema.safeParse(value);
-              reject(
-                err.success
-                  ? new DaemonError(
-                      res.statusCode ?? 0,
-                      // The daemon answers with the codes of its CordonErrors (one build).
-                      err.data.code as CordonCode,
-                      err.data.message,
-                      err.data.hint,
-                      { file: err.data.file, pointer: err.data.pointer },
-                    )
-                  : new DaemonError(
-                      res.statusCode ?? 0,
-                      'DAEMON_PROTOCOL',
-                      `HTTP ${res.statusCode} without an error body`,
-                    ),
-              );
-              return;
-            }
-            const r = schema.safeParse(value);
-            if (!r.success)
-              reject(
-                new DaemonError(
-                  200,
-                  'DAEMON_PROTOCOL',
-                  `the daemon's answer does not match the protocol: ${describeIssues(r.error)}`,
-                  'use a client and daemon of the same version',
-                ),
-              );
-            else resolve(r.data);
-          });
+        (e: unknown) => {
+          clearTimeout(timer);
+          reject(e instanceof DaemonError ? e : this.unreachable(e));
         },
       );
-      req.on('timeout', () => req.destroy(new Error('timed out')));
-      req.on('error', (e) => reject(this.unreachable(e)));
-      req.end(payload);
     });
   }
 
   /**
-   * Follow a session's watch stream. `onMessage` gets each control message; `onEnd` is called
-   * once when the stream ends (the daemon stopped or restarted): reconnect then.
+   * Follow a session's watch stream (on a connection of its own). `onMessage` gets each control
+   * message; `onEnd` is called once when the stream ends (the daemon stopped or restarted):
+   * reconnect then.
    */
   watch(
     session: string,
@@ -218,65 +348,56 @@ export class DaemonClient {
       ended = true;
       onEnd(why);
     };
-    const req = http.request(
+    const conn = new WireConnection(this.socket, () => end('the stream closed'));
+    const sent = conn.send(
+      { method: 'GET', path: `/v1/sessions/${session}/watch`, capability },
+      undefined,
       {
-        socketPath: this.socket,
-        method: 'GET',
-        path: `/v1/sessions/${session}/watch`,
-        headers: { host: 'cordon', authorization: `Bearer ${capability}` },
-        // Its own connection: a pooled one would be held for the session's life.
-        agent: false,
-      },
-      (res) => {
-        if (res.statusCode !== 200) {
-          res.resume();
-          end(`HTTP ${res.statusCode}`);
-          return;
-        }
-        res.setEncoding('utf8');
-        let buf = '';
-        res.on('data', (d: string) => {
-          buf += d;
-          let nl;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const line = buf.slice(0, nl);
-            buf = buf.slice(nl + 1);
-            try {
-              const m = WatchMessageSchema.safeParse(parseStrictJson(line));
-              if (m.success) onMessage(m.data);
-            } catch {
-              // not a message
-            }
+        stream: (a) => {
+          if (a.status !== 200) {
+            end(`status ${a.status}`);
+            conn.destroy();
+            return;
           }
-        });
-        res.on('end', () => end('the stream ended'));
-        res.on('error', (e) => end(e.message));
-        res.on('close', () => end('the stream closed'));
+          const m = WatchMessageSchema.safeParse(a.body);
+          if (m.success) onMessage(m.data);
+        },
       },
     );
-    req.on('error', (e) => end(e.message));
-    req.end();
+    sent.answer.then(
+      (a) => end(`status ${a.status}`),
+      (e: unknown) => end((e as Error).message),
+    );
     return () => {
       ended = true;
-      req.destroy();
+      conn.destroy();
     };
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Does anything answer on the socket? */
-async function answers(client: DaemonClient): Promise<boolean> {
-  try {
-    await client.request('GET', '/v1/status', undefined, {
-      safeParse: (v: unknown) => ({ success: true as const, data: v }),
-    });
-    return true;
-  } catch (e) {
-    if (e instanceof DaemonError && e.code !== 'DAEMON_UNREACHABLE') return true;
-    return false;
+/** A daemon's answer checked: the value the schema admits, or the daemon's error. */
+function answerOf<T>(a: Answer, schema: Schema<T>): T {
+  if (a.status !== 200) {
+    const err = ErrorBodySchema.safeParse(a.body);
+    throw err.success
+      ? new DaemonError(a.status, err.data.code as CordonCode, err.data.message, err.data.hint, {
+          file: err.data.file,
+          pointer: err.data.pointer,
+        })
+      : new DaemonError(a.status, 'DAEMON_PROTOCOL', `status ${a.status} without an error body`);
   }
+  const r = schema.safeParse(a.body);
+  if (!r.success)
+    throw new DaemonError(
+      200,
+      'DAEMON_PROTOCOL',
+      `the daemon's answer does not match the protocol: ${describeIssues(r.error)}`,
+      'use a client and daemon of the same version',
+    );
+  return r.data;
 }
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
  * A client of the daemon for these directories. A user daemon that does not answer is started
@@ -293,13 +414,13 @@ export async function connectDaemon(
   const client = new DaemonClient(target);
   if (target.via !== 'user' || opts.autostart === false || env['CORDON_NO_AUTOSTART'] === '1')
     return client;
-  if (existsSync(target.socket) && (await answers(client))) return client;
+  if (existsSync(target.socket) && (await client.connects())) return client;
   const started = startUserDaemon(env, target);
   // The daemon takes its lock, opens the log, then listens: a few hundred ms on a cold start.
   const deadline = Date.now() + 15_000;
   for (let wait = 10; Date.now() < deadline; wait = Math.min(wait * 2, 100)) {
     await sleep(wait);
-    if (existsSync(target.socket) && (await answers(client))) return client;
+    if (existsSync(target.socket) && (await client.connects())) return client;
     // A daemon that could not start says why in its log; another one that won the race to
     // start is fine (it answers at the next look).
     if (started.exitCode !== null && started.exitCode !== 0) {

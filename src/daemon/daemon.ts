@@ -1,5 +1,4 @@
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
-import type http from 'node:http';
 import { dirname, join } from 'node:path';
 import { recordDecision, type DecisionLog } from '../endpoint/decision-log.js';
 import { openDeviceLog, type OpenedLog } from '../audit/open.js';
@@ -11,7 +10,7 @@ import type { CheckRequest, StatusResponse } from '../protocol/daemon.js';
 import { VERSION } from '../version.js';
 import { ADMIN_GROUP, passwdEntry, ensurePrivateDir, type DaemonPaths } from './paths.js';
 import { peerOf, type Peer } from './peer.js';
-import { createApiServer, listenSocket } from './server.js';
+import { createApiServer, listenSocket, type ApiServer } from './server.js';
 import { ContinuousShipper } from './shipper.js';
 import { PolicyWatcher } from './watch.js';
 import { auditPaths } from '../audit/store.js';
@@ -30,7 +29,7 @@ export interface DaemonOptions {
 
 export interface DaemonHandle {
   readonly service: EndpointService;
-  readonly server: http.Server;
+  readonly server: ApiServer;
   /** Resolves when the daemon has stopped (a `stop` request, a signal, idle exit). */
   readonly stopped: Promise<void>;
   stop(reason: string): Promise<void>;
@@ -343,7 +342,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
       },
       onDiagnostic: diag,
     });
-    await listenSocket(server, paths.socket, paths.mode === 'system' ? 0o666 : 0o600);
+    await listenSocket(server.server, paths.socket, paths.mode === 'system' ? 0o666 : 0o600);
     shipper.start();
     watcher.start();
 
@@ -366,7 +365,6 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
         clearInterval(timer);
         watcher.close();
         server.close();
-        server.closeAllConnections();
         // Each step runs whatever the one before did: a log that cannot write its last
         // checkpoint (a full disk) must not keep the service, its socket or its lock alive.
         const step = async (what: string, fn: () => unknown): Promise<void> => {

@@ -20,6 +20,14 @@ import {
   type StatusResponse,
   type WatchMessage,
 } from '../protocol/daemon.js';
+import {
+  encodeFrame,
+  FrameReader,
+  MAX_REQUEST_FRAME,
+  readRequest,
+  WIRE_MAGIC,
+  WireError,
+} from '../protocol/wire.js';
 import { checkSocketPath } from './paths.js';
 import type { Peer } from './peer.js';
 import { OVERSIZE, type EndpointService } from './service.js';
@@ -60,29 +68,36 @@ function statusFor(code: string): number {
   return 400;
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown, close = false): void {
-  if (res.headersSent || res.destroyed) return;
-  const text = JSON.stringify(body) + '\n';
-  res.writeHead(status, {
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(text),
-    'cache-control': 'no-store',
-    // The rest of a refused body is not read: the connection ends with the answer.
-    ...(close ? { connection: 'close' } : {}),
-  });
-  res.end(text);
+/** One request, whichever transport brought it (HTTP, or a frame of the framed transport). */
+interface Exchange {
+  readonly method: string;
+  /** The path, with its query. */
+  readonly url: string;
+  /** The session capability the request carries, when it is well formed. */
+  readonly capability: string | undefined;
+  /** The body's size in bytes as declared (HTTP Content-Length; the frame's length). */
+  readonly size: number;
+  body(): Promise<unknown>;
+  /** Answer; `close` ends the connection after it (the rest of a refused body is not read). */
+  reply(status: number, body: unknown, opts?: { close?: boolean; sent?: () => void }): void;
+  /** A long-lived stream of messages (the watch), ended when the caller goes. */
+  stream(onClose: () => void): (msg: WatchMessage) => void;
 }
 
-function sendError(res: http.ServerResponse, e: unknown): void {
+/** The error answer for any failure: its code, message, hint and where. */
+function errorAnswer(e: unknown): {
+  status: number;
+  body: Record<string, unknown>;
+  close: boolean;
+} {
   const err = isCordonError(e)
     ? e
     : new CordonError('INTERNAL', `internal error: ${(e as Error).message}`, {
         hint: 'see the service log',
       });
-  send(
-    res,
-    statusFor(err.code),
-    {
+  return {
+    status: statusFor(err.code),
+    body: {
       ok: false,
       code: err.code,
       message: err.message,
@@ -90,8 +105,39 @@ function sendError(res: http.ServerResponse, e: unknown): void {
       ...(err.file === undefined ? {} : { file: err.file }),
       ...(err.pointer === undefined ? {} : { pointer: err.pointer }),
     },
-    err.code === 'BODY_TOO_LARGE',
-  );
+    close: err.code === 'BODY_TOO_LARGE',
+  };
+}
+
+function httpExchange(req: http.IncomingMessage, res: http.ServerResponse): Exchange {
+  return {
+    method: req.method ?? '',
+    url: req.url ?? '',
+    capability: bearer(req),
+    size: Number(req.headers['content-length'] ?? MAX_EVENT_BYTES + 1),
+    body: () => readJson(req),
+    reply(status, body, opts = {}) {
+      if (res.headersSent || res.destroyed) return;
+      const text = JSON.stringify(body) + '\n';
+      res.writeHead(status, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(text),
+        'cache-control': 'no-store',
+        ...(opts.close === true ? { connection: 'close' } : {}),
+      });
+      if (opts.sent !== undefined) res.on('finish', opts.sent);
+      res.end(text);
+    },
+    stream(onClose) {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+      // The stream is long-lived: no request deadline, a ping keeps dead peers detectable.
+      req.socket.setTimeout(0);
+      res.on('close', onClose);
+      return (msg) => {
+        if (!res.destroyed) res.write(JSON.stringify(msg) + '\n');
+      };
+    },
+  };
 }
 
 /** Body bytes being read across all connections: many slow large bodies cannot exhaust memory. */
@@ -185,14 +231,29 @@ function bearer(req: http.IncomingMessage): string | undefined {
 const ROUTE =
   /^\/v1\/sessions\/([0-9a-f-]{36})\/(decide|events|watch|close|quarantine|state|reload)$/;
 
+/** The API server: its socket's listener, and how to stop it. */
+export interface ApiServer {
+  readonly server: net.Server;
+  /** Stop accepting; close every connection now. */
+  close(): void;
+}
+
+/** Wire connections: requests one connection may have in flight. */
+const MAX_PENDING_PER_CONNECTION = 256;
+/** How long a connection may take to say which transport it speaks, or to finish a frame. */
+const FIRST_BYTES_MS = 5_000;
+const FRAME_MS = 10_000;
+
 /**
- * The local API server: HTTP/1.1 over a Unix socket. Every connection's peer is established from
- * the kernel before a byte is read; one that cannot be is closed. Bodies are bounded, slow
- * clients time out, and any failure is an error answer, never a crash of the service.
+ * The local API server on a Unix socket: HTTP/1.1, or the framed transport of
+ * src/protocol/wire.ts (a connection that starts with WIRE_MAGIC), both to the same routes.
+ * Every connection's peer is established from the kernel before a byte is read; one that cannot
+ * be is closed. Bodies are bounded, slow clients time out, and any failure is an error answer,
+ * never a crash of the service.
  */
-export function createApiServer(service: EndpointService, hooks: ServerHooks): http.Server {
+export function createApiServer(service: EndpointService, hooks: ServerHooks): ApiServer {
   const peers = new WeakMap<net.Socket, Peer>();
-  const server = http.createServer({
+  const http1 = http.createServer({
     maxHeaderSize: 16 * 1024,
     headersTimeout: 5_000,
     requestTimeout: 30_000,
@@ -201,6 +262,11 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
     insecureHTTPParser: false,
     joinDuplicateHeaders: false,
   });
+  // node:http starts its header and request deadlines when its server starts listening; this
+  // one never listens itself (it is handed connections), so it is told it does.
+  http1.emit('listening');
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ pauseOnConnect: true });
   server.maxConnections = 4096;
   // Connections per ordinary user: one user holding every slot (idle or slow connections up to
   // maxConnections) would lock every other user, and their sessions' clients, out.
@@ -214,22 +280,11 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
       socket.destroy();
       return;
     }
+    socket.on('error', () => undefined);
     if (!service.isAdmin(peer)) {
       const n = open.get(peer.uid) ?? 0;
       if (n >= MAX_CONNECTIONS_PER_USER) {
-        const body = JSON.stringify({
-          ok: false,
-          code: 'DAEMON_BUSY',
-          message: `uid ${peer.uid} already has ${n} connections open to the service`,
-          hint: 'close some connections, or wait for requests in flight to finish',
-        });
-        socket.on('error', () => undefined);
-        // Closed as soon as the answer is out, not when the client gets round to closing: a
-        // refused connection must not hold a descriptor of the service.
-        socket.end(
-          `HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-          () => socket.destroy(),
-        );
+        refuseBusy(socket, peer.uid, n);
         return;
       }
       open.set(peer.uid, n + 1);
@@ -240,8 +295,69 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
       });
     }
     peers.set(socket, peer);
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    // Which transport: the first bytes tell (HTTP starts with a method's letter).
+    let first = Buffer.alloc(0);
+    const idle = setTimeout(() => socket.destroy(), FIRST_BYTES_MS);
+    const onFirst = (chunk: Buffer): void => {
+      first = Buffer.concat([first, chunk]);
+      if (first[0] === WIRE_MAGIC[0] && first.length < WIRE_MAGIC.length) return;
+      clearTimeout(idle);
+      socket.off('data', onFirst);
+      if (first[0] !== WIRE_MAGIC[0]) {
+        // HTTP: the bytes read go back to the stream, and node:http takes the connection.
+        socket.pause();
+        socket.unshift(first);
+        http1.emit('connection', socket);
+        socket.resume();
+        return;
+      }
+      if (!first.subarray(0, WIRE_MAGIC.length).equals(WIRE_MAGIC)) {
+        socket.end(
+          encodeFrame({
+            id: 0,
+            status: 400,
+            body: {
+              ok: false,
+              code: 'DAEMON_PROTOCOL',
+              message: 'unknown framed-transport version',
+              hint: 'use a client of the same version as the service',
+            },
+          }),
+        );
+        return;
+      }
+      serveWire(socket, peer, first.subarray(WIRE_MAGIC.length));
+    };
+    socket.on('data', onFirst);
+    socket.resume();
   });
-  server.on('clientError', (err: Error & { code?: string }, socket: net.Socket) => {
+
+  function refuseBusy(socket: net.Socket, uid: number, n: number): void {
+    const body = {
+      ok: false,
+      code: 'DAEMON_BUSY',
+      message: `uid ${uid} already has ${n} connections open to the service`,
+      hint: 'close some connections, or wait for requests in flight to finish',
+    };
+    const text = JSON.stringify(body);
+    socket.on('error', () => undefined);
+    // The answer in the transport the client speaks; closed as soon as it is out, not when the
+    // client gets round to closing: a refused connection must not hold a descriptor.
+    socket.once('data', (chunk: Buffer) => {
+      socket.end(
+        chunk[0] === WIRE_MAGIC[0]
+          ? encodeFrame({ id: 0, status: 429, body })
+          : `HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
+        () => socket.destroy(),
+      );
+    });
+    setTimeout(() => socket.destroy(), FIRST_BYTES_MS).unref();
+    socket.resume();
+  }
+
+  http1.on('clientError', (err: Error & { code?: string }, socket: net.Socket) => {
     if (socket.writable && err.code !== 'ECONNRESET') {
       const body = JSON.stringify({
         ok: false,
@@ -253,26 +369,128 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
       );
     } else socket.destroy();
   });
-  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+  http1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
     hooks.onActivity();
     const peer = peers.get(req.socket);
     if (peer === undefined) {
       req.socket.destroy();
       return;
     }
-    route(req, res, peer).catch((e: unknown) => {
+    const ex = httpExchange(req, res);
+    route(ex, peer).catch((e: unknown) => {
       if (!isCordonError(e)) hooks.onDiagnostic(`request ${req.method} ${req.url}: ${String(e)}`);
-      sendError(res, e);
+      const a = errorAnswer(e);
+      ex.reply(a.status, a.body, { close: a.close });
     });
   });
 
-  async function route(
-    req: http.IncomingMessage,
-    res: http.ServerResponse,
-    peer: Peer,
-  ): Promise<void> {
-    const url = (req.url ?? '').split('?')[0] ?? '';
-    const method = req.method ?? '';
+  /** The framed transport on one connection: each frame a request, answered by its id. */
+  function serveWire(socket: net.Socket, peer: Peer, rest: Buffer): void {
+    const reader = new FrameReader(MAX_REQUEST_FRAME);
+    let held = 0;
+    let pending = 0;
+    let slow: NodeJS.Timeout | undefined;
+    const write = (v: unknown): void => {
+      if (!socket.destroyed && socket.writable) socket.write(encodeFrame(v));
+    };
+    const account = (): void => {
+      inFlight += reader.held - held;
+      held = reader.held;
+      // A frame begun must be finished in time, as an HTTP body must.
+      if (held > 0 && slow === undefined) {
+        slow = setTimeout(
+          () => fatal('REQUEST_INVALID', 'a frame was not finished in time'),
+          FRAME_MS,
+        );
+        slow.unref();
+      } else if (held === 0 && slow !== undefined) {
+        clearTimeout(slow);
+        slow = undefined;
+      }
+    };
+    const fatal = (code: string, message: string): void => {
+      write({ id: 0, status: 400, body: { ok: false, code, message } });
+      socket.end();
+      socket.destroySoon();
+    };
+    socket.once('close', () => {
+      clearTimeout(slow);
+      inFlight -= held;
+      held = 0;
+    });
+    const onData = (chunk: Buffer): void => {
+      let frames: { value: unknown; size: number }[];
+      try {
+        frames = reader.push(chunk);
+        account();
+        if (inFlight > MAX_IN_FLIGHT)
+          throw new WireError(
+            'WIRE_FRAME_TOO_LARGE',
+            'the service is reading too many large bodies now',
+          );
+      } catch (e) {
+        socket.off('data', onData);
+        fatal(e instanceof WireError ? e.code : 'REQUEST_INVALID', (e as Error).message);
+        return;
+      }
+      for (const frame of frames) {
+        const req = readRequest(frame.value);
+        if (typeof req === 'string') {
+          socket.off('data', onData);
+          fatal('WIRE_FRAME_INVALID', req);
+          return;
+        }
+        hooks.onActivity();
+        let done = false;
+        const ex: Exchange = {
+          method: req.method,
+          url: req.path,
+          capability:
+            req.capability !== undefined && /^[A-Za-z0-9_-]{16,128}$/.test(req.capability)
+              ? req.capability
+              : undefined,
+          size: frame.size,
+          body: () => Promise.resolve(req.body ?? {}),
+          reply(status, body, opts = {}) {
+            if (done) return;
+            done = true;
+            write({ id: req.id, status, body });
+            if (opts.sent !== undefined) socket.write('', opts.sent);
+          },
+          stream(onClose) {
+            done = true;
+            if (socket.destroyed) setImmediate(onClose);
+            else socket.once('close', onClose);
+            return (msg) => write({ id: req.id, status: 200, body: msg });
+          },
+        };
+        if (pending >= MAX_PENDING_PER_CONNECTION) {
+          const a = errorAnswer(
+            new CordonError('DAEMON_BUSY', `${pending} requests are in flight on this connection`, {
+              hint: 'wait for answers before sending more, or open another connection',
+            }),
+          );
+          ex.reply(a.status, a.body);
+          continue;
+        }
+        pending++;
+        route(ex, peer)
+          .catch((e: unknown) => {
+            if (!isCordonError(e))
+              hooks.onDiagnostic(`request ${req.method} ${req.path}: ${String(e)}`);
+            const a = errorAnswer(e);
+            ex.reply(a.status, a.body);
+          })
+          .finally(() => pending--);
+      }
+    };
+    socket.on('data', onData);
+    if (rest.length > 0) onData(rest);
+  }
+
+  async function route(ex: Exchange, peer: Peer): Promise<void> {
+    const url = ex.url.split('?')[0] ?? '';
+    const method = ex.method;
     const want = (m: string): void => {
       if (method !== m)
         throw new CordonError('METHOD_NOT_ALLOWED', `${url} takes ${m}, not ${method}`, {
@@ -281,54 +499,53 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
     };
     if (url === '/v1/status') {
       want('GET');
-      send(res, 200, hooks.status(peer));
+      ex.reply(200, hooks.status(peer));
       return;
     }
     if (url === '/v1/sessions') {
       if (method === 'GET') {
-        send(res, 200, { ok: true, sessions: service.list(peer) });
+        ex.reply(200, { ok: true, sessions: service.list(peer) });
         return;
       }
       want('POST');
-      const body = parse(OpenSessionRequestSchema, await readJson(req));
-      send(res, 200, await service.open(peer, body));
+      const body = parse(OpenSessionRequestSchema, await ex.body());
+      ex.reply(200, await service.open(peer, body));
       return;
     }
     if (url === '/v1/check') {
       want('POST');
-      send(res, 200, await hooks.check(peer, parse(CheckRequestSchema, await readJson(req))));
+      ex.reply(200, await hooks.check(peer, parse(CheckRequestSchema, await ex.body())));
       return;
     }
     if (url === '/v1/audit/records') {
       want('GET');
-      const q = new URLSearchParams((req.url ?? '').split('?')[1] ?? '');
+      const q = new URLSearchParams(ex.url.split('?')[1] ?? '');
       const after = Number(q.get('after') ?? '0');
       const limit = Number(q.get('limit') ?? '1000');
       if (!Number.isSafeInteger(after) || after < 0 || !Number.isSafeInteger(limit) || limit < 1)
         throw new CordonError('REQUEST_INVALID', 'after and limit must be whole numbers', {
           hint: 'e.g. /v1/audit/records?after=0&limit=1000',
         });
-      send(res, 200, hooks.records(peer, after, Math.min(limit, 10_000)));
+      ex.reply(200, hooks.records(peer, after, Math.min(limit, 10_000)));
       return;
     }
     if (url === '/v1/audit/emit-test') {
       want('POST');
       adminOnly(peer, 'write synthetic events');
-      const body = parse(EmitTestRequestSchema, await readJson(req));
-      send(res, 200, await hooks.emitTest(body.count));
+      const body = parse(EmitTestRequestSchema, await ex.body());
+      ex.reply(200, await hooks.emitTest(body.count));
       return;
     }
     if (url === '/v1/reload') {
       want('POST');
       adminOnly(peer, 'reload the service');
-      send(res, 200, { ok: true, message: await hooks.reload(peer) });
+      ex.reply(200, { ok: true, message: await hooks.reload(peer) });
       return;
     }
     if (url === '/v1/stop') {
       want('POST');
       adminOnly(peer, 'stop the service');
-      send(res, 200, { ok: true, message: 'stopping' });
-      res.on('finish', () => hooks.stop(peer));
+      ex.reply(200, { ok: true, message: 'stopping' }, { sent: () => hooks.stop(peer) });
       return;
     }
     const m = ROUTE.exec(url);
@@ -340,21 +557,21 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
     const action = m[2] ?? '';
     if (action === 'quarantine') {
       want('POST');
-      const body = parse(QuarantineRequestSchema, await readJson(req));
+      const body = parse(QuarantineRequestSchema, await ex.body());
       const t0 = performance.now();
       const s = service.visible(peer, id);
       const reason =
         body.reason ?? `quarantined by uid ${peer.uid} (pid ${peer.pid}) through the service`;
       if (body.evidence === true) {
-        send(res, 200, await service.quarantineWithEvidence(s, reason, t0, body.out));
+        ex.reply(200, await service.quarantineWithEvidence(s, reason, t0, body.out));
         return;
       }
       await service.quarantine(s, reason);
-      send(res, 200, { ok: true, session: service.info(s) });
+      ex.reply(200, { ok: true, session: service.info(s) });
       return;
     }
     // Everything else is the session's own client: it holds the capability.
-    const s = service.authorize(id, bearer(req));
+    const s = service.authorize(id, ex.capability);
     if (s.uid !== peer.uid)
       throw new CordonError(
         'SESSION_UNAUTHORIZED',
@@ -364,61 +581,55 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
     switch (action) {
       case 'decide': {
         want('POST');
-        const body = parse(DecideRequestSchema, await readJson(req));
-        send(res, 200, { ok: true, decisions: service.decide(s, body.requests) });
+        const body = parse(DecideRequestSchema, await ex.body());
+        ex.reply(200, { ok: true, decisions: service.decide(s, body.requests) });
         return;
       }
       case 'events': {
         want('POST');
-        const body = parse(EventsRequestSchema, await readJson(req));
+        const body = parse(EventsRequestSchema, await ex.body());
         // Only a body larger than one event may hold one too large: each is then measured, and
         // one over the limit is recorded as refused (the client's sequence goes on).
-        const large =
-          Number(req.headers['content-length'] ?? MAX_EVENT_BYTES + 1) > MAX_EVENT_BYTES;
+        const large = ex.size > MAX_EVENT_BYTES;
         const events = large
           ? body.events.map((e) => {
               const size = Buffer.byteLength(JSON.stringify(e.event));
               return size > MAX_EVENT_BYTES ? { seq: e.seq, event: { [OVERSIZE]: size } } : e;
             })
           : body.events;
-        send(res, 200, { ok: true, ...(await service.appendEvents(s, peer, events)) });
+        ex.reply(200, { ok: true, ...(await service.appendEvents(s, peer, events)) });
         return;
       }
       case 'state': {
         want('POST');
-        service.setState(s, parse(SessionStateRequestSchema, await readJson(req)));
-        send(res, 200, { ok: true, session: service.info(s) });
+        service.setState(s, parse(SessionStateRequestSchema, await ex.body()));
+        ex.reply(200, { ok: true, session: service.info(s) });
         return;
       }
       case 'close': {
         want('POST');
-        parse(CloseRequestSchema, await readJson(req));
+        parse(CloseRequestSchema, await ex.body());
         const destinations = service.destinations(s);
         await service.close(s);
-        send(res, 200, { ok: true, destinations });
+        ex.reply(200, { ok: true, destinations });
         return;
       }
       case 'reload': {
         want('POST');
-        const body = parse(ReloadRequestSchema, await readJson(req));
-        send(res, 200, { ok: true, ...service.reload(s, Buffer.from(body.manifest, 'base64')) });
+        const body = parse(ReloadRequestSchema, await ex.body());
+        ex.reply(200, { ok: true, ...service.reload(s, Buffer.from(body.manifest, 'base64')) });
         return;
       }
       case 'watch': {
         want('GET');
-        res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-        const write = (msg: WatchMessage): void => {
-          if (!res.destroyed) res.write(JSON.stringify(msg) + '\n');
-        };
-        const stop = service.watch(s, write);
-        // The stream is long-lived: no request deadline, a ping keeps dead peers detectable.
-        req.socket.setTimeout(0);
-        const ping = setInterval(() => write({ type: 'ping' }), 10_000);
-        ping.unref();
-        res.on('close', () => {
-          clearInterval(ping);
-          stop();
+        const ends: (() => void)[] = [];
+        const write = ex.stream(() => {
+          for (const end of ends) end();
         });
+        const stop = service.watch(s, write);
+        const ping = setInterval(() => write({ type: 'ping' }), 10_000);
+        ends.push(stop, () => clearInterval(ping));
+        ping.unref();
         return;
       }
       default:
@@ -435,7 +646,14 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): h
       );
   }
 
-  return server;
+  return {
+    server,
+    close(): void {
+      server.close();
+      http1.close();
+      for (const socket of sockets) socket.destroy();
+    },
+  };
 }
 
 /** Whether a process accepts connections on a Unix socket now. */
@@ -454,7 +672,7 @@ function answers(path: string): Promise<boolean> {
  * Listen on the API socket: a stale socket (no daemon behind it) is replaced; one a daemon still
  * answers on (another state directory's, started with the same --socket) is left to it.
  */
-export async function listenSocket(server: http.Server, path: string, mode: number): Promise<void> {
+export async function listenSocket(server: net.Server, path: string, mode: number): Promise<void> {
   checkSocketPath(path);
   if (existsSync(path)) {
     const st = lstatSync(path);

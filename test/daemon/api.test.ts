@@ -1,9 +1,9 @@
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_BODY_BYTES } from '../../src/protocol/daemon.js';
+import { encodeFrame, FrameReader, WIRE_MAGIC } from '../../src/protocol/wire.js';
 import { BIN, sandboxEnv, type SandboxEnv } from '../sandbox/harness.js';
 import {
   exec,
@@ -121,6 +121,49 @@ function openBody(extra: Record<string, unknown> = {}): Record<string, unknown> 
   };
 }
 
+/** The frames in bytes the daemon sent on a framed connection. */
+function wireAnswers(bytes: Buffer): Record<string, unknown>[] {
+  return new FrameReader(1 << 26).push(bytes).map((f) => f.value as Record<string, unknown>);
+}
+
+/**
+ * Frames (or raw bytes) after the magic on a fresh framed connection. Resolves with the answers
+ * once `want` of them came (the client then closes) or the daemon closed the connection.
+ */
+function wire(
+  chunks: readonly (Buffer | Record<string, unknown>)[],
+  want = Infinity,
+): Promise<{ answers: Record<string, unknown>[]; closedBy: 'server' | 'client' }> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(socket);
+    const reader = new FrameReader(1 << 26);
+    const answers: Record<string, unknown>[] = [];
+    let closedBy: 'server' | 'client' = 'server';
+    c.on('data', (b: Buffer) => {
+      for (const f of reader.push(b)) answers.push(f.value as Record<string, unknown>);
+      if (answers.length >= want) {
+        closedBy = 'client';
+        c.destroy();
+      }
+    });
+    c.on('error', (e: Error & { code?: string }) => {
+      if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') reject(e);
+    });
+    c.on('close', () => resolve({ answers, closedBy }));
+    c.on('connect', () => {
+      c.write(WIRE_MAGIC);
+      for (const chunk of chunks) c.write(Buffer.isBuffer(chunk) ? chunk : encodeFrame(chunk));
+    });
+  });
+}
+
+/** A frame header declaring `len` bytes, then `body`. */
+function framed(body: string | Buffer, len = Buffer.byteLength(body)): Buffer {
+  const head = Buffer.alloc(4);
+  head.writeUInt32BE(len, 0);
+  return Buffer.concat([head, Buffer.isBuffer(body) ? body : Buffer.from(body)]);
+}
+
 describe('the local API against malformed and hostile requests', () => {
   it('refuses malformed JSON and unknown fields with a code and a message naming the field', async () => {
     const bad = await postText('/v1/sessions', '{"manifest": "x", ');
@@ -212,12 +255,20 @@ describe('the local API against malformed and hostile requests', () => {
       code: 'REQUEST_INVALID',
       hasMessage: true,
     });
-    const garbage = await raw([Buffer.from([0, 1, 2, 3, 0xff, 0xfe, 13, 10, 13, 10])]);
+    const garbage = await raw([Buffer.from([1, 2, 3, 0xff, 0xfe, 13, 10, 13, 10])]);
     expect(errorOf(parseRaw(garbage.data))).toEqual({
       status: 400,
       code: 'REQUEST_INVALID',
       hasMessage: true,
     });
+    // A NUL first is the framed transport's start; anything but its magic after it is refused
+    // in that transport, and the connection closed.
+    const nul = await raw([Buffer.from([0, 1, 2, 3, 0xff, 0xfe, 13, 10, 13, 10])]);
+    expect(nul.closedBy).toBe('server');
+    const [refusal, ...more] = wireAnswers(Buffer.from(nul.data, 'latin1'));
+    expect(more).toEqual([]);
+    expect([refusal?.['id'], refusal?.['status']]).toEqual([0, 400]);
+    expect((refusal?.['body'] as Record<string, unknown>)['code']).toBe('DAEMON_PROTOCOL');
     // The start of a TLS ClientHello.
     const tls = await raw([Buffer.from('16030100a5010000a10303', 'hex'), Buffer.alloc(200, 7)]);
     expect(parseRaw(tls.data).status).toBe(400);
@@ -439,20 +490,26 @@ describe('the local API against malformed and hostile requests', () => {
   it('a client talking to something that is not the daemon says so', async () => {
     const other = join(s.dir, 'other', 'd.sock');
     mkdirSync(join(s.dir, 'other'), { mode: 0o700 });
-    const impostor = http.createServer((_req, res) => {
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end('hello, I am not cordon\n');
-    });
-    await new Promise<void>((r) => impostor.listen(other, r));
-    try {
-      const r = await exec([process.execPath, BIN, 'daemon', 'status'], {
-        env: { ...s.env, CORDON_SOCKET: other },
-        killAfterMs: 15_000,
+    // Something else on the socket, and a daemon of an older version (it speaks only HTTP).
+    for (const [answer, expected] of [
+      ['hello, I am not cordon\n', /DAEMON_PROTOCOL.*not a cordon daemon/],
+      ['HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n', /DAEMON_PROTOCOL.*older version/],
+    ] as const) {
+      const impostor = net.createServer((c) => {
+        c.on('error', () => undefined);
+        c.once('data', () => c.write(answer, () => setTimeout(() => c.destroy(), 500)));
       });
-      expect(r.code).not.toBe(0);
-      expect(r.stderr).toMatch(/DAEMON_PROTOCOL/);
-    } finally {
-      await new Promise((r) => impostor.close(r));
+      await new Promise<void>((r) => impostor.listen(other, r));
+      try {
+        const r = await exec([process.execPath, BIN, 'daemon', 'status'], {
+          env: { ...s.env, CORDON_SOCKET: other },
+          killAfterMs: 15_000,
+        });
+        expect(r.code).not.toBe(0);
+        expect(r.stderr).toMatch(expected);
+      } finally {
+        await new Promise((r) => impostor.close(r));
+      }
     }
   });
 
@@ -501,6 +558,130 @@ describe('the local API against malformed and hostile requests', () => {
 
 // The system service's log is not readable by the users it serves: `cordon audit tail` then
 // reads records through the service. The daemon named by CORDON_SOCKET stands for it.
+describe('the framed transport against malformed and hostile frames', () => {
+  const code = (a: Record<string, unknown> | undefined): unknown =>
+    (a?.['body'] as Record<string, unknown> | undefined)?.['code'];
+
+  it('answers requests by id, several in flight, to the same routes as HTTP', async () => {
+    const r = await wire(
+      [
+        { id: 7, method: 'GET', path: '/v1/status' },
+        { id: 8, method: 'GET', path: '/v1/nope' },
+        { id: 9, method: 'GET', path: '/v1/reload' },
+      ],
+      3,
+    );
+    const byId = new Map(r.answers.map((a) => [a['id'], a]));
+    expect(byId.get(7)?.['status']).toBe(200);
+    expect((byId.get(7)?.['body'] as Record<string, unknown>)['pid']).toBe(d?.child.pid);
+    expect([byId.get(8)?.['status'], code(byId.get(8))]).toEqual([404, 'NOT_FOUND']);
+    expect([byId.get(9)?.['status'], code(byId.get(9))]).toEqual([405, 'METHOD_NOT_ALLOWED']);
+  });
+
+  it('refuses a frame declared too large before reading it, and closes', async () => {
+    const r = await wire([framed('{', 200 * 1024 * 1024)]);
+    expect(r.closedBy).toBe('server');
+    expect(code(r.answers[0])).toBe('WIRE_FRAME_TOO_LARGE');
+    await stillServing();
+  });
+
+  it('refuses frames that are not JSON, not UTF-8, too deep, or hold what strict JSON refuses', async () => {
+    const bad = [
+      framed('{"id":1,"method":"GET",'),
+      framed(Buffer.from([0x7b, 0xff, 0xfe, 0x7d])),
+      framed(
+        '{"id":1,"method":"GET","path":"/v1/status","body":' +
+          '['.repeat(80) +
+          ']'.repeat(80) +
+          '}',
+      ),
+      framed('{"id":1,"method":"GET","path":"/v1/status","body":{"a":"\\ud800"}}'),
+      framed('{"id":1,"method":"GET","path":"/v1/status","body":{"\\udc00":1}}'),
+      framed('{"id":1,"method":"GET","path":"/v1/status","body":{"n":1e400}}'),
+    ];
+    for (const frame of bad) {
+      const r = await wire([frame]);
+      expect(r.closedBy).toBe('server');
+      expect(r.answers).toHaveLength(1);
+      expect(r.answers[0]?.['id']).toBe(0);
+      expect(code(r.answers[0])).toBe('WIRE_FRAME_INVALID');
+    }
+    await stillServing();
+  });
+
+  it('refuses an envelope without an id, a method or a path', async () => {
+    for (const env of [
+      { method: 'GET', path: '/v1/status' },
+      { id: -1, method: 'GET', path: '/v1/status' },
+      { id: 1, method: 'DELETE', path: '/v1/status' },
+      { id: 1, method: 'GET', path: 'v1/status' },
+      { id: 1, method: 'GET', path: '/v1/status', capability: 7 },
+    ]) {
+      const r = await wire([env]);
+      expect(r.closedBy).toBe('server');
+      expect(code(r.answers[0])).toBe('WIRE_FRAME_INVALID');
+    }
+    await stillServing();
+  });
+
+  it('bounds the requests in flight on one connection', async () => {
+    const frames = Array.from({ length: 300 }, (_, i) => ({
+      id: i + 1,
+      method: 'GET',
+      path: '/v1/status',
+    }));
+    const r = await wire([Buffer.concat(frames.map((f) => encodeFrame(f)))], 300);
+    const busy = r.answers.filter((a) => code(a) === 'DAEMON_BUSY');
+    expect(busy.length).toBe(300 - 256);
+    expect(busy.every((a) => a['status'] === 429)).toBe(true);
+    expect(r.answers.filter((a) => a['status'] === 200)).toHaveLength(256);
+  });
+
+  it('refuses a session’s calls with a forged or malformed capability, and the connection goes on', async () => {
+    const one = await request(socket, 'POST', '/v1/sessions', openBody());
+    const id = one.body['session'] as string;
+    const cap = one.body['capability'] as string;
+    const decide = { requests: [{ kind: 'exec', path: '/usr/bin/true', argv: ['/usr/bin/true'] }] };
+    const r = await wire(
+      [
+        { id: 1, method: 'POST', path: `/v1/sessions/${id}/decide`, body: decide },
+        {
+          id: 2,
+          method: 'POST',
+          path: `/v1/sessions/${id}/decide`,
+          capability: 'x'.repeat(43),
+          body: decide,
+        },
+        {
+          id: 3,
+          method: 'POST',
+          path: `/v1/sessions/${id}/decide`,
+          capability: `${cap}\n`,
+          body: decide,
+        },
+        { id: 4, method: 'POST', path: `/v1/sessions/${id}/decide`, capability: cap, body: decide },
+        { id: 5, method: 'POST', path: `/v1/sessions/${id}/close`, capability: cap, body: {} },
+      ],
+      5,
+    );
+    const byId = new Map(r.answers.map((a) => [a['id'], a]));
+    for (const n of [1, 2, 3]) expect(code(byId.get(n))).toBe('SESSION_UNAUTHORIZED');
+    expect(byId.get(4)?.['status']).toBe(200);
+    const decisions = (byId.get(4)?.['body'] as { decisions: { effect: string }[] }).decisions;
+    expect(decisions.map((x) => x.effect)).toEqual(['allow']);
+    expect(byId.get(5)?.['status']).toBe(200);
+  });
+
+  it('closes a connection whose frame is begun and not finished in time', async () => {
+    const t0 = Date.now();
+    const r = await wire([Buffer.from([0, 0, 0, 100]), Buffer.from('{"id":1,')]);
+    expect(r.closedBy).toBe('server');
+    expect(code(r.answers[0])).toBe('REQUEST_INVALID');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(9_000);
+    await stillServing();
+  }, 30_000);
+});
+
 describe('audit tail through the endpoint service', () => {
   it('gives the same records as reading the log, filtered the same way', async () => {
     const viaService = { ...s.env, CORDON_SOCKET: socket };
