@@ -1,16 +1,25 @@
 // A fresh process that asks the endpoint service for one decision and exits: what an agent's
-// hook does once per tool call. It loads only the thin client (no policy, Cedar, proxy or
-// zod classic). `node daemon-hook.js SOCKET SESSION CAPABILITY REQUEST_JSON`
-import { DaemonClient } from '../src/daemon/client.js';
-import { DecideResponseSchema } from '../src/protocol/daemon.js';
+// hook does once per tool call. It loads only the client transport (src/daemon/wire-client.ts:
+// node:net and the frame format; no zod, policy, Cedar or proxy) and checks the answer by hand.
+// `node daemon-hook.js SOCKET SESSION CAPABILITY REQUEST_JSON`
+import { DaemonClient, decideAnswer } from '../src/daemon/wire-client.js';
+import { parseStrictJson } from '../src/manifest/json.js';
 
 const [socket = '', session = '', capability = '', request = '{}'] = process.argv.slice(2);
 const client = new DaemonClient({ socket, via: 'CORDON_SOCKET' });
-const r = await client.request(
-  'POST',
-  `/v1/sessions/${session}/decide`,
-  { requests: [JSON.parse(request) as unknown] },
-  DecideResponseSchema,
-  { capability },
-);
-process.stdout.write(`${r.decisions[0]?.effect ?? 'none'}\n`);
+// No top-level await: the bundle is CommonJS, which Node starts faster than an ES module.
+client
+  .request(
+    'POST',
+    `/v1/sessions/${session}/decide`,
+    { requests: [parseStrictJson(request)] },
+    decideAnswer,
+    { capability },
+  )
+  .then(
+    (r) => process.stdout.write(`${r.decisions[0]?.effect ?? 'none'}\n`),
+    (e: unknown) => {
+      process.stderr.write(`${(e as Error).message}\n`);
+      process.exitCode = 1;
+    },
+  );

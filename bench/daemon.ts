@@ -42,6 +42,13 @@ function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): number {
   return ms;
 }
 
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number | undefined): number {
+  const f = readFileSync(`/proc/${pid ?? 0}/stat`, 'utf8');
+  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 function lines(child: ChildProcess, onLine: (l: string) => void): void {
   let buf = '';
   child.stdout?.on('data', (d: Buffer) => {
@@ -176,14 +183,14 @@ export async function benchDaemon(
         remote.push(Number(process.hrtime.bigint() - t) / 1000);
       }
     }
-    // The floor: node:http's own keep-alive round trip over a Unix socket to a server process
-    // that answers every request with a fixed body.
+    // The floor: the same transport's round trip (a frame out, a frame back over the Unix
+    // socket) to a process that answers every frame with a fixed body.
     const bareSocket = join(dir, 'bare.sock');
     const bare = spawn(
       process.execPath,
       [
         '-e',
-        `require('node:http').createServer((q, s) => { q.resume(); q.on('end', () => s.end('{"ok":true}')); }).listen(${JSON.stringify(bareSocket)}, () => console.log('up'))`,
+        `require('node:net').createServer((c) => { let b = Buffer.alloc(0); let magic = false; c.on('data', (d) => { b = Buffer.concat([b, d]); if (!magic) { if (b.length < 8) return; b = b.subarray(8); magic = true; } while (b.length >= 4 && b.length >= 4 + b.readUInt32BE(0)) { const n = b.readUInt32BE(0); const id = JSON.parse(b.subarray(4, 4 + n)).id; b = b.subarray(4 + n); const out = Buffer.from(JSON.stringify({ id, status: 200, body: { ok: true } })); const h = Buffer.alloc(4); h.writeUInt32BE(out.length); c.write(Buffer.concat([h, out])); } }); }).listen(${JSON.stringify(bareSocket)}, () => console.log('up'))`,
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
@@ -218,14 +225,14 @@ export async function benchDaemon(
       );
     }
     // The same client bundled into one file (as the CLI is): what module loading costs.
-    const bundled = join(dir, 'hook.mjs');
+    const bundled = join(dir, 'hook.cjs');
     const { build } = await import('esbuild');
     await build({
       entryPoints: [HOOK],
       outfile: bundled,
       bundle: true,
       platform: 'node',
-      format: 'esm',
+      format: 'cjs',
       target: 'node20',
       logLevel: 'warning',
       plugins: [
@@ -251,6 +258,7 @@ export async function benchDaemon(
     const bundledRuns: number[] = [];
     for (let i = 0; i < 15; i++) bundledRuns.push(timed(process.execPath, bundledArgs, env));
     const hookMs = median(fresh.hook);
+    const bundledMs = median(bundledRuns);
     const nodeMs = median(fresh.node);
     const statusMs = median(fresh.status);
 
@@ -267,6 +275,8 @@ export async function benchDaemon(
     );
     const inProcess: number[] = [];
     const viaDaemon: number[] = [];
+    // How much of the time the daemon's process was on a CPU: what bounds the rate.
+    const busy: number[] = [];
     for (let r = 0; r < rounds; r++) {
       const logDir = mkdtempSync(join(dir, 'log-'));
       const log = AuditLog.open({
@@ -301,9 +311,12 @@ export async function benchDaemon(
           ),
       );
       const t1 = process.hrtime.bigint();
+      const cpu0 = cpuSeconds(daemon.pid);
       for (const c of clients) c.stdin?.write('go\n');
       const failed = await Promise.all(done);
-      viaDaemon.push((8 * perClient) / (Number(process.hrtime.bigint() - t1) / 1e9));
+      const wall = Number(process.hrtime.bigint() - t1) / 1e9;
+      viaDaemon.push((8 * perClient) / wall);
+      busy.push((cpuSeconds(daemon.pid) - cpu0) / wall);
       if (failed.some((f) => f !== 0)) throw new Error(`appends failed: ${failed.join(', ')}`);
       await Promise.all(exited);
     }
@@ -314,25 +327,25 @@ export async function benchDaemon(
     const ms = (x: number): string => `${x.toFixed(1)} ms`;
     return {
       lines: [
-        `endpoint service — a decision through the socket from a warm client (keep-alive, one request per call, ${remote.length} calls)`,
+        `endpoint service — a decision through the socket from a warm client (framed transport, one connection, one request per call, ${remote.length} calls)`,
         `  p50 ${us(dP50)}   p99 ${us(dP99)}   mean ${us(remote.reduce((a, b) => a + b, 0) / remote.length)}`,
         `  baseline: the same decision in-process (pdp.decide): p50 ${us(quantile(local, 0.5))}   p99 ${us(quantile(local, 0.99))}`,
-        `  baseline: node:http keep-alive round trip to a process answering a fixed body (same client): p50 ${us(quantile(bareRound, 0.5))}   p99 ${us(quantile(bareRound, 0.99))}`,
+        `  baseline: the same transport's round trip to a process answering a fixed frame (same client): p50 ${us(quantile(bareRound, 0.5))}   p99 ${us(quantile(bareRound, 0.99))}`,
         `endpoint service — a fresh client process asking one decision (what an agent hook does), median of ${fresh.hook.length}`,
-        `  ${ms(hookMs)} (thin client: src/daemon/client.ts); baseline node -e 0 ${ms(nodeMs)}: +${ms(hookMs - nodeMs)}`,
-        `  the same client bundled into one file: ${ms(median(bundledRuns))} (+${ms(median(bundledRuns) - nodeMs)})`,
+        `  ${ms(bundledMs)} bundled into one file, CommonJS, as Cordon ships its entry points; baseline node -e 0 ${ms(nodeMs)}: +${ms(bundledMs - nodeMs)}`,
+        `  the same client as separate modules (dist-bench/bench/daemon-hook.js): ${ms(hookMs)} (+${ms(hookMs - nodeMs)})`,
         `  \`cordon daemon status\` through the CLI bundle: ${ms(statusMs)} (+${ms(statusMs - nodeMs)})`,
-        `endpoint service — audit appends from 8 concurrent client processes (ClientSession, batches of 256), ${fmt(8 * perClient)} events, median of ${rounds}`,
+        `endpoint service — audit appends from 8 concurrent client processes (ClientSession, batches of up to 1,024), ${fmt(8 * perClient)} events, median of ${rounds}`,
         `  ${fmt(appendRate).padStart(10)} durable events/s through the daemon (all: ${viaDaemon.map(fmt).join(', ')})`,
         `  ${fmt(baseRate).padStart(10)} durable events/s baseline: AuditLog.append in one process, same events (all: ${inProcess.map(fmt).join(', ')})`,
-        `  ratio ${ratio.toFixed(2)}x`,
+        `  ratio ${ratio.toFixed(2)}x; the daemon was on a CPU ${busy.map((b) => `${Math.round(b * 100)}%`).join(', ')} of each round`,
       ],
       checks: [
         [`warm decision through the socket p50 ${us(dP50)} <= 150 µs`, dP50 <= 150],
         [`warm decision through the socket p99 ${us(dP99)} <= 1000 µs`, dP99 <= 1000],
         [
-          `fresh client process, one decision: ${ms(hookMs)} <= node -e 0 (${ms(nodeMs)}) + 20 ms`,
-          hookMs <= nodeMs + 20,
+          `fresh client process, one decision: ${ms(bundledMs)} <= node -e 0 (${ms(nodeMs)}) + 20 ms`,
+          bundledMs <= nodeMs + 20,
         ],
         [`audit appends through the daemon ${fmt(appendRate)}/s >= 50,000/s`, appendRate >= 50_000],
         [`audit appends through the daemon ${ratio.toFixed(2)}x in-process >= 0.6x`, ratio >= 0.6],

@@ -4,10 +4,12 @@ import type { Decision, PolicyRequest } from '../policy/types.js';
 import {
   DecideResponseSchema,
   EventsResponseSchema,
+  MAX_BATCH,
   MAX_BODY_BYTES,
   CloseResponseSchema,
   ReloadResponseSchema,
   SessionResponseSchema,
+  WatchMessageSchema,
   type CloseResponse,
   type OpenSessionResponse,
 } from '../protocol/daemon.js';
@@ -16,13 +18,16 @@ import { DaemonError, type DaemonClient } from './client.js';
 /** The log cannot write now (a full disk, a failing witness): worth sending again. */
 const RETRY_CODES = new Set(['AUDIT_WRITE_FAILED', 'AUDIT_LOG_CLOSED']);
 
-/** Events per `events` call, and their JSON bytes (well under the service's body limit). */
-const BATCH = 256;
+/**
+ * Events per `events` call (the service's most), and their JSON bytes (well under its body
+ * limit): a client with a backlog sends it in few calls, each one group write at the service.
+ */
+const BATCH = MAX_BATCH;
 const BATCH_BYTES = MAX_BODY_BYTES / 2;
 
 interface Pending {
-  /** Its JSON size, once measured. */
-  size?: number;
+  /** Its JSON, once serialised (measured for the batch, then sent as it is). */
+  json?: string;
   readonly seq: number;
   readonly event: OcsfEvent;
   readonly resolve: (v: { seq: number }) => void;
@@ -76,6 +81,7 @@ export class ClientSession {
     this.#stopWatch = this.#client.watch(
       this.id,
       this.#capability,
+      WatchMessageSchema,
       (m) => {
         if (m.type === 'attached') {
           if (attempt > 0) this.#onDiagnostic('the cordon daemon is back: session re-attached');
@@ -113,7 +119,7 @@ export class ClientSession {
     const out: Pending[] = [];
     let bytes = 0;
     for (const p of this.#queue) {
-      const size = (p.size ??= Buffer.byteLength(JSON.stringify(p.event)));
+      const size = Buffer.byteLength((p.json ??= JSON.stringify(p.event)));
       if (out.length > 0 && (out.length >= BATCH || bytes + size > BATCH_BYTES)) break;
       out.push(p);
       bytes += size;
@@ -129,10 +135,11 @@ export class ClientSession {
       while (this.#queue.length > 0) {
         const batch = this.#nextBatch();
         try {
-          const r = await this.#client.request(
+          // Each event's JSON as measured: serialised once, not again for the request.
+          const r = await this.#client.requestJson(
             'POST',
             `/v1/sessions/${this.id}/events`,
-            { events: batch.map((p) => ({ seq: p.seq, event: p.event })) },
+            `{"events":[${batch.map((p) => `{"seq":${p.seq},"event":${p.json ?? JSON.stringify(p.event)}}`).join(',')}]}`,
             EventsResponseSchema,
             { capability: this.#capability },
           );

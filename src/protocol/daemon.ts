@@ -337,25 +337,4 @@ export const RecordsResponseSchema = z.object({
 
 export const OkResponseSchema = z.object({ ok: z.literal(true), message: z.optional(Str(4096)) });
 
-/** Turn a failed parse into one line naming the field: `events/0/seq: expected int`. */
-export function describeIssues(error: { issues: readonly z.core.$ZodIssue[] }): string {
-  return error.issues
-    .slice(0, 5)
-    .map((i) => {
-      const at = i.path.length === 0 ? '(body)' : i.path.map(String).join('/');
-      const what =
-        i.code === 'invalid_type'
-          ? `expected ${i.expected}`
-          : i.code === 'too_big'
-            ? `too big (at most ${String(i.maximum)})`
-            : i.code === 'too_small'
-              ? `too small (at least ${String(i.minimum)})`
-              : i.code === 'unrecognized_keys'
-                ? `unknown field(s) ${i.keys.join(', ')}`
-                : i.code === 'invalid_value'
-                  ? `must be one of ${i.values.map(String).join(', ')}`
-                  : i.code;
-      return `${at}: ${what}`;
-    })
-    .join('; ');
-}
+export { describeIssues } from './issues.js';

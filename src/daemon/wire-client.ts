@@ -1,0 +1,422 @@
+/**
+ * The endpoint service's client transport: requests over the framed transport
+ * (src/protocol/wire.ts) on its Unix socket, answers checked. It imports only node:net, the error
+ * type and the frame format (no zod at load, no child processes, no file system), so a process
+ * that asks one decision and exits (an agent hook) starts fast.
+ */
+import net from 'node:net';
+import { CordonError, type CordonCode } from '../errors.js';
+import { describeIssues, type Issues } from '../protocol/issues.js';
+import { FrameReader, MAX_RESPONSE_FRAME, readResponse, WIRE_MAGIC } from '../protocol/wire.js';
+
+type Schema<T> = {
+  safeParse(v: unknown): { success: true; data: T } | { success: false; error: Issues };
+};
+
+export type DaemonClientErrorCode = 'DAEMON_UNREACHABLE' | 'DAEMON_PROTOCOL';
+
+/** How a client chose the daemon's socket (for messages). */
+export type DaemonVia = 'CORDON_SOCKET' | 'system' | 'user';
+
+export class DaemonError extends CordonError {
+  /** The status the daemon answered with, as HTTP's (0 when it did not answer). */
+  readonly status: number;
+  constructor(
+    status: number,
+    code: CordonCode,
+    message: string,
+    hint?: string,
+    where: { file?: string | undefined; pointer?: string | undefined } = {},
+  ) {
+    super(code, message, {
+      ...(hint === undefined ? {} : { hint }),
+      ...(where.file === undefined ? {} : { file: where.file }),
+      ...(where.pointer === undefined ? {} : { pointer: where.pointer }),
+    });
+    this.status = status;
+  }
+}
+
+/** An answer as it came: its status and body. */
+interface Answer {
+  readonly status: number;
+  readonly body: unknown;
+}
+
+interface Waiter {
+  readonly resolve: (a: Answer) => void;
+  readonly reject: (e: Error) => void;
+  /** A stream (the watch) gets every frame with its id until the connection ends. */
+  readonly stream?: (a: Answer) => void;
+}
+
+/**
+ * One framed connection to the daemon (src/protocol/wire.ts): requests are sent as they come and
+ * answered by id. While nothing is in flight the connection does not keep the process alive.
+ */
+class WireConnection {
+  readonly #socket: net.Socket;
+  readonly #reader = new FrameReader(MAX_RESPONSE_FRAME);
+  readonly #waiters = new Map<number, Waiter>();
+  #nextId = 1;
+  #ended: Error | undefined;
+
+  constructor(path: string, onEnd: () => void) {
+    this.#socket = net.createConnection({ path });
+    this.#socket.write(WIRE_MAGIC);
+    this.#socket.unref();
+    let first = true;
+    this.#socket.on('data', (chunk: Buffer) => {
+      if (first && chunk.subarray(0, 5).toString('latin1') === 'HTTP/') {
+        this.#end(
+          new DaemonError(
+            0,
+            'DAEMON_PROTOCOL',
+            `the daemon on ${path} answers only HTTP: it is an older version of Cordon`,
+            'stop it (`systemctl restart cordond`, or end its `cordon daemon` process) and run the command again',
+          ),
+        );
+        return;
+      }
+      first = false;
+      let frames: { value: unknown }[];
+      const notDaemon = (why: string): DaemonError =>
+        new DaemonError(
+          0,
+          'DAEMON_PROTOCOL',
+          `what answers on ${path} is not a cordon daemon of this version: ${why}`,
+          'is another program listening on the socket?',
+        );
+      try {
+        frames = this.#reader.push(chunk);
+      } catch (e) {
+        this.#end(notDaemon((e as Error).message));
+        return;
+      }
+      for (const { value } of frames) {
+        const a = readResponse(value);
+        if (a === undefined) {
+          this.#end(notDaemon('an answer without an id and a status'));
+          return;
+        }
+        // Id 0: about the connection itself (refused, or a frame it could not read).
+        if (a.id === 0) {
+          for (const w of this.#waiters.values()) w.resolve(a);
+          this.#waiters.clear();
+          this.#socket.destroy();
+          continue;
+        }
+        const w = this.#waiters.get(a.id);
+        if (w === undefined) continue;
+        if (w.stream !== undefined) {
+          w.stream(a);
+          continue;
+        }
+        this.#waiters.delete(a.id);
+        if (this.#waiters.size === 0) this.#socket.unref();
+        w.resolve(a);
+      }
+    });
+    this.#socket.on('error', (e) => this.#end(e));
+    this.#socket.on('close', () => {
+      this.#end(new Error('the connection closed'));
+      onEnd();
+    });
+  }
+
+  get ended(): boolean {
+    return this.#ended !== undefined;
+  }
+
+  /** Resolves once connected; rejects when nothing listens. */
+  ready(): Promise<void> {
+    if (this.#ended !== undefined) return Promise.reject(this.#ended);
+    if (!this.#socket.connecting) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      this.#socket.once('connect', () => resolve());
+      this.#socket.once('close', () => reject(this.#ended ?? new Error('the connection closed')));
+    });
+  }
+
+  /** Send one request (its body already JSON, or a value to serialise). */
+  send(
+    req: { method: string; path: string; capability?: string },
+    body: string | undefined,
+    waiter: Omit<Waiter, 'resolve' | 'reject'> = {},
+  ): { answer: Promise<Answer>; cancel: () => void } {
+    const id = this.#nextId++;
+    const answer = new Promise<Answer>((resolve, reject) => {
+      if (this.#ended !== undefined) {
+        reject(this.#ended);
+        return;
+      }
+      this.#waiters.set(id, { resolve, reject, ...waiter });
+      const head = JSON.stringify({ id, ...req });
+      const json = body === undefined ? head : `${head.slice(0, -1)},"body":${body}}`;
+      const bytes = Buffer.from(json, 'utf8');
+      const len = Buffer.allocUnsafe(4);
+      len.writeUInt32BE(bytes.length, 0);
+      this.#socket.ref();
+      this.#socket.write(len);
+      this.#socket.write(bytes);
+    });
+    return {
+      answer,
+      cancel: () => {
+        this.#waiters.delete(id);
+        if (this.#waiters.size === 0) this.#socket.unref();
+      },
+    };
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  #end(e: Error): void {
+    this.#ended ??= e;
+    for (const w of this.#waiters.values()) w.reject(e);
+    this.#waiters.clear();
+    this.#socket.destroy();
+  }
+}
+
+/** One client of one daemon socket, over one framed connection (opened again when it ends). */
+export class DaemonClient {
+  readonly socket: string;
+  readonly #via: DaemonVia;
+  #conn: WireConnection | undefined;
+
+  constructor(target: { readonly socket: string; readonly via: DaemonVia }) {
+    this.socket = target.socket;
+    this.#via = target.via;
+  }
+
+  /** The error for a daemon that does not answer: names the socket and how to start it. */
+  unreachable(cause: unknown): DaemonError {
+    const how =
+      this.#via === 'system'
+        ? 'start the system service: `systemctl start cordond` (or ask your administrator)'
+        : this.#via === 'CORDON_SOCKET'
+          ? 'start the daemon CORDON_SOCKET names, or unset CORDON_SOCKET'
+          : 'start it with `cordon daemon` (clients start it on demand unless CORDON_NO_AUTOSTART is set)';
+    const e = new DaemonError(
+      0,
+      'DAEMON_UNREACHABLE',
+      `the cordon daemon does not answer on ${this.socket} (${(cause as Error).message})`,
+      how,
+    );
+    return e;
+  }
+
+  #connection(): WireConnection {
+    if (this.#conn === undefined || this.#conn.ended) {
+      const conn = new WireConnection(this.socket, () => {
+        if (this.#conn === conn) this.#conn = undefined;
+      });
+      this.#conn = conn;
+    }
+    return this.#conn;
+  }
+
+  /** Whether something accepts connections on the socket (the connection is kept for use). */
+  async connects(): Promise<boolean> {
+    try {
+      await this.#connection().ready();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * One request. Resolves with the parsed answer; rejects with the daemon's own error (its code
+   * and hint), or DAEMON_UNREACHABLE when nothing answered.
+   */
+  request<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    body: unknown,
+    schema: Schema<T>,
+    opts: { capability?: string; timeoutMs?: number } = {},
+  ): Promise<T> {
+    return this.requestJson(
+      method,
+      path,
+      body === undefined ? undefined : JSON.stringify(body),
+      schema,
+      opts,
+    );
+  }
+
+  /** As request(), with the body already serialised as JSON. */
+  requestJson<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    bodyJson: string | undefined,
+    schema: Schema<T>,
+    opts: { capability?: string; timeoutMs?: number } = {},
+  ): Promise<T> {
+    const sent = this.#connection().send(
+      { method, path, ...(opts.capability === undefined ? {} : { capability: opts.capability }) },
+      bodyJson,
+    );
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        sent.cancel();
+        reject(this.unreachable(new Error('timed out')));
+      }, opts.timeoutMs ?? 60_000);
+      timer.unref();
+      sent.answer.then(
+        (a) => {
+          clearTimeout(timer);
+          try {
+            resolve(answerOf(a, schema));
+          } catch (e) {
+            reject(e instanceof Error ? e : new Error(String(e)));
+          }
+        },
+        (e: unknown) => {
+          clearTimeout(timer);
+          reject(e instanceof DaemonError ? e : this.unreachable(e));
+        },
+      );
+    });
+  }
+
+  /**
+   * Follow a session's watch stream (on a connection of its own). `onMessage` gets each control
+   * message; `onEnd` is called once when the stream ends (the daemon stopped or restarted):
+   * reconnect then.
+   */
+  watch<M>(
+    session: string,
+    capability: string,
+    schema: Schema<M>,
+    onMessage: (m: M) => void,
+    onEnd: (why: string) => void,
+  ): () => void {
+    let ended = false;
+    const end = (why: string): void => {
+      if (ended) return;
+      ended = true;
+      onEnd(why);
+    };
+    const conn = new WireConnection(this.socket, () => end('the stream closed'));
+    const sent = conn.send(
+      { method: 'GET', path: `/v1/sessions/${session}/watch`, capability },
+      undefined,
+      {
+        stream: (a) => {
+          if (a.status !== 200) {
+            end(`status ${a.status}`);
+            conn.destroy();
+            return;
+          }
+          const m = schema.safeParse(a.body);
+          if (m.success) onMessage(m.data);
+        },
+      },
+    );
+    sent.answer.then(
+      (a) => end(`status ${a.status}`),
+      (e: unknown) => end((e as Error).message),
+    );
+    return () => {
+      ended = true;
+      conn.destroy();
+    };
+  }
+}
+
+/** A daemon's answer checked: the value the schema admits, or the daemon's error. */
+function answerOf<T>(a: Answer, schema: Schema<T>): T {
+  if (a.status !== 200) {
+    const err = errorBody(a.body);
+    throw err !== undefined
+      ? new DaemonError(a.status, err.code as CordonCode, err.message, err.hint, {
+          file: err.file,
+          pointer: err.pointer,
+        })
+      : new DaemonError(a.status, 'DAEMON_PROTOCOL', `status ${a.status} without an error body`);
+  }
+  const r = schema.safeParse(a.body);
+  if (!r.success)
+    throw new DaemonError(
+      200,
+      'DAEMON_PROTOCOL',
+      `the daemon's answer does not match the protocol: ${describeIssues(r.error)}`,
+      'use a client and daemon of the same version',
+    );
+  return r.data;
+}
+
+/** An error answer's fields (ErrorBodySchema's, checked by hand to keep zod out of this module). */
+function errorBody(
+  v: unknown,
+): { code: string; message: string; hint?: string; file?: string; pointer?: string } | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const b = v as Record<string, unknown>;
+  const str = (x: unknown, max: number): x is string => typeof x === 'string' && x.length <= max;
+  const opt = (x: unknown): string | undefined => (str(x, 4096) ? x : undefined);
+  if (b['ok'] !== false || !str(b['code'], 64) || !str(b['message'], 16384)) return undefined;
+  const hint = opt(b['hint']);
+  const file = opt(b['file']);
+  const pointer = opt(b['pointer']);
+  return {
+    code: b['code'],
+    message: b['message'],
+    ...(hint === undefined ? {} : { hint }),
+    ...(file === undefined ? {} : { file }),
+    ...(pointer === undefined ? {} : { pointer }),
+  };
+}
+
+/** A decision as the service answers it (DecisionSchema's fields). */
+export interface AnsweredDecision {
+  readonly effect: 'allow' | 'deny' | 'ask';
+  readonly reason: string;
+  readonly rule: string;
+  readonly code: string;
+  readonly overrides?: readonly string[];
+}
+
+/**
+ * DecideResponseSchema's check by hand, for a process that asks one decision and exits: the
+ * same answers pass (test/daemon/wire-client.test.ts holds the two together), without loading
+ * zod. Anything else fails, and its caller denies.
+ */
+export const decideAnswer: Schema<{ ok: true; decisions: AnsweredDecision[] }> = {
+  safeParse(v) {
+    const fail = (path: (string | number)[], message: string) =>
+      ({
+        success: false,
+        error: { issues: [{ code: 'custom', path, message, input: v }] as Issues['issues'] },
+      }) as const;
+    if (typeof v !== 'object' || v === null) return fail([], 'expected object');
+    const b = v as Record<string, unknown>;
+    if (b['ok'] !== true) return fail(['ok'], 'expected true');
+    const list = b['decisions'];
+    if (!Array.isArray(list)) return fail(['decisions'], 'expected array');
+    for (const [i, d] of (list as unknown[]).entries()) {
+      if (typeof d !== 'object' || d === null) return fail(['decisions', i], 'expected object');
+      const x = d as Record<string, unknown>;
+      const str = (k: string, max: number): boolean =>
+        typeof x[k] === 'string' && (x[k]).length <= max;
+      if (x['effect'] !== 'allow' && x['effect'] !== 'deny' && x['effect'] !== 'ask')
+        return fail(['decisions', i, 'effect'], 'must be one of allow, deny, ask');
+      if (!str('reason', 8192) || !str('rule', 1024) || !str('code', 64))
+        return fail(['decisions', i], 'reason, rule and code must be strings');
+      const o = x['overrides'];
+      if (
+        o !== undefined &&
+        !(
+          Array.isArray(o) &&
+          (o as unknown[]).every((y) => typeof y === 'string' && y.length <= 1024)
+        )
+      )
+        return fail(['decisions', i, 'overrides'], 'expected array of strings');
+    }
+    return { success: true, data: v as { ok: true; decisions: AnsweredDecision[] } };
+  },
+};
