@@ -10,6 +10,7 @@ import {
   describeIssues,
   EmitTestRequestSchema,
   EventsRequestSchema,
+  isEventsRequest,
   MAX_BODY_BYTES,
   MAX_EVENT_BYTES,
   OpenSessionRequestSchema,
@@ -335,26 +336,19 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
   });
 
   function refuseBusy(socket: net.Socket, uid: number, n: number): void {
-    const body = {
+    const body = JSON.stringify({
       ok: false,
       code: 'DAEMON_BUSY',
       message: `uid ${uid} already has ${n} connections open to the service`,
       hint: 'close some connections, or wait for requests in flight to finish',
-    };
-    const text = JSON.stringify(body);
-    socket.on('error', () => undefined);
-    // The answer in the transport the client speaks; closed as soon as it is out, not when the
-    // client gets round to closing: a refused connection must not hold a descriptor.
-    socket.once('data', (chunk: Buffer) => {
-      socket.end(
-        chunk[0] === WIRE_MAGIC[0]
-          ? encodeFrame({ id: 0, status: 429, body })
-          : `HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`,
-        () => socket.destroy(),
-      );
     });
-    setTimeout(() => socket.destroy(), FIRST_BYTES_MS).unref();
-    socket.resume();
+    // Answered at once, before the client has said which transport it speaks, so in HTTP (the
+    // framed client reads an HTTP 429 as this refusal); closed as soon as the answer is out, not
+    // when the client gets round to it: a refused connection must not hold a descriptor.
+    socket.end(
+      `HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      () => socket.destroy(),
+    );
   }
 
   http1.on('clientError', (err: Error & { code?: string }, socket: net.Socket) => {
@@ -587,7 +581,8 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
       }
       case 'events': {
         want('POST');
-        const body = parse(EventsRequestSchema, await ex.body());
+        const raw = await ex.body();
+        const body = isEventsRequest(raw) ? raw : parse(EventsRequestSchema, raw);
         // Only a body larger than one event may hold one too large: each is then measured, and
         // one over the limit is recorded as refused (the client's sequence goes on).
         const large = ex.size > MAX_EVENT_BYTES;

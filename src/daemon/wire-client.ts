@@ -68,14 +68,7 @@ class WireConnection {
     let first = true;
     this.#socket.on('data', (chunk: Buffer) => {
       if (first && chunk.subarray(0, 5).toString('latin1') === 'HTTP/') {
-        this.#end(
-          new DaemonError(
-            0,
-            'DAEMON_PROTOCOL',
-            `the daemon on ${path} answers only HTTP: it is an older version of Cordon`,
-            'stop it (`systemctl restart cordond`, or end its `cordon daemon` process) and run the command again',
-          ),
-        );
+        this.#end(httpAnswer(path, chunk.toString('utf8')));
         return;
       }
       first = false;
@@ -351,6 +344,33 @@ function answerOf<T>(a: Answer, schema: Schema<T>): T {
   return r.data;
 }
 
+/**
+ * An HTTP answer on a framed connection: the service refusing a connection over the caller's
+ * limit before it knew the transport (429 with its error body), or a daemon of an older version
+ * that speaks only HTTP.
+ */
+function httpAnswer(path: string, text: string): DaemonError {
+  const status = Number(/^HTTP\/1\.[01] (\d{3}) /.exec(text)?.[1] ?? 0);
+  const at = text.indexOf('\r\n\r\n');
+  let body: unknown;
+  try {
+    // An error body from the service itself; whatever fails to parse is the older-daemon case.
+    // eslint-disable-next-line no-restricted-syntax
+    body = at < 0 ? undefined : JSON.parse(text.slice(at + 4));
+  } catch {
+    body = undefined;
+  }
+  const err = status === 429 ? errorBody(body) : undefined;
+  if (err !== undefined)
+    return new DaemonError(status, err.code as CordonCode, err.message, err.hint);
+  return new DaemonError(
+    0,
+    'DAEMON_PROTOCOL',
+    `the daemon on ${path} answers only HTTP: it is an older version of Cordon`,
+    'stop it (`systemctl restart cordond`, or end its `cordon daemon` process) and run the command again',
+  );
+}
+
 /** An error answer's fields (ErrorBodySchema's, checked by hand to keep zod out of this module). */
 function errorBody(
   v: unknown,
@@ -402,7 +422,7 @@ export const decideAnswer: Schema<{ ok: true; decisions: AnsweredDecision[] }> =
       if (typeof d !== 'object' || d === null) return fail(['decisions', i], 'expected object');
       const x = d as Record<string, unknown>;
       const str = (k: string, max: number): boolean =>
-        typeof x[k] === 'string' && (x[k]).length <= max;
+        typeof x[k] === 'string' && x[k].length <= max;
       if (x['effect'] !== 'allow' && x['effect'] !== 'deny' && x['effect'] !== 'ask')
         return fail(['decisions', i, 'effect'], 'must be one of allow, deny, ask');
       if (!str('reason', 8192) || !str('rule', 1024) || !str('code', 64))

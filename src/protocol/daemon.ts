@@ -166,6 +166,34 @@ export const EventsRequestSchema = z.strictObject({
     .check(z.minLength(1), z.maxLength(MAX_BATCH)),
 });
 export type EventsRequest = z.infer<typeof EventsRequestSchema>;
+
+/**
+ * Whether a body passes EventsRequestSchema, decided without zod's walk of every key of every
+ * event (this runs for each event a session sends). Only the answer is used: a body it refuses
+ * is parsed with the schema again for the message naming the field. A property test holds the
+ * two to the same answers.
+ */
+export function isEventsRequest(v: unknown): v is EventsRequest {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const body = v as Record<string, unknown>;
+  const events = body['events'];
+  if (!Array.isArray(events) || events.length < 1 || events.length > MAX_BATCH) return false;
+  for (const k in body) if (k !== 'events') return false;
+  for (const e of events as unknown[]) {
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) return false;
+    const x = e as Record<string, unknown>;
+    let keys = 0;
+    for (const k in x) {
+      if (k !== 'seq' && k !== 'event') return false;
+      keys++;
+    }
+    const seq = x['seq'];
+    const event = x['event'];
+    if (keys !== 2 || !Number.isSafeInteger(seq) || (seq as number) < 1) return false;
+    if (typeof event !== 'object' || event === null || Array.isArray(event)) return false;
+  }
+  return true;
+}
 export const EventsResponseSchema = z.object({
   ok: z.literal(true),
   /** Every client sequence number up to this one is durable in the log. */

@@ -494,6 +494,12 @@ describe('the local API against malformed and hostile requests', () => {
     for (const [answer, expected] of [
       ['hello, I am not cordon\n', /DAEMON_PROTOCOL.*not a cordon daemon/],
       ['HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n', /DAEMON_PROTOCOL.*older version/],
+      // The service's own refusal of a connection over the caller's limit, sent before the
+      // client said which transport it speaks, is read as that refusal.
+      [
+        'HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\r\n{"ok":false,"code":"DAEMON_BUSY","message":"uid 1 already has 512 connections open to the service","hint":"close some"}',
+        /DAEMON_BUSY.*512 connections/,
+      ],
     ] as const) {
       const impostor = net.createServer((c) => {
         c.on('error', () => undefined);

@@ -2,7 +2,11 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decideAnswer } from '../../src/daemon/wire-client.js';
 import { parseStrictJson } from '../../src/manifest/json.js';
-import { DecideResponseSchema } from '../../src/protocol/daemon.js';
+import {
+  DecideResponseSchema,
+  EventsRequestSchema,
+  isEventsRequest,
+} from '../../src/protocol/daemon.js';
 import { checkWireValue, encodeFrame, FrameReader, WireError } from '../../src/protocol/wire.js';
 
 // The zod-free checks a fast client uses must agree with the protocol's schemas.
@@ -40,6 +44,48 @@ describe('the zod-free decide answer check', () => {
     expect(decideAnswer.safeParse(ok).success).toBe(true);
     const bad = { ok: true, decisions: [{ effect: 'allowed', reason: 'r', rule: 'x', code: 'C' }] };
     expect(decideAnswer.safeParse(bad).success).toBe(false);
+  });
+});
+
+describe('the zod-free events request check', () => {
+  const entry = fc.oneof(
+    fc.record({
+      seq: fc.oneof(fc.integer({ min: 1 }), fc.integer(), fc.double(), fc.constant(2 ** 53)),
+      event: fc.oneof(fc.dictionary(fc.string(), fc.jsonValue()), fc.jsonValue()),
+    }),
+    fc.record(
+      { seq: fc.integer({ min: 1 }), event: fc.object(), extra: fc.jsonValue() },
+      { requiredKeys: ['seq'] },
+    ),
+    fc.jsonValue(),
+  );
+  const body = fc.oneof(
+    fc.record({ events: fc.array(entry, { maxLength: 4 }) }),
+    fc.record({ events: fc.array(entry, { maxLength: 2 }), other: fc.jsonValue() }),
+    fc.record({
+      events: fc.array(fc.record({ seq: fc.constant(1), event: fc.constant({}) }), {
+        minLength: 1020,
+        maxLength: 1030,
+      }),
+    }),
+    fc.jsonValue(),
+  );
+
+  it('accepts exactly what EventsRequestSchema accepts', () => {
+    fc.assert(
+      fc.property(body, (v) => {
+        // As the service gets it: parsed from JSON.
+        const parsed = parseStrictJson(JSON.stringify(v) ?? 'null');
+        expect(isEventsRequest(parsed)).toBe(EventsRequestSchema.safeParse(parsed).success);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('refuses a key named __proto__ as the schema does', () => {
+    const v = parseStrictJson('{"events":[{"seq":1,"event":{}}],"__proto__":{}}');
+    expect(isEventsRequest(v)).toBe(false);
+    expect(EventsRequestSchema.safeParse(v).success).toBe(false);
   });
 });
 
