@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-// The `cordon` bin users run: the single-file bundle.
-const BIN = join(ROOT, 'dist/cli/bin.js');
+// The `cordon` bin users run (package.json): the loader of the bundles.
+const BIN = join(ROOT, 'dist/cli/bin.cjs');
 const median = (xs: number[]): number =>
   [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
 

@@ -104,19 +104,25 @@ function isRun(argv: readonly string[]): boolean {
   return argv[i] === 'run';
 }
 
-const argv = process.argv.slice(2);
-let fast: number | undefined;
-if (isRun(argv)) {
-  const run = load('cordon-run.cjs', () => (run.exports['sessionRan'] as () => boolean)());
-  fast = await (run.exports['runEntry'] as (a: string[]) => Promise<number | undefined>)(argv);
-  if (fast !== undefined) {
-    run.saveCache();
-    // The session is over and closed, everything it recorded acknowledged, and the standard
-    // streams are written synchronously: what is left is tearing down the heap, which exiting
-    // now skips (a few milliseconds of every `cordon run`).
-    process.exit(fast);
+/** `cordon run` from its own bundle when it can, else the whole CLI. */
+async function start(argv: readonly string[]): Promise<void> {
+  if (isRun(argv)) {
+    const run = load('cordon-run.cjs', () => (run.exports['sessionRan'] as () => boolean)());
+    const fast = await (
+      run.exports['runEntry'] as (a: readonly string[]) => Promise<number | undefined>
+    )(argv);
+    if (fast !== undefined) {
+      run.saveCache();
+      // The session is over and closed, everything it recorded acknowledged, and the standard
+      // streams are written synchronously: what is left is tearing down the heap, which
+      // exiting now skips (a few milliseconds of every `cordon run`).
+      process.exit(fast);
+    }
+    process.once('beforeExit', run.saveCache);
   }
-  process.once('beforeExit', run.saveCache);
+  // The whole CLI runs itself when loaded as the `cordon` bin's bundle.
+  process.once('beforeExit', load('cordon.cjs').saveCache);
 }
-// The whole CLI runs itself when loaded as the `cordon` bin's bundle.
-process.once('beforeExit', load('cordon.cjs').saveCache);
+
+// No top-level await: the same file also runs as CommonJS (`bin.cjs`, below).
+void start(process.argv.slice(2));

@@ -967,9 +967,12 @@ function isEntryPoint(): boolean {
   try {
     const argv1 = process.argv[1] === undefined ? '' : realpathSync(process.argv[1]);
     const self = fileURLToPath(import.meta.url);
-    // Run directly (dist/cli/main.js), or as the bundle that the `cordon` bin loads.
+    // Run directly (dist/cli/main.js), or as the bundle that the `cordon` bin (bin.js, or its
+    // CommonJS build bin.cjs) loads.
     return (
-      argv1 === self || (self.endsWith('cordon.cjs') && argv1 === join(dirname(self), 'bin.js'))
+      argv1 === self ||
+      (self.endsWith('cordon.cjs') &&
+        [join(dirname(self), 'bin.js'), join(dirname(self), 'bin.cjs')].includes(argv1))
     );
   } catch {
     return false;

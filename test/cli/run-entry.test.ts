@@ -18,6 +18,8 @@ import { parseRunArgv } from '../../src/cli/run-entry.js';
 import { ROOT, sandboxEnv, type SandboxEnv } from '../sandbox/harness.js';
 
 const BIN = join(ROOT, 'dist/cli/bin.js');
+// The same loader as CommonJS: the package's `cordon`.
+const BIN_CJS = join(ROOT, 'dist/cli/bin.cjs');
 const MAIN = join(ROOT, 'dist/cli/main.js');
 
 /** What commander gives the `run` verb for this command line, or the error it stops with. */
@@ -182,7 +184,7 @@ describe('`cordon run` through the bin', () => {
     expect(String(help.stderr)).toContain('cordon.cjs');
   });
 
-  it('says and exits exactly as the full CLI does, for failures and help', () => {
+  it('says and exits exactly as the full CLI does, for failures, help and other verbs', () => {
     for (const args of [
       ['run', '--manifest', manifest, '--', 'bash', '-c', 'exit 7'],
       ['run', '--manifest', join(s.dir, 'missing.json'), '--', 'true'],
@@ -193,20 +195,24 @@ describe('`cordon run` through the bin', () => {
       ['run', '--manifest', manifest, '--no-such-flag', '--', 'true'],
       ['run', '--manifest', manifest, 'bash'],
       ['run', '--help'],
+      // Every other verb goes to the whole CLI.
+      ['--version'],
+      ['--help'],
+      ['manifest', 'lint', manifest],
     ]) {
-      const viaBin = bin(BIN, args);
       const viaMain = bin(MAIN, args);
+      // Session ids differ between two runs.
       const strip = (t: unknown): string =>
-        // Session ids differ between two runs.
         String(t).replace(/[0-9a-f]{8}-[0-9a-f-]{27}/g, 'SESSION');
-      expect(
-        { status: viaBin.status, stdout: strip(viaBin.stdout), stderr: strip(viaBin.stderr) },
-        args.join(' '),
-      ).toEqual({
-        status: viaMain.status,
-        stdout: strip(viaMain.stdout),
-        stderr: strip(viaMain.stderr),
-      });
+      for (const viaBin of [bin(BIN, args), bin(BIN_CJS, args)])
+        expect(
+          { status: viaBin.status, stdout: strip(viaBin.stdout), stderr: strip(viaBin.stderr) },
+          args.join(' '),
+        ).toEqual({
+          status: viaMain.status,
+          stdout: strip(viaMain.stdout),
+          stderr: strip(viaMain.stderr),
+        });
     }
   });
 });

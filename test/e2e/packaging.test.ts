@@ -33,6 +33,9 @@ describe('packaging', () => {
     const files = (pack?.files ?? []).map((f) => f.path);
     expect(files).toContain('dist/cli/cordon.cjs');
     expect(files).toContain('dist/cli/bin.js');
+    // The package's `cordon` (CommonJS) and `cordon run`'s own bundle.
+    expect(files).toContain('dist/cli/bin.cjs');
+    expect(files).toContain('dist/cli/cordon-run.cjs');
     expect(files).toContain('LICENSE');
     expect(files.filter((f) => f.includes('.cache'))).toEqual([]);
   });
