@@ -25,10 +25,10 @@ export interface SoakOptions {
   readonly seconds: number;
   /** Seconds the direct baseline loops run. */
   readonly baselineSeconds: number;
-  /** Seconds after the sessions are up before the warm-up RSS sample. */
-  readonly warmupSeconds: number;
-  /** Seconds between samples of `cordon ps` and the daemon's RSS. */
+  /** Seconds between samples of `cordon ps`. */
   readonly sampleSeconds: number;
+  /** Extra node flags for the daemon (to measure a V8 setting beside the default). */
+  readonly daemonFlags: readonly string[];
 }
 
 interface Done {
@@ -187,6 +187,144 @@ const quantile = (xs: readonly number[], q: number): number => {
 };
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/** One sample of the daemon's RSS: seconds since the sessions were up, bytes, requests so far. */
+interface RssSample {
+  readonly t: number;
+  readonly rss: number;
+  readonly requests: number;
+}
+
+/** How much the late window's mean RSS may exceed the early window's and still be flat. */
+const FLAT_TOLERANCE = 0.1;
+
+interface RssVerdict {
+  readonly requests: number;
+  readonly youngSettledAt: number;
+  readonly warmup: readonly RssSample[];
+  readonly early: readonly RssSample[];
+  readonly late: readonly RssSample[];
+  readonly earlyMean: number;
+  readonly lateMean: number;
+  readonly growthPct: number;
+  /** Least-squares slope over the early and late windows, in bytes per second. */
+  readonly slopePerSecond: number;
+  /** The same over the requests answered, in bytes per request. */
+  readonly slopePerRequest: number;
+  readonly flat: boolean;
+}
+
+const mean = (xs: readonly number[]): number => xs.reduce((a, x) => a + x, 0) / xs.length;
+
+/** Least-squares slope of y over x. */
+function slope(xs: readonly number[], ys: readonly number[]): number {
+  const mx = mean(xs);
+  const my = mean(ys);
+  let num = 0;
+  let den = 0;
+  for (const [i, x] of xs.entries()) {
+    num += (x - mx) * ((ys[i] ?? my) - my);
+    den += (x - mx) ** 2;
+  }
+  return den === 0 ? NaN : num / den;
+}
+
+/**
+ * "Flat after warm-up", measured against work done rather than time, so that a loaded machine
+ * (fewer requests a second) does not move the windows. Warm-up is the first third of the run's
+ * requests (sessions opening, code being optimised), and lasts at least until V8's young
+ * generation last changed size and has been filled since (`youngSettledAt`, seconds: the second
+ * scavenge after it grew, when both its semi-spaces are resident): V8 doubles it, up to a fixed maximum
+ * (16 MiB per semi-space), after enough bytes survived scavenges, i.e. after an amount of work,
+ * not of time — a bounded step that can come late on a loaded machine and cannot hide a leak,
+ * which grows the old generation. The samples after warm-up are split by requests into an early
+ * and a late half; RSS is flat when the late half's mean exceeds the early half's by at most
+ * FLAT_TOLERANCE. A leak (memory per request or per second) shows as the late mean above the
+ * early one; V8's collection cycle (a few MiB up, then down) averages out within each window.
+ */
+function rssVerdict(mem: readonly RssSample[], youngSettledAt: number): RssVerdict {
+  const requests = mem[mem.length - 1]?.requests ?? 0;
+  const warmup = mem.filter((x) => x.requests < requests / 3 || x.t < youngSettledAt);
+  const from = warmup[warmup.length - 1]?.requests ?? 0;
+  const half = (from + requests) / 2;
+  const after = mem.slice(warmup.length);
+  const early = after.filter((x) => x.requests < half);
+  const late = after.filter((x) => x.requests >= half);
+  const earlyMean = mean(early.map((x) => x.rss));
+  const lateMean = mean(late.map((x) => x.rss));
+  const steady = [...early, ...late];
+  return {
+    requests,
+    youngSettledAt,
+    warmup,
+    early,
+    late,
+    earlyMean,
+    lateMean,
+    growthPct: (lateMean / earlyMean - 1) * 100,
+    slopePerSecond: slope(
+      steady.map((x) => x.t),
+      steady.map((x) => x.rss),
+    ),
+    slopePerRequest: slope(
+      steady.map((x) => x.requests),
+      steady.map((x) => x.rss),
+    ),
+    // Three samples at least in each window: fewer is no measurement.
+    flat: early.length >= 3 && late.length >= 3 && lateMean <= earlyMean * (1 + FLAT_TOLERANCE),
+  };
+}
+
+function flatText(v: RssVerdict): string {
+  const span = (xs: readonly RssSample[]): string =>
+    xs.length === 0
+      ? 'no samples'
+      : `${xs[0]?.t.toFixed(0)}-${xs[xs.length - 1]?.t.toFixed(0)} s, ${xs.length} samples`;
+  return (
+    `warm-up (the first third of the ${v.requests.toLocaleString('en-US')} requests, and until V8's young generation, grown last, was filled at ${v.youngSettledAt.toFixed(0)} s) ${span(v.warmup)}; ` +
+    `early window ${span(v.early)}, mean ${(v.earlyMean / MIB).toFixed(1)} MiB; ` +
+    `late window ${span(v.late)}, mean ${(v.lateMean / MIB).toFixed(1)} MiB ` +
+    `(${v.growthPct >= 0 ? '+' : ''}${v.growthPct.toFixed(1)}%); slope over both ` +
+    `${((v.slopePerSecond * 60) / MIB).toFixed(2)} MiB/min, ${((v.slopePerRequest * 1000) / MIB).toFixed(2)} MiB per 1,000 requests`
+  );
+}
+
+/** A line of the daemon's CORDON_DAEMON_MEMTRACE file (the fields the bench reports). */
+interface MemtraceLine {
+  readonly t: number;
+  readonly rss: number;
+  readonly heapTotal: number;
+  readonly heapUsed: number;
+  readonly external: number;
+  readonly spaces: Record<string, [number, number]>;
+  readonly smaps: { anonymous: number; file: number };
+}
+
+function readMemtrace(file: string): MemtraceLine[] {
+  try {
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => JSON.parse(l) as MemtraceLine);
+  } catch {
+    return [];
+  }
+}
+
+/** Where the daemon's memory went between two memtrace lines. */
+function breakdown(a: MemtraceLine | undefined, b: MemtraceLine | undefined): string {
+  if (a === undefined || b === undefined) return 'no memtrace';
+  const m = (f: (x: MemtraceLine) => number): string =>
+    `${(f(a) / MIB).toFixed(1)} -> ${(f(b) / MIB).toFixed(1)}`;
+  const space = (name: string) => (x: MemtraceLine) => x.spaces[name]?.[0] ?? NaN;
+  return [
+    `RSS ${m((x) => x.rss)} MiB`,
+    `V8 heap committed ${m((x) => x.heapTotal)} (young ${m(space('new_space'))}, old ${m(space('old_space'))}), in use ${m((x) => x.heapUsed)}`,
+    `external ${m((x) => x.external)}`,
+    `anonymous outside the V8 heap (malloc, thread stacks) ${m((x) => x.smaps.anonymous - x.heapTotal)}`,
+    `file-backed ${m((x) => x.smaps.file)}`,
+  ].join('; ');
+}
+
 export async function benchSoak(
   o: SoakOptions,
 ): Promise<{ lines: string[]; checks: [string, boolean][] }> {
@@ -247,14 +385,16 @@ export async function benchSoak(
     const signed = join(dir, 'soak.signed.json');
 
     // The daemon in the foreground, as systemd runs it (no idle exit).
+    const memtraceFile = join(dir, 'memtrace.jsonl');
     // --trace-gc only prints: after each major GC, the heap still live, which tells a leak
     // (live heap growing) from V8 letting garbage accumulate between major GCs (RSS growing).
     const daemonStart = performance.now();
     daemon = spawn(
       process.execPath,
-      ['--trace-gc', '--heapsnapshot-signal=SIGUSR2', BIN, 'daemon'],
+      ['--trace-gc', '--heapsnapshot-signal=SIGUSR2', ...o.daemonFlags, BIN, 'daemon'],
       {
-        env,
+        // Where the daemon's memory is, once a second (see startMemtrace in src/daemon/daemon.ts).
+        env: { ...env, CORDON_DAEMON_MEMTRACE: memtraceFile },
         cwd: dir,
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -302,14 +442,25 @@ export async function benchSoak(
       env,
     );
     const upMs = performance.now() - started;
-    const samples: { t: number; rss: number; listed: number; ours: number; states: string }[] = [];
+    const samples: { t: number; listed: number; ours: number; states: string }[] = [];
     const t0 = performance.now();
+    // The daemon's RSS once a second, with the requests answered so far (the upstream's count).
+    const mem: RssSample[] = [];
+    const memLoop = (async () => {
+      while (!s.finishing()) {
+        const tick = performance.now();
+        const rss = rssOf(pid);
+        const requests = (await upstreamCounts(upstream.port))['soak'] ?? 0;
+        if (s.finishing()) break;
+        mem.push({ t: (tick - t0) / 1000, rss, requests });
+        await sleep(Math.max(0, 1000 - (performance.now() - tick)));
+      }
+    })();
     const loads: number[] = [];
     // Sample while every agent still loops: the first summary line (an agent done, its session
     // about to close) ends the window in which every session must be listed. A sample whose
     // `cordon ps` was still running then is not counted.
     while (!s.finishing()) {
-      const rss = rssOf(pid);
       const ps = await exec(process.execPath, [BIN, 'ps', '--json'], env);
       const listed =
         ps.code === 0
@@ -318,7 +469,6 @@ export async function benchSoak(
       if (s.finishing()) break;
       samples.push({
         t: (performance.now() - t0) / 1000,
-        rss,
         listed: listed.length,
         ours: listed.filter((x) => s.pids.includes(x.clientPid) && x.state === 'running').length,
         states: [...new Set(listed.map((x) => x.state))].join(','),
@@ -326,6 +476,7 @@ export async function benchSoak(
       loads.push(loadavg()[0] ?? NaN);
       await sleep(o.sampleSeconds * 1000);
     }
+    await memLoop;
     const runs = await s.done;
     const wall = (performance.now() - started) / 1000;
     await sleep(500);
@@ -370,12 +521,25 @@ export async function benchSoak(
     const warmGc = during.find((g) => g.t >= 0) ?? during[during.length - 1];
     const endGc = gcs.find((g) => g.t >= closedAt - soakStart);
     const liveGrowth = (endGc?.live ?? NaN) - (warmGc?.live ?? NaN);
-    const warm = samples.find((x) => x.t >= o.warmupSeconds) ?? samples[0];
-    const last = samples[samples.length - 1];
-    const half = samples.find((x) => x.t >= (last?.t ?? 0) / 2);
-    const steady = samples.filter((x) => x.t >= (warm?.t ?? 0));
-    const peak = Math.max(...steady.map((x) => x.rss));
-    const growth = (last?.rss ?? NaN) - (warm?.rss ?? NaN);
+    // The memtrace's clock starts at the daemon's start, the samples' at the sessions' start.
+    const soakAt = (t0 - daemonStart) / 1000;
+    const traced = readMemtrace(memtraceFile);
+    const tracedAt = (t: number): MemtraceLine | undefined =>
+      traced.find((x) => x.t >= t - 0.5) ?? traced[traced.length - 1];
+    const young = (x: MemtraceLine | undefined): number => x?.spaces['new_space']?.[0] ?? NaN;
+    const sampledUntil = soakAt + (mem[mem.length - 1]?.t ?? 0);
+    let youngGrewAt = -Infinity;
+    for (const [i, x] of traced.entries())
+      if (i > 0 && x.t <= sampledUntil && young(x) !== young(traced[i - 1])) youngGrewAt = x.t;
+    // Its new pages are resident once both semi-spaces have been filled: two scavenges later.
+    const scavenges = [...daemonOut.matchAll(/\s(\d+) ms: Scavenge/g)].map(
+      (m) => Number(m[1]) / 1000,
+    );
+    const youngSettled =
+      scavenges.filter((t) => t > youngGrewAt)[1] ?? (youngGrewAt === -Infinity ? 0 : Infinity);
+    const flat = rssVerdict(mem, Math.max(0, youngSettled - soakAt));
+    const from = tracedAt(soakAt + (flat.early[0]?.t ?? NaN));
+    const to = tracedAt(soakAt + (flat.late[flat.late.length - 1]?.t ?? NaN));
     const errors = total('errors');
     const failedRuns = runs.filter((r) => r.code !== 0);
     const missing = sums.filter((x) => x === undefined).length;
@@ -400,11 +564,10 @@ export async function benchSoak(
       `  cordon run exit codes: ${failedRuns.length === 0 ? 'all 0' : failedRuns.map((r) => `${r.code ?? r.signal}`).join(', ')}${missing > 0 ? `; ${missing} agents printed no summary` : ''}`,
       `  cordon ps: ${samples.length} samples, ${samples.length - notListed.length} listing all ${o.sessions} sessions running${missed === '' ? '' : `: ${missed}`}; after the run ${leftOver} listed`,
       `  audit log: ${fmt(v.records)} records in ${v.segments} segment(s), verify exit ${verify.code} (${verify.code === 4 ? 'intact; completeness unproven without a witness' : v.intact ? 'intact' : 'DAMAGED'}); HTTP Activity events ${fmt(classes.get(4002) ?? 0)}, Process Activity ${fmt(classes.get(1007) ?? 0)}`,
-      `  daemon RSS: idle ${mib(idleRss)} (baseline), warm-up (${warm?.t.toFixed(0) ?? '?'} s) ${mib(warm?.rss ?? NaN)}, end (${last?.t.toFixed(0) ?? '?'} s) ${mib(last?.rss ?? NaN)}, growth ${mib(growth)} (${((growth / (warm?.rss ?? NaN)) * 100).toFixed(1)}%), peak ${mib(peak)}, after the sessions closed ${mib(afterRss)}`,
-      `  daemon RSS over the second half of the soak (${half?.t.toFixed(0) ?? '?'} s to ${last?.t.toFixed(0) ?? '?'} s): ${mib(half?.rss ?? NaN)} to ${mib(last?.rss ?? NaN)}, growth ${mib((last?.rss ?? NaN) - (half?.rss ?? NaN))}`,
-      `  daemon RSS 5 s after the sessions closed: ${mib(settledRss)}`,
+      `  daemon RSS (sampled every 1 s${o.daemonFlags.length === 0 ? '' : `; daemon started with ${o.daemonFlags.join(' ')}`}): idle before any session ${mib(idleRss)} (baseline); ${flatText(flat)}; peak ${mib(Math.max(...mem.map((x) => x.rss)))}; after the sessions closed ${mib(afterRss)}, 5 s later ${mib(settledRss)}`,
+      `  daemon memory from the early window's start to the end (CORDON_DAEMON_MEMTRACE): ${breakdown(from, to)}`,
+      `  RSS samples (s: MiB): ${mem.map((x) => `${x.t.toFixed(0)}:${(x.rss / MIB).toFixed(0)}`).join(' ')}`,
       `  daemon live heap after each major GC (s since the sessions were up: MiB live / committed): ${gcs.map((g) => `${g.t.toFixed(0)}: ${g.live.toFixed(1)} / ${g.committed.toFixed(1)}`).join(', ')}`,
-      `  RSS samples (s: MiB): ${samples.map((x) => `${x.t.toFixed(0)}:${(x.rss / MIB).toFixed(0)}`).join(' ')}`,
     ];
     const checks: [string, boolean][] = [
       [
@@ -424,8 +587,8 @@ export async function benchSoak(
         samples.length > 0 && notListed.length === 0 && leftOver === 0,
       ],
       [
-        `soak: daemon RSS flat after warm-up: growth ${mib(growth)} <= 10% of ${mib(warm?.rss ?? NaN)}`,
-        growth <= 0.1 * (warm?.rss ?? NaN),
+        `soak: daemon RSS flat after warm-up: late-window mean ${mib(flat.lateMean)} <= early-window mean ${mib(flat.earlyMean)} + ${FLAT_TOLERANCE * 100}% (${flat.growthPct.toFixed(1)}%)`,
+        flat.flat,
       ],
       [
         `soak: no leak: daemon live heap after a major GC once the sessions closed ${endGc?.live.toFixed(1) ?? '?'} MB vs during the soak ${warmGc?.live.toFixed(1) ?? '?'} MB: growth ${liveGrowth.toFixed(1)} MB <= 10% or 2 MB`,
@@ -474,8 +637,10 @@ export function soakOptions(argv: readonly string[] = []): SoakOptions {
       'CORDON_BENCH_SOAK_BASELINE_SECONDS',
       Math.min(seconds, 15),
     ),
-    warmupSeconds: num('warmup', 'CORDON_BENCH_SOAK_WARMUP_SECONDS', Math.min(10, seconds / 4)),
     sampleSeconds: num('sample', 'CORDON_BENCH_SOAK_SAMPLE_SECONDS', 3),
+    daemonFlags: (arg('daemon-flags') ?? process.env['CORDON_BENCH_SOAK_DAEMON_FLAGS'] ?? '')
+      .split(' ')
+      .filter(Boolean),
   };
 }
 
