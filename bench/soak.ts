@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-// The `cordon` bin users run: the single-file bundle.
-const BIN = join(ROOT, 'dist/cli/bin.js');
+// The `cordon` bin users run (package.json), which runs the single-file bundle.
+const BIN = join(ROOT, 'dist/cli/bin.cjs');
 const MIB = 1024 * 1024;
 const TIMEOUT_S = 30;
 
