@@ -173,8 +173,19 @@ export class EndpointService {
   }
 
   /** The audit context for events about a session, with the caller's identity from the kernel. */
-  context(agent: string, session: string | undefined, peer: Peer | undefined): EventContext {
+  /**
+   * Who an event names: the calling process (`peer`), or the service itself; `owner` is the uid
+   * of the session the service acts for (its egress proxy, its quarantine), so those events name
+   * the session's user and that user sees them in the records it may read.
+   */
+  context(
+    agent: string,
+    session: string | undefined,
+    peer: Peer | undefined,
+    owner?: number,
+  ): EventContext {
     const base = this.#o.opened.context;
+    const uid = peer?.uid ?? owner;
     return {
       ...base,
       time: this.#o.now().getTime(),
@@ -185,9 +196,9 @@ export class EndpointService {
           ? { pid: process.pid, processName: 'cordond' }
           : { pid: peer.pid, processName: 'cordon' }),
         user:
-          peer === undefined
+          uid === undefined
             ? (base.actor.user ?? { name: 'cordon' })
-            : { name: this.#userName(peer.uid), uid: String(peer.uid) },
+            : { name: this.#userName(uid), uid: String(uid) },
       },
     };
   }
@@ -405,7 +416,7 @@ export class EndpointService {
         pdp: s.policy.pdp,
         manifest: s.policy.ref,
         audit: this.log,
-        context: this.context(s.policy.ref.agent, s.id, undefined),
+        context: this.context(s.policy.ref.agent, s.id, undefined, s.uid),
         resolver,
         limits: config.limits,
         onDiagnostic: (m) => this.#o.onDiagnostic(`session ${s.id}: ${m}`),
@@ -446,7 +457,7 @@ export class EndpointService {
           return policy;
         },
         append: (e) => this.log.append(e),
-        context: this.context(s.policy.ref.agent, s.id, undefined),
+        context: this.context(s.policy.ref.agent, s.id, undefined, s.uid),
         now: this.#o.now,
         onDiagnostic: (m) => {
           s.lastDiagnostic = m;
@@ -855,7 +866,7 @@ export class EndpointService {
     }
     this.#save(s);
     await this.log.append(
-      processActivityEvent(this.context(s.policy.ref.agent, s.id, undefined), {
+      processActivityEvent(this.context(s.policy.ref.agent, s.id, undefined, s.uid), {
         activity: 'terminate',
         path: s.request.command[0] ?? '',
         argv: s.request.command,
@@ -1119,7 +1130,7 @@ export class EndpointService {
       this.sessions.set(s.id, s);
       if (!isAlive(s.clientPid, s.clientStart)) {
         await this.log.append(
-          logActivityEvent(this.context(s.policy.ref.agent, s.id, undefined), {
+          logActivityEvent(this.context(s.policy.ref.agent, s.id, undefined, s.uid), {
             activity: 'resume',
             detail: `session ${s.id}: its client (pid ${s.clientPid}) ended while the service was down; the session is closed`,
           }),
@@ -1159,7 +1170,7 @@ export class EndpointService {
       if (isAlive(s.clientPid, s.clientStart)) continue;
       await this.log
         .append(
-          logActivityEvent(this.context(s.policy.ref.agent, s.id, undefined), {
+          logActivityEvent(this.context(s.policy.ref.agent, s.id, undefined, s.uid), {
             activity: 'resume',
             detail: `session ${s.id}: its client (pid ${s.clientPid}) exited without closing it; the session is closed`,
           }),

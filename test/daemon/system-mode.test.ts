@@ -19,6 +19,7 @@ import { processActivityEvent } from '../../src/audit/events.js';
 import { EGRESS_SOCKET_NAME, sessionEgressDir } from '../../src/daemon/paths.js';
 import { parseRecordLine, readAfter } from '../../src/audit/reader.js';
 import { auditPaths } from '../../src/audit/store.js';
+import { parseStrictJson } from '../../src/manifest/json.js';
 import { startUpstreams, type Upstreams } from '../egress/harness.js';
 import { BIN } from '../sandbox/harness.js';
 import {
@@ -730,6 +731,24 @@ describe('the system service, run as its own user, with two ordinary users as cl
     expect(daemon?.log()).toMatch(
       new RegExp(`uid ${b.uid} is not the session's user \\(${a.uid}\\)`),
     );
+    // The egress events of A's session name A (the service acts for A's session), so A reads
+    // them through the API; B does not.
+    const egressOf = async (who: string[]): Promise<string[]> => {
+      const r = await curl(who, socket, 'GET', '/v1/audit/records?after=0&limit=10000');
+      expect(r.status, r.raw).toBe(200);
+      return (r.body['records'] as string[])
+        .map((l) => parseStrictJson(l) as { event: Record<string, unknown> })
+        .filter(
+          (rec) =>
+            (rec.event['class_uid'] === 4001 || rec.event['class_uid'] === 4002) &&
+            (rec.event['actor'] as { session?: { uid?: string } }).session?.uid === id,
+        )
+        .map((rec) => (rec.event['actor'] as { user?: { uid?: string } }).user?.uid ?? '');
+    };
+    const seenByA = await egressOf(as(A));
+    expect(seenByA.length).toBeGreaterThan(0);
+    expect(new Set(seenByA)).toEqual(new Set([String(a.uid)]));
+    expect(await egressOf(as(B))).toEqual([]);
   });
 
   it('lets only the session’s user through a standalone proxy on loopback TCP, and listens nowhere else', async () => {
