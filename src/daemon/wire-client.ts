@@ -121,16 +121,6 @@ class WireConnection {
     return this.#ended !== undefined;
   }
 
-  /** Resolves once connected; rejects when nothing listens. */
-  ready(): Promise<void> {
-    if (this.#ended !== undefined) return Promise.reject(this.#ended);
-    if (!this.#socket.connecting) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      this.#socket.once('connect', () => resolve());
-      this.#socket.once('close', () => reject(this.#ended ?? new Error('the connection closed')));
-    });
-  }
-
   /** Send one request (its body already JSON, or a value to serialise). */
   send(
     req: { method: string; path: string; capability?: string },
@@ -212,13 +202,19 @@ export class DaemonClient {
     return this.#conn;
   }
 
-  /** Whether something accepts connections on the socket (the connection is kept for use). */
+  /**
+   * Whether a daemon answers on the socket: one round trip on the connection then kept for use.
+   * An answer, not just an accepted connection: a request is what tells an on-demand daemon it is
+   * not idle, so one that was about to stop for idleness stays.
+   */
   async connects(): Promise<boolean> {
     try {
-      await this.#connection().ready();
+      await this.request('GET', '/v1/status', undefined, {
+        safeParse: (v: unknown) => ({ success: true as const, data: v }),
+      });
       return true;
-    } catch {
-      return false;
+    } catch (e) {
+      return e instanceof DaemonError && e.code !== 'DAEMON_UNREACHABLE';
     }
   }
 
