@@ -1,8 +1,9 @@
 // Endpoint service soak: N concurrent `cordon run` sessions (default 20) under one daemon, each
 // agent a bash loop that makes HTTP requests through its session's proxy to a loopback upstream
 // and starts processes, for D seconds (default 60). While they run, `cordon ps --json` must list
-// every session and the daemon's RSS is sampled; at the end every request answered 2xx, every
-// `cordon run` exited 0, the log is one chain that verifies, and RSS after warm-up stays flat.
+// every session and the daemon's RSS is sampled every second; at the end every request answered
+// 2xx, every `cordon run` exited 0, the log is one chain that verifies, and RSS after warm-up
+// stays flat (rssVerdict says exactly what that means).
 // Baselines in the same run: the same agent loops run directly (no sandbox, no proxy) for the
 // request rate, and the daemon's RSS before any session opened.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -615,7 +616,10 @@ export async function benchSoak(
   }
 }
 
-/** Options from CORDON_BENCH_SOAK_* (or `--sessions N --seconds S` when run on its own). */
+/**
+ * Options from CORDON_BENCH_SOAK_* (or `--sessions N --seconds S --daemon-flags '...'` when run
+ * on its own).
+ */
 export function soakOptions(argv: readonly string[] = []): SoakOptions {
   const arg = (name: string): string | undefined => {
     const i = argv.indexOf(`--${name}`);
@@ -645,6 +649,8 @@ export function soakOptions(argv: readonly string[] = []): SoakOptions {
 }
 
 // Run on its own: node dist-bench/bench/soak.js [--sessions N] [--seconds S]
+//   [--daemon-flags '--heap-growing-percent=0'] (node flags for the daemon, e.g. V8's default
+//   heap growth to measure beside the daemon's own)
 if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1]) {
   const r = await benchSoak(soakOptions(process.argv.slice(2)));
   for (const line of r.lines) console.log(line);
