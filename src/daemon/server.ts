@@ -28,6 +28,7 @@ import {
   readRequest,
   WIRE_MAGIC,
   WireError,
+  type WireRequest,
 } from '../protocol/wire.js';
 import { checkSocketPath } from './paths.js';
 import type { Peer } from './peer.js';
@@ -241,6 +242,10 @@ export interface ApiServer {
 
 /** Wire connections: requests one connection may have in flight. */
 const MAX_PENDING_PER_CONNECTION = 256;
+/** Wire connections: watch streams one connection may carry. */
+const MAX_STREAMS_PER_CONNECTION = 1;
+/** Wire connections: answer bytes written and not yet read by the client, before reading stops. */
+const MAX_UNREAD_ANSWERS = 1024 * 1024;
 /** How long a connection may take to say which transport it speaks, or to finish a frame. */
 const FIRST_BYTES_MS = 5_000;
 const FRAME_MS = 10_000;
@@ -364,6 +369,15 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
     } else socket.destroy();
   });
   http1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    // Pipelined requests are served one at a time: node:http parses every request in a chunk it
+    // reads and queues their answers in memory until the client reads the ones before. A
+    // request is served once the answer before it has gone to the kernel (node:http then hands
+    // this answer the socket), so a client that asks and never reads holds one answer, not one
+    // per request it sent.
+    if (res.socket === null) res.once('socket', () => serveHttp(req, res));
+    else serveHttp(req, res);
+  });
+  function serveHttp(req: http.IncomingMessage, res: http.ServerResponse): void {
     hooks.onActivity();
     const peer = peers.get(req.socket);
     if (peer === undefined) {
@@ -376,7 +390,7 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
       const a = errorAnswer(e);
       ex.reply(a.status, a.body, { close: a.close });
     });
-  });
+  }
 
   /** The framed transport on one connection: each frame a request, answered by its id. */
   function serveWire(socket: net.Socket, peer: Peer, rest: Buffer): void {
@@ -412,6 +426,31 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
       inFlight -= held;
       held = 0;
     });
+    // Requests read and not yet started: frames are taken from the socket only while the
+    // answers already written are being read, as node:http does for pipelined requests. A
+    // client that sends requests and never reads the answers would otherwise have the service
+    // hold every answer in memory.
+    const queue: { req: WireRequest; size: number }[] = [];
+    let waiting = false;
+    const drain = (): void => {
+      while (queue.length > 0) {
+        if (socket.destroyed) return;
+        if (socket.writableLength > MAX_UNREAD_ANSWERS) {
+          if (!waiting) {
+            waiting = true;
+            socket.pause();
+            socket.once('drain', () => {
+              waiting = false;
+              socket.resume();
+              drain();
+            });
+          }
+          return;
+        }
+        const next = queue.shift();
+        if (next !== undefined) dispatch(next.req, next.size);
+      }
+    };
     const onData = (chunk: Buffer): void => {
       let frames: { value: unknown; size: number }[];
       try {
@@ -430,53 +469,69 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
       for (const frame of frames) {
         const req = readRequest(frame.value);
         if (typeof req === 'string') {
+          // The frames before it are answered (as far as the client reads); none after it.
           socket.off('data', onData);
+          drain();
+          queue.length = 0;
           fatal('WIRE_FRAME_INVALID', req);
           return;
         }
-        hooks.onActivity();
-        let done = false;
-        const ex: Exchange = {
-          method: req.method,
-          url: req.path,
-          capability:
-            req.capability !== undefined && /^[A-Za-z0-9_-]{16,128}$/.test(req.capability)
-              ? req.capability
-              : undefined,
-          size: frame.size,
-          body: () => Promise.resolve(req.body ?? {}),
-          reply(status, body, opts = {}) {
-            if (done) return;
-            done = true;
-            write({ id: req.id, status, body });
-            if (opts.sent !== undefined) socket.write('', opts.sent);
-          },
-          stream(onClose) {
-            done = true;
-            if (socket.destroyed) setImmediate(onClose);
-            else socket.once('close', onClose);
-            return (msg) => write({ id: req.id, status: 200, body: msg });
-          },
-        };
-        if (pending >= MAX_PENDING_PER_CONNECTION) {
-          const a = errorAnswer(
-            new CordonError('DAEMON_BUSY', `${pending} requests are in flight on this connection`, {
-              hint: 'wait for answers before sending more, or open another connection',
-            }),
-          );
-          ex.reply(a.status, a.body);
-          continue;
-        }
-        pending++;
-        route(ex, peer)
-          .catch((e: unknown) => {
-            if (!isCordonError(e))
-              hooks.onDiagnostic(`request ${req.method} ${req.path}: ${String(e)}`);
-            const a = errorAnswer(e);
-            ex.reply(a.status, a.body);
-          })
-          .finally(() => pending--);
+        queue.push({ req, size: frame.size });
       }
+      drain();
+    };
+    // A watch stream holds its connection, as it holds an HTTP connection: one per connection,
+    // so a user's streams stay bounded by its connections (each stream is a timer and a
+    // listener for as long as the connection lives).
+    let streams = 0;
+    const dispatch = (req: WireRequest, size: number): void => {
+      hooks.onActivity();
+      let done = false;
+      const ex: Exchange = {
+        method: req.method,
+        url: req.path,
+        capability:
+          req.capability !== undefined && /^[A-Za-z0-9_-]{16,128}$/.test(req.capability)
+            ? req.capability
+            : undefined,
+        size,
+        body: () => Promise.resolve(req.body ?? {}),
+        reply(status, body, opts = {}) {
+          if (done) return;
+          done = true;
+          write({ id: req.id, status, body });
+          if (opts.sent !== undefined) socket.write('', opts.sent);
+        },
+        stream(onClose) {
+          if (streams >= MAX_STREAMS_PER_CONNECTION)
+            throw new CordonError('DAEMON_BUSY', 'this connection already carries a stream', {
+              hint: 'open another connection for each stream',
+            });
+          streams++;
+          done = true;
+          if (socket.destroyed) setImmediate(onClose);
+          else socket.once('close', onClose);
+          return (msg) => write({ id: req.id, status: 200, body: msg });
+        },
+      };
+      if (pending >= MAX_PENDING_PER_CONNECTION) {
+        const a = errorAnswer(
+          new CordonError('DAEMON_BUSY', `${pending} requests are in flight on this connection`, {
+            hint: 'wait for answers before sending more, or open another connection',
+          }),
+        );
+        ex.reply(a.status, a.body);
+        return;
+      }
+      pending++;
+      route(ex, peer)
+        .catch((e: unknown) => {
+          if (!isCordonError(e))
+            hooks.onDiagnostic(`request ${req.method} ${req.path}: ${String(e)}`);
+          const a = errorAnswer(e);
+          ex.reply(a.status, a.body);
+        })
+        .finally(() => pending--);
     };
     socket.on('data', onData);
     if (rest.length > 0) onData(rest);

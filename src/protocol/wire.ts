@@ -84,19 +84,31 @@ export class FrameReader {
     const out: { value: unknown; size: number }[] = [];
     for (;;) {
       if (this.#size < 4) return out;
-      const buf = this.#flat();
-      const len = buf.readUInt32BE(0);
+      const len = this.#length();
       if (len > this.#max)
         throw new WireError(
           'WIRE_FRAME_TOO_LARGE',
           `a frame of ${len} bytes; at most ${this.#max}`,
         );
-      if (buf.length < 4 + len) return out;
+      // The pieces of a frame are joined once, when it is complete: joining them as they come
+      // would copy a large frame sent in small writes over and over (quadratic in its size).
+      if (this.#size < 4 + len) return out;
+      const buf = this.#flat();
       out.push({ value: parseFrame(buf.subarray(4, 4 + len)), size: len });
-      const rest = buf.subarray(4 + len);
+      let rest = buf.subarray(4 + len);
+      // A view keeps all of `buf` alive: the first bytes of the next frame, held behind a large
+      // frame just read, would pin that frame's memory while `held` counts only them.
+      if (buf.length > 2 * rest.length + 64 * 1024) rest = Buffer.from(rest);
       this.#parts = rest.length === 0 ? [] : [rest];
       this.#size = rest.length;
     }
+  }
+
+  /** The declared length of the frame at the front (at least 4 bytes are held). */
+  #length(): number {
+    const head = this.#parts[0];
+    if (head !== undefined && head.length >= 4) return head.readUInt32BE(0);
+    return this.#flat().readUInt32BE(0);
   }
 
   #flat(): Buffer {
