@@ -417,6 +417,10 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
       }
     };
     const fatal = (code: string, message: string): void => {
+      // Nothing more is read or served on this connection (a late frame after an expired one
+      // would otherwise still be acted on, unanswered).
+      socket.off('data', onData);
+      queue.length = 0;
       write({ id: 0, status: 400, body: { ok: false, code, message } });
       socket.end();
       socket.destroySoon();
@@ -638,9 +642,12 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
         want('POST');
         const raw = await ex.body();
         const body = isEventsRequest(raw) ? raw : parse(EventsRequestSchema, raw);
-        // Only a body larger than one event may hold one too large: each is then measured, and
-        // one over the limit is recorded as refused (the client's sequence goes on).
-        const large = ex.size > MAX_EVENT_BYTES;
+        // Only a body large enough may hold an event too large: each is then measured, and one
+        // over the limit is recorded as refused (the client's sequence goes on). An event is
+        // measured as the service writes it, and JSON.stringify may write a number longer than it
+        // was sent (`1e20` is 21 characters): at most 5.25 times as long, so a body under a
+        // sixth of the limit cannot hold an event over it.
+        const large = ex.size * 6 > MAX_EVENT_BYTES;
         const events = large
           ? body.events.map((e) => {
               const size = Buffer.byteLength(JSON.stringify(e.event));

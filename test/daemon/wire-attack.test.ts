@@ -4,6 +4,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { MAX_EVENT_BYTES } from '../../src/protocol/daemon.js';
 import {
   encodeFrame,
   FrameReader,
@@ -416,6 +417,55 @@ describe('transport confusion on one connection', () => {
     expect(big.answers[0]?.status).toBe(200);
     big.sock.destroy();
   }, 60_000);
+});
+
+describe('the size of an event, as the service writes it', () => {
+  it('refuses an event sent small that is over the limit once written, on both transports', async () => {
+    // `1e20` is 4 bytes sent and 21 written: a body under the limit, an event five times over.
+    const count = Math.floor((MAX_EVENT_BYTES - 1024) / 5);
+    const event = `{"class_uid":1007,"unmapped":{"n":[${'1e20,'.repeat(count - 1)}1e20]}}`;
+    expect(Buffer.byteLength(event)).toBeLessThan(MAX_EVENT_BYTES);
+    expect(JSON.stringify(JSON.parse(event)).length).toBeGreaterThan(4 * MAX_EVENT_BYTES);
+    for (const via of ['http', 'wire'] as const) {
+      const one = await openSession();
+      const head = await request(socket, 'GET', '/v1/status');
+      const after = (head.body['log'] as { seq: number }).seq;
+      const body = `{"events":[{"seq":1,"event":${event}}]}`;
+      const path = `/v1/sessions/${one.id}/events`;
+      let answer: { status: number; body: unknown };
+      if (via === 'http') {
+        const text = (
+          await raw([
+            Buffer.from(
+              `POST ${path} HTTP/1.1\r\nHost: cordon\r\nAuthorization: Bearer ${one.cap}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+            ),
+          ])
+        ).toString('utf8');
+        answer = {
+          status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1]),
+          body: JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as unknown,
+        };
+      } else {
+        const c = await connect();
+        c.send(
+          framed(
+            `{"id":1,"method":"POST","path":"${path}","capability":"${one.cap}","body":${body}}`,
+          ),
+        );
+        await c.next(1);
+        c.sock.destroy();
+        answer = c.answers[0] ?? { status: 0, body: {} };
+      }
+      // Acknowledged (the client's sequence goes on) and recorded as refused, not as sent.
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      const page = await request(socket, 'GET', `/v1/audit/records?after=${after}&limit=100`);
+      const records = page.body['records'] as string[];
+      expect(records.length).toBeGreaterThan(0);
+      for (const r of records) expect(Buffer.byteLength(r), via).toBeLessThan(MAX_EVENT_BYTES);
+      expect(records.some((r) => r.includes('event 1 refused'))).toBe(true);
+    }
+    await stillServing();
+  }, 120_000);
 });
 
 describe('a client that never reads its answers', () => {
