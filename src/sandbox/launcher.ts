@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { parseStrictJson } from '../manifest/json.js';
-import { readFileSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readFileSync } from 'node:fs';
 import { constants } from 'node:os';
 import { basename } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -14,6 +14,7 @@ import { CordonError } from '../errors.js';
 import type { Decision, PolicyRequest } from '../policy/types.js';
 import { canonicalize } from '../manifest/canonical.js';
 import {
+  FIRST_COPY_FD,
   planSandbox,
   SANDBOX_HELPER,
   type SandboxPlan,
@@ -241,6 +242,28 @@ async function planWithDecisions(
 }
 
 /**
+ * Open the files the plan copies into the sandbox, in its order. Each must still be a regular
+ * file (opened without waiting on a FIFO put in its place): anything else stops the launch.
+ */
+function openCopies(paths: readonly string[]): number[] {
+  const fds: number[] = [];
+  try {
+    for (const p of paths) {
+      const fd = openSync(p, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
+      fds.push(fd);
+      if (!fstatSync(fd).isFile())
+        throw new CordonError('SANDBOX_SETUP_FAILED', `${p} is no longer a regular file`, {
+          hint: 'run again; check what replaced it',
+        });
+    }
+    return fds;
+  } catch (e) {
+    for (const fd of fds) closeSync(fd);
+    throw e;
+  }
+}
+
+/**
  * Run one agent session: the sandbox from the manifest with egress only through the service's
  * proxy for this session, the session's audit events, and complete cleanup when the agent exits.
  */
@@ -253,6 +276,11 @@ export async function runSession(
   let child: ChildProcess | undefined;
   let sampler: NodeJS.Timeout | undefined;
   let guarded = false;
+  // The files bubblewrap copies into the sandbox, open until it has them.
+  let copyFds: number[] = [];
+  const closeCopies = (): void => {
+    for (const fd of copyFds.splice(0)) closeSync(fd);
+  };
   try {
     // Planning reads the grants as they are now; another session may be changing them. Any
     // failure is a refused launch, audited, never an internal error with nothing recorded.
@@ -271,6 +299,7 @@ export async function runSession(
         session: o.id,
         limits: o.limits,
       });
+      copyFds = openCopies(plan.copies);
     } catch (e) {
       const known = e instanceof CordonError ? e : undefined;
       const reason = `the sandbox could not be planned: ${(e as Error).message}; the agent did not run`;
@@ -371,7 +400,11 @@ export async function runSession(
     // launch step closes all but these six before it execs bubblewrap. With a terminal on 0-2,
     // it runs bubblewrap on a pseudo-terminal of the session's own and relays it, and says so on
     // the status pipe (fd 4) before bubblewrap starts.
-    const stdio = ['inherit', 'inherit', 'inherit', 'pipe', 'pipe', 'pipe'] as const;
+    const own = ['inherit', 'inherit', 'inherit', 'pipe', 'pipe', 'pipe'] as const;
+    const copiesAt: number = FIRST_COPY_FD;
+    if (own.length !== copiesAt) throw new Error('the plan numbers copied files from another fd');
+    // The files bubblewrap copies in follow, from FIRST_COPY_FD on.
+    const stdio = [...own, ...copyFds];
     child = spawn(
       o.helper,
       [
@@ -386,6 +419,7 @@ export async function runSession(
       ],
       { env: plan.env, stdio: [...stdio] },
     );
+    closeCopies();
     const spawned = child;
     // Every listener is attached before the first await: a sandbox that fails at once must not
     // close unobserved.
@@ -662,6 +696,7 @@ export async function runSession(
     );
     return { exitCode, ...(sig === 0 ? {} : { signal: sig }), quarantined, plan };
   } finally {
+    closeCopies();
     if (sampler !== undefined) clearTimeout(sampler);
     if (child !== undefined && child.exitCode === null && child.signalCode === null) {
       const dead = new Promise((r) => child?.once('close', r));

@@ -1,6 +1,8 @@
 import { spawn } from 'node:child_process';
 import {
+  closeSync,
   mkdirSync,
+  openSync,
   mkdtempSync,
   renameSync,
   rmSync,
@@ -64,10 +66,13 @@ async function launch(
     limits: {},
   });
   between();
+  // The files the plan copies into the sandbox follow the six descriptors, as cordon run passes them.
+  const copies = plan.copies.map((p) => openSync(p, 'r'));
   const child = spawn('bwrap', plan.bwrapArgs as string[], {
     env: plan.env,
-    stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe', 'pipe', ...copies],
   });
+  for (const fd of copies) closeSync(fd);
   let out = '';
   let err = '';
   let status = '';

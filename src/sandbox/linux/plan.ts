@@ -101,7 +101,20 @@ export interface SandboxPlan {
   /** Grants that could not be mounted, and other things the user should know. */
   readonly warnings: readonly string[];
   readonly cwd: string;
+  /**
+   * Files bubblewrap copies into the sandbox instead of mounting them (`--file FD PATH`): the
+   * launcher opens each, in this order, as descriptors FIRST_COPY_FD, FIRST_COPY_FD + 1, ...
+   */
+  readonly copies: readonly string[];
 }
+
+/** The descriptor of the first file in `SandboxPlan.copies` (the launcher's stdio ends before). */
+export const FIRST_COPY_FD = 6;
+// Small /etc files are copied into the sandbox's read-only root rather than bind-mounted: each
+// bind costs bubblewrap a remount and a read of the whole mount table (several milliseconds per
+// launch for all of them). The sandbox sees the same bytes, read-only either way; larger files
+// stay mounted.
+const COPY_MAX_BYTES = 256 * 1024;
 
 // Read-only system locations programs need to start: libraries, the loader, data files. The
 // directories of executables (/usr/bin, /bin, /usr/sbin, ...) are not among them: only the
@@ -380,7 +393,23 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   }
   // Bound /etc entries count as visible for masks (/etc/ssl/private lies inside /etc/ssl).
   const etcBound = ETC_FILES.filter((f) => existsSync(f));
-  for (const f of etcBound) b.push('--ro-bind', f, f);
+  const copies: string[] = [];
+  for (const f of etcBound) {
+    let st;
+    try {
+      st = statSync(f);
+    } catch {
+      st = undefined;
+    }
+    // Only what anyone may read (the launcher opens it as the user; a bind needs no read right).
+    if (st?.isFile() === true && st.size <= COPY_MAX_BYTES && (st.mode & 0o004) !== 0) {
+      if (copies.length === 0) b.push('--dir', '/etc');
+      // With the host file's permissions (bubblewrap would make it 0666).
+      const perms = (st.mode & 0o7777).toString(8).padStart(4, '0');
+      b.push('--perms', perms, '--file', String(FIRST_COPY_FD + copies.length), f);
+      copies.push(f);
+    } else b.push('--ro-bind', f, f);
+  }
   helper.push('--read', '/etc');
   b.push('--dev', '/dev', '--proc', '/proc');
   helper.push('--read', '/proc');
@@ -776,7 +805,7 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
   helper.push('--status-fd', '4', '--go-fd', '5');
 
   const bwrapArgs = [...b, '--', SANDBOX_HELPER, ...helper, '--', ...input.command];
-  return { bwrapArgs, env: sandboxEnv(input), grants, masked, warnings, cwd };
+  return { bwrapArgs, env: sandboxEnv(input), grants, masked, warnings, cwd, copies };
 }
 
 /**
