@@ -539,6 +539,15 @@ export async function benchSoak(
     const youngSettled =
       scavenges.filter((t) => t > youngGrewAt)[1] ?? (youngGrewAt === -Infinity ? 0 : Infinity);
     const flat = rssVerdict(mem, Math.max(0, youngSettled - soakAt));
+    // What the collections cost while every session looped: the pause each --trace-gc line gives.
+    const pauses = (kind: string): number[] =>
+      [...daemonOut.matchAll(new RegExp(`\\s(\\d+) ms: ${kind}[^,]*?MB, ([\\d.]+) /`, 'g'))]
+        .filter((m) => Number(m[1]) / 1000 >= soakAt && Number(m[1]) / 1000 <= sampledUntil)
+        .map((m) => Number(m[2]));
+    const scavengePauses = pauses('Scavenge');
+    const fullPauses = pauses('Mark-Compact');
+    const sum = (xs: readonly number[]): number => xs.reduce((a, x) => a + x, 0);
+    const sampledSeconds = sampledUntil - soakAt;
     const from = tracedAt(soakAt + (flat.early[0]?.t ?? NaN));
     const to = tracedAt(soakAt + (flat.late[flat.late.length - 1]?.t ?? NaN));
     const errors = total('errors');
@@ -568,6 +577,7 @@ export async function benchSoak(
       `  daemon RSS (sampled every 1 s${o.daemonFlags.length === 0 ? '' : `; daemon started with ${o.daemonFlags.join(' ')}`}): idle before any session ${mib(idleRss)} (baseline); ${flatText(flat)}; peak ${mib(Math.max(...mem.map((x) => x.rss)))}; after the sessions closed ${mib(afterRss)}, 5 s later ${mib(settledRss)}`,
       `  daemon memory from the early window's start to the end (CORDON_DAEMON_MEMTRACE): ${breakdown(from, to)}`,
       `  RSS samples (s: MiB): ${mem.map((x) => `${x.t.toFixed(0)}:${(x.rss / MIB).toFixed(0)}`).join(' ')}`,
+      `  daemon GC while every session looped (${sampledSeconds.toFixed(0)} s): ${scavengePauses.length} scavenges, ${sum(scavengePauses).toFixed(0)} ms; ${fullPauses.length} full collections, ${sum(fullPauses).toFixed(0)} ms (longest ${Math.max(0, ...fullPauses).toFixed(0)} ms); ${(sum([...scavengePauses, ...fullPauses]) / 10 / sampledSeconds || 0).toFixed(1)}% of the wall time`,
       `  daemon live heap after each major GC (s since the sessions were up: MiB live / committed): ${gcs.map((g) => `${g.t.toFixed(0)}: ${g.live.toFixed(1)} / ${g.committed.toFixed(1)}`).join(', ')}`,
     ];
     const checks: [string, boolean][] = [
