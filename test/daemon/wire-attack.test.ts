@@ -352,6 +352,23 @@ describe('transport confusion on one connection', () => {
     await stillServing();
   });
 
+  it('refuses another version of the magic, and drops a connection that stops inside it', async () => {
+    const other = await raw([
+      Buffer.concat([
+        Buffer.from('\0cordon2', 'latin1'),
+        encodeFrame({ id: 1, method: 'GET', path: '/v1/status' }),
+      ]),
+    ]);
+    const answers = new FrameReader(1 << 20).push(other);
+    expect(answers.map((a) => codeOf((a.value as { body: unknown }).body))).toEqual([
+      'DAEMON_PROTOCOL',
+    ]);
+    // Half the magic, then nothing: closed by the daemon (after its first-bytes deadline).
+    const half = await raw([Buffer.from('\0cor', 'latin1')]);
+    expect(half.length).toBe(0);
+    await stillServing();
+  }, 30_000);
+
   it('reads the magic and a frame sent one byte at a time', async () => {
     const bytes = Buffer.concat([
       WIRE_MAGIC,
@@ -417,6 +434,30 @@ describe('transport confusion on one connection', () => {
     expect(big.answers[0]?.status).toBe(200);
     big.sock.destroy();
   }, 60_000);
+});
+
+describe('what a connection holds after a large frame', () => {
+  it('does not pin a large frame read behind the first bytes of the next', async () => {
+    // Each connection sends a 16 MiB request, then 2 bytes of another and waits: the service
+    // holds 2 bytes for each (its account says so), not the 16 MiB the bytes came in with.
+    const prefix = '{"id":1,"method":"GET","path":"/v1/status","body":{"pad":"';
+    const frame = framed(prefix + 'x'.repeat(16 * 1024 * 1024 - prefix.length - 3) + '"}}');
+    const N = 24;
+    const before = rss();
+    const conns: Conn[] = [];
+    for (let i = 0; i < N; i++) {
+      const c = await connect();
+      c.send(Buffer.concat([frame, Buffer.from([0, 0])]));
+      await c.next(1);
+      expect(c.answers[0]?.status).toBe(200);
+      conns.push(c);
+    }
+    await stillServing();
+    const grown = rss() - before;
+    for (const c of conns) c.sock.destroy();
+    expect(grown).toBeLessThan((N * 16 * 1024 * 1024) / 2);
+    await stillServing();
+  }, 120_000);
 });
 
 describe('the size of an event, as the service writes it', () => {
@@ -748,4 +789,47 @@ describe('an ordinary user (another uid) on the framed transport', () => {
     expect(info?.quarantinedAt).toBeUndefined();
     await stillServing();
   }, 60_000);
+});
+
+describe('a sandboxed agent and the service', () => {
+  it('finds neither the socket nor a descriptor to it, and cannot make a Unix socket to try', async () => {
+    const m = s.sign({
+      commandsAllowed: ['/usr/bin/bash', '/usr/bin/ls', '/usr/bin/readlink', '/usr/bin/perl'],
+    });
+    // This file's daemon (named by CORDON_SOCKET; its socket is in a directory others may enter).
+    const apiSocket = socket;
+    const runtime = pub;
+    const r = await s.cordon(
+      [
+        'run',
+        '--manifest',
+        m,
+        '--',
+        'bash',
+        '-c',
+        [
+          // Only shell builtins and the allowed commands: every descriptor the agent holds.
+          'for f in /proc/self/fd/*; do echo "fd ${f##*/} $(readlink "$f")"; done',
+          `[ -e ${apiSocket} ] && echo api-socket-visible || echo api-socket-hidden`,
+          `for f in ${runtime}/*; do echo "runtime: $f"; done`,
+          `perl -MSocket -e 'if (socket(my $s, PF_UNIX, SOCK_STREAM, 0)) { print "unix-socket: ok\\n" } else { print "unix-socket: $!\\n" }'`,
+          // A connected pair is the one Unix socket allowed: connect() on it does not reach a path.
+          `perl -MSocket -e 'socketpair(my $a, my $b, AF_UNIX, SOCK_STREAM, 0) or die; if (connect($a, pack_sockaddr_un("${apiSocket}"))) { print "pair-connect: ok\\n" } else { print "pair-connect: $!\\n" }'`,
+          'echo done',
+        ].join('\n'),
+      ],
+      { env: { ...s.env, CORDON_SOCKET: socket } },
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('done');
+    expect(r.stdout).toContain('api-socket-hidden');
+    expect(r.stdout).not.toMatch(/^runtime: .*api\.sock$/m);
+    expect(r.stdout).toMatch(/^unix-socket: Address family not supported/m);
+    expect(r.stdout).toMatch(/^pair-connect: (No such file|Transport endpoint is already)/m);
+    // No descriptor beyond stdio is a socket (the run client's connections to the service are
+    // not inherited).
+    const fds = [...r.stdout.matchAll(/^fd (\d+) (.*)$/gm)].map((x) => [Number(x[1]), x[2]]);
+    expect(fds.length).toBeGreaterThan(2);
+    expect(fds.filter(([n, t]) => Number(n) > 2 && String(t).startsWith('socket:'))).toEqual([]);
+  }, 120_000);
 });
