@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,6 +89,14 @@ describe('a plan drafted before the session is open', () => {
     // The session's own plan makes them (the precondition of the test: it needs them).
     planSandbox({ ...input(wide), ...session });
     expect(existsSync(holder)).toBe(true);
+  });
+
+  it('does not wait on what an unverified manifest names: a FIFO as a command', () => {
+    const fifo = join(dir, 'fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const named = validManifest({ commandsAllowed: ['/usr/bin/cat', fifo] });
+    // Opening a FIFO for reading waits for a writer: the draft returns at once instead.
+    expect(draftPlan(input(named))).toBeDefined();
   });
 
   it('is not made when the plan needs an answer of the decision point', () => {

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 
 /** What the kernel needs besides the file itself to execute it. */
 export type ExecNeeds =
@@ -14,8 +14,11 @@ const PT_INTERP = 3;
  * grant it the execute right too.
  */
 export function execNeeds(path: string): ExecNeeds {
-  const fd = openSync(path, 'r');
+  // Without waiting on a FIFO or a device named as a program: only a regular file is executed,
+  // and only one is read.
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
+    if (!fstatSync(fd).isFile()) return { kind: 'unknown' };
     const head = Buffer.alloc(4096);
     const n = readSync(fd, head, 0, head.length, 0);
     if (n >= 2 && head[0] === 0x23 && head[1] === 0x21) {
