@@ -242,6 +242,11 @@ export interface ApiServer {
 
 /** Wire connections: requests one connection may have in flight. */
 const MAX_PENDING_PER_CONNECTION = 256;
+/**
+ * Bytes of records in one page of /v1/audit/records (each string at most doubles when encoded
+ * in the answer: a page and one record over it stay under the client's MAX_RESPONSE_FRAME).
+ */
+const MAX_RECORDS_PAGE_BYTES = 16 * 1024 * 1024;
 /** Wire connections: watch streams one connection may carry. */
 const MAX_STREAMS_PER_CONNECTION = 1;
 /** Wire connections: answer bytes written and not yet read by the client, before reading stops. */
@@ -502,8 +507,11 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
         body: () => Promise.resolve(req.body ?? {}),
         reply(status, body, opts = {}) {
           if (done) return;
+          // Encoded before it counts as answered: an answer that cannot be encoded (a string
+          // too long for JSON.stringify) is then answered with the error instead of never.
+          const frame = encodeFrame({ id: req.id, status, body });
           done = true;
-          write({ id: req.id, status, body });
+          if (!socket.destroyed && socket.writable) socket.write(frame);
           if (opts.sent !== undefined) socket.write('', opts.sent);
         },
         stream(onClose) {
@@ -579,7 +587,21 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
         throw new CordonError('REQUEST_INVALID', 'after and limit must be whole numbers', {
           hint: 'e.g. /v1/audit/records?after=0&limit=1000',
         });
-      ex.reply(200, hooks.records(peer, after, Math.min(limit, 10_000)));
+      // A page is bounded in bytes too: records are up to MAX_EVENT_BYTES each, and a page of
+      // them over the framed client's MAX_RESPONSE_FRAME would leave every reader of the log
+      // (`cordon audit tail`, administrators' included) unable to get past them. When the page
+      // asked for is larger, the records that fit (at least one) are asked for instead.
+      let page = hooks.records(peer, after, Math.min(limit, 10_000));
+      const shown = page['records'] as readonly string[];
+      let bytes = 0;
+      let fit = 0;
+      while (fit < shown.length) {
+        bytes += Buffer.byteLength(shown[fit] ?? '');
+        if (fit > 0 && bytes > MAX_RECORDS_PAGE_BYTES) break;
+        fit++;
+      }
+      if (fit < shown.length) page = hooks.records(peer, after, fit);
+      ex.reply(200, page);
       return;
     }
     if (url === '/v1/audit/emit-test') {

@@ -9,6 +9,7 @@ import {
   encodeFrame,
   FrameReader,
   MAX_REQUEST_FRAME,
+  MAX_RESPONSE_FRAME,
   WIRE_MAGIC,
 } from '../../src/protocol/wire.js';
 import { sandboxEnv, type SandboxEnv } from '../sandbox/harness.js';
@@ -507,6 +508,49 @@ describe('the size of an event, as the service writes it', () => {
     }
     await stillServing();
   }, 120_000);
+});
+
+describe('large records read through the service', () => {
+  it('pages them so that every reader of the log can get past them', async () => {
+    // A session's client (any user, for its own session) appends ten events of 7 MiB each.
+    const one = await openSession();
+    const pad = 'x'.repeat(7 * 1024 * 1024);
+    for (let seq = 1; seq <= 10; seq++) {
+      const r = await request(
+        socket,
+        'POST',
+        `/v1/sessions/${one.id}/events`,
+        { events: [{ seq, event: { class_uid: 1007, unmapped: { pad } } }] },
+        { authorization: `Bearer ${one.cap}` },
+      );
+      expect(r.status, r.raw.slice(0, 300)).toBe(200);
+    }
+    const head = await request(socket, 'GET', '/v1/status');
+    const last = (head.body['log'] as { seq: number }).seq;
+    // One page as the framed client asks for it fits in a frame it accepts, and says where to
+    // go on from.
+    const c = await connect();
+    c.send({
+      id: 1,
+      method: 'GET',
+      path: `/v1/audit/records?after=${Math.max(0, last - 12)}&limit=5000`,
+    });
+    await c.next(1);
+    c.sock.destroy();
+    const page = c.answers[0]?.body as { records: string[]; next: number; head: number };
+    expect(c.answers[0]?.status, JSON.stringify(c.answers[0]).slice(0, 300)).toBe(200);
+    expect(page.records.length).toBeGreaterThan(0);
+    expect(page.records.length).toBeLessThan(10);
+    expect(page.next).toBeLessThan(page.head);
+    expect(Buffer.byteLength(JSON.stringify(c.answers[0]))).toBeLessThan(MAX_RESPONSE_FRAME);
+    // `cordon audit tail` through the service reads past them.
+    const tail = await s.cordon(['audit', 'tail', '-n', '3', '--json'], {
+      env: { ...s.env, CORDON_SOCKET: socket },
+    });
+    expect(tail.code, tail.stderr).toBe(0);
+    expect((JSON.parse(tail.stdout) as { events: unknown[] }).events).toHaveLength(3);
+    await stillServing();
+  }, 180_000);
 });
 
 describe('a client that never reads its answers', () => {
