@@ -329,6 +329,52 @@ describe('identity on the framed transport is what HTTP gives', () => {
   });
 });
 
+describe('every route on both transports', () => {
+  it('gives the same status and code for each route with a wrong method, no body or a bad one', async () => {
+    // Each transport gets a session of its own (some of these close or quarantine it).
+    const run = async (via: 'http' | 'wire'): Promise<string[]> => {
+      const one = await openSession();
+      const routes: [string, string][] = [
+        ['GET', '/v1/status'],
+        ['GET', '/v1/sessions'],
+        ['POST', '/v1/sessions'],
+        ['POST', '/v1/check'],
+        ['GET', '/v1/audit/records?after=x'],
+        ['POST', '/v1/audit/emit-test'],
+        ['POST', '/v1/reload'],
+        ['GET', '/v1/stop'],
+        ['GET', '/v1'],
+        ['GET', '/'],
+        ...['decide', 'events', 'state', 'reload', 'quarantine', 'close'].map(
+          (a): [string, string] => ['POST', `/v1/sessions/${one.id}/${a}`],
+        ),
+        ['POST', `/v1/sessions/${one.id}/watch`],
+        ['GET', `/v1/sessions/${one.id}/decide`],
+        ['GET', `/v1/sessions/${one.id}/nope`],
+      ];
+      const out: string[] = [];
+      for (const [method, path] of routes)
+        for (const body of [undefined, { unknownField: 1 }, []]) {
+          if (method === 'GET' && body !== undefined) continue;
+          const r =
+            via === 'http'
+              ? await request(socket, method, path, body, { authorization: `Bearer ${one.cap}` })
+              : await wireRequest(method, path, body, one.cap);
+          out.push(
+            `${method} ${path.replace(one.id, 'ID')} ${JSON.stringify(body)}: ${r.status} ${JSON.stringify(codeOf(r.body) ?? '')}`,
+          );
+        }
+      return out;
+    };
+    const viaHttp = await run('http');
+    const viaWire = await run('wire');
+    expect(viaWire).toEqual(viaHttp);
+    // The admin-only routes answered this administrator, and nothing was let through unchecked.
+    expect(viaHttp.filter((l) => / 200 ""$/.test(l)).length).toBeGreaterThan(3);
+    await stillServing();
+  }, 60_000);
+});
+
 describe('transport confusion on one connection', () => {
   it('refuses an HTTP request after frames, and frames after an HTTP request, closing each', async () => {
     const c = await connect();
@@ -785,6 +831,7 @@ describe('an ordinary user (another uid) on the framed transport', () => {
     { id: 3, method: 'POST', path: '/v1/sessions/' + id + '/close', capability: cap, body: { uid: 0 } },
     { id: 4, method: 'POST', path: '/v1/sessions/' + id + '/quarantine', body: { reason: 'x' } },
     { id: 10, method: 'POST', path: '/v1/sessions/' + id + '/quarantine', body: { uid: 0, reason: 'x' } },
+    { id: 11, method: 'GET', path: '/v1/sessions/' + id + '/watch', capability: cap },
     { id: 5, method: 'POST', path: '/v1/reload', body: { uid: 0, admin: true } },
     { id: 6, method: 'POST', path: '/v1/stop', body: { uid: 0 } },
     { id: 7, method: 'POST', path: '/v1/audit/emit-test', body: { count: 1 } },
@@ -814,6 +861,7 @@ describe('an ordinary user (another uid) on the framed transport', () => {
       'answer 8 200  sessions=0',
       `answer 9 200  caller=${NOBODY}:false`,
       'answer 10 400 REQUEST_INVALID',
+      'answer 11 401 SESSION_UNAUTHORIZED',
     ])
       expect(r.out).toContain(line);
     // The session is untouched: its own client still decides, and it is not quarantined.
