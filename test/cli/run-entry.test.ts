@@ -125,6 +125,24 @@ describe('the fast `cordon run` entry reads a command line as the full CLI does'
   });
 });
 
+describe('`cordon run`’s own bundle', () => {
+  it('holds no commander, schema library of the manifests, policy engine, Cedar or proxy', () => {
+    // esbuild names each module it bundles in a comment line.
+    const modules = readFileSync(join(ROOT, 'dist/cli/cordon-run.cjs'), 'utf8')
+      .split('\n')
+      .filter((l) => /^\/\/ (dist|node_modules)\//.test(l));
+    // The precondition: the verb, its launcher and the service's client are there.
+    for (const m of ['dist/cli/run.js', 'dist/sandbox/launcher.js', 'dist/daemon/client.js'])
+      expect(modules).toContain(`// ${m}`);
+    const heavy = modules.filter((m) =>
+      /commander|zod\/v4\/classic|cedar|dist\/egress\/|dist\/policy\/|manifest\/(schema|verify|templates)|audit\/log|dist\/cli\/main/.test(
+        m,
+      ),
+    );
+    expect(heavy).toEqual([]);
+  });
+});
+
 describe('`cordon run` through the bin', () => {
   let s: SandboxEnv;
   let manifest: string;
