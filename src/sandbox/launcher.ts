@@ -20,7 +20,7 @@ import {
   type SandboxPlan,
   type SandboxPlanInput,
 } from './linux/plan.js';
-import { fileId, processPath, processTree, startTime } from './linux/procfs.js';
+import { fileId, isAlive, processPath, processTree, startTime } from './linux/procfs.js';
 import {
   checkPersistence,
   guardScope,
@@ -515,11 +515,11 @@ export async function runSession(
     // The start time pins the pid: the service never acts on a reused one.
     const sandboxStart = sandboxPid === undefined ? undefined : startTime(sandboxPid);
     if (sandboxPid !== undefined)
-      o.link
-        .setSandbox(sandboxPid, sandboxStart)
-        .catch((e: unknown) =>
-          o.onDiagnostic(`cannot tell the service the sandbox's pid: ${(e as Error).message}`),
-        );
+      o.link.setSandbox(sandboxPid, sandboxStart).catch((e: unknown) => {
+        // An agent that has already ended (`true`) leaves no process to name: nothing to say.
+        if (!isAlive(sandboxPid, sandboxStart)) return;
+        o.onDiagnostic(`cannot tell the service the sandbox's pid: ${(e as Error).message}`);
+      });
 
     let quarantined = false;
     const killSandbox = (): void => {
