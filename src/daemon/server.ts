@@ -406,10 +406,16 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
     const write = (v: unknown): void => {
       if (!socket.destroyed && socket.writable) socket.write(encodeFrame(v));
     };
-    const account = (): void => {
+    const account = (finished: boolean): void => {
       inFlight += reader.held - held;
       held = reader.held;
-      // A frame begun must be finished in time, as an HTTP body must.
+      // A frame begun must be finished in time, as an HTTP body must. Each frame has its own
+      // deadline: a client whose frames follow each other without pause (what is held after a
+      // read is then always the start of the next one) is not cut off after the first 10 s.
+      if (finished && slow !== undefined) {
+        clearTimeout(slow);
+        slow = undefined;
+      }
       if (held > 0 && slow === undefined) {
         slow = setTimeout(
           () => fatal('REQUEST_INVALID', 'a frame was not finished in time'),
@@ -464,7 +470,7 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
       let frames: { value: unknown; size: number }[];
       try {
         frames = reader.push(chunk);
-        account();
+        account(frames.length > 0);
         if (inFlight > MAX_IN_FLIGHT)
           throw new WireError(
             'WIRE_FRAME_TOO_LARGE',

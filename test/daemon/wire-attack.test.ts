@@ -483,6 +483,32 @@ describe('transport confusion on one connection', () => {
   }, 60_000);
 });
 
+describe('a framed connection that never pauses', () => {
+  it('is not cut off when its frames follow each other for longer than one frame’s deadline', async () => {
+    // Every write ends inside a frame, so after every read the daemon holds the start of the
+    // next: for 12 s, never an empty buffer (each frame itself is finished at once).
+    const frames = Array.from({ length: 121 }, (_, i) =>
+      encodeFrame({ id: i + 1, method: 'GET', path: '/v1/status' }),
+    );
+    const c = await connect();
+    const half = (f: Buffer | undefined): number => Math.floor((f?.length ?? 0) / 2);
+    c.send(frames[0]?.subarray(0, half(frames[0])) ?? Buffer.alloc(0));
+    for (let i = 0; i < frames.length - 1; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      if (c.sock.destroyed) break;
+      const f = frames[i] ?? Buffer.alloc(0);
+      const g = frames[i + 1] ?? Buffer.alloc(0);
+      c.send(Buffer.concat([f.subarray(half(f)), g.subarray(0, half(g))]));
+    }
+    const last = frames[frames.length - 1] ?? Buffer.alloc(0);
+    c.send(last.subarray(half(last)));
+    await c.next(frames.length);
+    expect(c.answers.filter((a) => a.status === 200)).toHaveLength(frames.length);
+    expect(c.sock.destroyed).toBe(false);
+    c.sock.destroy();
+  }, 60_000);
+});
+
 describe('what a connection holds after a large frame', () => {
   it('does not pin a large frame read behind the first bytes of the next', async () => {
     // Each connection sends a 16 MiB request, then 2 bytes of another and waits: the service
