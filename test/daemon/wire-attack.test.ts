@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,8 @@ import {
   MAX_RESPONSE_FRAME,
   WIRE_MAGIC,
 } from '../../src/protocol/wire.js';
+import { EGRESS_SOCKET_NAME, sessionEgressDir } from '../../src/daemon/paths.js';
+import { SANDBOX_EGRESS_DIR } from '../../src/sandbox/linux/plan.js';
 import { sandboxEnv, type SandboxEnv } from '../sandbox/harness.js';
 import {
   request,
@@ -910,13 +912,18 @@ describe('an ordinary user (another uid) on the framed transport', () => {
 });
 
 describe('a sandboxed agent and the service', () => {
-  it('finds neither the socket nor a descriptor to it, and cannot make a Unix socket to try', async () => {
+  it('finds neither the service’s socket, another session’s egress nor a descriptor to either, and cannot make a Unix socket', async () => {
     const m = s.sign({
       commandsAllowed: ['/usr/bin/bash', '/usr/bin/ls', '/usr/bin/readlink', '/usr/bin/perl'],
     });
     // This file's daemon (named by CORDON_SOCKET; its socket is in a directory others may enter).
     const apiSocket = socket;
     const runtime = pub;
+    // Another session of the same user is open, with its egress directory in the service's
+    // runtime directory: the agent sees its own session's directory only.
+    const other = await openSession();
+    const otherDir = sessionEgressDir(pub, other.id);
+    expect(existsSync(join(otherDir, EGRESS_SOCKET_NAME))).toBe(true);
     const r = await s.cordon(
       [
         'run',
@@ -929,10 +936,12 @@ describe('a sandboxed agent and the service', () => {
           // Only shell builtins and the allowed commands: every descriptor the agent holds.
           'for f in /proc/self/fd/*; do echo "fd ${f##*/} $(readlink "$f")"; done',
           `[ -e ${apiSocket} ] && echo api-socket-visible || echo api-socket-hidden`,
-          `for f in ${runtime}/*; do echo "runtime: $f"; done`,
           `perl -MSocket -e 'if (socket(my $s, PF_UNIX, SOCK_STREAM, 0)) { print "unix-socket: ok\\n" } else { print "unix-socket: $!\\n" }'`,
           // A connected pair is the one Unix socket allowed: connect() on it does not reach a path.
           `perl -MSocket -e 'socketpair(my $a, my $b, AF_UNIX, SOCK_STREAM, 0) or die; if (connect($a, pack_sockaddr_un("${apiSocket}"))) { print "pair-connect: ok\\n" } else { print "pair-connect: $!\\n" }'`,
+          `for f in ${runtime}/* ${runtime}/.[!.]*; do [ -e "$f" ] && echo "runtime-entry: $f"; done`,
+          `[ -e ${otherDir} ] && echo other-session-visible || echo other-session-hidden`,
+          `for f in ${SANDBOX_EGRESS_DIR}/* ${SANDBOX_EGRESS_DIR}/.[!.]*; do [ -e "$f" ] && echo "egress-entry: $f"; done`,
           'echo done',
         ].join('\n'),
       ],
@@ -941,7 +950,12 @@ describe('a sandboxed agent and the service', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('done');
     expect(r.stdout).toContain('api-socket-hidden');
-    expect(r.stdout).not.toMatch(/^runtime: .*api\.sock$/m);
+    expect(r.stdout).toContain('other-session-hidden');
+    // Nothing of the service's runtime directory; of its own session, the egress socket only.
+    expect(r.stdout).not.toMatch(/^runtime-entry:/m);
+    expect([...r.stdout.matchAll(/^egress-entry: (.*)$/gm)].map((x) => x[1])).toEqual([
+      join(SANDBOX_EGRESS_DIR, EGRESS_SOCKET_NAME),
+    ]);
     expect(r.stdout).toMatch(/^unix-socket: Address family not supported/m);
     expect(r.stdout).toMatch(/^pair-connect: (No such file|Transport endpoint is already)/m);
     // No descriptor beyond stdio is a socket (the run client's connections to the service are
