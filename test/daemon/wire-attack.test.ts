@@ -843,6 +843,46 @@ describe('an ordinary user (another uid) on the framed transport', () => {
     await stillServing();
   }, 120_000);
 
+  it('records its own uid and pid on its events, whatever they claim', async () => {
+    const r = await asNobody(
+      CLIENT +
+        `
+(async () => {
+  const [path, manifest, manifestPath] = process.argv.slice(2);
+  const s = await conn(path);
+  s.write(frame({ id: 1, method: 'POST', path: '/v1/sessions',
+    body: { manifest, manifestPath, command: ['/usr/bin/true'], cwd: '/' } }));
+  await s.answer(1);
+  const open = s.answers[0];
+  if (open.status !== 200) { console.log('open ' + JSON.stringify(open)); process.exit(1); }
+  const { session, capability } = open.body;
+  s.write(frame({ id: 2, method: 'POST', path: '/v1/sessions/' + session + '/events', capability,
+    body: { events: [{ seq: 1, event: { class_uid: 1007, activity_id: 1,
+      actor: { user: { uid: '0', name: 'root' }, process: { pid: 1, name: 'init' }, session: { uid: 'other' } },
+      unmapped: { marker: 'claims-root' } } }] } }));
+  await s.answer(2);
+  s.write(frame({ id: 3, method: 'GET', path: '/v1/audit/records?after=0&limit=10000' }));
+  await s.answer(3);
+  const mine = s.answers[2].body.records.map((l) => JSON.parse(l)).filter((x) => JSON.stringify(x).includes('claims-root'));
+  for (const rec of mine) console.log('recorded ' + JSON.stringify(rec.event.actor));
+  console.log('me ' + process.pid + ' ' + session);
+  s.destroy();
+})().catch((e) => { console.log('error ' + e.message); process.exit(1); });
+`,
+      [readFileSync(manifest).toString('base64'), manifest],
+    );
+    expect(r.code, r.out).toBe(0);
+    const me = /^me (\d+) (\S+)$/m.exec(r.out);
+    const recorded = [...r.out.matchAll(/^recorded (.*)$/gm)].map(
+      (x) => JSON.parse(x[1] ?? '{}') as Record<string, { uid?: string; pid?: number }>,
+    );
+    expect(recorded).toHaveLength(1);
+    expect(recorded[0]?.['user']?.uid).toBe(String(NOBODY));
+    expect(recorded[0]?.['process']?.pid).toBe(Number(me?.[1]));
+    expect(recorded[0]?.['session']?.uid).toBe(me?.[2]);
+    await stillServing();
+  }, 60_000);
+
   it('gains nothing from another user’s capability, a body naming uid 0, or admin routes', async () => {
     const root = await openSession();
     const r = await asNobody(
