@@ -866,6 +866,8 @@ describe('an ordinary user (another uid) on the framed transport', () => {
   const mine = s.answers[2].body.records.map((l) => JSON.parse(l)).filter((x) => JSON.stringify(x).includes('claims-root'));
   for (const rec of mine) console.log('recorded ' + JSON.stringify(rec.event.actor));
   console.log('me ' + process.pid + ' ' + session);
+  s.write(frame({ id: 4, method: 'POST', path: '/v1/sessions/' + session + '/close', capability, body: {} }));
+  await s.answer(4);
   s.destroy();
 })().catch((e) => { console.log('error ' + e.message); process.exit(1); });
 `,
@@ -910,7 +912,7 @@ describe('an ordinary user (another uid) on the framed transport', () => {
   await s.answer(reqs.length);
   for (const a of s.answers.sort((x, y) => x.id - y.id))
     console.log('answer ' + a.id + ' ' + a.status + ' ' + (a.body.code ?? '') +
-      (a.id === 8 ? ' sessions=' + a.body.sessions.length : '') +
+      (a.id === 8 ? ' root-listed=' + a.body.sessions.some((x) => x.id === id) : '') +
       (a.id === 9 ? ' caller=' + a.body.caller.uid + ':' + a.body.caller.admin : ''));
   s.destroy();
 })().catch((e) => { console.log('error ' + e.message); process.exit(1); });
@@ -926,7 +928,7 @@ describe('an ordinary user (another uid) on the framed transport', () => {
       'answer 5 403 DAEMON_FORBIDDEN',
       'answer 6 403 DAEMON_FORBIDDEN',
       'answer 7 403 DAEMON_FORBIDDEN',
-      'answer 8 200  sessions=0',
+      'answer 8 200  root-listed=false',
       `answer 9 200  caller=${NOBODY}:false`,
       'answer 10 400 REQUEST_INVALID',
       'answer 11 401 SESSION_UNAUTHORIZED',
