@@ -178,9 +178,10 @@ const runQuarantine = async (
   ...a: Parameters<typeof QuarantineCli.runQuarantine>
 ): Promise<Awaited<ReturnType<typeof QuarantineCli.runQuarantine>>> =>
   (await import('./quarantine.js')).runQuarantine(...a);
-const runRun = async (
-  ...a: Parameters<typeof RunCli.runRun>
-): Promise<Awaited<ReturnType<typeof RunCli.runRun>>> => (await import('./run.js')).runRun(...a);
+const runRunWithSignals = async (
+  ...a: Parameters<typeof RunCli.runRunWithSignals>
+): Promise<Awaited<ReturnType<typeof RunCli.runRunWithSignals>>> =>
+  (await import('./run.js')).runRunWithSignals(...a);
 const runTemplatesList = async (
   ...a: Parameters<typeof TemplatesCli.runTemplatesList>
 ): Promise<Awaited<ReturnType<typeof TemplatesCli.runTemplatesList>>> =>
@@ -659,49 +660,7 @@ export function buildProgram(
       `\nExit status: the agent's own, or ${RUN_EXIT.SETUP} (Cordon could not start the session), ${RUN_EXIT.NOT_RUNNABLE} (command not allowed), ${RUN_EXIT.NOT_FOUND} (command not found).\nSignals: SIGTERM, SIGINT, SIGHUP, SIGQUIT and SIGUSR2 are passed to the agent; SIGUSR1 quarantines the session.\nExamples:\n  cordon run --manifest coder.signed.json -- bash\n  cordon run --manifest coder.signed.json -- /opt/claude/bin/claude   (agentRuntimes: ["/opt/claude"])`,
     )
     .action(async (command: string[], o: RunOptions) => {
-      const handlers: [NodeJS.Signals, () => void][] = [];
-      let handle: ((sig: NodeJS.Signals | 'quarantine') => void) | undefined;
-      // Signals that arrive while the session starts are passed on once it runs.
-      const early: (NodeJS.Signals | 'quarantine')[] = [];
-      for (const sig of [
-        'SIGTERM',
-        'SIGINT',
-        'SIGHUP',
-        'SIGQUIT',
-        'SIGUSR2',
-        'SIGUSR1',
-        'SIGCONT',
-      ] as const) {
-        const h = (): void => {
-          const what = sig === 'SIGUSR1' ? 'quarantine' : sig;
-          if (handle === undefined) early.push(what);
-          else handle(what);
-        };
-        process.on(sig, h);
-        handlers.push([sig, h]);
-      }
-      try {
-        setExit(
-          await runRun(io, { ...g(), ...o }, command, {
-            onStart: (fn) => {
-              handle = fn;
-              for (const what of early.splice(0)) fn(what);
-            },
-          }),
-        );
-      } catch (e) {
-        if (!(e instanceof CordonError)) throw e;
-        io.stderr(renderError(e));
-        setExit(
-          e.code === 'COMMAND_NOT_FOUND'
-            ? RUN_EXIT.NOT_FOUND
-            : e.code === 'COMMAND_NOT_ALLOWED'
-              ? RUN_EXIT.NOT_RUNNABLE
-              : RUN_EXIT.SETUP,
-        );
-      } finally {
-        for (const [sig, h] of handlers) process.off(sig, h);
-      }
+      setExit(await runRunWithSignals(io, { ...g(), ...o }, command));
     });
 
   program

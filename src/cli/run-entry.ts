@@ -7,9 +7,8 @@
  * manifest schema, Cedar and the proxy stay out of the process that only launches.
  */
 import { config as zodConfig } from 'zod/mini';
-import { CordonError } from '../errors.js';
-import { RUN_EXIT, processIo, renderError, type CliIo } from './context.js';
-import { runRun, type RunOptions } from './run.js';
+import { RUN_EXIT, processIo, type CliIo } from './context.js';
+import { runRunWithSignals, type RunOptions } from './run.js';
 
 /** Options that take a value, by their flag, with the key commander gives them. */
 const VALUE_OPTIONS: Readonly<Record<string, keyof RunOptions>> = {
@@ -102,49 +101,13 @@ export async function runEntry(
   // goes on enforcing and recording; only messages are lost.
   process.stdout.on('error', () => undefined);
   process.stderr.on('error', () => undefined);
-  const handlers: [NodeJS.Signals, () => void][] = [];
-  let handle: ((sig: NodeJS.Signals | 'quarantine') => void) | undefined;
-  // Signals that arrive while the session starts are passed on once it runs.
-  const early: (NodeJS.Signals | 'quarantine')[] = [];
-  for (const sig of [
-    'SIGTERM',
-    'SIGINT',
-    'SIGHUP',
-    'SIGQUIT',
-    'SIGUSR2',
-    'SIGUSR1',
-    'SIGCONT',
-  ] as const) {
-    const h = (): void => {
-      const what = sig === 'SIGUSR1' ? 'quarantine' : sig;
-      if (handle === undefined) early.push(what);
-      else handle(what);
-    };
-    process.on(sig, h);
-    handlers.push([sig, h]);
-  }
   try {
-    const code = await runRun(io, parsed.opts, parsed.command, {
-      onStart: (fn) => {
-        handle = fn;
-        for (const what of early.splice(0)) fn(what);
-      },
-    });
+    const code = await runRunWithSignals(io, parsed.opts, parsed.command);
     ran = true;
     return code;
   } catch (e) {
-    if (!(e instanceof CordonError)) {
-      // An unexpected failure is a bug; say so plainly and exit non-zero.
-      io.stderr(`internal error: ${(e as Error).stack ?? String(e)}\n`);
-      return RUN_EXIT.SETUP;
-    }
-    io.stderr(renderError(e));
-    return e.code === 'COMMAND_NOT_FOUND'
-      ? RUN_EXIT.NOT_FOUND
-      : e.code === 'COMMAND_NOT_ALLOWED'
-        ? RUN_EXIT.NOT_RUNNABLE
-        : RUN_EXIT.SETUP;
-  } finally {
-    for (const [sig, h] of handlers) process.off(sig, h);
+    // An unexpected failure is a bug; say so plainly and exit non-zero.
+    io.stderr(`internal error: ${(e as Error).stack ?? String(e)}\n`);
+    return RUN_EXIT.SETUP;
   }
 }

@@ -27,7 +27,14 @@ import {
 import { recoverPersistence, settlePersistence } from '../sandbox/persistence.js';
 import { readFileCapped } from '../store/files.js';
 import { packageEntries } from '../package-files.js';
-import { resolveDirs, RUN_EXIT, usage, type CliIo, type GlobalOptions } from './context.js';
+import {
+  renderError,
+  resolveDirs,
+  RUN_EXIT,
+  usage,
+  type CliIo,
+  type GlobalOptions,
+} from './context.js';
 
 export interface RunOptions extends GlobalOptions {
   manifest: string;
@@ -291,4 +298,56 @@ function expectedServiceDirs(socket: string, env: NodeJS.ProcessEnv, dirs: Cordo
   return socket.startsWith(runtime + '/')
     ? [dirs.policyDir, dirs.stateDir, runtime]
     : [SYSTEM_PATHS.policyDir, SYSTEM_PATHS.stateDir, SYSTEM_PATHS.runtimeDir];
+}
+
+/**
+ * `cordon run` as both of its entry points run it: the signals a user sends are passed on
+ * (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR2 and SIGCONT to the agent, SIGUSR1 as quarantine;
+ * those that arrive while the session starts, once it runs), and a refusal is printed and
+ * mapped to run's exit codes. Resolves with the exit status; anything but a CordonError is
+ * thrown (a bug, for the caller to report).
+ */
+export async function runRunWithSignals(
+  io: CliIo,
+  opts: RunOptions,
+  command: readonly string[],
+): Promise<number> {
+  const handlers: [NodeJS.Signals, () => void][] = [];
+  let handle: ((sig: NodeJS.Signals | 'quarantine') => void) | undefined;
+  const early: (NodeJS.Signals | 'quarantine')[] = [];
+  for (const sig of [
+    'SIGTERM',
+    'SIGINT',
+    'SIGHUP',
+    'SIGQUIT',
+    'SIGUSR2',
+    'SIGUSR1',
+    'SIGCONT',
+  ] as const) {
+    const h = (): void => {
+      const what = sig === 'SIGUSR1' ? 'quarantine' : sig;
+      if (handle === undefined) early.push(what);
+      else handle(what);
+    };
+    process.on(sig, h);
+    handlers.push([sig, h]);
+  }
+  try {
+    return await runRun(io, opts, [...command], {
+      onStart: (fn) => {
+        handle = fn;
+        for (const what of early.splice(0)) fn(what);
+      },
+    });
+  } catch (e) {
+    if (!(e instanceof CordonError)) throw e;
+    io.stderr(renderError(e));
+    return e.code === 'COMMAND_NOT_FOUND'
+      ? RUN_EXIT.NOT_FOUND
+      : e.code === 'COMMAND_NOT_ALLOWED'
+        ? RUN_EXIT.NOT_RUNNABLE
+        : RUN_EXIT.SETUP;
+  } finally {
+    for (const [sig, h] of handlers) process.off(sig, h);
+  }
 }
