@@ -251,6 +251,56 @@ const MAX_RECORDS_PAGE_BYTES = 16 * 1024 * 1024;
 const MAX_STREAMS_PER_CONNECTION = 1;
 /** Wire connections: answer bytes written and not yet read by the client, before reading stops. */
 const MAX_UNREAD_ANSWERS = 1024 * 1024;
+
+/** Request bodies one user's requests in flight may hold, over all its framed connections. */
+export const MAX_BODIES_PER_USER = 64 * 1024 * 1024;
+
+/**
+ * The bytes of request bodies each user's requests in flight hold. A framed connection reads
+ * its next request only while its user has room for it (a frame is at most MAX_REQUEST_FRAME,
+ * well under the budget, so a user with nothing in flight always has room): one user's many
+ * connections, each with requests waiting (on a full disk, say), cannot make the service hold
+ * more than this of theirs.
+ */
+export class BodyBudget {
+  readonly #max: number;
+  readonly #used = new Map<number, number>();
+  readonly #waiting = new Map<number, Set<() => void>>();
+
+  constructor(max: number) {
+    this.#max = max;
+  }
+
+  used(uid: number): number {
+    return this.#used.get(uid) ?? 0;
+  }
+
+  /** Take `size` for `uid` if it fits; false if it does not (call `whenFree` to wait). */
+  take(uid: number, size: number): boolean {
+    const used = this.used(uid);
+    if (used > 0 && used + size > this.#max) return false;
+    this.#used.set(uid, used + size);
+    return true;
+  }
+
+  give(uid: number, size: number): void {
+    const left = this.used(uid) - size;
+    if (left > 0) this.#used.set(uid, left);
+    else this.#used.delete(uid);
+    const waiting = this.#waiting.get(uid);
+    if (waiting === undefined) return;
+    this.#waiting.delete(uid);
+    for (const wake of waiting) wake();
+  }
+
+  /** Call `wake` once, the next time some of `uid`'s budget is given back; returns a cancel. */
+  whenFree(uid: number, wake: () => void): () => void {
+    let set = this.#waiting.get(uid);
+    if (set === undefined) this.#waiting.set(uid, (set = new Set()));
+    set.add(wake);
+    return () => set.delete(wake);
+  }
+}
 /** How long a connection may take to say which transport it speaks, or to finish a frame. */
 const FIRST_BYTES_MS = 5_000;
 const FRAME_MS = 10_000;
@@ -276,6 +326,7 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
   // node:http starts its header and request deadlines when its server starts listening; this
   // one never listens itself (it is handed connections), so it is told it does.
   http1.emit('listening');
+  const bodies = new BodyBudget(MAX_BODIES_PER_USER);
   const sockets = new Set<net.Socket>();
   const server = net.createServer({ pauseOnConnect: true });
   server.maxConnections = 4096;
@@ -462,10 +513,29 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
           }
           return;
         }
-        const next = queue.shift();
-        if (next !== undefined) dispatch(next.req, next.size);
+        const next = queue[0];
+        if (next === undefined) return;
+        if (!bodies.take(peer.uid, next.size)) {
+          // Its user's requests hold their budget: read nothing more here until some finish.
+          if (!waiting) {
+            waiting = true;
+            socket.pause();
+            cancelWait = bodies.whenFree(peer.uid, () => {
+              cancelWait = undefined;
+              waiting = false;
+              if (socket.destroyed) return;
+              socket.resume();
+              drain();
+            });
+          }
+          return;
+        }
+        queue.shift();
+        dispatch(next.req, next.size);
       }
     };
+    let cancelWait: (() => void) | undefined;
+    socket.once('close', () => cancelWait?.());
     const onData = (chunk: Buffer): void => {
       let frames: { value: unknown; size: number }[];
       try {
@@ -539,6 +609,7 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
           }),
         );
         ex.reply(a.status, a.body);
+        bodies.give(peer.uid, size);
         return;
       }
       pending++;
@@ -549,7 +620,11 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
           const a = errorAnswer(e);
           ex.reply(a.status, a.body);
         })
-        .finally(() => pending--);
+        .finally(() => {
+          pending--;
+          // Done when its route returns (a watch stream goes on without holding its body).
+          bodies.give(peer.uid, size);
+        });
     };
     socket.on('data', onData);
     if (rest.length > 0) onData(rest);

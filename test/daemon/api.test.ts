@@ -584,6 +584,30 @@ describe('the framed transport against malformed and hostile frames', () => {
     expect([byId.get(9)?.['status'], code(byId.get(9))]).toEqual([405, 'METHOD_NOT_ALLOWED']);
   });
 
+  it('serves one user’s large requests over many connections, past its budget of bodies in flight', async () => {
+    // 4 connections × 4 requests of 12 MiB: 192 MiB from one user, over its 64 MiB budget (and
+    // at most 48 MiB being read at once, under the service-wide limit on that).
+    const pad = 'x'.repeat(12 * 1024 * 1024);
+    const runs = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        wire(
+          Array.from({ length: 4 }, (_, i) => ({
+            id: i + 1,
+            method: 'POST',
+            path: '/v1/check',
+            body: { pad },
+          })),
+          4,
+        ),
+      ),
+    );
+    for (const r of runs) {
+      expect(r.answers.map((a) => a['id']).sort()).toEqual([1, 2, 3, 4]);
+      expect(r.answers.every((a) => code(a) === 'REQUEST_INVALID')).toBe(true);
+    }
+    await stillServing();
+  }, 60_000);
+
   it('refuses a frame declared too large before reading it, and closes', async () => {
     const r = await wire([framed('{', 200 * 1024 * 1024)]);
     expect(r.closedBy).toBe('server');
