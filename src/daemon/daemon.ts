@@ -1,6 +1,7 @@
 import {
   appendFileSync,
   closeSync,
+  existsSync,
   fstatSync,
   mkdirSync,
   openSync,
@@ -433,6 +434,7 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
     watcher.start();
 
     // Sessions whose client died are ended; an idle on-demand daemon goes away.
+    const logDir = auditPaths(paths.dirs.stateDir).segments;
     const timer = setInterval(() => {
       service.watchWrites();
       service.reap().catch((e: unknown) => diag(`reap: ${(e as Error).message}`));
@@ -442,6 +444,11 @@ export async function startDaemon(o: DaemonOptions): Promise<DaemonHandle> {
         Date.now() - lastActivity > o.idleExitMs
       )
         void stop('idle');
+      // An on-demand daemon whose log was removed (its state directory deleted) would go on
+      // writing records nobody can read: it stops instead, its sessions' egress with it, and the
+      // next client starts a daemon on a new log.
+      else if (o.idleExitMs !== undefined && !existsSync(logDir))
+        void stop(`its audit log ${logDir} was removed`);
     }, 500);
     timer.unref();
     const memtrace = process.env['CORDON_DAEMON_MEMTRACE'];

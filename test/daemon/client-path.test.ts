@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ROOT } from '../sandbox/harness.js';
+import { BIN, ROOT } from '../sandbox/harness.js';
 
 /**
  * The modules a CLI verb loads, from a resolve hook that names every module of Cordon and every
@@ -89,4 +89,52 @@ describe('which service a client uses', () => {
     });
     expect(daemonTarget({}, dir, dirs, system)).toMatchObject({ via: 'system', socket: system });
   });
+});
+
+describe('an on-demand daemon whose log is removed', () => {
+  it('stops and says why, and the next client starts one on a new log', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cordon-removed-log-'));
+    const env = {
+      PATH: '/usr/bin:/bin',
+      HOME: dir,
+      CORDON_HOME: join(dir, 'home'),
+      XDG_RUNTIME_DIR: join(dir, 'run'),
+      // Not idle for the length of the test: what stops it must be the removal.
+      CORDON_DAEMON_IDLE_SECONDS: '600',
+    };
+    const cordon = (args: string[]): string => {
+      const r = spawnSync(process.execPath, [BIN, ...args], { env, encoding: 'utf8' });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout;
+    };
+    // `cordon ps` starts the daemon on demand; `daemon status` names its pid.
+    const status = (): string => {
+      cordon(['ps']);
+      return cordon(['daemon', 'status']);
+    };
+    try {
+      cordon(['init']);
+      const pid = Number(/pid (\d+)/.exec(status())?.[1]);
+      expect(pid).toBeGreaterThan(0);
+      expect(existsSync(`/proc/${pid}`)).toBe(true);
+      rmSync(join(dir, 'home', 'state'), { recursive: true, force: true });
+      const deadline = Date.now() + 10_000;
+      while (existsSync(`/proc/${pid}`) && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(existsSync(`/proc/${pid}`)).toBe(false);
+      const log = readdirSync(join(dir, 'run', 'cordon'))
+        .map((d) => join(dir, 'run', 'cordon', d, 'daemon.log'))
+        .filter((f) => existsSync(f))
+        .map((f) => readFileSync(f, 'utf8'))
+        .join('');
+      expect(log).toMatch(/stopping: its audit log .* was removed/);
+      // A client then finds no daemon, starts one, and it has a log again.
+      const again = Number(/pid (\d+)/.exec(status())?.[1]);
+      expect(again).not.toBe(pid);
+      expect(existsSync(join(dir, 'home', 'state', 'audit'))).toBe(true);
+      spawnSync(process.execPath, [BIN, 'daemon', 'stop'], { env });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });
