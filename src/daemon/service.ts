@@ -172,9 +172,9 @@ export class EndpointService {
     return this.#o.isAdmin(peer);
   }
 
-  /** The audit context for events about a session, with the caller's identity from the kernel. */
   /**
-   * Who an event names: the calling process (`peer`), or the service itself; `owner` is the uid
+   * The audit context for events about a session. Who an event names: the calling process
+   * (`peer`, its identity from the kernel), or the service itself; `owner` is the uid
    * of the session the service acts for (its egress proxy, its quarantine), so those events name
    * the session's user and that user sees them in the records it may read.
    */
