@@ -2,7 +2,8 @@
 // hook does once per tool call. It loads only the client transport (src/daemon/wire-client.ts:
 // node:net and the frame format; no zod, policy, Cedar or proxy) and checks the answer by hand.
 // `node daemon-hook.js SOCKET SESSION CAPABILITY REQUEST_JSON`
-import { DaemonClient, decideAnswer } from '../src/daemon/wire-client.js';
+import { DaemonClient } from '../src/daemon/wire-client.js';
+import { decideAnswer } from '../src/protocol/answers.js';
 import { parseStrictJson } from '../src/manifest/json.js';
 
 const [socket = '', session = '', capability = '', request = '{}'] = process.argv.slice(2);

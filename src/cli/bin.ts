@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --no-turbo-inline-js-wasm-calls
+#!/usr/bin/env node
 /**
  * The `cordon` command: runs the single-file CLI bundle (`cordon.cjs`, built by
  * `npm run build`) through V8's code cache, so a start-up compiles almost nothing. An ordinary
@@ -24,12 +24,18 @@ const builtin = createRequire(import.meta.url);
 const fs = builtin('node:fs') as typeof Fs;
 const path = builtin('node:path') as typeof Path;
 const { fileURLToPath } = builtin('node:url') as typeof Url;
-const { setFlagsFromString } = builtin('node:v8') as typeof V8;
 const { Script } = builtin('node:vm') as typeof Vm;
 
-// The same V8 flags however the bin is started (a cache made under other flags is rejected);
-// this one also keeps Cedar's wasm calls out of an inlining path that crashed.
-setFlagsFromString('--no-turbo-inline-js-wasm-calls');
+/**
+ * The whole CLI may evaluate Cedar, whose wasm calls crash Node 20's V8 on an inlining path:
+ * inlining is turned off before that bundle loads (and its cache is made and checked under that
+ * flag). `cordon run`'s own bundle never evaluates Cedar (the service does) and runs without
+ * it: any flag off V8's defaults makes V8 reject Node's built-in code cache, and every built-in
+ * module the process loads afterwards is compiled from source (about 10 ms of each start).
+ */
+function cedarSafeFlags(): void {
+  (builtin('node:v8') as typeof V8).setFlagsFromString('--no-turbo-inline-js-wasm-calls');
+}
 
 const dir = path.dirname(fileURLToPath(import.meta.url));
 // The kinds of cache (below): made by a run that used all of its bundle, or part of it.
@@ -118,8 +124,10 @@ async function start(argv: readonly string[]): Promise<void> {
       // exiting now skips (a few milliseconds of every `cordon run`).
       process.exit(fast);
     }
-    process.once('beforeExit', run.saveCache);
+    // Its cache is made now, under the flags it was loaded with.
+    run.saveCache();
   }
+  cedarSafeFlags();
   // The whole CLI runs itself when loaded as the `cordon` bin's bundle.
   process.once('beforeExit', load('cordon.cjs').saveCache);
 }

@@ -3,7 +3,7 @@ import { connectDaemon } from '../daemon/client.js';
 import { ClientSession } from '../daemon/client-session.js';
 import { readManifestFile } from '../endpoint/policy.js';
 import { isLoopbackHost } from '../manifest/ip.js';
-import { OpenSessionResponseSchema } from '../protocol/daemon.js';
+import { openSessionAnswer } from '../protocol/answers.js';
 import { EXIT, resolveDirs, usage, type CliIo, type GlobalOptions } from './context.js';
 
 export interface ProxyOptions extends GlobalOptions {
@@ -74,7 +74,7 @@ export async function runProxy(
       ...(opts.resolve === undefined ? {} : { resolve: opts.resolve }),
       ...(opts.config === undefined ? {} : { config: resolvePath(opts.config) }),
     },
-    OpenSessionResponseSchema,
+    openSessionAnswer,
   );
   const session = new ClientSession(client, opened, diag);
   session.watch((code, reason) => diag(`the service denies everything now (${code}): ${reason}`));

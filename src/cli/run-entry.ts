@@ -6,7 +6,6 @@
  * is left to the full CLI, which parses, reports and refuses as always. Commander, the full
  * manifest schema, Cedar and the proxy stay out of the process that only launches.
  */
-import { config as zodConfig } from 'zod/mini';
 import { RUN_EXIT, processIo, type CliIo } from './context.js';
 import { runRunWithSignals, type RunOptions } from './run.js';
 
@@ -95,8 +94,6 @@ export async function runEntry(
 ): Promise<number | undefined> {
   const parsed = parseRunArgv(argv);
   if (parsed === undefined) return undefined;
-  // As the full CLI: zod's generated fast paths cost more to compile than they save here.
-  zodConfig({ jitless: true });
   // The agent's output and Cordon's diagnostics may go to a reader that leaves: the session
   // goes on enforcing and recording; only messages are lost.
   process.stdout.on('error', () => undefined);

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { constants } from 'node:os';
 import { join, resolve as resolvePath } from 'node:path';
 import { processActivityEvent, type EventContext } from '../audit/events.js';
-import { connectDaemon } from '../daemon/client.js';
+import { connectDaemonWith } from '../daemon/client.js';
 import { SYSTEM_PATHS, userRuntimeDir } from '../daemon/paths.js';
 import type { CordonDirs } from '../env.js';
 import { parseStrictJson } from '../manifest/json.js';
@@ -10,7 +10,7 @@ import { ClientSession, clientContext } from '../daemon/client-session.js';
 import { CordonError } from '../errors.js';
 import { ENVELOPE_MAX_BYTES } from '../manifest/limits.js';
 import type { Manifest } from '../manifest/schema.js';
-import { OpenSessionResponseSchema } from '../protocol/daemon.js';
+import { openSessionAnswer } from '../protocol/answers.js';
 import {
   narrowedRuntimes,
   resolveCommand,
@@ -78,26 +78,24 @@ export async function runRun(
   const prereq = opts.unsafeNoSandbox === true ? undefined : sandboxPrerequisites();
   // One read: what the service verifies is what is enforced.
   const bytes = readFileCapped(opts.manifest, ENVELOPE_MAX_BYTES);
-  const client = await connectDaemon(io.env, io.home, dirs);
   const diag = (m: string): void => io.stderr(`cordon run: ${m}\n`);
   const command_ = [argv0, ...command.slice(1)];
-  const opening = client.request(
-    'POST',
-    '/v1/sessions',
-    {
-      manifest: bytes.toString('base64'),
-      manifestPath: resolvePath(opts.manifest),
-      command: command_,
-      cwd,
-      home: io.home,
-      ...(narrowed.length === 0 ? {} : { agentRuntimes: narrowed }),
-      ...(opts.guardrails === undefined ? {} : { guardrails: opts.guardrails }),
-      ...(opts.resolve === undefined ? {} : { resolve: opts.resolve }),
-      ...(opts.config === undefined ? {} : { config: resolvePath(opts.config) }),
-      ...(opts.unsafeNoSandbox === true ? { unsafeNoSandbox: true } : {}),
-      installationEntries: packageEntries(),
-    },
-    OpenSessionResponseSchema,
+  const openBody = {
+    manifest: bytes.toString('base64'),
+    manifestPath: resolvePath(opts.manifest),
+    command: command_,
+    cwd,
+    home: io.home,
+    ...(narrowed.length === 0 ? {} : { agentRuntimes: narrowed }),
+    ...(opts.guardrails === undefined ? {} : { guardrails: opts.guardrails }),
+    ...(opts.resolve === undefined ? {} : { resolve: opts.resolve }),
+    ...(opts.config === undefined ? {} : { config: resolvePath(opts.config) }),
+    ...(opts.unsafeNoSandbox === true ? { unsafeNoSandbox: true } : {}),
+    installationEntries: packageEntries(),
+  };
+  // The open request is the first thing said to the service: no round trip before it.
+  const { client, answer: opening } = await connectDaemonWith(io.env, io.home, dirs, (c) =>
+    c.request('POST', '/v1/sessions', openBody, openSessionAnswer),
   );
   // While the service verifies the manifest and opens the session, the sandbox is planned from
   // the manifest as read here; the plan is used only if the session turns out to have been

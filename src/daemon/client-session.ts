@@ -2,17 +2,15 @@ import type { EventContext, OcsfEvent } from '../audit/events.js';
 import { processContext } from '../audit/process-context.js';
 import type { Decision, PolicyRequest } from '../policy/types.js';
 import {
-  DecideResponseSchema,
-  EventsResponseSchema,
-  MAX_BATCH,
-  MAX_BODY_BYTES,
-  CloseResponseSchema,
-  ReloadResponseSchema,
-  SessionResponseSchema,
-  WatchMessageSchema,
-  type CloseResponse,
-  type OpenSessionResponse,
-} from '../protocol/daemon.js';
+  closeAnswer,
+  decideAnswer,
+  eventsAnswer,
+  reloadAnswer,
+  sessionAnswer,
+  watchMessage,
+} from '../protocol/answers.js';
+import type { CloseResponse, OpenSessionResponse } from '../protocol/daemon.js';
+import { MAX_BATCH, MAX_BODY_BYTES } from '../protocol/limits.js';
 import { DaemonError, type DaemonClient } from './client.js';
 
 /** The log cannot write now (a full disk, a failing witness): worth sending again. */
@@ -81,7 +79,7 @@ export class ClientSession {
     this.#stopWatch = this.#client.watch(
       this.id,
       this.#capability,
-      WatchMessageSchema,
+      watchMessage,
       (m) => {
         if (m.type === 'attached') {
           if (attempt > 0) this.#onDiagnostic('the cordon daemon is back: session re-attached');
@@ -140,7 +138,7 @@ export class ClientSession {
             'POST',
             `/v1/sessions/${this.id}/events`,
             `{"events":[${batch.map((p) => `{"seq":${p.seq},"event":${p.json ?? JSON.stringify(p.event)}}`).join(',')}]}`,
-            EventsResponseSchema,
+            eventsAnswer,
             { capability: this.#capability },
           );
           if (this.#unreachableSince !== undefined) {
@@ -178,7 +176,7 @@ export class ClientSession {
 
   decide(requests: readonly PolicyRequest[]): Promise<Decision[]> {
     return this.#client
-      .request('POST', `/v1/sessions/${this.id}/decide`, { requests }, DecideResponseSchema, {
+      .request('POST', `/v1/sessions/${this.id}/decide`, { requests }, decideAnswer, {
         capability: this.#capability,
       })
       .then((r) => r.decisions as Decision[]);
@@ -189,7 +187,7 @@ export class ClientSession {
       'POST',
       `/v1/sessions/${this.id}/state`,
       { sandboxPid: pid, ...(start === undefined ? {} : { sandboxStart: start }) },
-      SessionResponseSchema,
+      sessionAnswer,
       { capability: this.#capability },
     );
   }
@@ -200,7 +198,7 @@ export class ClientSession {
       'POST',
       `/v1/sessions/${this.id}/quarantine`,
       { reason },
-      SessionResponseSchema,
+      sessionAnswer,
     );
   }
 
@@ -210,7 +208,7 @@ export class ClientSession {
       'POST',
       `/v1/sessions/${this.id}/reload`,
       { manifest: manifest.toString('base64') },
-      ReloadResponseSchema,
+      reloadAnswer,
       { capability: this.#capability },
     );
   }
@@ -230,7 +228,7 @@ export class ClientSession {
           'POST',
           `/v1/sessions/${this.id}/close`,
           exitCode === undefined ? {} : { exitCode },
-          CloseResponseSchema,
+          closeAnswer,
           { capability: this.#capability },
         );
         return r.destinations;

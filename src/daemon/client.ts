@@ -72,15 +72,61 @@ export async function connectDaemon(
 ): Promise<DaemonClient> {
   const target = daemonTarget(env, home, dirs, opts.systemSocket);
   const client = new DaemonClient(target);
-  if (target.via !== 'user' || opts.autostart === false || env['CORDON_NO_AUTOSTART'] === '1')
-    return client;
+  if (!mayStart(env, target, opts)) return client;
   if (existsSync(target.socket) && (await client.connects())) return client;
+  await startAndWait(env, target, client);
+  return client;
+}
+
+/**
+ * As connectDaemon, with the client's first request as the probe: when the socket is there the
+ * request goes out at once, with no round trip before it, and `answer` is its answer. Only when
+ * nothing answered it (no daemon listening, or an on-demand one that stopped as the request
+ * came) is a user daemon started, as connectDaemon does, and the request sent once more. A
+ * request that went out and timed out is not sent again: a daemon may be working on it.
+ */
+export async function connectDaemonWith<T>(
+  env: NodeJS.ProcessEnv,
+  home: string,
+  dirs: CordonDirs,
+  first: (client: DaemonClient) => Promise<T>,
+  opts: { autostart?: boolean; systemSocket?: string } = {},
+): Promise<{ client: DaemonClient; answer: Promise<T> }> {
+  const target = daemonTarget(env, home, dirs, opts.systemSocket);
+  const client = new DaemonClient(target);
+  if (!mayStart(env, target, opts)) return { client, answer: first(client) };
+  if (!existsSync(target.socket)) {
+    await startAndWait(env, target, client);
+    return { client, answer: first(client) };
+  }
+  const answer = first(client).catch(async (e: unknown) => {
+    if (!(e instanceof DaemonError) || e.code !== 'DAEMON_UNREACHABLE' || e.timedOut) throw e;
+    await startAndWait(env, target, client);
+    return first(client);
+  });
+  return { client, answer };
+}
+
+function mayStart(
+  env: NodeJS.ProcessEnv,
+  target: DaemonTarget,
+  opts: { autostart?: boolean },
+): boolean {
+  return target.via === 'user' && opts.autostart !== false && env['CORDON_NO_AUTOSTART'] !== '1';
+}
+
+/** Start a user daemon and wait until it answers (or say why it could not start). */
+async function startAndWait(
+  env: NodeJS.ProcessEnv,
+  target: DaemonTarget,
+  client: DaemonClient,
+): Promise<void> {
   const started = startUserDaemon(env, target);
   // The daemon takes its lock, opens the log, then listens: a few hundred ms on a cold start.
   const deadline = Date.now() + 15_000;
   for (let wait = 10; Date.now() < deadline; wait = Math.min(wait * 2, 100)) {
     await sleep(wait);
-    if (existsSync(target.socket) && (await client.connects())) return client;
+    if (existsSync(target.socket) && (await client.connects())) return;
     // A daemon that could not start says why in its log; another one that won the race to
     // start is fine (it answers at the next look).
     if (started.exitCode !== null && started.exitCode !== 0) {

@@ -813,8 +813,10 @@ export class EndpointService {
       });
     const user = ctx.actor.user;
     // In place: the event was parsed from this request for this call alone, and a copy of every
-    // event (a dozen fields each) was the largest cost of a batch after parsing it.
-    event['actor'] = {
+    // event (a dozen fields each) was the largest cost of a batch after parsing it. Keys stay in
+    // code-unit order, as the event builders make them: the log's canonical form of an event in
+    // that order is JSON.stringify's, several times faster than serialising it key by key.
+    event['actor'] = inKeyOrder({
       ...actor,
       app_name: s.policy.ref.agent,
       process: { name: 'cordon', pid: peer.pid },
@@ -822,11 +824,14 @@ export class EndpointService {
       ...(user === undefined
         ? {}
         : { user: { name: user.name, ...(user.uid === undefined ? {} : { uid: user.uid }) } }),
-    };
-    event['device'] = device;
+    });
     event['metadata'] = metadata;
-    event['unmapped'] = { ...unmapped, client_seq: seq };
-    return event as unknown as OcsfEvent;
+    event['unmapped'] = inKeyOrder({ ...unmapped, client_seq: seq });
+    if ('device' in event) {
+      event['device'] = device;
+      return event as unknown as OcsfEvent;
+    }
+    return inKeyOrder({ ...event, device }) as unknown as OcsfEvent;
   }
 
   watch(s: DaemonSession, send: (m: WatchMessage) => void): () => void {
@@ -1233,4 +1238,15 @@ function withoutManifest(req: OpenSessionRequest): Omit<OpenSessionRequest, 'man
   const rest: Partial<OpenSessionRequest> = { ...req };
   delete rest.manifest;
   return rest as Omit<OpenSessionRequest, 'manifest'>;
+}
+
+/** `o` when its own keys come in code-unit order, else a shallow copy with them in that order. */
+function inKeyOrder(o: Record<string, unknown>): Record<string, unknown> {
+  let prev: string | undefined;
+  for (const k of Object.keys(o)) {
+    if (prev !== undefined && !(prev < k))
+      return Object.fromEntries(Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    prev = k;
+  }
+  return o;
 }

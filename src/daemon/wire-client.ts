@@ -6,12 +6,11 @@
  */
 import net from 'node:net';
 import { CordonError, type CordonCode } from '../errors.js';
-import { describeIssues, type Issues } from '../protocol/issues.js';
+import type { AnswerCheck } from '../protocol/answers.js';
+import { describeIssues } from '../protocol/issues.js';
 import { FrameReader, MAX_RESPONSE_FRAME, readResponse, WIRE_MAGIC } from '../protocol/wire.js';
 
-type Schema<T> = {
-  safeParse(v: unknown): { success: true; data: T } | { success: false; error: Issues };
-};
+type Schema<T> = AnswerCheck<T>;
 
 export type DaemonClientErrorCode = 'DAEMON_UNREACHABLE' | 'DAEMON_PROTOCOL';
 
@@ -21,6 +20,11 @@ export type DaemonVia = 'CORDON_SOCKET' | 'system' | 'user';
 export class DaemonError extends CordonError {
   /** The status the daemon answered with, as HTTP's (0 when it did not answer). */
   readonly status: number;
+  /**
+   * DAEMON_UNREACHABLE only: the request went out and waited its whole time without an answer
+   * (a daemon may be working on it), rather than finding no daemon or a connection that ended.
+   */
+  timedOut = false;
   constructor(
     status: number,
     code: CordonCode,
@@ -253,7 +257,9 @@ export class DaemonClient {
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         sent.cancel();
-        reject(this.unreachable(new Error('timed out')));
+        const e = this.unreachable(new Error('timed out'));
+        e.timedOut = true;
+        reject(e);
       }, opts.timeoutMs ?? 60_000);
       timer.unref();
       sent.answer.then(
@@ -387,52 +393,3 @@ function errorBody(
     ...(pointer === undefined ? {} : { pointer }),
   };
 }
-
-/** A decision as the service answers it (DecisionSchema's fields). */
-export interface AnsweredDecision {
-  readonly effect: 'allow' | 'deny' | 'ask';
-  readonly reason: string;
-  readonly rule: string;
-  readonly code: string;
-  readonly overrides?: readonly string[];
-}
-
-/**
- * DecideResponseSchema's check by hand, for a process that asks one decision and exits: the
- * same answers pass (test/daemon/wire-client.test.ts holds the two together), without loading
- * zod. Anything else fails, and its caller denies.
- */
-export const decideAnswer: Schema<{ ok: true; decisions: AnsweredDecision[] }> = {
-  safeParse(v) {
-    const fail = (path: (string | number)[], message: string) =>
-      ({
-        success: false,
-        error: { issues: [{ code: 'custom', path, message, input: v }] as Issues['issues'] },
-      }) as const;
-    if (typeof v !== 'object' || v === null) return fail([], 'expected object');
-    const b = v as Record<string, unknown>;
-    if (b['ok'] !== true) return fail(['ok'], 'expected true');
-    const list = b['decisions'];
-    if (!Array.isArray(list)) return fail(['decisions'], 'expected array');
-    for (const [i, d] of (list as unknown[]).entries()) {
-      if (typeof d !== 'object' || d === null) return fail(['decisions', i], 'expected object');
-      const x = d as Record<string, unknown>;
-      const str = (k: string, max: number): boolean =>
-        typeof x[k] === 'string' && x[k].length <= max;
-      if (x['effect'] !== 'allow' && x['effect'] !== 'deny' && x['effect'] !== 'ask')
-        return fail(['decisions', i, 'effect'], 'must be one of allow, deny, ask');
-      if (!str('reason', 8192) || !str('rule', 1024) || !str('code', 64))
-        return fail(['decisions', i], 'reason, rule and code must be strings');
-      const o = x['overrides'];
-      if (
-        o !== undefined &&
-        !(
-          Array.isArray(o) &&
-          (o as unknown[]).every((y) => typeof y === 'string' && y.length <= 1024)
-        )
-      )
-        return fail(['decisions', i, 'overrides'], 'expected array of strings');
-    }
-    return { success: true, data: v as { ok: true; decisions: AnsweredDecision[] } };
-  },
-};

@@ -15,12 +15,9 @@ import * as z from 'zod/mini';
 
 export const API_PREFIX = '/v1';
 
-/** Largest request body the daemon reads; a bigger one is refused with 413 before it is read. */
-export const MAX_BODY_BYTES = 16 * 1024 * 1024;
-/** Requests per batch (`decide`, `check`) and events per `events` call. */
-export const MAX_BATCH = 1024;
-/** Largest single event a client may append, as JSON. */
-export const MAX_EVENT_BYTES = 8 * 1024 * 1024;
+import { MAX_BATCH, MAX_BODY_BYTES } from './limits.js';
+
+export { MAX_BATCH, MAX_BODY_BYTES, MAX_EVENT_BYTES } from './limits.js';
 
 const Str = (max: number) => z.string().check(z.maxLength(max));
 const Id = z.string().check(z.regex(/^[0-9a-f-]{36}$/));

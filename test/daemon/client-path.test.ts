@@ -1,9 +1,20 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { BIN, ROOT } from '../sandbox/harness.js';
+import { BIN, ROOT, sandboxEnv } from '../sandbox/harness.js';
+import { userSocket } from '../../src/daemon/paths.js';
+import { defaultDirs } from '../../src/env.js';
 
 /**
  * The modules a CLI verb loads, from a resolve hook that names every module of Cordon and every
@@ -137,4 +148,41 @@ describe('an on-demand daemon whose log is removed', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   }, 30_000);
+
+  it('cordon run sends its open request first; on a socket nobody answers it starts a daemon and sends it once more', async () => {
+    const e = sandboxEnv('stale-socket');
+    try {
+      const m = e.sign({ commandsAllowed: ['/usr/bin/true'] });
+      const socket = userSocket(e.env, e.home, defaultDirs(e.env, e.home));
+      // What a daemon killed with SIGKILL leaves: a socket file nobody listens on.
+      mkdirSync(dirname(socket), { recursive: true, mode: 0o700 });
+      const killed = spawnSync(
+        process.execPath,
+        [
+          '-e',
+          `require('net').createServer().listen(${JSON.stringify(socket)}, () => process.kill(process.pid, 'SIGKILL'))`,
+        ],
+        { encoding: 'utf8' },
+      );
+      expect(killed.signal).toBe('SIGKILL');
+      expect(statSync(socket).isSocket()).toBe(true);
+      const r = await e.cordon(['run', '--manifest', m, '--', '/usr/bin/true']);
+      expect(r.code, r.stderr).toBe(0);
+      // One session opened, launched and closed: the request that found nobody was not acted on.
+      const launches = e
+        .events()
+        .filter((x) => x['class_uid'] === 1007 && x['activity_id'] === 1)
+        .map((x) => (x['actor'] as { session?: { uid?: string } }).session?.uid);
+      expect(launches).toHaveLength(1);
+      // The daemon it started serves the very socket that was left behind.
+      const status = await e.cordon(['daemon', 'status']);
+      expect(status.stdout).toContain(socket);
+      // And a daemon answering takes the request at once (the next run, same daemon).
+      const again = await e.cordon(['run', '--manifest', m, '--', '/usr/bin/true']);
+      expect(again.code, again.stderr).toBe(0);
+    } finally {
+      spawnSync(process.execPath, [BIN, 'daemon', 'stop'], { env: e.env });
+      rmSync(e.dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { decideAnswer } from '../../src/daemon/wire-client.js';
+import { decideAnswer } from '../../src/protocol/answers.js';
 import { parseStrictJson } from '../../src/manifest/json.js';
 import {
   DecideResponseSchema,

@@ -725,9 +725,18 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     masked.push(path);
   };
   const masksAt = b.length;
-  const shown = [...visible, ...etcBound];
+  // A deny is masked when it lies in something shown: one look-up per directory above it (a
+  // launch has a few hundred denies and dozens of shown paths).
+  const bare = (p: string): string => (p.length > 1 && p.endsWith(sep) ? p.slice(0, -1) : p);
+  const shown = new Set([...visible, ...etcBound].map(bare));
+  const inShown = (p: string): boolean => {
+    for (let a = bare(p); ; a = dirname(a)) {
+      if (shown.has(a)) return true;
+      if (a === '/' || a === '.') return false;
+    }
+  };
   for (const d of denies) {
-    if (shown.some((v) => isWithin(d.path, v))) mask(d.path, d.access, d.id, d.dir);
+    if (inShown(d.path)) mask(d.path, d.access, d.id, d.dir);
   }
   // A mask holds its path, not the directories above it: an agent that renames
   // ~/.local/lib/python3.12 away and makes a fresh one has a writable user site again. Each
