@@ -21,7 +21,11 @@ const RETRY_CODES = new Set(['AUDIT_WRITE_FAILED', 'AUDIT_LOG_CLOSED']);
  * limit): a client with a backlog sends it in few calls, each one group write at the service.
  */
 const BATCH = MAX_BATCH;
-const BATCH_BYTES = MAX_BODY_BYTES / 2;
+/**
+ * A batch's JSON in UTF-16 code units: at most 3 bytes of UTF-8 each, so a batch stays under half
+ * the service's body limit without measuring every event's bytes.
+ */
+const BATCH_UNITS = MAX_BODY_BYTES / 2 / 3;
 
 interface Pending {
   /** Its JSON, once serialised (measured for the batch, then sent as it is). */
@@ -110,17 +114,17 @@ export class ClientSession {
   }
 
   /**
-   * The next events to send: at most BATCH of them and BATCH_BYTES of JSON, so that a batch never
+   * The next events to send: at most BATCH of them and BATCH_UNITS of JSON, so that a batch never
    * exceeds the service's body limit (one event alone may be up to its own limit).
    */
   #nextBatch(): Pending[] {
     const out: Pending[] = [];
-    let bytes = 0;
+    let units = 0;
     for (const p of this.#queue) {
-      const size = Buffer.byteLength((p.json ??= JSON.stringify(p.event)));
-      if (out.length > 0 && (out.length >= BATCH || bytes + size > BATCH_BYTES)) break;
+      const size = (p.json ??= JSON.stringify(p.event)).length;
+      if (out.length > 0 && (out.length >= BATCH || units + size > BATCH_UNITS)) break;
       out.push(p);
-      bytes += size;
+      units += size;
     }
     return out;
   }
@@ -148,8 +152,10 @@ export class ClientSession {
             this.#unreachableSince = undefined;
           }
           attempt = 0;
-          const done = this.#queue.filter((p) => p.seq <= r.acked);
-          this.#queue = this.#queue.filter((p) => p.seq > r.acked);
+          // The queue is in sequence order: what is acknowledged is a prefix of it.
+          let n = 0;
+          while (n < this.#queue.length && (this.#queue[n]?.seq ?? Infinity) <= r.acked) n++;
+          const done = this.#queue.splice(0, n);
           for (const p of done) p.resolve({ seq: r.logSeq });
           if (done.length === 0)
             throw new DaemonError(200, 'DAEMON_PROTOCOL', 'the daemon acknowledged nothing');

@@ -687,7 +687,18 @@ export class EndpointService {
       let stop: Error | undefined;
       // Who sent the batch and where: the same for every event in it.
       const ctx = this.context(s.policy.ref.agent, s.id, peer);
-      const device = deviceObject(ctx.device);
+      const user = ctx.actor.user;
+      const stamp: Stamp = {
+        device: deviceObject(ctx.device),
+        actor: {
+          app_name: s.policy.ref.agent,
+          process: { name: 'cordon', pid: peer.pid },
+          session: { uid: s.id },
+          ...(user === undefined
+            ? {}
+            : { user: { name: user.name, ...(user.uid === undefined ? {} : { uid: user.uid }) } }),
+        },
+      };
       for (const { seq, event } of events) {
         if (seq <= last) continue;
         if (seq !== last + 1) {
@@ -701,7 +712,7 @@ export class EndpointService {
         let done: Promise<{ seq: number }>;
         try {
           const head = this.log.head.seq;
-          done = this.log.append(this.#stamp(s, peer, ctx, device, event, seq));
+          done = this.log.append(this.#stamp(stamp, event, seq));
           // The log sequences a record as append() is called; an event it refused outright
           // (not storable as sent, or the log closed) did not take a place in the order.
           if (this.log.head.seq === head) await done;
@@ -775,14 +786,7 @@ export class EndpointService {
     return p;
   }
 
-  #stamp(
-    s: DaemonSession,
-    peer: Peer,
-    ctx: EventContext,
-    device: Record<string, unknown>,
-    event: Record<string, unknown>,
-    seq: number,
-  ): OcsfEvent {
+  #stamp(stamp: Stamp, event: Record<string, unknown>, seq: number): OcsfEvent {
     const oversize = event[OVERSIZE];
     if (typeof oversize === 'number')
       throw new CordonError(
@@ -811,27 +815,28 @@ export class EndpointService {
       throw new CordonError('EVENT_INVALID', 'actor and metadata must be objects', {
         hint: 'send events built by the audit event builders',
       });
-    const user = ctx.actor.user;
     // In place: the event was parsed from this request for this call alone, and a copy of every
     // event (a dozen fields each) was the largest cost of a batch after parsing it. Keys stay in
     // code-unit order, as the event builders make them: the log's canonical form of an event in
-    // that order is JSON.stringify's, several times faster than serialising it key by key.
-    event['actor'] = inKeyOrder({
-      ...actor,
-      app_name: s.policy.ref.agent,
-      process: { name: 'cordon', pid: peer.pid },
-      session: { uid: s.id },
-      ...(user === undefined
-        ? {}
-        : { user: { name: user.name, ...(user.uid === undefined ? {} : { uid: user.uid }) } }),
-    });
+    // that order is JSON.stringify's, several times faster than serialising it key by key. An
+    // actor with nothing but the fields the service sets (what its clients send) is the batch's
+    // one stamped actor, shared.
+    let own = true;
+    for (const k in actor) if (!STAMPED_ACTOR.has(k)) own = false;
+    if (own) event['actor'] = stamp.actor;
+    else {
+      const merged = { ...actor, ...stamp.actor };
+      // No identity the client claims stays: without the kernel's, the actor names no user.
+      if (!('user' in stamp.actor)) delete merged['user'];
+      event['actor'] = inKeyOrder(merged);
+    }
     event['metadata'] = metadata;
     event['unmapped'] = inKeyOrder({ ...unmapped, client_seq: seq });
     if ('device' in event) {
-      event['device'] = device;
+      event['device'] = stamp.device;
       return event as unknown as OcsfEvent;
     }
-    return inKeyOrder({ ...event, device }) as unknown as OcsfEvent;
+    return inKeyOrder({ ...event, device: stamp.device }) as unknown as OcsfEvent;
   }
 
   watch(s: DaemonSession, send: (m: WatchMessage) => void): () => void {
@@ -1250,3 +1255,12 @@ function inKeyOrder(o: Record<string, unknown>): Record<string, unknown> {
   }
   return o;
 }
+
+/** What the service sets on every event of a session's batch (from the kernel and itself). */
+interface Stamp {
+  readonly device: Record<string, unknown>;
+  readonly actor: Record<string, unknown>;
+}
+
+/** The actor fields the service sets; an event's actor with no others is replaced whole. */
+const STAMPED_ACTOR = new Set(['app_name', 'process', 'session', 'user']);
