@@ -369,9 +369,10 @@ export class AuditLog {
 
   /**
    * Append one event. Resolves with its seq and hash once it is on disk; rejects (and the caller
-   * must then deny) when it cannot be made durable.
+   * must then deny) when it cannot be made durable. `wellFormed`: every string in the event was
+   * checked for lone surrogates where it was received (the endpoint service's transports do).
    */
-  append(event: OcsfEvent): Promise<AppendResult> {
+  append(event: OcsfEvent, opts: { readonly wellFormed?: boolean } = {}): Promise<AppendResult> {
     if (this.#closed) {
       return Promise.reject(
         new CordonError('AUDIT_LOG_CLOSED', 'the audit log is closed', {
@@ -390,7 +391,7 @@ export class AuditLog {
           },
         );
       }
-      json = canonicalEvent(event);
+      json = canonicalEvent(event, opts.wellFormed === true);
     } catch (e) {
       return Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }

@@ -1,5 +1,9 @@
 import { sha256Hex } from './hash.js';
-import { canonicalize, canonicalizeOrdered } from '../manifest/canonical.js';
+import {
+  canonicalize,
+  canonicalizeWellFormed,
+  canonicalizeOrdered,
+} from '../manifest/canonical.js';
 import { isBuiltEvent } from './events.js';
 import { CordonError } from '../errors.js';
 import { parseStrictJson } from '../manifest/json.js';
@@ -44,8 +48,14 @@ export function encodeRecord(
   return { line: `{"event":${eventJson},"hash":"${hash}",${tail}`, hash };
 }
 
-/** Canonical JSON of an event, refusing anything the exported form could not round-trip. */
-export function canonicalEvent(event: Readonly<Record<string, unknown>>): string {
+/**
+ * Canonical JSON of an event, refusing anything the exported form could not round-trip.
+ * `wellFormed`: every string in it was checked for lone surrogates where it was received.
+ */
+export function canonicalEvent(
+  event: Readonly<Record<string, unknown>>,
+  wellFormed = false,
+): string {
   const meta = event['metadata'] as Record<string, unknown> | undefined;
   const unmapped = event['unmapped'] as Record<string, unknown> | undefined;
   if (
@@ -59,7 +69,7 @@ export function canonicalEvent(event: Readonly<Record<string, unknown>>): string
       { hint: 'build events with the builders in src/audit/events.ts' },
     );
   }
-  if (!isBuiltEvent(event)) return canonicalize(event);
+  if (!isBuiltEvent(event)) return wellFormed ? canonicalizeWellFormed(event) : canonicalize(event);
   // Builder output is in canonical order by construction. Every 64th is compared with the exact
   // form, so code that changes events after building them is found, loudly.
   if ((sampled++ & 63) !== 0) return canonicalizeOrdered(event);

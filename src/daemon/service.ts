@@ -712,7 +712,8 @@ export class EndpointService {
         let done: Promise<{ seq: number }>;
         try {
           const head = this.log.head.seq;
-          done = this.log.append(this.#stamp(stamp, event, seq));
+          // Every string in it was checked on receipt (both transports refuse lone surrogates).
+          done = this.log.append(this.#stamp(stamp, event, seq), { wellFormed: true });
           // The log sequences a record as append() is called; an event it refused outright
           // (not storable as sent, or the log closed) did not take a place in the order.
           if (this.log.head.seq === head) await done;

@@ -67,6 +67,16 @@ export function canonicalizeOrdered(value: unknown): string {
   return SURROGATE.test(s) ? write(value, 0) : s;
 }
 
+/**
+ * RFC 8785 form of a value whose every string and key is already known to be well-formed UTF-16
+ * (checked where it was received, as the endpoint service's transports do): JSON.stringify's
+ * output when its keys come in code-unit order, without scanning that output for surrogates.
+ * A lone surrogate here would be written escaped, and the record would then fail verification.
+ */
+export function canonicalizeWellFormed(value: unknown): string {
+  return ready(value, 0) ? JSON.stringify(value) : write(value, 0);
+}
+
 /** The key-by-key serialiser alone, without the fast path (for tests that compare the two). */
 export function canonicalizeSlow(value: unknown): string {
   return write(value, 0);
