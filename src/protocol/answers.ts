@@ -26,13 +26,27 @@ const fail = (path: Path, message: string): { path: Path; message: string } => (
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
-/** z.string() with z.maxLength(max) (zod counts UTF-16 code units, as `length` does). */
+/**
+ * Code points in `s`, as zod measures a string's length: a surrogate pair counts once, a lone
+ * surrogate once. Only a string longer than a limit in code units needs counting.
+ */
+function codePoints(s: string): number {
+  let n = s.length;
+  for (let i = 0; i < s.length - 1; i++) {
+    if ((s.charCodeAt(i) & 0xfc00) === 0xd800 && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) {
+      n--;
+      i++;
+    }
+  }
+  return n;
+}
+/** z.string() with z.maxLength(max): zod counts code points, not UTF-16 code units. */
 const str =
   (max: number): Check =>
   (v, path) =>
     typeof v !== 'string'
       ? fail(path, 'expected string')
-      : v.length > max
+      : v.length > max && codePoints(v) > max
         ? fail(path, `too big (at most ${max})`)
         : undefined;
 /** z.int(): a safe integer. */

@@ -147,6 +147,13 @@ const nasty = fc.oneof(
   fc
     .constantFrom(64, 65, 128, 129, 256, 257, 1024, 1025, 4096, 4097, 8192, 8193)
     .map((n) => 'x'.repeat(n)),
+  // Around the limits in code points, which zod counts (a pair is one), not code units.
+  fc
+    .tuple(
+      fc.constantFrom(32, 33, 64, 65, 128, 129, 512, 513, 2048, 2049, 4096, 4097),
+      fc.constantFrom('\u{1F600}', 'x\u{1F600}', '\ud800', '\udc00\ud800'),
+    )
+    .map(([n, unit]) => unit.repeat(n)),
   fc.constantFrom('allow', 'deny', 'ask', 'run', 'proxy', 'running', 'quarantined', 'ping', ID),
   fc.constantFrom(ID.toUpperCase(), `${ID}0`, ID.slice(1)),
   fc.array(fc.jsonValue(), { maxLength: 2 }),
@@ -186,6 +193,32 @@ describe('the zod-free answer checks agree with the protocol schemas', () => {
       }),
       { numRuns: 500 },
     );
+  });
+
+  it('count a string’s length in code points, as zod does (a surrogate pair is one)', () => {
+    // 8192 code points of which some are pairs: over 8192 code units, within the limit.
+    const cases: [string, Json][] = [
+      ['reload', { ok: true, inForce: false, message: '\u{1F600}'.repeat(4097) }],
+      ['reload', { ok: true, inForce: false, message: '\u{1F600}'.repeat(8192) }],
+      ['reload', { ok: true, inForce: false, message: '\u{1F600}'.repeat(8193) }],
+      ['reload', { ok: true, inForce: false, message: 'x' + '\u{1F600}'.repeat(8191) }],
+      ['reload', { ok: true, inForce: false, message: 'xx' + '\u{1F600}'.repeat(8191) }],
+      ['reload', { ok: true, inForce: false, message: '\ud800'.repeat(8193) }],
+      ['reload', { ok: true, inForce: false, message: '\udc00\ud800'.repeat(4097) }],
+      ['watch', { type: 'quarantine', code: '\u{1F600}'.repeat(64), reason: '' }],
+      ['watch', { type: 'quarantine', code: '\u{1F600}'.repeat(65), reason: '' }],
+    ];
+    const byName = new Map(samples.map(([n, c, z]) => [n, [c, z] as const]));
+    byName.set('watch', [watchMessage, WatchMessageSchema]);
+    byName.set('reload', [reloadAnswer, ReloadResponseSchema]);
+    for (const [name, v] of cases) {
+      const [check, schema] = byName.get(name) ?? [];
+      expect(check?.safeParse(v).success, `${name} ${JSON.stringify(v).slice(0, 60)}`).toBe(
+        schema?.safeParse(v).success,
+      );
+    }
+    expect(reloadAnswer.safeParse(cases[1]?.[1]).success).toBe(true);
+    expect(reloadAnswer.safeParse(cases[2]?.[1]).success).toBe(false);
   });
 
   it('a refused answer names the field', () => {
