@@ -29,7 +29,7 @@ const BATCH_UNITS = MAX_BODY_BYTES / 2 / 3;
 
 interface Pending {
   /** Its JSON, once serialised (measured for the batch, then sent as it is). */
-  json?: string;
+  json: string | undefined;
   readonly seq: number;
   readonly event: OcsfEvent;
   readonly resolve: (v: { seq: number }) => void;
@@ -108,7 +108,7 @@ export class ClientSession {
   /** Append one event; resolves once the daemon has made it durable. */
   append(event: OcsfEvent): Promise<{ seq: number }> {
     return new Promise((resolve, reject) => {
-      this.#queue.push({ seq: ++this.#seq, event, resolve, reject });
+      this.#queue.push({ seq: ++this.#seq, event, json: undefined, resolve, reject });
       void this.#flush();
     });
   }
@@ -117,16 +117,19 @@ export class ClientSession {
    * The next events to send: at most BATCH of them and BATCH_UNITS of JSON, so that a batch never
    * exceeds the service's body limit (one event alone may be up to its own limit).
    */
-  #nextBatch(): Pending[] {
-    const out: Pending[] = [];
+  #nextBatch(): { batch: Pending[]; body: string } {
+    const batch: Pending[] = [];
+    const parts: string[] = [];
     let units = 0;
     for (const p of this.#queue) {
-      const size = (p.json ??= JSON.stringify(p.event)).length;
-      if (out.length > 0 && (out.length >= BATCH || units + size > BATCH_UNITS)) break;
-      out.push(p);
-      units += size;
+      // Each event's JSON as measured: serialised once, kept for a resend.
+      const json = (p.json ??= JSON.stringify(p.event));
+      if (batch.length > 0 && (batch.length >= BATCH || units + json.length > BATCH_UNITS)) break;
+      batch.push(p);
+      parts.push(`{"seq":${p.seq},"event":${json}}`);
+      units += json.length;
     }
-    return out;
+    return { batch, body: `{"events":[${parts.join(',')}]}` };
   }
 
   async #flush(): Promise<void> {
@@ -135,13 +138,12 @@ export class ClientSession {
     try {
       let attempt = 0;
       while (this.#queue.length > 0) {
-        const batch = this.#nextBatch();
+        const { batch, body } = this.#nextBatch();
         try {
-          // Each event's JSON as measured: serialised once, not again for the request.
           const r = await this.#client.requestJson(
             'POST',
             `/v1/sessions/${this.id}/events`,
-            `{"events":[${batch.map((p) => `{"seq":${p.seq},"event":${p.json ?? JSON.stringify(p.event)}}`).join(',')}]}`,
+            body,
             eventsAnswer,
             { capability: this.#capability },
           );
