@@ -202,6 +202,23 @@ export function isWithin(child: string, parent: string): boolean {
   return child === parent || child.startsWith(parent === '/' ? '/' : parent + sep);
 }
 
+/**
+ * `(p) => parents.some((v) => isWithin(p, v))` for normalised paths (what join, resolve and
+ * realpath give), with one set look-up per directory above `p` instead of a scan of `parents`
+ * (a launch checks a few hundred denies against dozens of shown paths). test/sandbox/within-any
+ * holds the two to the same answers.
+ */
+export function withinAny(parents: readonly string[]): (p: string) => boolean {
+  const bare = (p: string): string => (p.length > 1 && p.endsWith(sep) ? p.slice(0, -1) : p);
+  const set = new Set(parents.map(bare));
+  return (p) => {
+    for (let a = bare(p); ; a = dirname(a)) {
+      if (set.has(a)) return true;
+      if (a === '/' || a === '.') return false;
+    }
+  };
+}
+
 function realOrUndefined(p: string): string | undefined {
   try {
     // One realpath(3) call, where Node's own resolution lstats each component in script: a
@@ -725,16 +742,8 @@ export function planSandbox(input: SandboxPlanInput): SandboxPlan {
     masked.push(path);
   };
   const masksAt = b.length;
-  // A deny is masked when it lies in something shown: one look-up per directory above it (a
-  // launch has a few hundred denies and dozens of shown paths).
-  const bare = (p: string): string => (p.length > 1 && p.endsWith(sep) ? p.slice(0, -1) : p);
-  const shown = new Set([...visible, ...etcBound].map(bare));
-  const inShown = (p: string): boolean => {
-    for (let a = bare(p); ; a = dirname(a)) {
-      if (shown.has(a)) return true;
-      if (a === '/' || a === '.') return false;
-    }
-  };
+  // A deny is masked when it lies in something shown.
+  const inShown = withinAny([...visible, ...etcBound]);
   for (const d of denies) {
     if (inShown(d.path)) mask(d.path, d.access, d.id, d.dir);
   }
