@@ -6,8 +6,9 @@ import type * as CedarWasm from '@cedar-policy/cedar-wasm/nodejs';
 // the guardrails engine (a core module) so that it stays free of process and I/O built-ins.
 
 // Node 20's V8 can crash inside JS-to-wasm call inlining; every process that evaluates Cedar
-// must run with inlining off. The cordon bin passes the flag on its command line; this covers
-// library users (it takes effect for code not yet optimised).
+// must run with inlining off. The cordon bin sets it before it loads the full CLI (`cordon run`'s
+// own bundle holds no Cedar and runs without it); this covers every other process that loads
+// Cedar, library users among them (it takes effect for code not yet optimised).
 setFlagsFromString('--no-turbo-inline-js-wasm-calls');
 
 let cedarModule: typeof CedarWasm | undefined;
