@@ -8,7 +8,7 @@ import { BIN, sandboxEnv, type SandboxEnv } from '../sandbox/harness.js';
 import {
   exec,
   request,
-  startDaemonProcess,
+  startEnvDaemon,
   stopDaemonProcess,
   type ApiAnswer,
   type DaemonProcess,
@@ -24,12 +24,7 @@ let manifest: string;
 beforeAll(async () => {
   s = sandboxEnv('api');
   manifest = s.sign({ commandsAllowed: ['/usr/bin/true'] });
-  socket = join(s.dir, 'api.sock');
-  d = await startDaemonProcess(
-    socket,
-    ['--policy-dir', join(s.cordonHome, 'policy'), '--state-dir', join(s.cordonHome, 'state')],
-    { env: s.env },
-  );
+  ({ daemon: d, socket } = await startEnvDaemon(s));
 });
 afterAll(async () => {
   await stopDaemonProcess(d);

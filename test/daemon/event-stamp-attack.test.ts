@@ -1,10 +1,9 @@
 import { readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameReader, WIRE_MAGIC } from '../../src/protocol/wire.js';
 import { sandboxEnv, type SandboxEnv } from '../sandbox/harness.js';
-import { request, startDaemonProcess, stopDaemonProcess, type DaemonProcess } from './harness.js';
+import { request, startEnvDaemon, stopDaemonProcess, type DaemonProcess } from './harness.js';
 
 // A session's client appends events built to make the log record something other than what the
 // service means to write: identities of its choosing, keys and numbers whose canonical form
@@ -18,12 +17,7 @@ let manifest: string;
 beforeAll(async () => {
   s = sandboxEnv('stamp-attack');
   manifest = s.sign({ commandsAllowed: ['/usr/bin/true'] });
-  socket = join(s.dir, 'api.sock');
-  d = await startDaemonProcess(
-    socket,
-    ['--policy-dir', join(s.cordonHome, 'policy'), '--state-dir', join(s.cordonHome, 'state')],
-    { env: s.env },
-  );
+  ({ daemon: d, socket } = await startEnvDaemon(s));
 });
 afterAll(async () => {
   await stopDaemonProcess(d);

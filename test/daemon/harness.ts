@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
-import { BIN } from '../sandbox/harness.js';
+import { join } from 'node:path';
+import { BIN, type SandboxEnv } from '../sandbox/harness.js';
 
 /** What a process left behind. */
 export interface Exited {
@@ -214,4 +215,17 @@ export async function stopDaemonProcess(d: DaemonProcess | undefined): Promise<v
   if (d === undefined || d.child.exitCode !== null || d.child.signalCode !== null) return;
   d.child.kill('SIGTERM');
   await d.exited;
+}
+
+/** A sandbox environment's daemon, as its own process, on a socket in the environment's directory. */
+export async function startEnvDaemon(
+  s: SandboxEnv,
+): Promise<{ daemon: DaemonProcess; socket: string }> {
+  const socket = join(s.dir, 'api.sock');
+  const daemon = await startDaemonProcess(
+    socket,
+    ['--policy-dir', join(s.cordonHome, 'policy'), '--state-dir', join(s.cordonHome, 'state')],
+    { env: s.env },
+  );
+  return { daemon, socket };
 }
