@@ -329,73 +329,6 @@ export async function runSession(
     }
     for (const w of plan.warnings) o.onDiagnostic(w);
     const argv0 = o.command[0] ?? '';
-    // What the user's own tools would run after the session (git hooks and config, agents'
-    // settings, shell start-up files) is recorded before the agent starts; no record, no agent.
-    try {
-      const recorded = recordPersistence(
-        o.stateDir,
-        guardScope(
-          o.id,
-          o.home,
-          plan.grants.filter((g) => g.access === 'write').map((g) => g.path),
-          o.manifest.overrides,
-          o.hidden,
-        ),
-        Date.now(),
-      );
-      guarded = recorded.watching;
-      if (recorded.incomplete)
-        o.onDiagnostic(
-          'persistence guard: the write grants hold more than it walks; files beyond its bounds are not watched',
-        );
-    } catch (e) {
-      const reason = `the persistence guard could not record the write grants: ${(e as Error).message}; the agent did not run`;
-      await append(
-        processActivityEvent(ctx(), {
-          activity: 'launch',
-          path: argv0,
-          argv: o.command,
-          control: {
-            decision: { effect: 'deny', rule: 'sandbox', code: 'PERSISTENCE_GUARD_FAILED', reason },
-            manifest: o.ref,
-          },
-        }),
-      );
-      throw new CordonError('PERSISTENCE_GUARD_FAILED', reason, {
-        hint: 'check that the state directory is writable and has space',
-      });
-    }
-    // The launch is recorded before the agent runs: no audit record, no agent. The record is
-    // written while bubblewrap builds the sandbox; the helper waits for the go byte.
-    const launchRecorded = append(
-      processActivityEvent(ctx(), {
-        activity: 'launch',
-        path: argv0,
-        argv: o.command,
-        control: {
-          decision: {
-            effect: 'allow',
-            rule: 'sandbox',
-            code: 'SANDBOX_STARTED',
-            reason: `session ${o.id} launching in the sandbox: ${plan.grants.length} grants mounted, ${plan.masked.length} paths masked, egress only through the proxy; guardrails: ${o.guardrails.text}`,
-          },
-          manifest: o.ref,
-        },
-        unmapped: {
-          guardrails: o.guardrails.facts,
-          sandbox: {
-            agent_runtimes: o.agentRuntimes.map((r) => `${r.path} (${r.rule})`),
-            cwd: plan.cwd,
-            grants: plan.grants.map((g) => `${g.access} ${g.path}${g.widened ? ' (widened)' : ''}`),
-            masked: [...plan.masked],
-            // Mandatory denies the manifest lifts, each with its reason: every use is reported.
-            overrides: o.manifest.overrides.map((x) => `${x.deny} (${x.access}): ${x.reason}`),
-            warnings: [...plan.warnings],
-          },
-        },
-      }),
-    );
-
     // Node passes on every descriptor its caller left open without close-on-exec; the helper's
     // launch step closes all but these six before it execs bubblewrap. With a terminal on 0-2,
     // it runs bubblewrap on a pseudo-terminal of the session's own and relays it, and says so on
@@ -502,6 +435,77 @@ export async function runSession(
     });
     const go = (spawned.stdio as unknown as (Writable | null)[])[5] as Writable;
     go.on('error', () => undefined); // a sandbox that died early; reported from its exit
+    // What the user's own tools would run after the session (git hooks and config, agents'
+    // settings, shell start-up files) is recorded before the agent starts; no record, no agent.
+    // Both are made while bubblewrap builds the sandbox (it only mounts what the plan made; the
+    // agent waits for the go byte).
+    try {
+      const recorded = recordPersistence(
+        o.stateDir,
+        guardScope(
+          o.id,
+          o.home,
+          plan.grants.filter((g) => g.access === 'write').map((g) => g.path),
+          o.manifest.overrides,
+          o.hidden,
+        ),
+        Date.now(),
+      );
+      guarded = recorded.watching;
+      if (recorded.incomplete)
+        o.onDiagnostic(
+          'persistence guard: the write grants hold more than it walks; files beyond its bounds are not watched',
+        );
+    } catch (e) {
+      // The helper reads end-of-file instead of the go byte and stops before the agent runs.
+      go.destroy();
+      spawned.kill('SIGKILL');
+      const reason = `the persistence guard could not record the write grants: ${(e as Error).message}; the agent did not run`;
+      await append(
+        processActivityEvent(ctx(), {
+          activity: 'launch',
+          path: argv0,
+          argv: o.command,
+          control: {
+            decision: { effect: 'deny', rule: 'sandbox', code: 'PERSISTENCE_GUARD_FAILED', reason },
+            manifest: o.ref,
+          },
+        }),
+      );
+      throw new CordonError('PERSISTENCE_GUARD_FAILED', reason, {
+        hint: 'check that the state directory is writable and has space',
+      });
+    }
+    // The launch is recorded before the agent runs: no audit record, no agent. The record is
+    // written while bubblewrap builds the sandbox; the helper waits for the go byte.
+    const launchRecorded = append(
+      processActivityEvent(ctx(), {
+        activity: 'launch',
+        path: argv0,
+        argv: o.command,
+        control: {
+          decision: {
+            effect: 'allow',
+            rule: 'sandbox',
+            code: 'SANDBOX_STARTED',
+            reason: `session ${o.id} launching in the sandbox: ${plan.grants.length} grants mounted, ${plan.masked.length} paths masked, egress only through the proxy; guardrails: ${o.guardrails.text}`,
+          },
+          manifest: o.ref,
+        },
+        unmapped: {
+          guardrails: o.guardrails.facts,
+          sandbox: {
+            agent_runtimes: o.agentRuntimes.map((r) => `${r.path} (${r.rule})`),
+            cwd: plan.cwd,
+            grants: plan.grants.map((g) => `${g.access} ${g.path}${g.widened ? ' (widened)' : ''}`),
+            masked: [...plan.masked],
+            // Mandatory denies the manifest lifts, each with its reason: every use is reported.
+            overrides: o.manifest.overrides.map((x) => `${x.deny} (${x.access}): ${x.reason}`),
+            warnings: [...plan.warnings],
+          },
+        },
+      }),
+    );
     try {
       await launchRecorded;
     } catch (e) {
