@@ -173,6 +173,7 @@ export type DaemonCode =
   | 'SESSION_UNAUTHORIZED'
   | 'EVENT_INVALID'
   | 'EVENT_SEQUENCE_GAP'
+  | 'EVENTS_PENDING'
   // The local API's own answers to a malformed request
   | 'REQUEST_INVALID'
   | 'BODY_TOO_LARGE'

@@ -255,6 +255,7 @@ const EXIT_CLASS: Record<Exclude<CordonCode, LintCode>, ExitClass> = {
   SESSION_UNAUTHORIZED: 'invalid',
   EVENT_INVALID: 'invalid',
   EVENT_SEQUENCE_GAP: 'invalid',
+  EVENTS_PENDING: 'environment',
   REQUEST_INVALID: 'invalid',
   BODY_TOO_LARGE: 'invalid',
   METHOD_NOT_ALLOWED: 'invalid',

@@ -133,6 +133,7 @@ export async function runRun(
     actor: { ...base.actor, name: opened.ref.agent, session: session.id },
   };
   let exitCode: number | undefined;
+  let closing: Promise<void> | undefined;
   try {
     await settlePersistence(
       dirs.stateDir,
@@ -183,12 +184,27 @@ export async function runRun(
     );
     if (result.quarantined) diag(`session ${session.id} was quarantined`);
     exitCode = result.exitCode;
+    // The Terminate record and the close go out together; the close is answered once the record
+    // is durable. A record that cannot be made durable fails the run, as before the close.
+    closing = closeSession(session, exitCode, diag);
+    const [recorded] = await Promise.allSettled([result.terminated, closing]);
+    if (recorded.status === 'rejected') throw recorded.reason;
     return result.exitCode;
   } finally {
-    await session
-      .close(exitCode)
-      .catch((e: unknown) => diag(`closing the session: ${(e as Error).message}`));
+    await (closing ?? closeSession(session, exitCode, diag));
   }
+}
+
+/** Close the session at the service; a failure is reported, the exit code stands. */
+function closeSession(
+  session: ClientSession,
+  exitCode: number | undefined,
+  diag: (m: string) => void,
+): Promise<void> {
+  return session
+    .close(exitCode)
+    .then(() => undefined)
+    .catch((e: unknown) => diag(`closing the session: ${(e as Error).message}`));
 }
 
 /** The debugging escape hatch: no sandbox at all, only the proxy variables. Audited loudly. */

@@ -53,6 +53,7 @@ export class ClientSession {
   #seq = 0;
   #queue: Pending[] = [];
   #flushing = false;
+  readonly #idleWaiters: (() => void)[] = [];
   #closed = false;
   #stopWatch: (() => void) | undefined;
   #retry: NodeJS.Timeout | undefined;
@@ -179,6 +180,7 @@ export class ClientSession {
       }
     } finally {
       this.#flushing = false;
+      if (this.#queue.length === 0) for (const w of this.#idleWaiters.splice(0)) w();
     }
   }
 
@@ -227,25 +229,52 @@ export class ClientSession {
    */
   async close(exitCode?: number): Promise<CloseResponse['destinations']> {
     this.#closed = true;
-    this.#stopWatch?.();
     if (this.#retry !== undefined) clearTimeout(this.#retry);
-    while (this.#queue.length > 0 || this.#flushing) await sleep(5);
+    // The watch stays until the close is answered: what the service says about the last events
+    // (a full disk, the session's reserved space used for them) still reaches the user.
+    try {
+      return await this.#close(exitCode);
+    } finally {
+      this.#stopWatch?.();
+    }
+  }
+
+  async #close(exitCode: number | undefined): Promise<CloseResponse['destinations']> {
+    // With events unanswered, the close goes out at once behind them, naming the last: the
+    // service closes only once they are durable (one round trip for both). If it is refused
+    // (they failed, or were not sent yet), the close waits for them and goes out again.
+    let lastSeq = this.#queue.length > 0 || this.#flushing ? this.#seq : undefined;
     for (let attempt = 0; ; attempt++) {
+      if (lastSeq === undefined) await this.#idle();
       try {
         const r = await this.#client.request(
           'POST',
           `/v1/sessions/${this.id}/close`,
-          exitCode === undefined ? {} : { exitCode },
+          {
+            ...(exitCode === undefined ? {} : { exitCode }),
+            ...(lastSeq === undefined ? {} : { lastSeq }),
+          },
           closeAnswer,
           { capability: this.#capability },
         );
         return r.destinations;
       } catch (e) {
-        if (!(e instanceof DaemonError) || e.code !== 'DAEMON_UNREACHABLE' || attempt >= 50)
-          throw e;
+        const code = e instanceof DaemonError ? e.code : '';
+        if (code === 'EVENTS_PENDING' && lastSeq !== undefined) {
+          lastSeq = undefined;
+          continue;
+        }
+        if (code !== 'DAEMON_UNREACHABLE' || attempt >= 50) throw e;
+        lastSeq = undefined;
         await sleep(Math.min(1000, 20 * 2 ** Math.min(attempt, 6)));
       }
     }
+  }
+
+  /** Resolves once no event is queued or in flight (sent and answered, or failed). */
+  #idle(): Promise<void> {
+    if (this.#queue.length === 0 && !this.#flushing) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 }
 

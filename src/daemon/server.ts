@@ -63,6 +63,7 @@ function statusFor(code: string): number {
   if (code === 'DAEMON_FORBIDDEN') return 403;
   if (code === 'SESSION_NOT_FOUND' || code === 'NOT_FOUND') return 404;
   if (code === 'METHOD_NOT_ALLOWED') return 405;
+  if (code === 'EVENTS_PENDING') return 409;
   if (code === 'BODY_TOO_LARGE') return 413;
   if (code === 'DAEMON_BUSY') return 429;
   if (code === 'INTERNAL') return 500;
@@ -768,7 +769,8 @@ export function createApiServer(service: EndpointService, hooks: ServerHooks): A
       }
       case 'close': {
         want('POST');
-        parse(CloseRequestSchema, await ex.body());
+        const body = parse(CloseRequestSchema, await ex.body());
+        if (body.lastSeq !== undefined) await service.settled(s, body.lastSeq);
         const destinations = service.destinations(s);
         await service.close(s);
         ex.reply(200, { ok: true, destinations });

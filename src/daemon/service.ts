@@ -1027,6 +1027,22 @@ export class EndpointService {
       });
   }
 
+  /**
+   * Once the session's events in hand are settled: refuses (EVENTS_PENDING) unless every event up
+   * to the client's `lastSeq` is durable. A close sent behind its events, on the same connection,
+   * is answered once they are written; one that overtook them, or followed events that failed,
+   * is refused and sent again after them.
+   */
+  async settled(s: DaemonSession, lastSeq: number): Promise<void> {
+    await s.tail;
+    if (s.acked < lastSeq)
+      throw new CordonError(
+        'EVENTS_PENDING',
+        `events up to ${lastSeq} are not all durable (${s.acked} are): the session stays open`,
+        { hint: 'send the events again, then close' },
+      );
+  }
+
   async close(s: DaemonSession): Promise<void> {
     rmSync(this.#reserveFile(s), { force: true });
     this.sessions.delete(s.id);

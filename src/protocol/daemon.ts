@@ -205,6 +205,12 @@ export const SessionStateRequestSchema = z.strictObject({
 
 export const CloseRequestSchema = z.strictObject({
   exitCode: z.optional(z.int()),
+  /**
+   * The client's last event sequence number, sent with events still unanswered: the session is
+   * closed only once every event up to it is durable; otherwise the answer is EVENTS_PENDING
+   * (409) and the session stays open.
+   */
+  lastSeq: z.optional(z.int().check(z.minimum(1))),
 });
 
 /** Traffic per destination (`host:port`) of a session's proxy. */

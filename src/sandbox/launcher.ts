@@ -83,6 +83,12 @@ export interface SessionResult {
   readonly signal?: number;
   readonly quarantined: boolean;
   readonly plan: SandboxPlan;
+  /**
+   * The session's Terminate record, on its way: resolved once durable, rejected if it cannot be
+   * (the caller fails as when any record is refused). Left to the caller so that the record and
+   * the close of the session travel together.
+   */
+  readonly terminated: Promise<unknown>;
 }
 
 /** What the caller can do to a running session. */
@@ -676,7 +682,7 @@ export async function runSession(
     const exitCode = code ?? 128 + (signal === null ? 0 : constants.signals[signal]);
     const sig = typeof exitEvent?.['signal'] === 'number' ? exitEvent['signal'] : 0;
     const execFailed = helperEvents.find((e) => e['event'] === 'exec-failed');
-    await append(
+    const terminated = append(
       processActivityEvent(ctx(), {
         activity: 'terminate',
         path: argv0,
@@ -698,7 +704,13 @@ export async function runSession(
             }),
       }),
     );
-    return { exitCode, ...(sig === 0 ? {} : { signal: sig }), quarantined, plan };
+    // Observed here, awaited by the caller (a rejection with nobody listening yet is not lost).
+    terminated.catch(() => undefined);
+    // A session with a persistence guard to settle has its Terminate made durable first: the
+    // guard's clean-up below removes files on the log's disk, and on a full disk the record goes
+    // into the space the session reserved for it, not into room the clean-up happened to make.
+    if (guarded) await terminated;
+    return { exitCode, ...(sig === 0 ? {} : { signal: sig }), quarantined, plan, terminated };
   } finally {
     closeCopies();
     if (sampler !== undefined) clearTimeout(sampler);

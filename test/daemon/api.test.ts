@@ -2,6 +2,7 @@ import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fileActivityEvent } from '../../src/audit/events.js';
 import { MAX_BODY_BYTES } from '../../src/protocol/daemon.js';
 import { encodeFrame, FrameReader, WIRE_MAGIC } from '../../src/protocol/wire.js';
 import { BIN, sandboxEnv, type SandboxEnv } from '../sandbox/harness.js';
@@ -390,6 +391,58 @@ describe('the local API against malformed and hostile requests', () => {
     );
     expect(errorOf(unknown).code).toBe('SESSION_UNAUTHORIZED');
     expect((await request(socket, 'POST', `/v1/sessions/${id}/close`, {}, auth)).status).toBe(200);
+    await stillServing();
+  });
+
+  it('closes a session behind its events only once they are durable, and refuses a close that overtook them', async () => {
+    const one = await request(socket, 'POST', '/v1/sessions', openBody());
+    expect(one.status, one.raw).toBe(200);
+    const id = one.body['session'] as string;
+    const capability = one.body['capability'] as string;
+    const auth = { authorization: `Bearer ${capability}` };
+    const event = (seq: number): Record<string, unknown> => ({
+      seq,
+      event: fileActivityEvent(
+        { productVersion: '0', device: { hostname: 'h' }, actor: { name: 'a' }, time: 1 },
+        { activity: 'read', path: `/w/pipelined-${seq}` },
+      ),
+    });
+    // A close naming events the service has not been sent: refused, and the session stays open.
+    const early = await request(socket, 'POST', `/v1/sessions/${id}/close`, { lastSeq: 1 }, auth);
+    expect(errorOf(early)).toEqual({ status: 409, code: 'EVENTS_PENDING', hasMessage: true });
+    // The events and the close in one write on one connection: both answered, the close after
+    // the events are in the log.
+    const both = await wire(
+      [
+        {
+          id: 1,
+          method: 'POST',
+          path: `/v1/sessions/${id}/events`,
+          capability,
+          body: { events: [event(1), event(2)] },
+        },
+        {
+          id: 2,
+          method: 'POST',
+          path: `/v1/sessions/${id}/close`,
+          capability,
+          body: { lastSeq: 2 },
+        },
+      ],
+      2,
+    );
+    const byId = new Map(both.answers.map((a) => [a['id'], a]));
+    expect(byId.get(1)?.['status']).toBe(200);
+    expect((byId.get(1)?.['body'] as { acked?: number }).acked).toBe(2);
+    expect(byId.get(2)?.['status'], JSON.stringify(byId.get(2))).toBe(200);
+    const paths = s
+      .events()
+      .filter((e) => (e['actor'] as { session?: { uid?: string } }).session?.uid === id)
+      .map((e) => (e['file'] as { path?: string } | undefined)?.path);
+    expect(paths).toEqual(['/w/pipelined-1', '/w/pipelined-2']);
+    // Closed: the session is gone.
+    const after = await request(socket, 'POST', `/v1/sessions/${id}/close`, {}, auth);
+    expect(errorOf(after).code).toBe('SESSION_UNAUTHORIZED');
     await stillServing();
   });
 
