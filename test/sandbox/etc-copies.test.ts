@@ -1,9 +1,9 @@
-import { readFileSync, rmSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FIRST_COPY_FD, planSandbox } from '../../src/sandbox/linux/plan.js';
 import { validManifest } from '../helpers.js';
-import { ROOT, sandboxEnv, type SandboxEnv } from './harness.js';
+import { ROOT, sandboxEnv, type SandboxEnv, removeEnv } from './harness.js';
 
 // Small /etc files reach the sandbox as copies in its read-only root, not as mounts of their
 // own (each mount costs bubblewrap a remount and a read of the whole mount table).
@@ -11,7 +11,7 @@ let s: SandboxEnv;
 beforeAll(() => {
   s = sandboxEnv('etc-copies');
 });
-afterAll(() => rmSync(s.dir, { recursive: true, force: true }));
+afterAll(() => removeEnv(s));
 
 describe('/etc in the sandbox', () => {
   it('copies small world-readable files with their permissions and mounts directories', () => {

@@ -6,6 +6,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  rmSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -296,4 +297,13 @@ export function sessionLeftovers(env: Record<string, string>, cordonHome: string
     ...(existsSync(registry) ? readdirSync(registry).map((f) => join(registry, f)) : []),
     ...egressDirs(env),
   ];
+}
+
+/**
+ * Remove an environment: its on-demand daemon is stopped first, so that nothing it still writes
+ * (a checkpoint as it goes idle) races the removal.
+ */
+export function removeEnv(s: SandboxEnv): void {
+  spawnSync(process.execPath, [BIN, 'daemon', 'stop'], { env: s.env, stdio: 'ignore' });
+  rmSync(s.dir, { recursive: true, force: true });
 }

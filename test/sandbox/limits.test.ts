@@ -3,7 +3,15 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, probeResults, ROOT, sandboxEnv, type SandboxEnv, initPolicyAs } from './harness.js';
+import {
+  BIN,
+  probeResults,
+  ROOT,
+  sandboxEnv,
+  type SandboxEnv,
+  initPolicyAs,
+  removeEnv,
+} from './harness.js';
 
 // Agents run as ordinary users; under root (CI), the ordinary user is `nobody` via setpriv.
 const NOBODY = 65534;
@@ -17,7 +25,7 @@ beforeAll(() => {
     commandsAllowed: ['/usr/bin/bash', '/usr/bin/cat', '/usr/bin/head', s.probe],
   });
 });
-afterAll(() => rmSync(s.dir, { recursive: true, force: true }));
+afterAll(() => removeEnv(s));
 
 /** The size option of the tmpfs mounted at `dir`, from the sandbox's /proc/self/mountinfo. */
 function tmpfsSize(mountinfo: string, dir: string): string | undefined {

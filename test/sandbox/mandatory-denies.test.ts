@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, sandboxEnv, type SandboxEnv } from './harness.js';
+import { BIN, sandboxEnv, type SandboxEnv, removeEnv } from './harness.js';
 
 let s: SandboxEnv;
 const SECRET = 'stored-credential-do-not-read';
@@ -61,7 +61,7 @@ beforeAll(() => {
   }
   writeFileSync(join(s.home, 'notes.txt'), 'ordinary\n');
 });
-afterAll(() => rmSync(s.dir, { recursive: true, force: true }));
+afterAll(() => removeEnv(s));
 
 /** Effects `cordon check --stdin` gives for these requests, in order. */
 function decide(manifest: string, reqs: { kind: string; path: string }[]): string[] {

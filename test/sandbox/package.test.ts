@@ -11,7 +11,7 @@ import {
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validManifest } from '../helpers.js';
-import { ROOT, runCli, sandboxEnv, type SandboxEnv } from './harness.js';
+import { ROOT, runCli, sandboxEnv, type SandboxEnv, removeEnv } from './harness.js';
 
 // Cordon installed inside a folder an agent may write (a project checkout, ~/tools): the agent
 // could patch the code the next `cordon run` executes on the host.
@@ -31,7 +31,7 @@ beforeAll(() => {
   copyBin = join(pkg, 'dist/cli/main.js');
   mkdirSync(join(s.home, 'work'));
 });
-afterAll(() => rmSync(s.dir, { recursive: true, force: true }));
+afterAll(() => removeEnv(s));
 
 const copy = (args: string[]): ReturnType<typeof runCli> =>
   runCli([copyBin, ...args], { env: s.env }, true);

@@ -22,6 +22,7 @@ import {
   type RunResult,
   type SandboxEnv,
   initPolicyAs,
+  removeEnv,
 } from './harness.js';
 
 const GIT = '/usr/bin/git';
@@ -54,7 +55,7 @@ beforeAll(() => {
   manifest = s.sign({ writePaths: [`${work}/**`], commandsAllowed: TOOLS });
   schema = new OcsfSchema(OCSF_DIR);
 });
-afterAll(() => rmSync(s.dir, { recursive: true, force: true }));
+afterAll(() => removeEnv(s));
 
 /** Run git on the host, as the user would after the session. */
 function hostGit(cwd: string, ...args: string[]): ReturnType<typeof spawnSync> {

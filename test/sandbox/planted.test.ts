@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { BIN, sandboxEnv, type RunResult, type SandboxEnv } from './harness.js';
+import { BIN, sandboxEnv, type RunResult, type SandboxEnv, removeEnv } from './harness.js';
 
 // An agent prepares the next session: in session 1 (a write grant) it turns a path the next
 // launch mounts into a symbolic link; session 2 must not show the link's target. Session 1 is
@@ -38,7 +38,7 @@ beforeAll(() => {
   mkdirSync(outside);
   writeFileSync(join(outside, 'secret.txt'), OUTSIDE + '\n');
 });
-afterAll(() => rmSync(s.dir, { recursive: true, force: true }));
+afterAll(() => removeEnv(s));
 
 /** The launch event of the last session, and its sandbox warnings. */
 function lastLaunchWarnings(): string[] {

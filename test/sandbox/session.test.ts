@@ -5,7 +5,6 @@ import {
   existsSync,
   mkdirSync,
   readdirSync,
-  rmSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -20,13 +19,13 @@ import { helperPath } from '../../src/sandbox/linux/doctor.js';
 import { planSandbox } from '../../src/sandbox/linux/plan.js';
 import { createPdp, type Pdp } from '../../src/policy/pdp.js';
 import { validManifest } from '../helpers.js';
-import { ROOT, runCli, sandboxEnv, type SandboxEnv } from './harness.js';
+import { ROOT, runCli, sandboxEnv, type SandboxEnv, removeEnv } from './harness.js';
 
 let s: SandboxEnv;
 beforeAll(() => {
   s = sandboxEnv('session');
 });
-afterAll(() => rmSync(s.dir, { recursive: true, force: true }));
+afterAll(() => removeEnv(s));
 
 describe('sandbox helper', () => {
   it('refuses to run anything unless it is pid 1 of its own pid namespace (exit 125)', () => {
