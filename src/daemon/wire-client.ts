@@ -6,11 +6,10 @@
  */
 import net from 'node:net';
 import { CordonError, type CordonCode } from '../errors.js';
-import type { AnswerCheck } from '../protocol/answers.js';
+import { errorAnswer, type AnswerCheck } from '../protocol/answers.js';
+import type { ErrorBody } from '../protocol/daemon.js';
 import { describeIssues } from '../protocol/issues.js';
 import { FrameReader, MAX_RESPONSE_FRAME, readResponse, WIRE_MAGIC } from '../protocol/wire.js';
-
-type Schema<T> = AnswerCheck<T>;
 
 export type DaemonClientErrorCode = 'DAEMON_UNREACHABLE' | 'DAEMON_PROTOCOL';
 
@@ -230,7 +229,7 @@ export class DaemonClient {
     method: 'GET' | 'POST',
     path: string,
     body: unknown,
-    schema: Schema<T>,
+    schema: AnswerCheck<T>,
     opts: { capability?: string; timeoutMs?: number } = {},
   ): Promise<T> {
     return this.requestJson(
@@ -247,7 +246,7 @@ export class DaemonClient {
     method: 'GET' | 'POST',
     path: string,
     bodyJson: string | undefined,
-    schema: Schema<T>,
+    schema: AnswerCheck<T>,
     opts: { capability?: string; timeoutMs?: number } = {},
   ): Promise<T> {
     const sent = this.#connection().send(
@@ -287,7 +286,7 @@ export class DaemonClient {
   watch<M>(
     session: string,
     capability: string,
-    schema: Schema<M>,
+    schema: AnswerCheck<M>,
     onMessage: (m: M) => void,
     onEnd: (why: string) => void,
   ): () => void {
@@ -325,7 +324,7 @@ export class DaemonClient {
 }
 
 /** A daemon's answer checked: the value the schema admits, or the daemon's error. */
-function answerOf<T>(a: Answer, schema: Schema<T>): T {
+function answerOf<T>(a: Answer, schema: AnswerCheck<T>): T {
   if (a.status !== 200) {
     const err = errorBody(a.body);
     throw err !== undefined
@@ -373,23 +372,8 @@ function httpAnswer(path: string, text: string): DaemonError {
   );
 }
 
-/** An error answer's fields (ErrorBodySchema's, checked by hand to keep zod out of this module). */
-function errorBody(
-  v: unknown,
-): { code: string; message: string; hint?: string; file?: string; pointer?: string } | undefined {
-  if (typeof v !== 'object' || v === null) return undefined;
-  const b = v as Record<string, unknown>;
-  const str = (x: unknown, max: number): x is string => typeof x === 'string' && x.length <= max;
-  const opt = (x: unknown): string | undefined => (str(x, 4096) ? x : undefined);
-  if (b['ok'] !== false || !str(b['code'], 64) || !str(b['message'], 16384)) return undefined;
-  const hint = opt(b['hint']);
-  const file = opt(b['file']);
-  const pointer = opt(b['pointer']);
-  return {
-    code: b['code'],
-    message: b['message'],
-    ...(hint === undefined ? {} : { hint }),
-    ...(file === undefined ? {} : { file }),
-    ...(pointer === undefined ? {} : { pointer }),
-  };
+/** An error answer's fields, when the body is ErrorBodySchema's (checked without zod). */
+function errorBody(v: unknown): ErrorBody | undefined {
+  const r = errorAnswer.safeParse(v);
+  return r.success ? r.data : undefined;
 }

@@ -7,7 +7,13 @@
  * holds every pair to the same answers on generated input. What a checker refuses, the client
  * treats as a daemon of another version (DAEMON_PROTOCOL), as it did with the schema.
  */
-import type { CloseResponse, OpenSessionResponse, SessionInfo, WatchMessage } from './daemon.js';
+import type {
+  CloseResponse,
+  ErrorBody,
+  OpenSessionResponse,
+  SessionInfo,
+  WatchMessage,
+} from './daemon.js';
 import type { Issues } from './issues.js';
 
 /** What a client needs of a schema: zod's `safeParse`, with zod's failure shape. */
@@ -130,6 +136,17 @@ function answer<T>(check: Check): AnswerCheck<T> {
 }
 
 // Each below mirrors the schema of the same name in ./daemon.ts.
+
+export const errorAnswer = answer<ErrorBody>(
+  obj({
+    ok: literal(false),
+    code: str(64),
+    message: str(16384),
+    hint: opt(str(4096)),
+    file: opt(str(4096)),
+    pointer: opt(str(4096)),
+  }),
+);
 
 const ManifestRef = obj({ agent: str(256), version: str(64), digest: str(128) });
 

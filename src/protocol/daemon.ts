@@ -12,12 +12,11 @@
  * curl --unix-socket "$XDG_RUNTIME_DIR/cordon/daemon.sock" http://cordon/v1/status
  */
 import * as z from 'zod/mini';
-
-export const API_PREFIX = '/v1';
-
 import { MAX_BATCH, MAX_BODY_BYTES } from './limits.js';
 
 export { MAX_BATCH, MAX_BODY_BYTES, MAX_EVENT_BYTES } from './limits.js';
+
+export const API_PREFIX = '/v1';
 
 const Str = (max: number) => z.string().check(z.maxLength(max));
 const Id = z.string().check(z.regex(/^[0-9a-f-]{36}$/));

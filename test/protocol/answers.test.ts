@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import {
   closeAnswer,
   decideAnswer,
+  errorAnswer,
   eventsAnswer,
   openSessionAnswer,
   reloadAnswer,
@@ -13,6 +14,7 @@ import {
 import {
   CloseResponseSchema,
   DecideResponseSchema,
+  ErrorBodySchema,
   EventsResponseSchema,
   OpenSessionResponseSchema,
   ReloadResponseSchema,
@@ -75,6 +77,12 @@ const samples: [
     },
   ],
   ['events', eventsAnswer, EventsResponseSchema, { ok: true, acked: 3, logSeq: 99 }],
+  [
+    'error',
+    errorAnswer,
+    ErrorBodySchema,
+    { ok: false, code: 'EVENTS_PENDING', message: 'm', hint: 'h', file: '/f', pointer: '/p' },
+  ],
   [
     'close',
     closeAnswer,
